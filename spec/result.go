@@ -1,0 +1,167 @@
+package spec
+
+// This file owns kolejka_result.json: reading it strictly, writing it in
+// Kolejka's canonical form, and loading and storing result folders.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+func resultKeys() []string {
+	return []string{"files", "id", "limits", "result", "stats", "status", "stderr", "stdout", "tags"}
+}
+
+// statuses lists every verdict.
+func statuses() []Status {
+	return []Status{StatusOK, StatusRE, StatusTLE, StatusMLE, StatusPLE, StatusOLE, StatusSE}
+}
+
+// Valid reports whether s is one of the verdicts OK, RE, TLE, MLE, PLE, OLE,
+// SE.
+func (s Status) Valid() bool {
+	for _, v := range statuses() {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+func statusProblem(s Status) string {
+	names := make([]string, 0, 7)
+	for _, v := range statuses() {
+		names = append(names, string(v))
+	}
+	return fmt.Sprintf("%q is not a status (use %s)", string(s), strings.Join(names, ", "))
+}
+
+// ParseResult reads kolejka_result.json from data; file names it in errors.
+// Like ParseTask it checks syntax and types strictly, not meaning. Its stats
+// are normalised as Kolejka does on load (see Stats.Normalize).
+func ParseResult(data []byte, file string) (*Result, error) {
+	root, err := parseJSON(data, file)
+	if err != nil {
+		return nil, err
+	}
+	d := newDecoder(file)
+	if !d.root(root) {
+		return nil, d.err()
+	}
+	r := d.result(root)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// LoadResult reads DIR/kolejka_result.json and checks it as a local result
+// folder: ParseResult, Validate(Local) and CheckFiles(dir).
+func LoadResult(dir string) (*Result, error) {
+	file := filepath.Join(dir, ResultFile)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("unable to load result: %w", err)
+	}
+	r, err := ParseResult(data, file)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Validate(Local); err != nil {
+		return nil, relabel(err, file)
+	}
+	if err := r.CheckFiles(dir); err != nil {
+		return nil, relabel(err, file)
+	}
+	return r, nil
+}
+
+func (d *decoder) result(n *node) *Result {
+	m := d.fields(n, "", resultKeys()...)
+	r := &Result{
+		ID:     d.str(m["id"], "id"),
+		Tags:   d.stringList(m["tags"], "tags"),
+		Limits: d.limits(m["limits"], "limits"),
+		Stdout: d.str(m["stdout"], "stdout"),
+		Stderr: d.str(m["stderr"], "stderr"),
+		Files:  d.files(m["files"], "files"),
+		Stats:  d.stats(m["stats"], "stats"),
+	}
+	if code := d.signed(m["result"], "result"); code != nil {
+		if int64(int(*code)) != *code {
+			d.add("result", "%d is out of range", *code)
+		} else {
+			c := int(*code)
+			r.Result = &c
+		}
+	}
+	if !absent(m["status"]) {
+		r.Status = Status(d.str(m["status"], "status"))
+		if m["status"].kind == jsonString && !r.Status.Valid() {
+			d.add("status", "%s", statusProblem(r.Status))
+		}
+	}
+	return r
+}
+
+// Encode writes the result as Kolejka does (see Task.Encode). tags, limits,
+// stats and files are always written; id, result, status, stdout and stderr
+// when set. Stats are written normalised, times rounded to microseconds.
+func (r *Result) Encode() ([]byte, error) {
+	p := problems{file: ResultFile}
+	r.Limits.check(&p, "limits")
+	r.Stats.check(&p, "stats")
+	if r.Status != "" && !r.Status.Valid() {
+		p.add("status", "%s", statusProblem(r.Status))
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	o := object{
+		"tags":   strs(r.Tags),
+		"limits": r.Limits.jsonValue(),
+		"stats":  r.Stats.canonical().jsonValue(),
+		"files":  filesValue(r.Files),
+	}
+	putString(o, "id", r.ID)
+	if r.Result != nil {
+		o["result"] = *r.Result
+	}
+	putString(o, "status", string(r.Status))
+	putString(o, "stdout", r.Stdout)
+	putString(o, "stderr", r.Stderr)
+	data, err := encodeJSON(o)
+	if err != nil {
+		return nil, &Error{File: ResultFile, Problem: err.Error()}
+	}
+	return data, nil
+}
+
+// WriteResult writes DIR/kolejka_result.json atomically (see WriteTask).
+// Write it last: its presence marks the result folder complete.
+func WriteResult(dir string, r *Result) error {
+	data, err := r.Encode()
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, ResultFile), data)
+}
+
+// MarshalJSON is Encode.
+func (r *Result) MarshalJSON() ([]byte, error) { return r.Encode() }
+
+// UnmarshalJSON reads a result as ParseResult does (a JSON null leaves r as
+// it is).
+func (r *Result) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		return nil
+	}
+	v, err := ParseResult(data, ResultFile)
+	if err != nil {
+		return err
+	}
+	*r = *v
+	return nil
+}
