@@ -1,0 +1,111 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), FileName)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSectionsFallBackToDefault(t *testing.T) {
+	f, err := Load(write(t, `
+[default]
+config = judge
+memory = 1G
+temp: /var/tmp
+
+[judge]
+server = kolejka.example.org
+; a comment
+MEMORY = 2G
+
+[worker]
+time = 10s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.ClientSection(""); got != "judge" {
+		t.Errorf("client section %q, want judge", got)
+	}
+	if got := f.ClientSection("other"); got != "other" {
+		t.Errorf("explicit section %q", got)
+	}
+	if v, _ := f.Get("judge", "memory"); v != "2G" {
+		t.Errorf("judge memory %q: keys are case-insensitive", v)
+	}
+	if v, _ := f.Get("worker", "temp"); v != "/var/tmp" {
+		t.Errorf("worker temp %q, want the [default] value", v)
+	}
+	l, err := f.Limits("worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Memory == nil || *l.Memory != 1<<30 || l.Time == nil || l.Time.Seconds() != 10 {
+		t.Errorf("worker limits %s", l)
+	}
+}
+
+func TestBadValuesNameFileSectionAndKey(t *testing.T) {
+	p := write(t, "[worker]\nmemory = 64MiB\nnetwork = maybe\nimage_size = 2G\n")
+	f, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Limits("worker")
+	if err == nil {
+		t.Fatal("bad limits accepted")
+	}
+	for _, want := range []string{p, "[worker] memory", "64MiB", "[worker] network", "maybe"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestOlderImageSizeKey(t *testing.T) {
+	f, err := Load(write(t, "[foreman]\nimage_size = 2G\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := f.Limits("foreman")
+	if err != nil || l.Image == nil || *l.Image != 2<<30 {
+		t.Fatalf("image %v err %v", l.Image, err)
+	}
+}
+
+func TestNoFileIsEmptyConfig(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_DIRS", t.TempDir())
+	f, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Path != "" && !strings.HasPrefix(f.Path, "/etc/kolejka") {
+		t.Fatalf("found %s", f.Path)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.conf")); err == nil {
+		t.Fatal("an explicitly named missing file must be an error")
+	}
+}
+
+func TestSearchPathOrder(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", "")
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_DIRS", "")
+	got := SearchPath()
+	want := []string{filepath.Join(home, ".config/kolejka/kolejka.conf"), "/etc/kolejka/kolejka.conf", "/etc/xdg/kolejka/kolejka.conf"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("search path %v, want %v", got, want)
+	}
+}
