@@ -1,0 +1,343 @@
+package cgroup
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as the processes the real-cgroup tests measure:
+// with helperEnv set, TestMain runs a helper instead of the tests. Every
+// helper prints "ready", blocks until it reads a line on stdin (the test
+// moves it into a group meanwhile), then does its work, so the group sees
+// the work from its first instruction.
+const (
+	helperEnv    = "KOLEJKA_CGROUP_TEST_HELPER"
+	helperArgEnv = "KOLEJKA_CGROUP_TEST_HELPER_ARG"
+)
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(runHelper(mode, os.Getenv(helperArgEnv)))
+	}
+	os.Exit(m.Run())
+}
+
+func runHelper(mode, arg string) int {
+	in := bufio.NewReader(os.Stdin)
+	gate := func() {
+		fmt.Println("ready")
+		if _, err := in.ReadString('\n'); err != nil {
+			os.Exit(3)
+		}
+	}
+	switch mode {
+	case "spin":
+		// Spin until this process used arg of CPU time since the gate
+		// opened, then report how much exactly, by its own account
+		// (getrusage). CPU time, not wall time: the host may be busy.
+		d, err := time.ParseDuration(arg)
+		if err != nil {
+			return 2
+		}
+		gate()
+		before := rusage()
+		after := before
+		for after.total()-before.total() < d {
+			spin(1 << 16)
+			after = rusage()
+		}
+		fmt.Printf("%d %d\n", after.total()-before.total(), after.user-before.user)
+		return 0
+	case "spin-forever":
+		gate()
+		for {
+			spin(1 << 20)
+		}
+	case "alloc":
+		// Map arg bytes, touch every page, report, and hold them until
+		// stdin closes.
+		n, err := strconv.Atoi(arg)
+		if err != nil {
+			return 2
+		}
+		gate()
+		b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			fmt.Println("mmap:", err)
+			return 1
+		}
+		for i := 0; i < n; i += os.Getpagesize() {
+			b[i] = 1
+		}
+		fmt.Println("done")
+		_, _ = io.Copy(io.Discard, in)
+		return 0
+	case "reaper":
+		// Run `sh -c arg` (stdin inherited, so the script can wait on the
+		// gate itself), print its pid, and reap it and every orphan it
+		// leaves until none is left. PID 1 of some sandboxes does not reap,
+		// so without this a fork bomb's orphans would stay zombies forever.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return 2
+		}
+		cmd := exec.Command("/bin/sh", "-c", arg)
+		cmd.Stdin = os.Stdin
+		if err := cmd.Start(); err != nil {
+			return 2
+		}
+		fmt.Printf("ready %d\n", cmd.Process.Pid)
+		for {
+			var ws unix.WaitStatus
+			_, err := unix.Wait4(-1, &ws, 0, nil)
+			if errors.Is(err, unix.ECHILD) {
+				return 0
+			}
+		}
+	}
+	return 2
+}
+
+var sink uint64
+
+func spin(n int) {
+	x := sink
+	for i := 0; i < n; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	sink = x
+}
+
+type usageTimes struct{ user, sys time.Duration }
+
+func (u usageTimes) total() time.Duration { return u.user + u.sys }
+
+func rusage() usageTimes {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return usageTimes{
+		user: time.Duration(ru.Utime.Nano()),
+		sys:  time.Duration(ru.Stime.Nano()),
+	}
+}
+
+// helper is a running helper process.
+type helper struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+	pid   int // of the process to move: the helper, or the reaper's shell
+}
+
+// startHelper starts a helper and waits until it is ready (blocked on its
+// gate). It is killed and reaped at cleanup if still running.
+func startHelper(t *testing.T, mode, arg string) *helper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperArgEnv+"="+arg)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &helper{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 16), pid: cmd.Process.Pid}
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			p.lines <- s.Text()
+		}
+		close(p.lines)
+	}()
+	t.Cleanup(func() {
+		stdin.Close()
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	ready := p.line()
+	if mode == "reaper" {
+		pid, err := strconv.Atoi(strings.TrimPrefix(ready, "ready "))
+		if err != nil {
+			t.Fatalf("reaper said %q", ready)
+		}
+		p.pid = pid
+	} else if ready != "ready" {
+		t.Fatalf("helper %s said %q, want ready", mode, ready)
+	}
+	return p
+}
+
+// helperTimeout bounds waits for helpers: generous, because a 0.5 s CPU
+// spin takes far longer in wall time on a loaded CI machine.
+const helperTimeout = time.Minute
+
+// line returns the helper's next output line, failing after helperTimeout.
+func (p *helper) line() string {
+	p.t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			p.t.Fatalf("helper exited without output")
+		}
+		return l
+	case <-time.After(helperTimeout):
+		p.t.Fatalf("helper said nothing for %v", helperTimeout)
+	}
+	return ""
+}
+
+// release opens the gate.
+func (p *helper) release() {
+	p.t.Helper()
+	if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+		p.t.Fatalf("unable to release helper: %v", err)
+	}
+}
+
+// wait waits for the helper to exit, at most helperTimeout, and returns its
+// status.
+func (p *helper) wait() syscall.WaitStatus {
+	p.t.Helper()
+	p.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(helperTimeout):
+		_ = p.cmd.Process.Kill()
+		<-done
+		p.t.Fatalf("helper did not exit within %v", helperTimeout)
+	}
+	return p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+}
+
+// requirePrivileged returns the host hierarchy if this process can create
+// cgroups in it. Otherwise it skips the test with the reason, or fails it
+// when KOLEJKA_REQUIRE_PRIVILEGED=1 (CI, which must run these tests).
+func requirePrivileged(t testing.TB) *Hierarchy {
+	t.Helper()
+	skip := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("KOLEJKA_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatalf("KOLEJKA_REQUIRE_PRIVILEGED=1, but "+format, args...)
+		}
+		t.Skipf("skipping real cgroup test: "+format, args...)
+	}
+	if os.Geteuid() != 0 {
+		skip("needs root (euid is %d)", os.Geteuid())
+	}
+	h, err := Host()
+	if err != nil {
+		skip("%v", err)
+	}
+	if err := probeWritable(h.dirs("/kolejka-test-probe-" + randomName())[0]); err != nil {
+		skip("cgroups are not writable: %v", err)
+	}
+	return h
+}
+
+func probeWritable(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	return syscall.Rmdir(dir)
+}
+
+func randomName() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testRoot returns a fresh path /kolejka-test/<random> for one test, and
+// removes whatever the test left there (processes included) at cleanup.
+func testRoot(t testing.TB, h *Hierarchy) string {
+	t.Helper()
+	root := "/kolejka-test/" + randomName()
+	t.Cleanup(func() {
+		if g, err := h.Load(root); err == nil {
+			if err := g.Delete(); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		for _, d := range h.dirs("/kolejka-test") {
+			_ = syscall.Rmdir(d) // fails while other tests use it
+		}
+	})
+	return root
+}
+
+func mustCreate(t *testing.T, h *Hierarchy, p string, r *Resources) *Group {
+	t.Helper()
+	g, err := h.Create(p, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func mustUsage(t *testing.T, g *Group) *Usage {
+	t.Helper()
+	u, err := g.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func readTrim(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func ptr(v int64) *int64 { return &v }
+
+const MiB = 1 << 20
+
+// fileIn returns the path of a control file of group p: for v1 in the
+// hierarchy of controller.
+func fileIn(h *Hierarchy, controller, p, name string) string {
+	if h.Mode() == Unified {
+		return filepath.Join(h.mount, p, name)
+	}
+	return filepath.Join(h.dir(controller, p), name)
+}
+
+// writeFiles makes dir (and parents) and writes files into it.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
