@@ -1,0 +1,3 @@
+#!/bin/sh
+echo tool ran in $(pwd)
+echo to stderr >&2
