@@ -1,0 +1,84 @@
+// Package cliexit maps command errors to exit codes in one place, after
+// every deferred cleanup has run (urfave/cli's own cli.Exit would call
+// os.Exit in the middle of Run and skip them).
+package cliexit
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes shared by the kolejka commands.
+const (
+	OK       = 0
+	Failure  = 1 // anything not classified below
+	Usage    = 2 // bad command line or bad input; nothing was changed
+	Degraded = 3 // ran, but the system failed the task: an SE result was written
+)
+
+// Error carries an exit code.
+type Error struct {
+	Code int
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// WithCode wraps err with an exit code; nil stays nil.
+func WithCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Err: err}
+}
+
+// UsageError is a bad command line.
+func UsageError(format string, args ...any) error {
+	return &Error{Code: Usage, Err: fmt.Errorf(format, args...)}
+}
+
+// Run runs app and returns the exit code, having printed the error.
+func Run(app *cli.App, args []string) int {
+	app.ExitErrHandler = func(*cli.Context, error) {} // we decide, below
+	err := app.Run(args)
+	if err == nil {
+		return OK
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Failure
+}
+
+// NoFlagsAfterArgs refuses flags written after positional arguments:
+// urfave/cli stops parsing flags at the first argument, so they would be
+// taken as arguments silently.
+func NoFlagsAfterArgs(c *cli.Context) error {
+	for _, a := range c.Args().Slice() {
+		if len(a) > 1 && a[0] == '-' {
+			return UsageError("%q: options go before the arguments (usage: %s)", a, c.Command.UsageText)
+		}
+	}
+	return nil
+}
+
+// SetLogger makes the default logger write text to stderr at base, or
+// Info with -v/--verbose, or Debug with -d/--debug (the flags every
+// command defines the same way).
+func SetLogger(c *cli.Context, base slog.Level) {
+	level := base
+	if c.Bool("verbose") && level > slog.LevelInfo {
+		level = slog.LevelInfo
+	}
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+}

@@ -1,0 +1,285 @@
+// Command kolejka-worker runs one Kolejka task on this machine, with no
+// server: `kolejka-worker execute TASK_DIR RESULT_DIR`. It also manages the
+// local images of the runc runtime (`image import|ls|rm`); with the docker
+// runtime, `image import` loads the image into the Docker engine as well.
+//
+// Exit codes: 0 the task ran and its result was written (whatever its
+// verdict); 2 bad command line or bad task, nothing changed; 3 the system
+// could not run the task, an SE result was written; 1 anything else.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
+	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
+	"github.com/kolejka-go/kolejka/config"
+	"github.com/kolejka-go/kolejka/spec"
+	"github.com/kolejka-go/kolejka/worker"
+	"github.com/kolejka-go/kolejka/worker/image"
+	"github.com/kolejka-go/kolejka/worker/runtimes"
+)
+
+func main() {
+	os.Exit(cliexit.Run(app(), os.Args))
+}
+
+func app() *cli.App {
+	return &cli.App{
+		Name:  "kolejka-worker",
+		Usage: "run Kolejka tasks on this machine",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show progress"},
+			&cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "show debugging output"},
+			&cli.StringFlag{Name: "config-file", Usage: "kolejka.conf to read (default: the first of " + fmt.Sprint(config.SearchPath()) + ")"},
+		},
+		Before: func(c *cli.Context) error {
+			cliexit.SetLogger(c, slog.LevelWarn)
+			return nil
+		},
+		Commands: []*cli.Command{executeCommand(), imageCommand()},
+	}
+}
+
+// settings is the [worker] section with the command line on top.
+type settings struct {
+	conf     *config.File
+	runtime  string
+	temp     string
+	images   string
+	initPath string
+	output   int64
+	caps     spec.Limits
+}
+
+func loadSettings(c *cli.Context) (*settings, error) {
+	conf, err := config.Load(c.String("config-file"))
+	if err != nil {
+		return nil, cliexit.WithCode(cliexit.Usage, err)
+	}
+	s := &settings{conf: conf}
+	get := func(key string) string { v, _ := conf.Get("worker", key); return v }
+	s.runtime = get("runtime")
+	s.temp = get("temp")
+	s.images = get("images")
+	s.initPath = get("init_path")
+	if v := get("output_limit"); v != "" {
+		if s.output, err = spec.ParseSize(v); err != nil {
+			return nil, cliexit.WithCode(cliexit.Usage, conf.Error("worker", "output_limit", err))
+		}
+	}
+	if s.caps, err = conf.Limits("worker"); err != nil {
+		return nil, cliexit.WithCode(cliexit.Usage, err)
+	}
+	return s, nil
+}
+
+func executeCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "runtime", Usage: runtimeUsage},
+		&cli.StringFlag{Name: "temp", Usage: "folder for scratch space (default: $TMPDIR or /tmp)"},
+		&cli.BoolFlag{Name: "consume", Usage: "move the task's files instead of copying, and remove the task folder"},
+		&cli.BoolFlag{Name: "pull", Usage: "docker runtime: pull the task's image before every run (otherwise only when the engine lacks it); accepted and ignored by runc and host, which use local images"},
+		&cli.StringFlag{Name: "output-limit", Usage: "cap of each stdout/stderr file (default 64M); past it the task is killed, verdict OLE"},
+	}
+	return &cli.Command{
+		Name:      "execute",
+		Usage:     "run a task folder and write its result folder",
+		UsageText: "kolejka-worker execute [options] TASK_DIR RESULT_DIR",
+		Flags:     append(flags, limitflags.Flags()...),
+		Action: func(c *cli.Context) error {
+			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+				return err
+			}
+			if c.NArg() != 2 {
+				return cliexit.UsageError("need TASK_DIR and RESULT_DIR (usage: %s)", c.Command.UsageText)
+			}
+			s, err := loadSettings(c)
+			if err != nil {
+				return err
+			}
+			caps, err := limitflags.Parse(c)
+			if err != nil {
+				return err
+			}
+			if c.IsSet("runtime") {
+				s.runtime = c.String("runtime")
+			}
+			if c.IsSet("temp") {
+				s.temp = c.String("temp")
+			}
+			if c.IsSet("output-limit") {
+				if s.output, err = spec.ParseSize(c.String("output-limit")); err != nil {
+					return cliexit.UsageError("--output-limit: %v", err)
+				}
+			}
+			rt, err := runtimes.Open(s.runtime, runtimes.Options{ImageRoot: s.images, Pull: c.Bool("pull")})
+			if err != nil {
+				return cliexit.WithCode(cliexit.Usage, err)
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			w, err := worker.New(ctx, worker.Config{
+				Temp:        s.temp,
+				Caps:        s.caps,
+				OutputLimit: s.output,
+				InitPath:    s.initPath,
+				Logger:      slog.Default(),
+			}, rt)
+			if err != nil {
+				return err
+			}
+			res, err := w.Execute(ctx, c.Args().Get(0), c.Args().Get(1), worker.Options{Consume: c.Bool("consume"), Caps: caps})
+			switch {
+			case res == nil:
+				return cliexit.WithCode(cliexit.Usage, err)
+			case err != nil:
+				return cliexit.WithCode(cliexit.Degraded, fmt.Errorf("task %s: %s: %w", res.ID, res.Status, err))
+			}
+			slog.Info("result written", "task", res.ID, "status", res.Status)
+			return nil
+		},
+	}
+}
+
+// runtimeUsage documents --runtime (and [worker] runtime).
+const runtimeUsage = "runc (default: containers from local images, no daemon), host (plain processes, no image), " +
+	"docker (containers of the Docker engine at $DOCKER_HOST or the local socket; its images, pulled when missing)"
+
+// engineImages is a runtime that keeps images of its own (docker: the
+// engine's), into which `image import` loads what it imported.
+type engineImages interface {
+	ImportImage(ctx context.Context, img *image.Image, path string) error
+}
+
+func imageCommand() *cli.Command {
+	open := func(c *cli.Context) (*image.Store, error) {
+		s, err := loadSettings(c)
+		if err != nil {
+			return nil, err
+		}
+		return runtimes.OpenImages(runtimes.Options{ImageRoot: s.images})
+	}
+	return &cli.Command{
+		Name:  "image",
+		Usage: "manage the runc runtime's local images",
+		Subcommands: []*cli.Command{
+			{
+				Name: "import",
+				Usage: "import a rootfs tar, a `docker save` tar or an OCI layout (folder or tar) as NAME; " +
+					"with the docker runtime, also load it into the Docker engine",
+				UsageText: "kolejka-worker image import [--runtime NAME] NAME FILE",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "runtime", Usage: "the runtime the image is for (default: [worker] runtime, else runc): " + runtimeUsage},
+				},
+				Action: func(c *cli.Context) error {
+					if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+						return err
+					}
+					if c.NArg() != 2 {
+						return cliexit.UsageError("need NAME and FILE (usage: %s)", c.Command.UsageText)
+					}
+					s, err := loadSettings(c)
+					if err != nil {
+						return err
+					}
+					if c.IsSet("runtime") {
+						s.runtime = c.String("runtime")
+					}
+					var engine engineImages
+					switch s.runtime {
+					case "", "runc", "host":
+					case "docker":
+						// Before importing anything: an engine that does not
+						// answer must leave the store unchanged too.
+						rt, err := runtimes.Open(s.runtime, runtimes.Options{ImageRoot: s.images})
+						if err != nil {
+							return cliexit.WithCode(cliexit.Usage, err)
+						}
+						engine, _ = rt.(engineImages)
+					default:
+						return cliexit.UsageError("unknown runtime %q (choose one of %v)", s.runtime, runtimes.Names())
+					}
+					st, err := runtimes.OpenImages(runtimes.Options{ImageRoot: s.images})
+					if err != nil {
+						return err
+					}
+					img, err := st.Import(c.Context, c.Args().Get(0), c.Args().Get(1))
+					if err != nil {
+						if errors.Is(err, image.ErrBadArchive) {
+							return cliexit.WithCode(cliexit.Usage, err)
+						}
+						return err
+					}
+					if engine != nil {
+						if err := engine.ImportImage(c.Context, img, c.Args().Get(1)); err != nil {
+							return err
+						}
+					}
+					fmt.Printf("%s %s\n", img.Name, img.ID)
+					return nil
+				},
+			},
+			{
+				Name:  "ls",
+				Usage: "list images",
+				Action: func(c *cli.Context) error {
+					st, err := open(c)
+					if err != nil {
+						return err
+					}
+					imgs, err := st.List()
+					if err != nil {
+						return err
+					}
+					tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "NAME\tID\tSIZE\tIMPORTED")
+					for _, img := range imgs {
+						id := img.ID
+						if len(id) > 19 {
+							id = id[:19]
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", img.Name, id, strconv.FormatInt(img.Size, 10), img.Created.Format("2006-01-02 15:04"))
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name:      "rm",
+				Usage:     "remove an image",
+				UsageText: "kolejka-worker image rm NAME",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
+					}
+					st, err := open(c)
+					if err != nil {
+						return err
+					}
+					if err := st.Remove(c.Args().Get(0)); err != nil {
+						if errors.Is(err, image.ErrInUse) {
+							// The name is gone; the space comes back when the task ends.
+							slog.Warn(err.Error())
+							return nil
+						}
+						if errors.Is(err, image.ErrNotFound) {
+							return cliexit.WithCode(cliexit.Usage, err)
+						}
+						return err
+					}
+					return nil
+				},
+			},
+		},
+	}
+}

@@ -1,0 +1,204 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/worker/pid1"
+)
+
+// gate is where kolejka-init holds the task, stopped at its first
+// instruction, until the worker has moved it into the task's cgroup (see
+// package pid1). It is a SOCK_SEQPACKET unix socket in a folder of its own,
+// which a runtime bind-mounts into the container at ContainerGateDir (Docker
+// cannot pass descriptors, so every runtime does it this way). The
+// connection's peer credentials give kolejka-init's pid translated into our
+// pid namespace: how we find a process started deep inside a container.
+//
+// The gate serves one connection and closes before the task runs, so the
+// task finds nothing listening there.
+type gate struct {
+	dir  string
+	dirf *os.File // the folder, open: its /proc/self/fd path is short
+	ln   *net.UnixListener
+	conn *net.UnixConn
+
+	// After release: ended closes when kolejka-init reports the task's end
+	// (or the connection drops); endedAt and code say when and how.
+	ended   chan struct{}
+	endedAt time.Time
+	code    int
+	coded   bool
+}
+
+// gateSocket is the socket's name in the gate folder.
+const gateSocket = "socket"
+
+func newGate(dir string) (*gate, error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("unable to create the gate: %w", err)
+	}
+	dirf, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("unable to create the gate: %w", err)
+	}
+	// A socket's path may hold at most 107 bytes and scratch folders can
+	// be deeper than that: bind through the open folder instead.
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: procPath(os.Getpid(), dirf) + "/" + gateSocket, Net: "unixpacket"})
+	if err != nil {
+		dirf.Close()
+		return nil, fmt.Errorf("unable to create the gate: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	// Whoever the container's init runs as must be able to connect.
+	if err := os.Chmod(filepath.Join(dir, gateSocket), 0o777); err != nil {
+		ln.Close()
+		dirf.Close()
+		return nil, fmt.Errorf("unable to create the gate: %w", err)
+	}
+	return &gate{dir: dir, dirf: dirf, ln: ln}, nil
+}
+
+// hostPath is a short path to the gate socket for a process on this host
+// (the host runtime's kolejka-init), valid while the gate is open.
+func (g *gate) hostPath() string { return procPath(os.Getpid(), g.dirf) + "/" + gateSocket }
+
+func procPath(pid int, f *os.File) string {
+	return "/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(int(f.Fd()))
+}
+
+// wait returns the host pid of the task, stopped at its first instruction
+// (kolejka-init's only child), or 0 when kolejka-init could not start the
+// command at all. It gives up when ctx ends or when kolejka-init is gone
+// (died is closed).
+func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Minute)
+	}
+	_ = g.ln.SetDeadline(deadline)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// A container that dies before connecting must not leave us
+		// waiting for the whole deadline.
+		select {
+		case <-died:
+			_ = g.ln.SetDeadline(time.Now())
+		case <-stop:
+		}
+	}()
+	conn, err := g.ln.AcceptUnix()
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, errors.New("kolejka-init did not reach the gate")
+		}
+		return 0, fmt.Errorf("unable to open the gate: %w", err)
+	}
+	g.conn = conn
+	// No one else may connect.
+	g.ln.Close()
+	os.Remove(filepath.Join(g.dir, gateSocket))
+
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return 0, fmt.Errorf("unable to identify kolejka-init: %w", errors.Join(err, cerr))
+	}
+	_ = conn.SetReadDeadline(deadline)
+	buf := make([]byte, 64)
+	n, err := conn.Read(buf)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("kolejka-init ended before starting the task: %v", err)
+	}
+	switch msg := string(buf[:n]); msg {
+	case pid1.MsgNoTask:
+		return 0, nil
+	case pid1.MsgReady:
+	default:
+		return 0, fmt.Errorf("kolejka-init said %q instead of %q", msg, pid1.MsgReady)
+	}
+	if cred.Pid <= 0 {
+		// 0 means the peer lives in a pid namespace we cannot see into.
+		return 0, errors.New("kolejka-init is not visible from the worker's pid namespace")
+	}
+	return onlyChild(int(cred.Pid))
+}
+
+// onlyChild returns the single child of pid: the task kolejka-init holds
+// stopped. Nothing else runs in the container yet, so there is exactly one.
+// Children hang off the thread that forked them, so every thread is looked
+// at (kolejka-init forks from a locked thread, not always the main one).
+func onlyChild(pid int) (int, error) {
+	threads, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return 0, fmt.Errorf("unable to find the task: %w", err)
+	}
+	var children []string
+	for _, t := range threads {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/children")
+		if err != nil {
+			return 0, fmt.Errorf("unable to find the task: %w", err)
+		}
+		children = append(children, strings.Fields(string(data))...)
+	}
+	if len(children) != 1 {
+		return 0, fmt.Errorf("unable to find the task: kolejka-init has %d children, want 1", len(children))
+	}
+	return strconv.Atoi(children[0])
+}
+
+// release lets the task run, and starts listening for its end.
+func (g *gate) release() error {
+	if _, err := g.conn.Write([]byte(pid1.MsgGo)); err != nil {
+		return fmt.Errorf("unable to start the task: %w", err)
+	}
+	g.ended = make(chan struct{})
+	_ = g.conn.SetReadDeadline(time.Time{})
+	go func() {
+		defer close(g.ended)
+		buf := make([]byte, 64)
+		n, err := g.conn.Read(buf)
+		g.endedAt = time.Now()
+		if err != nil || n == 0 {
+			return // init died without a word: the runtime's status stands
+		}
+		if code, ok := strings.CutPrefix(string(buf[:n]), pid1.MsgExit+" "); ok {
+			if c, err := strconv.Atoi(code); err == nil {
+				g.code, g.coded = c, true
+			}
+		}
+	}()
+	return nil
+}
+
+// refuse tells kolejka-init not to run the task.
+func (g *gate) refuse(reason string) {
+	if g.conn != nil {
+		_, _ = g.conn.Write([]byte(pid1.MsgFail + " " + reason))
+	}
+}
+
+func (g *gate) close() {
+	g.ln.Close()
+	if g.conn != nil {
+		g.conn.Close()
+	}
+	os.Remove(filepath.Join(g.dir, gateSocket))
+	g.dirf.Close()
+}

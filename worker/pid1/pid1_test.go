@@ -1,0 +1,344 @@
+package pid1
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
+)
+
+func TestParse(t *testing.T) {
+	o, err := parse([]string{"--gate", "/g/socket", "--lo-up", "--", "sh", "-c", "--gate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.gate != "/g/socket" || !o.loUp || strings.Join(o.args, " ") != "sh -c --gate" {
+		t.Fatalf("%+v", o)
+	}
+	o, err = parse([]string{"--stdin", "/s/in", "--stdout", "/s/out", "--stderr", "/s/err", "--", "cat", "--stdin", "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.stdin != "/s/in" || o.stdout != "/s/out" || o.stderr != "/s/err" || strings.Join(o.args, " ") != "cat --stdin x" {
+		t.Fatalf("%+v", o)
+	}
+	for _, bad := range [][]string{{}, {"--"}, {"sh"}, {"--gate"}, {"--what", "--", "sh"}, {"--stdin"}, {"--stdout", "--"}, {"--stderr", "x"}} {
+		if _, err := parse(bad); err == nil {
+			t.Errorf("parse(%q) accepted", bad)
+		}
+	}
+}
+
+func TestStatusCode(t *testing.T) {
+	// A wait status: exit code in bits 8-15; a signal in the low bits.
+	if got := statusCode(unix.WaitStatus(3 << 8)); got != 3 {
+		t.Errorf("exit 3 → %d", got)
+	}
+	if got := statusCode(unix.WaitStatus(unix.SIGKILL)); got != 137 {
+		t.Errorf("SIGKILL → %d", got)
+	}
+}
+
+// lockedBuffer is an output buffer a test may read while the command's
+// copier goroutine writes to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// start starts the real kolejka-init without a gate.
+func start(t *testing.T, args ...string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	out := &lockedBuffer{}
+	cmd := exec.Command(testenv.InitBinary(t), append([]string{"--"}, args...)...)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
+}
+
+func exitCode(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	err := cmd.Wait()
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatal(err)
+	return -1
+}
+
+func TestMirrorsTheExitStatus(t *testing.T) {
+	cmd, _ := start(t, "sh", "-c", "exit 7")
+	if got := exitCode(t, cmd); got != 7 {
+		t.Errorf("exit %d, want 7", got)
+	}
+	cmd, _ = start(t, "sh", "-c", "kill -SEGV $$")
+	if got := exitCode(t, cmd); got != 128+int(syscall.SIGSEGV) {
+		t.Errorf("exit %d, want %d", got, 128+int(syscall.SIGSEGV))
+	}
+}
+
+func TestForwardsSignals(t *testing.T) {
+	cmd, out := start(t, "sh", "-c", `trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.05; done`)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "ready") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if got := exitCode(t, cmd); got != 5 || !strings.Contains(out.String(), "got TERM") {
+		t.Fatalf("exit %d, output %q: SIGTERM was not forwarded", got, out)
+	}
+}
+
+func TestCommandNotFound(t *testing.T) {
+	cmd, out := start(t, "no-such-command-anywhere")
+	if got := exitCode(t, cmd); got != ExitNotFound || !strings.Contains(out.String(), "no-such-command-anywhere") {
+		t.Fatalf("exit %d, output %q", got, out)
+	}
+}
+
+// initWithPaths runs kolejka-init with stdio given as paths; its own stdio
+// is a buffer, which must stay empty when the paths are used.
+func initWithPaths(t *testing.T, stdin, stdout, stderr string, args ...string) (int, string) {
+	t.Helper()
+	var own bytes.Buffer
+	argv := []string{}
+	for _, f := range [][2]string{{"--stdin", stdin}, {"--stdout", stdout}, {"--stderr", stderr}} {
+		if f[1] != "" {
+			argv = append(argv, f[0], f[1])
+		}
+	}
+	cmd := exec.Command(testenv.InitBinary(t), append(append(argv, "--"), args...)...)
+	cmd.Stdout = &own
+	cmd.Stderr = &own
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill() // a blocking open would hang forever
+		}
+	}()
+	code := exitCode(t, cmd)
+	close(done)
+	return code, own.String()
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func TestStdioFromPaths(t *testing.T) {
+	dir := t.TempDir()
+	in, out, errp := filepath.Join(dir, "in"), filepath.Join(dir, "out"), filepath.Join(dir, "err")
+	os.WriteFile(in, []byte("from stdin\n"), 0o644)
+	os.WriteFile(out, []byte("old content, longer than the new one\n"), 0o644) // truncated, as by ">"
+	code, own := initWithPaths(t, in, out, errp, "sh", "-c", "cat; echo to-err >&2; echo to-out")
+	if code != 0 || own != "" {
+		t.Fatalf("exit %d, init's own output %q", code, own)
+	}
+	if got := readFile(t, out); got != "from stdin\nto-out\n" {
+		t.Errorf("stdout file %q", got)
+	}
+	if got := readFile(t, errp); got != "to-err\n" {
+		t.Errorf("stderr file %q", got)
+	}
+}
+
+// One path for stdout and stderr is one descriptor: the streams keep their
+// order. Two separate opens would each write from offset 0 and overwrite
+// each other.
+func TestSharedStdoutAndStderr(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "both")
+	code, own := initWithPaths(t, "", p, p, "sh", "-c", "echo one; echo two >&2; echo three; echo four >&2")
+	if code != 0 || own != "" {
+		t.Fatalf("exit %d, init's own output %q", code, own)
+	}
+	if got := readFile(t, p); got != "one\ntwo\nthree\nfour\n" {
+		t.Errorf("merged output %q", got)
+	}
+}
+
+// kolejka-init's own messages go to the task's stderr once it is redirected.
+// Only stdout and stderr share: a stderr of stdin's path is opened apart,
+// for writing (and truncates it first, as "cat <f 2>f" in a shell does).
+func TestStdinIsNeverShared(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(p, []byte("input\n"), 0o644)
+	out := filepath.Join(t.TempDir(), "out")
+	code, own := initWithPaths(t, p, out, p, "sh", "-c", "cat; echo err >&2")
+	if code != 0 || own != "" {
+		t.Fatalf("exit %d, init's own output %q", code, own)
+	}
+	if got := readFile(t, out); got != "" {
+		t.Errorf("stdout %q", got)
+	}
+	if got := readFile(t, p); got != "err\n" {
+		t.Errorf("stderr file %q", got)
+	}
+}
+
+func TestCommandNotFoundGoesToTheStderrPath(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "err")
+	code, own := initWithPaths(t, "", "", p, "no-such-command-anywhere")
+	if code != ExitNotFound || own != "" {
+		t.Fatalf("exit %d, init's own output %q", code, own)
+	}
+	if got := readFile(t, p); !strings.Contains(got, "no-such-command-anywhere: command not found") {
+		t.Errorf("stderr file %q", got)
+	}
+}
+
+func TestUnopenableStdioIsAUsageError(t *testing.T) {
+	code, own := initWithPaths(t, filepath.Join(t.TempDir(), "missing"), "", "", "true")
+	if code != ExitUsage || !strings.Contains(own, "unable to open") {
+		t.Fatalf("exit %d, output %q", code, own)
+	}
+}
+
+func mkfifo(t *testing.T, p string) {
+	t.Helper()
+	if err := unix.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FIFOs, as the Docker runtime uses them. Opening a FIFO normally blocks
+// until its other end is open; kolejka-init must never hang there. A
+// stdout FIFO without a reader is an error at once; with readers and
+// writers as the runtime holds them, data flows both ways, and the task
+// gets blocking descriptors (a task reading an empty stdin FIFO waits for
+// data instead of failing with EAGAIN).
+func TestStdioFIFOs(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	mkfifo(t, in)
+	mkfifo(t, out)
+
+	code, own := initWithPaths(t, "", out, "", "true")
+	if code != ExitUsage || !strings.Contains(own, "unable to open") {
+		t.Fatalf("stdout FIFO without a reader: exit %d, output %q", code, own)
+	}
+
+	// The runtime's ends: a reader for stdout (and a writer keeping it from
+	// seeing EOF before init opens its end), a writer for stdin (and a
+	// reader keeping the pipe, and what was written, alive until then).
+	outR, err := os.OpenFile(out, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	outKeep, err := os.OpenFile(out, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inKeep, err := os.OpenFile(in, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inKeep.Close()
+	inW, err := os.OpenFile(in, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := make(chan string, 1)
+	go func() {
+		data, _ := io.ReadAll(outR)
+		copied <- string(data)
+	}()
+	go func() {
+		inW.Write([]byte("early\n"))
+		time.Sleep(200 * time.Millisecond) // cat has read "early" and waits
+		inW.Write([]byte("late\n"))
+		inW.Close()
+	}()
+	code, own = initWithPaths(t, in, out, "", "sh", "-c", "cat; echo end")
+	outKeep.Close() // init and the task are gone: EOF comes now
+	if code != 0 || own != "" {
+		t.Fatalf("exit %d, init's own output %q", code, own)
+	}
+	select {
+	case got := <-copied:
+		if got != "early\nlate\nend\n" {
+			t.Errorf("stdout through the FIFO %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no EOF on the stdout FIFO")
+	}
+}
+
+// The gate protocol as the worker speaks it: ready (task stopped), go,
+// then exit with the task's code the moment it ends.
+func TestGateProtocol(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "gate")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(testenv.InitBinary(t), "--gate", sock, "--", "sh", "-c", "exit 7")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	conn, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != MsgReady {
+		t.Fatalf("first message %q %v", buf[:n], err)
+	}
+	// The task is held, stopped: no exit comes before go.
+	conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := conn.Read(buf); err == nil {
+		t.Fatalf("message %q before go", buf[:n])
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(MsgGo)); err != nil {
+		t.Fatal(err)
+	}
+	n, err = conn.Read(buf)
+	if err != nil || string(buf[:n]) != MsgExit+" 7" {
+		t.Fatalf("exit message %q %v", buf[:n], err)
+	}
+}

@@ -1,0 +1,262 @@
+package runc_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/spec"
+	"github.com/kolejka-go/kolejka/worker"
+	"github.com/kolejka-go/kolejka/worker/runc"
+	"github.com/kolejka-go/kolejka/worker/workertest"
+)
+
+// Benchmarks of the runc runtime against baselines measured in the same
+// run. Each reports medians as custom metrics; BENCHMARKS.md records them
+// with the command.
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func maxOf(xs []float64) float64 {
+	m := xs[0]
+	for _, x := range xs {
+		if x > m {
+			m = x
+		}
+	}
+	return m
+}
+
+// workerBinary is kolejka-worker (with kolejka-init beside it), built by the
+// Makefile into $KOLEJKA_BIN or here.
+func workerBinary(b *testing.B) string {
+	if bin := os.Getenv("KOLEJKA_BIN"); bin != "" {
+		if _, err := os.Stat(filepath.Join(bin, "kolejka-worker")); err == nil {
+			return filepath.Join(bin, "kolejka-worker")
+		}
+	}
+	dir := b.TempDir()
+	root := testenv.RepoRoot(b)
+	for _, c := range [][]string{
+		{"go", "build", "-o", dir, "./cmd/kolejka-worker"},
+	} {
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	init := testenv.InitBinary(b)
+	data, _ := os.ReadFile(init)
+	os.WriteFile(filepath.Join(dir, "kolejka-init"), data, 0o755)
+	return filepath.Join(dir, "kolejka-worker")
+}
+
+// BenchmarkTrivialTask: `kolejka-worker execute` of a task running
+// /bin/true (the whole command: process start, sweep, container, gate,
+// result) against Debian's bare `runc run` of /bin/true in the same rootfs,
+// alternating, medians.
+func BenchmarkTrivialTask(b *testing.B) {
+	testenv.RequireRoot(b)
+	img := testenv.TestImage(b)
+	runcBin, err := exec.LookPath("runc")
+	if err != nil {
+		testenv.Missing(b, "Debian's runc for the baseline (apt-get install runc)")
+	}
+	bin := workerBinary(b)
+	dir := b.TempDir()
+
+	// Our side: a private image store and config file.
+	conf := filepath.Join(dir, "kolejka.conf")
+	os.WriteFile(conf, []byte("[worker]\nimages = "+filepath.Join(dir, "images")+"\ntemp = "+filepath.Join(dir, "tmp")+"\n"), 0o644)
+	os.Mkdir(filepath.Join(dir, "tmp"), 0o755)
+	if out, err := exec.Command(bin, "--config-file", conf, "image", "import", "kolejka-test:latest", filepath.Join(img, "rootfs.tar")).CombinedOutput(); err != nil {
+		b.Fatalf("import: %v\n%s", err, out)
+	}
+	task := filepath.Join(dir, "task")
+	os.Mkdir(task, 0o755)
+	os.WriteFile(filepath.Join(task, spec.TaskFile), []byte(`{"image": "kolejka-test:latest", "args": ["/bin/true"]}`), 0o644)
+
+	// The baseline: an OCI bundle of the same rootfs.
+	bundle := filepath.Join(dir, "bundle")
+	os.Mkdir(bundle, 0o755)
+	if out, err := exec.Command(runcBin, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		b.Fatalf("runc spec: %v\n%s", err, out)
+	}
+	var cfg map[string]any
+	data, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	json.Unmarshal(data, &cfg)
+	cfg["root"] = map[string]any{"path": filepath.Join(img, "rootfs"), "readonly": true}
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/true"}
+	data, _ = json.Marshal(cfg)
+	os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644)
+	// A second baseline with our seccomp filter, when this build has one:
+	// libseccomp compiles it in runc init for every container, which is a
+	// cost of the filter, not of the rest of our work.
+	sbundle := filepath.Join(dir, "bundle-seccomp")
+	if runc.SeccompBuilt {
+		os.Mkdir(sbundle, 0o755)
+		linux := cfg["linux"].(map[string]any)
+		linux["seccomp"] = runc.TaskSeccomp()
+		data, _ = json.Marshal(cfg)
+		os.WriteFile(filepath.Join(sbundle, "config.json"), data, 0o644)
+	}
+
+	n := b.N
+	if n < 20 {
+		n = 20
+	}
+	var ours, theirs, theirsFiltered []float64
+	b.ResetTimer()
+	for i := 0; i < n; i++ {
+		res := filepath.Join(dir, "result"+strconv.Itoa(i))
+		t0 := time.Now()
+		if out, err := exec.Command(bin, "--config-file", conf, "execute", task, res).CombinedOutput(); err != nil {
+			b.Fatalf("execute: %v\n%s", err, out)
+		}
+		ours = append(ours, float64(time.Since(t0).Microseconds())/1000)
+		os.RemoveAll(res)
+
+		t0 = time.Now()
+		if out, err := exec.Command(runcBin, "run", "--bundle", bundle, fmt.Sprintf("kolejka-bench-%d-%d", os.Getpid(), i)).CombinedOutput(); err != nil {
+			b.Fatalf("runc run: %v\n%s", err, out)
+		}
+		theirs = append(theirs, float64(time.Since(t0).Microseconds())/1000)
+
+		if runc.SeccompBuilt {
+			t0 = time.Now()
+			if out, err := exec.Command(runcBin, "run", "--bundle", sbundle, fmt.Sprintf("kolejka-bench-s-%d-%d", os.Getpid(), i)).CombinedOutput(); err != nil {
+				b.Fatalf("runc run (seccomp): %v\n%s", err, out)
+			}
+			theirsFiltered = append(theirsFiltered, float64(time.Since(t0).Microseconds())/1000)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(median(ours), "worker-ms")
+	b.ReportMetric(median(theirs), "runc-run-ms")
+	b.ReportMetric(median(ours)/median(theirs), "ratio")
+	if len(theirsFiltered) > 0 {
+		b.ReportMetric(median(theirsFiltered), "runc-run-seccomp-ms")
+		b.ReportMetric(median(ours)/median(theirsFiltered), "ratio-seccomp")
+	}
+}
+
+// benchTask runs a task n times through the library and returns results.
+func benchTask(b *testing.B, e *workertest.Env, taskJSON string, n int) []*spec.Result {
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, spec.TaskFile), []byte(taskJSON), 0o644)
+	var out []*spec.Result
+	for i := 0; i < n; i++ {
+		resDir := filepath.Join(b.TempDir(), "r")
+		res, err := e.W.Execute(context.Background(), dir, resDir, worker.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Stdout != "" {
+			data, _ := os.ReadFile(filepath.Join(resDir, res.Stdout))
+			res.Files["_stdout"] = spec.File{Path: string(data)}
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// BenchmarkCPUAccuracy: the task's CPU time as measured from its cgroup vs
+// what the task itself reports from getrusage, for a 0.5 s spin. The
+// difference is kolejka-init's share before the exec (counted by rusage,
+// not by us) and exec itself.
+func BenchmarkCPUAccuracy(b *testing.B) {
+	e := workertest.NewEnv(b, newRuntime(b))
+	runs := benchTask(b, e, `{"image": "kolejka-test:latest", "args": ["kolejka-spin", "0.5"], "stdout": "out", "limits": {"cpus": 1}}`, max(b.N, 5))
+	var errs []float64
+	for _, r := range runs {
+		got := float64(r.Stats.CPU.Usage.Microseconds())
+		line := strings.TrimSpace(r.Files["_stdout"].Path)
+		self, err := strconv.ParseFloat(strings.TrimPrefix(line, "rusage_us="), 64)
+		if err != nil {
+			b.Fatalf("spin printed %q", line)
+		}
+		errs = append(errs, 100*(got-self)/self)
+	}
+	b.ReportMetric(median(errs), "median-err-%")
+	b.ReportMetric(maxOf(absAll(errs)), "max-abs-err-%")
+}
+
+// BenchmarkMemoryAccuracy: the memory peak measured for a task that
+// allocates and touches 100 MiB, vs 100 MiB.
+func BenchmarkMemoryAccuracy(b *testing.B) {
+	e := workertest.NewEnv(b, newRuntime(b))
+	const mib = 100
+	runs := benchTask(b, e, `{"image": "kolejka-test:latest", "args": ["kolejka-alloc", "100"], "stdout": "out"}`, max(b.N, 5))
+	var errs []float64
+	for _, r := range runs {
+		got := float64(*r.Stats.Memory.MaxUsage)
+		errs = append(errs, 100*(got-mib<<20)/(mib<<20))
+	}
+	b.ReportMetric(median(errs), "median-err-%")
+	b.ReportMetric(maxOf(absAll(errs)), "max-abs-err-%")
+}
+
+// BenchmarkTimeLimitLateness: how long after its time limit a sleeping task
+// is gone (wall time minus limit), target at most 50 ms.
+func BenchmarkTimeLimitLateness(b *testing.B) {
+	e := workertest.NewEnv(b, newRuntime(b))
+	runs := benchTask(b, e, `{"image": "kolejka-test:latest", "args": ["sleep", "10"], "limits": {"time": "200m"}}`, max(b.N, 20))
+	var late []float64
+	for _, r := range runs {
+		if r.Status != spec.StatusTLE {
+			b.Fatalf("status %s", r.Status)
+		}
+		late = append(late, float64((*r.Stats.Time-200*time.Millisecond).Microseconds())/1000)
+	}
+	b.ReportMetric(median(late), "median-late-ms")
+	b.ReportMetric(maxOf(late), "max-late-ms")
+}
+
+func absAll(xs []float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		if x < 0 {
+			x = -x
+		}
+		out[i] = x
+	}
+	return out
+}
+
+// BenchmarkExecuteInProcess: one trivial task through the worker library
+// (as a foreman runs tasks), without the command's process start.
+func BenchmarkExecuteInProcess(b *testing.B) {
+	e := workertest.NewEnv(b, newRuntime(b))
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, spec.TaskFile), []byte(`{"image": "kolejka-test:latest", "args": ["/bin/true"]}`), 0o644)
+	var ms []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res := filepath.Join(b.TempDir(), "r")
+		t0 := time.Now()
+		if _, err := e.W.Execute(context.Background(), dir, res, worker.Options{}); err != nil {
+			b.Fatal(err)
+		}
+		ms = append(ms, float64(time.Since(t0).Microseconds())/1000)
+	}
+	b.ReportMetric(median(ms), "median-ms")
+}

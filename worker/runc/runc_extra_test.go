@@ -1,0 +1,209 @@
+package runc_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/spec"
+	"github.com/kolejka-go/kolejka/worker"
+	"github.com/kolejka-go/kolejka/worker/workertest"
+)
+
+func task(t *testing.T, taskJSON string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, spec.TaskFile), []byte(taskJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestMissingImageIsASystemError(t *testing.T) {
+	e := workertest.NewEnv(t, newRuntime(t))
+	resultDir, res, err := e.Run(t, task(t, `{"image": "no-such-image:1", "args": ["true"]}`), worker.Options{})
+	if !errors.Is(err, worker.ErrImage) {
+		t.Fatalf("err = %v, want ErrImage", err)
+	}
+	if !strings.Contains(err.Error(), "no-such-image") {
+		t.Errorf("error %q does not name the image", err)
+	}
+	if res == nil || res.Status != spec.StatusSE {
+		t.Fatalf("res = %+v, want SE", res)
+	}
+	if _, err := spec.LoadResult(resultDir); err != nil {
+		t.Fatal(err)
+	}
+	e.AssertClean(t)
+}
+
+func TestStorageLimitFillsTheWritableLayerNotTheDisk(t *testing.T) {
+	e := workertest.NewEnv(t, newRuntime(t))
+	_, res, err := e.Run(t, task(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "dd if=/dev/zero of=/tmp/fill bs=1M count=64; echo $?"],
+		"limits": {"storage": "8M", "memory": "128M", "time": "20s"}, "stdout": "out"}`), worker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != spec.StatusOLE {
+		t.Fatalf("status %s, want OLE", res.Status)
+	}
+	e.AssertClean(t)
+}
+
+func TestImageIsNotModifiedByTasks(t *testing.T) {
+	rt := newRuntime(t)
+	e := workertest.NewEnv(t, rt)
+	// One task deletes a file of the image and writes another; the next
+	// task must see the image as it was.
+	if _, res, err := e.Run(t, task(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "rm /etc/passwd && echo x > /bin/new"]}`), worker.Options{}); err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("first task: %v %+v", err, res)
+	}
+	dir, res, err := e.Run(t, task(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "cat /etc/passwd | head -1; ls /bin/new 2>&1"], "stdout": "out"}`), worker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := os.ReadFile(filepath.Join(dir, "out"))
+	if res.Status != spec.StatusRE || !strings.HasPrefix(string(out), "root:") || !strings.Contains(string(out), "No such file") {
+		t.Fatalf("second task saw a changed image: %s %q", res.Status, out)
+	}
+}
+
+func TestContainerIsIsolated(t *testing.T) {
+	e := workertest.NewEnv(t, newRuntime(t))
+	dir, res, err := e.Run(t, task(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c",
+		"hostname; echo pid=$$; ps -o pid | wc -l; ls /sys/fs/cgroup 2>&1 | head -1; cat /proc/self/status | grep CapEff; mount -t tmpfs x /mnt 2>&1 >/dev/null && echo mounted || echo mount-refused"],
+		"stdout": "out"}`), worker.Options{})
+	if err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("%v %+v", err, res)
+	}
+	out, _ := os.ReadFile(filepath.Join(dir, "out"))
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if lines[0] != worker.ContainerHostname {
+		t.Errorf("hostname %q", lines[0])
+	}
+	// kolejka-init is PID 1; the task's shell is its child, never PID 1.
+	if lines[1] == "pid=1" {
+		t.Errorf("the task runs as PID 1")
+	}
+	if !strings.Contains(string(out), "mount-refused") {
+		t.Errorf("a task could mount: %q", out)
+	}
+	if strings.Contains(string(out), "CapEff:\t000001ffffffffff") || strings.Contains(string(out), "CapEff:\t0000003fffffffff") {
+		t.Errorf("the task has full capabilities: %q", out)
+	}
+}
+
+// A worker killed mid-task leaves a running container, its mounts, state
+// and cgroups; the next worker sweeps them all.
+func TestKilledWorkerContainerIsSwept(t *testing.T) {
+	testenv.RequireRoot(t)
+	img := testenv.TestImage(t)
+	bin := workerBinaryT(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "kolejka.conf")
+	temp := filepath.Join(dir, "tmp")
+	os.Mkdir(temp, 0o755)
+	os.WriteFile(conf, []byte("[worker]\nimages = "+filepath.Join(dir, "images")+"\ntemp = "+temp+"\n"), 0o644)
+	if out, err := exec.Command(bin, "--config-file", conf, "image", "import", "kolejka-test:latest", filepath.Join(img, "rootfs.tar")).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	taskDir := task(t, `{"image": "kolejka-test:latest", "args": ["sleep", "4321"], "limits": {"workspace": "4M", "storage": "4M"}}`)
+	cmd := exec.Command(bin, "--config-file", conf, "execute", taskDir, filepath.Join(dir, "result"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the task's sleep to run.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := exec.Command("pgrep", "-f", "^sleep 4321$").Output()
+		if len(strings.TrimSpace(string(out))) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	mountsBefore := countMounts(t, temp)
+	if mountsBefore == 0 {
+		t.Fatal("the killed worker left no mounts: the test proves nothing")
+	}
+	// The next worker run sweeps on start; it runs a trivial task.
+	out, err := exec.Command(bin, "--config-file", conf, "execute", task(t, `{"image": "kolejka-test:latest", "args": ["true"]}`), filepath.Join(dir, "result2")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("next run: %v\n%s", err, out)
+	}
+	if n := countMounts(t, temp); n != 0 {
+		t.Errorf("%d mounts left after the sweep", n)
+	}
+	if entries, _ := os.ReadDir(temp); len(entries) != 0 {
+		t.Errorf("scratch left: %v", entries)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "^sleep 4321$").Output(); len(out) > 0 {
+		t.Errorf("the task survived: pids %s", out)
+	}
+	if entries, _ := os.ReadDir("/run/kolejka/runc"); len(entries) > 0 {
+		for _, e := range entries {
+			if _, err := os.Stat(filepath.Join("/run/kolejka/worker/runs", strings.TrimPrefix(e.Name(), "kolejka-"))); err != nil {
+				t.Errorf("container state left: %s", e.Name())
+			}
+		}
+	}
+}
+
+func countMounts(t *testing.T, below string) int {
+	data, err := os.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(data), " "+below+"/")
+}
+
+func workerBinaryT(t *testing.T) string {
+	if bin := os.Getenv("KOLEJKA_BIN"); bin != "" {
+		if _, err := os.Stat(filepath.Join(bin, "kolejka-worker")); err == nil {
+			return filepath.Join(bin, "kolejka-worker")
+		}
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir, "./cmd/kolejka-worker")
+	cmd.Dir = testenv.RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data, _ := os.ReadFile(testenv.InitBinary(t))
+	os.WriteFile(filepath.Join(dir, "kolejka-init"), data, 0o755)
+	return filepath.Join(dir, "kolejka-worker")
+}
+
+// Without capabilities a task still may create a user namespace, and in it
+// every other kind, where it owns every capability over kernel code that
+// has had bug after bug. The seccomp filter refuses them all, and is seen
+// by the task as mode 2 (filter) in /proc/self/status.
+func TestSeccompRefusesNewNamespaces(t *testing.T) {
+	e := workertest.NewEnv(t, newRuntime(t))
+	dir, res, err := e.Run(t, task(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c",
+		"grep ^Seccomp: /proc/self/status; for f in -U '-U -n' '-U -m' '-U -p -f' '-U -i' '-U -u' '-r'; do unshare $f true 2>/dev/null && echo \"made $f\" || echo \"refused $f\"; done"],
+		"stdout": "out"}`), worker.Options{})
+	if err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("%v %+v", err, res)
+	}
+	out, _ := os.ReadFile(filepath.Join(dir, "out"))
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 8 {
+		t.Fatalf("output %q", out)
+	}
+	if lines[0] != "Seccomp:\t2" {
+		t.Errorf("the task runs without a seccomp filter: %q", lines[0])
+	}
+	for _, l := range lines[1:] {
+		if !strings.HasPrefix(l, "refused ") {
+			t.Errorf("the task could: %s", l)
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package runc_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/worker/image"
+	"github.com/kolejka-go/kolejka/worker/runc"
+	"github.com/kolejka-go/kolejka/worker/workertest"
+)
+
+// newRuntime makes a runc runtime with the test image imported into a
+// private store.
+func newRuntime(t testing.TB) *runc.Runtime {
+	t.Helper()
+	testenv.RequireRoot(t)
+	requireSeccomp(t)
+	img := testenv.TestImage(t)
+	dir := t.TempDir()
+	store, err := image.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Import(context.Background(), "kolejka-test:latest", filepath.Join(img, "rootfs.tar")); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runc.New(filepath.Join(dir, "state"), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+func TestConformance(t *testing.T) {
+	workertest.Conformance(t, "runc", newRuntime(t))
+}
+
+// requireSeccomp: the runtime under test is the one `make` builds, with
+// libcontainer's seccomp support; the escape task expects its filter.
+func requireSeccomp(t testing.TB) {
+	t.Helper()
+	if !runc.SeccompBuilt {
+		testenv.Missing(t, "the runc runtime's seccomp filter: test with -tags seccomp (make sets it)")
+	}
+}

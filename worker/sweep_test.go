@@ -1,0 +1,129 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/worker"
+	"github.com/kolejka-go/kolejka/worker/host"
+)
+
+// A worker process killed mid-task (kill -9) leaves its run behind: the
+// task still runs, its cgroups, scratch and registry entry remain. The next
+// worker to start must sweep all of it.
+
+const childEnv = "KOLEJKA_TEST_WORKER_CHILD"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		os.Exit(runChild(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// runChild executes one task as a separate worker process:
+// spec is "task|result|temp|state|cgroup root|init".
+func runChild(spec string) int {
+	p := strings.Split(spec, "|")
+	cg, err := cgroup.Host()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	w, err := worker.New(context.Background(), worker.Config{Temp: p[2], StateDir: p[3], CgroupRoot: p[4], InitPath: p[5],
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, host.New(cg))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if _, err := w.Execute(context.Background(), p[0], p[1], worker.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func TestKilledWorkerIsSweptByTheNext(t *testing.T) {
+	e := newEnv(t)
+	dir := writeTask(t, `{"image": "x", "args": ["sh", "-c", "sleep 1000 & sleep 1000"], "limits": {"workspace": "8M", "memory": "64M"}}`, nil)
+	resultDir := filepath.Join(t.TempDir(), "result")
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{dir, resultDir, e.Temp, e.State, e.CgroupRoot, testenv.InitBinary(t)}, "|"))
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the task runs: its cgroup holds the two sleeps.
+	var pids []int
+	deadline := time.Now().Add(20 * time.Second)
+	for len(pids) < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		pids = taskPids(t, e.CgroupRoot)
+	}
+	if len(pids) < 3 {
+		child.Process.Kill()
+		t.Fatalf("the task did not start: pids %v", pids)
+	}
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+
+	// What the dead worker left.
+	if entries, _ := os.ReadDir(e.Temp); len(entries) == 0 {
+		t.Fatal("expected the killed worker's scratch to remain (the test would prove nothing)")
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) != nil {
+			t.Fatalf("task process %d died with its worker (the test would prove nothing)", pid)
+		}
+	}
+
+	// A new worker on the same folders sweeps on start.
+	cg, _ := cgroup.Host()
+	if _, err := worker.New(context.Background(), worker.Config{Temp: e.Temp, StateDir: e.State, CgroupRoot: e.CgroupRoot,
+		InitPath: testenv.InitBinary(t)}, host.New(cg)); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			if data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); !strings.Contains(string(data), ") Z ") {
+				t.Errorf("task process %d survived the sweep", pid)
+			}
+		}
+	}
+	e.AssertClean(t)
+	if _, err := os.Stat(resultDir); err == nil {
+		t.Error("a result appeared for a run whose worker was killed")
+	}
+}
+
+// taskPids lists the processes in any task cgroup under root (memory
+// hierarchy on v1, the unified one on v2).
+func taskPids(t *testing.T, root string) []int {
+	var pids []int
+	for _, base := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
+		matches, _ := filepath.Glob(filepath.Join(base, root, "*", "*", "cgroup.procs"))
+		for _, m := range matches {
+			data, _ := os.ReadFile(m)
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		if len(matches) > 0 {
+			break
+		}
+	}
+	return pids
+}

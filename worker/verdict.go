@@ -1,0 +1,54 @@
+package worker
+
+import (
+	"time"
+
+	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/observer"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// outcome is what the worker observed of a run, beyond the cgroup's counters.
+type outcome struct {
+	exit          ExitStatus
+	started       bool          // the task's command was released
+	wall          time.Duration // from release to the end of its last process
+	timedOut      bool          // the time limit killed it
+	outputLimit   bool          // a captured stream passed its cap
+	workspaceFull bool          // the workspace or writable layer ran out of space
+	systemError   error         // the system failed to run it
+}
+
+// verdict decides the status. One run can hit several limits (a fork bomb
+// also runs out of time); the order says which cause a judge should see:
+// the system's failure first, then the limit that forced the end (output,
+// memory, pids), then time, then the command's own exit.
+func verdict(o *outcome, u *cgroup.Usage) spec.Status {
+	switch {
+	case o.systemError != nil:
+		return spec.StatusSE
+	case o.outputLimit || o.workspaceFull:
+		return spec.StatusOLE
+	case u != nil && u.OOMKills > 0:
+		return spec.StatusMLE
+	case u != nil && u.PidsFailures > 0:
+		return spec.StatusPLE
+	case o.timedOut:
+		return spec.StatusTLE
+	case o.exit.Code != 0:
+		return spec.StatusRE
+	}
+	return spec.StatusOK
+}
+
+// statsOf turns the task cgroup's counters into Kolejka's stats, with the
+// observer's conversion, so that a task's figures are the same whether a
+// daemon holds its session or not. cores are the cores the task could use.
+func statsOf(u *cgroup.Usage, o *outcome, cores []int) spec.Stats {
+	st := observer.StatsOf(u, cores)
+	if o.started {
+		wall := o.wall.Round(time.Microsecond)
+		st.Time = &wall
+	}
+	return st
+}

@@ -1,0 +1,746 @@
+// Package worker executes one Kolejka task folder into a result folder on
+// this machine. The isolation backend is a Runtime (runc, host, docker);
+// everything else is here: scratch space and inputs, the task's cgroup and
+// its limits, the gate that puts the task's first process into that cgroup
+// before it runs, stdio capture with caps, the time limit, stats, the
+// verdict, output collection and the result file, and cleaning up after
+// every outcome, including after a worker that was killed.
+//
+// See docs/architecture.md for the whole sequence.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/observer"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// gateTimeout bounds how long kolejka-init may take to present the task's
+// first process (container creation is done by then; this is exec + Go
+// start-up, normally about a millisecond).
+const gateTimeout = 30 * time.Second
+
+// Worker runs tasks with one runtime. It is safe for concurrent use: a
+// foreman runs several tasks at once through one Worker.
+type Worker struct {
+	cfg   Config
+	rt    Runtime
+	cg    *cgroup.Hierarchy
+	cores []int
+}
+
+// New prepares a worker: it finds kolejka-init and the host's cgroups and
+// sweeps what runs of dead workers left behind.
+func New(ctx context.Context, cfg Config, rt Runtime) (*Worker, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	cg, err := cgroup.Host()
+	if err != nil {
+		return nil, fmt.Errorf("unable to find cgroups: %w", err)
+	}
+	cores, err := hostCores()
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, rt: rt, cg: cg, cores: cores}
+	if err := w.Sweep(ctx); err != nil {
+		w.cfg.Logger.Warn("sweeping leftovers of earlier runs failed", "error", err)
+	}
+	return w, nil
+}
+
+// Runtime returns the worker's runtime.
+func (w *Worker) Runtime() Runtime { return w.rt }
+
+// Options of one execution.
+type Options struct {
+	// Consume moves the task's files instead of copying them, and removes
+	// the task folder afterwards.
+	Consume bool
+	// Caps are merged into the task's limits for this execution only.
+	Caps spec.Limits
+	// Cores, when set, are the cores to pin the task to, in place of the
+	// cpus_offset rule: a node packing tasks side by side hands each its
+	// own, contiguous or not. Their number must be the task's cpus limit.
+	Cores []int
+}
+
+// Execute runs the task in taskDir and writes its result folder resultDir,
+// which must not exist or be empty; the folder appears complete or not at
+// all.
+//
+// Bad input (an invalid task, a result folder in the way) returns a nil
+// result and an error, and changes nothing. Once the task is accepted,
+// Execute always writes a result: when the system fails to run the task
+// (missing image, a limit this host cannot enforce, a runtime failure) the
+// result has status SE and the error says why.
+func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Options) (*spec.Result, error) {
+	task, err := spec.LoadTask(taskDir) // validated, its files checked
+	if err != nil {
+		return nil, err
+	}
+	if err := checkResultDir(resultDir); err != nil {
+		return nil, err
+	}
+	if task.ID == "" {
+		task.ID = newTaskID()
+	}
+	runID := newRunID()
+	stage := filepath.Join(filepath.Dir(filepath.Clean(resultDir)), ".kolejka-result-"+runID)
+	if err := os.Mkdir(stage, 0o755); err != nil {
+		return nil, fmt.Errorf("unable to create the result folder: %w", err)
+	}
+	published := false
+	defer func() {
+		if !published {
+			os.RemoveAll(stage)
+		}
+	}()
+
+	r := &run{w: w, id: runID, task: task, taskDir: taskDir, stage: stage, opt: opt,
+		log: w.cfg.Logger.With("task", task.ID, "run", runID)}
+	r.limits = task.Limits.Merge(w.cfg.Caps, opt.Caps)
+	if r.limits.Memory != nil && r.limits.Swap == nil {
+		// No swap unless asked for: a judged program that swaps has
+		// meaningless timings. Written into the result's limits, so it shows.
+		zero := int64(0)
+		r.limits.Swap = &zero
+	}
+	res := &spec.Result{
+		ID:     task.ID,
+		Tags:   append([]string{}, w.cfg.Tags...),
+		Stdout: task.Stdout,
+		Stderr: task.Stderr,
+		Files:  map[string]spec.File{},
+	}
+	runErr := r.execute(ctx)
+	res.Limits = r.limits
+	res.Stats = statsOf(r.usage, &r.out, r.cores)
+	if r.out.systemError == nil && runErr != nil {
+		r.out.systemError = runErr
+	}
+	res.Status = verdict(&r.out, r.usage)
+	if r.out.started {
+		code := r.out.exit.Code
+		res.Result = &code
+	}
+	for _, f := range r.files {
+		res.Files[f] = spec.File{Path: f}
+	}
+	if err := spec.WriteResult(stage, res); err != nil {
+		return nil, fmt.Errorf("unable to write the result: %w", err)
+	}
+	// unix.Rename: os.Rename refuses to replace an (empty) folder.
+	if err := unix.Rename(stage, resultDir); err != nil {
+		return nil, fmt.Errorf("unable to publish the result folder %s: %w", resultDir, err)
+	}
+	published = true
+	if opt.Consume && r.out.systemError == nil {
+		os.RemoveAll(taskDir)
+	}
+	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall)
+	return res, r.out.systemError
+}
+
+// checkResultDir accepts a folder that does not exist yet (its parent must)
+// or an empty one: never overwrite what a user has (Kolejka deletes it).
+func checkResultDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		parent := filepath.Dir(filepath.Clean(dir))
+		if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+			return fmt.Errorf("result folder %s: its parent folder does not exist", dir)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("result folder %s: %w", dir, err)
+	case len(entries) > 0:
+		return fmt.Errorf("result folder %s is not empty; choose a new folder", dir)
+	}
+	return nil
+}
+
+func newTaskID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// run is one execution in progress.
+type run struct {
+	w       *Worker
+	id      string
+	task    *spec.Task
+	taskDir string
+	stage   string // the result folder being written
+	opt     Options
+	log     *slog.Logger
+
+	limits spec.Limits
+	cores  []int
+	out    outcome
+	usage  *cgroup.Usage
+	files  []string // result files, by name
+
+	destroy func() error // the runtime's tear-down, once a container started
+
+	obs     *observer.Client  // the observer daemon, when one answers
+	session *observer.Session // the task's top session, made by the daemon
+}
+
+// execute runs the task and leaves r.out, r.usage and r.files filled in.
+// An error is a system failure (SE).
+func (r *run) execute(ctx context.Context) error {
+	w := r.w
+	switch {
+	case r.opt.Cores != nil:
+		if err := checkCores(w.cores, r.opt.Cores, r.limits.CPUs); err != nil {
+			return err
+		}
+		r.cores = append([]int(nil), r.opt.Cores...)
+		off := int64(slices.Index(w.cores, r.cores[0]))
+		r.limits.CPUsOffset = &off
+	case r.limits.CPUs != nil:
+		var off int64
+		if r.limits.CPUsOffset != nil {
+			off = *r.limits.CPUsOffset
+		}
+		cores, err := pickCores(w.cores, *r.limits.CPUs, off)
+		if err != nil {
+			return err
+		}
+		r.cores = cores
+		r.limits.CPUsOffset = &off
+	}
+	r.obs = w.dialObserver()
+	if r.obs != nil {
+		defer r.obs.CloseIdleConnections()
+	}
+	if err := unsupportedLimits(r.limits, r.obs != nil); err != nil {
+		return err
+	}
+	if err := w.rt.Check(r.limits); err != nil {
+		return err
+	}
+	res := &cgroup.Resources{Memory: r.limits.Memory, Swap: r.limits.Swap, Pids: r.limits.Pids,
+		CPUs: cgroup.FormatCPUList(r.cores), Devices: taskDevices}
+	if err := w.cg.Check(res); err != nil {
+		return fmt.Errorf("unable to enforce the limits: %w", err)
+	}
+
+	scratchDir := filepath.Join(w.cfg.Temp, scratchPrefix+r.id)
+	lock, err := w.register(r.id, scratchDir)
+	if err != nil {
+		return err
+	}
+	defer lock.release() // last: until then a crash leaves the run to a sweep
+	sc, err := newScratch(w.cfg.Temp, r.id, r.limits)
+	if err != nil {
+		return err
+	}
+	// Tear-down runs its independent parts side by side: the container,
+	// the cgroups and the scratch folder.
+	var group *cgroup.Group
+	parent := w.cfg.CgroupRoot + "/" + r.id
+	defer func() {
+		var wg sync.WaitGroup
+		warn := func(what string, err error) {
+			if err != nil {
+				r.log.Warn(what+" failed", "error", err)
+			}
+		}
+		taskGone := make(chan struct{})
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			if r.destroy != nil {
+				warn("destroying the container", r.destroy())
+			}
+			// The parent goes with one rmdir per hierarchy once the task's
+			// group and the runtime's are gone; only leftovers would need
+			// the slow kill-and-walk.
+			<-taskGone
+			if g, err := w.cg.Load(parent); err == nil {
+				warn("removing the run's cgroup", g.Delete())
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			defer close(taskGone)
+			if r.session != nil {
+				// The daemon forgets the session and removes its cgroup.
+				_, err := r.obs.Close(r.session.ID, r.session.Secret)
+				warn("closing the task's session", err)
+			}
+			if group != nil {
+				warn("removing the task's cgroup", group.Delete())
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			warn("cleaning the scratch folder", sc.remove())
+		}()
+		wg.Wait()
+	}()
+	if err := sc.copyInputs(r.task, r.taskDir, r.opt.Consume); err != nil {
+		if errors.Is(err, errNoSpace) {
+			r.out.workspaceFull = true
+			r.log.Warn("task refused", "error", err)
+			return nil
+		}
+		return err
+	}
+
+	group, err = w.cg.Create(parent+"/task", res)
+	if err != nil {
+		return fmt.Errorf("unable to create the task's cgroup: %w", err)
+	}
+
+	if err := r.start(ctx, sc, group); err != nil {
+		return err
+	}
+	if u, err := group.Usage(); err == nil {
+		r.usage = u
+	} else {
+		return fmt.Errorf("unable to measure the task: %w", err)
+	}
+	r.out.workspaceFull = r.out.workspaceFull || sc.workspaceFull() || sc.storageFull()
+	return r.gather(sc)
+}
+
+// unsupportedLimits refuses limits no runtime of this worker enforces yet;
+// nested-session limits need the observer daemon.
+func unsupportedLimits(l spec.Limits, observed bool) error {
+	var bad []string
+	if l.GPUs != nil && *l.GPUs > 0 {
+		bad = append(bad, "gpus (this node has no GPU support)")
+	}
+	if l.GPUMemory != nil && *l.GPUMemory > 0 {
+		bad = append(bad, "gpu_memory (this node has no GPU support)")
+	}
+	if l.PerfInstructions != nil {
+		bad = append(bad, "perf_instructions (hardware counters are not enforced)")
+	}
+	if l.PerfCycles != nil {
+		bad = append(bad, "perf_cycles (hardware counters are not enforced)")
+	}
+	if !observed && (l.CgroupDepth != nil || l.CgroupDescendants != nil) {
+		bad = append(bad, "cgroup_depth/cgroup_descendants (nested sessions need kolejka-observer running)")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("unable to enforce limits %s: %w", strings.Join(bad, ", "), ErrUnsupported)
+	}
+	return nil
+}
+
+// start runs the container through the gate and waits for its end.
+func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err error) {
+	w := r.w
+	stdin, err := r.openStdin(sc)
+	if err != nil {
+		return err
+	}
+	defer stdin.Close()
+	stdout, stderr, captures, err := r.openOutputs()
+	if err != nil {
+		return err
+	}
+	started := false
+	defer func() {
+		if !started {
+			for _, c := range captures {
+				c.abort()
+			}
+		}
+	}()
+	g, err := newGate(filepath.Join(sc.dir, "gate"))
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	gatePath := ContainerGateDir + "/" + gateSocket
+	if r.hostFS() {
+		gatePath = g.hostPath()
+	}
+
+	c := &Container{
+		RunID:        r.id,
+		Image:        r.task.Image,
+		TaskDir:      sc.task,
+		ResultDir:    sc.result,
+		Scratch:      sc.runtime,
+		Limits:       r.limits,
+		CPUSet:       cgroup.FormatCPUList(r.cores),
+		Env:          r.env(r.taskPath(sc)),
+		InitPath:     w.cfg.InitPath,
+		InitArgs:     append([]string{"--gate", gatePath, "--"}, r.task.Args...),
+		GateDir:      g.dir,
+		Stdin:        stdin,
+		Stdout:       stdout,
+		Stderr:       stderr,
+		CgroupParent: w.cfg.CgroupRoot + "/" + r.id,
+	}
+	if sc.storageFS {
+		c.Storage = sc.storage
+	}
+	if r.obs != nil {
+		c.ObserverSocket = w.cfg.Observer
+	}
+	proc, err := w.rt.Start(ctx, c)
+	if err != nil {
+		return fmt.Errorf("unable to start the task: %w", err)
+	}
+	r.destroy = proc.Destroy // by execute's tear-down, whatever happens next
+	// The container has its copies now; ours would keep pipes open forever.
+	stdin.Close()
+	// Wait once, in the background: the gate must notice a container that
+	// dies before reaching it, and everything below waits on exited.
+	var st ExitStatus
+	var werr error
+	exited := make(chan struct{})
+	go func() {
+		st, werr = proc.Wait()
+		close(exited)
+	}()
+
+	killTask := sync.OnceFunc(func() {
+		if err := group.Kill(); err != nil {
+			r.log.Warn("killing the task failed; killing its container", "error", err)
+			_ = proc.Kill()
+		}
+	})
+	for _, cp := range captures {
+		cp.closeWriter()
+		cp.start(func() {
+			r.out.outputLimit = true
+			killTask()
+		})
+	}
+	started = true
+
+	gctx, cancel := context.WithTimeout(ctx, gateTimeout)
+	pid, err := g.wait(gctx, exited)
+	cancel()
+	if err == nil && pid == 0 {
+		// The command could not be started (not found, not executable):
+		// kolejka-init said so on the task's stderr and exits with 127 or
+		// 126, which is the task's result (RE), as in a shell.
+		<-exited
+		if werr != nil {
+			return fmt.Errorf("unable to wait for the task: %w", werr)
+		}
+		r.out.started, r.out.exit = true, st
+		return r.waitCaptures(captures)
+	}
+	if err == nil {
+		err = r.enter(group, pid)
+		if err != nil {
+			g.refuse("cannot enter the task's cgroup")
+			err = fmt.Errorf("unable to move the task into its cgroup: %w", err)
+		}
+	}
+	if err != nil {
+		_ = proc.Kill()
+		<-exited
+		r.waitCaptures(captures)
+		return err
+	}
+
+	// From here the task runs. The timer and ctx kill it; its end (or
+	// theirs) is seen by Wait.
+	var timer *time.Timer
+	var deadline time.Time
+	begin := time.Now()
+	if err := g.release(); err != nil {
+		_ = proc.Kill()
+		<-exited
+		r.waitCaptures(captures)
+		return err
+	}
+	r.out.started = true
+	if r.limits.Time != nil {
+		deadline = begin.Add(*r.limits.Time)
+		var timedOut atomic.Bool
+		timer = time.AfterFunc(*r.limits.Time, func() {
+			select {
+			case <-g.ended:
+				return // ended in time; its container is only slow to go
+			default:
+			}
+			timedOut.Store(true)
+			killTask()
+		})
+		defer func() { r.out.timedOut = r.out.timedOut || timedOut.Load() }()
+	}
+	var interrupted atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		interrupted.Store(true)
+		killTask()
+	})
+	// The task's end is what kolejka-init reports; the container's end
+	// (what the runtime sees) can come much later (Docker's engine).
+	select {
+	case <-g.ended:
+	case <-exited:
+	}
+	end := time.Now()
+	select {
+	case <-g.ended:
+		if !g.endedAt.IsZero() {
+			end = g.endedAt
+		}
+	default:
+	}
+	<-exited
+	stop()
+	if interrupted.Load() {
+		r.out.systemError = fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	}
+	if timer != nil && !timer.Stop() {
+		// The timer fired: its kill may still be in progress.
+		killTask()
+	}
+	r.out.wall = end.Sub(begin)
+	if !deadline.IsZero() && end.After(deadline) {
+		r.log.Debug("time limit", "late", end.Sub(deadline))
+	}
+	if werr != nil {
+		return fmt.Errorf("unable to wait for the task: %w", werr)
+	}
+	r.out.exit = st
+	// Init is gone, so its connection is closed and the reader has ended
+	// (or will, at once): only then may its findings be read.
+	<-g.ended
+	if g.coded && g.code != st.Code {
+		// kolejka-init's own status is the task's; the container's is
+		// init's, which mirrors it unless init itself was killed.
+		r.out.exit = ExitStatus{Code: g.code}
+		if g.code > 128 {
+			r.out.exit.Signal = g.code - 128
+		}
+	}
+	// Processes the task left (only possible when the runtime gives no pid
+	// namespace) must not outlive it, nor keep its output pipes open.
+	if err := group.Kill(); err != nil {
+		r.log.Warn("killing leftover processes failed", "error", err)
+	}
+	return r.waitCaptures(captures)
+}
+
+// enter moves the task (stopped at its first instruction) into its cgroup:
+// through the observer daemon when there is one, so that the group becomes
+// the task's top session (its limits stay the worker's: only the nesting
+// limits go to the daemon), else directly.
+func (r *run) enter(group *cgroup.Group, pid int) error {
+	if r.obs != nil {
+		sess, err := r.obs.Adopt(pid, group.Path(), spec.Limits{CgroupDepth: r.limits.CgroupDepth, CgroupDescendants: r.limits.CgroupDescendants})
+		if err == nil {
+			r.session = sess
+			return nil
+		}
+		if r.limits.CgroupDepth != nil || r.limits.CgroupDescendants != nil {
+			return fmt.Errorf("kolejka-observer refused the task's session: %w", err)
+		}
+		r.log.Warn("kolejka-observer refused the task's session; measuring it without", "error", err)
+	}
+	return group.Add(pid)
+}
+
+func (r *run) waitCaptures(captures []*capture) error {
+	var errs []error
+	for _, c := range captures {
+		if err := c.wait(); err != nil {
+			errs = append(errs, fmt.Errorf("unable to save the task's output: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *run) openStdin(sc *scratch) (*os.File, error) {
+	if r.task.Stdin == "" {
+		return os.Open(os.DevNull)
+	}
+	f, err := os.Open(filepath.Join(sc.task, r.task.Stdin))
+	if err != nil {
+		return nil, fmt.Errorf("unable to open stdin: %w", err)
+	}
+	return f, nil
+}
+
+// openOutputs makes the task's stdout and stderr: captures into the result
+// folder for the streams the task names, /dev/null for the others.
+func (r *run) openOutputs() (stdout, stderr *os.File, caps []*capture, err error) {
+	devnull := func() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_WRONLY, 0) }
+	limit := r.w.cfg.OutputLimit
+	if r.task.Stdout != "" {
+		c, err := newCapture(filepath.Join(r.stage, r.task.Stdout), limit)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		caps = append(caps, c)
+		stdout = c.w
+		r.files = append(r.files, r.task.Stdout)
+	} else if stdout, err = devnull(); err != nil {
+		return nil, nil, nil, err
+	}
+	switch {
+	case r.task.Stderr != "" && r.task.Stderr == r.task.Stdout:
+		stderr = stdout
+	case r.task.Stderr != "":
+		c, err := newCapture(filepath.Join(r.stage, r.task.Stderr), limit)
+		if err != nil {
+			for _, c := range caps {
+				c.abort()
+			}
+			return nil, nil, nil, err
+		}
+		caps = append(caps, c)
+		stderr = c.w
+		r.files = append(r.files, r.task.Stderr)
+	default:
+		if stderr, err = devnull(); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return stdout, stderr, caps, nil
+}
+
+// hostFS reports whether the runtime runs tasks in the host's file system.
+func (r *run) hostFS() bool {
+	h, ok := r.w.rt.(HostFS)
+	return ok && h.HostFS()
+}
+
+// taskPath is where the task sees its folder: ContainerTaskDir, or the
+// scratch folder itself for a runtime without a root file system of its own.
+func (r *run) taskPath(sc *scratch) string {
+	if r.hostFS() {
+		return sc.task
+	}
+	return ContainerTaskDir
+}
+
+// env is the task's environment, as Kolejka's stage2 builds it: a fixed
+// base, then the task's own variables on top. The image's ENV is not used.
+func (r *run) env(taskPath string) []string {
+	vars := map[string]string{
+		"IFS":  " ",
+		"PATH": "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin",
+		"PWD":  taskPath,
+		"USER": "root",
+		"HOME": taskPath,
+	}
+	for k, v := range r.task.Environment {
+		vars[k] = v
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env
+}
+
+// gather copies what the task produced into the result folder: the
+// collect rules' files and what it left in its result folder. The output
+// captures are there already.
+func (r *run) gather(sc *scratch) error {
+	fromResult, err := resultFiles(sc.result)
+	if err != nil {
+		return err
+	}
+	collected, err := collectOutputs(sc.task, r.task.Collect)
+	if err != nil {
+		return err
+	}
+	have := make(map[string]bool)
+	for _, f := range r.files {
+		have[f] = true
+	}
+	for _, f := range append(fromResult, collected...) {
+		if !safeResultName(f.name) {
+			r.log.Warn("not collecting a file with an unsafe name", "name", f.name)
+			continue
+		}
+		dst := filepath.Join(r.stage, filepath.FromSlash(f.name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			r.log.Warn("not collecting a file", "name", f.name, "error", err)
+			continue
+		}
+		if err := copyOut(f.src, dst); err != nil {
+			r.log.Warn("not collecting a file", "name", f.name, "error", err)
+			continue
+		}
+		if !have[f.name] {
+			have[f.name] = true
+			r.files = append(r.files, f.name)
+		}
+	}
+	sort.Strings(r.files)
+	return nil
+}
+
+// copyOut copies a produced file into the result folder. The source is
+// task-controlled: open it without following a final symlink swapped in
+// after the walk, and accept only a regular file.
+func copyOut(src, dst string) error {
+	in, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", src)
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// dialObserver connects to the observer daemon if one answers.
+func (w *Worker) dialObserver() *observer.Client {
+	if w.cfg.Observer == "none" {
+		return nil
+	}
+	if fi, err := os.Stat(w.cfg.Observer); err != nil || fi.Mode().Type() != os.ModeSocket {
+		return nil
+	}
+	c, err := observer.Dial(w.cfg.Observer)
+	if err != nil {
+		w.cfg.Logger.Debug("no kolejka-observer", "socket", w.cfg.Observer, "error", err)
+		return nil
+	}
+	return c
+}

@@ -1,0 +1,192 @@
+// Package workertest is the conformance suite every worker runtime passes:
+// each example task of testdata/tasks must give its expected verdict and
+// outputs, and after every run nothing may be left behind — no process,
+// cgroup, mount, container state or scratch folder.
+package workertest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+
+	"github.com/kolejka-go/kolejka/internal/tasktest"
+	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/spec"
+	"github.com/kolejka-go/kolejka/worker"
+)
+
+// OutputLimit is the output cap of workers made here: small, so that the
+// output flood ends quickly.
+const OutputLimit = 1 << 20
+
+// Env is a worker with private folders and a private cgroup root, so that
+// tests running side by side (other packages' too) can check that their
+// own runs left nothing.
+type Env struct {
+	W          *worker.Worker
+	Temp       string
+	State      string
+	CgroupRoot string
+}
+
+// NewEnv makes a worker for rt. It needs root.
+func NewEnv(t testing.TB, rt worker.Runtime) *Env {
+	t.Helper()
+	testenv.RequireRoot(t)
+	base := t.TempDir()
+	e := &Env{
+		Temp:       filepath.Join(base, "temp"),
+		State:      filepath.Join(base, "state"),
+		CgroupRoot: "/kolejka-test-" + randomHex(),
+	}
+	for _, d := range []string{e.Temp, e.State} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelDebug
+	}
+	w, err := worker.New(context.Background(), worker.Config{
+		Temp:        e.Temp,
+		StateDir:    e.State,
+		CgroupRoot:  e.CgroupRoot,
+		OutputLimit: OutputLimit,
+		InitPath:    testenv.InitBinary(t),
+		Logger:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})),
+	}, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.W = w
+	t.Cleanup(func() {
+		// Runs of worker processes a test killed and did not sweep itself.
+		_ = e.W.Sweep(context.Background())
+		for _, dir := range cgroupDirs(e.CgroupRoot) {
+			os.Remove(dir)
+		}
+	})
+	return e
+}
+
+// Run executes the task in taskDir into a fresh result folder.
+func (e *Env) Run(t testing.TB, taskDir string, opt worker.Options) (string, *spec.Result, error) {
+	t.Helper()
+	resultDir := filepath.Join(t.TempDir(), "result")
+	res, err := e.W.Execute(context.Background(), taskDir, resultDir, opt)
+	return resultDir, res, err
+}
+
+// AssertClean fails t if anything of this Env's runs is left.
+func (e *Env) AssertClean(t testing.TB) {
+	t.Helper()
+	if entries, _ := os.ReadDir(e.Temp); len(entries) > 0 {
+		t.Errorf("scratch left in %s: %v", e.Temp, names(entries))
+	}
+	if mounts, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(e.Temp)); len(mounts) > 0 {
+		t.Errorf("%d mounts left below %s, e.g. %s", len(mounts), e.Temp, mounts[0].Mountpoint)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.State, "runs")); len(entries) > 0 {
+		t.Errorf("run registry entries left: %v", names(entries))
+	}
+	for _, dir := range cgroupDirs(e.CgroupRoot) {
+		if entries, _ := os.ReadDir(dir); len(subdirs(entries)) > 0 {
+			t.Errorf("cgroups left in %s: %v", dir, subdirs(entries))
+		}
+	}
+}
+
+// Conformance runs every example task on rt (the ones meant for runtime
+// name) and checks verdicts, outputs and cleanliness.
+func Conformance(t *testing.T, name string, rt worker.Runtime) {
+	cases, err := tasktest.Cases()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEnv(t, rt)
+	for _, c := range cases {
+		if !c.AppliesTo(name) {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			resultDir, res, err := e.Run(t, c.Dir, worker.Options{})
+			if res == nil {
+				t.Fatalf("no result: %v", err)
+			}
+			if err != nil {
+				t.Errorf("system error: %v", err)
+			}
+			// What was written is what was returned.
+			onDisk, lerr := spec.LoadResult(resultDir)
+			if lerr != nil {
+				t.Fatalf("reading the result back: %v", lerr)
+			}
+			for _, problem := range c.Check(resultDir, onDisk, OutputLimit) {
+				t.Error(problem)
+			}
+			if onDisk.Status != res.Status {
+				t.Errorf("result file says %s, Execute said %s", onDisk.Status, res.Status)
+			}
+			e.AssertClean(t)
+		})
+	}
+}
+
+// cgroupDirs lists root's folder in every mounted cgroup hierarchy.
+func cgroupDirs(root string) []string {
+	var dirs []string
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return []string{filepath.Join("/sys/fs/cgroup", root)}
+	}
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range entries {
+		d := filepath.Join("/sys/fs/cgroup", e.Name(), root)
+		if _, err := os.Stat(d); err == nil {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+func subdirs(entries []os.DirEntry) []string {
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func names(entries []os.DirEntry) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.Name()
+	}
+	return out
+}
+
+func randomHex() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// testWriter sends the worker's log to the test's.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = testWriter{}
