@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/observer"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// The test binary is kolejka-observer itself when asMainEnv is set (k3s
+// style: the hook runs before anything else), so the tests run the real
+// command line, the daemon, its --detach and run's helper, without a build.
+const asMainEnv = "KOLEJKA_OBSERVER_AS_MAIN"
+
+// testBase is where these tests' cgroups live (the observer package's
+// tests, which may run at the same time, use /kolejka-test-observer).
+const testBase = "/kolejka-test-observer-cmd"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main()
+		return
+	}
+	code := m.Run()
+	if leaks := sessionLeftovers(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: session cgroups left behind: %v\n", leaks)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// sessionLeftovers lists session cgroups left below testBase, in every
+// cgroup mount.
+func sessionLeftovers() []string {
+	var out []string
+	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/pids"} {
+		_ = filepath.WalkDir(filepath.Join(m, testBase), func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "kolejka_observer_") {
+				out = append(out, p)
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// setup is one test's cgroups, socket and state folder.
+type setup struct {
+	t       *testing.T
+	h       *cgroup.Hierarchy
+	root    string
+	callers *cgroup.Group
+	socket  string
+	state   string
+}
+
+func newSetup(t *testing.T) *setup {
+	t.Helper()
+	testenv.RequireRoot(t)
+	h, err := cgroup.Host()
+	if err != nil {
+		testenv.Missing(t, "no usable cgroup hierarchy: %v", err)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	s := &setup{t: t, h: h, root: testBase + "/" + hex.EncodeToString(b)}
+	if s.callers, err = h.Create(s.root+"/callers", nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if g, err := h.Load(s.root); err == nil {
+			if err := g.Delete(); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		if kids, err := h.Children(testBase); err == nil && len(kids) == 0 {
+			if g, err := h.Load(testBase); err == nil {
+				g.Delete()
+			}
+		}
+	})
+	dir := t.TempDir()
+	s.socket = filepath.Join(dir, "socket")
+	s.state = filepath.Join(dir, "state")
+	return s
+}
+
+// command is kolejka-observer with args, as this test binary.
+func (s *setup) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	return cmd
+}
+
+// daemon starts `kolejka-observer` in the foreground and waits until its
+// socket answers; it is stopped with SIGTERM at cleanup.
+func (s *setup) daemon() {
+	s.t.Helper()
+	cmd := s.command("--socket", s.socket, "--state", s.state, "--sweep", s.root, "-v")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				s.t.Errorf("the daemon's stop: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			s.t.Errorf("the daemon did not stop on SIGTERM")
+		}
+	})
+	s.waitSocket()
+}
+
+func (s *setup) waitSocket() {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := observer.Dial(s.socket); err == nil {
+			_, err = c.Sessions()
+			c.CloseIdleConnections()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatal("the daemon's socket does not answer")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// run runs `kolejka-observer ARGS` from a process in the callers group (a
+// shell that waits until it is moved there, then becomes the command) and
+// returns its stdout, stderr and exit code.
+func (s *setup) run(args ...string) (string, string, int) {
+	s.t.Helper()
+	sh := exec.Command("/bin/sh", append([]string{"-c", `read x; exec "$0" "$@"`, os.Args[0]}, args...)...)
+	sh.Env = append(os.Environ(), asMainEnv+"=1")
+	stdin, _ := sh.StdinPipe()
+	var out, errOut strings.Builder
+	sh.Stdout, sh.Stderr = &out, &errOut
+	if err := sh.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.callers.Add(sh.Process.Pid); err != nil {
+		s.t.Fatal(err)
+	}
+	io.WriteString(stdin, "go\n")
+	stdin.Close()
+	err := sh.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+var preExec = regexp.MustCompile(`pre_exec_cpu=([0-9.]+[mµn]?s)`)
+
+// TestRun runs kolejka-spin (a static spinner that prints its own
+// getrusage) through `kolejka-observer run`, through a daemon and
+// in-process: exit codes pass through, the stats JSON parses as Kolejka's,
+// and the CPU matches the spinner's own figure within 2% (less the CPU its
+// process used before its execve, which run reports with -v: the session
+// counts the command from its first instruction, getrusage also counts what
+// ran before in the same process).
+func TestRun(t *testing.T) {
+	s := newSetup(t)
+	spin := filepath.Join(testenv.TestImage(t), "rootfs/usr/local/bin/kolejka-spin")
+	s.daemon()
+	for _, mode := range []struct{ name, socket string }{{"daemon", s.socket}, {"in-process", filepath.Join(t.TempDir(), "none")}} {
+		t.Run(mode.name, func(t *testing.T) {
+			out, errOut, code := s.run("-v", "--socket", mode.socket, "run", "--memory", "64M", "--pids", "16", "--time", "60", "--", spin, "0.5")
+			if code != 0 {
+				t.Fatalf("exit %d\n%s%s", code, out, errOut)
+			}
+			first, rest, _ := strings.Cut(out, "\n")
+			us, err := strconv.ParseInt(strings.TrimPrefix(first, "rusage_us="), 10, 64)
+			if err != nil {
+				t.Fatalf("stdout %q", out)
+			}
+			st, err := spec.ParseStats([]byte(rest), "run's stdout")
+			if err != nil {
+				t.Fatalf("the stats do not parse: %v\n%s", err, rest)
+			}
+			m := preExec.FindStringSubmatch(errOut)
+			if m == nil {
+				t.Fatalf("no pre_exec_cpu in run -v's log:\n%s", errOut)
+			}
+			pre, _ := time.ParseDuration(strings.ReplaceAll(m[1], "µ", "u"))
+			self := time.Duration(us)*time.Microsecond - pre
+			diff := self - *st.CPU.Usage
+			t.Logf("%s: session CPU %v, the spinner's own %v less %v before its execve: difference %v (%.2f%%)",
+				mode.name, *st.CPU.Usage, self+pre, pre, diff, 100*float64(diff)/float64(self))
+			if diff < 0 {
+				diff = -diff
+			}
+			if diff > self/50 {
+				t.Errorf("more than 2%% apart")
+			}
+			if want := mode.name == "daemon"; !strings.Contains(errOut, "daemon="+strconv.FormatBool(want)) {
+				t.Errorf("measured by the daemon: want %v:\n%s", want, errOut)
+			}
+			for _, c := range []struct {
+				args []string
+				code int
+			}{
+				{[]string{"--", "sh", "-c", "exit 7"}, 7},
+				{[]string{"--", "sh", "-c", "kill -9 $$"}, 137},
+				{[]string{"--time", "300ms", "--", "sleep", "10"}, 137},
+				{[]string{"--", "/no/such/command"}, 127},
+				{[]string{}, 2},
+				{[]string{"--memory", "64MiB", "--", "true"}, 2},
+				{[]string{"--storage", "1G", "--", "true"}, 2},
+			} {
+				if _, errOut, code := s.run(append([]string{"--socket", mode.socket, "run"}, c.args...)...); code != c.code {
+					t.Errorf("run %q: exit %d, want %d\n%s", c.args, code, c.code, errOut)
+				}
+			}
+			file := filepath.Join(t.TempDir(), "stats.json")
+			out, _, code = s.run("--socket", mode.socket, "run", "--stats-file", file, "--", "sh", "-c", "echo hello")
+			b, err := os.ReadFile(file)
+			if code != 0 || out != "hello\n" || err != nil {
+				t.Errorf("--stats-file: exit %d, stdout %q, %v", code, out, err)
+			} else if _, err := spec.ParseStats(b, file); err != nil {
+				t.Errorf("--stats-file: %v", err)
+			}
+		})
+	}
+}
+
+// TestDetach: --detach returns once the background daemon answers, with
+// its pid in the pid file; SIGTERM stops it cleanly (socket and pid file
+// removed).
+func TestDetach(t *testing.T) {
+	s := newSetup(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := s.command("--socket", s.socket, "--state", s.state, "--sweep", s.root, "--detach", "--pid-file", pidFile)
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("--detach: %v\n%s", err, errOut.String())
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid == cmd.Process.Pid {
+		t.Fatalf("pid file %q", b)
+	}
+	c, err := net.Dial("unix", s.socket)
+	if err != nil {
+		t.Fatalf("the socket does not answer right after --detach returned: %v", err)
+	}
+	fmt.Fprint(c, "GET / HTTP/1.1\r\n\r\n")
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Errorf("GET / answered %q", line)
+	}
+	if sid, _ := unix.Getsid(pid); sid != pid {
+		t.Errorf("the daemon's session id %d, want its own (setsid)", sid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatal("the detached daemon did not stop on SIGTERM")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, f := range []string{s.socket, pidFile} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s left after the stop (%v)", f, err)
+		}
+	}
+	// A second --detach on a live socket fails, and says why.
+	s.daemon()
+	cmd = s.command("--socket", s.socket, "--state", s.state+"2", "--sweep", s.root, "--detach", "--pid-file", pidFile)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another observer") {
+		t.Errorf("--detach on a live socket: %v\n%s", err, out)
+	}
+}

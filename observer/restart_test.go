@@ -1,0 +1,163 @@
+package observer
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/cgroup"
+)
+
+// daemonProc is a daemon running as a process of its own (the test binary
+// in runTestDaemon), so that the test can kill -9 it.
+type daemonProc struct {
+	t   *testing.T
+	cmd *exec.Cmd
+}
+
+func startDaemon(t *testing.T, socket, state, sweep string) *daemonProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), daemonEnv+"="+socket+","+state+","+sweep)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemonProc{t: t, cmd: cmd}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		ready <- strings.TrimSpace(line)
+	}()
+	select {
+	case line := <-ready:
+		if line != "ready" {
+			t.Fatalf("the daemon said %q", line)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon did not get ready")
+	}
+	return d
+}
+
+// TestRestart kills the daemon with SIGKILL while it has sessions, starts
+// a new one on the same state folder, and checks: a live session is
+// adopted (its stats answer to its old secret), a time limit set before the
+// crash still kills (one that passed while no daemon ran, at once), a
+// session that finished meanwhile (creator gone, empty) is closed and its
+// cgroup removed with its stats kept, and a session cgroup no record knows
+// is killed and removed. Then a clean stop (SIGTERM) and another start keep
+// the live session.
+func TestRestart(t *testing.T) {
+	h := requireHost(t)
+	e := newEnv(t, h, Options{})
+	state := t.TempDir()
+	socket := filepath.Join(t.TempDir(), "socket")
+	d1 := startDaemon(t, socket, state, e.root)
+
+	live, slow, quick, gone := e.caller(), e.caller(), e.caller(), e.caller()
+	a := live.wire(socket, "attach", "{}")
+	wantOK(t, "attach", a)
+	liveID, liveSecret := a.str("session_id"), a.str("secret")
+
+	a = slow.wire(socket, "attach", "{}")
+	slowID, slowSecret := a.str("session_id"), a.str("secret")
+	wantOK(t, "limits", slow.wire(socket, "limits", pyDumps(kv{"limits", []kv{{"time", 2.5}}}, kv{"session_id", slowID}, kv{"secret", slowSecret})))
+	slowDeadline := time.Now().Add(2500 * time.Millisecond)
+
+	a = quick.wire(socket, "attach", "{}")
+	quickID, quickSecret := a.str("session_id"), a.str("secret")
+	wantOK(t, "limits", quick.wire(socket, "limits", pyDumps(kv{"limits", []kv{{"time", 1.0}}}, kv{"session_id", quickID}, kv{"secret", quickSecret})))
+	quickDeadline := time.Now().Add(time.Second)
+
+	a = gone.wire(socket, "open", "{}")
+	goneID, goneSecret := a.str("session_id"), a.str("secret")
+	gonePath := filepath.Join(e.callers, groupPrefix+goneID)
+
+	// A session cgroup that no record knows, with a process in it.
+	unknown := filepath.Join(e.callers, groupPrefix+newID())
+	if _, err := h.Create(unknown, nil); err != nil {
+		t.Fatal(err)
+	}
+	stray := e.startHelper(unknown)
+
+	if err := d1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d1.cmd.Wait()
+	gone.send("exit")
+	gone.wait()
+	slow.send("spinforever")
+	quick.send("spinforever")
+	// The quick one's deadline passes while no daemon runs.
+	time.Sleep(time.Until(quickDeadline) + 200*time.Millisecond)
+	if _, err := os.Stat("/proc/" + itoa(quick.pid)); err != nil {
+		t.Fatalf("the quick session's process died while no daemon ran: %v", err)
+	}
+
+	d2 := startDaemon(t, socket, state, e.root)
+	restarted := time.Now()
+	if status := quick.wait(); status.Signal() != syscall.SIGKILL {
+		t.Errorf("the session whose time passed while no daemon ran: %v, want SIGKILL", status)
+	} else {
+		t.Logf("killed %v after the restart", time.Since(restarted))
+	}
+	if status := stray.wait(); status.Signal() != syscall.SIGKILL {
+		t.Errorf("the process of an unknown session cgroup: %v, want SIGKILL", status)
+	}
+	if _, err := h.Load(unknown); !errors.Is(err, cgroup.ErrNotExist) {
+		t.Errorf("the unknown session cgroup is still there (%v)", err)
+	}
+	if _, err := h.Load(gonePath); !errors.Is(err, cgroup.ErrNotExist) {
+		t.Errorf("the finished session's cgroup is still there (%v)", err)
+	}
+	wantStats(t, "stats of the finished session", live.wire(socket, "stats", pyDumps(ids(goneID, goneSecret)...)))
+	wantStats(t, "stats of the live session", live.wire(socket, "stats", pyDumps(ids(liveID, liveSecret)...)))
+	if a := live.wire(socket, "stats", pyDumps(ids(liveID, "wrong")...)); a.status != 403 {
+		t.Errorf("a wrong secret after the restart: %d", a.status)
+	}
+	status := slow.wait()
+	late := time.Since(slowDeadline)
+	t.Logf("the time limit set before the crash killed %v after its deadline", late)
+	if status.Signal() != syscall.SIGKILL || late < -100*time.Millisecond || late > time.Second {
+		t.Errorf("the slow session ended with %v %v after its deadline", status, late)
+	}
+
+	// A clean stop keeps the live session for the next start.
+	if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.cmd.Wait(); err != nil {
+		t.Errorf("the daemon's clean stop: %v", err)
+	}
+	if _, err := os.Stat(socket); !os.IsNotExist(err) {
+		t.Errorf("the socket is left after a clean stop (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(state, liveID+".json")); err != nil {
+		t.Errorf("the live session's record: %v", err)
+	}
+	startDaemon(t, socket, state, e.root)
+	// The slow session lost its only process (also its creator) to the
+	// time limit, so it was abandoned and closed; its stats stay.
+	if a := live.wire(socket, "GET", ""); string(a.fields["sessions"]) != "1" {
+		t.Errorf("sessions after the third start = %s, want 1 (the live one)", a.fields["sessions"])
+	}
+	wantStats(t, "stats of the slow session", live.wire(socket, "stats", pyDumps(ids(slowID, slowSecret)...)))
+	wantStats(t, "close the live session", live.wire(socket, "close", pyDumps(ids(liveID, liveSecret)...)))
+}

@@ -1,0 +1,208 @@
+package observer
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// Tests of the pure parts: no root, no cgroups.
+
+func TestStatsOf(t *testing.T) {
+	u := &cgroup.Usage{
+		CPU: 3*time.Second + 1500, CPUUser: 2 * time.Second, CPUSystem: time.Second,
+		PerCPU:     []time.Duration{time.Second, 0, 2 * time.Second, 7},
+		MemoryPeak: 1 << 20, SwapPeak: 4096, MemoryFailures: 0, OOMKills: 2,
+		Pids: 3, PidsPeak: 9, PidsFailures: 4,
+	}
+	st := StatsOf(u, []int{2, 3, 9})
+	if *st.CPU.Usage != 3*time.Second+2*time.Microsecond {
+		t.Errorf("CPU %v, want rounded to microseconds", *st.CPU.Usage)
+	}
+	if len(st.CPUs) != 2 || *st.CPUs["2"].Usage != 2*time.Second || *st.CPUs["3"].Usage != 0 {
+		t.Errorf("per-core %v, want cores 2 and 3 only (9 is not counted)", st.CPUs)
+	}
+	if *st.Memory.Failures != 2 || *st.Memory.MaxUsage != 1<<20 || *st.Memory.MaxSwap != 4096 {
+		t.Errorf("memory %+v: failures are the larger of failcnt and OOM kills", st.Memory)
+	}
+	if *st.Pids.MaxUsage != 9 || *st.Pids.Failures != 4 {
+		t.Errorf("pids %+v", st.Pids)
+	}
+	if all := StatsOf(u, nil); len(all.CPUs) != 4 {
+		t.Errorf("without cores every counted core: %v", all.CPUs)
+	}
+	if v2 := StatsOf(&cgroup.Usage{CPU: time.Second}, []int{0, 1}); len(v2.CPUs) != 0 {
+		t.Errorf("v2 keeps no per-core time: %v", v2.CPUs)
+	}
+	// What StatsOf makes, Kolejka's stats format reads back.
+	b, err := StatsOf(u, nil).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spec.ParseStats(b, "stats"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestPickCores(t *testing.T) {
+	avail := []int{0, 2, 3, 5}
+	if got, err := pickCores(avail, 2, 1); err != nil || !reflect.DeepEqual(got, []int{2, 3}) {
+		t.Errorf("pickCores(2, 1) = %v, %v", got, err)
+	}
+	for _, c := range [][2]int64{{5, 0}, {2, 3}, {1, -1}, {0, 0}} {
+		if _, err := pickCores(avail, c[0], c[1]); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("pickCores(%d, %d) = %v, want ErrUnsupported", c[0], c[1], err)
+		}
+	}
+}
+
+func TestOverlayAndResources(t *testing.T) {
+	old := spec.Limits{Memory: i64(100), Pids: i64(5), Time: dur(time.Second)}
+	got := overlay(old, spec.Limits{Pids: i64(7), CPUs: i64(1)})
+	if *got.Memory != 100 || *got.Pids != 7 || *got.CPUs != 1 || *got.Time != time.Second {
+		t.Errorf("overlay = %v", got)
+	}
+	*got.Memory = 1
+	if *old.Memory != 100 {
+		t.Error("overlay shares pointers with its input")
+	}
+	r := resources(spec.Limits{Memory: i64(100)}, []int{1, 2}, true)
+	if r.Swap == nil || *r.Swap != 0 || r.CPUs != "1-2" {
+		t.Errorf("memory without swap on a host that accounts swap: %+v, want swap 0", r)
+	}
+	if r := resources(spec.Limits{Memory: i64(100)}, nil, false); r.Swap != nil {
+		t.Errorf("without swap accounting swap must stay unset: %+v", r)
+	}
+	if r := resources(spec.Limits{Memory: i64(100), Swap: i64(50)}, nil, true); *r.Swap != 50 {
+		t.Errorf("an explicit swap limit: %+v", r)
+	}
+	if err := checkEnforceable(spec.Limits{GPUs: i64(0), Network: boolp(true)}); err != nil {
+		t.Errorf("gpus 0 and network true restrict nothing: %v", err)
+	}
+}
+
+func boolp(b bool) *bool { return &b }
+
+func TestNames(t *testing.T) {
+	id := newID()
+	if !isSessionID(id) || !isSessionName(groupPrefix+id) || isSessionName(procsLeaf) || isSessionName(groupPrefix+strings.ToUpper(id)) {
+		t.Errorf("session names: %s", id)
+	}
+	if len(newSecret()) != 64 || newSecret() == newSecret() {
+		t.Error("secrets")
+	}
+	for _, c := range []struct {
+		p, base string
+		in      bool
+	}{{"/a/b", "/a", true}, {"/a", "/a", true}, {"/ab", "/a", false}, {"/x", "/", true}, {"/a", "/a/b", false}} {
+		if within(c.p, c.base) != c.in {
+			t.Errorf("within(%s, %s) != %v", c.p, c.base, c.in)
+		}
+	}
+	if logicalGroup("/a/"+procsLeaf) != "/a" || logicalGroup("/a/b") != "/a/b" {
+		t.Error("logicalGroup")
+	}
+	var who ident
+	who.hash = hashSecret("right")
+	if !who.matches("right") || who.matches("wrong") || who.matches("") {
+		t.Error("matches")
+	}
+}
+
+func TestParseParams(t *testing.T) {
+	p, err := parseParams([]byte(`{"session_id": "ab", "secret": "cd", "status": "ok", "limits": {"memory": "1M", "time": 2.5}, "pid": 7, "path": "/x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *p.sessionID != "ab" || p.secret != "cd" || *p.limits.Memory != 1<<20 || *p.limits.Time != 2500*time.Millisecond || *p.pid != 7 || *p.path != "/x" {
+		t.Errorf("parsed %+v", p)
+	}
+	if p, err := parseParams([]byte(`{"session_id": null, "limits": null}`)); err != nil || p.sessionID != nil {
+		t.Errorf("nulls are absent: %+v, %v", p, err)
+	}
+	for _, bad := range []string{`{`, `[]`, `null`, `"x"`, `{} 1`, `{"session_id": 1}`, `{"secret": {}}`, `{"pid": 1.5}`, `{"pid": -1}`, `{"limits": []}`, `{"limits": {"cpus": "x"}}`} {
+		if _, err := parseParams([]byte(bad)); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("parseParams(%s) = %v, want ErrBadRequest", bad, err)
+		}
+	}
+}
+
+// readOne parses one request from data the way a connection does.
+func readOne(data []byte) (*request, error) {
+	cr := &connReader{r: bytes.NewReader(data)}
+	br := bufio.NewReaderSize(cr, 4096)
+	cr.remain = 2048
+	if _, err := br.Peek(1); err != nil {
+		return nil, err
+	}
+	return readRequest(br, cr, 2048, 1024, func() error { return nil })
+}
+
+func TestReadRequest(t *testing.T) {
+	req, err := readOne([]byte("\r\nPOST attach HTTP/1.1\r\nHost: /var/run/kolejka/observer/socket:None\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.command != "attach" || string(req.body) != "{}" || !req.keepAlive {
+		t.Errorf("read %+v", req)
+	}
+	var he *httpError
+	if _, err := readOne([]byte("GET / HTTP/1.1\r\nX: " + strings.Repeat("y", 3000) + "\r\n\r\n")); !errors.As(err, &he) || he.status != 431 {
+		t.Errorf("a 3000-byte header under a 2048 budget: %v", err)
+	}
+}
+
+// FuzzReadRequest: whatever a peer sends, the parser answers a request, a
+// refusal or an error, never a panic, and never a body over the limit.
+func FuzzReadRequest(f *testing.F) {
+	for _, seed := range []string{
+		"POST /open HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+		"POST attach HTTP/1.1\r\nHost: /s:None\r\nAccept-Encoding: identity\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 2\r\n\r\n{}",
+		"GET / HTTP/1.0\r\n\r\n",
+		"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n{\"a\":",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := readOne(data)
+		if err == nil {
+			if int64(len(req.body)) > 1024 {
+				t.Fatalf("a body of %d bytes passed the 1024 limit", len(req.body))
+			}
+			_, _ = parseParams(req.body)
+		}
+	})
+}
+
+func TestStatsBody(t *testing.T) {
+	for _, st := range []spec.Stats{{}, StatsOf(&cgroup.Usage{CPU: time.Second, PerCPU: []time.Duration{time.Second}}, nil)} {
+		b, err := statsBody(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(b, &fields); err != nil || string(fields["status"]) != `"ok"` {
+			t.Fatalf("statsBody = %s, %v", b, err)
+		}
+		delete(fields, "status")
+		rest, _ := json.Marshal(fields)
+		back, err := spec.ParseStats(rest, "stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := st.MarshalJSON()
+		got, _ := back.MarshalJSON()
+		if !bytes.Equal(want, got) {
+			t.Errorf("round trip: %s, want %s", got, want)
+		}
+	}
+}
