@@ -1,0 +1,377 @@
+// Command kolejka-server runs Kolejka's server (package server) and its
+// admin commands, all on one data folder (--data, KOLEJKA_SERVER_DATA,
+// [server] data in kolejka.conf, else /var/lib/kolejka/server):
+//
+//	kolejka-server [--data DIR] serve [--listen ADDR] [--prefix P] [--tls-cert F --tls-key F] …
+//	kolejka-server adduser [--clients] [--processors] [--inspectors] [--managers] NAME PASSWORD
+//	kolejka-server passwd NAME PASSWORD
+//	kolejka-server token NAME
+//	kolejka-server lstask [--assigned[=false]] [--resolved[=false]] [--long]
+//	kolejka-server rmtask KEY...
+//	kolejka-server unassign AGE
+//	kolejka-server config
+//
+// The admin commands work next to a running server. Exit codes: 0 done, 2
+// bad command line or input, 1 anything else.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
+	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
+	"github.com/kolejka-go/kolejka/server"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+func main() {
+	os.Exit(cliexit.Run(app(), os.Args))
+}
+
+func app() *cli.App {
+	return &cli.App{
+		Name:  "kolejka-server",
+		Usage: "Kolejka's server: task queue, blob store and admin commands",
+		Flags: globalFlags(),
+		Before: func(c *cli.Context) error {
+			level := slog.LevelWarn
+			if c.Bool("verbose") || c.Args().First() == "serve" {
+				level = slog.LevelInfo
+			}
+			if c.Bool("debug") {
+				level = slog.LevelDebug
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})))
+			return nil
+		},
+		Commands: []*cli.Command{
+			serveCommand(), configCommand(), adduserCommand(), passwdCommand(), tokenCommand(),
+			lstaskCommand(), rmtaskCommand(), unassignCommand(),
+		},
+	}
+}
+
+func serveFlags() []cli.Flag {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "listen", Usage: "address to listen on (default 127.0.0.1:8000; [server] listen)", EnvVars: []string{envVar("listen")}},
+	}
+	for _, s := range serverSettings() {
+		flags = append(flags, s.flag())
+	}
+	return append(flags, limitflags.Flags()...)
+}
+
+// listenAddr resolves --listen like the other settings.
+func listenAddr(c *cli.Context) (string, error) {
+	if c.IsSet("listen") {
+		return c.String("listen"), nil
+	}
+	cfgFile, err := loadINI(c)
+	if err != nil {
+		return "", err
+	}
+	if v, ok := cfgFile.Get(section, "listen"); ok && v != "" {
+		return v, nil
+	}
+	return "127.0.0.1:8000", nil
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "serve the HTTP API until SIGTERM or SIGINT",
+		UsageText: "kolejka-server [--data DIR] serve [options]",
+		Flags:     serveFlags(),
+		Action: func(c *cli.Context) error {
+			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(c, true)
+			if err != nil {
+				return err
+			}
+			addr, err := listenAddr(c)
+			if err != nil {
+				return err
+			}
+			srv, err := server.Open(cfg)
+			if errors.Is(err, server.ErrConfig) {
+				return cliexit.WithCode(cliexit.Usage, err)
+			}
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				srv.Close()
+				return cliexit.WithCode(cliexit.Usage, fmt.Errorf("unable to listen: %w", err))
+			}
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(context.Background(), ln) }()
+			select {
+			case err := <-served:
+				srv.Close()
+				return err
+			case <-ctx.Done():
+			}
+			slog.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				return fmt.Errorf("unable to shut down cleanly: %w", err)
+			}
+			return <-served
+		},
+	}
+}
+
+func configCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "config",
+		Usage:     "print the configuration serve would use (flags over env over kolejka.conf over defaults)",
+		UsageText: "kolejka-server [--data DIR] config [serve options]",
+		Flags:     serveFlags(),
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c, true)
+			if err != nil {
+				return err
+			}
+			addr, err := listenAddr(c)
+			if err != nil {
+				return err
+			}
+			full, err := cfg.WithDefaults()
+			if err != nil {
+				return cliexit.WithCode(cliexit.Usage, err)
+			}
+			printConfig(c.App.Writer, full, addr)
+			return nil
+		},
+	}
+}
+
+// openAdmin opens the data folder for an admin command.
+func openAdmin(c *cli.Context) (*server.Server, error) {
+	cfg, err := loadConfig(c, false)
+	if err != nil {
+		return nil, err
+	}
+	return server.OpenAdmin(cfg)
+}
+
+var roleFlags = map[string]server.Role{
+	"--clients": server.Clients, "--processors": server.Processors,
+	"--inspectors": server.Inspectors, "--managers": server.Managers,
+}
+
+func adduserCommand() *cli.Command {
+	usage := "kolejka-server adduser [--clients] [--processors] [--inspectors] [--managers] NAME PASSWORD"
+	return &cli.Command{
+		Name:            "adduser",
+		Usage:           "add a user with a password and roles (role options may also follow NAME PASSWORD, as in Kolejka)",
+		UsageText:       usage,
+		SkipFlagParsing: true, // role options go anywhere; parsed below
+		Action: func(c *cli.Context) error {
+			var roles server.Role
+			var args []string
+			for _, a := range c.Args().Slice() {
+				if r, ok := roleFlags[a]; ok {
+					roles |= r
+				} else if len(a) > 1 && a[0] == '-' {
+					return cliexit.UsageError("unknown option %q (usage: %s)", a, usage)
+				} else {
+					args = append(args, a)
+				}
+			}
+			if len(args) != 2 {
+				return cliexit.UsageError("need NAME and PASSWORD (usage: %s)", usage)
+			}
+			srv, err := openAdmin(c)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			if err := srv.AddUser(c.Context, args[0], args[1], roles); err != nil {
+				if errors.Is(err, server.ErrExists) || errors.Is(err, server.ErrInvalid) {
+					return cliexit.WithCode(cliexit.Usage, err)
+				}
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "User '%s' created successfully (%s).\n", args[0], roles)
+			return nil
+		},
+	}
+}
+
+func passwdCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "passwd",
+		Usage:     "set a user's password (ends the user's sessions)",
+		UsageText: "kolejka-server passwd NAME PASSWORD",
+		Action: func(c *cli.Context) error {
+			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+				return err
+			}
+			if c.NArg() != 2 {
+				return cliexit.UsageError("need NAME and PASSWORD (usage: %s)", c.Command.UsageText)
+			}
+			srv, err := openAdmin(c)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			if err := srv.SetPassword(c.Context, c.Args().Get(0), c.Args().Get(1)); err != nil {
+				if errors.Is(err, server.ErrNotFound) || errors.Is(err, server.ErrInvalid) {
+					return cliexit.WithCode(cliexit.Usage, err)
+				}
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "Password of '%s' changed.\n", c.Args().Get(0))
+			return nil
+		},
+	}
+}
+
+func tokenCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "token",
+		Usage:     "create a bearer token for a user and print it (it cannot be shown again)",
+		UsageText: "kolejka-server token NAME",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
+			}
+			srv, err := openAdmin(c)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			tok, err := srv.NewToken(c.Context, c.Args().Get(0))
+			if errors.Is(err, server.ErrNotFound) {
+				return cliexit.WithCode(cliexit.Usage, err)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, tok)
+			return nil
+		},
+	}
+}
+
+func lstaskCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "lstask",
+		Usage:     "list task keys (--assigned: has a node, resolved ones included, as Kolejka; --resolved: has had a result)",
+		UsageText: "kolejka-server lstask [--assigned[=false]] [--resolved[=false]] [--long]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "assigned", Usage: "only tasks with (=false: without) a node"},
+			&cli.BoolFlag{Name: "resolved", Usage: "only tasks with (=false: without) a result"},
+			&cli.BoolFlag{Name: "long", Aliases: []string{"l"}, Usage: "also show state, owner, node, attempts and submission time"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+				return err
+			}
+			var f server.TaskFilter
+			if c.IsSet("assigned") {
+				v := c.Bool("assigned")
+				f.Assigned = &v
+			}
+			if c.IsSet("resolved") {
+				v := c.Bool("resolved")
+				f.Resolved = &v
+			}
+			srv, err := openAdmin(c)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			tasks, err := srv.ListTasks(c.Context, f)
+			if err != nil {
+				return err
+			}
+			if !c.Bool("long") {
+				for _, t := range tasks {
+					fmt.Fprintln(c.App.Writer, t.Key)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tSTATE\tOWNER\tNODE\tATTEMPTS\tSUBMITTED")
+			for _, t := range tasks {
+				node := t.AssigneeName
+				if node == "" {
+					node = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Key, t.State, t.OwnerName, node, t.Attempts, t.TimeCreate.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func rmtaskCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rmtask",
+		Usage:     "delete tasks and their results",
+		UsageText: "kolejka-server rmtask KEY...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cliexit.UsageError("need task keys (usage: %s)", c.Command.UsageText)
+			}
+			srv, err := openAdmin(c)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			n, err := srv.RemoveTasks(c.Context, c.Args().Slice()...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "Successfully deleted %d tasks\n", n)
+			return nil
+		},
+	}
+}
+
+func unassignCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "unassign",
+		Usage:     "return to the queue the unresolved tasks assigned longer than AGE ago (e.g. 10M, 2H)",
+		UsageText: "kolejka-server unassign AGE",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cliexit.UsageError("need AGE (usage: %s)", c.Command.UsageText)
+			}
+			age, err := spec.ParseTime(c.Args().First())
+			if err != nil {
+				return cliexit.UsageError("AGE: %v", err)
+			}
+			srv, err := openAdmin(c)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			keys, err := srv.Unassign(c.Context, age)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "Successfully unassigned %d tasks\n", len(keys))
+			return nil
+		},
+	}
+}

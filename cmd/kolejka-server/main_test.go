@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
+)
+
+// asMain makes the re-executed test binary run main with its arguments
+// (the serve test signals it as a real process).
+const asMain = "KOLEJKA_SERVER_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		os.Exit(cliexit.Run(app(), os.Args))
+	}
+	os.Exit(m.Run())
+}
+
+// run runs the command in-process and returns its exit code and output
+// (errors go to the process's stderr, as cliexit prints them).
+func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	a := app()
+	var out, errOut bytes.Buffer
+	a.Writer, a.ErrWriter = &out, &errOut
+	code := cliexit.Run(a, append([]string{"kolejka-server"}, args...))
+	return code, out.String(), errOut.String()
+}
+
+func TestAdminCommands(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("KOLEJKA_SERVER_CONFIG_FILE", filepath.Join(dir, "none.conf"))
+	os.WriteFile(filepath.Join(dir, "none.conf"), nil, 0o644)
+	data := filepath.Join(dir, "data")
+	must := func(want int, args ...string) string {
+		t.Helper()
+		code, out, errOut := run(t, nil, append([]string{"--data", data}, args...)...)
+		if code != want {
+			t.Fatalf("%v: exit %d, want %d; stdout %q stderr %q", args, code, want, out, errOut)
+		}
+		return out
+	}
+	must(0, "adduser", "--clients", "alice", "pw")
+	must(0, "adduser", "node", "pw", "--processors") // Kolejka's order
+	must(2, "adduser", "alice", "again")
+	must(2, "adduser", "bad name", "pw")
+	must(2, "adduser", "--wizards", "x", "pw")
+	must(0, "passwd", "alice", "new")
+	must(2, "passwd", "nobody", "x")
+	tok := strings.TrimSpace(must(0, "token", "alice"))
+	if !strings.HasPrefix(tok, "kt_") || len(tok) != 67 {
+		t.Errorf("token %q", tok)
+	}
+	must(2, "token", "nobody")
+	if out := must(0, "lstask"); out != "" {
+		t.Errorf("lstask on an empty server: %q", out)
+	}
+	must(0, "rmtask", "0123456789abcdef0123456789abcdef")
+	if out := must(0, "unassign", "10M"); !strings.Contains(out, "unassigned 0 tasks") {
+		t.Errorf("unassign: %q", out)
+	}
+	must(2, "unassign", "10h") // lower-case h is not a unit
+	must(2, "lstask", "extra", "--long")
+}
+
+// Flags win over the environment, which wins over kolejka.conf.
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "kolejka.conf")
+	os.WriteFile(conf, []byte("[server]\ndata = "+dir+"/ini-data\nprefix = /ini/\nlease = 30s\nmemory = 2G\ncallback_hosts = a.example, b.example\ndefaults = cpus=1\n"), 0o644)
+	get := func(out, key string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, key+" = "); ok {
+				return v
+			}
+		}
+		return "?"
+	}
+	_, out, _ := run(t, nil, "--config-file", conf, "config")
+	for k, want := range map[string]string{"data": dir + "/ini-data", "prefix": "/ini/", "lease": "30.0s", "limits": "memory=2G",
+		"callback_hosts": "a.example,b.example", "defaults": "cpus=1", "max_attempts": "3", "listen": "127.0.0.1:8000"} {
+		if got := get(out, k); got != want {
+			t.Errorf("from the file: %s = %q, want %q", k, got, want)
+		}
+	}
+	env := map[string]string{"KOLEJKA_SERVER_PREFIX": "/env/", "KOLEJKA_SERVER_DATA": dir + "/env-data", "KOLEJKA_SERVER_LEASE": "5s"}
+	_, out, _ = run(t, env, "--config-file", conf, "config")
+	if get(out, "prefix") != "/env/" || get(out, "data") != dir+"/env-data" || get(out, "lease") != "5.0s" {
+		t.Errorf("env over file:\n%s", out)
+	}
+	_, out, _ = run(t, env, "--config-file", conf, "--data", dir+"/flag-data", "config", "--prefix", "/flag/", "--memory", "1G", "--listen", ":9")
+	if get(out, "prefix") != "/flag/" || get(out, "data") != dir+"/flag-data" || get(out, "limits") != "memory=1G" || get(out, "listen") != ":9" {
+		t.Errorf("flags over env:\n%s", out)
+	}
+	if code, _, _ := run(t, nil, "--config-file", conf, "config", "--lease", "1h"); code != 2 {
+		t.Errorf("bad flag value: exit %d, want 2", code)
+	}
+}
+
+// serve starts a working server with one command and stops cleanly on
+// SIGTERM.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "empty.conf"), nil, 0o644)
+	data := filepath.Join(dir, "data")
+	base := []string{"--config-file", filepath.Join(dir, "empty.conf"), "--data", data}
+	if code, _, e := run(t, nil, append(base, "adduser", "--clients", "alice", "pw")...); code != 0 {
+		t.Fatal(e)
+	}
+	_, tok, _ := run(t, nil, append(base, "token", "alice")...)
+	tok = strings.TrimSpace(tok)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(os.Args[0], append(base, "serve", "--listen", addr, "--prefix", "/k/")...)
+	cmd.Env = append(os.Environ(), asMain+"=1")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var resp *http.Response
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/k/settings/", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not come up: %v\n%s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var st map[string]any
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st["status"] != "OK" || st["blob_hash_algorithm"] != "sha256" {
+		t.Errorf("settings: %v", st)
+	}
+	for _, f := range []string{"kolejka.sqlite3", "blobs"} {
+		if _, err := os.Stat(filepath.Join(data, f)); err != nil {
+			t.Errorf("data folder lacks %s: %v", f, err)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve exited with %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "route=/settings/") {
+		t.Errorf("no access log line in:\n%s", logs.String())
+	}
+}

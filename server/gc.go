@@ -1,0 +1,124 @@
+package server
+
+// This file owns the garbage collection of blobs no reference holds, and of
+// expired sessions.
+//
+// The race it must not lose: a blob is garbage when its row has no
+// reference, but an upload of the same bytes may be about to reference it
+// again. Three paths touch a blob:
+//
+//   - upload (POST /blob/reference/): writes and fsyncs a temp file with no
+//     lock, then, holding the blob's hash lock, moves it into place (or
+//     finds the file there), and commits the blob row and the new reference;
+//   - dedup (POST /blob/blob/<hash>/): one transaction that adds a
+//     reference only if the blob row exists;
+//   - collection: holding the hash lock, one transaction deletes the row
+//     only if no reference points at it, then the file is removed, then
+//     the lock is released.
+//
+// Transactions are serialised, so dedup either commits its reference first
+// (the collector then sees it and keeps the blob) or finds no row (and
+// answers 404: the client uploads). An upload and a collection hold the
+// same hash lock across "file in place + row committed" and "row deleted +
+// file removed", so an upload never commits a row for a file the collector
+// is about to remove, and never finds a file the collector is removing.
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// hashLocks is a striped lock over blob hashes.
+type hashLocks struct {
+	seed    maphash.Seed
+	once    sync.Once
+	stripes [256]sync.Mutex
+}
+
+func (l *hashLocks) of(hash string) *sync.Mutex {
+	l.once.Do(func() { l.seed = maphash.MakeSeed() })
+	return &l.stripes[maphash.String(l.seed, hash)%uint64(len(l.stripes))]
+}
+
+// collect removes the blob of hash if no reference holds it.
+func (s *Server) collect(ctx context.Context, hash string) (bool, error) {
+	mu := s.hashes.of(hash)
+	mu.Lock()
+	defer mu.Unlock()
+	deleted, err := s.db.DeleteBlobIfUnreferenced(ctx, hash)
+	if err != nil || !deleted {
+		return false, err
+	}
+	return true, s.blobs.Remove(hash)
+}
+
+// collectGarbage removes every unreferenced blob and expired session.
+func (s *Server) collectGarbage(ctx context.Context) {
+	if n, err := s.db.DeleteExpiredSessions(ctx, s.now()); err != nil {
+		s.log.Error("garbage collection", "error", err)
+	} else if n > 0 {
+		s.log.Info("removed expired sessions", "count", n)
+	}
+	total := 0
+	for {
+		hashes, err := s.db.UnreferencedBlobs(ctx, 500)
+		if err != nil {
+			s.log.Error("garbage collection", "error", err)
+			return
+		}
+		removed := 0
+		for _, h := range hashes {
+			ok, err := s.collect(ctx, h)
+			if err != nil {
+				s.log.Error("garbage collection", "blob", h, "error", err)
+				return
+			}
+			if ok {
+				removed++
+			}
+		}
+		total += removed
+		if len(hashes) < 500 || removed == 0 {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("removed unreferenced blobs", "count", total)
+	}
+}
+
+// gcLoop collects all garbage every GCInterval, and the blob of each
+// deleted reference as soon as it is deleted.
+func (s *Server) gcLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	s.collectGarbage(ctx)
+	t := time.NewTicker(s.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.collectGarbage(ctx)
+		case h := <-s.gc:
+			if _, err := s.collect(ctx, h); err != nil && ctx.Err() == nil {
+				s.log.Error("garbage collection", "blob", h, "error", err)
+			}
+		}
+	}
+}
+
+// collectSoon asks the collector to look at hash (after a delete).
+func (s *Server) collectSoon(hash string) {
+	select {
+	case s.gc <- hash:
+	default: // the periodic pass will find it
+	}
+}

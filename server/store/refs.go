@@ -1,0 +1,298 @@
+package store
+
+// This file owns the rows of blobs and their references. A blob row exists
+// only once its file is durable (the caller commits the file first); a
+// reference is a random key a user owns that points at a blob. A blob no
+// reference points at is garbage: the server's collector removes the row
+// and then the file, holding its per-hash lock across both so an upload or
+// dedup of the same content cannot slip in between.
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Reference is one reference row with its blob's size.
+type Reference struct {
+	Key        string
+	Blob       string // the blob's SHA-256
+	Size       int64
+	Owner      int64
+	TimeCreate time.Time
+	TimeAccess time.Time
+}
+
+// BlobInfo is one blob row.
+type BlobInfo struct {
+	Hash       string
+	Size       int64
+	TimeCreate time.Time
+	TimeAccess time.Time
+	References int64
+}
+
+// InUseError says which task or result holds a reference that cannot be
+// deleted.
+type InUseError struct {
+	Ref  string
+	Task string // task key
+	What string // "task" or "result"
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("reference %s is used by the %s of task %s: delete that first", e.Ref, e.What, e.Task)
+}
+
+func (e *InUseError) Unwrap() error { return ErrInUse }
+
+// AddReference records a blob whose file is in place (if it is not yet
+// known) and a new reference to it owned by userID.
+func (s *Store) AddReference(ctx context.Context, hash string, size int64, key string, userID int64, now time.Time) (Reference, error) {
+	ref := Reference{Key: key, Blob: hash, Size: size, Owner: userID, TimeCreate: now.UTC(), TimeAccess: now.UTC()}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO blobs (hash, size, time_create, time_access) VALUES (?, ?, ?, ?)
+			ON CONFLICT (hash) DO UPDATE SET time_access = excluded.time_access`,
+			hash, size, us(now), us(now)); err != nil {
+			return fmt.Errorf("unable to record blob: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO refs (key, blob, user_id, time_create, time_access) VALUES (?, ?, ?, ?, ?)`,
+			key, hash, userID, us(now), us(now)); err != nil {
+			return fmt.Errorf("unable to record reference: %w", err)
+		}
+		return nil
+	})
+	return ref, err
+}
+
+// ReferenceBlob makes a new reference to a known blob (Kolejka's dedup
+// path); ErrNotFound if the blob is not known.
+func (s *Store) ReferenceBlob(ctx context.Context, hash, key string, userID int64, now time.Time) (Reference, error) {
+	ref := Reference{Key: key, Blob: hash, Owner: userID, TimeCreate: now.UTC(), TimeAccess: now.UTC()}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE blobs SET time_access = ? WHERE hash = ? RETURNING size`, us(now), hash).Scan(&ref.Size)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("unable to find blob: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO refs (key, blob, user_id, time_create, time_access) VALUES (?, ?, ?, ?, ?)`,
+			key, hash, userID, us(now), us(now)); err != nil {
+			return fmt.Errorf("unable to record reference: %w", err)
+		}
+		return nil
+	})
+	return ref, err
+}
+
+// Reference reads one reference.
+func (s *Store) Reference(ctx context.Context, key string) (Reference, error) {
+	var r Reference
+	var tc, ta int64
+	err := s.r.QueryRowContext(ctx, `
+		SELECT r.key, r.blob, b.size, r.user_id, r.time_create, r.time_access
+		FROM refs r JOIN blobs b ON b.hash = r.blob WHERE r.key = ?`, key).
+		Scan(&r.Key, &r.Blob, &r.Size, &r.Owner, &tc, &ta)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Reference{}, ErrNotFound
+	}
+	if err != nil {
+		return Reference{}, fmt.Errorf("unable to read reference: %w", err)
+	}
+	r.TimeCreate, r.TimeAccess = fromUS(tc), fromUS(ta)
+	return r, nil
+}
+
+// TouchReference records an access to a reference and its blob.
+func (s *Store) TouchReference(ctx context.Context, key string, now time.Time) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var hash string
+		err := tx.QueryRowContext(ctx, `UPDATE refs SET time_access = ? WHERE key = ? RETURNING blob`, us(now), key).Scan(&hash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unable to touch reference: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE blobs SET time_access = ? WHERE hash = ?`, us(now), hash); err != nil {
+			return fmt.Errorf("unable to touch blob: %w", err)
+		}
+		return nil
+	})
+}
+
+// ReferenceUsedByAssignee reports whether ref is a file of a task now
+// assigned to userID (a node may read its tasks' inputs).
+func (s *Store) ReferenceUsedByAssignee(ctx context.Context, ref string, userID int64) (bool, error) {
+	var one int
+	err := s.r.QueryRowContext(ctx, `
+		SELECT 1 FROM task_files f JOIN tasks t ON t.id = f.task_id
+		WHERE f.ref = ? AND t.assignee_id = ? AND t.state = ? LIMIT 1`, ref, userID, stateAssigned).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("unable to check reference use: %w", err)
+	}
+	return true, nil
+}
+
+// inUse returns an *InUseError if a task or result uses ref.
+func inUse(ctx context.Context, tx *sql.Tx, ref string) error {
+	var key string
+	err := tx.QueryRowContext(ctx, `SELECT t.key FROM task_files f JOIN tasks t ON t.id = f.task_id WHERE f.ref = ? LIMIT 1`, ref).Scan(&key)
+	if err == nil {
+		return &InUseError{Ref: ref, Task: key, What: "task"}
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("unable to check reference use: %w", err)
+	}
+	err = tx.QueryRowContext(ctx, `SELECT t.key FROM result_files f JOIN tasks t ON t.id = f.task_id WHERE f.ref = ? LIMIT 1`, ref).Scan(&key)
+	if err == nil {
+		return &InUseError{Ref: ref, Task: key, What: "result"}
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("unable to check reference use: %w", err)
+	}
+	return nil
+}
+
+// DeleteReference removes a reference no task or result uses (else an
+// *InUseError) and returns its blob's hash, for the garbage collector.
+func (s *Store) DeleteReference(ctx context.Context, key string) (string, error) {
+	var hash string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT blob FROM refs WHERE key = ?`, key).Scan(&hash); errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		} else if err != nil {
+			return fmt.Errorf("unable to read reference: %w", err)
+		}
+		if err := inUse(ctx, tx, key); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM refs WHERE key = ?`, key); err != nil {
+			return fmt.Errorf("unable to delete reference: %w", err)
+		}
+		return nil
+	})
+	return hash, err
+}
+
+// Blob reads one blob row with its reference count.
+func (s *Store) Blob(ctx context.Context, hash string) (BlobInfo, error) {
+	var b BlobInfo
+	var tc, ta int64
+	err := s.r.QueryRowContext(ctx, `
+		SELECT hash, size, time_create, time_access, (SELECT COUNT(*) FROM refs WHERE blob = blobs.hash)
+		FROM blobs WHERE hash = ?`, hash).Scan(&b.Hash, &b.Size, &tc, &ta, &b.References)
+	if errors.Is(err, sql.ErrNoRows) {
+		return BlobInfo{}, ErrNotFound
+	}
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("unable to read blob: %w", err)
+	}
+	b.TimeCreate, b.TimeAccess = fromUS(tc), fromUS(ta)
+	return b, nil
+}
+
+// DeleteBlob removes every reference to the blob and its row, unless a
+// task or result uses one of them (*InUseError). The caller removes the
+// file, under the blob's lock.
+func (s *Store) DeleteBlob(ctx context.Context, hash string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM blobs WHERE hash = ?`, hash).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		} else if err != nil {
+			return fmt.Errorf("unable to read blob: %w", err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT key FROM refs WHERE blob = ?`, hash)
+		if err != nil {
+			return fmt.Errorf("unable to list references: %w", err)
+		}
+		var keys []string
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return fmt.Errorf("unable to list references: %w", err)
+			}
+			keys = append(keys, k)
+		}
+		rows.Close()
+		for _, k := range keys {
+			if err := inUse(ctx, tx, k); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM refs WHERE blob = ?`, hash); err != nil {
+			return fmt.Errorf("unable to delete references: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE hash = ?`, hash); err != nil {
+			return fmt.Errorf("unable to delete blob: %w", err)
+		}
+		return nil
+	})
+}
+
+// UnreferencedBlobs lists up to limit blobs no reference points at.
+func (s *Store) UnreferencedBlobs(ctx context.Context, limit int) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM refs r WHERE r.blob = b.hash) LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("unable to list garbage: %w", err)
+	}
+	defer rows.Close()
+	var hashes []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, fmt.Errorf("unable to list garbage: %w", err)
+		}
+		hashes = append(hashes, h)
+	}
+	return hashes, rows.Err()
+}
+
+// DeleteBlobIfUnreferenced removes the blob's row if no reference points at
+// it, and reports whether it did (the caller then removes the file).
+func (s *Store) DeleteBlobIfUnreferenced(ctx context.Context, hash string) (bool, error) {
+	var deleted bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+			DELETE FROM blobs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM refs WHERE blob = ?)`, hash, hash)
+		if err != nil {
+			return fmt.Errorf("unable to collect blob: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		deleted = n > 0
+		return nil
+	})
+	return deleted, err
+}
+
+// BlobKnown reports whether the blob has a row.
+func (s *Store) BlobKnown(ctx context.Context, hash string) (bool, error) {
+	var one int
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM blobs WHERE hash = ?`, hash).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("unable to read blob: %w", err)
+	}
+	return true, nil
+}
+
+// BlobTotals is the number of blobs and their bytes.
+func (s *Store) BlobTotals(ctx context.Context) (count, bytes int64, err error) {
+	err = s.r.QueryRowContext(ctx, `SELECT count, bytes FROM blob_totals WHERE id = 0`).Scan(&count, &bytes)
+	if err != nil {
+		return 0, 0, fmt.Errorf("unable to sum blobs: %w", err)
+	}
+	return count, bytes, nil
+}

@@ -1,0 +1,172 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+func open(t testing.TB, path string) *Store {
+	t.Helper()
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestMigrations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.sqlite3")
+	s := open(t, path)
+	ctx := context.Background()
+	if v, err := s.Version(ctx); err != nil || v != SchemaVersion() {
+		t.Fatalf("version %d %v, want %d", v, err, SchemaVersion())
+	}
+	if _, err := s.CreateUser(ctx, "u", "h", RoleClient, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Reopening applies nothing and keeps the data.
+	s = open(t, path)
+	if u, err := s.UserByName(ctx, "u"); err != nil || u.Roles != RoleClient {
+		t.Fatalf("after reopen: %+v %v", u, err)
+	}
+	// A database from a newer program is refused, untouched.
+	s.w.Exec(`UPDATE schema_version SET version = 99`)
+	s.Close()
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("newer schema: %v", err)
+	}
+	if _, err := Open(path, Options{Synchronous: "OFF"}); err == nil {
+		t.Error("synchronous OFF accepted")
+	}
+}
+
+func TestPathWithQuestionMark(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "odd?dir#x%20")
+	path := filepath.Join(dir, "db.sqlite3")
+	if err := mkdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, path)
+	defer s.Close()
+	if _, err := s.CreateUser(context.Background(), "u", "h", RoleClient, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if exists(path) == false {
+		t.Errorf("database not at %s", path)
+	}
+}
+
+// Concurrent dequeues through the store never hand a task out twice.
+func TestDequeueExclusiveAssignment(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "db.sqlite3"))
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	owner, _ := s.CreateUser(ctx, "o", "h", RoleClient, now)
+	var nodes []User
+	for _, n := range []string{"a", "b", "c", "d"} {
+		u, _ := s.CreateUser(ctx, n, "h", RoleProcessor, now)
+		nodes = append(nodes, u)
+	}
+	for i := range 200 {
+		if _, err := s.InsertTask(ctx, NewTask{Key: string(rune('A'+i%26)) + strings.Repeat("x", i/26+1) + "k", Owner: owner.ID,
+			Description: []byte(`{}`), Limits: []byte(`{}`), Now: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				r, err := s.Dequeue(ctx, DequeueRequest{Node: nodes[i%4].ID, Concurency: 3, Now: time.Now(),
+					Lease: func([]spec.Limits, bool) time.Duration { return time.Hour }, Expiry: Expiry{MaxAttempts: 3}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(r.Tasks) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, a := range r.Tasks {
+					seen[a.Key]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 200 {
+		t.Errorf("%d tasks handed out", len(seen))
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s handed out %d times", k, n)
+		}
+	}
+	if _, err := s.Task(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown task: %v", err)
+	}
+}
+
+func mkdir(dir string) error { return os.MkdirAll(dir, 0o750) }
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// The counts kept by triggers agree with counting, through every kind of
+// change a task and a blob go through.
+func TestCountsKeptByTriggers(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "db.sqlite3"))
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	o, _ := s.CreateUser(ctx, "o", "h", RoleClient, now)
+	n, _ := s.CreateUser(ctx, "n", "h", RoleProcessor, now)
+	for i := range 10 {
+		s.InsertTask(ctx, NewTask{Key: fmt.Sprintf("k%d", i), Owner: o.ID, Description: []byte(`{}`), Limits: []byte(`{}`), Now: now})
+		s.AddReference(ctx, fmt.Sprintf("%064d", i%4), int64(100+i%4), fmt.Sprintf("r%d", i), o.ID, now)
+	}
+	lease := func([]spec.Limits, bool) time.Duration { return time.Millisecond }
+	s.Dequeue(ctx, DequeueRequest{Node: n.ID, Concurency: 4, Now: now, Lease: lease, Expiry: Expiry{MaxAttempts: 2}})
+	s.PostResult(ctx, NewResult{TaskKey: "k0", Poster: n.ID, Description: []byte(`{}`),
+		Fingerprint: func(map[string]string) (string, error) { return "x", nil }, Now: now})
+	s.ExpireLeases(ctx, now.Add(time.Second), Expiry{MaxAttempts: 2}) // k1..k3 back to the queue
+	s.DeleteTask(ctx, "k5")
+	s.DeleteReference(ctx, "r1")
+	s.DeleteReference(ctx, "r5")
+	s.DeleteReference(ctx, "r9")
+	s.DeleteBlobIfUnreferenced(ctx, fmt.Sprintf("%064d", 1))
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(q string) (n int64) {
+		s.r.QueryRow(q).Scan(&n)
+		return n
+	}
+	if st.Unassigned != count(`SELECT COUNT(*) FROM tasks WHERE state = 0`) || st.Assigned != count(`SELECT COUNT(*) FROM tasks WHERE state = 1`) ||
+		st.Resolved != count(`SELECT COUNT(*) FROM tasks WHERE state = 2`) || st.Total != 9 || st.Resolved != 1 || st.Unassigned != 8 {
+		t.Errorf("stats %+v disagree with the table", st)
+	}
+	blobs, bytes, _ := s.BlobTotals(ctx)
+	if blobs != count(`SELECT COUNT(*) FROM blobs`) || bytes != count(`SELECT SUM(size) FROM blobs`) || blobs != 3 {
+		t.Errorf("blob totals %d/%d disagree with the table", blobs, bytes)
+	}
+}

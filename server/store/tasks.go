@@ -1,0 +1,287 @@
+package store
+
+// This file owns task rows: submission (with the check that every file's
+// reference exists and may be used by the submitter), reading, deleting
+// and the admin listing.
+//
+// Lifecycle of a task: queued (state 0) → assigned to a node by a dequeue
+// (1, with a lease) → done (2) when a result is accepted. An assigned task
+// whose lease runs out goes back to queued, or to done with a server-made
+// SE result after too many attempts (queue.go). Deleting a task removes its
+// result too; the references it used stay with their owners.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// FileError is a task or result file whose reference cannot be used.
+type FileError struct {
+	File    string // the file's name in the task or result
+	Ref     string
+	Problem string // "is unknown", "belongs to another user"
+}
+
+func (e *FileError) Error() string {
+	return fmt.Sprintf("files[%q].reference: reference %q %s", e.File, e.Ref, e.Problem)
+}
+
+// FileErrors joins several *FileError; it unwraps to them.
+type FileErrors []*FileError
+
+func (es FileErrors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap gives errors.As access to each *FileError.
+func (es FileErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// State is where a task is in its lifecycle.
+type State int
+
+// Task states.
+const (
+	Queued   State = stateQueued
+	Assigned State = stateAssigned
+	Done     State = stateDone
+)
+
+func (s State) String() string {
+	switch s {
+	case Queued:
+		return "unassigned"
+	case Assigned:
+		return "assigned"
+	case Done:
+		return "resolved"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// NewTask is a task to record. Description is the canonical task JSON (with
+// the server's id and caps); Limits and Requires are what the scheduler
+// reads, kept apart so a dequeue need not parse whole tasks.
+type NewTask struct {
+	Key         string
+	Owner       int64
+	ReadAll     bool // the owner may use any user's references (inspectors, managers)
+	Description []byte
+	Limits      []byte // JSON limits object
+	Requires    []string
+	Exclusive   bool
+	CallbackURL string
+	Files       map[string]string // file name → reference key
+	Now         time.Time
+}
+
+// Task is a task row.
+type Task struct {
+	ID           int64
+	Key          string
+	Owner        int64
+	OwnerName    string
+	Description  []byte
+	State        State
+	Assignee     int64 // 0: none
+	AssigneeName string
+	TimeCreate   time.Time
+	TimeAssign   time.Time
+	LeaseExpire  time.Time
+	Attempts     int
+	CallbackURL  string
+	HasResult    bool
+}
+
+// checkRefs checks the references of files for a user; it returns the
+// blob of each reference, by reference key.
+func checkRefs(ctx context.Context, tx *sql.Tx, files map[string]string, userID int64, readAll bool) (map[string]string, error) {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	blobs := make(map[string]string, len(files))
+	var errs FileErrors
+	for _, name := range names {
+		ref := files[name]
+		var owner int64
+		var blob string
+		err := tx.QueryRowContext(ctx, `SELECT user_id, blob FROM refs WHERE key = ?`, ref).Scan(&owner, &blob)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			errs = append(errs, &FileError{File: name, Ref: ref, Problem: "is unknown"})
+		case err != nil:
+			return nil, fmt.Errorf("unable to read reference: %w", err)
+		case owner != userID && !readAll:
+			errs = append(errs, &FileError{File: name, Ref: ref, Problem: "belongs to another user"})
+		default:
+			blobs[ref] = blob
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return blobs, nil
+}
+
+// InsertTask records a submitted task: a FileErrors if a reference is
+// unknown or not the owner's to use, ErrExists if the key is taken.
+func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
+	requires, err := json.Marshal(nonNil(t.Requires))
+	if err != nil {
+		return 0, fmt.Errorf("unable to encode requires: %w", err)
+	}
+	var id int64
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := checkRefs(ctx, tx, t.Files, t.Owner, t.ReadAll); err != nil {
+			return err
+		}
+		err := tx.QueryRowContext(ctx, `
+			INSERT INTO tasks (key, user_id, description, limits, requires, exclusive, callback_url, state, time_create, time_queued)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			t.Key, t.Owner, t.Description, t.Limits, string(requires), t.Exclusive, t.CallbackURL, stateQueued, us(t.Now), us(t.Now)).Scan(&id)
+		if isUnique(err) {
+			return fmt.Errorf("unable to record task %s: %w", t.Key, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("unable to record task: %w", err)
+		}
+		for name, ref := range t.Files {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO task_files (task_id, name, ref) VALUES (?, ?, ?)`, id, name, ref); err != nil {
+				return fmt.Errorf("unable to record task file: %w", err)
+			}
+		}
+		return nil
+	})
+	return id, err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+const taskColumns = `t.id, t.key, t.user_id, o.name, t.description, t.state, COALESCE(t.assignee_id, 0), COALESCE(a.name, ''),
+	t.time_create, t.time_assign, t.lease_expire, t.attempts, t.callback_url, EXISTS (SELECT 1 FROM results r WHERE r.task_id = t.id)`
+
+const taskFrom = `FROM tasks t JOIN users o ON o.id = t.user_id LEFT JOIN users a ON a.id = t.assignee_id`
+
+type scanner interface{ Scan(...any) error }
+
+func scanTask(row scanner) (Task, error) {
+	var t Task
+	var state int
+	var tc int64
+	var ta, le sql.NullInt64
+	err := row.Scan(&t.ID, &t.Key, &t.Owner, &t.OwnerName, &t.Description, &state, &t.Assignee, &t.AssigneeName,
+		&tc, &ta, &le, &t.Attempts, &t.CallbackURL, &t.HasResult)
+	if err != nil {
+		return Task{}, err
+	}
+	t.State = State(state)
+	t.TimeCreate, t.TimeAssign, t.LeaseExpire = fromUS(tc), fromNullUS(ta), fromNullUS(le)
+	return t, nil
+}
+
+// Task reads a task by key.
+func (s *Store) Task(ctx context.Context, key string) (Task, error) {
+	t, err := scanTask(s.r.QueryRowContext(ctx, `SELECT `+taskColumns+` `+taskFrom+` WHERE t.key = ?`, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, ErrNotFound
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("unable to read task: %w", err)
+	}
+	return t, nil
+}
+
+// DeleteTask removes a task, its files' links, its result and its
+// assignment history. ErrNotFound if there is no such task.
+func (s *Store) DeleteTask(ctx context.Context, key string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE key = ?`, key)
+		if err != nil {
+			return fmt.Errorf("unable to delete task: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// TaskFilter selects tasks for ListTasks, as Kolejka's lstask: Assigned
+// means "has an assignee" (queued tasks have none; resolved tasks keep the
+// node that resolved them), Resolved means "a result was accepted". Nil
+// fields do not filter.
+type TaskFilter struct {
+	Assigned *bool
+	Resolved *bool
+}
+
+// ListTasks lists tasks in submission order.
+func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
+	q := `SELECT ` + taskColumns + ` ` + taskFrom + ` WHERE 1`
+	var args []any
+	if f.Assigned != nil {
+		if *f.Assigned {
+			q += ` AND t.assignee_id IS NOT NULL`
+		} else {
+			q += ` AND t.assignee_id IS NULL`
+		}
+	}
+	if f.Resolved != nil {
+		q += ` AND (t.state = ?) = ?`
+		args = append(args, stateDone, *f.Resolved)
+	}
+	rows, err := s.r.QueryContext(ctx, q+` ORDER BY t.id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("unable to list tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("unable to list tasks: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// TaskFileRefs lists the references a task's files use.
+func (s *Store) TaskFileRefs(ctx context.Context, key string) (map[string]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT f.name, f.ref FROM task_files f JOIN tasks t ON t.id = f.task_id WHERE t.key = ?`, key)
+	if err != nil {
+		return nil, fmt.Errorf("unable to list task files: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var n, r string
+		if err := rows.Scan(&n, &r); err != nil {
+			return nil, fmt.Errorf("unable to list task files: %w", err)
+		}
+		out[n] = r
+	}
+	return out, rows.Err()
+}
