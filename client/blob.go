@@ -1,0 +1,201 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Reference is a server blob reference.
+type Reference struct {
+	Key        string `json:"key"`
+	Blob       string `json:"blob"` // the SHA-256 of the bytes
+	Size       int64  `json:"size"`
+	TimeCreate string `json:"time_create"`
+	TimeAccess string `json:"time_access"`
+}
+
+// HashFile returns a file's SHA-256 in hex.
+func HashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("unable to read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// BlobPut uploads a file and returns a new reference to it. It asks the
+// server by hash first and sends the bytes only when the server lacks them.
+func (c *Client) BlobPut(ctx context.Context, path string) (*Reference, error) {
+	sum, size, err := HashFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if ref, err := c.BlobByHash(ctx, sum); err == nil {
+		return ref, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	body := &fileBody{r: c.progress("upload "+filepath.Base(path), size, f), size: size}
+	var out struct {
+		Reference Reference `json:"reference"`
+	}
+	if err := c.callReader(ctx, http.MethodPost, "blob/reference/", body, "application/octet-stream", &out); err != nil {
+		return nil, err
+	}
+	if out.Reference.Blob != "" && out.Reference.Blob != sum {
+		return nil, fmt.Errorf("uploaded %s as %s but the server stored %s: %w", path, sum, out.Reference.Blob, ErrIntegrity)
+	}
+	return &out.Reference, nil
+}
+
+// BlobByHash makes a new reference to bytes the server already has
+// (ErrNotFound if it has not).
+func (c *Client) BlobByHash(ctx context.Context, sum string) (*Reference, error) {
+	var out struct {
+		Reference Reference `json:"reference"`
+	}
+	if err := c.call(ctx, http.MethodPost, "blob/blob/"+sum+"/", []byte{}, "application/x-www-form-urlencoded", &out); err != nil {
+		return nil, err
+	}
+	return &out.Reference, nil
+}
+
+// BlobInfo returns a reference's metadata (Kolejka answers a PUT with it).
+func (c *Client) BlobInfo(ctx context.Context, ref string) (*Reference, error) {
+	var out struct {
+		Reference Reference `json:"reference"`
+	}
+	if err := c.call(ctx, http.MethodPut, "blob/reference/"+ref+"/", []byte{}, "", &out); err != nil {
+		return nil, err
+	}
+	return &out.Reference, nil
+}
+
+// BlobGet downloads a reference into path. The bytes go to a temporary
+// file beside it and are checked against the blob's SHA-256 before they
+// take the final name: a failed or tampered download leaves nothing there.
+func (c *Client) BlobGet(ctx context.Context, ref, path string) error {
+	return c.download(ctx, "blob/reference/"+ref+"/", path, "")
+}
+
+// BlobGetExpect is BlobGet when the SHA-256 is already known (from the
+// reference's metadata): no extra request to learn it.
+func (c *Client) BlobGetExpect(ctx context.Context, ref, sum, path string) error {
+	return c.download(ctx, "blob/reference/"+ref+"/", path, sum)
+}
+
+func (c *Client) download(ctx context.Context, urlPath, path, want string) error {
+	resp, err := c.do(ctx, http.MethodGet, urlPath, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := checkStatus(resp, urlPath); err != nil {
+		return err
+	}
+	if want == "" {
+		// Our server names the hash in the ETag; Kolejka's needs asking.
+		if et := strings.Trim(resp.Header.Get("ETag"), `"`); isHash(et) {
+			want = et
+		} else if ref, ok := strings.CutPrefix(urlPath, "blob/reference/"); ok {
+			info, err := c.BlobInfo(ctx, strings.TrimSuffix(ref, "/"))
+			if err != nil {
+				return err
+			}
+			want = info.Blob
+		} else if sum, ok := strings.CutPrefix(urlPath, "blob/blob/"); ok {
+			want = strings.TrimSuffix(sum, "/")
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	h := sha256.New()
+	body := c.progress("download "+filepath.Base(path), resp.ContentLength, resp.Body)
+	if _, err := io.Copy(io.MultiWriter(tmp, h), body); err != nil {
+		tmp.Close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("unable to download %s: %v: %w", path, err, ErrConnect)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); want != "" && got != want {
+		return fmt.Errorf("%s: got SHA-256 %s, want %s: %w", path, got, want, ErrIntegrity)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func isHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// BlobDelete deletes a reference.
+func (c *Client) BlobDelete(ctx context.Context, ref string) error {
+	return c.call(ctx, http.MethodDelete, "blob/reference/"+ref+"/", nil, "", nil)
+}
+
+// BlobExists reports whether a reference is readable (HEAD).
+func (c *Client) BlobExists(ctx context.Context, ref string) (bool, error) {
+	resp, err := c.do(ctx, http.MethodHead, "blob/reference/"+ref+"/", nil, "")
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound, http.StatusForbidden:
+		return false, nil
+	}
+	return false, fmt.Errorf("blob/reference/%s/: HTTP %d: %w", ref, resp.StatusCode, ErrProtocol)
+}
+
+// fileBody is an upload body of known size.
+type fileBody struct {
+	r    io.Reader
+	size int64
+}
+
+func (b *fileBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *fileBody) Size() int64                { return b.size }
+
+// callReader is call with a streamed body.
+func (c *Client) callReader(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
+	resp, err := c.do(ctx, method, path, body, contentType)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return c.decode(resp, path, out)
+}

@@ -1,0 +1,309 @@
+// Package client speaks Kolejka's server API: sessions, blobs, tasks,
+// results and the queue. kolejka-client and kolejka-foreman use it. It
+// works against our server and against an original Kolejka (Django)
+// server: it uses our extensions (bearer tokens, long polling, heartbeats)
+// only when the server's /settings/ announces them.
+//
+// Lifecycle: New (signs in and reads the settings), then any number of
+// calls from any number of goroutines.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// Sentinel errors; every error of this package wraps one of them or is a
+// *ServerError.
+var (
+	ErrConnect   = errors.New("cannot connect to the server")
+	ErrLogin     = errors.New("login failed")
+	ErrForbidden = errors.New("not allowed")
+	ErrNotFound  = errors.New("not found")
+	ErrProtocol  = errors.New("unexpected answer from the server")
+	ErrIntegrity = errors.New("downloaded data does not match")
+	// ErrUnsupported: the server does not offer the extension a call needs.
+	ErrUnsupported = errors.New("not supported by the server")
+	// ErrUnavailable: the server cannot take the request now (out of disk
+	// space, 507; overloaded, 503): nothing was stored; try again later.
+	ErrUnavailable = errors.New("the server cannot take it now")
+	// ErrLocal: the local side of a request is wrong (a folder in the
+	// way); nothing was sent or changed.
+	ErrLocal = errors.New("bad local input")
+)
+
+// ServerError is a {"status": "FAIL"} answer: the server refused the
+// request and said why.
+type ServerError struct {
+	Path    string
+	Message string
+}
+
+func (e *ServerError) Error() string { return e.Path + ": the server says: " + e.Message }
+
+// Config is how to reach a server.
+type Config struct {
+	// Server is the base URL, possibly with a path prefix; without
+	// http(s):// it means https://, as in Kolejka.
+	Server string
+	// Username and Password sign in with a session; Token (our extension)
+	// is sent as a bearer token instead.
+	Username, Password string
+	Token              string
+	// Limits cap every task this client submits (the client section's caps).
+	Limits spec.Limits
+	// HTTPClient is used for requests; its Jar is replaced. Default: a
+	// client with sensible timeouts.
+	HTTPClient *http.Client
+	// Progress, if set, receives upload and download progress bars.
+	Progress ProgressFunc
+}
+
+// Settings is the server's /settings/.
+type Settings struct {
+	BlobHashAlgorithm string      `json:"blob_hash_algorithm"`
+	Limits            spec.Limits `json:"limits"`
+	Extensions        []string    `json:"extensions"`
+	MaxWait           string      `json:"max_wait"`
+	LeaseTime         string      `json:"lease_time"`
+}
+
+// Has reports whether the server announces an extension.
+func (s Settings) Has(ext string) bool { return slices.Contains(s.Extensions, ext) }
+
+// Client talks to one server. Safe for concurrent use.
+type Client struct {
+	cfg  Config
+	base *url.URL
+	hc   *http.Client
+
+	mu       sync.Mutex
+	settings Settings
+}
+
+// New signs in (when credentials are configured) and reads the settings.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	server := strings.TrimSpace(cfg.Server)
+	if server == "" {
+		return nil, fmt.Errorf("no server configured (set it in kolejka.conf, --server or KOLEJKA_SERVER): %w", ErrConnect)
+	}
+	if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
+		server = "https://" + server
+	}
+	base, err := url.Parse(strings.TrimRight(server, "/") + "/")
+	if err != nil {
+		return nil, fmt.Errorf("server %q: %v: %w", cfg.Server, err, ErrConnect)
+	}
+	hc := &http.Client{}
+	if cfg.HTTPClient != nil {
+		copy := *cfg.HTTPClient
+		hc = &copy
+	} else {
+		hc.Transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost:   32,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	jar, _ := cookiejar.New(nil)
+	hc.Jar = jar
+	c := &Client{cfg: cfg, base: base, hc: hc}
+	if cfg.Token == "" && cfg.Username != "" {
+		if err := c.Login(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := c.refreshSettings(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Settings returns the server's settings as read by New.
+func (c *Client) Settings() Settings {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.settings
+}
+
+// URL is the server's base URL.
+func (c *Client) URL() string { return c.base.String() }
+
+func (c *Client) refreshSettings(ctx context.Context) (Settings, error) {
+	var s Settings
+	if err := c.call(ctx, http.MethodGet, "settings/", nil, "", &s); err != nil {
+		return s, err
+	}
+	c.mu.Lock()
+	c.settings = s
+	c.mu.Unlock()
+	return s, nil
+}
+
+// Login signs in with the configured username and password, as Kolejka's
+// client does: GET /logout/ for a csrftoken cookie, then POST /login/.
+func (c *Client) Login(ctx context.Context) error {
+	if _, err := c.do(ctx, http.MethodGet, "logout/", nil, ""); err != nil {
+		return err
+	}
+	form := url.Values{"username": {c.cfg.Username}, "password": {c.cfg.Password}}
+	resp, err := c.do(ctx, http.MethodPost, "login/", strings.NewReader(form.Encode()), "application/x-www-form-urlencoded")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := c.decode(resp, "login/", nil); err != nil {
+		var se *ServerError
+		if errors.As(err, &se) || errors.Is(err, ErrForbidden) {
+			return fmt.Errorf("as %q: %v: %w", c.cfg.Username, err, ErrLogin)
+		}
+		return err
+	}
+	if c.cookie("sessionid") == "" {
+		return fmt.Errorf("as %q: the server set no session: %w", c.cfg.Username, ErrLogin)
+	}
+	return nil
+}
+
+func (c *Client) cookie(name string) string {
+	for _, ck := range c.hc.Jar.Cookies(c.base) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+// do sends one request to path (relative to the base URL) with Kolejka's
+// headers: Referer always, X-CSRFToken on mutating requests, or a bearer
+// token when configured.
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	u := c.base.ResolveReference(&url.URL{Path: path})
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		u = c.base.ResolveReference(&url.URL{Path: path[:i], RawQuery: path[i+1:]})
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if n, ok := body.(interface{ Len() int }); ok {
+		req.ContentLength = int64(n.Len())
+	}
+	if sz, ok := body.(sizedReader); ok {
+		req.ContentLength = sz.Size()
+	}
+	req.Header.Set("Referer", c.base.String())
+	if c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	} else if method != http.MethodGet && method != http.MethodHead {
+		req.Header.Set("X-CSRFToken", c.cookie("csrftoken"))
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s %s: %v: %w", method, u.Redacted(), err, ErrConnect)
+	}
+	return resp, nil
+}
+
+// sizedReader bodies know their length (uploads of files), so requests
+// are not sent chunked.
+type sizedReader interface {
+	io.Reader
+	Size() int64
+}
+
+// envelope is every JSON answer's frame.
+type envelope struct {
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+// checkStatus maps an answer's HTTP status to this package's errors.
+func checkStatus(resp *http.Response, path string) error {
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	// Our server says why in a short plain-text body (Kolejka's says
+	// nothing useful): keep it in the error.
+	reason := ""
+	if data, _ := io.ReadAll(io.LimitReader(resp.Body, 512)); len(data) > 0 && !bytes.HasPrefix(bytes.TrimSpace(data), []byte("<")) {
+		reason = ": " + string(bytes.TrimSpace(data))
+	}
+	switch resp.StatusCode {
+	case http.StatusForbidden:
+		return fmt.Errorf("%s%s: %w", path, reason, ErrForbidden)
+	case http.StatusNotFound:
+		return fmt.Errorf("%s: %w", path, ErrNotFound)
+	case http.StatusRequestEntityTooLarge:
+		return &ServerError{Path: path, Message: "request too large" + reason}
+	case http.StatusInsufficientStorage, http.StatusServiceUnavailable:
+		return fmt.Errorf("%s%s: %w", path, reason, ErrUnavailable)
+	}
+	return fmt.Errorf("%s: HTTP %d%s: %w", path, resp.StatusCode, reason, ErrProtocol)
+}
+
+// call sends a request and decodes a JSON envelope's fields into out
+// (which may be nil).
+func (c *Client) call(ctx context.Context, method, path string, body []byte, contentType string, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	resp, err := c.do(ctx, method, path, rd, contentType)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return c.decode(resp, path, out)
+}
+
+// decode checks an answer and decodes its envelope's fields into out.
+func (c *Client) decode(resp *http.Response, path string, out any) error {
+	if err := checkStatus(resp, path); err != nil {
+		return err
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s: %v: %w", path, err, ErrConnect)
+	}
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return fmt.Errorf("%s: %v: %w", path, err, ErrProtocol)
+	}
+	if !strings.EqualFold(env.Status, "OK") {
+		msg := env.Message
+		if msg == "" {
+			msg = "request refused"
+		}
+		return &ServerError{Path: path, Message: msg}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s: %v: %w", path, err, ErrProtocol)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// State is what Execute reports as a task moves through the grid.
+type State struct {
+	Key    string
+	Phase  string      // "queued", "running", "done"
+	Node   string      // the node running it, when the server says
+	Status spec.Status // the verdict, when done
+}
+
+// ExecuteOptions tune Execute.
+type ExecuteOptions struct {
+	Caps spec.Limits
+	// Interval between polls on servers without long polling (Kolejka's
+	// --interval, default 5 s); with long polling, how often the task's
+	// state is looked at while waiting.
+	Interval time.Duration
+	// Consume removes the task folder once the result is saved.
+	Consume bool
+	// OnState is told of every change of state (optional).
+	OnState func(State)
+}
+
+// InterruptedError: Execute was stopped (Ctrl-C) after the task was
+// submitted; the task stays queued or running and its result can be
+// fetched later with Key.
+type InterruptedError struct {
+	Key   string
+	Cause error
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("interrupted; task %s stays on the grid (fetch it later with `kolejka-client result get %s DIR`)", e.Key, e.Key)
+}
+func (e *InterruptedError) Unwrap() error { return e.Cause }
+
+// longPollChunk is how long one long-polled result request waits.
+const longPollChunk = 10 * time.Second
+
+// Execute submits the task folder dir, waits for its result and saves it
+// into resultDir.
+func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOptions) (*spec.Result, error) {
+	if o.Interval <= 0 {
+		o.Interval = 5 * time.Second
+	}
+	if entries, err := os.ReadDir(resultDir); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("%s is not empty; choose a new folder: %w", resultDir, ErrLocal)
+	}
+	t, err := c.TaskPut(ctx, dir, o.Caps)
+	if err != nil {
+		return nil, err
+	}
+	key := t.ID
+	last := State{Key: key, Phase: "queued"}
+	report := func(s State) {
+		if o.OnState != nil && s != last {
+			o.OnState(s)
+		}
+		last = s
+	}
+	if o.OnState != nil {
+		o.OnState(last)
+	}
+	longPoll := c.Settings().Has("long_poll")
+	reconnect := 200 * time.Millisecond
+	for {
+		var r *spec.Result
+		var err error
+		if longPoll {
+			r, err = c.Result(ctx, key, min(longPollChunk, max(o.Interval, time.Second)))
+		} else {
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-time.After(o.Interval):
+				r, err = c.Result(ctx, key, 0)
+			}
+		}
+		if errors.Is(err, ErrConnect) && ctx.Err() == nil {
+			// The server is away (restarting): the task is safe there, so
+			// wait for it to come back rather than give up.
+			select {
+			case <-ctx.Done():
+			case <-time.After(reconnect):
+			}
+			reconnect = min(2*reconnect, 5*time.Second)
+			continue
+		}
+		reconnect = 200 * time.Millisecond
+		switch {
+		case err == nil:
+			if err := c.SaveResult(ctx, r, resultDir); err != nil {
+				if ctx.Err() != nil {
+					return nil, &InterruptedError{Key: key, Cause: ctx.Err()}
+				}
+				return nil, err
+			}
+			report(State{Key: key, Phase: "done", Node: last.Node, Status: r.Status})
+			if o.Consume {
+				os.RemoveAll(dir)
+			}
+			return r, nil
+		case ctx.Err() != nil:
+			return nil, &InterruptedError{Key: key, Cause: ctx.Err()}
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
+		}
+		if st, err := c.TaskState(ctx, key); err == nil {
+			report(st)
+		}
+	}
+}
+
+// TaskState tells whether a task waits or runs and where (servers that
+// name the assignee; Kolejka's do not, so its tasks always look queued).
+func (c *Client) TaskState(ctx context.Context, key string) (State, error) {
+	var out struct {
+		Assignee string `json:"assignee"`
+		Resolved bool   `json:"resolved"`
+	}
+	if err := c.call(ctx, http.MethodGet, "task/task/"+key+"/", nil, "", &out); err != nil {
+		return State{}, err
+	}
+	s := State{Key: key, Phase: "queued"}
+	if out.Assignee != "" {
+		s.Phase, s.Node = "running", out.Assignee
+	}
+	return s, nil
+}

@@ -1,0 +1,212 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// uploadConcurrency bounds parallel blob uploads and downloads of one task.
+const uploadConcurrency = 4
+
+// TaskPut submits the task folder dir: its limits capped by the client's
+// and caps, each file uploaded unless the server already holds its bytes
+// (or it already carries a valid reference). It returns the stored task,
+// whose ID is the key the server assigned.
+func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*spec.Task, error) {
+	t, err := spec.LoadTask(dir)
+	if err != nil {
+		return nil, err
+	}
+	t.Limits = t.Limits.Merge(c.cfg.Limits, caps)
+	t.ID = "" // the server assigns keys
+	files, err := c.uploadFiles(ctx, dir, t.Files)
+	if err != nil {
+		return nil, err
+	}
+	t.Files = files
+	body, err := t.Encode()
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Task json.RawMessage `json:"task"`
+	}
+	if err := c.call(ctx, http.MethodPost, "task/task/", body, "application/json", &out); err != nil {
+		return nil, err
+	}
+	stored, err := spec.ParseTask(out.Task, "the server's task")
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
+	}
+	return stored, nil
+}
+
+// uploadFiles turns local file specs into server references.
+func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec.File) (map[string]spec.File, error) {
+	out := make(map[string]spec.File, len(in))
+	names := make([]string, 0, len(in))
+	for name := range in {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, uploadConcurrency)
+	)
+	for _, name := range names {
+		f := in[name]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			key, err := c.ensureReference(ctx, dir, f)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				return
+			}
+			out[name] = spec.File{Reference: key}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ensureReference keeps a file's reference when the server still has it,
+// else uploads the file.
+func (c *Client) ensureReference(ctx context.Context, dir string, f spec.File) (string, error) {
+	if f.Reference != "" {
+		ok, err := c.BlobExists(ctx, f.Reference)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return f.Reference, nil
+		}
+	}
+	if f.Path == "" {
+		return "", fmt.Errorf("reference %q is gone and there is no local path to upload", f.Reference)
+	}
+	ref, err := c.BlobPut(ctx, filepath.Join(dir, f.Path))
+	if err != nil {
+		return "", err
+	}
+	return ref.Key, nil
+}
+
+// Task returns a stored task.
+func (c *Client) Task(ctx context.Context, key string) (*spec.Task, error) {
+	var out struct {
+		Task json.RawMessage `json:"task"`
+	}
+	if err := c.call(ctx, http.MethodGet, "task/task/"+key+"/", nil, "", &out); err != nil {
+		return nil, err
+	}
+	t, err := spec.ParseTask(out.Task, "task "+key)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
+	}
+	return t, nil
+}
+
+// TaskGet downloads a stored task into the folder dir (which must not
+// exist or be empty): its files by name, and kolejka_task.json naming them
+// by path and by reference, as Kolejka's client writes it.
+func (c *Client) TaskGet(ctx context.Context, key, dir string) (*spec.Task, error) {
+	t, err := c.Task(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	err = c.intoFolder(dir, func(stage string) error {
+		files, err := c.downloadFiles(ctx, stage, t.Files)
+		if err != nil {
+			return err
+		}
+		local := *t
+		local.Files = files
+		return spec.WriteTask(stage, &local)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// downloadFiles fetches every referenced file into dir under its name.
+func (c *Client) downloadFiles(ctx context.Context, dir string, in map[string]spec.File) (map[string]spec.File, error) {
+	out := make(map[string]spec.File, len(in))
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, uploadConcurrency)
+	)
+	for name, f := range in {
+		if f.Reference == "" {
+			return nil, fmt.Errorf("file %s has no reference: %w", name, ErrProtocol)
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := c.BlobGet(ctx, f.Reference, filepath.Join(dir, filepath.FromSlash(name)))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				return
+			}
+			out[name] = spec.File{Path: name, Reference: f.Reference}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// intoFolder fills a staging folder beside dir and renames it into place:
+// dir appears complete or not at all. dir must not exist or be empty.
+func (c *Client) intoFolder(dir string, fill func(stage string) error) error {
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("%s is not empty; choose a new folder: %w", dir, ErrLocal)
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	stage, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".part-")
+	if err != nil {
+		return err
+	}
+	if err := fill(stage); err != nil {
+		os.RemoveAll(stage)
+		return err
+	}
+	os.Remove(dir) // an empty folder in the way
+	if err := os.Rename(stage, dir); err != nil {
+		os.RemoveAll(stage)
+		return err
+	}
+	return nil
+}
+
+// TaskDelete deletes a task.
+func (c *Client) TaskDelete(ctx context.Context, key string) error {
+	return c.call(ctx, http.MethodDelete, "task/task/"+key+"/", nil, "", nil)
+}
