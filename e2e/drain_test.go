@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// SIGTERM drains a node: its running task finishes and its result is
+// posted, then it exits 0. A second signal stops it at once: the running
+// task is killed and handed back (the release extension, no attempt
+// counted), and another node runs it.
+func TestGridForemanSignals(t *testing.T) {
+	g := newGrid(t, "--lease", "20s")
+	a := g.startForeman("a", pin(0))
+
+	key := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 1.5; echo finished"], "limits": {"time": "10s"}, "stdout": "out"}`))
+	waitFor(t, "the task running", 20*time.Second, func() bool { return g.taskInfo(key)["assignee"] == "a" })
+	a.p.signal(syscall.SIGTERM)
+	queued := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["true"]}`))
+	code, ended := a.p.wait(30 * time.Second)
+	if !ended || code != 0 {
+		t.Fatalf("drain: ended %v, exit %d; want 0", ended, code)
+	}
+	dir, err := g.result(key, 0)
+	if err != nil {
+		t.Fatalf("no result after the drain: %v", err)
+	}
+	if out, _ := os.ReadFile(filepath.Join(dir, "out")); string(out) != "finished\n" {
+		t.Errorf("drained task's output %q", out)
+	}
+	if info := g.taskInfo(queued); info["assignee"] != nil || info["resolved"] != false {
+		t.Errorf("a task submitted during the drain was taken: %v", info)
+	}
+
+	// Second signal: stop now.
+	a = g.startForeman("a", pin(0)) // takes the queued task first
+	if _, err := g.result(queued, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	long := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo second try"], "limits": {"time": "10s"}, "stdout": "out"}`))
+	waitFor(t, "the task running", 20*time.Second, func() bool { return g.taskInfo(long)["assignee"] == "a" })
+	a.p.signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	stopped := time.Now()
+	a.p.signal(syscall.SIGINT)
+	code, ended = a.p.wait(15 * time.Second)
+	if !ended || code != 1 {
+		t.Fatalf("forced stop: ended %v, exit %d; want 1", ended, code)
+	}
+	if d := time.Since(stopped); d > 5*time.Second {
+		t.Errorf("forced stop took %v", d)
+	}
+	info := g.taskInfo(long)
+	if info["resolved"] != false || info["attempts"] != float64(0) || info["assignee"] != nil {
+		t.Errorf("after the forced stop: %v; want back in the queue with no attempt counted", info)
+	}
+	g.startForeman("b", pin(1))
+	dir, err = g.result(long, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := spec.LoadResult(dir)
+	out, _ := os.ReadFile(filepath.Join(dir, "out"))
+	if res == nil || res.Status != spec.StatusOK || string(out) != "second try\n" || !contains(res.Tags, "node:b") {
+		t.Errorf("the handed-back task on node b: %+v, out %q", res, out)
+	}
+	if info := g.taskInfo(long); info["attempts"] != float64(1) {
+		t.Errorf("attempts %v, want 1: the forced stop's hand-back is not counted", info["attempts"])
+	}
+}
