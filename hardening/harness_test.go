@@ -1,0 +1,910 @@
+package hardening_test
+
+// The harness: the binaries of this tree, a runc image store and the Docker
+// engine's copy of the test image, processes with their logs, grids of
+// real processes (kolejka-server, kolejka-foreman nodes), and the probes
+// that prove "nothing changed" and "nothing left": folder digests, the
+// server's rows and blob files, scans of /proc for a run's processes.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+	"github.com/moby/sys/mountinfo"
+
+	kclient "github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/server"
+	"github.com/kolejka-go/kolejka/spec"
+	"github.com/kolejka-go/kolejka/worker/docker"
+	"github.com/kolejka-go/kolejka/worker/image"
+	"github.com/kolejka-go/kolejka/worker/runc"
+)
+
+// outputLimit is the output cap of the workers and foremen here: small, so
+// that an output flood ends at once, at exactly this many bytes.
+const outputLimit = 1 << 20
+
+// testImage is the image every task here names.
+const testImage = "kolejka-test:latest"
+
+// markEnv is the variable every task of the suite carries in its
+// environment, set to a value unique to the run: the task's processes, and
+// whatever they start, carry it, so a scan of /proc finds any of them left.
+const markEnv = "KOLEJKA_HARDENING_MARK"
+
+var commands = []string{"kolejka-server", "kolejka-client", "kolejka-foreman", "kolejka-worker", "kolejka-observer", "kolejka-init"}
+
+var (
+	binOnce  sync.Once
+	binDir   string
+	binBuilt bool
+	binErr   error
+
+	imgOnce sync.Once
+	imgDir  string
+	imgErr  error
+
+	dockerOnce sync.Once
+	dockerErr  error
+)
+
+// cleanupShared removes what was made once for the whole run.
+func cleanupShared() {
+	if binBuilt {
+		os.RemoveAll(binDir)
+	}
+	if imgDir != "" {
+		os.RemoveAll(imgDir)
+	}
+}
+
+// bins returns the folder with every command, after checking that the
+// machine can run them (root, cgroups, the test image).
+func bins(t testing.TB) string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.TestImage(t)
+	binOnce.Do(func() { binDir, binBuilt, binErr = build(repoRoot()) })
+	if binErr != nil {
+		t.Fatalf("building the commands: %v", binErr)
+	}
+	return binDir
+}
+
+// build uses $KOLEJKA_BIN when it holds every command (`make hardening`
+// builds them first), else builds them from this tree.
+func build(root string) (string, bool, error) {
+	if dir := os.Getenv("KOLEJKA_BIN"); dir != "" {
+		all := true
+		for _, c := range commands {
+			if _, err := os.Stat(filepath.Join(dir, c)); err != nil {
+				all = false
+			}
+		}
+		if all {
+			return dir, false, nil
+		}
+	}
+	dir, err := os.MkdirTemp("", "kolejka-hardening-bin-")
+	if err != nil {
+		return "", false, err
+	}
+	steps := []*exec.Cmd{
+		exec.Command("go", "build", "-o", dir+"/", "./cmd/kolejka-server", "./cmd/kolejka-client", "./cmd/kolejka-foreman",
+			"./cmd/kolejka-worker", "./cmd/kolejka-observer"),
+		exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -extldflags=-static", "-o", filepath.Join(dir, "kolejka-init"), "./cmd/kolejka-init"),
+	}
+	steps[1].Env = append(os.Environ(), "CGO_ENABLED=0")
+	for _, cmd := range steps {
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			return "", false, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+		}
+	}
+	return dir, true, nil
+}
+
+// images returns a runc image store holding the test image, shared by the
+// whole run.
+func images(t testing.TB) string {
+	t.Helper()
+	img := testenv.TestImage(t)
+	imgOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kolejka-hardening-images-")
+		if err != nil {
+			imgErr = err
+			return
+		}
+		imgDir = dir
+		st, err := image.Open(dir)
+		if err != nil {
+			imgErr = err
+			return
+		}
+		_, imgErr = st.Import(context.Background(), testImage, filepath.Join(img, "rootfs.tar"))
+	})
+	if imgErr != nil {
+		t.Fatalf("preparing the image store: %v", imgErr)
+	}
+	return imgDir
+}
+
+// runcRuntime is a runc runtime over the shared store, keeping its
+// container state in stateDir (which the health checks look into).
+func runcRuntime(t testing.TB, stateDir string) *runc.Runtime {
+	t.Helper()
+	testenv.RequireRoot(t)
+	if !runc.SeccompBuilt {
+		testenv.Missing(t, "the runc runtime's seccomp filter: test with -tags seccomp (make sets it)")
+	}
+	st, err := image.Open(images(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runc.New(stateDir, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+// dockerRuntime connects to the engine and loads the test image into it
+// (a `docker save` tar: no registry is reachable), once per run.
+func dockerRuntime(t testing.TB) *docker.Runtime {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireDocker(t)
+	img := testenv.TestImage(t)
+	rt, err := docker.New(docker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	dockerOnce.Do(func() {
+		f, err := os.Open(filepath.Join(img, "docker-save.tar"))
+		if err != nil {
+			dockerErr = err
+			return
+		}
+		defer f.Close()
+		dockerErr = docker.LoadArchive(context.Background(), rt.Client(), f)
+	})
+	if dockerErr != nil {
+		t.Fatalf("loading the test image into Docker: %v", dockerErr)
+	}
+	return rt
+}
+
+// childEnv is the environment of the processes started here: ours without
+// KOLEJKA_ variables (a developer's settings must not change what runs).
+func childEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KOLEJKA_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// proc is a running command with its output in a log file.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	from int64 // the log's size when the process started
+	done chan struct{}
+	err  error
+}
+
+// start starts a command with its output appended to log. The caller
+// stops it (grids stop theirs in stopAll).
+func start(t testing.TB, name, log string, argv ...string) *proc {
+	t.Helper()
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.Env = f, f, childEnv()
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: log, from: fi.Size(), done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p
+}
+
+// startOwned is start for a process no grid stops: it is killed at the
+// end of the test if it still runs.
+func startOwned(t testing.TB, name, log string, argv ...string) *proc {
+	t.Helper()
+	p := start(t, name, log, argv...)
+	t.Cleanup(func() {
+		if p.running() {
+			p.kill9()
+		}
+	})
+	return p
+}
+
+func (p *proc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+// wait waits up to d for the end and returns the exit code (-1: killed by a
+// signal); ok is false if the process still runs.
+func (p *proc) wait(d time.Duration) (code int, ok bool) {
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		return 0, false
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode(), true
+	}
+	if p.err != nil {
+		return -1, true
+	}
+	return 0, true
+}
+
+// kill9 kills the process at once, as a crash or the OOM killer would.
+func (p *proc) kill9() {
+	p.signal(syscall.SIGKILL)
+	p.wait(10 * time.Second)
+}
+
+// logged waits up to d for a line of this process's log containing s.
+func (p *proc) logged(s string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if data, _ := os.ReadFile(p.log); int64(len(data)) > p.from && bytes.Contains(data[p.from:], []byte(s)) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logLines returns the lines of a log file containing s.
+func logLines(path, s string) []string {
+	data, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// tail is the end of a log file.
+func tail(path string) string {
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitFor polls cond every 20 ms for up to d.
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freeAddr returns an address of host that nothing listens on.
+func freeAddr(t testing.TB, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// ---- grids of real processes ----
+
+// grid is one kolejka-server process over a data folder, its users
+// (client alice, processors a and b, one account per node) and nodes.
+type grid struct {
+	t          testing.TB
+	bin        string
+	dir        string
+	data       string
+	addr       string // host:port the server listens on
+	serverArgs []string
+	server     *proc
+	tokens     map[string]string
+	nodes      map[string]*node
+	alice      *kclient.Client
+}
+
+// newGrid makes the users and starts a server on addr ("" picks a loopback
+// port) with extra serve flags; data, if not "", is its data folder.
+func newGrid(t testing.TB, addr, data string, serverArgs ...string) *grid {
+	t.Helper()
+	g := &grid{t: t, bin: bins(t), dir: t.TempDir(), serverArgs: serverArgs, tokens: map[string]string{}, nodes: map[string]*node{}}
+	g.data = data
+	if g.data == "" {
+		g.data = filepath.Join(g.dir, "data")
+	}
+	if err := os.WriteFile(filepath.Join(g.dir, "empty.conf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range [][]string{{"alice", "--clients"}, {"a", "--processors"}, {"b", "--processors"}} {
+		g.admin("adduser", u[1], u[0], u[0]+"-password")
+		g.tokens[u[0]] = strings.TrimSpace(g.admin("token", u[0]))
+	}
+	g.addr = addr
+	if g.addr == "" {
+		g.addr = freeAddr(t, "127.0.0.1")
+	}
+	g.startServer()
+	t.Cleanup(g.stopAll)
+	conf := fmt.Sprintf("[client]\nserver = http://%s\ntoken = %s\n", g.addr, g.tokens["alice"])
+	if err := os.WriteFile(filepath.Join(g.dir, "alice.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.alice = g.client("alice")
+	return g
+}
+
+// client is a Go client signed in as user.
+func (g *grid) client(user string) *kclient.Client {
+	g.t.Helper()
+	c, err := kclient.New(context.Background(), kclient.Config{Server: "http://" + g.addr, Token: g.tokens[user]})
+	if err != nil {
+		g.t.Fatalf("client %s: %v", user, err)
+	}
+	return c
+}
+
+// admin runs an admin command of kolejka-server on the data folder.
+func (g *grid) admin(args ...string) string {
+	g.t.Helper()
+	argv := append([]string{"--config-file", filepath.Join(g.dir, "empty.conf"), "--data", g.data}, args...)
+	cmd := exec.Command(filepath.Join(g.bin, "kolejka-server"), argv...)
+	cmd.Env = childEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			g.t.Fatalf("kolejka-server %v: %v: %s", args, err, ee.Stderr)
+		}
+		g.t.Fatalf("kolejka-server %v: %v", args, err)
+	}
+	return string(out)
+}
+
+// startServer serves the data folder and waits until it answers.
+func (g *grid) startServer() {
+	g.t.Helper()
+	argv := append([]string{filepath.Join(g.bin, "kolejka-server"), "--config-file", filepath.Join(g.dir, "empty.conf"),
+		"--data", g.data, "serve", "--listen", g.addr}, g.serverArgs...)
+	g.server = start(g.t, "kolejka-server", filepath.Join(g.dir, "server.log"), argv...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + g.addr + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if !g.server.running() || time.Now().After(deadline) {
+			g.t.Fatalf("the server did not come up (%v); log:\n%s", err, tail(g.server.log))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// node is one kolejka-foreman process.
+type node struct {
+	name string
+	conf string
+	temp string
+	argv []string
+	log  string
+	p    *proc
+}
+
+// startForeman starts node name (its account, its folder, tag node:<name>)
+// with the runc runtime; wrap, if given, goes in front of the command (e.g.
+// nsenter into a network namespace).
+func (g *grid) startForeman(name string, wrap ...string) *node {
+	g.t.Helper()
+	n := g.nodes[name]
+	if n == nil {
+		n = &node{name: name, temp: filepath.Join(g.dir, "node-"+name), log: filepath.Join(g.dir, "foreman-"+name+".log")}
+		n.conf = filepath.Join(g.dir, "foreman-"+name+".conf")
+		conf := fmt.Sprintf(`[client]
+server = http://%s
+token = %s
+
+[foreman]
+temp = %s
+runtime = runc
+images = %s
+output_limit = %d
+concurency = 2
+interval = 1
+auto_tags = no
+tags = node:%s
+`, g.addr, g.tokens[name], n.temp, images(g.t), outputLimit, name)
+		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
+			g.t.Fatal(err)
+		}
+		n.argv = append(append([]string{}, wrap...), filepath.Join(g.bin, "kolejka-foreman"), "--config-file", n.conf)
+		g.nodes[name] = n
+	}
+	n.p = start(g.t, "kolejka-foreman "+name, n.log, n.argv...)
+	if !n.p.logged("foreman running", 30*time.Second) {
+		g.t.Fatalf("foreman %s did not start; log:\n%s", name, tail(n.log))
+	}
+	return n
+}
+
+// stopAll ends every process: foremen by two SIGTERMs (kill their tasks,
+// hand them back), then the server. On failure the logs are shown.
+func (g *grid) stopAll() {
+	for _, n := range g.nodes {
+		if n.p != nil && n.p.running() {
+			n.p.signal(syscall.SIGTERM)
+			time.Sleep(50 * time.Millisecond)
+			n.p.signal(syscall.SIGTERM)
+			if _, ok := n.p.wait(20 * time.Second); !ok {
+				g.t.Errorf("foreman %s did not stop", n.name)
+				n.p.kill9()
+			}
+		}
+	}
+	if g.server != nil && g.server.running() {
+		g.server.signal(syscall.SIGTERM)
+		if _, ok := g.server.wait(20 * time.Second); !ok {
+			g.server.kill9()
+		}
+	}
+	if g.t.Failed() {
+		g.t.Logf("server log:\n%s", tail(g.server.log))
+		for _, n := range g.nodes {
+			g.t.Logf("foreman %s log:\n%s", n.name, tail(n.log))
+		}
+	}
+}
+
+// kolejkaClient runs kolejka-client as alice: stdout, stderr, exit code.
+func (g *grid) kolejkaClient(ctx context.Context, args ...string) (string, string, int) {
+	return runCommand(ctx, filepath.Join(g.bin, "kolejka-client"), append([]string{"--config-file", filepath.Join(g.dir, "alice.conf")}, args...)...)
+}
+
+// runCommand runs a command to its end: stdout, stderr, exit code (-1 if
+// it could not start or was killed).
+func runCommand(ctx context.Context, name string, args ...string) (string, string, int) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = childEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+		stderr.WriteString(err.Error())
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// put submits a task folder with kolejka-client and returns its key.
+func (g *grid) put(dir string) string {
+	g.t.Helper()
+	out, errOut, code := g.kolejkaClient(context.Background(), "task", "put", dir)
+	if code != 0 {
+		g.t.Fatalf("task put %s: exit %d: %s", dir, code, errOut)
+	}
+	return strings.TrimSpace(out)
+}
+
+// taskInfo is the server's answer about a task: "resolved", "attempts",
+// "assignee".
+func (g *grid) taskInfo(key string) map[string]any {
+	g.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+g.addr+"/task/task/"+key+"/", nil)
+	req.Header.Set("Authorization", "Bearer "+g.tokens["alice"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		g.t.Fatalf("task %s: %v", key, err)
+	}
+	return m
+}
+
+// assignee is the node holding the task now ("" when none).
+func (g *grid) assignee(key string) string {
+	a, _ := g.taskInfo(key)["assignee"].(string)
+	return a
+}
+
+// result waits for a task's result and downloads it into a new folder.
+func (g *grid) result(key string, within time.Duration) (string, *spec.Result, error) {
+	dir := filepath.Join(g.t.TempDir(), "result")
+	res, err := g.alice.ResultGet(context.Background(), key, dir, within)
+	return dir, res, err
+}
+
+// waitResult is result for servers whose max_wait is shorter than d: it
+// asks again until d has passed.
+func (g *grid) waitResult(key string, d time.Duration) (string, *spec.Result, error) {
+	deadline := time.Now().Add(d)
+	for {
+		dir, res, err := g.result(key, time.Until(deadline))
+		if err == nil || !errors.Is(err, kclient.ErrNotFound) || time.Now().After(deadline) {
+			return dir, res, err
+		}
+	}
+}
+
+// executeNext runs a fresh trivial task through the grid with
+// kolejka-client execute: the check that the grid works after a fault.
+func (g *grid) executeNext(t testing.TB, within time.Duration) (*spec.Result, time.Duration, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	mark := randomHex(8)
+	dir := writeTask(t, fmt.Sprintf(`{"image": %q, "args": ["sh", "-c", "echo next task"], "limits": {"time": "20s"}, "stdout": "out",
+		"environment": {%q: %q}}`, testImage, markEnv, mark))
+	resultDir := filepath.Join(t.TempDir(), "result")
+	began := time.Now()
+	_, errOut, code := g.kolejkaClient(ctx, "execute", dir, resultDir)
+	took := time.Since(began)
+	if code != 0 {
+		return nil, took, fmt.Errorf("kolejka-client execute: exit %d: %s", code, strings.TrimSpace(errOut))
+	}
+	res, err := spec.LoadResult(resultDir)
+	if err != nil {
+		return nil, took, err
+	}
+	if out, _ := os.ReadFile(filepath.Join(resultDir, "out")); res.Status != spec.StatusOK || string(out) != "next task\n" {
+		return res, took, fmt.Errorf("the next task: %s, out %q", res.Status, out)
+	}
+	return res, took, nil
+}
+
+// ---- task folders ----
+
+// writeTask makes a task folder from its JSON.
+func writeTask(t testing.TB, taskJSON string, files ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, spec.TaskFile), []byte(taskJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(files); i += 2 {
+		p := filepath.Join(dir, files[i])
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(files[i+1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// markedCopy copies the task folder src into a new folder, adding the run's
+// mark to the task's environment.
+func markedCopy(t testing.TB, src, mark string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), filepath.Base(src))
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dst, spec.TaskFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var task map[string]any
+	if err := json.Unmarshal(data, &task); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := task["environment"].(map[string]any)
+	if env == nil {
+		env = map[string]any{}
+	}
+	env[markEnv] = mark
+	task["environment"] = env
+	data, _ = json.MarshalIndent(task, "", "  ")
+	if err := os.WriteFile(filepath.Join(dst, spec.TaskFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// treeDigest sums a folder tree: every entry's path, type, mode, size and
+// content (or link target). Equal digests: nothing in it changed.
+func treeDigest(t testing.TB, root string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%v\x00%d\x00%d\x00", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			io.WriteString(h, target)
+		case fi.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+		io.WriteString(h, "\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("digest of %s: %v", root, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// ---- the server's state, from its data folder ----
+
+// serverState is what "nothing changed" compares on a server: every row of
+// every table, the blob files in place and the upload temp files.
+type serverState struct {
+	digest string         // of every row of every table
+	rows   map[string]int // per table
+	blobs  []string       // blob files in place (their hashes)
+	temp   []string       // upload temp files
+}
+
+func (s serverState) String() string {
+	var parts []string
+	for _, tb := range []string{"tasks", "results", "refs", "blobs", "sessions"} {
+		parts = append(parts, fmt.Sprintf("%s=%d", tb, s.rows[tb]))
+	}
+	return fmt.Sprintf("db %s (%s), %d blob files, %d temp files", s.digest, strings.Join(parts, " "), len(s.blobs), len(s.temp))
+}
+
+func (s serverState) equal(o serverState) bool {
+	return s.digest == o.digest && strings.Join(s.blobs, ",") == strings.Join(o.blobs, ",") && strings.Join(s.temp, ",") == strings.Join(o.temp, ",")
+}
+
+// stateOf reads a server's data folder (read-only, beside the server).
+func stateOf(t testing.TB, data string) serverState {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(data, server.DatabaseFile)+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := serverState{rows: map[string]int{}}
+	tables, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	if err != nil {
+		t.Fatalf("reading the server's tables: %v", err)
+	}
+	var names []string
+	for tables.Next() {
+		var n string
+		tables.Scan(&n)
+		names = append(names, n)
+	}
+	tables.Close()
+	h := sha256.New()
+	for _, name := range names {
+		rows, err := db.Query(`SELECT * FROM "` + name + `"`)
+		if err != nil {
+			t.Fatalf("reading %s: %v", name, err)
+		}
+		cols, _ := rows.Columns()
+		var lines []string
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, fmt.Sprintf("%q", vals))
+		}
+		rows.Close()
+		sort.Strings(lines)
+		st.rows[name] = len(lines)
+		fmt.Fprintf(h, "%s\n%s\n", name, strings.Join(lines, "\n"))
+	}
+	st.digest = hex.EncodeToString(h.Sum(nil))[:16]
+	root := filepath.Join(data, server.BlobsDir)
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && d.Name() == "tmp" {
+			entries, _ := os.ReadDir(p)
+			for _, e := range entries {
+				st.temp = append(st.temp, e.Name())
+			}
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			st.blobs = append(st.blobs, d.Name())
+		}
+		return nil
+	})
+	sort.Strings(st.blobs)
+	return st
+}
+
+// ---- what a run may leave behind ----
+
+// markedProcs lists live processes whose environment carries the mark.
+func markedProcs(mark string) []int {
+	needle := []byte(markEnv + "=" + mark + "\x00")
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && bytes.Contains(append(env, 0), needle) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// cgroupProcs lists live processes in a cgroup whose path contains s, in
+// any hierarchy.
+func cgroupProcs(s string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+		if err == nil && strings.Contains(string(data), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// cgroupDirs lists the folders named path in every mounted cgroup
+// hierarchy that exist.
+func cgroupDirs(path string) []string {
+	var out []string
+	mounts, _ := mountinfo.GetMounts(func(i *mountinfo.Info) (bool, bool) {
+		return i.FSType != "cgroup" && i.FSType != "cgroup2", false
+	})
+	for _, m := range mounts {
+		d := filepath.Join(m.Mountpoint, path)
+		if _, err := os.Stat(d); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// cgroupsBelow lists the cgroup folders below path in every hierarchy.
+func cgroupsBelow(path string) []string {
+	var out []string
+	for _, d := range cgroupDirs(path) {
+		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && e.IsDir() && p != d {
+				out = append(out, p)
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// mountsBelow counts the mounts at or below dir.
+func mountsBelow(dir string) int {
+	mounts, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	return len(mounts)
+}
+
+// entries lists a folder's names (none if it is missing).
+func entries(dir string) []string {
+	list, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range list {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// short quotes a message for the table, cut to n bytes.
+func short(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return strconv.Quote(s)
+}
