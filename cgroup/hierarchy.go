@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 )
@@ -259,6 +260,64 @@ func missingFolders(dir string) []string {
 		out = append(out, d)
 	}
 	return out
+}
+
+// MissingParents returns the folders that Create(p) would make for p's
+// ancestors (not for p itself), in every hierarchy: those that do not exist
+// now. On v1 a group path is made in every hierarchy, so where a process's
+// path differs between hierarchies (host processes under systemd's v1
+// layout, where only some controllers have the user's slices) its path's
+// ancestors are new folders in the others. The observer records these
+// before it makes a session there, and removes them with RemoveEmpty once
+// nothing uses them, so that they do not outlive its sessions.
+func (h *Hierarchy) MissingParents(p string) ([]string, error) {
+	if err := checkPath(p); err != nil {
+		return nil, err
+	}
+	var out []string
+	if parent := path.Dir(p); parent != "/" {
+		for _, d := range h.dirs(parent) {
+			out = append(out, missingFolders(d)...)
+		}
+	}
+	return out, nil
+}
+
+// RemoveEmpty removes the cgroup folders dirs, as MissingParents gives
+// them, that are empty now (no process, no sub-group), deepest first, and
+// returns those that remain: still in use (the kernel refuses rmdir with
+// EBUSY), or not removable for another reason. A folder that is gone
+// already, or that is not below one of this hierarchy's mounts (a record
+// that was tampered with), is dropped without touching it. Only rmdir is
+// used, so nothing that holds a process or a group is ever removed.
+func (h *Hierarchy) RemoveEmpty(dirs []string) []string {
+	sorted := append([]string(nil), dirs...)
+	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
+	var left []string
+	for _, d := range sorted {
+		if !h.owns(d) {
+			continue
+		}
+		if err := syscall.Rmdir(d); err != nil && !isMissing(err) {
+			left = append(left, d)
+		}
+	}
+	sort.Strings(left)
+	return left
+}
+
+// owns reports whether dir is a clean path strictly below one of the
+// hierarchy's mount folders.
+func (h *Hierarchy) owns(dir string) bool {
+	if dir == "" || filepath.Clean(dir) != dir || !filepath.IsAbs(dir) {
+		return false
+	}
+	for _, m := range h.dirs("/") {
+		if strings.HasPrefix(dir, m+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // Load returns the existing group at path, unchanged. The error wraps

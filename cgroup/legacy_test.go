@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +171,75 @@ func TestFakeLegacyUnaddressable(t *testing.T) {
 	}
 	if err := h.Check(&Resources{Memory: ptr(MiB), Swap: ptr(0), Pids: ptr(-1)}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("negative pids: %v, want ErrInvalid", err)
+	}
+}
+
+// A path that exists in one v1 hierarchy only (a host process's memory
+// path under systemd's v1 layout): Create makes its ancestors in the
+// others, MissingParents names exactly those beforehand, and RemoveEmpty
+// takes them away again once empty, touching nothing else.
+func TestFakeLegacyMissingParents(t *testing.T) {
+	root := fakeLegacy(t, map[string]map[string]string{
+		"memory/user/session": {"cgroup.procs": ""},
+		"pids":                {"pids.max": "max"},
+		"cpuset":              {"cpuset.cpus": "0\n", "cpuset.mems": "0\n"},
+	})
+	h := NewLegacy(map[string]string{
+		"cpuset": filepath.Join(root, "cpuset"),
+		"memory": filepath.Join(root, "memory"),
+		"pids":   filepath.Join(root, "pids"),
+	})
+	dirs, err := h.MissingParents("/user/session/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(dirs)
+	want := []string{
+		filepath.Join(root, "cpuset/user"), filepath.Join(root, "cpuset/user/session"),
+		filepath.Join(root, "pids/user"), filepath.Join(root, "pids/user/session"),
+	}
+	if !slices.Equal(dirs, want) {
+		t.Fatalf("MissingParents = %q, want %q", dirs, want)
+	}
+	if _, err := h.MissingParents("../x"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("MissingParents of a relative path: %v, want ErrInvalid", err)
+	}
+	for _, d := range want {
+		if err := os.MkdirAll(d, 0o755); err != nil { // what Create makes
+			t.Fatal(err)
+		}
+	}
+	// A folder that is in use stays (a file stands for the kernel's EBUSY),
+	// and so do its parents; one outside the hierarchy is never touched.
+	busy := filepath.Join(root, "pids/user/session")
+	if err := os.WriteFile(filepath.Join(busy, "cgroup.procs"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outside := t.TempDir()
+	dotted := filepath.Join(root, "pids") + "/../pids/user"
+	left := h.RemoveEmpty(append([]string{outside, dotted, filepath.Join(root, "pids")}, want...))
+	wantLeft := []string{filepath.Join(root, "pids"), filepath.Join(root, "pids/user"), busy}
+	if !slices.Equal(left, wantLeft[1:]) {
+		t.Errorf("RemoveEmpty left %q, want %q", left, wantLeft[1:])
+	}
+	for _, d := range append(wantLeft, outside, filepath.Join(root, "memory/user/session")) {
+		if !exists(d) {
+			t.Errorf("%s was removed", d)
+		}
+	}
+	for _, d := range want[:2] {
+		if exists(d) {
+			t.Errorf("%s is still there", d)
+		}
+	}
+	// Once free, the rest goes; what is gone already is no error.
+	if err := os.Remove(filepath.Join(busy, "cgroup.procs")); err != nil {
+		t.Fatal(err)
+	}
+	if left := h.RemoveEmpty(want); len(left) != 0 {
+		t.Errorf("RemoveEmpty of free folders left %q", left)
+	}
+	if exists(filepath.Join(root, "pids/user")) {
+		t.Error("pids/user is still there")
 	}
 }
