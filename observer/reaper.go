@@ -10,8 +10,9 @@ import (
 // sessions below them. Nobody can close those any more: a creator that
 // died, a judge killed mid-run. It looks every ReapInterval and soon after
 // every command (kickReaper), at most every minKick. It also forgets
-// closed sessions older than KeepClosed and retries removing cgroups whose
-// removal failed.
+// closed sessions older than KeepClosed, retries removing cgroups whose
+// removal failed, and removes the parent folders made for sessions once
+// they are empty (parents.go).
 
 // minKick spaces out the looks that commands ask for.
 const minKick = 100 * time.Millisecond
@@ -85,6 +86,7 @@ func (r *Registry) reap() {
 		}
 	}
 	r.pruneClosed()
+	r.pruneMade()
 }
 
 // abandoned reports whether s's creator is gone and s holds no process.

@@ -71,6 +71,7 @@ type Registry struct {
 	byPath  map[string]*session // live sessions by cgroup path
 	closed  map[string]*closedSession
 	pending []*cgroup.Group // closed sessions' groups whose removal failed; retried
+	made    map[string]bool // parent folders made for sessions, removed when empty (parents.go)
 	shut    bool
 	// timers counts time-limit callbacks running, so Shutdown can wait.
 	timers sync.WaitGroup
@@ -111,6 +112,7 @@ func NewRegistry(cg *cgroup.Hierarchy, o Options) (*Registry, error) {
 		live:   map[string]*session{},
 		byPath: map[string]*session{},
 		closed: map[string]*closedSession{},
+		made:   map[string]bool{},
 		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -124,6 +126,9 @@ func NewRegistry(cg *cgroup.Hierarchy, o Options) (*Registry, error) {
 			return nil, err
 		}
 		r.store = st
+		if err := r.restoreMade(); err != nil {
+			return nil, err
+		}
 		if err := r.restore(); err != nil {
 			return nil, err
 		}
@@ -192,6 +197,9 @@ func (r *Registry) create(caller int, attach bool) (*Session, error) {
 	}
 	if err := r.save(s); err != nil {
 		return nil, fmt.Errorf("unable to %s a session: %w", verb, err)
+	}
+	if missing, err := r.cg.MissingParents(s.path); err == nil {
+		r.noteMade(missing)
 	}
 	g, err := r.cg.Create(s.path, nil)
 	if err != nil {
@@ -696,6 +704,8 @@ func (r *Registry) closeSession(s *session, why string) (spec.Stats, error) {
 		r.pending = append(r.pending, s.group)
 		r.mu.Unlock()
 		r.log.Warn("removing a closed session's cgroup failed; will retry", "session", s.id, "error", delErr)
+	} else {
+		r.pruneMade()
 	}
 	r.finish(s, st, at)
 	r.log.Info("session closed", "session", s.id, "why", why, "kill_error", killErr)
