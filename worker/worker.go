@@ -318,13 +318,17 @@ func (r *run) execute(ctx context.Context) error {
 		return fmt.Errorf("unable to create the task's cgroup: %w", err)
 	}
 
-	if err := r.start(ctx, sc, group); err != nil {
-		return err
-	}
+	// Measured also when start fails after the task ran (its output could
+	// not be saved: the node's disk full), so that the SE result still
+	// says what the task used.
+	startErr := r.start(ctx, sc, group)
 	if u, err := group.Usage(); err == nil {
 		r.usage = u
-	} else {
+	} else if startErr == nil {
 		return fmt.Errorf("unable to measure the task: %w", err)
+	}
+	if startErr != nil {
+		return startErr
 	}
 	r.out.workspaceFull = r.out.workspaceFull || sc.workspaceFull() || sc.storageFull()
 	return r.gather(sc)
