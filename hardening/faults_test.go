@@ -867,3 +867,77 @@ func lastLine(lines []string) string {
 	}
 	return l
 }
+
+// TestFaultNodeDiskFull: a node's disk fills up under a task that has no
+// workspace limit, with the scratch and the result folder on that disk.
+func TestFaultNodeDiskFull(t *testing.T) {
+	r := caseOf(t, hardening.Fault, "F08", "a node's disk full: kolejka-worker with its scratch and the result folder on an 8 MiB tmpfs, a task with no workspace limit writing 100 MiB",
+		"exit 3 and an SE result naming the full disk, with the task's measured usage; the scratch gone and the disk's space back; the next task on the same disk runs OK")
+	testenv.RequireRoot(t)
+	bin := bins(t)
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=8m"); err != nil {
+		testenv.Missing(t, "cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	temp := filepath.Join(mnt, "scratch")
+	os.Mkdir(temp, 0o755)
+	conf := filepath.Join(t.TempDir(), "kolejka.conf")
+	os.WriteFile(conf, []byte("[worker]\nimages = "+images(t)+"\ntemp = "+temp+"\n"), 0o644)
+	used := func() int64 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		return int64(st.Blocks-st.Bfree) * st.Bsize
+	}
+
+	task := writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "dd if=/dev/zero of=fill bs=1M count=100; echo dd exit=$?"], "limits": {"memory": "256M", "time": "20s"}, "stdout": "out", "stderr": "err"}`)
+	result := filepath.Join(mnt, "result")
+	_, errOut, code := runCommand(context.Background(), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", task, result)
+	if code != 3 {
+		t.Errorf("kolejka-worker exit %d, want 3 (SE): %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "no space left on device") {
+		t.Errorf("the error does not name the full disk: %q", errOut)
+	}
+	res, err := spec.LoadResult(result)
+	if err != nil {
+		t.Fatalf("no result written: %v", err)
+	}
+	if res.Status != spec.StatusSE {
+		t.Errorf("verdict %s, want SE", res.Status)
+	}
+	var peak, pids int64
+	if res.Stats.Memory.MaxUsage != nil {
+		peak = *res.Stats.Memory.MaxUsage
+	}
+	if res.Stats.Pids.MaxUsage != nil {
+		pids = *res.Stats.Pids.MaxUsage
+	}
+	if peak <= 0 || pids < 1 {
+		t.Errorf("the SE result lost the task's usage: memory peak %d, pids %d", peak, pids)
+	}
+	if s := entries(temp); len(s) > 0 {
+		t.Errorf("scratch left: %v", s)
+	}
+	if m := mountsBelow(temp); m > 0 {
+		t.Errorf("%d mounts left below the scratch", m)
+	}
+	after := used()
+	if after > 1<<20 {
+		t.Errorf("%d bytes of the disk still used after the run (the result is a few KiB)", after)
+	}
+	r.Observe("exit %d: %s; verdict %s, memory peak %d B, pids %d; scratch empty, %d KiB of the disk used after (the result)",
+		code, short(strings.SplitN(errOut, "\n", 2)[0], 240), res.Status, peak, pids, after>>10)
+
+	next := writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo next task"], "stdout": "out"}`)
+	_, errOut, code = runCommand(context.Background(), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", next, filepath.Join(mnt, "result2"))
+	if code != 0 {
+		t.Fatalf("the next task: exit %d: %s", code, errOut)
+	}
+	if out, _ := os.ReadFile(filepath.Join(mnt, "result2", "out")); string(out) != "next task\n" {
+		t.Errorf("the next task wrote %q", out)
+	}
+	r.Observe("the next task on the same disk: OK")
+}
