@@ -17,9 +17,10 @@
 //     (by cgroup and by a scan of /proc for the run's mark), no cgroup, mount,
 //     container state or scratch, and the next task runs normally.
 //   - Faults (faults_test.go): kill -9 of the server, a foreman, a worker and
-//     the observer in the middle of work, the server's disk full, a node cut
-//     off from the server by a network namespace. Nothing accepted is lost,
-//     no task gets two results, and the grid recovers by itself.
+//     the observer in the middle of work, the server's disk full, a node's
+//     disk full, a node cut off from the server by a network namespace.
+//     Nothing accepted is lost, no task gets two results, and the grid
+//     recovers by itself.
 //
 // The tests use real parts only: the binaries built from this tree (or
 // $KOLEJKA_BIN), real runc and Docker containers, real cgroups, SQLite files,
