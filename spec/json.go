@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +63,55 @@ func (n *node) describe() string {
 		return "a list"
 	}
 	return "an object"
+}
+
+// decodeFile reads data (the file named file) as one document: JSON, then
+// a root object, then read's strict decoding of its fields. The first
+// error stops it; decoding errors name the field.
+func decodeFile[T any](data []byte, file string, read func(*decoder, *node) T) (T, error) {
+	var zero T
+	root, err := parseJSON(data, file)
+	if err != nil {
+		return zero, err
+	}
+	d := newDecoder(file)
+	if !d.root(root) {
+		return zero, d.err()
+	}
+	v := read(d, root)
+	if err := d.err(); err != nil {
+		return zero, err
+	}
+	return v, nil
+}
+
+// folderDocument is a task or a result, as a folder holds it.
+type folderDocument interface {
+	Validate(ValidateMode) error
+	CheckFiles(dir string) error
+}
+
+// loadFolder reads dir/name with parse and checks it as a local folder's:
+// Validate(Local) and CheckFiles(dir). Errors name the file read; what is
+// "task" or "result", for a file that cannot be read.
+func loadFolder[T folderDocument](dir, name, what string, parse func([]byte, string) (T, error)) (T, error) {
+	var zero T
+	file := filepath.Join(dir, name)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return zero, fmt.Errorf("unable to load %s: %w", what, err)
+	}
+	v, err := parse(data, file)
+	if err != nil {
+		return zero, err
+	}
+	if err := v.Validate(Local); err != nil {
+		return zero, relabel(err, file)
+	}
+	if err := v.CheckFiles(dir); err != nil {
+		return zero, relabel(err, file)
+	}
+	return v, nil
 }
 
 // parseJSON reads data as one JSON value. Errors are *Error naming file and

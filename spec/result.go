@@ -5,7 +5,6 @@ package spec
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -42,40 +41,13 @@ func statusProblem(s Status) string {
 // Like ParseTask it checks syntax and types strictly, not meaning. Its stats
 // are normalised as Kolejka does on load (see Stats.Normalize).
 func ParseResult(data []byte, file string) (*Result, error) {
-	root, err := parseJSON(data, file)
-	if err != nil {
-		return nil, err
-	}
-	d := newDecoder(file)
-	if !d.root(root) {
-		return nil, d.err()
-	}
-	r := d.result(root)
-	if err := d.err(); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return decodeFile(data, file, (*decoder).result)
 }
 
 // LoadResult reads DIR/kolejka_result.json and checks it as a local result
 // folder: ParseResult, Validate(Local) and CheckFiles(dir).
 func LoadResult(dir string) (*Result, error) {
-	file := filepath.Join(dir, ResultFile)
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("unable to load result: %w", err)
-	}
-	r, err := ParseResult(data, file)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.Validate(Local); err != nil {
-		return nil, relabel(err, file)
-	}
-	if err := r.CheckFiles(dir); err != nil {
-		return nil, relabel(err, file)
-	}
-	return r, nil
+	return loadFolder(dir, ResultFile, "result", ParseResult)
 }
 
 func (d *decoder) result(n *node) *Result {

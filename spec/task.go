@@ -4,8 +4,6 @@ package spec
 // Kolejka's canonical form, and loading and storing task folders.
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -22,40 +20,13 @@ func collectKeys() []string { return []string{"glob", "prefix", "strip"} }
 // checks syntax and types strictly (unknown keys, bad units, wrong types are
 // *Errors naming the field) but not meaning: see Validate and CheckFiles.
 func ParseTask(data []byte, file string) (*Task, error) {
-	root, err := parseJSON(data, file)
-	if err != nil {
-		return nil, err
-	}
-	d := newDecoder(file)
-	if !d.root(root) {
-		return nil, d.err()
-	}
-	t := d.task(root)
-	if err := d.err(); err != nil {
-		return nil, err
-	}
-	return t, nil
+	return decodeFile(data, file, (*decoder).task)
 }
 
 // LoadTask reads DIR/kolejka_task.json and checks it as a local task folder:
 // ParseTask, Validate(Local) and CheckFiles(dir). Errors name the file read.
 func LoadTask(dir string) (*Task, error) {
-	file := filepath.Join(dir, TaskFile)
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("unable to load task: %w", err)
-	}
-	t, err := ParseTask(data, file)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.Validate(Local); err != nil {
-		return nil, relabel(err, file)
-	}
-	if err := t.CheckFiles(dir); err != nil {
-		return nil, relabel(err, file)
-	}
-	return t, nil
+	return loadFolder(dir, TaskFile, "task", ParseTask)
 }
 
 func (d *decoder) task(n *node) *Task {
