@@ -43,16 +43,8 @@ func refJSON(r store.Reference) map[string]any {
 // reference to it. The bytes are durable before the row is committed; a
 // body over MaxBlobSize gets 413, one cut short stores nothing.
 func (s *Server) handleReferenceNew(w http.ResponseWriter, r *http.Request) {
-	u := signedIn(w, r)
+	u := postBy(w, r, store.RoleClient|store.RoleProcessor, "only clients and processors upload blobs")
 	if u == nil {
-		return
-	}
-	if r.Method != http.MethodPost {
-		notAllowed(w, "POST")
-		return
-	}
-	if !u.Roles.Any(store.RoleClient | store.RoleProcessor) {
-		forbidden(w, "only clients and processors upload blobs")
 		return
 	}
 	limit := s.cfg.MaxBlobSize

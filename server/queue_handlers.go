@@ -97,16 +97,8 @@ func parseWait(raw json.RawMessage) (time.Duration, error) {
 }
 
 func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
-	u := signedIn(w, r)
+	u := postBy(w, r, store.RoleProcessor, "only processors dequeue")
 	if u == nil {
-		return
-	}
-	if r.Method != http.MethodPost {
-		notAllowed(w, "POST")
-		return
-	}
-	if !u.Roles.Has(store.RoleProcessor) {
-		forbidden(w, "only processors dequeue")
 		return
 	}
 	body, good := s.readBody(w, r)
@@ -218,16 +210,8 @@ type heartbeatRequest struct {
 }
 
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
-	u := signedIn(w, r)
+	u := postBy(w, r, store.RoleProcessor, "only processors heartbeat")
 	if u == nil {
-		return
-	}
-	if r.Method != http.MethodPost {
-		notAllowed(w, "POST")
-		return
-	}
-	if !u.Roles.Has(store.RoleProcessor) {
-		forbidden(w, "only processors heartbeat")
 		return
 	}
 	body, good := s.readBody(w, r)
@@ -252,16 +236,8 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
-	u := signedIn(w, r)
+	u := postBy(w, r, store.RoleProcessor, "only processors release tasks")
 	if u == nil {
-		return
-	}
-	if r.Method != http.MethodPost {
-		notAllowed(w, "POST")
-		return
-	}
-	if !u.Roles.Has(store.RoleProcessor) {
-		forbidden(w, "only processors release tasks")
 		return
 	}
 	body, good := s.readBody(w, r)

@@ -28,16 +28,8 @@ import (
 )
 
 func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
-	u := signedIn(w, r)
+	u := postBy(w, r, store.RoleProcessor, "only processors post results")
 	if u == nil {
-		return
-	}
-	if r.Method != http.MethodPost {
-		notAllowed(w, "POST")
-		return
-	}
-	if !u.Roles.Has(store.RoleProcessor) {
-		forbidden(w, "only processors post results")
 		return
 	}
 	body, good := s.readBody(w, r)

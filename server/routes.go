@@ -221,3 +221,23 @@ func signedIn(w http.ResponseWriter, r *http.Request) *store.User {
 	}
 	return u
 }
+
+// postBy admits a POST by a signed-in user with any of roles and returns
+// the user; otherwise it answers (403 not signed in, 405, 403 refusal, in
+// that order, so that an anonymous caller learns nothing more) and returns
+// nil.
+func postBy(w http.ResponseWriter, r *http.Request, roles store.Role, refusal string) *store.User {
+	u := signedIn(w, r)
+	if u == nil {
+		return nil
+	}
+	if r.Method != http.MethodPost {
+		notAllowed(w, "POST")
+		return nil
+	}
+	if !u.Roles.Any(roles) {
+		forbidden(w, refusal)
+		return nil
+	}
+	return u
+}

@@ -24,16 +24,8 @@ import (
 )
 
 func (s *Server) handleTaskNew(w http.ResponseWriter, r *http.Request) {
-	u := signedIn(w, r)
+	u := postBy(w, r, store.RoleClient, "only clients submit tasks")
 	if u == nil {
-		return
-	}
-	if r.Method != http.MethodPost {
-		notAllowed(w, "POST")
-		return
-	}
-	if !u.Roles.Has(store.RoleClient) {
-		forbidden(w, "only clients submit tasks")
 		return
 	}
 	body, good := s.readBody(w, r)
