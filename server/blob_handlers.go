@@ -101,12 +101,7 @@ func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.PathValue("ref")
 	ref, err := s.db.Reference(r.Context(), key)
-	if errors.Is(err, store.ErrNotFound) {
-		notFound(w)
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if s.lookupFailed(w, r, err) {
 		return
 	}
 	readable := ref.Owner == u.ID || u.Roles.Any(store.RoleInspector|store.RoleManager)
@@ -190,12 +185,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ref, err := s.db.ReferenceBlob(r.Context(), hash, auth.RandomKey(16), u.ID, s.now())
-		if errors.Is(err, store.ErrNotFound) {
-			notFound(w)
-			return
-		}
-		if err != nil {
-			s.internal(w, r, err)
+		if s.lookupFailed(w, r, err) {
 			return
 		}
 		ok(w, map[string]any{"reference": refJSON(ref)})
@@ -206,12 +196,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := s.db.Blob(r.Context(), hash)
-	if errors.Is(err, store.ErrNotFound) {
-		notFound(w)
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if s.lookupFailed(w, r, err) {
 		return
 	}
 	if !u.Roles.Any(store.RoleInspector | store.RoleManager) {

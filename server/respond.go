@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/kolejka-go/kolejka/server/store"
 )
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -134,3 +136,17 @@ func djangoTime(t time.Time) string {
 
 // rawJSON embeds already-encoded JSON (a stored task or result) in an answer.
 func rawJSON(b []byte) json.RawMessage { return json.RawMessage(b) }
+
+// lookupFailed answers a failed lookup of the object a request names, 404
+// when it does not exist and 500 otherwise, and reports whether it did.
+func (s *Server) lookupFailed(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, store.ErrNotFound):
+		notFound(w)
+	default:
+		s.internal(w, r, err)
+	}
+	return true
+}

@@ -104,12 +104,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.PathValue("key")
 	t, err := s.db.Task(r.Context(), key)
-	if errors.Is(err, store.ErrNotFound) {
-		notFound(w)
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if s.lookupFailed(w, r, err) {
 		return
 	}
 	if !canReadTask(u, t) {
