@@ -163,13 +163,20 @@ func configCommand() *cli.Command {
 	}
 }
 
-// openAdmin opens the data folder for an admin command.
-func openAdmin(c *cli.Context) (*server.Server, error) {
+// withAdmin opens the data folder for an admin command, runs do on it and
+// closes it. Commands check their arguments before, so that bad ones touch
+// nothing.
+func withAdmin(c *cli.Context, do func(*server.Server) error) error {
 	cfg, err := loadConfig(c, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return server.OpenAdmin(cfg)
+	srv, err := server.OpenAdmin(cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	return do(srv)
 }
 
 var roleFlags = map[string]server.Role{
@@ -199,19 +206,16 @@ func adduserCommand() *cli.Command {
 			if len(args) != 2 {
 				return cliexit.UsageError("need NAME and PASSWORD (usage: %s)", usage)
 			}
-			srv, err := openAdmin(c)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			if err := srv.AddUser(c.Context, args[0], args[1], roles); err != nil {
-				if errors.Is(err, server.ErrExists) || errors.Is(err, server.ErrInvalid) {
-					return cliexit.WithCode(cliexit.Usage, err)
+			return withAdmin(c, func(srv *server.Server) error {
+				if err := srv.AddUser(c.Context, args[0], args[1], roles); err != nil {
+					if errors.Is(err, server.ErrExists) || errors.Is(err, server.ErrInvalid) {
+						return cliexit.WithCode(cliexit.Usage, err)
+					}
+					return err
 				}
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "User '%s' created successfully (%s).\n", args[0], roles)
-			return nil
+				fmt.Fprintf(c.App.Writer, "User '%s' created successfully (%s).\n", args[0], roles)
+				return nil
+			})
 		},
 	}
 }
@@ -228,19 +232,16 @@ func passwdCommand() *cli.Command {
 			if c.NArg() != 2 {
 				return cliexit.UsageError("need NAME and PASSWORD (usage: %s)", c.Command.UsageText)
 			}
-			srv, err := openAdmin(c)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			if err := srv.SetPassword(c.Context, c.Args().Get(0), c.Args().Get(1)); err != nil {
-				if errors.Is(err, server.ErrNotFound) || errors.Is(err, server.ErrInvalid) {
-					return cliexit.WithCode(cliexit.Usage, err)
+			return withAdmin(c, func(srv *server.Server) error {
+				if err := srv.SetPassword(c.Context, c.Args().Get(0), c.Args().Get(1)); err != nil {
+					if errors.Is(err, server.ErrNotFound) || errors.Is(err, server.ErrInvalid) {
+						return cliexit.WithCode(cliexit.Usage, err)
+					}
+					return err
 				}
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "Password of '%s' changed.\n", c.Args().Get(0))
-			return nil
+				fmt.Fprintf(c.App.Writer, "Password of '%s' changed.\n", c.Args().Get(0))
+				return nil
+			})
 		},
 	}
 }
@@ -254,20 +255,17 @@ func tokenCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
 			}
-			srv, err := openAdmin(c)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			tok, err := srv.NewToken(c.Context, c.Args().Get(0))
-			if errors.Is(err, server.ErrNotFound) {
-				return cliexit.WithCode(cliexit.Usage, err)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(c.App.Writer, tok)
-			return nil
+			return withAdmin(c, func(srv *server.Server) error {
+				tok, err := srv.NewToken(c.Context, c.Args().Get(0))
+				if errors.Is(err, server.ErrNotFound) {
+					return cliexit.WithCode(cliexit.Usage, err)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.App.Writer, tok)
+				return nil
+			})
 		},
 	}
 }
@@ -295,31 +293,28 @@ func lstaskCommand() *cli.Command {
 				v := c.Bool("resolved")
 				f.Resolved = &v
 			}
-			srv, err := openAdmin(c)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			tasks, err := srv.ListTasks(c.Context, f)
-			if err != nil {
-				return err
-			}
-			if !c.Bool("long") {
+			return withAdmin(c, func(srv *server.Server) error {
+				tasks, err := srv.ListTasks(c.Context, f)
+				if err != nil {
+					return err
+				}
+				if !c.Bool("long") {
+					for _, t := range tasks {
+						fmt.Fprintln(c.App.Writer, t.Key)
+					}
+					return nil
+				}
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "KEY\tSTATE\tOWNER\tNODE\tATTEMPTS\tSUBMITTED")
 				for _, t := range tasks {
-					fmt.Fprintln(c.App.Writer, t.Key)
+					node := t.AssigneeName
+					if node == "" {
+						node = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Key, t.State, t.OwnerName, node, t.Attempts, t.TimeCreate.Format(time.RFC3339))
 				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tSTATE\tOWNER\tNODE\tATTEMPTS\tSUBMITTED")
-			for _, t := range tasks {
-				node := t.AssigneeName
-				if node == "" {
-					node = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Key, t.State, t.OwnerName, node, t.Attempts, t.TimeCreate.Format(time.RFC3339))
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 }
@@ -333,17 +328,14 @@ func rmtaskCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return cliexit.UsageError("need task keys (usage: %s)", c.Command.UsageText)
 			}
-			srv, err := openAdmin(c)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			n, err := srv.RemoveTasks(c.Context, c.Args().Slice()...)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "Successfully deleted %d tasks\n", n)
-			return nil
+			return withAdmin(c, func(srv *server.Server) error {
+				n, err := srv.RemoveTasks(c.Context, c.Args().Slice()...)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "Successfully deleted %d tasks\n", n)
+				return nil
+			})
 		},
 	}
 }
@@ -361,17 +353,14 @@ func unassignCommand() *cli.Command {
 			if err != nil {
 				return cliexit.UsageError("AGE: %v", err)
 			}
-			srv, err := openAdmin(c)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			keys, err := srv.Unassign(c.Context, age)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "Successfully unassigned %d tasks\n", len(keys))
-			return nil
+			return withAdmin(c, func(srv *server.Server) error {
+				keys, err := srv.Unassign(c.Context, age)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "Successfully unassigned %d tasks\n", len(keys))
+				return nil
+			})
 		},
 	}
 }
