@@ -395,21 +395,33 @@ func (r *Registry) usable(s *session, verb string) error {
 	return nil
 }
 
+// acquire finds the open session id for a command on it (see lookup) and
+// takes its op lock, which the caller releases. A session that is closed,
+// or closes while the command waits for the lock, is ErrNotFound.
+func (r *Registry) acquire(caller int, id, secret, verb string) (*session, error) {
+	s, c, err := r.lookup(caller, id, secret, verb)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		return nil, fmt.Errorf("unable to %s: it is closed: %w", verb, ErrNotFound)
+	}
+	s.op.Lock()
+	if err := r.usable(s, verb); err != nil {
+		s.op.Unlock()
+		return nil, err
+	}
+	return s, nil
+}
+
 // Attach moves the caller into the open session id.
 func (r *Registry) Attach(caller int, id, secret string) error {
 	verb := "attach to session " + id
-	s, c, err := r.lookup(caller, id, secret, verb)
+	s, err := r.acquire(caller, id, secret, verb)
 	if err != nil {
 		return err
 	}
-	if c != nil {
-		return fmt.Errorf("unable to %s: it is closed: %w", verb, ErrNotFound)
-	}
-	s.op.Lock()
 	defer s.op.Unlock()
-	if err := r.usable(s, verb); err != nil {
-		return err
-	}
 	r.mu.Lock()
 	expired := s.expired
 	r.mu.Unlock()
@@ -439,18 +451,11 @@ func (r *Registry) Attach(caller int, id, secret string) error {
 // to the cgroup the session was made in (on v2 that cgroup's procsLeaf).
 func (r *Registry) Detach(caller int, id, secret string) error {
 	verb := "detach from session " + id
-	s, c, err := r.lookup(caller, id, secret, verb)
+	s, err := r.acquire(caller, id, secret, verb)
 	if err != nil {
 		return err
 	}
-	if c != nil {
-		return fmt.Errorf("unable to %s: it is closed: %w", verb, ErrNotFound)
-	}
-	s.op.Lock()
 	defer s.op.Unlock()
-	if err := r.usable(s, verb); err != nil {
-		return err
-	}
 	return r.moveOut(caller, s, verb)
 }
 
@@ -616,18 +621,11 @@ func (r *Registry) Kill(caller int, id, secret string) error {
 
 func (r *Registry) groupOp(caller int, id, secret, verb string, op func(*cgroup.Group) error) error {
 	verb += " session " + id
-	s, c, err := r.lookup(caller, id, secret, verb)
+	s, err := r.acquire(caller, id, secret, verb)
 	if err != nil {
 		return err
 	}
-	if c != nil {
-		return fmt.Errorf("unable to %s: it is closed: %w", verb, ErrNotFound)
-	}
-	s.op.Lock()
 	defer s.op.Unlock()
-	if err := r.usable(s, verb); err != nil {
-		return err
-	}
 	if err := op(s.group); err != nil {
 		return fmt.Errorf("unable to %s: %w", verb, err)
 	}
