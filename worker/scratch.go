@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -149,7 +150,21 @@ func copyFile(from, to string, move bool) error {
 			return nil
 		}
 	}
-	in, err := os.Open(from)
+	if err := copyRegular(from, to, 0, true); err != nil {
+		return err
+	}
+	if move {
+		return os.Remove(from)
+	}
+	return nil
+}
+
+// copyRegular copies the regular file src to dst, opening src with flags
+// added (O_NOFOLLOW where the task controls it) and refusing anything else.
+// With keepMode dst gets src's permissions, as the umask may have cut bits
+// off at create and executables must stay so; otherwise 0644.
+func copyRegular(src, dst string, flags int, keepMode bool) error {
+	in, err := os.OpenFile(src, os.O_RDONLY|flags, 0)
 	if err != nil {
 		return err
 	}
@@ -159,9 +174,13 @@ func copyFile(from, to string, move bool) error {
 		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", from)
+		return fmt.Errorf("%s is not a regular file", src)
 	}
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fi.Mode().Perm())
+	perm := fs.FileMode(0o644)
+	if keepMode {
+		perm = fi.Mode().Perm()
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}
@@ -172,12 +191,8 @@ func copyFile(from, to string, move bool) error {
 	if err := out.Close(); err != nil {
 		return err
 	}
-	// The umask may have cut bits off at create; executables must stay so.
-	if err := os.Chmod(to, fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if move {
-		return os.Remove(from)
+	if keepMode {
+		return os.Chmod(dst, perm)
 	}
 	return nil
 }
