@@ -256,30 +256,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // background loops stop, and the database is closed. If ctx ends first,
 // remaining connections are closed and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	servers := s.serverList()
-	s.mu.Unlock()
-	s.stopOnce.Do(func() { close(s.stop) })
-	var errs []error
-	for _, hs := range servers {
+	return s.halt(func(hs *http.Server) error {
 		if err := hs.Shutdown(ctx); err != nil {
 			hs.Close()
-			errs = append(errs, err)
+			return err
 		}
-	}
-	s.loops.Wait()
-	errs = append(errs, s.closeStorage())
-	return errors.Join(errs...)
+		return nil
+	})
 }
 
 // Close stops the server at once: connections are closed, in-flight
 // requests cut off, the database closed.
-func (s *Server) Close() error {
+func (s *Server) Close() error { return s.halt((*http.Server).Close) }
+
+// halt is Shutdown and Close: the first call stops every listener with
+// stop, then the background loops, then closes the storage; later calls
+// do nothing.
+func (s *Server) halt(stop func(*http.Server) error) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -291,7 +284,7 @@ func (s *Server) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	var errs []error
 	for _, hs := range servers {
-		errs = append(errs, hs.Close())
+		errs = append(errs, stop(hs))
 	}
 	s.loops.Wait()
 	errs = append(errs, s.closeStorage())
