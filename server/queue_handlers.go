@@ -177,18 +177,29 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 			ok(w, map[string]any{"tasks": tasks})
 			return
 		}
-		timer := time.NewTimer(left)
-		select {
-		case <-woken:
-		case <-timer.C:
-		case <-s.stopped():
-			deadline = time.Now()
-		case <-r.Context().Done():
-			timer.Stop()
+		var live bool
+		if deadline, live = s.pause(r, woken, deadline); !live {
 			return
 		}
-		timer.Stop()
 	}
+}
+
+// pause is one wait of a long poll: until woken, the deadline or the
+// server's stop (which ends the poll: the deadline becomes now). It returns
+// the deadline, and false when the request ended meanwhile (the client is
+// gone: nothing to answer).
+func (s *Server) pause(r *http.Request, woken <-chan struct{}, deadline time.Time) (time.Time, bool) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-woken:
+	case <-timer.C:
+	case <-s.stopped():
+		deadline = time.Now()
+	case <-r.Context().Done():
+		return deadline, false
+	}
+	return deadline, true
 }
 
 // withLimits is a stored task with the limits it runs with on its node.

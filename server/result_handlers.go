@@ -185,19 +185,12 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 			notFound(w)
 			return
 		}
-		timer := time.NewTimer(left)
-		select {
-		case <-woken:
-		case <-timer.C:
-		case <-s.stopped():
-			deadline = time.Now()
-		case <-r.Context().Done():
-			timer.Stop()
-			cancel()
+		var live bool
+		deadline, live = s.pause(r, woken, deadline)
+		cancel()
+		if !live {
 			return
 		}
-		timer.Stop()
-		cancel()
 	}
 }
 
