@@ -125,6 +125,18 @@ func (f *File) Error(section, key string, err error) error {
 	return fmt.Errorf("%s: [%s] %s: %w", file, section, key, err)
 }
 
+// SplitList reads a comma list (tags, for one), dropping blanks; nil for
+// none.
+func SplitList(v string) []string {
+	var out []string
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 // Limits reads the limit caps of a section: every limit key of the task
 // format (cpus, memory, swap, pids, storage, image, workspace, time,
 // network, gpus, gpu_memory, perf_instructions, perf_cycles, cgroup_depth,

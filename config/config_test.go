@@ -109,3 +109,12 @@ func TestSearchPathOrder(t *testing.T) {
 		t.Fatalf("search path %v, want %v", got, want)
 	}
 }
+
+func TestSplitList(t *testing.T) {
+	if got := SplitList(" a, b ,,c "); strings.Join(got, "|") != "a|b|c" {
+		t.Errorf("SplitList = %q", got)
+	}
+	if got := SplitList(" , "); got != nil {
+		t.Errorf("SplitList of blanks = %q, want nil", got)
+	}
+}

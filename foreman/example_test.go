@@ -46,7 +46,7 @@ func Example() {
 	var caps spec.Limits
 	_ = spec.ParseLimit(&caps, "time", "10M") // no task over ten minutes here
 	capacity, cores := m.Capacity(foreman.DefaultMemoryReserve, caps, false)
-	defaults, _ := foreman.ParseLimitList("cpus=1,memory=1G")
+	defaults, _ := spec.ParseLimitList("cpus=1,memory=1G")
 	f, err := foreman.New(foreman.Config{
 		Client:   cl,
 		Executor: w,

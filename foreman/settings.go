@@ -140,9 +140,9 @@ func ReadSettings(f *config.File, clientSection string) (Settings, error) {
 		}
 		s.Concurrency = n
 	}
-	s.Tags = SplitTags(get(Section, "tags"))
+	s.Tags = config.SplitList(get(Section, "tags"))
 	if v := get(Section, "defaults"); v != "" {
-		l, err := ParseLimitList(v)
+		l, err := spec.ParseLimitList(v)
 		if err != nil {
 			bad("defaults", err)
 		}
@@ -153,36 +153,6 @@ func ReadSettings(f *config.File, clientSection string) (Settings, error) {
 		errs = append(errs, err)
 	}
 	return s, errors.Join(errs...)
-}
-
-// SplitTags reads a comma list of tags.
-func SplitTags(v string) []string {
-	var tags []string
-	for _, t := range strings.Split(v, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			tags = append(tags, t)
-		}
-	}
-	return tags
-}
-
-// ParseLimitList reads limits written "key=value,key=value", e.g.
-// "cpus=1,memory=1G", each value in the task format's spelling.
-func ParseLimitList(v string) (spec.Limits, error) {
-	var l spec.Limits
-	for _, kv := range strings.Split(v, ",") {
-		if kv = strings.TrimSpace(kv); kv == "" {
-			continue
-		}
-		k, val, ok := strings.Cut(kv, "=")
-		if !ok {
-			return spec.Limits{}, fmt.Errorf("%q: expected key=value", kv)
-		}
-		if err := spec.ParseLimit(&l, strings.TrimSpace(k), strings.TrimSpace(val)); err != nil {
-			return spec.Limits{}, err
-		}
-	}
-	return l, nil
 }
 
 // Open makes the node these settings describe: it finds the machine's

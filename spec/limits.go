@@ -232,6 +232,26 @@ func ParseLimit(l *Limits, key, value string) error {
 	return &Error{Field: key, Problem: problem}
 }
 
+// ParseLimitList reads limits written "key=value,key=value", as
+// kolejka.conf and command-line options give them (e.g. "cpus=1,memory=1G"),
+// each value spelled as ParseLimit takes it.
+func ParseLimitList(v string) (Limits, error) {
+	var l Limits
+	for _, kv := range strings.Split(v, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			return Limits{}, fmt.Errorf("%q: expected key=value", kv)
+		}
+		if err := ParseLimit(&l, strings.TrimSpace(k), strings.TrimSpace(val)); err != nil {
+			return Limits{}, err
+		}
+	}
+	return l, nil
+}
+
 // ParseLimits reads a JSON limits object (as in a task, the server's
 // settings or a dequeue request) strictly: unknown keys and bad values are
 // *Errors naming file and key.

@@ -373,3 +373,23 @@ func TestFormatParseRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestParseLimitList(t *testing.T) {
+	l, err := ParseLimitList(" cpus=2, memory = 1G ,,time=10s ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *l.CPUs != 2 || *l.Memory != 1<<30 || *l.Time != 10*time.Second || l.Pids != nil {
+		t.Errorf("got %s", l.String())
+	}
+	for in, want := range map[string]string{
+		"cpus":          `"cpus": expected key=value`,
+		"memroy=1G":     `did you mean "memory"?`,
+		"memory=1 GiB":  "memory",
+		"cpus=1,pids=x": "pids",
+	} {
+		if _, err := ParseLimitList(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseLimitList(%q) = %v, want an error with %q", in, err, want)
+		}
+	}
+}

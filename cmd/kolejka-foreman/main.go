@@ -103,7 +103,7 @@ func settings(c *cli.Context) (foreman.Settings, error) {
 		}
 	}
 	if c.IsSet("tags") {
-		s.Tags = foreman.SplitTags(c.String("tags"))
+		s.Tags = config.SplitList(c.String("tags"))
 	}
 	if c.IsSet("auto-tags") {
 		s.AutoTags = c.Bool("auto-tags")
@@ -124,7 +124,7 @@ func settings(c *cli.Context) (foreman.Settings, error) {
 		}
 	}
 	if c.IsSet("defaults") {
-		if s.Defaults, err = foreman.ParseLimitList(c.String("defaults")); err != nil {
+		if s.Defaults, err = spec.ParseLimitList(c.String("defaults")); err != nil {
 			return s, cliexit.UsageError("--defaults: %v", err)
 		}
 	}

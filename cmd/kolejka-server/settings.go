@@ -109,28 +109,9 @@ func (s setting) parse(v string) (any, error) {
 	case kInt:
 		return strconv.ParseInt(v, 10, 64)
 	case kList:
-		var out []string
-		for _, x := range strings.Split(v, ",") {
-			if x = strings.TrimSpace(x); x != "" {
-				out = append(out, x)
-			}
-		}
-		return out, nil
+		return config.SplitList(v), nil
 	case kLimits:
-		var l spec.Limits
-		for _, kv := range strings.Split(v, ",") {
-			if kv = strings.TrimSpace(kv); kv == "" {
-				continue
-			}
-			k, val, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, fmt.Errorf("%q: expected key=value", kv)
-			}
-			if err := spec.ParseLimit(&l, strings.TrimSpace(k), strings.TrimSpace(val)); err != nil {
-				return nil, err
-			}
-		}
-		return l, nil
+		return spec.ParseLimitList(v)
 	}
 	return v, nil
 }
