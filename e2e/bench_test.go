@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/runtimes"
@@ -56,10 +57,10 @@ func timed(b *testing.B, n int, fn func(i int)) []time.Duration {
 func workerExecute(b *testing.B, g *grid, task, result string) {
 	conf := filepath.Join(g.dir, "worker.conf")
 	if _, err := os.Stat(conf); err != nil {
-		os.WriteFile(conf, []byte(fmt.Sprintf("[worker]\nimages = %s\ntemp = %s\noutput_limit = %d\n", images(b), b.TempDir(), OutputLimit)), 0o644)
+		os.WriteFile(conf, []byte(fmt.Sprintf("[worker]\nimages = %s\ntemp = %s\noutput_limit = %d\n", gridtest.Images(b), b.TempDir(), OutputLimit)), 0o644)
 	}
 	cmd := exec.Command(filepath.Join(g.bin, "kolejka-worker"), "--config-file", conf, "execute", task, result)
-	cmd.Env = env()
+	cmd.Env = gridtest.ChildEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("kolejka-worker execute: %v: %s", err, out)
 	}
@@ -119,7 +120,7 @@ func BenchmarkGridExecuteTrivial(b *testing.B) {
 func nodeTimes(b *testing.B, log string) []time.Duration {
 	taken := map[string]time.Time{}
 	var out []time.Duration
-	for _, line := range logLines(log, "task=") {
+	for _, line := range gridtest.LogLines(log, "task=") {
 		var at time.Time
 		var key string
 		for _, f := range strings.Fields(line) {
@@ -233,7 +234,7 @@ func BenchmarkGridThroughput500(b *testing.B) {
 	// Baseline: the container alone — one worker in this process (as a
 	// foreman holds one), 4 tasks at a time, 200 tasks.
 	const local = 200
-	rt, err := runtimes.Open("runc", runtimes.Options{ImageRoot: images(b)})
+	rt, err := runtimes.Open("runc", runtimes.Options{ImageRoot: gridtest.Images(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

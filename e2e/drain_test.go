@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -19,10 +20,10 @@ func TestGridForemanSignals(t *testing.T) {
 	a := g.startForeman("a", pin(0))
 
 	key := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 1.5; echo finished"], "limits": {"time": "10s"}, "stdout": "out"}`))
-	waitFor(t, "the task running", 20*time.Second, func() bool { return g.taskInfo(key)["assignee"] == "a" })
-	a.p.signal(syscall.SIGTERM)
+	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.taskInfo(key)["assignee"] == "a" })
+	a.p.Signal(syscall.SIGTERM)
 	queued := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["true"]}`))
-	code, ended := a.p.wait(30 * time.Second)
+	code, ended := a.p.Wait(30 * time.Second)
 	if !ended || code != 0 {
 		t.Fatalf("drain: ended %v, exit %d; want 0", ended, code)
 	}
@@ -43,12 +44,12 @@ func TestGridForemanSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	long := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo second try"], "limits": {"time": "10s"}, "stdout": "out"}`))
-	waitFor(t, "the task running", 20*time.Second, func() bool { return g.taskInfo(long)["assignee"] == "a" })
-	a.p.signal(syscall.SIGTERM)
+	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.taskInfo(long)["assignee"] == "a" })
+	a.p.Signal(syscall.SIGTERM)
 	time.Sleep(200 * time.Millisecond)
 	stopped := time.Now()
-	a.p.signal(syscall.SIGINT)
-	code, ended = a.p.wait(15 * time.Second)
+	a.p.Signal(syscall.SIGINT)
+	code, ended = a.p.Wait(15 * time.Second)
 	if !ended || code != 1 {
 		t.Fatalf("forced stop: ended %v, exit %d; want 1", ended, code)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -28,7 +29,7 @@ func TestGridForemanKilledMidTask(t *testing.T) {
 	marker := fmt.Sprintf("30.%06d", time.Now().UnixNano()%1000000)
 	key := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "`+marker+`"], "limits": {"time": "3s"}}`))
 	var holder string
-	waitFor(t, "the task running", 20*time.Second, func() bool {
+	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool {
 		a, _ := g.taskInfo(key)["assignee"].(string)
 		holder = a
 		return a != "" && processes("sleep "+marker) > 0
@@ -37,7 +38,7 @@ func TestGridForemanKilledMidTask(t *testing.T) {
 	t.Logf("node %s runs the task: killing it", holder)
 	killed := g.nodes[holder]
 	killedAt := time.Now()
-	killed.p.kill9()
+	killed.p.Kill9()
 	orphan := processes("sleep "+marker) > 0
 	t.Logf("the dead foreman's container outlives it: %v", orphan)
 
@@ -93,11 +94,11 @@ func TestGridForemanKilledMidTask(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(killed.temp, "jobs")); len(entries) != 0 {
 		t.Errorf("download folders of the dead foreman left: %d", len(entries))
 	}
-	if orphan && len(logLines(killed.log, "sweeping leftovers of a dead run")) == 0 {
+	if orphan && len(gridtest.LogLines(killed.log, "sweeping leftovers of a dead run")) == 0 {
 		t.Error("the restarted foreman did not sweep the dead run")
 	}
-	g.nodes[other].p.signal(syscall.SIGTERM) // drain the other node: the next task must go to the restarted one
-	if code, ok := g.nodes[other].p.wait(20 * time.Second); !ok || code != 0 {
+	g.nodes[other].p.Signal(syscall.SIGTERM) // drain the other node: the next task must go to the restarted one
+	if code, ok := g.nodes[other].p.Wait(20 * time.Second); !ok || code != 0 {
 		t.Fatalf("draining node %s: exit %d (ended %v)", other, code, ok)
 	}
 	key2 := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"time": "10s"}}`))
@@ -121,7 +122,7 @@ func TestGridServerRestart(t *testing.T) {
 		keys = append(keys, g.put(writeTask(t, fmt.Sprintf(
 			`{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo task %d"], "limits": {"time": "20s"}, "stdout": "out"}`, i))))
 	}
-	waitFor(t, "two tasks running", 20*time.Second, func() bool {
+	gridtest.WaitFor(t, "two tasks running", 20*time.Second, func() bool {
 		running := 0
 		for _, k := range keys {
 			if a, _ := g.taskInfo(k)["assignee"].(string); a != "" {
@@ -130,7 +131,7 @@ func TestGridServerRestart(t *testing.T) {
 		}
 		return running == 2
 	})
-	g.server.kill9()
+	g.server.Kill9()
 	time.Sleep(3 * time.Second) // the running tasks end meanwhile; their posts retry
 	g.startServer()
 
@@ -149,7 +150,7 @@ func TestGridServerRestart(t *testing.T) {
 		}
 	}
 	for _, n := range g.nodes {
-		if len(logLines(n.log, "result posted")) == 0 {
+		if len(gridtest.LogLines(n.log, "result posted")) == 0 {
 			t.Errorf("node %s posted nothing", n.name)
 		}
 	}

@@ -6,7 +6,6 @@ package e2e
 // kolejka-client runs — with their logs shown when a test fails.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,35 +25,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
-	"github.com/kolejka-go/kolejka/worker/image"
 )
 
 // OutputLimit is the foremen's output_limit: small, so that output_flood
 // ends quickly at exactly this many bytes.
 const OutputLimit = 1 << 20
 
-var commands = []string{"kolejka-server", "kolejka-client", "kolejka-foreman", "kolejka-worker", "kolejka-init"}
-
-var (
-	binOnce  sync.Once
-	binDir   string
-	binBuilt bool // binDir is ours to remove
-	binErr   error
-
-	imgOnce sync.Once
-	imgDir  string
-	imgErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binBuilt {
-		os.RemoveAll(binDir)
-	}
-	if imgDir != "" {
-		os.RemoveAll(imgDir)
-	}
+	gridtest.Cleanup()
 	os.Exit(code)
 }
 
@@ -65,165 +45,7 @@ func bins(t testing.TB) string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.TestImage(t)
-	root := testenv.RepoRoot(t)
-	binOnce.Do(func() { binDir, binBuilt, binErr = build(root) })
-	if binErr != nil {
-		t.Fatalf("building the commands: %v", binErr)
-	}
-	return binDir
-}
-
-// build uses $KOLEJKA_BIN when it holds every command, else builds them
-// from this tree into a temporary folder (kolejka-init static, as `make
-// build` does).
-func build(root string) (string, bool, error) {
-	if dir := os.Getenv("KOLEJKA_BIN"); dir != "" {
-		all := true
-		for _, c := range commands {
-			if _, err := os.Stat(filepath.Join(dir, c)); err != nil {
-				all = false
-			}
-		}
-		if all {
-			return dir, false, nil
-		}
-	}
-	dir, err := os.MkdirTemp("", "kolejka-e2e-bin-")
-	if err != nil {
-		return "", false, err
-	}
-	steps := []*exec.Cmd{
-		exec.Command("go", "build", "-o", dir+"/", "./cmd/kolejka-server", "./cmd/kolejka-client", "./cmd/kolejka-foreman", "./cmd/kolejka-worker"),
-		exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -extldflags=-static", "-o", filepath.Join(dir, "kolejka-init"), "./cmd/kolejka-init"),
-	}
-	steps[1].Env = append(os.Environ(), "CGO_ENABLED=0")
-	for _, cmd := range steps {
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			return "", false, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
-		}
-	}
-	return dir, true, nil
-}
-
-// images returns a runc image store holding kolejka-test:latest, shared by
-// every node of the test run.
-func images(t testing.TB) string {
-	t.Helper()
-	img := testenv.TestImage(t)
-	imgOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kolejka-e2e-images-")
-		if err != nil {
-			imgErr = err
-			return
-		}
-		imgDir = dir
-		st, err := image.Open(dir)
-		if err != nil {
-			imgErr = err
-			return
-		}
-		_, imgErr = st.Import(context.Background(), "kolejka-test:latest", filepath.Join(img, "rootfs.tar"))
-	})
-	if imgErr != nil {
-		t.Fatalf("preparing the image store: %v", imgErr)
-	}
-	return imgDir
-}
-
-// env is the children's environment: ours without KOLEJKA_ variables (a
-// developer's settings must not change the grid under test).
-func env() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KOLEJKA_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// proc is a running command with its output in a log file.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	from int64 // the log's size when the process started: its own lines follow
-	done chan struct{}
-	err  error
-}
-
-func start(t testing.TB, name, log string, argv ...string) *proc {
-	t.Helper()
-	f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr, cmd.Env = f, f, env()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: log, from: fi.Size(), done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
-
-// wait waits up to d for the process to end and returns its exit code (-1
-// if killed by a signal); ok is false if it still runs.
-func (p *proc) wait(d time.Duration) (code int, ok bool) {
-	select {
-	case <-p.done:
-	case <-time.After(d):
-		return 0, false
-	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode(), true
-	}
-	if p.err != nil {
-		return -1, true
-	}
-	return 0, true
-}
-
-// kill9 kills the process at once, as a crash or the OOM killer would.
-func (p *proc) kill9() {
-	p.signal(syscall.SIGKILL)
-	p.wait(10 * time.Second)
-}
-
-// logged waits up to d for a line this process logged containing s.
-func (p *proc) logged(s string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if data, _ := os.ReadFile(p.log); int64(len(data)) > p.from && bytes.Contains(data[p.from:], []byte(s)) {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+	return testenv.Binaries(t)
 }
 
 // grid is one server with its data folder and port, its users, and nodes.
@@ -234,7 +56,7 @@ type grid struct {
 	data       string
 	addr       string
 	serverArgs []string
-	server     *proc
+	server     *gridtest.Proc
 	tokens     map[string]string
 	nodes      map[string]*node
 	alice      *client.Client
@@ -277,7 +99,7 @@ func (g *grid) admin(args ...string) string {
 	g.t.Helper()
 	argv := append([]string{"--config-file", filepath.Join(g.dir, "empty.conf"), "--data", g.data}, args...)
 	cmd := exec.Command(filepath.Join(g.bin, "kolejka-server"), argv...)
-	cmd.Env = env()
+	cmd.Env = gridtest.ChildEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -295,7 +117,7 @@ func (g *grid) startServer() {
 	g.t.Helper()
 	argv := append([]string{filepath.Join(g.bin, "kolejka-server"), "--config-file", filepath.Join(g.dir, "empty.conf"),
 		"--data", g.data, "serve", "--listen", g.addr}, g.serverArgs...)
-	g.server = start(g.t, "kolejka-server", filepath.Join(g.dir, "server.log"), argv...)
+	g.server = gridtest.Start(g.t, "kolejka-server", filepath.Join(g.dir, "server.log"), argv...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get("http://" + g.addr + "/")
@@ -305,8 +127,8 @@ func (g *grid) startServer() {
 				return
 			}
 		}
-		if !g.server.running() || time.Now().After(deadline) {
-			g.t.Fatalf("the server did not come up (%v); log:\n%s", err, tail(g.server.log))
+		if !g.server.Running() || time.Now().After(deadline) {
+			g.t.Fatalf("the server did not come up (%v); log:\n%s", err, gridtest.Tail(g.server.Log))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -342,7 +164,7 @@ type node struct {
 	temp string
 	argv []string
 	log  string
-	p    *proc
+	p    *gridtest.Proc
 }
 
 // startForeman starts node name (its account, its folder, tag node:<name>)
@@ -366,7 +188,7 @@ output_limit = %d
 concurency = 2
 interval = 1
 tags = node:%s
-`, g.addr, g.tokens[name], n.temp, images(g.t), OutputLimit, name)
+`, g.addr, g.tokens[name], n.temp, gridtest.Images(g.t), OutputLimit, name)
 		conf += strings.Join(extra, "\n") + "\n"
 		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
 			g.t.Fatal(err)
@@ -377,9 +199,9 @@ tags = node:%s
 		}
 		g.nodes[name] = n
 	}
-	n.p = start(g.t, "kolejka-foreman "+name, n.log, n.argv...)
-	if !n.p.logged("foreman running", 30*time.Second) {
-		g.t.Fatalf("foreman %s did not start; log:\n%s", name, tail(n.log))
+	n.p = gridtest.Start(g.t, "kolejka-foreman "+name, n.log, n.argv...)
+	if !n.p.Logged("foreman running", 30*time.Second) {
+		g.t.Fatalf("foreman %s did not start; log:\n%s", name, gridtest.Tail(n.log))
 	}
 	return n
 }
@@ -389,38 +211,28 @@ tags = node:%s
 // failure the logs are shown.
 func (g *grid) stopAll() {
 	for _, n := range g.nodes {
-		if n.p != nil && n.p.running() {
-			n.p.signal(syscall.SIGTERM)
+		if n.p != nil && n.p.Running() {
+			n.p.Signal(syscall.SIGTERM)
 			time.Sleep(50 * time.Millisecond)
-			n.p.signal(syscall.SIGTERM)
-			if _, ok := n.p.wait(20 * time.Second); !ok {
+			n.p.Signal(syscall.SIGTERM)
+			if _, ok := n.p.Wait(20 * time.Second); !ok {
 				g.t.Errorf("foreman %s did not stop", n.name)
-				n.p.kill9()
+				n.p.Kill9()
 			}
 		}
 	}
-	if g.server != nil && g.server.running() {
-		g.server.signal(syscall.SIGTERM)
-		if _, ok := g.server.wait(20 * time.Second); !ok {
-			g.server.kill9()
+	if g.server != nil && g.server.Running() {
+		g.server.Signal(syscall.SIGTERM)
+		if _, ok := g.server.Wait(20 * time.Second); !ok {
+			g.server.Kill9()
 		}
 	}
 	if g.t.Failed() {
-		g.t.Logf("server log:\n%s", tail(g.server.log))
+		g.t.Logf("server log:\n%s", gridtest.Tail(g.server.Log))
 		for _, n := range g.nodes {
-			g.t.Logf("foreman %s log:\n%s", n.name, tail(n.log))
+			g.t.Logf("foreman %s log:\n%s", n.name, gridtest.Tail(n.log))
 		}
 	}
-}
-
-// tail is the end of a log file.
-func tail(path string) string {
-	data, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > 60 {
-		lines = lines[len(lines)-60:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // kolejkaClient runs kolejka-client as alice; it returns stdout, stderr and
@@ -428,7 +240,7 @@ func tail(path string) string {
 func (g *grid) kolejkaClient(ctx context.Context, args ...string) (string, string, int) {
 	argv := append([]string{"--config-file", filepath.Join(g.dir, "alice.conf")}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(g.bin, "kolejka-client"), argv...)
-	cmd.Env = env()
+	cmd.Env = gridtest.ChildEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -487,18 +299,6 @@ func writeTask(t testing.TB, taskJSON string) string {
 	return dir
 }
 
-// waitFor polls cond for up to d.
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // processes counts live processes whose command line contains s.
 func processes(s string) int {
 	n := 0
@@ -510,21 +310,4 @@ func processes(s string) int {
 		}
 	}
 	return n
-}
-
-// logLines returns the lines of a log containing s.
-func logLines(path, s string) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), s) {
-			out = append(out, sc.Text())
-		}
-	}
-	return out
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/hardening"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/server"
 )
 
@@ -423,7 +424,7 @@ func TestBadInputServer(t *testing.T) {
 			io.WriteString(conn, c.head)
 			conn.Write(bytes.Repeat([]byte("y"), 1000))
 			conn.Close()
-			waitFor(t, "the server to count the cut upload", 10*time.Second, func() bool { return s.metric(t, sample) != seen })
+			gridtest.WaitFor(t, "the server to count the cut upload", 10*time.Second, func() bool { return s.metric(t, sample) != seen })
 			r.Observe("400s on /blob/reference/: %q → %q", seen, s.metric(t, sample))
 			if after := s.state(t); !after.equal(before) {
 				t.Errorf("the server changed: %v → %v", before, after)

@@ -33,6 +33,7 @@ import (
 
 	kclient "github.com/kolejka-go/kolejka/client"
 	"github.com/kolejka-go/kolejka/hardening"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/server"
 	"github.com/kolejka-go/kolejka/spec"
@@ -203,7 +204,7 @@ func TestFaultServerKilled(t *testing.T) {
 		}
 	}()
 	time.Sleep(1500 * time.Millisecond)
-	g.server.kill9()
+	g.server.Kill9()
 	cancel()
 	wg.Wait()
 	mu.Lock()
@@ -303,7 +304,7 @@ func TestFaultServerKilledMidUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	var partial int64
-	waitFor(t, "the upload's temp file to hold what was sent", 20*time.Second, func() bool {
+	gridtest.WaitFor(t, "the upload's temp file to hold what was sent", 20*time.Second, func() bool {
 		partial = 0
 		for _, name := range stateOf(t, g.data).temp {
 			if fi, err := os.Stat(filepath.Join(g.data, server.BlobsDir, "tmp", name)); err == nil {
@@ -313,7 +314,7 @@ func TestFaultServerKilledMidUpload(t *testing.T) {
 		return partial >= 30<<20
 	})
 	blobFile := filepath.Join(g.data, server.BlobsDir, sum[0:2], sum[2:4], sum)
-	g.server.kill9()
+	g.server.Kill9()
 	r.Observe("at the kill: a temp file of %d MiB; a blob file under the hash: %v", partial>>20, fileExists(blobFile))
 	if fileExists(blobFile) {
 		t.Errorf("a partial upload is under its hash")
@@ -357,14 +358,14 @@ func TestFaultForemanKilled(t *testing.T) {
 	mark := "F03-" + randomHex(6)
 	key := g.put(markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 3; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark))
 	var holder string
-	waitFor(t, "the task running", 30*time.Second, func() bool {
+	gridtest.WaitFor(t, "the task running", 30*time.Second, func() bool {
 		holder = g.assignee(key)
 		return holder != "" && len(markedProcs(mark)) > 0
 	})
 	other := map[string]string{"a": "b", "b": "a"}[holder]
 	killed := g.nodes[holder]
 	killedAt := time.Now()
-	killed.p.kill9()
+	killed.p.Kill9()
 	orphans := len(markedProcs(mark))
 	r.Observe("node %s ran it: killed; %d processes of its run outlive it", holder, orphans)
 
@@ -403,13 +404,13 @@ func TestFaultForemanKilled(t *testing.T) {
 	if j := entries(filepath.Join(killed.temp, "jobs")); len(j) > 0 {
 		t.Errorf("download folders of the dead foreman left: %v", j)
 	}
-	swept := len(logLines(killed.log, "sweeping leftovers of a dead run")) > 0
+	swept := len(gridtest.LogLines(killed.log, "sweeping leftovers of a dead run")) > 0
 	if orphans > 0 && !swept {
 		t.Errorf("the restarted foreman did not say it swept the dead run")
 	}
 	r.Observe("restarted node %s: swept the dead run (%v), 0 of its processes left, jobs/ empty; results stored: 1", holder, swept)
-	g.nodes[other].p.signal(syscall.SIGTERM) // drain the other: the next task must go to the restarted node
-	if code, ok := g.nodes[other].p.wait(20 * time.Second); !ok || code != 0 {
+	g.nodes[other].p.Signal(syscall.SIGTERM) // drain the other: the next task must go to the restarted node
+	if code, ok := g.nodes[other].p.Wait(20 * time.Second); !ok || code != 0 {
 		t.Fatalf("draining node %s: exit %d (ended %v)", other, code, ok)
 	}
 	next, took, err := g.executeNext(t, time.Minute)
@@ -431,17 +432,17 @@ func TestFaultWorkerKilled(t *testing.T) {
 	conf := filepath.Join(dir, "kolejka.conf")
 	temp := filepath.Join(dir, "scratch")
 	os.Mkdir(temp, 0o755)
-	os.WriteFile(conf, []byte("[worker]\nimages = "+images(t)+"\ntemp = "+temp+"\n"), 0o644)
+	os.WriteFile(conf, []byte("[worker]\nimages = "+gridtest.Images(t)+"\ntemp = "+temp+"\n"), 0o644)
 	mark := "F04-" + randomHex(6)
 	task := markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "1000"], "limits": {"workspace": "4M", "storage": "4M", "time": "60s"}}`), mark)
-	w := startOwned(t, "kolejka-worker", filepath.Join(dir, "worker.log"), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", task, filepath.Join(dir, "result"))
-	waitFor(t, "the task running", 30*time.Second, func() bool { return len(markedProcs(mark)) > 0 })
+	w := gridtest.StartOwned(t, "kolejka-worker", filepath.Join(dir, "worker.log"), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", task, filepath.Join(dir, "result"))
+	gridtest.WaitFor(t, "the task running", 30*time.Second, func() bool { return len(markedProcs(mark)) > 0 })
 	runs := entries(temp)
 	if len(runs) != 1 {
 		t.Fatalf("scratch holds %v, want one run", runs)
 	}
 	run := strings.TrimPrefix(runs[0], "kolejka-run-")
-	w.kill9()
+	w.Kill9()
 	left := func() []string {
 		var out []string
 		if p := markedProcs(mark); len(p) > 0 {
@@ -499,13 +500,13 @@ type observerDaemon struct {
 	state  string
 	sweep  string
 	log    string
-	p      *proc
+	p      *gridtest.Proc
 }
 
 func (d *observerDaemon) start() {
 	d.t.Helper()
-	d.p = startOwned(d.t, "kolejka-observer", d.log, filepath.Join(d.bin, "kolejka-observer"), "--socket", d.socket, "--state", d.state, "--sweep", d.sweep, "-v")
-	waitFor(d.t, "the observer's socket", 10*time.Second, func() bool { return d.sessions() >= 0 })
+	d.p = gridtest.StartOwned(d.t, "kolejka-observer", d.log, filepath.Join(d.bin, "kolejka-observer"), "--socket", d.socket, "--state", d.state, "--sweep", d.sweep, "-v")
+	gridtest.WaitFor(d.t, "the observer's socket", 10*time.Second, func() bool { return d.sessions() >= 0 })
 }
 
 // sessions is GET /, -1 when the daemon does not answer.
@@ -533,7 +534,7 @@ func TestFaultObserverKilled(t *testing.T) {
 	d.start()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("observer log:\n%s", tail(d.log))
+			t.Logf("observer log:\n%s", gridtest.Tail(d.log))
 		}
 	})
 	w, err := worker.New(context.Background(), worker.Config{Temp: n.e.Temp, StateDir: n.e.State, CgroupRoot: n.e.CgroupRoot,
@@ -560,8 +561,8 @@ func TestFaultObserverKilled(t *testing.T) {
 	// (1) Restarted while the task runs.
 	mark := "F05a-" + randomHex(6)
 	done := runAsync(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 3; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark)
-	waitFor(t, "the task's session at the daemon", 20*time.Second, func() bool { return d.sessions() == 1 && len(markedProcs(mark)) > 0 })
-	d.p.kill9()
+	gridtest.WaitFor(t, "the task's session at the daemon", 20*time.Second, func() bool { return d.sessions() == 1 && len(markedProcs(mark)) > 0 })
+	d.p.Kill9()
 	d.start()
 	adopted := d.sessions()
 	o := <-done
@@ -576,14 +577,14 @@ func TestFaultObserverKilled(t *testing.T) {
 	if adopted != 1 {
 		t.Errorf("the restarted daemon has %d sessions, want the running task's", adopted)
 	}
-	waitFor(t, "the daemon to drop the ended task's session", 10*time.Second, func() bool { return d.sessions() == 0 })
+	gridtest.WaitFor(t, "the daemon to drop the ended task's session", 10*time.Second, func() bool { return d.sessions() == 0 })
 	r.Observe("(1) sessions after the task: 0")
 
 	// (2) Restarted after the task ended.
 	mark = "F05b-" + randomHex(6)
 	done = runAsync(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "60"], "limits": {"time": "2s"}}`), mark)
-	waitFor(t, "the task's session at the daemon", 20*time.Second, func() bool { return d.sessions() == 1 && len(markedProcs(mark)) > 0 })
-	d.p.kill9()
+	gridtest.WaitFor(t, "the task's session at the daemon", 20*time.Second, func() bool { return d.sessions() == 1 && len(markedProcs(mark)) > 0 })
+	d.p.Kill9()
 	o = <-done
 	if o.res == nil {
 		t.Fatalf("no result: %v", o.err)
@@ -687,8 +688,8 @@ func TestFaultServerDiskFull(t *testing.T) {
 		t.Errorf("the refused upload is in the store")
 	}
 	r.Observe("nothing stored: server %s unchanged, no partial blob", after)
-	if !g.server.running() {
-		t.Fatalf("the server died on a full disk; log:\n%s", tail(g.server.log))
+	if !g.server.Running() {
+		t.Fatalf("the server died on a full disk; log:\n%s", gridtest.Tail(g.server.Log))
 	}
 
 	// Free the space: the same requests succeed, with no restart.
@@ -770,7 +771,7 @@ func TestFaultNodeCutOff(t *testing.T) {
 	cut := g.startForeman("a", ns.enter()...)
 	mark := "F07-" + randomHex(6)
 	key := g.put(markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark))
-	waitFor(t, "node a running the task", 30*time.Second, func() bool { return g.assignee(key) == "a" && len(markedProcs(mark)) > 0 })
+	gridtest.WaitFor(t, "node a running the task", 30*time.Second, func() bool { return g.assignee(key) == "a" && len(markedProcs(mark)) > 0 })
 	ipCmd(t, "link", "set", ns.hostIf, "down")
 	cutAt := time.Now()
 	restored := false
@@ -790,7 +791,7 @@ func TestFaultNodeCutOff(t *testing.T) {
 		t.Errorf("result %s %q from %v: want node b's OK", res.Status, out, res.Tags)
 	}
 	lapses := 0
-	for _, l := range logLines(g.server.log, "leases lapsed") {
+	for _, l := range gridtest.LogLines(g.server.Log, "leases lapsed") {
 		if strings.Contains(l, key) {
 			lapses++
 		}
@@ -803,17 +804,17 @@ func TestFaultNodeCutOff(t *testing.T) {
 	if lapses < 1 {
 		t.Errorf("the server never saw node a's lease lapse")
 	}
-	waitFor(t, "the cut-off node's own run to end", 30*time.Second, func() bool { return len(markedProcs(mark)) == 0 })
-	postsBefore := len(logLines(cut.log, "already has another result"))
+	gridtest.WaitFor(t, "the cut-off node's own run to end", 30*time.Second, func() bool { return len(markedProcs(mark)) == 0 })
+	postsBefore := len(gridtest.LogLines(cut.log, "already has another result"))
 
 	ipCmd(t, "link", "set", ns.hostIf, "up")
 	restored = true
 	restoredAt := time.Now()
-	waitFor(t, "the cut-off node to learn the task has another result", 60*time.Second, func() bool {
-		return len(logLines(cut.log, "already has another result")) > postsBefore
+	gridtest.WaitFor(t, "the cut-off node to learn the task has another result", 60*time.Second, func() bool {
+		return len(gridtest.LogLines(cut.log, "already has another result")) > postsBefore
 	})
 	r.Observe("link up; %v later node a logs: %s", time.Since(restoredAt).Round(time.Millisecond),
-		strings.TrimSpace(lastLine(logLines(cut.log, "already has another result"))))
+		strings.TrimSpace(lastLine(gridtest.LogLines(cut.log, "already has another result"))))
 	again, err := g.alice.Result(context.Background(), key, 0)
 	if err != nil || !contains(again.Tags, "node:b") {
 		t.Errorf("the stored result after node a's late post: %+v %v", again, err)
@@ -826,14 +827,14 @@ func TestFaultNodeCutOff(t *testing.T) {
 	// the link is back: the node then starts the task again, its heartbeat
 	// learns the task is not its own, and it kills the run unposted.
 	time.Sleep(5 * time.Second)
-	if taken := len(logLines(cut.log, "task taken task="+key)); taken > 1 {
-		waitFor(t, "node a to drop the task a stale answer gave it", 30*time.Second, func() bool {
-			return len(logLines(cut.log, "task killed: the server gave it to another node")) > 0 ||
-				len(logLines(cut.log, "the task already has another result")) > 1
+	if taken := len(gridtest.LogLines(cut.log, "task taken task="+key)); taken > 1 {
+		gridtest.WaitFor(t, "node a to drop the task a stale answer gave it", 30*time.Second, func() bool {
+			return len(gridtest.LogLines(cut.log, "task killed: the server gave it to another node")) > 0 ||
+				len(gridtest.LogLines(cut.log, "the task already has another result")) > 1
 		})
 		r.Observe("a dequeue answer the server sent node a while the link was down reached it after: it took the task again (%d times in all), learnt it lost it and dropped it unposted", taken)
 	}
-	for _, l := range logLines(cut.log, "result posted") {
+	for _, l := range gridtest.LogLines(cut.log, "result posted") {
 		if strings.Contains(l, key) {
 			t.Errorf("node a posted a result: %s", l)
 		}
@@ -843,8 +844,8 @@ func TestFaultNodeCutOff(t *testing.T) {
 	}
 	r.Observe("the stored result is still node b's; 1 result stored; node a posted none")
 
-	g.nodes["b"].p.signal(syscall.SIGTERM) // the next task must go to the node that was cut off
-	if code, ok := g.nodes["b"].p.wait(20 * time.Second); !ok || code != 0 {
+	g.nodes["b"].p.Signal(syscall.SIGTERM) // the next task must go to the node that was cut off
+	if code, ok := g.nodes["b"].p.Wait(20 * time.Second); !ok || code != 0 {
 		t.Fatalf("draining node b: exit %d (ended %v)", code, ok)
 	}
 	next, took, err := g.executeNext(t, 90*time.Second)
@@ -883,7 +884,7 @@ func TestFaultNodeDiskFull(t *testing.T) {
 	temp := filepath.Join(mnt, "scratch")
 	os.Mkdir(temp, 0o755)
 	conf := filepath.Join(t.TempDir(), "kolejka.conf")
-	os.WriteFile(conf, []byte("[worker]\nimages = "+images(t)+"\ntemp = "+temp+"\n"), 0o644)
+	os.WriteFile(conf, []byte("[worker]\nimages = "+gridtest.Images(t)+"\ntemp = "+temp+"\n"), 0o644)
 	used := func() int64 {
 		var st unix.Statfs_t
 		if err := unix.Statfs(mnt, &st); err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	kclient "github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/server"
 	"github.com/kolejka-go/kolejka/spec"
@@ -47,39 +48,15 @@ import (
 // that an output flood ends at once, at exactly this many bytes.
 const outputLimit = 1 << 20
 
-// testImage is the image every task here names.
-const testImage = "kolejka-test:latest"
-
 // markEnv is the variable every task of the suite carries in its
 // environment, set to a value unique to the run: the task's processes, and
 // whatever they start, carry it, so a scan of /proc finds any of them left.
 const markEnv = "KOLEJKA_HARDENING_MARK"
 
-var commands = []string{"kolejka-server", "kolejka-client", "kolejka-foreman", "kolejka-worker", "kolejka-observer", "kolejka-init"}
-
 var (
-	binOnce  sync.Once
-	binDir   string
-	binBuilt bool
-	binErr   error
-
-	imgOnce sync.Once
-	imgDir  string
-	imgErr  error
-
 	dockerOnce sync.Once
 	dockerErr  error
 )
-
-// cleanupShared removes what was made once for the whole run.
-func cleanupShared() {
-	if binBuilt {
-		os.RemoveAll(binDir)
-	}
-	if imgDir != "" {
-		os.RemoveAll(imgDir)
-	}
-}
 
 // bins returns the folder with every command, after checking that the
 // machine can run them (root, cgroups, the test image).
@@ -87,70 +64,7 @@ func bins(t testing.TB) string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.TestImage(t)
-	binOnce.Do(func() { binDir, binBuilt, binErr = build(repoRoot()) })
-	if binErr != nil {
-		t.Fatalf("building the commands: %v", binErr)
-	}
-	return binDir
-}
-
-// build uses $KOLEJKA_BIN when it holds every command (`make hardening`
-// builds them first), else builds them from this tree.
-func build(root string) (string, bool, error) {
-	if dir := os.Getenv("KOLEJKA_BIN"); dir != "" {
-		all := true
-		for _, c := range commands {
-			if _, err := os.Stat(filepath.Join(dir, c)); err != nil {
-				all = false
-			}
-		}
-		if all {
-			return dir, false, nil
-		}
-	}
-	dir, err := os.MkdirTemp("", "kolejka-hardening-bin-")
-	if err != nil {
-		return "", false, err
-	}
-	steps := []*exec.Cmd{
-		exec.Command("go", "build", "-o", dir+"/", "./cmd/kolejka-server", "./cmd/kolejka-client", "./cmd/kolejka-foreman",
-			"./cmd/kolejka-worker", "./cmd/kolejka-observer"),
-		exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -extldflags=-static", "-o", filepath.Join(dir, "kolejka-init"), "./cmd/kolejka-init"),
-	}
-	steps[1].Env = append(os.Environ(), "CGO_ENABLED=0")
-	for _, cmd := range steps {
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			return "", false, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
-		}
-	}
-	return dir, true, nil
-}
-
-// images returns a runc image store holding the test image, shared by the
-// whole run.
-func images(t testing.TB) string {
-	t.Helper()
-	img := testenv.TestImage(t)
-	imgOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kolejka-hardening-images-")
-		if err != nil {
-			imgErr = err
-			return
-		}
-		imgDir = dir
-		st, err := image.Open(dir)
-		if err != nil {
-			imgErr = err
-			return
-		}
-		_, imgErr = st.Import(context.Background(), testImage, filepath.Join(img, "rootfs.tar"))
-	})
-	if imgErr != nil {
-		t.Fatalf("preparing the image store: %v", imgErr)
-	}
-	return imgDir
+	return testenv.Binaries(t)
 }
 
 // runcRuntime is a runc runtime over the shared store, keeping its
@@ -161,7 +75,7 @@ func runcRuntime(t testing.TB, stateDir string) *runc.Runtime {
 	if !runc.SeccompBuilt {
 		testenv.Missing(t, "the runc runtime's seccomp filter: test with -tags seccomp (make sets it)")
 	}
-	st, err := image.Open(images(t))
+	st, err := image.Open(gridtest.Images(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,148 +113,6 @@ func dockerRuntime(t testing.TB) *docker.Runtime {
 	return rt
 }
 
-// childEnv is the environment of the processes started here: ours without
-// KOLEJKA_ variables (a developer's settings must not change what runs).
-func childEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KOLEJKA_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// proc is a running command with its output in a log file.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	from int64 // the log's size when the process started
-	done chan struct{}
-	err  error
-}
-
-// start starts a command with its output appended to log. The caller
-// stops it (grids stop theirs in stopAll).
-func start(t testing.TB, name, log string, argv ...string) *proc {
-	t.Helper()
-	f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := f.Stat()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr, cmd.Env = f, f, childEnv()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: log, from: fi.Size(), done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p
-}
-
-// startOwned is start for a process no grid stops: it is killed at the
-// end of the test if it still runs.
-func startOwned(t testing.TB, name, log string, argv ...string) *proc {
-	t.Helper()
-	p := start(t, name, log, argv...)
-	t.Cleanup(func() {
-		if p.running() {
-			p.kill9()
-		}
-	})
-	return p
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
-
-// wait waits up to d for the end and returns the exit code (-1: killed by a
-// signal); ok is false if the process still runs.
-func (p *proc) wait(d time.Duration) (code int, ok bool) {
-	select {
-	case <-p.done:
-	case <-time.After(d):
-		return 0, false
-	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode(), true
-	}
-	if p.err != nil {
-		return -1, true
-	}
-	return 0, true
-}
-
-// kill9 kills the process at once, as a crash or the OOM killer would.
-func (p *proc) kill9() {
-	p.signal(syscall.SIGKILL)
-	p.wait(10 * time.Second)
-}
-
-// logged waits up to d for a line of this process's log containing s.
-func (p *proc) logged(s string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if data, _ := os.ReadFile(p.log); int64(len(data)) > p.from && bytes.Contains(data[p.from:], []byte(s)) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// logLines returns the lines of a log file containing s.
-func logLines(path, s string) []string {
-	data, _ := os.ReadFile(path)
-	var out []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// tail is the end of a log file.
-func tail(path string) string {
-	data, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > 60 {
-		lines = lines[len(lines)-60:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// waitFor polls cond every 20 ms for up to d.
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -369,7 +141,7 @@ type grid struct {
 	data       string
 	addr       string // host:port the server listens on
 	serverArgs []string
-	server     *proc
+	server     *gridtest.Proc
 	tokens     map[string]string
 	nodes      map[string]*node
 	alice      *kclient.Client
@@ -420,7 +192,7 @@ func (g *grid) admin(args ...string) string {
 	g.t.Helper()
 	argv := append([]string{"--config-file", filepath.Join(g.dir, "empty.conf"), "--data", g.data}, args...)
 	cmd := exec.Command(filepath.Join(g.bin, "kolejka-server"), argv...)
-	cmd.Env = childEnv()
+	cmd.Env = gridtest.ChildEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -437,7 +209,7 @@ func (g *grid) startServer() {
 	g.t.Helper()
 	argv := append([]string{filepath.Join(g.bin, "kolejka-server"), "--config-file", filepath.Join(g.dir, "empty.conf"),
 		"--data", g.data, "serve", "--listen", g.addr}, g.serverArgs...)
-	g.server = start(g.t, "kolejka-server", filepath.Join(g.dir, "server.log"), argv...)
+	g.server = gridtest.Start(g.t, "kolejka-server", filepath.Join(g.dir, "server.log"), argv...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get("http://" + g.addr + "/")
@@ -447,8 +219,8 @@ func (g *grid) startServer() {
 				return
 			}
 		}
-		if !g.server.running() || time.Now().After(deadline) {
-			g.t.Fatalf("the server did not come up (%v); log:\n%s", err, tail(g.server.log))
+		if !g.server.Running() || time.Now().After(deadline) {
+			g.t.Fatalf("the server did not come up (%v); log:\n%s", err, gridtest.Tail(g.server.Log))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -461,7 +233,7 @@ type node struct {
 	temp string
 	argv []string
 	log  string
-	p    *proc
+	p    *gridtest.Proc
 }
 
 // startForeman starts node name (its account, its folder, tag node:<name>)
@@ -486,16 +258,16 @@ concurency = 2
 interval = 1
 auto_tags = no
 tags = node:%s
-`, g.addr, g.tokens[name], n.temp, images(g.t), outputLimit, name)
+`, g.addr, g.tokens[name], n.temp, gridtest.Images(g.t), outputLimit, name)
 		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
 			g.t.Fatal(err)
 		}
 		n.argv = append(append([]string{}, wrap...), filepath.Join(g.bin, "kolejka-foreman"), "--config-file", n.conf)
 		g.nodes[name] = n
 	}
-	n.p = start(g.t, "kolejka-foreman "+name, n.log, n.argv...)
-	if !n.p.logged("foreman running", 30*time.Second) {
-		g.t.Fatalf("foreman %s did not start; log:\n%s", name, tail(n.log))
+	n.p = gridtest.Start(g.t, "kolejka-foreman "+name, n.log, n.argv...)
+	if !n.p.Logged("foreman running", 30*time.Second) {
+		g.t.Fatalf("foreman %s did not start; log:\n%s", name, gridtest.Tail(n.log))
 	}
 	return n
 }
@@ -504,26 +276,26 @@ tags = node:%s
 // hand them back), then the server. On failure the logs are shown.
 func (g *grid) stopAll() {
 	for _, n := range g.nodes {
-		if n.p != nil && n.p.running() {
-			n.p.signal(syscall.SIGTERM)
+		if n.p != nil && n.p.Running() {
+			n.p.Signal(syscall.SIGTERM)
 			time.Sleep(50 * time.Millisecond)
-			n.p.signal(syscall.SIGTERM)
-			if _, ok := n.p.wait(20 * time.Second); !ok {
+			n.p.Signal(syscall.SIGTERM)
+			if _, ok := n.p.Wait(20 * time.Second); !ok {
 				g.t.Errorf("foreman %s did not stop", n.name)
-				n.p.kill9()
+				n.p.Kill9()
 			}
 		}
 	}
-	if g.server != nil && g.server.running() {
-		g.server.signal(syscall.SIGTERM)
-		if _, ok := g.server.wait(20 * time.Second); !ok {
-			g.server.kill9()
+	if g.server != nil && g.server.Running() {
+		g.server.Signal(syscall.SIGTERM)
+		if _, ok := g.server.Wait(20 * time.Second); !ok {
+			g.server.Kill9()
 		}
 	}
 	if g.t.Failed() {
-		g.t.Logf("server log:\n%s", tail(g.server.log))
+		g.t.Logf("server log:\n%s", gridtest.Tail(g.server.Log))
 		for _, n := range g.nodes {
-			g.t.Logf("foreman %s log:\n%s", n.name, tail(n.log))
+			g.t.Logf("foreman %s log:\n%s", n.name, gridtest.Tail(n.log))
 		}
 	}
 }
@@ -537,7 +309,7 @@ func (g *grid) kolejkaClient(ctx context.Context, args ...string) (string, strin
 // it could not start or was killed).
 func runCommand(ctx context.Context, name string, args ...string) (string, string, int) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = childEnv()
+	cmd.Env = gridtest.ChildEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -613,7 +385,7 @@ func (g *grid) executeNext(t testing.TB, within time.Duration) (*spec.Result, ti
 	defer cancel()
 	mark := randomHex(8)
 	dir := writeTask(t, fmt.Sprintf(`{"image": %q, "args": ["sh", "-c", "echo next task"], "limits": {"time": "20s"}, "stdout": "out",
-		"environment": {%q: %q}}`, testImage, markEnv, mark))
+		"environment": {%q: %q}}`, gridtest.TestImage, markEnv, mark))
 	resultDir := filepath.Join(t.TempDir(), "result")
 	began := time.Now()
 	_, errOut, code := g.kolejkaClient(ctx, "execute", dir, resultDir)

@@ -33,6 +33,7 @@ import (
 	mclient "github.com/moby/moby/client"
 
 	"github.com/kolejka-go/kolejka/hardening"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/tasktest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/observer"
@@ -271,15 +272,15 @@ func TestHostileObserverFlood(t *testing.T) {
 	// only below this worker's cgroup root.
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "observer.sock")
-	daemon := startOwned(t, "kolejka-observer", filepath.Join(dir, "observer.log"), filepath.Join(bin, "kolejka-observer"),
+	daemon := gridtest.StartOwned(t, "kolejka-observer", filepath.Join(dir, "observer.log"), filepath.Join(bin, "kolejka-observer"),
 		"--socket", sock, "--state", filepath.Join(dir, "state"), "--sweep", n.e.CgroupRoot, "-v")
-	waitFor(t, "the observer's socket", 10*time.Second, func() bool {
+	gridtest.WaitFor(t, "the observer's socket", 10*time.Second, func() bool {
 		status, _, err := observerRequest(sock, "GET", "", nil)
 		return err == nil && status == 200
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("observer log:\n%s", tail(daemon.log))
+			t.Logf("observer log:\n%s", gridtest.Tail(daemon.Log))
 		}
 	})
 	w, err := worker.New(context.Background(), worker.Config{Temp: n.e.Temp, StateDir: n.e.State, CgroupRoot: n.e.CgroupRoot,
@@ -372,13 +373,13 @@ func TestHostileObserverFlood(t *testing.T) {
 	if opened != 4 || refused < 100 || idle < 100 {
 		t.Errorf("opened %d (want exactly 4: cgroup_descendants), refused %d, idle %d: not the flood intended", opened, refused, idle)
 	}
-	waitFor(t, "the daemon to drop the task's sessions", 5*time.Second, func() bool { return sessions() == before })
+	gridtest.WaitFor(t, "the daemon to drop the task's sessions", 5*time.Second, func() bool { return sessions() == before })
 	r.Observe("sessions open after the task: %d (before: %d)", sessions(), before)
 	r.Observe("%s", n.healthy(t, mark))
 	if k := sessions(); k != before {
 		t.Errorf("%d sessions after the next task, %d before", k, before)
 	}
-	if !daemon.running() {
+	if !daemon.Running() {
 		t.Errorf("the daemon died")
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/cgroup"
 	"github.com/kolejka-go/kolejka/hardening"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
@@ -51,7 +52,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	cleanupShared()
+	gridtest.Cleanup()
 	os.Exit(code)
 }
 

@@ -5,9 +5,11 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -103,6 +105,78 @@ func InitBinary(t testing.TB) string {
 		t.Fatalf("building kolejka-init: %v", initErr)
 	}
 	return initPath
+}
+
+// Commands are the commands of this tree, as `make build` makes them.
+var Commands = []string{"kolejka-server", "kolejka-client", "kolejka-foreman", "kolejka-worker", "kolejka-observer", "kolejka-init"}
+
+var (
+	binOnce  sync.Once
+	binDir   string
+	binBuilt bool // binDir is ours to remove
+	binErr   error
+)
+
+// Binaries returns a folder holding every command (kolejka-worker finds
+// kolejka-init beside it): $KOLEJKA_BIN when it holds them all, as the
+// Makefile builds them, else built once per test binary from this tree,
+// kolejka-init static as `make build` makes it. Cleanup removes a built one.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	root := RepoRoot(t)
+	binOnce.Do(func() { binDir, binBuilt, binErr = buildCommands(root) })
+	if binErr != nil {
+		t.Fatalf("building the commands: %v", binErr)
+	}
+	return binDir
+}
+
+func buildCommands(root string) (string, bool, error) {
+	if dir := os.Getenv("KOLEJKA_BIN"); dir != "" {
+		all := true
+		for _, c := range Commands {
+			if _, err := os.Stat(filepath.Join(dir, c)); err != nil {
+				all = false
+			}
+		}
+		if all {
+			return dir, false, nil
+		}
+	}
+	dir, err := os.MkdirTemp("", "kolejka-test-bin-")
+	if err != nil {
+		return "", false, err
+	}
+	args := []string{"build", "-o", dir + "/"}
+	for _, c := range Commands {
+		if c != "kolejka-init" {
+			args = append(args, "./cmd/"+c)
+		}
+	}
+	steps := []*exec.Cmd{
+		exec.Command("go", args...),
+		exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -extldflags=-static", "-o", filepath.Join(dir, "kolejka-init"), "./cmd/kolejka-init"),
+	}
+	steps[1].Env = append(os.Environ(), "CGO_ENABLED=0")
+	for _, cmd := range steps {
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			return "", false, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+		}
+	}
+	return dir, true, nil
+}
+
+// Cleanup removes what Binaries and InitBinary built; a TestMain calls it
+// after the tests.
+func Cleanup() {
+	if binBuilt {
+		os.RemoveAll(binDir)
+	}
+	if initPath != "" {
+		os.RemoveAll(filepath.Dir(initPath))
+	}
 }
 
 type buildError struct {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -28,7 +29,7 @@ func median(xs []float64) float64 {
 // alternating pairs (at least 20), medians.
 func BenchmarkTrivialTaskDocker(b *testing.B) {
 	newRuntime(b) // the engine, the test image
-	bin := workerBinary(b)
+	bin := filepath.Join(testenv.Binaries(b), "kolejka-worker")
 	dockerBin, err := exec.LookPath("docker")
 	if err != nil {
 		b.Fatal(err)

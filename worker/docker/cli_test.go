@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,57 +12,11 @@ import (
 	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-// workerBinary is kolejka-worker with kolejka-init beside it: from
-// $KOLEJKA_BIN (the Makefile's), else built once per test binary.
-func workerBinary(t testing.TB) string {
-	t.Helper()
-	if bin := os.Getenv("KOLEJKA_BIN"); bin != "" {
-		if _, err := os.Stat(filepath.Join(bin, "kolejka-worker")); err == nil {
-			return filepath.Join(bin, "kolejka-worker")
-		}
-	}
-	initPath := testenv.InitBinary(t)
-	root := testenv.RepoRoot(t)
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "kolejka-worker-"); buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", buildDir, "./cmd/kolejka-worker")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = &buildFailure{string(out), err}
-			return
-		}
-		data, err := os.ReadFile(initPath)
-		if err == nil {
-			err = os.WriteFile(filepath.Join(buildDir, "kolejka-init"), data, 0o755)
-		}
-		buildErr = err
-	})
-	if buildErr != nil {
-		t.Fatalf("building kolejka-worker: %v", buildErr)
-	}
-	return filepath.Join(buildDir, "kolejka-worker")
-}
-
-type buildFailure struct {
-	out string
-	err error
-}
-
-func (b *buildFailure) Error() string { return b.err.Error() + ": " + b.out }
-
 // A worker killed mid-task leaves its container running; the next worker
 // (any command that makes one) removes it, and the task's processes die.
 func TestKilledWorkerContainerIsSwept(t *testing.T) {
 	rt := newRuntime(t)
-	bin := workerBinary(t)
+	bin := filepath.Join(testenv.Binaries(t), "kolejka-worker")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "kolejka.conf")
 	temp := filepath.Join(dir, "tmp")

@@ -43,31 +43,6 @@ func maxOf(xs []float64) float64 {
 	return m
 }
 
-// workerBinary is kolejka-worker (with kolejka-init beside it), built by the
-// Makefile into $KOLEJKA_BIN or here.
-func workerBinary(b *testing.B) string {
-	if bin := os.Getenv("KOLEJKA_BIN"); bin != "" {
-		if _, err := os.Stat(filepath.Join(bin, "kolejka-worker")); err == nil {
-			return filepath.Join(bin, "kolejka-worker")
-		}
-	}
-	dir := b.TempDir()
-	root := testenv.RepoRoot(b)
-	for _, c := range [][]string{
-		{"go", "build", "-o", dir, "./cmd/kolejka-worker"},
-	} {
-		cmd := exec.Command(c[0], c[1:]...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("%v: %v\n%s", c, err, out)
-		}
-	}
-	init := testenv.InitBinary(b)
-	data, _ := os.ReadFile(init)
-	os.WriteFile(filepath.Join(dir, "kolejka-init"), data, 0o755)
-	return filepath.Join(dir, "kolejka-worker")
-}
-
 // BenchmarkTrivialTask: `kolejka-worker execute` of a task running
 // /bin/true (the whole command: process start, sweep, container, gate,
 // result) against Debian's bare `runc run` of /bin/true in the same rootfs,
@@ -79,7 +54,7 @@ func BenchmarkTrivialTask(b *testing.B) {
 	if err != nil {
 		testenv.Missing(b, "Debian's runc for the baseline (apt-get install runc)")
 	}
-	bin := workerBinary(b)
+	bin := filepath.Join(testenv.Binaries(b), "kolejka-worker")
 	dir := b.TempDir()
 
 	// Our side: a private image store and config file.

@@ -104,7 +104,7 @@ func TestContainerIsIsolated(t *testing.T) {
 func TestKilledWorkerContainerIsSwept(t *testing.T) {
 	testenv.RequireRoot(t)
 	img := testenv.TestImage(t)
-	bin := workerBinaryT(t)
+	bin := filepath.Join(testenv.Binaries(t), "kolejka-worker")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "kolejka.conf")
 	temp := filepath.Join(dir, "tmp")
@@ -162,23 +162,6 @@ func countMounts(t *testing.T, below string) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(data), " "+below+"/")
-}
-
-func workerBinaryT(t *testing.T) string {
-	if bin := os.Getenv("KOLEJKA_BIN"); bin != "" {
-		if _, err := os.Stat(filepath.Join(bin, "kolejka-worker")); err == nil {
-			return filepath.Join(bin, "kolejka-worker")
-		}
-	}
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir, "./cmd/kolejka-worker")
-	cmd.Dir = testenv.RepoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	data, _ := os.ReadFile(testenv.InitBinary(t))
-	os.WriteFile(filepath.Join(dir, "kolejka-init"), data, 0o755)
-	return filepath.Join(dir, "kolejka-worker")
 }
 
 // Without capabilities a task still may create a user namespace, and in it
