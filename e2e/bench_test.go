@@ -55,11 +55,11 @@ func timed(b *testing.B, n int, fn func(i int)) []time.Duration {
 // workerExecute runs the task with kolejka-worker on this machine (the
 // baseline: the same container, no grid).
 func workerExecute(b *testing.B, g *grid, task, result string) {
-	conf := filepath.Join(g.dir, "worker.conf")
+	conf := filepath.Join(g.Dir, "worker.conf")
 	if _, err := os.Stat(conf); err != nil {
 		os.WriteFile(conf, []byte(fmt.Sprintf("[worker]\nimages = %s\ntemp = %s\noutput_limit = %d\n", gridtest.Images(b), b.TempDir(), OutputLimit)), 0o644)
 	}
-	cmd := exec.Command(filepath.Join(g.bin, "kolejka-worker"), "--config-file", conf, "execute", task, result)
+	cmd := exec.Command(filepath.Join(g.Bin, "kolejka-worker"), "--config-file", conf, "execute", task, result)
 	cmd.Env = gridtest.ChildEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("kolejka-worker execute: %v: %s", err, out)
@@ -74,11 +74,11 @@ func workerExecute(b *testing.B, g *grid, task, result string) {
 func BenchmarkGridExecuteTrivial(b *testing.B) {
 	g := newGrid(b)
 	g.startForeman("a", "")
-	task := writeTask(b, trivialTask)
+	task := gridtest.WriteTask(b, trivialTask)
 	ctx := context.Background()
 	execute := func(i int) {
 		dir := filepath.Join(b.TempDir(), fmt.Sprint("r", i))
-		if _, errOut, code := g.kolejkaClient(ctx, "execute", task, dir); code != 0 {
+		if _, errOut, code := g.KolejkaClient(ctx, "execute", task, dir); code != 0 {
 			b.Fatalf("execute: exit %d: %s", code, errOut)
 		}
 	}
@@ -90,19 +90,19 @@ func BenchmarkGridExecuteTrivial(b *testing.B) {
 	grid := timed(b, n, execute)
 	b.StopTimer()
 	local := timed(b, n, func(i int) { workerExecute(b, g, task, filepath.Join(b.TempDir(), fmt.Sprint("w", i))) })
-	parked := writeTask(b, `{"image": "kolejka-test:latest", "args": ["true"], "requires": ["nowhere"]}`)
+	parked := gridtest.WriteTask(b, `{"image": "kolejka-test:latest", "args": ["true"], "requires": ["nowhere"]}`)
 	submit := timed(b, n, func(int) {
-		if _, errOut, code := g.kolejkaClient(ctx, "task", "put", parked); code != 0 {
+		if _, errOut, code := g.KolejkaClient(ctx, "task", "put", parked); code != 0 {
 			b.Fatalf("task put: exit %d: %s", code, errOut)
 		}
 	})
 	// The same with a password: Kolejka's session login, argon2id on the server.
 	withLogin := timed(b, 10, func(int) {
-		if _, errOut, code := g.kolejkaClient(ctx, "--token", "", "--username", "alice", "--password", "alice-password", "task", "put", parked); code != 0 {
+		if _, errOut, code := g.KolejkaClient(ctx, "--token", "", "--username", "alice", "--password", "alice-password", "task", "put", parked); code != 0 {
 			b.Fatalf("task put with a password: exit %d: %s", code, errOut)
 		}
 	})
-	node := nodeTimes(b, g.nodes["a"].log)
+	node := nodeTimes(b, g.Nodes["a"].Log)
 	b.ReportMetric(ms(percentile(grid, 0.5)), "p50-ms")
 	b.ReportMetric(ms(percentile(grid, 0.9)), "p90-ms")
 	b.ReportMetric(ms(percentile(node, 0.5)), "node-p50-ms")
@@ -159,7 +159,7 @@ func BenchmarkGridThroughput500(b *testing.B) {
 	g := newGrid(b)
 	g.startForeman("a", "")
 	g.startForeman("b", "")
-	task := writeTask(b, trivialTask)
+	task := gridtest.WriteTask(b, trivialTask)
 	ctx := context.Background()
 	var rates []float64
 	for range b.N {
@@ -176,7 +176,7 @@ func BenchmarkGridThroughput500(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cl, err := client.New(ctx, client.Config{Server: "http://" + g.addr, Token: g.tokens["alice"]})
+				cl, err := client.New(ctx, client.Config{Server: "http://" + g.Addr, Token: g.Tokens["alice"]})
 				if err != nil {
 					errs <- err
 					return
@@ -200,9 +200,9 @@ func BenchmarkGridThroughput500(b *testing.B) {
 			go func() {
 				defer rg.Done()
 				for k := range keys {
-					r, err := g.alice.Result(ctx, k, time.Minute)
+					r, err := g.Alice.Result(ctx, k, time.Minute)
 					for errors.Is(err, client.ErrNotFound) {
-						r, err = g.alice.Result(ctx, k, time.Minute)
+						r, err = g.Alice.Result(ctx, k, time.Minute)
 					}
 					if err != nil {
 						errs <- err
@@ -239,7 +239,7 @@ func BenchmarkGridThroughput500(b *testing.B) {
 		b.Fatal(err)
 	}
 	w, err := worker.New(ctx, worker.Config{Temp: b.TempDir(), OutputLimit: OutputLimit,
-		InitPath: filepath.Join(g.bin, "kolejka-init"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, rt)
+		InitPath: filepath.Join(g.Bin, "kolejka-init"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, rt)
 	if err != nil {
 		b.Fatal(err)
 	}

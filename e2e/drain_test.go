@@ -19,11 +19,11 @@ func TestGridForemanSignals(t *testing.T) {
 	g := newGrid(t, "--lease", "20s")
 	a := g.startForeman("a", pin(0))
 
-	key := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 1.5; echo finished"], "limits": {"time": "10s"}, "stdout": "out"}`))
-	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.taskInfo(key)["assignee"] == "a" })
-	a.p.Signal(syscall.SIGTERM)
-	queued := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["true"]}`))
-	code, ended := a.p.Wait(30 * time.Second)
+	key := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 1.5; echo finished"], "limits": {"time": "10s"}, "stdout": "out"}`))
+	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.TaskInfo(key)["assignee"] == "a" })
+	a.P.Signal(syscall.SIGTERM)
+	queued := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"]}`))
+	code, ended := a.P.Wait(30 * time.Second)
 	if !ended || code != 0 {
 		t.Fatalf("drain: ended %v, exit %d; want 0", ended, code)
 	}
@@ -34,7 +34,7 @@ func TestGridForemanSignals(t *testing.T) {
 	if out, _ := os.ReadFile(filepath.Join(dir, "out")); string(out) != "finished\n" {
 		t.Errorf("drained task's output %q", out)
 	}
-	if info := g.taskInfo(queued); info["assignee"] != nil || info["resolved"] != false {
+	if info := g.TaskInfo(queued); info["assignee"] != nil || info["resolved"] != false {
 		t.Errorf("a task submitted during the drain was taken: %v", info)
 	}
 
@@ -43,20 +43,20 @@ func TestGridForemanSignals(t *testing.T) {
 	if _, err := g.result(queued, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	long := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo second try"], "limits": {"time": "10s"}, "stdout": "out"}`))
-	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.taskInfo(long)["assignee"] == "a" })
-	a.p.Signal(syscall.SIGTERM)
+	long := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo second try"], "limits": {"time": "10s"}, "stdout": "out"}`))
+	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.TaskInfo(long)["assignee"] == "a" })
+	a.P.Signal(syscall.SIGTERM)
 	time.Sleep(200 * time.Millisecond)
 	stopped := time.Now()
-	a.p.Signal(syscall.SIGINT)
-	code, ended = a.p.Wait(15 * time.Second)
+	a.P.Signal(syscall.SIGINT)
+	code, ended = a.P.Wait(15 * time.Second)
 	if !ended || code != 1 {
 		t.Fatalf("forced stop: ended %v, exit %d; want 1", ended, code)
 	}
 	if d := time.Since(stopped); d > 5*time.Second {
 		t.Errorf("forced stop took %v", d)
 	}
-	info := g.taskInfo(long)
+	info := g.TaskInfo(long)
 	if info["resolved"] != false || info["attempts"] != float64(0) || info["assignee"] != nil {
 		t.Errorf("after the forced stop: %v; want back in the queue with no attempt counted", info)
 	}
@@ -70,7 +70,7 @@ func TestGridForemanSignals(t *testing.T) {
 	if res == nil || res.Status != spec.StatusOK || string(out) != "second try\n" || !contains(res.Tags, "node:b") {
 		t.Errorf("the handed-back task on node b: %+v, out %q", res, out)
 	}
-	if info := g.taskInfo(long); info["attempts"] != float64(1) {
+	if info := g.TaskInfo(long); info["attempts"] != float64(1) {
 		t.Errorf("attempts %v, want 1: the forced stop's hand-back is not counted", info["attempts"])
 	}
 }

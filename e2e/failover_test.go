@@ -27,18 +27,18 @@ func TestGridForemanKilledMidTask(t *testing.T) {
 	g.startForeman("b", pin(1))
 
 	marker := fmt.Sprintf("30.%06d", time.Now().UnixNano()%1000000)
-	key := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "`+marker+`"], "limits": {"time": "3s"}}`))
+	key := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "`+marker+`"], "limits": {"time": "3s"}}`))
 	var holder string
 	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool {
-		a, _ := g.taskInfo(key)["assignee"].(string)
+		a, _ := g.TaskInfo(key)["assignee"].(string)
 		holder = a
 		return a != "" && processes("sleep "+marker) > 0
 	})
 	other := map[string]string{"a": "b", "b": "a"}[holder]
 	t.Logf("node %s runs the task: killing it", holder)
-	killed := g.nodes[holder]
+	killed := g.Nodes[holder]
 	killedAt := time.Now()
-	killed.p.Kill9()
+	killed.P.Kill9()
 	orphan := processes("sleep "+marker) > 0
 	t.Logf("the dead foreman's container outlives it: %v", orphan)
 
@@ -57,18 +57,18 @@ func TestGridForemanKilledMidTask(t *testing.T) {
 	if !contains(res.Tags, "node:"+other) || contains(res.Tags, "node:"+holder) {
 		t.Errorf("result tags %v: want node %s's, the one still alive", res.Tags, other)
 	}
-	info := g.taskInfo(key)
+	info := g.TaskInfo(key)
 	if info["resolved"] != true || info["attempts"] != float64(2) {
 		t.Errorf("task after the failover: resolved %v, attempts %v; want resolved at the second attempt", info["resolved"], info["attempts"])
 	}
-	st, err := g.alice.Stats(context.Background())
+	st, err := g.Alice.Stats(context.Background())
 	if err != nil || st.TaskResolvedCount != 1 || st.TaskCount != 1 {
 		t.Errorf("queue stats %+v (%v): want one task, resolved once", st, err)
 	}
 
 	// The dead node's late result (it had the task first): refused, the
 	// stored result unchanged.
-	dead, err := client.New(context.Background(), client.Config{Server: "http://" + g.addr, Token: g.tokens[holder]})
+	dead, err := client.New(context.Background(), client.Config{Server: "http://" + g.Addr, Token: g.Tokens[holder]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestGridForemanKilledMidTask(t *testing.T) {
 	if !errors.As(err, &se) || !strings.Contains(se.Message, "already has a result") {
 		t.Errorf("the dead node's late result: %v; want refused", err)
 	}
-	if again, err := g.alice.Result(context.Background(), key, 0); err != nil || again.Status != spec.StatusTLE {
+	if again, err := g.Alice.Result(context.Background(), key, 0); err != nil || again.Status != spec.StatusTLE {
 		t.Errorf("stored result after the late post: %v %v", again, err)
 	}
 
@@ -91,17 +91,17 @@ func TestGridForemanKilledMidTask(t *testing.T) {
 	if n := processes("sleep " + marker); n != 0 {
 		t.Errorf("%d processes of the dead run left after the restart", n)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(killed.temp, "jobs")); len(entries) != 0 {
+	if entries, _ := os.ReadDir(filepath.Join(killed.Temp, "jobs")); len(entries) != 0 {
 		t.Errorf("download folders of the dead foreman left: %d", len(entries))
 	}
-	if orphan && len(gridtest.LogLines(killed.log, "sweeping leftovers of a dead run")) == 0 {
+	if orphan && len(gridtest.LogLines(killed.Log, "sweeping leftovers of a dead run")) == 0 {
 		t.Error("the restarted foreman did not sweep the dead run")
 	}
-	g.nodes[other].p.Signal(syscall.SIGTERM) // drain the other node: the next task must go to the restarted one
-	if code, ok := g.nodes[other].p.Wait(20 * time.Second); !ok || code != 0 {
+	g.Nodes[other].P.Signal(syscall.SIGTERM) // drain the other node: the next task must go to the restarted one
+	if code, ok := g.Nodes[other].P.Wait(20 * time.Second); !ok || code != 0 {
 		t.Fatalf("draining node %s: exit %d (ended %v)", other, code, ok)
 	}
-	key2 := g.put(writeTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"time": "10s"}}`))
+	key2 := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"time": "10s"}}`))
 	if dir, err := g.result(key2, 20*time.Second); err != nil {
 		t.Errorf("the restarted node takes no work: %v", err)
 	} else if r, _ := spec.LoadResult(dir); r == nil || !contains(r.Tags, "node:"+holder) || r.Status != spec.StatusOK {
@@ -119,21 +119,21 @@ func TestGridServerRestart(t *testing.T) {
 
 	var keys []string
 	for i := range 4 {
-		keys = append(keys, g.put(writeTask(t, fmt.Sprintf(
+		keys = append(keys, g.Put(gridtest.WriteTask(t, fmt.Sprintf(
 			`{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo task %d"], "limits": {"time": "20s"}, "stdout": "out"}`, i))))
 	}
 	gridtest.WaitFor(t, "two tasks running", 20*time.Second, func() bool {
 		running := 0
 		for _, k := range keys {
-			if a, _ := g.taskInfo(k)["assignee"].(string); a != "" {
+			if a, _ := g.TaskInfo(k)["assignee"].(string); a != "" {
 				running++
 			}
 		}
 		return running == 2
 	})
-	g.server.Kill9()
+	g.Server.Kill9()
 	time.Sleep(3 * time.Second) // the running tasks end meanwhile; their posts retry
-	g.startServer()
+	g.StartServer()
 
 	for i, k := range keys {
 		dir, err := g.result(k, 40*time.Second)
@@ -145,20 +145,20 @@ func TestGridServerRestart(t *testing.T) {
 		if r == nil || r.Status != spec.StatusOK || string(out) != fmt.Sprintf("task %d\n", i) {
 			t.Errorf("task %d: %+v, out %q", i, r, out)
 		}
-		if info := g.taskInfo(k); info["attempts"] != float64(1) {
+		if info := g.TaskInfo(k); info["attempts"] != float64(1) {
 			t.Errorf("task %d ran %v times, want once", i, info["attempts"])
 		}
 	}
-	for _, n := range g.nodes {
-		if len(gridtest.LogLines(n.log, "result posted")) == 0 {
-			t.Errorf("node %s posted nothing", n.name)
+	for _, n := range g.Nodes {
+		if len(gridtest.LogLines(n.Log, "result posted")) == 0 {
+			t.Errorf("node %s posted nothing", n.Name)
 		}
 	}
 	// New work after the restart goes through as usual.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	hello := filepath.Join(t.TempDir(), "hello")
-	if _, errOut, code := g.kolejkaClient(ctx, "execute", writeTask(t, `{"image": "kolejka-test:latest", "args": ["true"]}`), hello); code != 0 {
+	if _, errOut, code := g.KolejkaClient(ctx, "execute", gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"]}`), hello); code != 0 {
 		t.Errorf("execute after the restart: exit %d: %s", code, errOut)
 	}
 }

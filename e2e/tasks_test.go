@@ -38,7 +38,7 @@ func TestGridRunsEveryTask(t *testing.T) {
 				resultDir := filepath.Join(t.TempDir(), "result")
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()
-				_, errOut, code := g.kolejkaClient(ctx, "execute", c.Dir, resultDir)
+				_, errOut, code := g.KolejkaClient(ctx, "execute", c.Dir, resultDir)
 				if code != 0 {
 					t.Fatalf("kolejka-client execute: exit %d: %s", code, errOut)
 				}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/hardening"
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/server"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
@@ -118,7 +119,7 @@ func TestBadInputTaskFolders(t *testing.T) {
 	t.Run("BW21", func(t *testing.T) {
 		r := caseOf(t, hardening.BadInput, "BW21", "result folder in the way (not empty)",
 			"the worker refuses it, naming the folder; the files in it and the task folder are untouched, nothing ran")
-		dir := writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo ran > /var/lib/kolejka/task/ran"], "stdout": "out"}`)
+		dir := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo ran > /var/lib/kolejka/task/ran"], "stdout": "out"}`)
 		resultDir := filepath.Join(t.TempDir(), "result")
 		os.Mkdir(resultDir, 0o755)
 		os.WriteFile(filepath.Join(resultDir, "precious"), []byte("keep me"), 0o600)
@@ -142,7 +143,7 @@ func TestBadInputTaskFolders(t *testing.T) {
 	t.Run("BW22", func(t *testing.T) {
 		r := caseOf(t, hardening.BadInput, "BW22", "symlink escapes in collect: a link to /etc/passwd and a link to /etc matched by the globs",
 			"the task runs (OK); neither link is followed: nothing from outside the task folder is in the result, links inside it are")
-		dir := writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c",
+		dir := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c",
 			"mkdir out && echo mine > out/mine.txt && ln -s /etc/passwd out/passwd.txt && ln -s /etc out/etc && ln -s mine.txt out/inside.txt"],
 			"collect": [{"glob": "out/**"}, {"glob": "out/etc/*"}], "limits": {"time": "10s"}}`)
 		resultDir, res, err := e.Run(t, dir, worker.Options{})
@@ -212,17 +213,17 @@ func TestBadInputClient(t *testing.T) {
 		want             []string
 	}
 	goodTask := func(t *testing.T, extra string) string {
-		return writeTask(t, `{"image": "kolejka-test:latest", "args": ["cat", "in"], "files": {"in": "in"}`+extra+`}`, "in", "input\n")
+		return gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["cat", "in"], "files": {"in": "in"}`+extra+`}`, "in", "input\n")
 	}
 	cases := []clientCase{
 		{"BC01", "task put: malformed kolejka_task.json", "exit 2 naming the file; nothing uploaded",
 			func(t *testing.T) ([]string, string) {
-				dir := writeTask(t, `{"image": "kolejka-test:latest", "args": ["cat", "in"], "files": {"in": "in"`, "in", "input\n")
+				dir := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["cat", "in"], "files": {"in": "in"`, "in", "input\n")
 				return append(append([]string{}, asAlice...), "task", "put", dir), dir
 			}, 2, []string{"kolejka_task.json"}},
 		{"BC02", "task put: an input that is a symlink to /etc/shadow", "exit 2 naming the file and the escape; nothing uploaded",
 			func(t *testing.T) ([]string, string) {
-				dir := writeTask(t, `{"image": "kolejka-test:latest", "args": ["cat", "in"], "files": {"in": "link"}}`)
+				dir := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["cat", "in"], "files": {"in": "link"}}`)
 				os.Symlink("/etc/shadow", filepath.Join(dir, "link"))
 				return append(append([]string{}, asAlice...), "task", "put", dir), dir
 			}, 2, []string{"kolejka_task.json", "leads outside the folder"}},
@@ -243,7 +244,7 @@ func TestBadInputClient(t *testing.T) {
 			}, 5, []string{"invalid bearer token"}},
 		{"BC06", "execute: a task with an unknown limit", "exit 2 naming the field; nothing submitted, nothing written",
 			func(t *testing.T) ([]string, string) {
-				dir := writeTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"memmory": "1G"}}`)
+				dir := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"memmory": "1G"}}`)
 				return append(append([]string{}, asAlice...), "execute", dir, filepath.Join(t.TempDir(), "result")), dir
 			}, 2, []string{"kolejka_task.json", "limits.memmory"}},
 		{"BC07", "result get into a folder that is not empty", "exit 2 (bad input, as the README says) naming the folder; its files untouched",
@@ -264,7 +265,7 @@ func TestBadInputClient(t *testing.T) {
 			before := s.state(t)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			_, errOut, code := runCommand(ctx, bin, args...)
+			_, errOut, code := gridtest.RunCommand(ctx, bin, args...)
 			r.Observe("exit %d: %s", code, short(errOut, 300))
 			if code != c.code {
 				t.Errorf("exit %d, want %d: %s", code, c.code, errOut)
@@ -294,7 +295,7 @@ func TestBadInputClient(t *testing.T) {
 		target := filepath.Join(outDir, "download")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_, errOut, code := runCommand(ctx, bin, append(append([]string{}, asAlice...), "blob", "get", ref, target)...)
+		_, errOut, code := gridtest.RunCommand(ctx, bin, append(append([]string{}, asAlice...), "blob", "get", ref, target)...)
 		r.Observe("exit %d: %s", code, short(errOut, 300))
 		if code != 8 {
 			t.Errorf("exit %d, want 8: %s", code, errOut)
@@ -319,7 +320,7 @@ func TestBadInputClient(t *testing.T) {
 		dead.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_, errOut, code := runCommand(ctx, bin, "--config-file", conf, "--server", url, "--token", s.tokens["alice"], "task", "put", dir)
+		_, errOut, code := gridtest.RunCommand(ctx, bin, "--config-file", conf, "--server", url, "--token", s.tokens["alice"], "task", "put", dir)
 		r.Observe("exit %d: %s", code, short(errOut, 300))
 		if code != 4 {
 			t.Errorf("exit %d, want 4: %s", code, errOut)

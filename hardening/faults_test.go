@@ -129,7 +129,7 @@ func TestFaultServerKilled(t *testing.T) {
 	r := caseOf(t, hardening.Fault, "F01", "kill -9 of kolejka-server in a burst: 3 uploaders (8 KiB–2 MiB), 2 submitters, a node dequeuing and posting results",
 		"after a restart on the same folder: every acknowledged blob (bytes by hash), task and result intact, no partial blob or temp file, rows and files agree; the node's replays of its results answered OK with no second result; the next task through the grid succeeds")
 	g := newGrid(t, "", "", "--lease", "5s")
-	alice, node := g.alice, g.client("a")
+	alice, node := g.Alice, g.Client("a")
 
 	type ackedBlob struct{ ref, sum string }
 	type ackedResult struct {
@@ -167,7 +167,7 @@ func TestFaultServerKilled(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				dir := writeTask(t, `{"image": "kolejka-test:latest", "args": ["cat", "in"], "requires": ["burst"], "files": {"in": "in"}, "stdout": "out"}`,
+				dir := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["cat", "in"], "requires": ["burst"], "files": {"in": "in"}, "stdout": "out"}`,
 					"in", randomHex(1024))
 				task, err := alice.TaskPut(ctx, dir, spec.Limits{})
 				mu.Lock()
@@ -204,7 +204,7 @@ func TestFaultServerKilled(t *testing.T) {
 		}
 	}()
 	time.Sleep(1500 * time.Millisecond)
-	g.server.Kill9()
+	g.Server.Kill9()
 	cancel()
 	wg.Wait()
 	mu.Lock()
@@ -213,13 +213,13 @@ func TestFaultServerKilled(t *testing.T) {
 	if len(blobs) == 0 || len(tasks) == 0 || len(results) == 0 {
 		t.Fatalf("the burst acknowledged too little to prove anything: %d blobs, %d tasks, %d results", len(blobs), len(tasks), len(results))
 	}
-	tempAtKill := len(stateOf(t, g.data).temp)
+	tempAtKill := len(stateOf(t, g.Data).temp)
 
-	g.startServer()
+	g.StartServer()
 	ctx = context.Background()
-	files := checkBlobStore(t, g.data)
+	files := checkBlobStore(t, g.Data)
 	r.Observe("restarted: %d upload temp files at the kill, 0 after; %d blob files, each hashing to its name, matching the rows; database integrity %s",
-		tempAtKill, files, integrity(t, g.data))
+		tempAtKill, files, integrity(t, g.Data))
 	lost := 0
 	for _, b := range blobs {
 		p := filepath.Join(t.TempDir(), "blob")
@@ -259,13 +259,13 @@ func TestFaultServerKilled(t *testing.T) {
 
 	// The node retries every result it posted (as it would when an answer
 	// was lost in the crash): each is a replay, no second result appears.
-	before := resultsOf(t, g.data)
+	before := resultsOf(t, g.Data)
 	for k, a := range results {
 		if _, err := node.ResultPost(ctx, a.dir, a.res); err != nil {
 			t.Errorf("replaying the result of %s: %v", k, err)
 		}
 	}
-	if after := resultsOf(t, g.data); after != before {
+	if after := resultsOf(t, g.Data); after != before {
 		t.Errorf("results %d → %d after the replays", before, after)
 	}
 	st, err := alice.Stats(ctx)
@@ -294,47 +294,47 @@ func TestFaultServerKilledMidUpload(t *testing.T) {
 	content := make([]byte, 64<<20)
 	crand.Read(content)
 	sum := fmt.Sprintf("%x", sha256.Sum256(content))
-	conn, err := net.Dial("tcp", g.addr)
+	conn, err := net.Dial("tcp", g.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /blob/reference/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", g.tokens["alice"], len(content))
+	fmt.Fprintf(conn, "POST /blob/reference/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", g.Tokens["alice"], len(content))
 	if _, err := conn.Write(content[:32<<20]); err != nil {
 		t.Fatal(err)
 	}
 	var partial int64
 	gridtest.WaitFor(t, "the upload's temp file to hold what was sent", 20*time.Second, func() bool {
 		partial = 0
-		for _, name := range stateOf(t, g.data).temp {
-			if fi, err := os.Stat(filepath.Join(g.data, server.BlobsDir, "tmp", name)); err == nil {
+		for _, name := range stateOf(t, g.Data).temp {
+			if fi, err := os.Stat(filepath.Join(g.Data, server.BlobsDir, "tmp", name)); err == nil {
 				partial = max(partial, fi.Size())
 			}
 		}
 		return partial >= 30<<20
 	})
-	blobFile := filepath.Join(g.data, server.BlobsDir, sum[0:2], sum[2:4], sum)
-	g.server.Kill9()
+	blobFile := filepath.Join(g.Data, server.BlobsDir, sum[0:2], sum[2:4], sum)
+	g.Server.Kill9()
 	r.Observe("at the kill: a temp file of %d MiB; a blob file under the hash: %v", partial>>20, fileExists(blobFile))
 	if fileExists(blobFile) {
 		t.Errorf("a partial upload is under its hash")
 	}
-	g.startServer()
-	if tmp := stateOf(t, g.data).temp; len(tmp) > 0 {
+	g.StartServer()
+	if tmp := stateOf(t, g.Data).temp; len(tmp) > 0 {
 		t.Errorf("temp files after the restart: %v", tmp)
 	}
-	checkBlobStore(t, g.data)
+	checkBlobStore(t, g.Data)
 	if fileExists(blobFile) {
 		t.Errorf("the cut upload is in the store")
 	}
 	p := filepath.Join(t.TempDir(), "big")
 	os.WriteFile(p, content, 0o644)
-	ref, err := g.alice.BlobPut(context.Background(), p)
+	ref, err := g.Alice.BlobPut(context.Background(), p)
 	if err != nil || ref.Blob != sum {
 		t.Fatalf("the upload again: %+v %v", ref, err)
 	}
 	back := filepath.Join(t.TempDir(), "back")
-	if err := g.alice.BlobGet(context.Background(), ref.Key, back); err != nil {
+	if err := g.Alice.BlobGet(context.Background(), ref.Key, back); err != nil {
 		t.Fatal(err)
 	}
 	r.Observe("after the restart: no temp file, no trace of it; uploaded again as %s (%d MiB, hash checked on download)", ref.Key, ref.Size>>20)
@@ -356,16 +356,16 @@ func TestFaultForemanKilled(t *testing.T) {
 	g.startForeman("a")
 	g.startForeman("b")
 	mark := "F03-" + randomHex(6)
-	key := g.put(markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 3; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark))
+	key := g.Put(markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 3; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark))
 	var holder string
 	gridtest.WaitFor(t, "the task running", 30*time.Second, func() bool {
 		holder = g.assignee(key)
 		return holder != "" && len(markedProcs(mark)) > 0
 	})
 	other := map[string]string{"a": "b", "b": "a"}[holder]
-	killed := g.nodes[holder]
+	killed := g.Nodes[holder]
 	killedAt := time.Now()
-	killed.p.Kill9()
+	killed.P.Kill9()
 	orphans := len(markedProcs(mark))
 	r.Observe("node %s ran it: killed; %d processes of its run outlive it", holder, orphans)
 
@@ -374,7 +374,7 @@ func TestFaultForemanKilled(t *testing.T) {
 		t.Fatalf("no result after node %s was killed: %v", holder, err)
 	}
 	out, _ := os.ReadFile(filepath.Join(dir, "out"))
-	info := g.taskInfo(key)
+	info := g.TaskInfo(key)
 	r.Observe("result %v after the kill: %s, out %q, tags %v, attempts %v", time.Since(killedAt).Round(time.Millisecond), res.Status, out, res.Tags, info["attempts"])
 	if res.Status != spec.StatusOK || string(out) != "done\n" || !contains(res.Tags, "node:"+other) {
 		t.Errorf("result %s %q from %v: want OK \"done\" from node %s", res.Status, out, res.Tags, other)
@@ -382,7 +382,7 @@ func TestFaultForemanKilled(t *testing.T) {
 	if info["resolved"] != true || info["attempts"] != float64(2) {
 		t.Errorf("task: resolved %v, attempts %v; want resolved at the second attempt", info["resolved"], info["attempts"])
 	}
-	dead := g.client(holder)
+	dead := g.Client(holder)
 	late := t.TempDir()
 	os.WriteFile(filepath.Join(late, "out"), []byte("late\n"), 0o644)
 	zero := 0
@@ -393,7 +393,7 @@ func TestFaultForemanKilled(t *testing.T) {
 		t.Errorf("the dead node's late result: %v; want refused", err)
 	}
 	r.Observe("the dead node's late result: %v", err)
-	if n := resultsOf(t, g.data); n != 1 {
+	if n := resultsOf(t, g.Data); n != 1 {
 		t.Errorf("%d results", n)
 	}
 
@@ -401,16 +401,16 @@ func TestFaultForemanKilled(t *testing.T) {
 	if p := markedProcs(mark); len(p) > 0 {
 		t.Errorf("processes of the dead run left after the restart: %v", p)
 	}
-	if j := entries(filepath.Join(killed.temp, "jobs")); len(j) > 0 {
+	if j := entries(filepath.Join(killed.Temp, "jobs")); len(j) > 0 {
 		t.Errorf("download folders of the dead foreman left: %v", j)
 	}
-	swept := len(gridtest.LogLines(killed.log, "sweeping leftovers of a dead run")) > 0
+	swept := len(gridtest.LogLines(killed.Log, "sweeping leftovers of a dead run")) > 0
 	if orphans > 0 && !swept {
 		t.Errorf("the restarted foreman did not say it swept the dead run")
 	}
 	r.Observe("restarted node %s: swept the dead run (%v), 0 of its processes left, jobs/ empty; results stored: 1", holder, swept)
-	g.nodes[other].p.Signal(syscall.SIGTERM) // drain the other: the next task must go to the restarted node
-	if code, ok := g.nodes[other].p.Wait(20 * time.Second); !ok || code != 0 {
+	g.Nodes[other].P.Signal(syscall.SIGTERM) // drain the other: the next task must go to the restarted node
+	if code, ok := g.Nodes[other].P.Wait(20 * time.Second); !ok || code != 0 {
 		t.Fatalf("draining node %s: exit %d (ended %v)", other, code, ok)
 	}
 	next, took, err := g.executeNext(t, time.Minute)
@@ -434,7 +434,7 @@ func TestFaultWorkerKilled(t *testing.T) {
 	os.Mkdir(temp, 0o755)
 	os.WriteFile(conf, []byte("[worker]\nimages = "+gridtest.Images(t)+"\ntemp = "+temp+"\n"), 0o644)
 	mark := "F04-" + randomHex(6)
-	task := markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "1000"], "limits": {"workspace": "4M", "storage": "4M", "time": "60s"}}`), mark)
+	task := markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "1000"], "limits": {"workspace": "4M", "storage": "4M", "time": "60s"}}`), mark)
 	w := gridtest.StartOwned(t, "kolejka-worker", filepath.Join(dir, "worker.log"), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", task, filepath.Join(dir, "result"))
 	gridtest.WaitFor(t, "the task running", 30*time.Second, func() bool { return len(markedProcs(mark)) > 0 })
 	runs := entries(temp)
@@ -472,9 +472,9 @@ func TestFaultWorkerKilled(t *testing.T) {
 	if len(leftAtKill) < 3 {
 		t.Errorf("the killed worker left only %v: the sweep would prove little", leftAtKill)
 	}
-	next := markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo next task"], "stdout": "out"}`), mark+"-next")
+	next := markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo next task"], "stdout": "out"}`), mark+"-next")
 	began := time.Now()
-	_, errOut, code := runCommand(context.Background(), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", next, filepath.Join(dir, "result2"))
+	_, errOut, code := gridtest.RunCommand(context.Background(), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", next, filepath.Join(dir, "result2"))
 	took := time.Since(began)
 	if code != 0 {
 		t.Fatalf("the next worker: exit %d: %s", code, errOut)
@@ -560,7 +560,7 @@ func TestFaultObserverKilled(t *testing.T) {
 
 	// (1) Restarted while the task runs.
 	mark := "F05a-" + randomHex(6)
-	done := runAsync(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 3; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark)
+	done := runAsync(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 3; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark)
 	gridtest.WaitFor(t, "the task's session at the daemon", 20*time.Second, func() bool { return d.sessions() == 1 && len(markedProcs(mark)) > 0 })
 	d.p.Kill9()
 	d.start()
@@ -582,7 +582,7 @@ func TestFaultObserverKilled(t *testing.T) {
 
 	// (2) Restarted after the task ended.
 	mark = "F05b-" + randomHex(6)
-	done = runAsync(writeTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "60"], "limits": {"time": "2s"}}`), mark)
+	done = runAsync(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sleep", "60"], "limits": {"time": "2s"}}`), mark)
 	gridtest.WaitFor(t, "the task's session at the daemon", 20*time.Second, func() bool { return d.sessions() == 1 && len(markedProcs(mark)) > 0 })
 	d.p.Kill9()
 	o = <-done
@@ -624,15 +624,15 @@ func TestFaultServerDiskFull(t *testing.T) {
 
 	// Acknowledged before the disk fills: a blob, a task, its result.
 	before := randomFile(t, 1<<20)
-	ref, err := g.alice.BlobPut(ctx, before)
+	ref, err := g.Alice.BlobPut(ctx, before)
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := g.alice.TaskPut(ctx, writeTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "requires": ["disk"], "files": {"in": "in"}}`, "in", "input\n"), spec.Limits{})
+	task, err := g.Alice.TaskPut(ctx, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "requires": ["disk"], "files": {"in": "in"}}`, "in", "input\n"), spec.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := g.client("a")
+	node := g.Client("a")
 	if taken, err := node.Dequeue(ctx, kclient.DequeueRequest{Concurrency: 1, Tags: []string{"disk"}}); err != nil || len(taken) != 1 {
 		t.Fatalf("dequeue: %v %v", taken, err)
 	}
@@ -663,14 +663,14 @@ func TestFaultServerDiskFull(t *testing.T) {
 	f.Close()
 	var sfs unix.Statfs_t
 	unix.Statfs(mnt, &sfs)
-	full := stateOf(t, g.data)
+	full := stateOf(t, g.Data)
 	r.Observe("filled: %d bytes free; server %s", sfs.Bavail*uint64(sfs.Bsize), full)
 
 	big := randomFile(t, 2<<20)
 	bigSum := func() string { f, _ := os.Open(big); defer f.Close(); return sha256Hex(f) }()
-	_, upErr, upCode := g.kolejkaClient(ctx, "blob", "put", big)
-	largeTask := writeTask(t, fmt.Sprintf(`{"image": "kolejka-test:latest", "args": ["true"], "requires": ["disk"], "environment": {"PAD": %q}}`, strings.Repeat("p", 900<<10)))
-	_, subErr, subCode := g.kolejkaClient(ctx, "task", "put", largeTask)
+	_, upErr, upCode := g.KolejkaClient(ctx, "blob", "put", big)
+	largeTask := gridtest.WriteTask(t, fmt.Sprintf(`{"image": "kolejka-test:latest", "args": ["true"], "requires": ["disk"], "environment": {"PAD": %q}}`, strings.Repeat("p", 900<<10)))
+	_, subErr, subCode := g.KolejkaClient(ctx, "task", "put", largeTask)
 	r.Observe("upload of 2 MiB: exit %d %s; submission of a 900 KiB task: exit %d %s", upCode, short(upErr, 200), subCode, short(subErr, 200))
 	if upCode == 0 || subCode == 0 {
 		t.Errorf("accepted on a full disk: upload exit %d, submission exit %d", upCode, subCode)
@@ -680,35 +680,35 @@ func TestFaultServerDiskFull(t *testing.T) {
 			t.Errorf("%s's error does not say the server is out of space: %q", what, strings.TrimSpace(msg))
 		}
 	}
-	after := stateOf(t, g.data)
+	after := stateOf(t, g.Data)
 	if !after.equal(full) {
 		t.Errorf("the server changed on a full disk: %v → %v", full, after)
 	}
-	if fileExists(filepath.Join(g.data, server.BlobsDir, bigSum[0:2], bigSum[2:4], bigSum)) {
+	if fileExists(filepath.Join(g.Data, server.BlobsDir, bigSum[0:2], bigSum[2:4], bigSum)) {
 		t.Errorf("the refused upload is in the store")
 	}
 	r.Observe("nothing stored: server %s unchanged, no partial blob", after)
-	if !g.server.Running() {
-		t.Fatalf("the server died on a full disk; log:\n%s", gridtest.Tail(g.server.Log))
+	if !g.Server.Running() {
+		t.Fatalf("the server died on a full disk; log:\n%s", gridtest.Tail(g.Server.Log))
 	}
 
 	// Free the space: the same requests succeed, with no restart.
 	os.Remove(ballast)
-	if _, errOut, code := g.kolejkaClient(ctx, "blob", "put", big); code != 0 {
+	if _, errOut, code := g.KolejkaClient(ctx, "blob", "put", big); code != 0 {
 		t.Errorf("the upload once space is free: exit %d %s", code, errOut)
 	}
-	if _, errOut, code := g.kolejkaClient(ctx, "task", "put", largeTask); code != 0 {
+	if _, errOut, code := g.KolejkaClient(ctx, "task", "put", largeTask); code != 0 {
 		t.Errorf("the submission once space is free: exit %d %s", code, errOut)
 	}
 	back := filepath.Join(t.TempDir(), "back")
-	if err := g.alice.BlobGet(ctx, ref.Key, back); err != nil {
+	if err := g.Alice.BlobGet(ctx, ref.Key, back); err != nil {
 		t.Errorf("the blob acknowledged before: %v", err)
 	}
-	if res, err := g.alice.ResultGet(ctx, task.ID, filepath.Join(t.TempDir(), "result"), 0); err != nil || res.Status != spec.StatusOK {
+	if res, err := g.Alice.ResultGet(ctx, task.ID, filepath.Join(t.TempDir(), "result"), 0); err != nil || res.Status != spec.StatusOK {
 		t.Errorf("the result acknowledged before: %+v %v", res, err)
 	}
-	checkBlobStore(t, g.data)
-	r.Observe("space freed: the upload and the submission succeed; blob, task and result from before intact; blob store consistent, database integrity %s", integrity(t, g.data))
+	checkBlobStore(t, g.Data)
+	r.Observe("space freed: the upload and the submission succeed; blob, task and result from before intact; blob store consistent, database integrity %s", integrity(t, g.Data))
 	g.startForeman("a")
 	res, took, err := g.executeNext(t, time.Minute)
 	if err != nil {
@@ -770,7 +770,7 @@ func TestFaultNodeCutOff(t *testing.T) {
 	g := newGrid(t, net.JoinHostPort(ns.hostIP, fmt.Sprint(20000+rand.IntN(20000))), "", "--lease", "1s", "--max-wait", "2s")
 	cut := g.startForeman("a", ns.enter()...)
 	mark := "F07-" + randomHex(6)
-	key := g.put(markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark))
+	key := g.Put(markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo done"], "limits": {"time": "20s"}, "stdout": "out"}`), mark))
 	gridtest.WaitFor(t, "node a running the task", 30*time.Second, func() bool { return g.assignee(key) == "a" && len(markedProcs(mark)) > 0 })
 	ipCmd(t, "link", "set", ns.hostIf, "down")
 	cutAt := time.Now()
@@ -786,12 +786,12 @@ func TestFaultNodeCutOff(t *testing.T) {
 		t.Fatalf("no result while node a is cut off: %v", err)
 	}
 	out, _ := os.ReadFile(filepath.Join(dir, "out"))
-	r.Observe("link down; result %v later: %s, out %q, tags %v, attempts %v", time.Since(cutAt).Round(time.Millisecond), res.Status, out, res.Tags, g.taskInfo(key)["attempts"])
+	r.Observe("link down; result %v later: %s, out %q, tags %v, attempts %v", time.Since(cutAt).Round(time.Millisecond), res.Status, out, res.Tags, g.TaskInfo(key)["attempts"])
 	if res.Status != spec.StatusOK || !contains(res.Tags, "node:b") || string(out) != "done\n" {
 		t.Errorf("result %s %q from %v: want node b's OK", res.Status, out, res.Tags)
 	}
 	lapses := 0
-	for _, l := range gridtest.LogLines(g.server.Log, "leases lapsed") {
+	for _, l := range gridtest.LogLines(g.Server.Log, "leases lapsed") {
 		if strings.Contains(l, key) {
 			lapses++
 		}
@@ -805,21 +805,21 @@ func TestFaultNodeCutOff(t *testing.T) {
 		t.Errorf("the server never saw node a's lease lapse")
 	}
 	gridtest.WaitFor(t, "the cut-off node's own run to end", 30*time.Second, func() bool { return len(markedProcs(mark)) == 0 })
-	postsBefore := len(gridtest.LogLines(cut.log, "already has another result"))
+	postsBefore := len(gridtest.LogLines(cut.Log, "already has another result"))
 
 	ipCmd(t, "link", "set", ns.hostIf, "up")
 	restored = true
 	restoredAt := time.Now()
 	gridtest.WaitFor(t, "the cut-off node to learn the task has another result", 60*time.Second, func() bool {
-		return len(gridtest.LogLines(cut.log, "already has another result")) > postsBefore
+		return len(gridtest.LogLines(cut.Log, "already has another result")) > postsBefore
 	})
 	r.Observe("link up; %v later node a logs: %s", time.Since(restoredAt).Round(time.Millisecond),
-		strings.TrimSpace(lastLine(gridtest.LogLines(cut.log, "already has another result"))))
-	again, err := g.alice.Result(context.Background(), key, 0)
+		strings.TrimSpace(lastLine(gridtest.LogLines(cut.Log, "already has another result"))))
+	again, err := g.Alice.Result(context.Background(), key, 0)
 	if err != nil || !contains(again.Tags, "node:b") {
 		t.Errorf("the stored result after node a's late post: %+v %v", again, err)
 	}
-	if k := resultsOf(t, g.data); k != 1 {
+	if k := resultsOf(t, g.Data); k != 1 {
 		t.Errorf("%d results stored", k)
 	}
 	// A dequeue of node a's that the server answered while the link was
@@ -827,25 +827,25 @@ func TestFaultNodeCutOff(t *testing.T) {
 	// the link is back: the node then starts the task again, its heartbeat
 	// learns the task is not its own, and it kills the run unposted.
 	time.Sleep(5 * time.Second)
-	if taken := len(gridtest.LogLines(cut.log, "task taken task="+key)); taken > 1 {
+	if taken := len(gridtest.LogLines(cut.Log, "task taken task="+key)); taken > 1 {
 		gridtest.WaitFor(t, "node a to drop the task a stale answer gave it", 30*time.Second, func() bool {
-			return len(gridtest.LogLines(cut.log, "task killed: the server gave it to another node")) > 0 ||
-				len(gridtest.LogLines(cut.log, "the task already has another result")) > 1
+			return len(gridtest.LogLines(cut.Log, "task killed: the server gave it to another node")) > 0 ||
+				len(gridtest.LogLines(cut.Log, "the task already has another result")) > 1
 		})
 		r.Observe("a dequeue answer the server sent node a while the link was down reached it after: it took the task again (%d times in all), learnt it lost it and dropped it unposted", taken)
 	}
-	for _, l := range gridtest.LogLines(cut.log, "result posted") {
+	for _, l := range gridtest.LogLines(cut.Log, "result posted") {
 		if strings.Contains(l, key) {
 			t.Errorf("node a posted a result: %s", l)
 		}
 	}
-	if k := resultsOf(t, g.data); k != 1 {
+	if k := resultsOf(t, g.Data); k != 1 {
 		t.Errorf("%d results stored", k)
 	}
 	r.Observe("the stored result is still node b's; 1 result stored; node a posted none")
 
-	g.nodes["b"].p.Signal(syscall.SIGTERM) // the next task must go to the node that was cut off
-	if code, ok := g.nodes["b"].p.Wait(20 * time.Second); !ok || code != 0 {
+	g.Nodes["b"].P.Signal(syscall.SIGTERM) // the next task must go to the node that was cut off
+	if code, ok := g.Nodes["b"].P.Wait(20 * time.Second); !ok || code != 0 {
 		t.Fatalf("draining node b: exit %d (ended %v)", code, ok)
 	}
 	next, took, err := g.executeNext(t, 90*time.Second)
@@ -893,9 +893,9 @@ func TestFaultNodeDiskFull(t *testing.T) {
 		return int64(st.Blocks-st.Bfree) * st.Bsize
 	}
 
-	task := writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "dd if=/dev/zero of=fill bs=1M count=100; echo dd exit=$?"], "limits": {"memory": "256M", "time": "20s"}, "stdout": "out", "stderr": "err"}`)
+	task := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "dd if=/dev/zero of=fill bs=1M count=100; echo dd exit=$?"], "limits": {"memory": "256M", "time": "20s"}, "stdout": "out", "stderr": "err"}`)
 	result := filepath.Join(mnt, "result")
-	_, errOut, code := runCommand(context.Background(), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", task, result)
+	_, errOut, code := gridtest.RunCommand(context.Background(), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", task, result)
 	if code != 3 {
 		t.Errorf("kolejka-worker exit %d, want 3 (SE): %s", code, errOut)
 	}
@@ -932,8 +932,8 @@ func TestFaultNodeDiskFull(t *testing.T) {
 	r.Observe("exit %d: %s; verdict %s, memory peak %d B, pids %d; scratch empty, %d KiB of the disk used after (the result)",
 		code, short(strings.SplitN(errOut, "\n", 2)[0], 240), res.Status, peak, pids, after>>10)
 
-	next := writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo next task"], "stdout": "out"}`)
-	_, errOut, code = runCommand(context.Background(), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", next, filepath.Join(mnt, "result2"))
+	next := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo next task"], "stdout": "out"}`)
+	_, errOut, code = gridtest.RunCommand(context.Background(), filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", next, filepath.Join(mnt, "result2"))
 	if code != 0 {
 		t.Fatalf("the next task: exit %d: %s", code, errOut)
 	}

@@ -18,16 +18,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -119,249 +115,35 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// freeAddr returns an address of host that nothing listens on.
-func freeAddr(t testing.TB, host string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// ---- grids of real processes ----
-
-// grid is one kolejka-server process over a data folder, its users
-// (client alice, processors a and b, one account per node) and nodes.
-type grid struct {
-	t          testing.TB
-	bin        string
-	dir        string
-	data       string
-	addr       string // host:port the server listens on
-	serverArgs []string
-	server     *gridtest.Proc
-	tokens     map[string]string
-	nodes      map[string]*node
-	alice      *kclient.Client
-}
+// grid is a gridtest.Grid (server, users alice, a and b, foremen) with
+// this suite's helpers.
+type grid struct{ *gridtest.Grid }
 
 // newGrid makes the users and starts a server on addr ("" picks a loopback
 // port) with extra serve flags; data, if not "", is its data folder.
 func newGrid(t testing.TB, addr, data string, serverArgs ...string) *grid {
 	t.Helper()
-	g := &grid{t: t, bin: bins(t), dir: t.TempDir(), serverArgs: serverArgs, tokens: map[string]string{}, nodes: map[string]*node{}}
-	g.data = data
-	if g.data == "" {
-		g.data = filepath.Join(g.dir, "data")
-	}
-	if err := os.WriteFile(filepath.Join(g.dir, "empty.conf"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range [][]string{{"alice", "--clients"}, {"a", "--processors"}, {"b", "--processors"}} {
-		g.admin("adduser", u[1], u[0], u[0]+"-password")
-		g.tokens[u[0]] = strings.TrimSpace(g.admin("token", u[0]))
-	}
-	g.addr = addr
-	if g.addr == "" {
-		g.addr = freeAddr(t, "127.0.0.1")
-	}
-	g.startServer()
-	t.Cleanup(g.stopAll)
-	conf := fmt.Sprintf("[client]\nserver = http://%s\ntoken = %s\n", g.addr, g.tokens["alice"])
-	if err := os.WriteFile(filepath.Join(g.dir, "alice.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g.alice = g.client("alice")
-	return g
+	return &grid{gridtest.NewGrid(t, bins(t), gridtest.GridOptions{Addr: addr, Data: data, ServerArgs: serverArgs, OutputLimit: outputLimit})}
 }
 
-// client is a Go client signed in as user.
-func (g *grid) client(user string) *kclient.Client {
-	g.t.Helper()
-	c, err := kclient.New(context.Background(), kclient.Config{Server: "http://" + g.addr, Token: g.tokens[user]})
-	if err != nil {
-		g.t.Fatalf("client %s: %v", user, err)
-	}
-	return c
-}
-
-// admin runs an admin command of kolejka-server on the data folder.
-func (g *grid) admin(args ...string) string {
-	g.t.Helper()
-	argv := append([]string{"--config-file", filepath.Join(g.dir, "empty.conf"), "--data", g.data}, args...)
-	cmd := exec.Command(filepath.Join(g.bin, "kolejka-server"), argv...)
-	cmd.Env = gridtest.ChildEnv()
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			g.t.Fatalf("kolejka-server %v: %v: %s", args, err, ee.Stderr)
-		}
-		g.t.Fatalf("kolejka-server %v: %v", args, err)
-	}
-	return string(out)
-}
-
-// startServer serves the data folder and waits until it answers.
-func (g *grid) startServer() {
-	g.t.Helper()
-	argv := append([]string{filepath.Join(g.bin, "kolejka-server"), "--config-file", filepath.Join(g.dir, "empty.conf"),
-		"--data", g.data, "serve", "--listen", g.addr}, g.serverArgs...)
-	g.server = gridtest.Start(g.t, "kolejka-server", filepath.Join(g.dir, "server.log"), argv...)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + g.addr + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if !g.server.Running() || time.Now().After(deadline) {
-			g.t.Fatalf("the server did not come up (%v); log:\n%s", err, gridtest.Tail(g.server.Log))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// node is one kolejka-foreman process.
-type node struct {
-	name string
-	conf string
-	temp string
-	argv []string
-	log  string
-	p    *gridtest.Proc
-}
-
-// startForeman starts node name (its account, its folder, tag node:<name>)
-// with the runc runtime; wrap, if given, goes in front of the command (e.g.
-// nsenter into a network namespace).
-func (g *grid) startForeman(name string, wrap ...string) *node {
-	g.t.Helper()
-	n := g.nodes[name]
-	if n == nil {
-		n = &node{name: name, temp: filepath.Join(g.dir, "node-"+name), log: filepath.Join(g.dir, "foreman-"+name+".log")}
-		n.conf = filepath.Join(g.dir, "foreman-"+name+".conf")
-		conf := fmt.Sprintf(`[client]
-server = http://%s
-token = %s
-
-[foreman]
-temp = %s
-runtime = runc
-images = %s
-output_limit = %d
-concurency = 2
-interval = 1
-auto_tags = no
-tags = node:%s
-`, g.addr, g.tokens[name], n.temp, gridtest.Images(g.t), outputLimit, name)
-		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
-			g.t.Fatal(err)
-		}
-		n.argv = append(append([]string{}, wrap...), filepath.Join(g.bin, "kolejka-foreman"), "--config-file", n.conf)
-		g.nodes[name] = n
-	}
-	n.p = gridtest.Start(g.t, "kolejka-foreman "+name, n.log, n.argv...)
-	if !n.p.Logged("foreman running", 30*time.Second) {
-		g.t.Fatalf("foreman %s did not start; log:\n%s", name, gridtest.Tail(n.log))
-	}
-	return n
-}
-
-// stopAll ends every process: foremen by two SIGTERMs (kill their tasks,
-// hand them back), then the server. On failure the logs are shown.
-func (g *grid) stopAll() {
-	for _, n := range g.nodes {
-		if n.p != nil && n.p.Running() {
-			n.p.Signal(syscall.SIGTERM)
-			time.Sleep(50 * time.Millisecond)
-			n.p.Signal(syscall.SIGTERM)
-			if _, ok := n.p.Wait(20 * time.Second); !ok {
-				g.t.Errorf("foreman %s did not stop", n.name)
-				n.p.Kill9()
-			}
-		}
-	}
-	if g.server != nil && g.server.Running() {
-		g.server.Signal(syscall.SIGTERM)
-		if _, ok := g.server.Wait(20 * time.Second); !ok {
-			g.server.Kill9()
-		}
-	}
-	if g.t.Failed() {
-		g.t.Logf("server log:\n%s", gridtest.Tail(g.server.Log))
-		for _, n := range g.nodes {
-			g.t.Logf("foreman %s log:\n%s", n.name, gridtest.Tail(n.log))
-		}
-	}
-}
-
-// kolejkaClient runs kolejka-client as alice: stdout, stderr, exit code.
-func (g *grid) kolejkaClient(ctx context.Context, args ...string) (string, string, int) {
-	return runCommand(ctx, filepath.Join(g.bin, "kolejka-client"), append([]string{"--config-file", filepath.Join(g.dir, "alice.conf")}, args...)...)
-}
-
-// runCommand runs a command to its end: stdout, stderr, exit code (-1 if
-// it could not start or was killed).
-func runCommand(ctx context.Context, name string, args ...string) (string, string, int) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = gridtest.ChildEnv()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-		stderr.WriteString(err.Error())
-	}
-	return stdout.String(), stderr.String(), code
-}
-
-// put submits a task folder with kolejka-client and returns its key.
-func (g *grid) put(dir string) string {
-	g.t.Helper()
-	out, errOut, code := g.kolejkaClient(context.Background(), "task", "put", dir)
-	if code != 0 {
-		g.t.Fatalf("task put %s: exit %d: %s", dir, code, errOut)
-	}
-	return strings.TrimSpace(out)
-}
-
-// taskInfo is the server's answer about a task: "resolved", "attempts",
-// "assignee".
-func (g *grid) taskInfo(key string) map[string]any {
-	g.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+g.addr+"/task/task/"+key+"/", nil)
-	req.Header.Set("Authorization", "Bearer "+g.tokens["alice"])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		g.t.Fatalf("task %s: %v", key, err)
-	}
-	return m
+// startForeman starts node name (see gridtest.Grid.StartForeman) with only
+// its own tag; wrap, if given, goes in front of the command (e.g. nsenter
+// into a network namespace).
+func (g *grid) startForeman(name string, wrap ...string) *gridtest.Node {
+	g.T.Helper()
+	return g.StartForeman(name, wrap, "auto_tags = no")
 }
 
 // assignee is the node holding the task now ("" when none).
 func (g *grid) assignee(key string) string {
-	a, _ := g.taskInfo(key)["assignee"].(string)
+	a, _ := g.TaskInfo(key)["assignee"].(string)
 	return a
 }
 
 // result waits for a task's result and downloads it into a new folder.
 func (g *grid) result(key string, within time.Duration) (string, *spec.Result, error) {
-	dir := filepath.Join(g.t.TempDir(), "result")
-	res, err := g.alice.ResultGet(context.Background(), key, dir, within)
+	dir := filepath.Join(g.T.TempDir(), "result")
+	res, err := g.Alice.ResultGet(context.Background(), key, dir, within)
 	return dir, res, err
 }
 
@@ -384,11 +166,11 @@ func (g *grid) executeNext(t testing.TB, within time.Duration) (*spec.Result, ti
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	mark := randomHex(8)
-	dir := writeTask(t, fmt.Sprintf(`{"image": %q, "args": ["sh", "-c", "echo next task"], "limits": {"time": "20s"}, "stdout": "out",
+	dir := gridtest.WriteTask(t, fmt.Sprintf(`{"image": %q, "args": ["sh", "-c", "echo next task"], "limits": {"time": "20s"}, "stdout": "out",
 		"environment": {%q: %q}}`, gridtest.TestImage, markEnv, mark))
 	resultDir := filepath.Join(t.TempDir(), "result")
 	began := time.Now()
-	_, errOut, code := g.kolejkaClient(ctx, "execute", dir, resultDir)
+	_, errOut, code := g.KolejkaClient(ctx, "execute", dir, resultDir)
 	took := time.Since(began)
 	if code != 0 {
 		return nil, took, fmt.Errorf("kolejka-client execute: exit %d: %s", code, strings.TrimSpace(errOut))
@@ -404,23 +186,6 @@ func (g *grid) executeNext(t testing.TB, within time.Duration) (*spec.Result, ti
 }
 
 // ---- task folders ----
-
-// writeTask makes a task folder from its JSON.
-func writeTask(t testing.TB, taskJSON string, files ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, spec.TaskFile), []byte(taskJSON), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(files); i += 2 {
-		p := filepath.Join(dir, files[i])
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(files[i+1]), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // markedCopy copies the task folder src into a new folder, adding the run's
 // mark to the task's environment.

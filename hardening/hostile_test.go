@@ -133,7 +133,7 @@ func (n *hostNode) healthy(t testing.TB, mark string) string {
 	for _, p := range problems {
 		t.Error(p)
 	}
-	next := markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo healthy"], "stdout": "out", "limits": {"time": "10s"}}`), mark+"-next")
+	next := markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo healthy"], "stdout": "out", "limits": {"time": "10s"}}`), mark+"-next")
 	began := time.Now()
 	resultDir, res, _, err := n.run(t, next, mark+"-next")
 	took := time.Since(began)
@@ -345,7 +345,7 @@ func TestHostileObserverFlood(t *testing.T) {
 	}()
 
 	mark := "H13-" + randomHex(6)
-	task := markedCopy(t, writeTask(t, `{"image": "kolejka-test:latest", "args": ["kolejka-flood", "`+observer.DefaultSocket+`", "3", "300"],
+	task := markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["kolejka-flood", "`+observer.DefaultSocket+`", "3", "300"],
 		"limits": {"cgroup_descendants": 4, "pids": 64, "memory": "64M", "time": "20s"}, "stdout": "out"}`), mark)
 	resultDir, res, seen, err := n.run(t, task, mark)
 	close(stop)

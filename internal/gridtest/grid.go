@@ -1,0 +1,292 @@
+package gridtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// Grid is one kolejka-server process over a data folder, its users (client
+// alice, processors a and b: one account per node) and kolejka-foreman
+// nodes, all real processes on loopback, stopped at the end of the test
+// with their logs shown if it failed.
+type Grid struct {
+	T          testing.TB
+	Bin        string // the commands (testenv.Binaries)
+	Dir        string
+	Data       string
+	Addr       string
+	ServerArgs []string
+	Server     *Proc
+	Tokens     map[string]string
+	Nodes      map[string]*Node
+	Alice      *client.Client
+	// OutputLimit is the foremen's output_limit.
+	OutputLimit int64
+}
+
+// GridOptions shape a grid; the zero value is a server on a free loopback
+// port over a new data folder.
+type GridOptions struct {
+	Addr        string   // "" picks a free loopback port
+	Data        string   // "" is a folder of the test's
+	ServerArgs  []string // extra `serve` flags
+	OutputLimit int64    // the foremen's output_limit; 0 is 1 MiB
+}
+
+// NewGrid makes the users and starts the server with the commands in bin.
+func NewGrid(t testing.TB, bin string, o GridOptions) *Grid {
+	t.Helper()
+	g := &Grid{T: t, Bin: bin, Dir: t.TempDir(), Data: o.Data, Addr: o.Addr, ServerArgs: o.ServerArgs,
+		Tokens: map[string]string{}, Nodes: map[string]*Node{}, OutputLimit: o.OutputLimit}
+	if g.Data == "" {
+		g.Data = filepath.Join(g.Dir, "data")
+	}
+	if g.OutputLimit == 0 {
+		g.OutputLimit = 1 << 20
+	}
+	if err := os.WriteFile(filepath.Join(g.Dir, "empty.conf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range [][]string{{"alice", "--clients"}, {"a", "--processors"}, {"b", "--processors"}} {
+		g.Admin("adduser", u[1], u[0], u[0]+"-password")
+		g.Tokens[u[0]] = strings.TrimSpace(g.Admin("token", u[0]))
+	}
+	if g.Addr == "" {
+		g.Addr = FreeAddr(t, "127.0.0.1")
+	}
+	g.StartServer()
+	t.Cleanup(g.StopAll)
+	conf := fmt.Sprintf("[client]\nserver = http://%s\ntoken = %s\n", g.Addr, g.Tokens["alice"])
+	if err := os.WriteFile(filepath.Join(g.Dir, "alice.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.Alice = g.Client("alice")
+	return g
+}
+
+// FreeAddr is a free TCP address on host.
+func FreeAddr(t testing.TB, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Client is a Go client signed in as user.
+func (g *Grid) Client(user string) *client.Client {
+	g.T.Helper()
+	c, err := client.New(context.Background(), client.Config{Server: "http://" + g.Addr, Token: g.Tokens[user]})
+	if err != nil {
+		g.T.Fatalf("client %s: %v", user, err)
+	}
+	return c
+}
+
+// Admin runs an admin command of kolejka-server on the data folder and
+// returns its output.
+func (g *Grid) Admin(args ...string) string {
+	g.T.Helper()
+	argv := append([]string{"--config-file", filepath.Join(g.Dir, "empty.conf"), "--data", g.Data}, args...)
+	cmd := exec.Command(filepath.Join(g.Bin, "kolejka-server"), argv...)
+	cmd.Env = ChildEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			g.T.Fatalf("kolejka-server %v: %v: %s", args, err, ee.Stderr)
+		}
+		g.T.Fatalf("kolejka-server %v: %v", args, err)
+	}
+	return string(out)
+}
+
+// StartServer serves the data folder on the grid's address and waits until
+// it answers.
+func (g *Grid) StartServer() {
+	g.T.Helper()
+	argv := append([]string{filepath.Join(g.Bin, "kolejka-server"), "--config-file", filepath.Join(g.Dir, "empty.conf"),
+		"--data", g.Data, "serve", "--listen", g.Addr}, g.ServerArgs...)
+	g.Server = Start(g.T, "kolejka-server", filepath.Join(g.Dir, "server.log"), argv...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + g.Addr + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if !g.Server.Running() || time.Now().After(deadline) {
+			g.T.Fatalf("the server did not come up (%v); log:\n%s", err, Tail(g.Server.Log))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Node is one kolejka-foreman process.
+type Node struct {
+	Name string
+	Conf string
+	Temp string
+	Argv []string
+	Log  string
+	P    *Proc
+}
+
+// StartForeman starts (or restarts, with the same folder and settings) node
+// name: its own account, folder and tag node:<name>, the runc runtime over
+// the shared image store, two tasks at a time. wrap goes in front of the
+// command (taskset, nsenter); extra are more [foreman] lines.
+func (g *Grid) StartForeman(name string, wrap []string, extra ...string) *Node {
+	g.T.Helper()
+	n := g.Nodes[name]
+	if n == nil {
+		n = &Node{Name: name, Temp: filepath.Join(g.Dir, "node-"+name), Log: filepath.Join(g.Dir, "foreman-"+name+".log")}
+		n.Conf = filepath.Join(g.Dir, "foreman-"+name+".conf")
+		conf := fmt.Sprintf(`[client]
+server = http://%s
+token = %s
+
+[foreman]
+temp = %s
+runtime = runc
+images = %s
+output_limit = %d
+concurency = 2
+interval = 1
+tags = node:%s
+`, g.Addr, g.Tokens[name], n.Temp, Images(g.T), g.OutputLimit, name)
+		conf += strings.Join(extra, "\n") + "\n"
+		if err := os.WriteFile(n.Conf, []byte(conf), 0o600); err != nil {
+			g.T.Fatal(err)
+		}
+		n.Argv = append(append([]string{}, wrap...), filepath.Join(g.Bin, "kolejka-foreman"), "--config-file", n.Conf)
+		g.Nodes[name] = n
+	}
+	n.P = Start(g.T, "kolejka-foreman "+name, n.Log, n.Argv...)
+	if !n.P.Logged("foreman running", 30*time.Second) {
+		g.T.Fatalf("foreman %s did not start; log:\n%s", name, Tail(n.Log))
+	}
+	return n
+}
+
+// StopAll ends every process: foremen by two SIGTERMs (kill their tasks,
+// hand them back), then the server; whatever does not end is killed. If
+// the test failed, the logs are shown.
+func (g *Grid) StopAll() {
+	for _, n := range g.Nodes {
+		if n.P != nil && n.P.Running() {
+			n.P.Signal(syscall.SIGTERM)
+			time.Sleep(50 * time.Millisecond)
+			n.P.Signal(syscall.SIGTERM)
+			if _, ok := n.P.Wait(20 * time.Second); !ok {
+				g.T.Errorf("foreman %s did not stop", n.Name)
+				n.P.Kill9()
+			}
+		}
+	}
+	if g.Server != nil && g.Server.Running() {
+		g.Server.Signal(syscall.SIGTERM)
+		if _, ok := g.Server.Wait(20 * time.Second); !ok {
+			g.Server.Kill9()
+		}
+	}
+	if g.T.Failed() {
+		g.T.Logf("server log:\n%s", Tail(g.Server.Log))
+		for _, n := range g.Nodes {
+			g.T.Logf("foreman %s log:\n%s", n.Name, Tail(n.Log))
+		}
+	}
+}
+
+// KolejkaClient runs kolejka-client as alice: stdout, stderr, exit code.
+func (g *Grid) KolejkaClient(ctx context.Context, args ...string) (string, string, int) {
+	return RunCommand(ctx, filepath.Join(g.Bin, "kolejka-client"), append([]string{"--config-file", filepath.Join(g.Dir, "alice.conf")}, args...)...)
+}
+
+// RunCommand runs a command to its end in ChildEnv: stdout, stderr, exit
+// code (-1 if it could not start, the reason then in stderr, or was
+// killed).
+func RunCommand(ctx context.Context, name string, args ...string) (string, string, int) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = ChildEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+		stderr.WriteString(err.Error())
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// Put submits a task folder with `kolejka-client task put` and returns its
+// key.
+func (g *Grid) Put(dir string) string {
+	g.T.Helper()
+	out, errOut, code := g.KolejkaClient(context.Background(), "task", "put", dir)
+	if code != 0 {
+		g.T.Fatalf("task put %s: exit %d: %s", dir, code, errOut)
+	}
+	return strings.TrimSpace(out)
+}
+
+// TaskInfo is the server's answer about a task (GET /task/task/<key>/):
+// "resolved", "attempts", "assignee".
+func (g *Grid) TaskInfo(key string) map[string]any {
+	g.T.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+g.Addr+"/task/task/"+key+"/", nil)
+	req.Header.Set("Authorization", "Bearer "+g.Tokens["alice"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.T.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		g.T.Fatalf("task %s: %v", key, err)
+	}
+	return m
+}
+
+// WriteTask makes a task folder from its JSON and files given as name,
+// content pairs (names may hold folders).
+func WriteTask(t testing.TB, taskJSON string, files ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, spec.TaskFile), []byte(taskJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(files); i += 2 {
+		p := filepath.Join(dir, files[i])
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(files[i+1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
