@@ -143,21 +143,7 @@ func task(t *testing.T, taskJSON string) string {
 
 func TestMissingImageIsASystemError(t *testing.T) {
 	rt := newRuntime(t)
-	e := workertest.NewEnv(t, rt)
-	resultDir, res, err := e.Run(t, task(t, `{"image": "kolejka-no-such-image:1", "args": ["true"]}`), worker.Options{})
-	if !errors.Is(err, worker.ErrImage) {
-		t.Fatalf("err = %v, want ErrImage", err)
-	}
-	if !strings.Contains(err.Error(), "kolejka-no-such-image:1") {
-		t.Errorf("error %q does not name the image", err)
-	}
-	if res == nil || res.Status != spec.StatusSE {
-		t.Fatalf("res = %+v, want SE", res)
-	}
-	if _, err := spec.LoadResult(resultDir); err != nil {
-		t.Fatal(err)
-	}
-	e.AssertClean(t)
+	workertest.MissingImage(t, workertest.NewEnv(t, rt))
 	assertNoContainers(t, rt)
 }
 

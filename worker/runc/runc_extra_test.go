@@ -1,7 +1,6 @@
 package runc_test
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,21 +25,7 @@ func task(t *testing.T, taskJSON string) string {
 }
 
 func TestMissingImageIsASystemError(t *testing.T) {
-	e := workertest.NewEnv(t, newRuntime(t))
-	resultDir, res, err := e.Run(t, task(t, `{"image": "no-such-image:1", "args": ["true"]}`), worker.Options{})
-	if !errors.Is(err, worker.ErrImage) {
-		t.Fatalf("err = %v, want ErrImage", err)
-	}
-	if !strings.Contains(err.Error(), "no-such-image") {
-		t.Errorf("error %q does not name the image", err)
-	}
-	if res == nil || res.Status != spec.StatusSE {
-		t.Fatalf("res = %+v, want SE", res)
-	}
-	if _, err := spec.LoadResult(resultDir); err != nil {
-		t.Fatal(err)
-	}
-	e.AssertClean(t)
+	workertest.MissingImage(t, workertest.NewEnv(t, newRuntime(t)))
 }
 
 func TestStorageLimitFillsTheWritableLayerNotTheDisk(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -139,6 +140,32 @@ func Conformance(t *testing.T, name string, rt worker.Runtime) {
 			e.AssertClean(t)
 		})
 	}
+}
+
+// MissingImage runs a task naming an image that rt cannot find (a runtime
+// with images only) and checks that it is a system error: ErrImage naming
+// the image, an SE result written, nothing left.
+func MissingImage(t *testing.T, e *Env) {
+	t.Helper()
+	const img = "kolejka-no-such-image:1"
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, spec.TaskFile), []byte(`{"image": "`+img+`", "args": ["true"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resultDir, res, err := e.Run(t, dir, worker.Options{})
+	if !errors.Is(err, worker.ErrImage) {
+		t.Fatalf("err = %v, want ErrImage", err)
+	}
+	if !strings.Contains(err.Error(), img) {
+		t.Errorf("error %q does not name the image", err)
+	}
+	if res == nil || res.Status != spec.StatusSE {
+		t.Fatalf("res = %+v, want SE", res)
+	}
+	if _, err := spec.LoadResult(resultDir); err != nil {
+		t.Fatal(err)
+	}
+	e.AssertClean(t)
 }
 
 // cgroupDirs lists root's folder in every mounted cgroup hierarchy.
