@@ -16,7 +16,7 @@ export GOFLAGS := $(strip $(GOFLAGS) -tags=$(GOTAGS))
 # kolejka-init runs inside task containers whatever their image: static, no cgo.
 STATIC_LDFLAGS = -s -w -extldflags=-static
 
-.PHONY: all deps build testimage demo test hardening bench lint fmt fuzz clean
+.PHONY: all deps test-deps build testimage demo test hardening bench lint fmt fuzz clean
 
 all: build
 
@@ -55,14 +55,20 @@ demo: build testimage
 # of here so that CI does not run it twice). Tests needing root, cgroups or
 # Docker skip without them, and fail instead when KOLEJKA_REQUIRE_PRIVILEGED=1
 # (as CI sets it).
-test: build testimage lint
+# What the tests need beyond the build (skopeo, runc, iproute2, a Docker
+# engine): installed as root through apt, else named and left (their tests
+# skip).
+test-deps:
+	testdata/host-deps.sh
+
+test: test-deps build testimage lint
 	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) $(GOTEST) $$($(GO) list ./... | grep -v '/hardening$$')
 
 # The hardening suite (hardening/): tables of bad input, hostile tasks and
 # faults, every row an assertion; the run rewrites docs/hardening.md with
 # what it observed (also when a case fails). As root, with Docker.
 HARDENING_TABLE ?= $(CURDIR)/docs/hardening.md
-hardening: build testimage
+hardening: test-deps build testimage
 	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) KOLEJKA_HARDENING_TABLE=$(HARDENING_TABLE) $(GOTEST) -v ./hardening/
 
 bench: build testimage
