@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -245,7 +246,7 @@ func TestRealPython(t *testing.T) {
 	h := requireHost(t)
 	python, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("no python3 here; TestPythonWire sends its bytes")
+		testenv.Missing(t, "python3, to run Kolejka's own client code (apt-get install python3; TestPythonWire sends its bytes without it)")
 	}
 	e := newEnv(t, h, Options{})
 	socket := e.serve(ServerOptions{})

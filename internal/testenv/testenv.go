@@ -26,12 +26,19 @@ func Missing(t testing.TB, format string, args ...any) {
 	t.Skipf("skipped: "+format, args...)
 }
 
-// RequireRoot needs uid 0 (containers, cgroups, mounts).
-func RequireRoot(t testing.TB) {
+// RequireRootUser needs uid 0 and nothing more (file owners, chroot).
+func RequireRootUser(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		Missing(t, "needs root")
 	}
+}
+
+// RequireRoot needs uid 0 and a cgroup file system (containers, cgroups,
+// mounts).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	RequireRootUser(t)
 	if _, err := os.Stat("/sys/fs/cgroup"); err != nil {
 		Missing(t, "needs a cgroup file system at /sys/fs/cgroup")
 	}

@@ -24,19 +24,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// requirePrivileged skips a test that needs root, or fails it where CI
-// promises root (KOLEJKA_REQUIRE_PRIVILEGED=1).
-func requirePrivileged(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("KOLEJKA_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatal("this test needs root, and KOLEJKA_REQUIRE_PRIVILEGED=1 forbids skipping it")
-	}
-	t.Skip("this test needs root (file owners, chroot); run as root or in CI")
-}
-
 // ent is one tar entry.
 type ent struct {
 	name     string

@@ -83,7 +83,7 @@ func TestImportBuiltTestImage(t *testing.T) {
 
 	// The unpacked image runs: chroot into it (root only).
 	if os.Geteuid() != 0 {
-		requirePrivileged(t)
+		testenv.RequireRootUser(t)
 	}
 	out, err := exec.Command("chroot", fromSave.Rootfs, "/bin/sh", "-c",
 		"echo ok; kolejka-alloc 1; kolejka-spin 0.01 | cut -d= -f1").CombinedOutput()
