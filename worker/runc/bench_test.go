@@ -235,3 +235,67 @@ func BenchmarkExecuteInProcess(b *testing.B) {
 	}
 	b.ReportMetric(median(ms), "median-ms")
 }
+
+// BenchmarkProcessStart: what one start of the kolejka-worker binary costs
+// before it does any work (`kolejka-worker --help`), against Debian's
+// `runc --version` and /bin/true (the fork and exec alone), alternating,
+// medians. A task pays it twice: once for the command, once for runc init,
+// which libcontainer runs by re-executing the same binary, so every package
+// linked into it (the docker runtime's client among them) runs its
+// initialisation in each container's init too. The init-ms figures sum
+// each binary's package initialisers (GODEBUG=inittrace=1).
+func BenchmarkProcessStart(b *testing.B) {
+	runcBin, err := exec.LookPath("runc")
+	if err != nil {
+		testenv.Missing(b, "Debian's runc for the baseline (apt-get install runc)")
+	}
+	bin := filepath.Join(testenv.Binaries(b), "kolejka-worker")
+	run := func(name string, args ...string) float64 {
+		t0 := time.Now()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			b.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+		return float64(time.Since(t0).Microseconds()) / 1000
+	}
+	n := b.N
+	if n < 20 {
+		n = 20
+	}
+	var ours, theirs, floor, inits, runcInits []float64
+	b.ResetTimer()
+	for i := 0; i < n; i++ {
+		ours = append(ours, run(bin, "--help"))
+		theirs = append(theirs, run(runcBin, "--version"))
+		floor = append(floor, run("/bin/true"))
+
+		inits = append(inits, initClock(b, bin, "--help"))
+		runcInits = append(runcInits, initClock(b, runcBin, "--version"))
+	}
+	b.StopTimer()
+	b.ReportMetric(median(ours), "worker-ms")
+	b.ReportMetric(median(theirs), "runc-ms")
+	b.ReportMetric(median(floor), "true-ms")
+	b.ReportMetric(median(inits), "worker-init-ms")
+	b.ReportMetric(median(runcInits), "runc-init-ms")
+}
+
+// initClock runs a Go binary with GODEBUG=inittrace=1 and sums the "N ms
+// clock" of its lines: "init pkg @T ms, N ms clock, B bytes, A allocs".
+func initClock(b *testing.B, name string, args ...string) float64 {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("%s %v with inittrace: %v", name, args, err)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 7 && f[0] == "init" && f[6] == "clock," {
+			if v, err := strconv.ParseFloat(f[4], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
