@@ -10,7 +10,11 @@ BENCHTIME ?= 20x
 # libcontainer's seccomp support (cgo, libseccomp) gives task containers
 # their system-call filter (worker/runc/seccomp.go): every go command of
 # this Makefile, and the go builds tests make, build with it.
-GOTAGS ?= seccomp
+# urfave_cli_no_docs leaves out urfave/cli's man-page and markdown writers
+# (blackfriday, md2man), which we never call but whose package
+# initialisation every start paid: ~10 ms per task, as runc init re-executes
+# the binary (BenchmarkProcessStart, BENCHMARKS.md).
+GOTAGS ?= seccomp,urfave_cli_no_docs
 export GOFLAGS := $(strip $(GOFLAGS) -tags=$(GOTAGS))
 
 # kolejka-init runs inside task containers whatever their image: static, no cgo.

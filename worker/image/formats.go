@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
@@ -79,11 +80,15 @@ type dockerManifestEntry struct {
 
 // blobName matches the names docker save gives files it names by content:
 // <hex>.json (config, legacy layout) and blobs/<alg>/<hex> (since docker 25).
-var blobName = regexp.MustCompile(`^(?:blobs/(sha256|sha512)/([a-f0-9]+)|([a-f0-9]{64})\.json)$`)
+// Compiled on first use, not at start: runc init re-executes this binary
+// for every container, and only imports need it.
+var blobName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:blobs/(sha256|sha512)/([a-f0-9]+)|([a-f0-9]{64})\.json)$`)
+})
 
 // digestOfName returns the digest a member's name promises, or "".
 func digestOfName(name string) digest.Digest {
-	m := blobName.FindStringSubmatch(name)
+	m := blobName().FindStringSubmatch(name)
 	switch {
 	case m == nil:
 		return ""
@@ -183,7 +188,8 @@ func planDocker(src *tarSource, name string, limits Limits) (*plan, error) {
 
 // ociTag matches an org.opencontainers.image.ref.name that is only a tag
 // ("latest"), as docker and buildah write it, not a full reference.
-var ociTag = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+// Compiled on first use, as blobName.
+var ociTag = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w][\w.-]{0,127}$`) })
 
 // ociMatches reports whether an index.json entry carries the name: either
 // in containerd's io.containerd.image.name, or in the OCI ref name as a full
@@ -198,7 +204,7 @@ func ociMatches(d ocispec.Descriptor, name string) bool {
 	if ref == "" {
 		return false
 	}
-	if ociTag.MatchString(ref) {
+	if ociTag().MatchString(ref) {
 		named, err := reference.ParseNormalizedNamed(name)
 		if err != nil {
 			return false
