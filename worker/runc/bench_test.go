@@ -33,6 +33,17 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// timed runs a command to its end and returns its wall time in ms; a
+// failing command fails the benchmark.
+func timed(b *testing.B, name string, args ...string) float64 {
+	b.Helper()
+	t0 := time.Now()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		b.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return float64(time.Since(t0).Microseconds()) / 1000
+}
+
 func maxOf(xs []float64) float64 {
 	m := xs[0]
 	for _, x := range xs {
@@ -103,25 +114,11 @@ func BenchmarkTrivialTask(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < n; i++ {
 		res := filepath.Join(dir, "result"+strconv.Itoa(i))
-		t0 := time.Now()
-		if out, err := exec.Command(bin, "--config-file", conf, "execute", task, res).CombinedOutput(); err != nil {
-			b.Fatalf("execute: %v\n%s", err, out)
-		}
-		ours = append(ours, float64(time.Since(t0).Microseconds())/1000)
+		ours = append(ours, timed(b, bin, "--config-file", conf, "execute", task, res))
 		os.RemoveAll(res)
-
-		t0 = time.Now()
-		if out, err := exec.Command(runcBin, "run", "--bundle", bundle, fmt.Sprintf("kolejka-bench-%d-%d", os.Getpid(), i)).CombinedOutput(); err != nil {
-			b.Fatalf("runc run: %v\n%s", err, out)
-		}
-		theirs = append(theirs, float64(time.Since(t0).Microseconds())/1000)
-
+		theirs = append(theirs, timed(b, runcBin, "run", "--bundle", bundle, fmt.Sprintf("kolejka-bench-%d-%d", os.Getpid(), i)))
 		if runc.SeccompBuilt {
-			t0 = time.Now()
-			if out, err := exec.Command(runcBin, "run", "--bundle", sbundle, fmt.Sprintf("kolejka-bench-s-%d-%d", os.Getpid(), i)).CombinedOutput(); err != nil {
-				b.Fatalf("runc run (seccomp): %v\n%s", err, out)
-			}
-			theirsFiltered = append(theirsFiltered, float64(time.Since(t0).Microseconds())/1000)
+			theirsFiltered = append(theirsFiltered, timed(b, runcBin, "run", "--bundle", sbundle, fmt.Sprintf("kolejka-bench-s-%d-%d", os.Getpid(), i)))
 		}
 	}
 	b.StopTimer()
@@ -239,10 +236,11 @@ func BenchmarkExecuteInProcess(b *testing.B) {
 // BenchmarkProcessStart: what one start of the kolejka-worker binary costs
 // before it does any work (`kolejka-worker --help`), against Debian's
 // `runc --version` and /bin/true (the fork and exec alone), alternating,
-// medians. A task pays it twice: once for the command, once for runc init,
-// which libcontainer runs by re-executing the same binary, so every package
-// linked into it (the docker runtime's client among them) runs its
-// initialisation in each container's init too. The init-ms figures sum
+// medians. `kolejka-worker execute` pays it twice: once for the command,
+// once for runc init, which libcontainer runs by re-executing the calling
+// binary, so every package linked into it (the docker runtime's client
+// among them) initialises again in each container's init; a foreman pays
+// the second for every task. The init-ms figures sum
 // each binary's package initialisers (GODEBUG=inittrace=1).
 func BenchmarkProcessStart(b *testing.B) {
 	runcBin, err := exec.LookPath("runc")
@@ -250,13 +248,6 @@ func BenchmarkProcessStart(b *testing.B) {
 		testenv.Missing(b, "Debian's runc for the baseline (apt-get install runc)")
 	}
 	bin := filepath.Join(testenv.Binaries(b), "kolejka-worker")
-	run := func(name string, args ...string) float64 {
-		t0 := time.Now()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			b.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-		return float64(time.Since(t0).Microseconds()) / 1000
-	}
 	n := b.N
 	if n < 20 {
 		n = 20
@@ -264,9 +255,9 @@ func BenchmarkProcessStart(b *testing.B) {
 	var ours, theirs, floor, inits, runcInits []float64
 	b.ResetTimer()
 	for i := 0; i < n; i++ {
-		ours = append(ours, run(bin, "--help"))
-		theirs = append(theirs, run(runcBin, "--version"))
-		floor = append(floor, run("/bin/true"))
+		ours = append(ours, timed(b, bin, "--help"))
+		theirs = append(theirs, timed(b, runcBin, "--version"))
+		floor = append(floor, timed(b, "/bin/true"))
 
 		inits = append(inits, initClock(b, bin, "--help"))
 		runcInits = append(runcInits, initClock(b, runcBin, "--version"))
