@@ -18,7 +18,7 @@ func Example() {
 	}
 	memory, pids := int64(256<<20), int64(64)
 	r := &cgroup.Resources{Memory: &memory, Pids: &pids, CPUs: "0"}
-	if err := h.Check(r); err != nil {
+	if err := h.Check("/kolejka/example/task", r); err != nil {
 		log.Fatal(err) // e.g. a limit this host cannot enforce: never ignored
 	}
 	g, err := h.Create("/kolejka/example/task", r)

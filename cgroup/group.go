@@ -25,6 +25,9 @@ type Group struct {
 	path string
 	v1   cgroup1.Cgroup   // Legacy
 	v2   *cgroup2.Manager // Unified
+	// peaks stands in for the peak counters a v2 kernel lacks, in groups
+	// made by Create (peaks.go); nil where none is missing.
+	peaks *peakSampler
 }
 
 const (
@@ -92,7 +95,7 @@ func (g *Group) Update(r *Resources) error {
 	if r == nil {
 		r = &Resources{}
 	}
-	if err := g.h.Check(r); err != nil {
+	if err := g.h.Check(g.path, r); err != nil {
 		return fmt.Errorf("unable to update cgroup %s: %w", g.path, err)
 	}
 	var err error
@@ -247,6 +250,9 @@ func (g *Group) Child(name string, r *Resources) (*Group, error) {
 func (g *Group) Delete() error {
 	if err := g.refuseRoot("delete"); err != nil {
 		return err
+	}
+	if g.peaks != nil {
+		g.peaks.close()
 	}
 	// The kernel refuses to remove a group that holds processes or
 	// sub-groups (EBUSY), so an empty leaf goes with one rmdir per

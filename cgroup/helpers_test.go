@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -252,7 +253,11 @@ func requirePrivileged(t testing.TB) *Hierarchy {
 	if err != nil {
 		skip("%v", err)
 	}
-	if err := probeWritable(h.dirs("/kolejka-test-probe-" + randomName())[0]); err != nil {
+	d, err := h.Delegation(os.Getpid())
+	if err != nil {
+		skip("%v", err)
+	}
+	if err := probeWritable(h.dirs(path.Join(d, "kolejka-test-probe-"+randomName()))[0]); err != nil {
 		skip("cgroups are not writable: %v", err)
 	}
 	return h
@@ -271,18 +276,36 @@ func randomName() string {
 	return hex.EncodeToString(b)
 }
 
-// testRoot returns a fresh path /kolejka-test/<random> for one test, and
+// testBase is the group below which the tests make theirs: kolejka-test
+// below the group delegated to this process (see Delegation; the root of
+// the hierarchy without one), once this process's own processes have left
+// the way (MakeRoom), as a service's would.
+func testBase(t testing.TB, h *Hierarchy) string {
+	t.Helper()
+	d, err := h.Delegation(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := path.Join(d, "kolejka-test")
+	if _, err := h.MakeRoom(base, os.Getpid(), "supervisor"); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
+
+// testRoot returns a fresh path <testBase>/<random> for one test, and
 // removes whatever the test left there (processes included) at cleanup.
 func testRoot(t testing.TB, h *Hierarchy) string {
 	t.Helper()
-	root := "/kolejka-test/" + randomName()
+	base := testBase(t, h)
+	root := base + "/" + randomName()
 	t.Cleanup(func() {
 		if g, err := h.Load(root); err == nil {
 			if err := g.Delete(); err != nil {
 				t.Errorf("cleanup: %v", err)
 			}
 		}
-		for _, d := range h.dirs("/kolejka-test") {
+		for _, d := range h.dirs(base) {
 			_ = syscall.Rmdir(d) // fails while other tests use it
 		}
 	})

@@ -194,11 +194,12 @@ func (h *Hierarchy) dir(controller, p string) string {
 	return ""
 }
 
-// Check reports whether this host can enforce r, without changing anything.
-// The error wraps ErrInvalid for malformed values, or ErrUnsupported naming
-// each limit that cannot be enforced and why (a controller not mounted or
-// not available, swap not accounted, CPUs outside the root cpuset).
-func (h *Hierarchy) Check(r *Resources) error {
+// Check reports whether a group at path p (made or not) can enforce r on
+// this host, without changing anything. The error wraps ErrInvalid for
+// malformed values, or ErrUnsupported naming each limit that cannot be
+// enforced and why (a controller not mounted, or on v2 not given to the
+// delegation p is in; swap not accounted; CPUs outside the cpuset there).
+func (h *Hierarchy) Check(p string, r *Resources) error {
 	if r == nil {
 		return nil
 	}
@@ -206,7 +207,7 @@ func (h *Hierarchy) Check(r *Resources) error {
 		return err
 	}
 	if h.mode == Unified {
-		return h.checkUnified(r)
+		return h.checkUnified(p, r)
 	}
 	return h.checkLegacy(r)
 }
@@ -228,7 +229,7 @@ func (h *Hierarchy) Create(p string, r *Resources) (*Group, error) {
 	if r == nil {
 		r = &Resources{}
 	}
-	if err := h.Check(r); err != nil {
+	if err := h.Check(p, r); err != nil {
 		return nil, fmt.Errorf("unable to create cgroup %s: %w", p, err)
 	}
 	var made []string
@@ -383,6 +384,46 @@ func (h *Hierarchy) PathOf(pid int) (string, error) {
 		}
 	}
 	return relativeTo(root, p), nil
+}
+
+// mountRoot returns the group the mount of this hierarchy shows as its
+// root: "/" unless a sub-tree is mounted (in containers, or by Confine).
+// On v1 it is that of the controller PathOf reads.
+func (h *Hierarchy) mountRoot() string {
+	if h.mode == Unified {
+		return h.root
+	}
+	for _, c := range append([]string{"memory"}, legacyControllers...) {
+		if _, mounted := h.controllers[c]; mounted {
+			if r := h.roots[c]; r != "" {
+				return r
+			}
+			return "/"
+		}
+	}
+	return "/"
+}
+
+// Absolute returns group path p (relative to this mount, as Create and
+// Load take it) as the hierarchy's own, as /proc/<pid>/cgroup shows it
+// and as processes with other views of the hierarchy understand it (the
+// observer's wire).
+func (h *Hierarchy) Absolute(p string) string {
+	return path.Join(h.mountRoot(), p)
+}
+
+// Relative is the inverse of Absolute: the group path, relative to this
+// mount, of the hierarchy's own path abs. The error wraps ErrInvalid if abs
+// is not below the mount's root.
+func (h *Hierarchy) Relative(abs string) (string, error) {
+	root := h.mountRoot()
+	if root == "/" {
+		return abs, nil
+	}
+	if abs != root && !strings.HasPrefix(abs, root+"/") {
+		return "", fmt.Errorf("cgroup %s is outside %s, the part of the hierarchy mounted here: %w", abs, root, ErrInvalid)
+	}
+	return relativeTo(root, abs), nil
 }
 
 // relativeTo strips the mount root from a path as /proc/<pid>/cgroup shows

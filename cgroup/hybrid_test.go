@@ -46,7 +46,7 @@ func TestUnifiedKernelCheck(t *testing.T) {
 	if strings.Contains(string(b), "memory") {
 		t.Skipf("cgroup2 at %s offers memory", h.mount)
 	}
-	err = h.Check(&Resources{Memory: ptr(MiB)})
+	err = h.Check("/kolejka/x/task", &Resources{Memory: ptr(MiB)})
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "memory") {
 		t.Errorf("Check(memory) = %v, want ErrUnsupported naming memory", err)
 	}

@@ -19,7 +19,7 @@ func TestCreateUpdateLimits(t *testing.T) {
 	root := testRoot(t, h)
 	cpus := lastCPU(t, h)
 	r := &Resources{Memory: ptr(64 * MiB), Pids: ptr(16), CPUs: "0"}
-	withSwap := h.Check(&Resources{Memory: ptr(64 * MiB), Swap: ptr(16 * MiB)}) == nil
+	withSwap := h.Check(root+"/task", &Resources{Memory: ptr(64 * MiB), Swap: ptr(16 * MiB)}) == nil
 	if withSwap {
 		r.Swap = ptr(16 * MiB)
 	} else {
@@ -107,12 +107,13 @@ func TestCreateUpdateLimits(t *testing.T) {
 	}
 }
 
-// lastCPU returns the highest CPU of the root cpuset, as a list.
+// lastCPU returns the highest CPU of the cpuset the tests' groups get (the
+// root's, or the delegated group's), as a list.
 func lastCPU(t *testing.T, h *Hierarchy) string {
 	t.Helper()
 	file := fileIn(h, "cpuset", "/", "cpuset.effective_cpus")
 	if h.Mode() == Unified {
-		file = fileIn(h, "", "/", "cpuset.cpus.effective")
+		file = fileIn(h, "", h.boundary(testBase(t, h)), "cpuset.cpus.effective")
 	}
 	cpus, err := parseCPUList(readTrim(t, file))
 	if err != nil {
@@ -123,18 +124,19 @@ func lastCPU(t *testing.T, h *Hierarchy) string {
 
 func TestCheckRefuses(t *testing.T) {
 	h := requirePrivileged(t)
-	err := h.Check(&Resources{CPUs: "0-4095"})
+	p := testRoot(t, h) + "/g"
+	err := h.Check(p, &Resources{CPUs: "0-4095"})
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "cpus") {
 		t.Errorf("CPUs outside the root cpuset: got %v, want ErrUnsupported naming cpus", err)
 	}
 	if h.Mode() == Legacy {
-		err = h.Check(&Resources{Swap: ptr(MiB)})
+		err = h.Check(p, &Resources{Swap: ptr(MiB)})
 		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "swap") {
 			t.Errorf("v1 swap without memory: got %v, want ErrUnsupported naming swap", err)
 		}
 	}
 	for _, r := range []*Resources{{Memory: ptr(0)}, {Pids: ptr(-1)}, {Swap: ptr(-1)}, {CPUs: "1-0"}, {CPUs: "x"}} {
-		if err := h.Check(r); !errors.Is(err, ErrInvalid) {
+		if err := h.Check(p, r); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Check(%+v) = %v, want ErrInvalid", r, err)
 		}
 	}

@@ -142,13 +142,13 @@ func TestFakeLegacyCreate(t *testing.T) {
 			t.Errorf("after Update(nil): %s = %q, want %q", file, got, want)
 		}
 	}
-	if err := h.Check(&Resources{Swap: ptr(MiB)}); !errors.Is(err, ErrUnsupported) {
+	if err := h.Check("/kolejka/x/task", &Resources{Swap: ptr(MiB)}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("v1 swap without memory: %v, want ErrUnsupported", err)
 	}
-	if err := h.Check(&Resources{Memory: ptr(MiB), Swap: ptr(MiB)}); err != nil {
+	if err := h.Check("/kolejka/x/task", &Resources{Memory: ptr(MiB), Swap: ptr(MiB)}); err != nil {
 		t.Errorf("v1 memory and swap: %v", err)
 	}
-	if err := h.Check(&Resources{Devices: nil, CPUs: "4"}); !errors.Is(err, ErrUnsupported) {
+	if err := h.Check("/kolejka/x/task", &Resources{Devices: nil, CPUs: "4"}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("CPU 4 of 0-3: %v, want ErrUnsupported", err)
 	}
 }
@@ -162,14 +162,14 @@ func TestFakeLegacyUnaddressable(t *testing.T) {
 		"pids":   filepath.Join(root, "pids"),
 	})
 	for _, r := range []*Resources{{Memory: ptr(MiB)}, {CPUs: "0"}} {
-		if err := h.Check(r); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "cannot address") {
+		if err := h.Check("/kolejka/x/task", r); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "cannot address") {
 			t.Errorf("Check(%+v) = %v, want ErrUnsupported explaining the mount", r, err)
 		}
 	}
-	if err := h.Check(&Resources{Pids: ptr(3)}); err != nil {
+	if err := h.Check("/kolejka/x/task", &Resources{Pids: ptr(3)}); err != nil {
 		t.Errorf("Check(pids) = %v", err)
 	}
-	if err := h.Check(&Resources{Memory: ptr(MiB), Swap: ptr(0), Pids: ptr(-1)}); !errors.Is(err, ErrInvalid) {
+	if err := h.Check("/kolejka/x/task", &Resources{Memory: ptr(MiB), Swap: ptr(0), Pids: ptr(-1)}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("negative pids: %v, want ErrInvalid", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // cgroup v2 against a fake cgroupfs tree: a folder of plain files shaped
@@ -118,15 +120,15 @@ func TestFakeUnifiedCreate(t *testing.T) {
 func TestFakeUnifiedCheckRefuses(t *testing.T) {
 	root := fakeUnified(t, "cpu io pids", "/k/task")
 	h := NewUnified(root)
-	err := h.Check(&Resources{Memory: ptr(MiB)})
+	err := h.Check("/kolejka/x/task", &Resources{Memory: ptr(MiB)})
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "memory") {
 		t.Errorf("Check(memory) = %v, want ErrUnsupported naming memory", err)
 	}
-	err = h.Check(&Resources{CPUs: "0"})
+	err = h.Check("/kolejka/x/task", &Resources{CPUs: "0"})
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "cpuset") {
 		t.Errorf("Check(cpus) = %v, want ErrUnsupported naming cpuset", err)
 	}
-	if err := h.Check(&Resources{Pids: ptr(5)}); err != nil {
+	if err := h.Check("/kolejka/x/task", &Resources{Pids: ptr(5)}); err != nil {
 		t.Errorf("Check(pids) = %v, want nil", err)
 	}
 	if _, err := h.Create("/k/task", &Resources{Memory: ptr(MiB)}); !errors.Is(err, ErrUnsupported) {
@@ -143,14 +145,14 @@ func TestFakeUnifiedCheckRefuses(t *testing.T) {
 	}
 
 	root = fakeUnified(t, "cpuset cpu memory pids", "/k/task")
-	if err := NewUnified(root).Check(&Resources{CPUs: "2-5"}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "[4 5]") {
+	if err := NewUnified(root).Check("/kolejka/x/task", &Resources{CPUs: "2-5"}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "[4 5]") {
 		t.Errorf("Check(cpus 2-5 of 0-3) = %v, want ErrUnsupported naming CPUs 4 and 5", err)
 	}
 	// A group with memory.max but no memory.swap.max: swap not accounted.
 	if err := os.Remove(filepath.Join(root, "k", "memory.swap.max")); err != nil {
 		t.Fatal(err)
 	}
-	if err := NewUnified(root).Check(&Resources{Memory: ptr(MiB), Swap: ptr(0)}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "swap") {
+	if err := NewUnified(root).Check("/kolejka/x/task", &Resources{Memory: ptr(MiB), Swap: ptr(0)}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "swap") {
 		t.Errorf("Check(swap) without swap accounting = %v, want ErrUnsupported naming swap", err)
 	}
 }
@@ -314,6 +316,57 @@ func TestFormatCPUList(t *testing.T) {
 			if back, err := parseCPUList(c.want); err != nil || !reflect.DeepEqual(back, c.cpus) {
 				t.Errorf("parseCPUList(%q) = %v, %v; want %v", c.want, back, err, c.cpus)
 			}
+		}
+	}
+}
+
+// A group delegated to a service (systemd's Delegate=yes marks it
+// user.delegate or trusted.delegate): Check takes the controllers it was
+// given as the ones there are, and Create enables them from it down,
+// writing nothing above it.
+func TestFakeUnifiedDelegation(t *testing.T) {
+	const d = "/system.slice/k.service"
+	root := fakeUnified(t, "cpuset cpu io memory pids", d+"/kolejka/run/task")
+	// The service was given cpu, memory and pids (no cpuset) and the groups
+	// above it have theirs on already.
+	writeFiles(t, filepath.Join(root, d), map[string]string{"cgroup.controllers": "cpu memory pids"})
+	writeFiles(t, root, map[string]string{"cgroup.subtree_control": "cpu io memory pids"})
+	writeFiles(t, filepath.Join(root, "system.slice"), map[string]string{"cgroup.subtree_control": "cpu memory pids"})
+	if err := unix.Setxattr(filepath.Join(root, d), "user.delegate", []byte("1"), 0); err != nil {
+		t.Fatalf("marking the fake service's group delegated: %v", err)
+	}
+	h := NewUnified(root)
+	for p, want := range map[string]string{d + "/kolejka/run": d, d: d, "/system.slice": "/", "/": "/", "/other": "/"} {
+		if got := h.boundary(p); got != want {
+			t.Errorf("boundary(%s) = %s, want %s", p, got, want)
+		}
+	}
+
+	err := h.Check(d+"/kolejka/run/task", &Resources{CPUs: "0"})
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), filepath.Join(root, d, "cgroup.controllers")) {
+		t.Errorf("cpus in a delegation without cpuset: %v, want ErrUnsupported naming the service's cgroup.controllers", err)
+	}
+	if err := h.Check("/elsewhere/task", &Resources{CPUs: "0"}); err != nil {
+		t.Errorf("cpus outside the delegation: %v", err)
+	}
+
+	before := map[string]string{}
+	for _, g := range []string{"", "system.slice"} {
+		before[g] = readTrim(t, filepath.Join(root, g, "cgroup.subtree_control"))
+	}
+	if _, err := h.Create(d+"/kolejka/run/task", &Resources{Memory: ptr(64 * MiB), Pids: ptr(8)}); err != nil {
+		t.Fatal(err)
+	}
+	for g, was := range before {
+		if got := readTrim(t, filepath.Join(root, g, "cgroup.subtree_control")); got != was {
+			t.Errorf("/%s cgroup.subtree_control, above the delegation, became %q (was %q)", g, got, was)
+		}
+	}
+	for _, g := range []string{d, d + "/kolejka", d + "/kolejka/run"} {
+		got := strings.Fields(readTrim(t, filepath.Join(root, g, "cgroup.subtree_control")))
+		sort.Strings(got)
+		if want := []string{"+cpu", "+memory", "+pids"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s cgroup.subtree_control = %v, want %v", g, got, want)
 		}
 	}
 }

@@ -26,27 +26,32 @@ type Usage struct {
 	// Memory is the memory charged to the group now (page cache and kernel
 	// memory included), MemoryPeak the most it ever was: v1
 	// memory.usage_in_bytes and memory.max_usage_in_bytes, v2
-	// memory.current and memory.peak (Linux 5.19+; zero before).
+	// memory.current and memory.peak (Linux 5.19+; before, in groups made
+	// by Create, the largest memory.current sampled every 5 ms, see
+	// peaks.go; else zero).
 	Memory, MemoryPeak int64
-	// SwapPeak is the most swap used: v2 memory.swap.peak (Linux 6.5+); v1
-	// has no such counter, so it is memory.memsw.max_usage_in_bytes minus
-	// memory.max_usage_in_bytes, an estimate (the two peaks need not fall
-	// at the same moment), zero without swap accounting.
+	// SwapPeak is the most swap used: v2 memory.swap.peak (Linux 6.5+;
+	// before, sampled as MemoryPeak is); v1 has no such counter, so it is
+	// memory.memsw.max_usage_in_bytes minus memory.max_usage_in_bytes, an
+	// estimate (the two peaks need not fall at the same moment), zero
+	// without swap accounting.
 	SwapPeak int64
 	// MemoryFailures counts allocations that hit the memory limit: v1
 	// memory.failcnt, v2 memory.events "max". On v1 it may stay zero even
 	// when the group is OOM-killed; use OOMKills for that.
 	MemoryFailures int64
-	// OOMKills counts processes the OOM killer killed in the group: v2
-	// memory.events "oom_kill"; v1 memory.oom_control "oom_kill" (Linux
-	// 4.13+) summed over the sub-groups, since v1 counts a kill only in
-	// the victim's group.
+	// OOMKills counts processes the OOM killer killed in the group and the
+	// sub-groups it has now (the victim's group counts each kill): v1
+	// memory.oom_control "oom_kill" (Linux 4.13+), v2 memory.events.local
+	// "oom_kill" (Linux 5.2+; memory.events before, which keeps the kills
+	// of sub-groups already removed), summed over the sub-groups.
 	OOMKills int64
 	// Pids is how many processes and threads the group holds now
 	// (pids.current), PidsPeak the most it ever held (pids.peak, Linux
 	// 6.1+; zero before), PidsFailures how many forks a pids limit refused
-	// (pids.events "max"; on v1 summed over the sub-groups, since v1 counts
-	// a refused fork only in the forking process's group).
+	// (pids.events "max"; on v1 and on v2 before Linux 6.13 summed over the
+	// sub-groups, since those count a refused fork only in the forking
+	// process's group).
 	Pids, PidsPeak, PidsFailures int64
 }
 
@@ -61,6 +66,9 @@ func (g *Group) Usage() (*Usage, error) {
 	var err error
 	if g.v2 != nil {
 		u, err = readUsageUnified(filepath.Join(g.h.mount, g.path))
+		if err == nil && g.peaks != nil {
+			g.peaks.apply(u)
+		}
 	} else {
 		u, err = g.readUsageLegacy()
 	}
@@ -240,13 +248,30 @@ func readUsageUnified(dir string) (*Usage, error) {
 	}
 	u.MemoryFailures = ev["max"]
 	u.OOMKills = ev["oom_kill"]
+	// memory.events is hierarchical and keeps the kills of sub-groups that
+	// are gone (a judge's session that hit its own limit and closed);
+	// memory.events.local (Linux 5.2+) counts each group's own, so that
+	// the count covers the group and the sub-groups it has now, as on v1.
+	if exists(filepath.Join(dir, "memory.events.local")) {
+		if u.OOMKills, err = sumTree(dir, "memory.events.local", "oom_kill"); err != nil {
+			return nil, err
+		}
+	}
 	if u.Pids, u.PidsPeak, err = readPids(dir); err != nil {
 		return nil, err
 	}
-	pev, err := readOptionalKeyed(filepath.Join(dir, "pids.events"))
-	if err != nil {
+	// Before Linux 6.13 v2 counts a refused fork, like v1, only in the
+	// forking process's own group ("max" of pids.events), wherever the
+	// limit that refused it is; since then pids.events is hierarchical and
+	// pids.events.local keeps the old count.
+	if exists(filepath.Join(dir, "pids.events.local")) {
+		pev, err := readOptionalKeyed(filepath.Join(dir, "pids.events"))
+		if err != nil {
+			return nil, err
+		}
+		u.PidsFailures = pev["max"]
+	} else if u.PidsFailures, err = sumTree(dir, "pids.events", "max"); err != nil {
 		return nil, err
 	}
-	u.PidsFailures = pev["max"]
 	return u, nil
 }

@@ -24,32 +24,21 @@ import (
 // groups whose parent enabled the controller). cpu.stat exists regardless.
 var unifiedControllers = []string{"cpu", "cpuset", "memory", "pids"}
 
-// rootControllers returns the controllers the v2 root offers.
-func (h *Hierarchy) rootControllers() (map[string]bool, error) {
-	s, err := readString(filepath.Join(h.mount, "cgroup.controllers"))
-	if err != nil {
-		return nil, fmt.Errorf("unable to read the controllers of %s: %w", h.mount, err)
-	}
-	out := map[string]bool{}
-	for _, c := range strings.Fields(s) {
-		out[c] = true
-	}
-	return out, nil
-}
-
-// checkUnified refuses the limits of r that the v2 root cannot enforce.
-func (h *Hierarchy) checkUnified(r *Resources) error {
+// checkUnified refuses the limits of r that a v2 group at p cannot get:
+// those whose controller its boundary (see delegation.go) was not given.
+func (h *Hierarchy) checkUnified(p string, r *Resources) error {
 	if r.Memory == nil && r.Swap == nil && r.Pids == nil && r.CPUs == "" {
 		return nil
 	}
-	available, err := h.rootControllers()
+	top := h.boundary(path.Dir(p))
+	available, err := h.offered(top)
 	if err != nil {
 		return unsupported("any", "%v", err)
 	}
 	var errs []error
 	need := func(limit, controller string) bool {
 		if !available[controller] {
-			errs = append(errs, unsupported(limit, "controller %s is not in %s", controller, filepath.Join(h.mount, "cgroup.controllers")))
+			errs = append(errs, unsupported(limit, "controller %s is not in %s", controller, filepath.Join(h.mount, top, "cgroup.controllers")))
 			return false
 		}
 		return true
@@ -66,14 +55,14 @@ func (h *Hierarchy) checkUnified(r *Resources) error {
 		need("pids", "pids")
 	}
 	if r.CPUs != "" && need("cpus", "cpuset") {
-		file := filepath.Join(h.mount, "cpuset.cpus.effective")
-		// The root always has it when cpuset is available; if not, the
+		file := filepath.Join(h.mount, top, "cpuset.cpus.effective")
+		// A group given cpuset has it (the root too); if not, the
 		// kernel's own check at write time remains.
 		if have, err := readString(file); err == nil {
 			if out, err := cpusOutside(r.CPUs, have); err != nil {
 				errs = append(errs, unsupported("cpus", "unable to parse %s %q: %v", file, have, err))
 			} else if len(out) > 0 {
-				errs = append(errs, unsupported("cpus", "CPUs %v are not in the root cpuset %q (%s)", out, have, file))
+				errs = append(errs, unsupported("cpus", "CPUs %v are not in the cpuset %q of %s", out, have, file))
 			}
 		}
 	}
@@ -101,7 +90,7 @@ func (h *Hierarchy) swapAccounted() (bool, string) {
 // device eBPF program), enables the controllers down to it, and writes its
 // limits.
 func (h *Hierarchy) createUnified(p string, r *Resources) (*Group, error) {
-	m, err := cgroup2.NewManager(h.mount, p, &cgroup2.Resources{Devices: r.Devices})
+	m, err := cgroup2.NewManager(h.mount, p, &cgroup2.Resources{Devices: explicitDevices(r.Devices)})
 	if err != nil {
 		return nil, fmt.Errorf("unable to make its folder: %w", err)
 	}
@@ -112,20 +101,25 @@ func (h *Hierarchy) createUnified(p string, r *Resources) (*Group, error) {
 	if err := g.setLimitsUnified(r); err != nil {
 		return nil, err
 	}
+	g.peaks = startPeakSampler(filepath.Join(h.mount, p))
 	return g, nil
 }
 
-// enableControllers writes "+cpu +cpuset +memory +pids" (those the root
-// offers and that are not on yet) into cgroup.subtree_control of the root
-// and of every ancestor of p, top down, so that p gets those controllers.
+// enableControllers writes "+cpu +cpuset +memory +pids" (those p's
+// boundary was given, see delegation.go, and that are not on yet) into
+// cgroup.subtree_control of the boundary and of every group below it down
+// to p's parent, top down, so that p gets those controllers. Nothing above
+// the boundary is written: a delegated group's ancestors are the system
+// manager's.
 //
 // The kernel refuses (EBUSY) to enable a controller in a non-root group
 // that has processes of its own: under v2's "no internal processes" rule,
 // processes live in leaves only. So a group that holds processes cannot get
 // sub-groups with limits or memory and pids counters; create sub-groups
-// first and put every process in a leaf.
+// first and put every process in a leaf (Evacuate, MakeRoom).
 func (h *Hierarchy) enableControllers(p string) error {
-	available, err := h.rootControllers()
+	top := h.boundary(path.Dir(p))
+	available, err := h.offered(top)
 	if err != nil {
 		return err
 	}
@@ -138,14 +132,14 @@ func (h *Hierarchy) enableControllers(p string) error {
 	if len(want) == 0 {
 		return nil
 	}
-	var ancestors []string
+	var groups []string
 	for a := path.Dir(p); ; a = path.Dir(a) {
-		ancestors = append([]string{a}, ancestors...)
-		if a == "/" {
+		groups = append([]string{a}, groups...)
+		if a == top || a == "/" {
 			break
 		}
 	}
-	for _, a := range ancestors {
+	for _, a := range groups {
 		if err := enableIn(filepath.Join(h.mount, a), want); err != nil {
 			return err
 		}
@@ -232,10 +226,35 @@ func (g *Group) setLimitsUnified(r *Resources) error {
 // containerd/cgroups. Programs are attached with BPF_F_ALLOW_MULTI and every
 // one must allow an access, so rules can only narrow what was allowed.
 func (g *Group) updateDevicesUnified(rules []specs.LinuxDeviceCgroup) error {
-	if err := g.v2.Update(&cgroup2.Resources{Devices: rules}); err != nil {
+	if err := g.v2.Update(&cgroup2.Resources{Devices: explicitDevices(rules)}); err != nil {
 		return fmt.Errorf("unable to attach device rules to %s: %w", g.path, err)
 	}
 	return nil
+}
+
+// explicitDevices spells out the wildcards of device rules for
+// containerd/cgroups' eBPF compiler, which dereferences Major and Minor and
+// knows no empty Type: in the OCI rules Resources takes, a nil major or
+// minor means any (-1 to the compiler) and an empty type means all ("a").
+func explicitDevices(rules []specs.LinuxDeviceCgroup) []specs.LinuxDeviceCgroup {
+	if len(rules) == 0 {
+		return nil
+	}
+	out := make([]specs.LinuxDeviceCgroup, len(rules))
+	for i, d := range rules {
+		any := int64(-1)
+		if d.Major == nil {
+			d.Major = &any
+		}
+		if d.Minor == nil {
+			d.Minor = &any
+		}
+		if d.Type == "" {
+			d.Type = "a"
+		}
+		out[i] = d
+	}
+	return out
 }
 
 // freezeUnified writes cgroup.freeze (1 or 0) and waits until cgroup.events
