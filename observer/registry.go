@@ -119,7 +119,7 @@ func NewRegistry(cg *cgroup.Hierarchy, o Options) (*Registry, error) {
 	}
 	gib := int64(1 << 30)
 	zero := int64(0)
-	r.noSwap = cg.Check(&cgroup.Resources{Memory: &gib, Swap: &zero}) == nil
+	r.noSwap = cg.Check("/", &cgroup.Resources{Memory: &gib, Swap: &zero}) == nil
 	if o.StateDir != "" {
 		st, err := openStore(o.StateDir)
 		if err != nil {
@@ -751,6 +751,11 @@ func (r *Registry) Adopt(pid int, p string, l spec.Limits) (*Session, error) {
 	defer r.kickReaper()
 	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
 		return nil, fmt.Errorf("unable to %s: want a clean absolute cgroup path below /: %w", verb, ErrBadRequest)
+	}
+	// p is the hierarchy's own path; the daemon may see a sub-tree of it.
+	p, err := r.cg.Relative(p)
+	if err != nil || p == "/" {
+		return nil, fmt.Errorf("unable to %s: %v: %w", verb, err, ErrBadRequest)
 	}
 	if path.Base(p) == procsLeaf {
 		return nil, fmt.Errorf("unable to %s: %s is the observer's own: %w", verb, procsLeaf, ErrBadRequest)

@@ -19,7 +19,8 @@ const DefaultOutputLimit = 64 << 20
 // /run, a tmpfs: after a reboot every run it could name is gone anyway.
 const DefaultStateDir = "/run/kolejka/worker"
 
-// DefaultCgroupRoot is the parent of every run's cgroup.
+// DefaultCgroupRoot is the parent of every run's cgroup, below the group
+// delegated to the worker (the root of the hierarchy, where none is).
 const DefaultCgroupRoot = "/kolejka"
 
 // InitName is the file name of the static in-container helper.
@@ -33,7 +34,8 @@ type Config struct {
 	// StateDir holds the run registry. Default: DefaultStateDir.
 	StateDir string
 	// CgroupRoot is the cgroup every run's group goes under. Default:
-	// DefaultCgroupRoot. Workers sharing it sweep each other's dead runs.
+	// DefaultCgroupRoot below the worker's delegated group (see placeRuns).
+	// Workers sharing it sweep each other's dead runs.
 	CgroupRoot string
 	// Caps are merged (field-wise minimum) into every task's limits.
 	Caps spec.Limits
@@ -64,9 +66,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
-	}
-	if c.CgroupRoot == "" {
-		c.CgroupRoot = DefaultCgroupRoot
 	}
 	if c.Observer == "" {
 		c.Observer = observer.DefaultSocket

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -56,6 +57,9 @@ func New(ctx context.Context, cfg Config, rt Runtime) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to find cgroups: %w", err)
 	}
+	if err := placeRuns(cg, &cfg); err != nil {
+		return nil, err
+	}
 	cores, err := hostCores()
 	if err != nil {
 		return nil, err
@@ -65,6 +69,26 @@ func New(ctx context.Context, cfg Config, rt Runtime) (*Worker, error) {
 		w.cfg.Logger.Warn("sweeping leftovers of earlier runs failed", "error", err)
 	}
 	return w, nil
+}
+
+// placeRuns settles where the runs' groups go: the configured CgroupRoot,
+// or "kolejka" below the group delegated to this process (on a v2 host
+// under systemd's Delegate=yes; the root of the hierarchy otherwise, and
+// inside cgroup.Confine's view of the delegation). Where this process's own
+// group lies on the way (a service that starts in its delegated group), its
+// processes move down into a leaf first, as v2 requires.
+func placeRuns(cg *cgroup.Hierarchy, cfg *Config) error {
+	if cfg.CgroupRoot == "" {
+		d, err := cg.Delegation(os.Getpid())
+		if err != nil {
+			return fmt.Errorf("unable to find the cgroup delegated to the worker: %w", err)
+		}
+		cfg.CgroupRoot = path.Join(d, DefaultCgroupRoot)
+	}
+	if _, err := cg.MakeRoom(cfg.CgroupRoot, os.Getpid(), "supervisor"); err != nil {
+		return fmt.Errorf("unable to prepare cgroup %s for the runs: %w", cfg.CgroupRoot, err)
+	}
+	return nil
 }
 
 // Runtime returns the worker's runtime.
@@ -245,7 +269,7 @@ func (r *run) execute(ctx context.Context) error {
 	}
 	res := &cgroup.Resources{Memory: r.limits.Memory, Swap: r.limits.Swap, Pids: r.limits.Pids,
 		CPUs: cgroup.FormatCPUList(r.cores), Devices: taskDevices}
-	if err := w.cg.Check(res); err != nil {
+	if err := w.cg.Check(w.cfg.CgroupRoot+"/"+r.id+"/task", res); err != nil {
 		return fmt.Errorf("unable to enforce the limits: %w", err)
 	}
 
@@ -558,7 +582,7 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 // limits go to the daemon), else directly.
 func (r *run) enter(group *cgroup.Group, pid int) error {
 	if r.obs != nil {
-		sess, err := r.obs.Adopt(pid, group.Path(), spec.Limits{CgroupDepth: r.limits.CgroupDepth, CgroupDescendants: r.limits.CgroupDescendants})
+		sess, err := r.obs.Adopt(pid, r.w.cg.Absolute(group.Path()), spec.Limits{CgroupDepth: r.limits.CgroupDepth, CgroupDescendants: r.limits.CgroupDescendants})
 		if err == nil {
 			r.session = sess
 			return nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kolejka-go/kolejka/cgroup"
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
 	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
 	"github.com/kolejka-go/kolejka/config"
@@ -31,6 +32,13 @@ import (
 )
 
 func main() {
+	// In a delegated cgroup (systemd's Delegate=yes), first re-executed
+	// where /sys/fs/cgroup is that group alone: the embedded runc must not
+	// touch the system manager's groups above it.
+	if err := cgroup.Confine(); err != nil {
+		fmt.Fprintln(os.Stderr, "kolejka-worker:", err)
+		os.Exit(cliexit.Failure)
+	}
 	os.Exit(cliexit.Run(app(), os.Args))
 }
 
