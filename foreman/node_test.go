@@ -34,7 +34,7 @@ func TestNodeRunsTasks(t *testing.T) {
 	var keys []string
 	for i := range 4 {
 		keys = append(keys, g.submit(shTask(
-			`grep Cpus_allowed_list /proc/self/status | tr -d '\t'; cat in.txt; date +%s.%N; sleep 0.5; date +%s.%N; echo `+strconv.Itoa(i),
+			`grep Cpus_allowed_list /proc/self/status | tr -d '\t'; cat in.txt; cut -d' ' -f1 /proc/uptime; sleep 0.5; cut -d' ' -f1 /proc/uptime; echo `+strconv.Itoa(i),
 			`, "files": {"in.txt": null}, "limits": {"cpus": 1}`), map[string]string{"in.txt": input}))
 	}
 	type run struct {
@@ -57,8 +57,12 @@ func TestNodeRunsTasks(t *testing.T) {
 			t.Errorf("limits %s: want cpus 1 as asked, memory 64M from the node's defaults", r.Limits)
 		}
 		x := run{cores: lines[0]}
-		x.start, _ = strconv.ParseFloat(lines[2], 64)
-		x.end, _ = strconv.ParseFloat(lines[3], 64)
+		var err1, err2 error
+		x.start, err1 = strconv.ParseFloat(lines[2], 64)
+		x.end, err2 = strconv.ParseFloat(lines[3], 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("task %d: times %q, %q: %v %v", i, lines[2], lines[3], err1, err2)
+		}
 		runs = append(runs, x)
 	}
 	// Tasks that ran at the same time had different cores; with two slots
@@ -122,10 +126,14 @@ func TestNodeExclusive(t *testing.T) {
 func TestNodeDrain(t *testing.T) {
 	g := newGrid(t)
 	n := newNode(t, g, "node", nil)
-	k1 := g.submit(shTask("sleep 1; echo one", ""), nil)
-	k2 := g.submit(shTask("sleep 1; echo two", ""), nil)
+	// Running, not only taken: a task taken but not yet started is handed
+	// back by the drain (on a slow machine the second can lag).
+	m1 := fmt.Sprintf("1.%d1", time.Now().UnixNano()%1000000)
+	m2 := fmt.Sprintf("1.%d2", time.Now().UnixNano()%1000000)
+	k1 := g.submit(shTask("sleep "+m1+"; echo one", ""), nil)
+	k2 := g.submit(shTask("sleep "+m2+"; echo two", ""), nil)
 	waitFor(t, "both tasks running", 10*time.Second, func() bool {
-		return g.task(k1).AssigneeName == "node" && g.task(k2).AssigneeName == "node"
+		return processes("sleep "+m1) > 0 && processes("sleep "+m2) > 0
 	})
 	start := time.Now()
 	if err := n.Shutdown(context.Background()); err != nil {

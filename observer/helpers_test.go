@@ -42,9 +42,26 @@ const (
 	daemonEnv = "KOLEJKA_OBSERVER_TEST_DAEMON" // socket,state,sweep
 )
 
-// testRootBase is where every test's cgroups live; TestMain checks that
-// no session cgroup is left anywhere after the tests.
-const testRootBase = "/kolejka-test-observer"
+// testRootName is the group every test's cgroups live in (testRootBase);
+// TestMain checks that no session cgroup is left anywhere after the tests.
+const testRootName = "kolejka-test-observer"
+
+// testRootBase is where the tests make their groups: testRootName below
+// the group delegated to this process (the root of the hierarchy without
+// one), once this process's own processes have left the way, as a
+// service's would (cgroup.Hierarchy.MakeRoom).
+func testRootBase(t testing.TB, h *cgroup.Hierarchy) string {
+	t.Helper()
+	d, err := h.Delegation(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := path.Join(d, testRootName)
+	if _, err := h.MakeRoom(base, os.Getpid(), "supervisor"); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
 
 func TestMain(m *testing.M) {
 	MaybeRunHelper() // Run's helper, for the tests of Run through a daemon
@@ -83,9 +100,9 @@ func leftovers() map[string]bool {
 				return nil
 			}
 			name := d.Name()
-			if strings.HasPrefix(name, groupPrefix) || name == strings.TrimPrefix(testRootBase, "/") {
+			if strings.HasPrefix(name, groupPrefix) || name == testRootName {
 				out[p] = true
-				if name != strings.TrimPrefix(testRootBase, "/") {
+				if name != testRootName {
 					return filepath.SkipDir
 				}
 			}
@@ -95,14 +112,14 @@ func leftovers() map[string]bool {
 	return out
 }
 
-// otherTestBase is where cmd/kolejka-observer's tests, which may run at
-// the same time, make their sessions.
+// otherTestBase is the group cmd/kolejka-observer's tests, which may run
+// at the same time, make their sessions in.
 const otherTestBase = "/kolejka-test-observer-cmd"
 
 func newLeftovers(before, after map[string]bool) []string {
 	var out []string
 	for p := range after {
-		if !before[p] && !strings.HasSuffix(p, testRootBase) && !strings.Contains(p, otherTestBase+"/") {
+		if !before[p] && !strings.HasSuffix(p, "/"+testRootName) && !strings.Contains(p, otherTestBase+"/") {
 			out = append(out, p)
 		}
 	}
@@ -160,7 +177,7 @@ type env struct {
 // cleanup the registry shuts down and the groups go, processes included.
 func newEnv(t testing.TB, h *cgroup.Hierarchy, opts Options) *env {
 	t.Helper()
-	e := &env{t: t, h: h, root: testRootBase + "/" + randomName()}
+	e := &env{t: t, h: h, root: testRootBase(t, h) + "/" + randomName()}
 	e.callers = e.root + "/callers"
 	if _, err := h.Create(e.callers, nil); err != nil {
 		t.Fatal(err)
@@ -192,8 +209,9 @@ func removeGroup(t testing.TB, h *cgroup.Hierarchy, p string) {
 			t.Errorf("cleanup of %s: %v", p, err)
 		}
 	}
-	if g, err := h.Load(testRootBase); err == nil {
-		if kids, err := h.Children(testRootBase); err == nil && len(kids) == 0 {
+	base := path.Dir(p)
+	if g, err := h.Load(base); err == nil && path.Base(base) == testRootName {
+		if kids, err := h.Children(base); err == nil && len(kids) == 0 {
 			_ = g.Delete()
 		}
 	}
@@ -236,7 +254,9 @@ func (e *env) startHelper(group string) *helper {
 		e.t.Fatalf("the test's helpers should run as host root")
 	}
 	if group != "" {
-		g, err := e.h.Load(group)
+		// Where a process of group forks into: on v2, once sessions were
+		// made below it, its processes live in its procsLeaf.
+		g, err := e.r.home(group)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -260,7 +280,7 @@ func (e *env) contained(group string) *helper {
 	if hostRoot(p.pid, -1) {
 		e.t.Fatalf("a helper in a new pid namespace counts as host root")
 	}
-	g, err := e.h.Load(group)
+	g, err := e.r.home(group) // as in startHelper
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -330,13 +330,13 @@ func testKillForkBomb(t *testing.T, h *cgroup.Hierarchy) {
 	// Keep the host alive: the bomb's pids are limited, by the session
 	// where it can, else (a controller-less cgroup2) by a v1 group of its
 	// own, a hierarchy of its own.
-	if h.Check(&cgroup.Resources{Pids: i64(1)}) == nil {
+	if h.Check(s.Path+"/x", &cgroup.Resources{Pids: i64(1)}) == nil {
 		if err := e.r.SetLimits(owner.pid, s.ID, s.Secret, spec.Limits{Pids: i64(300)}); err != nil {
 			t.Fatal(err)
 		}
 	} else {
 		host := requireHost(t)
-		p := testRootBase + "/" + randomName()
+		p := testRootBase(t, host) + "/" + randomName()
 		g, err := host.Create(p, &cgroup.Resources{Pids: i64(300)})
 		if err != nil {
 			t.Fatal(err)

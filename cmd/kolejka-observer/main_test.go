@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -30,9 +31,10 @@ import (
 // command line, the daemon, its --detach and run's helper, without a build.
 const asMainEnv = "KOLEJKA_OBSERVER_AS_MAIN"
 
-// testBase is where these tests' cgroups live (the observer package's
-// tests, which may run at the same time, use /kolejka-test-observer).
-const testBase = "/kolejka-test-observer-cmd"
+// testBaseName is the group these tests' cgroups live in, below the group
+// delegated to this process (the observer package's tests, which may run
+// at the same time, use kolejka-test-observer).
+const testBaseName = "kolejka-test-observer-cmd"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asMainEnv) == "1" {
@@ -47,13 +49,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// sessionLeftovers lists session cgroups left below testBase, in every
-// cgroup mount.
+// sessionLeftovers lists session cgroups left below a testBaseName group,
+// in every cgroup mount.
 func sessionLeftovers() []string {
 	var out []string
 	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/pids"} {
-		_ = filepath.WalkDir(filepath.Join(m, testBase), func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "kolejka_observer_") {
+		_ = filepath.WalkDir(m, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "kolejka_observer_") && strings.Contains(p, "/"+testBaseName+"/") {
 				out = append(out, p)
 			}
 			return nil
@@ -64,12 +66,11 @@ func sessionLeftovers() []string {
 
 // setup is one test's cgroups, socket and state folder.
 type setup struct {
-	t       *testing.T
-	h       *cgroup.Hierarchy
-	root    string
-	callers *cgroup.Group
-	socket  string
-	state   string
+	t      *testing.T
+	h      *cgroup.Hierarchy
+	root   string
+	socket string
+	state  string
 }
 
 func newSetup(t *testing.T) *setup {
@@ -79,10 +80,16 @@ func newSetup(t *testing.T) *setup {
 	if err != nil {
 		testenv.Missing(t, "no usable cgroup hierarchy: %v", err)
 	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	s := &setup{t: t, h: h, root: testBase + "/" + hex.EncodeToString(b)}
-	if s.callers, err = h.Create(s.root+"/callers", nil); err != nil {
+	d, err := h.Delegation(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testBase := path.Join(d, testBaseName)
+	if _, err := h.MakeRoom(testBase, os.Getpid(), "supervisor"); err != nil {
+		t.Fatal(err)
+	}
+	s := &setup{t: t, h: h, root: testBase + "/" + randomName()}
+	if _, err := h.Create(s.root+"/callers", nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -101,6 +108,12 @@ func newSetup(t *testing.T) *setup {
 	s.socket = filepath.Join(dir, "socket")
 	s.state = filepath.Join(dir, "state")
 	return s
+}
+
+func randomName() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // command is kolejka-observer with args, as this test binary.
@@ -167,12 +180,18 @@ func (s *setup) run(args ...string) (string, string, int) {
 	if err := sh.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	if err := s.callers.Add(sh.Process.Pid); err != nil {
+	// A group of its own, as each judge process of a task has: on v2 a
+	// group that got sessions below it takes no more processes.
+	callers, err := s.h.Create(s.root+"/callers/"+randomName(), nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := callers.Add(sh.Process.Pid); err != nil {
 		s.t.Fatal(err)
 	}
 	io.WriteString(stdin, "go\n")
 	stdin.Close()
-	err := sh.Wait()
+	err = sh.Wait()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

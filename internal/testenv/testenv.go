@@ -117,6 +117,10 @@ func InitBinary(t testing.TB) string {
 // Commands are the commands of this tree, as `make build` makes them.
 var Commands = []string{"kolejka-server", "kolejka-client", "kolejka-foreman", "kolejka-worker", "kolejka-observer", "kolejka-init"}
 
+// staticCommands are the commands built static, as `make build` builds
+// them: they run inside task containers whatever their image.
+var staticCommands = map[string]bool{"kolejka-init": true, "kolejka-observer": true}
+
 var (
 	binOnce  sync.Once
 	binDir   string
@@ -155,15 +159,15 @@ func buildCommands(root string) (string, bool, error) {
 		return "", false, err
 	}
 	args := []string{"build", "-o", dir + "/"}
+	static := []string{"build", "-trimpath", "-ldflags=-s -w -extldflags=-static", "-o", dir + "/"}
 	for _, c := range Commands {
-		if c != "kolejka-init" {
+		if staticCommands[c] {
+			static = append(static, "./cmd/"+c)
+		} else {
 			args = append(args, "./cmd/"+c)
 		}
 	}
-	steps := []*exec.Cmd{
-		exec.Command("go", args...),
-		exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -extldflags=-static", "-o", filepath.Join(dir, "kolejka-init"), "./cmd/kolejka-init"),
-	}
+	steps := []*exec.Cmd{exec.Command("go", args...), exec.Command("go", static...)}
 	steps[1].Env = append(os.Environ(), "CGO_ENABLED=0")
 	for _, cmd := range steps {
 		cmd.Dir = root

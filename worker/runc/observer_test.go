@@ -3,7 +3,6 @@ package runc_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,11 +50,12 @@ func TestJudgeOpensNestedSessions(t *testing.T) {
 
 	// kolejka-observer itself (static) is the judge's tool inside.
 	judge := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", filepath.Join(judge, "kolejka-observer"), "./cmd/kolejka-observer")
-	cmd.Dir = testenv.RepoRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	observerBin, err := os.ReadFile(filepath.Join(testenv.Binaries(t), "kolejka-observer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(judge, "kolejka-observer"), observerBin, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(judge, spec.TaskFile), []byte(`{
 		"image": "kolejka-test:latest",

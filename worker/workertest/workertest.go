@@ -12,12 +12,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
 
+	"github.com/kolejka-go/kolejka/cgroup"
 	"github.com/kolejka-go/kolejka/internal/tasktest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
@@ -43,10 +45,19 @@ func NewEnv(t testing.TB, rt worker.Runtime) *Env {
 	t.Helper()
 	testenv.RequireRoot(t)
 	base := t.TempDir()
+	// Below the group delegated to the test, as the worker's own default.
+	cg, err := cgroup.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	delegation, err := cg.Delegation(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &Env{
 		Temp:       filepath.Join(base, "temp"),
 		State:      filepath.Join(base, "state"),
-		CgroupRoot: "/kolejka-test-" + randomHex(),
+		CgroupRoot: path.Join(delegation, "kolejka-test-"+randomHex()),
 	}
 	for _, d := range []string{e.Temp, e.State} {
 		if err := os.Mkdir(d, 0o755); err != nil {

@@ -1,0 +1,23 @@
+package runc_test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/testenv"
+)
+
+// TestMain confines the tests to a delegated cgroup as the commands that
+// embed this runtime are (cgroup.Confine), and removes the commands
+// testenv.Binaries built for the tests.
+func TestMain(m *testing.M) {
+	if err := cgroup.Confine(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	testenv.Cleanup()
+	os.Exit(code)
+}
