@@ -332,8 +332,13 @@ func TestFakeUnifiedDelegation(t *testing.T) {
 	writeFiles(t, filepath.Join(root, d), map[string]string{"cgroup.controllers": "cpu memory pids"})
 	writeFiles(t, root, map[string]string{"cgroup.subtree_control": "cpu io memory pids"})
 	writeFiles(t, filepath.Join(root, "system.slice"), map[string]string{"cgroup.subtree_control": "cpu memory pids"})
-	if err := unix.Setxattr(filepath.Join(root, d), "user.delegate", []byte("1"), 0); err != nil {
-		t.Fatalf("marking the fake service's group delegated: %v", err)
+	// systemd's mark for a system service, where root may set it (tmpfs
+	// has trusted xattrs, and user ones only since Linux 6.6); a user
+	// manager's otherwise.
+	if err := unix.Setxattr(filepath.Join(root, d), "trusted.delegate", []byte("1"), 0); err != nil {
+		if err := unix.Setxattr(filepath.Join(root, d), "user.delegate", []byte("1"), 0); err != nil {
+			t.Fatalf("marking the fake service's group delegated: %v", err)
+		}
 	}
 	h := NewUnified(root)
 	for p, want := range map[string]string{d + "/kolejka/run": d, d: d, "/system.slice": "/", "/": "/", "/other": "/"} {
