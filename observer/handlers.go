@@ -191,7 +191,7 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 		if p.pid == nil || p.path == nil {
 			return 0, nil, fmt.Errorf("adopt needs pid and path: %w", ErrBadRequest)
 		}
-		sess, err := s.r.Adopt(*p.pid, *p.path, p.limits)
+		sess, err := s.r.Adopt(pid, *p.pid, *p.path, p.limits)
 		if err != nil {
 			return 0, nil, err
 		}

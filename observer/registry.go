@@ -738,15 +738,17 @@ func (r *Registry) finish(s *session, st spec.Stats, at time.Time) {
 }
 
 // Adopt makes a session at exactly cgroup path p holding process pid, with
-// limits l: the worker's extension, which makes a task's cgroup its top
-// session so that judges inside can open sessions below it. The group is
-// made if missing; if it exists and l sets none of memory, swap, pids and
-// cpus, its limits are left as they are (otherwise they become exactly l's:
-// pass the task's full limits). Its time limit counts from now. Its creator,
-// for the abandoned-session rule, is pid itself, and only host root may act
-// on it (the server allows /adopt to host root only; in-process callers are
-// trusted).
-func (r *Registry) Adopt(pid int, p string, l spec.Limits) (*Session, error) {
+// limits l, for caller: the worker's extension, which makes a task's cgroup
+// its top session so that judges inside can open sessions below it. The
+// group is made if missing; if it exists and l sets none of memory, swap,
+// pids and cpus, its limits are left as they are (otherwise they become
+// exactly l's: pass the task's full limits). Its time limit counts from
+// now. Its creator, for the abandoned-session rule, is the caller: the
+// session outlives the task's processes until the worker has read its
+// figures and closed it, and is reaped once empty if the worker dies. Only
+// host root may act on it (the server allows /adopt to host root only;
+// in-process callers are trusted).
+func (r *Registry) Adopt(caller, pid int, p string, l spec.Limits) (*Session, error) {
 	verb := "adopt " + p
 	defer r.kickReaper()
 	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
@@ -763,9 +765,12 @@ func (r *Registry) Adopt(pid int, p string, l spec.Limits) (*Session, error) {
 	if err := checkEnforceable(l); err != nil {
 		return nil, fmt.Errorf("unable to %s: %w", verb, err)
 	}
-	creator, err := procOf(pid)
-	if err != nil {
+	if _, err := procOf(pid); err != nil {
 		return nil, fmt.Errorf("unable to %s: process %d: %v: %w", verb, pid, err, ErrBadRequest)
+	}
+	creator, err := procOf(caller)
+	if err != nil {
+		return nil, fmt.Errorf("unable to %s: caller %d: %v: %w", verb, caller, err, ErrBadRequest)
 	}
 	id, secret := newID(), newSecret()
 	now := r.now()

@@ -736,7 +736,7 @@ func TestAdopt(t *testing.T) {
 	e := newEnv(t, h, Options{})
 	task := e.contained(e.callers)
 	p := path.Join(e.root, "run", "task")
-	s, err := e.r.Adopt(task.pid, p, spec.Limits{Pids: i64(64), CgroupDepth: i64(1)})
+	s, err := e.r.Adopt(os.Getpid(), task.pid, p, spec.Limits{Pids: i64(64), CgroupDepth: i64(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -765,11 +765,11 @@ func TestAdopt(t *testing.T) {
 	if _, err := e.r.Open(task.pid); !errors.Is(err, ErrForbidden) {
 		t.Errorf("depth 2 below a cgroup_depth 1 adopted session = %v, want ErrForbidden", err)
 	}
-	if _, err := e.r.Adopt(task.pid, p, spec.Limits{}); !errors.Is(err, ErrBadRequest) {
+	if _, err := e.r.Adopt(os.Getpid(), task.pid, p, spec.Limits{}); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("adopting a session's path again = %v, want ErrBadRequest", err)
 	}
 	for _, bad := range []string{"", "relative", "/", "/a/../b", p + "/" + procsLeaf} {
-		if _, err := e.r.Adopt(task.pid, bad, spec.Limits{}); !errors.Is(err, ErrBadRequest) {
+		if _, err := e.r.Adopt(os.Getpid(), task.pid, bad, spec.Limits{}); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("Adopt(%q) = %v, want ErrBadRequest", bad, err)
 		}
 	}
@@ -781,5 +781,40 @@ func TestAdopt(t *testing.T) {
 	}
 	if e.r.Count() != 0 {
 		t.Errorf("Count = %d after closing the adopted session", e.r.Count())
+	}
+}
+
+// An adopted session is its adopter's (the worker's): once the task's
+// processes are all gone the reaper leaves it, so that the worker can still
+// read its figures and close it; once the adopter is gone too, it is
+// abandoned and reaped. (Reaping it with the task made a busy observer's
+// worker fail tasks with "cgroup does not exist".)
+func TestAdoptedSessionOutlivesItsTask(t *testing.T) {
+	h := requireHost(t)
+	e := newEnv(t, h, Options{})
+	worker := e.caller()
+	task := e.contained(e.callers)
+	p := path.Join(e.root, "run", "task")
+	s, err := e.r.Adopt(worker.pid, task.pid, p, spec.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task.send("exit")
+	task.wait()
+	e.r.reap()
+	if e.r.Count() != 1 {
+		t.Fatalf("the reaper closed the adopted session when its task ended, its adopter alive")
+	}
+	if _, err := e.r.Stats(worker.pid, s.ID, s.Secret); err != nil {
+		t.Errorf("stats after the task ended: %v", err)
+	}
+	if _, err := h.Load(p); err != nil {
+		t.Errorf("the task's group after the task ended: %v", err)
+	}
+	worker.send("exit")
+	worker.wait()
+	e.r.reap()
+	if e.r.Count() != 0 {
+		t.Errorf("Count = %d once the adopter is gone too, want 0 (reaped)", e.r.Count())
 	}
 }
