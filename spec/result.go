@@ -10,7 +10,7 @@ import (
 )
 
 func resultKeys() []string {
-	return []string{"files", "id", "limits", "result", "stats", "status", "stderr", "stdout", "tags"}
+	return []string{"files", "id", "limits", "omitted", "result", "stats", "status", "stderr", "stdout", "tags"}
 }
 
 // statuses lists every verdict.
@@ -61,6 +61,12 @@ func (d *decoder) result(n *node) *Result {
 		Files:  d.files(m["files"], "files"),
 		Stats:  d.stats(m["stats"], "stats"),
 	}
+	if keys, vals := d.entries(m["omitted"], "omitted"); len(keys) > 0 {
+		r.Omitted = make(map[string]string, len(keys))
+		for i, k := range keys {
+			r.Omitted[k] = d.str(vals[i], entryPath("omitted", k))
+		}
+	}
 	if code := d.signed(m["result"], "result"); code != nil {
 		if int64(int(*code)) != *code {
 			d.add("result", "%d is out of range", *code)
@@ -79,8 +85,8 @@ func (d *decoder) result(n *node) *Result {
 }
 
 // Encode writes the result as Kolejka does (see Task.Encode). tags, limits,
-// stats and files are always written; id, result, status, stdout and stderr
-// when set. Stats are written normalised, times rounded to microseconds.
+// stats and files are always written; id, result, status, stdout, stderr
+// and omitted when set. Stats are written normalised, times rounded to microseconds.
 func (r *Result) Encode() ([]byte, error) {
 	p := problems{file: ResultFile}
 	r.Limits.check(&p, "limits")
@@ -104,6 +110,9 @@ func (r *Result) Encode() ([]byte, error) {
 	putString(o, "status", string(r.Status))
 	putString(o, "stdout", r.Stdout)
 	putString(o, "stderr", r.Stderr)
+	if len(r.Omitted) > 0 {
+		o["omitted"] = stringMap(r.Omitted)
+	}
 	data, err := encodeJSON(o)
 	if err != nil {
 		return nil, &Error{File: ResultFile, Problem: err.Error()}

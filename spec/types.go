@@ -77,12 +77,19 @@ type Result struct {
 	ID     string
 	Tags   []string
 	Limits Limits
-	Result *int // exit code; 128+N when killed by signal N
+	Result *int // exit code; 256−N when killed by signal N, 137 when its time limit killed it (Kolejka's worker)
 	Status Status
 	Stdout string
 	Stderr string
 	Files  map[string]File
 	Stats  Stats
+	// Omitted names what the task produced that the result leaves out,
+	// with why (a name JSON cannot carry, an output larger than the task
+	// could write), written as "omitted" only when there is any. Names
+	// that are not printable UTF-8 are given quoted, Go-style (the name
+	// bad<0xff> as "bad\xff", quotes included). Ours: Kolejka's readers
+	// ignore unknown keys.
+	Omitted map[string]string
 }
 
 // Stats is what was measured of a run. Every field is optional; empty
