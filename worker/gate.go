@@ -33,10 +33,11 @@ type gate struct {
 	conn *net.UnixConn
 
 	// After release: ended closes when kolejka-init reports the task's end
-	// (or the connection drops); endedAt and code say when and how.
+	// (or the connection drops); endedAt, code and signal say when and how.
 	ended   chan struct{}
 	endedAt time.Time
 	code    int
+	signal  int
 	coded   bool
 }
 
@@ -68,9 +69,40 @@ func newGate(dir string) (*gate, error) {
 	return &gate{dir: dir, dirf: dirf, ln: ln}, nil
 }
 
-// hostPath is a short path to the gate socket for a process on this host
-// (the host runtime's kolejka-init), valid while the gate is open.
-func (g *gate) hostPath() string { return procPath(os.Getpid(), g.dirf) + "/" + gateSocket }
+// hostDir is a short path to the gate folder for a process on this host
+// (the host runtime's kolejka-init), valid while the gate is open: the
+// folder's own path may be too long for a socket's address.
+func (g *gate) hostDir() string { return procPath(os.Getpid(), g.dirf) }
+
+// Files in the gate folder beside the socket: the task's argv and its
+// environment, for kolejka-init's --args-file and --env-file.
+const (
+	gateArgs = "args"
+	gateEnv  = "env"
+)
+
+// writeCommand writes the task's argv and environment beside the socket,
+// each string ended by a NUL. They reach kolejka-init as files rather than
+// through the runtime's exec of it: an argument list too long for the
+// kernel then fails only init's exec of the task, which init reports as
+// the task's failure to start, with the reason on its stderr (RE), instead
+// of a container that never reaches the gate (SE).
+func (g *gate) writeCommand(args, env []string) error {
+	for _, f := range []struct {
+		name string
+		list []string
+	}{{gateArgs, args}, {gateEnv, env}} {
+		var b strings.Builder
+		for _, s := range f.list {
+			b.WriteString(s)
+			b.WriteByte(0)
+		}
+		if err := os.WriteFile(filepath.Join(g.dir, f.name), []byte(b.String()), 0o644); err != nil {
+			return fmt.Errorf("unable to write the task's command: %w", err)
+		}
+	}
+	return nil
+}
 
 func procPath(pid int, f *os.File) string {
 	return "/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(int(f.Fd()))
@@ -178,9 +210,13 @@ func (g *gate) release() error {
 		if err != nil || n == 0 {
 			return // init died without a word: the runtime's status stands
 		}
-		if code, ok := strings.CutPrefix(string(buf[:n]), pid1.MsgExit+" "); ok {
-			if c, err := strconv.Atoi(code); err == nil {
-				g.code, g.coded = c, true
+		// "exit CODE SIGNAL" (see pid1.MsgExit).
+		if rest, ok := strings.CutPrefix(string(buf[:n]), pid1.MsgExit+" "); ok {
+			code, sig, _ := strings.Cut(rest, " ")
+			c, err := strconv.Atoi(code)
+			s, serr := strconv.Atoi(sig)
+			if err == nil && serr == nil {
+				g.code, g.signal, g.coded = c, s, true
 			}
 		}
 	}()

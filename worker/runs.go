@@ -29,8 +29,13 @@ import (
 // scratchPrefix starts every scratch folder's name.
 const scratchPrefix = "kolejka-run-"
 
+// stagePrefix starts the name of the result folder a run writes beside the
+// user's (".kolejka-result-<run id>"), renamed into place when complete.
+const stagePrefix = ".kolejka-result-"
+
 type runRecord struct {
 	Scratch string `json:"scratch"`
+	Stage   string `json:"stage,omitempty"`
 	Pid     int    `json:"pid"`
 }
 
@@ -54,7 +59,7 @@ func (w *Worker) runsDir() string { return filepath.Join(w.cfg.StateDir, "runs")
 // temporary name, locked, then renamed into place: a sweep in another
 // process must never see a run's entry unlocked, or it would take the live
 // run for a dead one and tear it down.
-func (w *Worker) register(runID, scratch string) (*runLock, error) {
+func (w *Worker) register(runID, scratch, stage string) (*runLock, error) {
 	if err := os.MkdirAll(w.runsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("unable to create the run registry: %w", err)
 	}
@@ -72,7 +77,7 @@ func (w *Worker) register(runID, scratch string) (*runLock, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fail(err)
 	}
-	rec, _ := json.Marshal(runRecord{Scratch: scratch, Pid: os.Getpid()})
+	rec, _ := json.Marshal(runRecord{Scratch: scratch, Stage: stage, Pid: os.Getpid()})
 	if _, err := f.Write(rec); err != nil {
 		return fail(err)
 	}
@@ -144,6 +149,11 @@ func (w *Worker) Sweep(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		if rec.Stage != "" {
+			if err := removeStage(rec.Stage, runID); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		os.Remove(p)
 		f.Close()
 	}
@@ -186,6 +196,30 @@ func (w *Worker) sweepCgroup(runID string) error {
 		return err
 	}
 	return g.Delete()
+}
+
+// removeStage removes the unfinished result folder of a dead run, beside
+// the user's result folder, where no other sweep looks. Only a folder of
+// exactly the run's stage name, and never through a symlink: the user owns
+// everything around it. A run that got as far as publishing renamed its
+// stage to the user's result folder, which is then the user's and stays.
+func removeStage(stage, runID string) error {
+	if filepath.Base(stage) != stagePrefix+runID {
+		return fmt.Errorf("run %s: its record names %s as its result folder, not one of ours: left alone", runID, stage)
+	}
+	fi, err := os.Lstat(stage)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // published, or never made
+	case err != nil:
+		return fmt.Errorf("unable to remove %s: %w", stage, err)
+	case !fi.IsDir():
+		return fmt.Errorf("run %s: %s is not a folder of ours: left alone", runID, stage)
+	}
+	if err := os.RemoveAll(stage); err != nil {
+		return fmt.Errorf("unable to remove %s: %w", stage, err)
+	}
+	return nil
 }
 
 // removeScratch unmounts whatever is mounted below dir (deepest first; lazily,

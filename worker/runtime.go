@@ -69,12 +69,16 @@ type Container struct {
 	Limits spec.Limits // effective limits: the runtime enforces Network and Storage
 	CPUSet string      // cores the task may use, e.g. "2-3"
 
-	// Env is the task's complete environment.
+	// Env is kolejka-init's environment until it loads the task's (a bare
+	// PATH). The task's environment and argv are files in GateDir, named by
+	// InitArgs: they never pass through the runtime's exec of init, so a
+	// task too large for the kernel's exec fails as a task (see pid1).
 	Env []string
 
-	// InitPath is kolejka-init on the host; InitArgs follow it (they start
-	// with the gate flags and end with "--" and the task's argv). The runtime
-	// may add "--lo-up" in front when it makes a network namespace itself.
+	// InitPath is kolejka-init on the host; InitArgs follow it (the gate
+	// flags, --env-file and --args-file; or "--" and an argv). The runtime
+	// may add "--lo-up" or flags of its own in front (a later --env-file
+	// wins over one of the runtime's).
 	InitPath string
 	InitArgs []string
 	// GateDir is a host folder holding the gate socket; container runtimes
@@ -105,9 +109,15 @@ type Process interface {
 	Destroy() error
 }
 
-// ExitStatus is how a process ended.
+// ExitStatus is how a process ended. Code is what Kolejka's worker writes
+// as "result": a runtime reports kolejka-init's end as Docker reports a
+// container's (the exit code, or 128+N when init itself was killed by
+// signal N: 137 for a killed container); the worker then takes the task's
+// own end from init (the exit code, or 256−N for signal N, as Kolejka's
+// stage2 exits with Python's returncode −N) and reports a task it killed
+// itself (time limit, output cap) as a killed container, 137.
 type ExitStatus struct {
-	Code   int // exit code, or 128+Signal
+	Code   int // exit code (see above)
 	Signal int // the signal that killed it, 0 if it exited
 }
 

@@ -29,6 +29,11 @@ type scratch struct {
 	runtime   string
 	workFS    bool // work is our tmpfs
 	storageFS bool // storage is our tmpfs
+	// room is what the task can write into its folders (task/ and
+	// result/ share work): the workspace limit's tmpfs, or without one
+	// the free space of the temp folder's file system, when the run
+	// began. What leaves the task is bounded by it (see gather).
+	room int64
 }
 
 func newScratch(temp, runID string, l spec.Limits) (_ *scratch, err error) {
@@ -57,6 +62,11 @@ func newScratch(temp, runID string, l spec.Limits) (_ *scratch, err error) {
 		}
 		s.workFS = true
 	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.work, &st); err != nil {
+		return nil, fmt.Errorf("unable to measure the workspace: %w", err)
+	}
+	s.room = int64(st.Bavail) * int64(st.Bsize)
 	if l.Storage != nil {
 		if err := mountTmpfs(s.storage, *l.Storage); err != nil {
 			return nil, fmt.Errorf("unable to limit storage: %w", err)
@@ -106,9 +116,9 @@ func (s *scratch) remove() error { return removeScratch(s.dir) }
 // errNoSpace marks a copy that ran out of workspace.
 var errNoSpace = errors.New("the task's files do not fit its workspace limit")
 
-// copyInputs copies (or with consume, moves) the task's files from src into
-// the scratch task folder and writes the task file the command will see:
-// every file listed by its name, as Kolejka's worker does.
+// copyInputs copies (or with consume, takes: see copyFile) the task's files
+// from src into the scratch task folder and writes the task file the command
+// will see: every file listed by its name, as Kolejka's worker does.
 func (s *scratch) copyInputs(t *spec.Task, src string, consume bool) error {
 	jailed := *t
 	jailed.Files = make(map[string]spec.File, len(t.Files))
@@ -142,21 +152,29 @@ func noSpace(err error) error {
 }
 
 // copyFile copies a regular file with its permission bits (the kernel picks
-// copy_file_range, a reflink on file systems that have one). With move it
-// tries rename first.
-func copyFile(from, to string, move bool) error {
-	if move {
-		if err := os.Rename(from, to); err == nil {
-			return nil
+// copy_file_range, a reflink on file systems that have one). With take
+// (--consume) it makes a hard link instead where it can (the same file
+// system: no workspace tmpfs), which costs no copy either; a symlink among
+// the task's files is followed, as a copy would.
+//
+// The original is never moved or removed here: the task folder goes only
+// once the result is published (Execute), so a run that fails (a mistyped
+// image, a runtime failure, a worker killed mid-run) leaves the user's task
+// as it was, to be run again. Moving the files in, as Kolejka does, would
+// lose them with the scratch folder. (A linked file is the user's own: a
+// task that writes into an input in place changes it, as it would change
+// a moved one; --consume says the user hands the files over.)
+func copyFile(from, to string, take bool) error {
+	if take {
+		if err := unix.Linkat(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.AT_SYMLINK_FOLLOW); err == nil {
+			if fi, err := os.Lstat(to); err == nil && fi.Mode().IsRegular() {
+				return nil
+			}
+			// Not a regular file: copyRegular refuses it with a reason.
+			os.Remove(to)
 		}
 	}
-	if err := copyRegular(from, to, 0, true); err != nil {
-		return err
-	}
-	if move {
-		return os.Remove(from)
-	}
-	return nil
+	return copyRegular(from, to, 0, true)
 }
 
 // copyRegular copies the regular file src to dst, opening src with flags

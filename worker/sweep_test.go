@@ -56,8 +56,13 @@ func runChild(spec string) int {
 
 func TestKilledWorkerIsSweptByTheNext(t *testing.T) {
 	e := newEnv(t)
-	dir := writeTask(t, `{"image": "x", "args": ["sh", "-c", "sleep 1000 & sleep 1000"], "limits": {"workspace": "8M", "memory": "64M"}}`, nil)
-	resultDir := filepath.Join(t.TempDir(), "result")
+	dir := writeTask(t, `{"image": "x", "args": ["sh", "-c", "sleep 1000 & sleep 1000"], "limits": {"workspace": "8M", "memory": "64M"}, "stdout": "out"}`, nil)
+	parent := t.TempDir()
+	resultDir := filepath.Join(parent, "result")
+	// The user's own files beside the result folder, one named like ours.
+	os.MkdirAll(filepath.Join(parent, ".kolejka-result-mine"), 0o755)
+	os.WriteFile(filepath.Join(parent, ".kolejka-result-mine", "keep"), []byte("mine"), 0o644)
+	os.WriteFile(filepath.Join(parent, "notes"), []byte("mine"), 0o644)
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{dir, resultDir, e.Temp, e.State, e.CgroupRoot, testenv.InitBinary(t)}, "|"))
 	child.Stderr = os.Stderr
@@ -87,6 +92,10 @@ func TestKilledWorkerIsSweptByTheNext(t *testing.T) {
 			t.Fatalf("task process %d died with its worker (the test would prove nothing)", pid)
 		}
 	}
+	stages, _ := filepath.Glob(filepath.Join(parent, ".kolejka-result-[0-9a-f]*"))
+	if len(stages) != 1 {
+		t.Fatalf("expected the killed worker's unfinished result folder beside the result, found %v (the test would prove nothing)", stages)
+	}
 
 	// A new worker on the same folders sweeps on start.
 	cg, _ := cgroup.Host()
@@ -104,6 +113,15 @@ func TestKilledWorkerIsSweptByTheNext(t *testing.T) {
 	e.AssertClean(t)
 	if _, err := os.Stat(resultDir); err == nil {
 		t.Error("a result appeared for a run whose worker was killed")
+	}
+	if _, err := os.Stat(stages[0]); err == nil {
+		t.Errorf("the dead run's unfinished result folder %s survived the sweep", stages[0])
+	}
+	if data, _ := os.ReadFile(filepath.Join(parent, ".kolejka-result-mine", "keep")); string(data) != "mine" {
+		t.Error("the sweep touched the user's folder named like a result stage")
+	}
+	if data, _ := os.ReadFile(filepath.Join(parent, "notes")); string(data) != "mine" {
+		t.Error("the sweep touched the user's file beside the result folder")
 	}
 }
 

@@ -16,6 +16,7 @@ type outcome struct {
 	timedOut      bool          // the time limit killed it
 	outputLimit   bool          // a captured stream passed its cap
 	workspaceFull bool          // the workspace or writable layer ran out of space
+	outputsTooBig bool          // outputs past what the task could write were left out (see gather)
 	systemError   error         // the system failed to run it
 }
 
@@ -27,7 +28,7 @@ func verdict(o *outcome, u *cgroup.Usage) spec.Status {
 	switch {
 	case o.systemError != nil:
 		return spec.StatusSE
-	case o.outputLimit || o.workspaceFull:
+	case o.outputLimit || o.workspaceFull || o.outputsTooBig:
 		return spec.StatusOLE
 	case u != nil && u.OOMKills > 0:
 		return spec.StatusMLE

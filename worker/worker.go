@@ -96,8 +96,10 @@ func (w *Worker) Runtime() Runtime { return w.rt }
 
 // Options of one execution.
 type Options struct {
-	// Consume moves the task's files instead of copying them, and removes
-	// the task folder afterwards.
+	// Consume takes the task's files without copying them where it can
+	// (hard links), and removes the task folder once the result is
+	// published without a system error. On every other end the task
+	// folder is left as it was: nothing a user handed over is lost.
 	Consume bool
 	// Caps are merged into the task's limits for this execution only.
 	Caps spec.Limits
@@ -128,7 +130,16 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 		task.ID = newTaskID()
 	}
 	runID := newRunID()
-	stage := filepath.Join(filepath.Dir(filepath.Clean(resultDir)), ".kolejka-result-"+runID)
+	stage := filepath.Join(filepath.Dir(filepath.Clean(resultDir)), stagePrefix+runID)
+	// Registered before anything of the run exists, and held until the
+	// result is published or the stage removed: a worker killed at any
+	// point leaves a record that names its stage and scratch, for the
+	// next worker's sweep. A registry that cannot be written (the state
+	// folder broken) is the system's failure: an SE result, as before.
+	lock, regErr := w.register(runID, filepath.Join(w.cfg.Temp, scratchPrefix+runID), stage)
+	if lock != nil {
+		defer lock.release()
+	}
 	if err := os.Mkdir(stage, 0o755); err != nil {
 		return nil, fmt.Errorf("unable to create the result folder: %w", err)
 	}
@@ -155,7 +166,10 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 		Stderr: task.Stderr,
 		Files:  map[string]spec.File{},
 	}
-	runErr := r.execute(ctx)
+	runErr := regErr
+	if runErr == nil {
+		runErr = r.execute(ctx)
+	}
 	res.Limits = r.limits
 	res.Stats = statsOf(r.usage, &r.out, r.cores)
 	if r.out.systemError == nil && runErr != nil {
@@ -169,6 +183,7 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	for _, f := range r.files {
 		res.Files[f] = spec.File{Path: f}
 	}
+	res.Omitted = r.omitted
 	if err := spec.WriteResult(stage, res); err != nil {
 		return nil, fmt.Errorf("unable to write the result: %w", err)
 	}
@@ -226,6 +241,9 @@ type run struct {
 	out    outcome
 	usage  *cgroup.Usage
 	files  []string // result files, by name
+	// omitted: what the task produced that the result leaves out, by
+	// printable name, with why (see gather).
+	omitted map[string]string
 
 	destroy func() error // the runtime's tear-down, once a container started
 
@@ -273,12 +291,6 @@ func (r *run) execute(ctx context.Context) error {
 		return fmt.Errorf("unable to enforce the limits: %w", err)
 	}
 
-	scratchDir := filepath.Join(w.cfg.Temp, scratchPrefix+r.id)
-	lock, err := w.register(r.id, scratchDir)
-	if err != nil {
-		return err
-	}
-	defer lock.release() // last: until then a crash leaves the run to a sweep
 	sc, err := newScratch(w.cfg.Temp, r.id, r.limits)
 	if err != nil {
 		return err
@@ -407,10 +419,15 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 		return err
 	}
 	defer g.close()
-	gatePath := ContainerGateDir + "/" + gateSocket
+	gateDir := ContainerGateDir
 	if r.hostFS() {
-		gatePath = g.hostPath()
+		gateDir = g.hostDir()
 	}
+	if err := g.writeCommand(r.task.Args, r.env(r.taskPath(sc))); err != nil {
+		return err
+	}
+	initArgs := []string{"--gate", gateDir + "/" + gateSocket,
+		"--env-file", gateDir + "/" + gateEnv, "--args-file", gateDir + "/" + gateArgs}
 
 	c := &Container{
 		RunID:        r.id,
@@ -420,9 +437,9 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 		Scratch:      sc.runtime,
 		Limits:       r.limits,
 		CPUSet:       cgroup.FormatCPUList(r.cores),
-		Env:          r.env(r.taskPath(sc)),
+		Env:          []string{"PATH=" + basePath},
 		InitPath:     w.cfg.InitPath,
-		InitArgs:     append([]string{"--gate", gatePath, "--"}, r.task.Args...),
+		InitArgs:     initArgs,
 		GateDir:      g.dir,
 		Stdin:        stdin,
 		Stdout:       stdout,
@@ -452,7 +469,11 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 		close(exited)
 	}()
 
+	// workerKilled: the worker ended the task (time limit, output cap,
+	// interruption), which Kolejka does by killing its container.
+	var workerKilled atomic.Bool
 	killTask := sync.OnceFunc(func() {
+		workerKilled.Store(true)
 		if err := group.Kill(); err != nil {
 			r.log.Warn("killing the task failed; killing its container", "error", err)
 			_ = proc.Kill()
@@ -507,9 +528,11 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 		return err
 	}
 	r.out.started = true
+	initWatch := make(chan bool, 1)
+	go func() { initWatch <- watchInit(group, g.ended, exited, proc.Kill, r.log) }()
+	var timedOut atomic.Bool
 	if r.limits.Time != nil {
 		deadline = begin.Add(*r.limits.Time)
-		var timedOut atomic.Bool
 		timer = time.AfterFunc(*r.limits.Time, func() {
 			select {
 			case <-g.ended:
@@ -542,12 +565,18 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 	}
 	<-exited
 	stop()
+	initLost := <-initWatch
 	if interrupted.Load() {
 		r.out.systemError = fmt.Errorf("interrupted: %w", context.Cause(ctx))
 	}
-	if timer != nil && !timer.Stop() {
-		// The timer fired: its kill may still be in progress.
+	if timer != nil && !timer.Stop() && timedOut.Load() {
+		// The timer fired and killed: its kill may still be in progress.
 		killTask()
+	}
+	if initLost && !interrupted.Load() && !(timer != nil && end.After(deadline)) {
+		// Without init's report the task's status is unknown; a time limit
+		// that passed still decides (TLE).
+		r.out.systemError = errors.New("kolejka-init did not report the end of the task: its container was killed")
 	}
 	r.out.wall = end.Sub(begin)
 	if !deadline.IsZero() && end.After(deadline) {
@@ -560,20 +589,27 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 	// Init is gone, so its connection is closed and the reader has ended
 	// (or will, at once): only then may its findings be read.
 	<-g.ended
-	if g.coded && g.code != st.Code {
-		// kolejka-init's own status is the task's; the container's is
-		// init's, which mirrors it unless init itself was killed.
-		r.out.exit = ExitStatus{Code: g.code}
-		if g.code > 128 {
-			r.out.exit.Signal = g.code - 128
-		}
+	if g.coded {
+		// kolejka-init's report is the task's own end (256−N for signal
+		// N, see pid1); the container's status is init's, which mirrors
+		// it unless init itself was killed (then 128+N, as Docker reports
+		// a killed container).
+		r.out.exit = ExitStatus{Code: g.code, Signal: g.signal}
 	}
 	// Processes the task left (only possible when the runtime gives no pid
 	// namespace) must not outlive it, nor keep its output pipes open.
 	if err := group.Kill(); err != nil {
 		r.log.Warn("killing leftover processes failed", "error", err)
 	}
-	return r.waitCaptures(captures)
+	err = r.waitCaptures(captures)
+	if workerKilled.Load() && r.out.exit.Signal == int(unix.SIGKILL) {
+		// Kolejka ends a task past its time limit by killing its
+		// container (stage0's `docker kill`), whose exit code the engine
+		// reports as 137; ours killed only the task, which init reports
+		// as 247, the code judges read as the memory limit's kill.
+		r.out.exit = ExitStatus{Code: 128 + int(unix.SIGKILL), Signal: int(unix.SIGKILL)}
+	}
+	return err
 }
 
 // enter moves the task (stopped at its first instruction) into its cgroup:
@@ -669,12 +705,15 @@ func (r *run) taskPath(sc *scratch) string {
 	return ContainerTaskDir
 }
 
+// basePath is the PATH of Kolejka's stage2, the task's unless it sets one.
+const basePath = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin"
+
 // env is the task's environment, as Kolejka's stage2 builds it: a fixed
 // base, then the task's own variables on top. The image's ENV is not used.
 func (r *run) env(taskPath string) []string {
 	vars := map[string]string{
 		"IFS":  " ",
-		"PATH": "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin",
+		"PATH": basePath,
 		"PWD":  taskPath,
 		"USER": "root",
 		"HOME": taskPath,
@@ -688,52 +727,6 @@ func (r *run) env(taskPath string) []string {
 	}
 	sort.Strings(env)
 	return env
-}
-
-// gather copies what the task produced into the result folder: the
-// collect rules' files and what it left in its result folder. The output
-// captures are there already.
-func (r *run) gather(sc *scratch) error {
-	fromResult, err := resultFiles(sc.result)
-	if err != nil {
-		return err
-	}
-	collected, err := collectOutputs(sc.task, r.task.Collect)
-	if err != nil {
-		return err
-	}
-	have := make(map[string]bool)
-	for _, f := range r.files {
-		have[f] = true
-	}
-	for _, f := range append(fromResult, collected...) {
-		if !safeResultName(f.name) {
-			r.log.Warn("not collecting a file with an unsafe name", "name", f.name)
-			continue
-		}
-		dst := filepath.Join(r.stage, filepath.FromSlash(f.name))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			r.log.Warn("not collecting a file", "name", f.name, "error", err)
-			continue
-		}
-		if err := copyOut(f.src, dst); err != nil {
-			r.log.Warn("not collecting a file", "name", f.name, "error", err)
-			continue
-		}
-		if !have[f.name] {
-			have[f.name] = true
-			r.files = append(r.files, f.name)
-		}
-	}
-	sort.Strings(r.files)
-	return nil
-}
-
-// copyOut copies a produced file into the result folder. The source is
-// task-controlled: open it without following a final symlink swapped in
-// after the walk, and accept only a regular file.
-func copyOut(src, dst string) error {
-	return copyRegular(src, dst, unix.O_NOFOLLOW, false)
 }
 
 // dialObserver connects to the observer daemon if one answers.

@@ -96,7 +96,7 @@ func executeCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "runtime", Usage: runtimeUsage},
 		&cli.StringFlag{Name: "temp", Usage: "folder for scratch space (default: $TMPDIR or /tmp)"},
-		&cli.BoolFlag{Name: "consume", Usage: "move the task's files instead of copying, and remove the task folder"},
+		&cli.BoolFlag{Name: "consume", Usage: "take the task's files without copying (hard links where possible) and remove the task folder once the result is written; never on a failure"},
 		&cli.BoolFlag{Name: "pull", Usage: "docker runtime: pull the task's image before every run (otherwise only when the engine lacks it); accepted and ignored by runc and host, which use local images"},
 		&cli.StringFlag{Name: "output-limit", Usage: "cap of each stdout/stderr file (default 64M); past it the task is killed, verdict OLE"},
 	}

@@ -32,6 +32,7 @@ type Expected struct {
 	Result   *int                 `json:"result"`
 	Files    map[string]FileCheck `json:"files"`
 	Absent   []string             `json:"absent"`
+	Omitted  []string             `json:"omitted"` // exactly the names the result's "omitted" must give
 	Stats    StatsCheck           `json:"stats"`
 	Runtimes []string             `json:"runtimes"`
 }
@@ -164,6 +165,16 @@ func (c *Case) Check(resultDir string, res *spec.Result, outputLimit int64) []st
 		}
 		if _, err := os.Lstat(filepath.Join(resultDir, filepath.FromSlash(name))); err == nil {
 			bad = append(bad, fmt.Sprintf("%s must not be in the result folder", name))
+		}
+	}
+	for _, name := range e.Omitted {
+		if _, ok := res.Omitted[name]; !ok {
+			bad = append(bad, fmt.Sprintf("%s is not named in the result's omitted %v", name, res.Omitted))
+		}
+	}
+	for name, why := range res.Omitted {
+		if !slices.Contains(e.Omitted, name) {
+			bad = append(bad, fmt.Sprintf("%s was left out of the result unexpectedly: %s", name, why))
 		}
 	}
 	bad = append(bad, e.Stats.check(&res.Stats)...)

@@ -132,6 +132,16 @@ func TestConformance(t *testing.T) {
 	assertNoContainers(t, rt)
 }
 
+func TestConformanceBesideObserver(t *testing.T) {
+	rt := newRuntime(t)
+	c := &checked{Runtime: rt, t: t}
+	workertest.ConformanceBesideObserver(t, "docker", c)
+	if c.started == 0 {
+		t.Fatal("no container was started: the suite proved nothing")
+	}
+	assertNoContainers(t, rt)
+}
+
 func task(t *testing.T, taskJSON string) string {
 	t.Helper()
 	dir := t.TempDir()

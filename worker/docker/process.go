@@ -90,8 +90,8 @@ func (p *process) afterWaitError(err error) error {
 }
 
 // exitStatus is kolejka-init's exit code as the engine reports it. Init
-// mirrors the task (128+N for signal N); the engine reports 137 also when
-// init itself was killed (docker kill, OOM): either way, SIGKILL.
+// mirrors the task (256−N for signal N, as Kolejka's stage2); the engine
+// reports 128+N when init itself was killed (docker kill: 137, SIGKILL).
 func exitStatus(code int64) worker.ExitStatus {
 	st := worker.ExitStatus{Code: int(code)}
 	if code == 128+int64(unix.SIGKILL) {

@@ -17,3 +17,12 @@ func TestConformance(t *testing.T) {
 	}
 	workertest.Conformance(t, "host", host.New(cg))
 }
+
+func TestConformanceBesideObserver(t *testing.T) {
+	testenv.RequireRoot(t)
+	cg, err := cgroup.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	workertest.ConformanceBesideObserver(t, "host", host.New(cg))
+}

@@ -3,10 +3,15 @@
 //
 // Lifecycle, as the worker sees it:
 //
-//  1. The runtime starts `kolejka-init --gate SOCKET -- ARGS...` with the
-//     task's environment, working folder and stdio. SOCKET is the worker's
-//     gate, a SOCK_SEQPACKET unix socket bind-mounted into the container
-//     (runtimes cannot all pass descriptors: Docker cannot). A runtime that
+//  1. The runtime starts `kolejka-init --gate SOCKET --env-file ENV
+//     --args-file ARGS` in the task's working folder with its stdio. SOCKET
+//     is the worker's gate, a SOCK_SEQPACKET unix socket bind-mounted into
+//     the container (runtimes cannot all pass descriptors: Docker cannot);
+//     ENV and ARGS beside it hold the task's environment and argv, so that
+//     the runtime's exec of init never carries them: only init's own exec
+//     of the task can meet the kernel's size limit on them, and init then
+//     reports it as the task's failure to start (126), not as a container
+//     that never came up. (`-- ARGS...` on the command line works too.) A runtime that
 //     cannot pass the task's stdio either names it with --stdin, --stdout
 //     and --stderr (FIFOs it copies from and to); init opens those first
 //     and makes them its own descriptors 0, 1 and 2. Init connects.
@@ -22,8 +27,9 @@
 //     from its first instruction and never counts the runtime's helpers:
 //     runc's init and this program stay outside.
 //  4. Init reaps every orphan (it is PID 1), forwards termination signals to
-//     the task, and when the task ends exits with its status (128+N for
-//     signal N). PID 1 exiting makes the kernel kill everything left in the
+//     the task, and when the task ends exits with its status: its exit code,
+//     or 256−N when signal N killed it, as Kolejka's stage2 does (Python's
+//     returncode −N passed to sys.exit). PID 1 exiting makes the kernel kill everything left in the
 //     pid namespace, so daemons a task leaves behind die with it, as under
 //     Kolejka's `docker run --init`.
 //
@@ -52,8 +58,9 @@ const (
 	MsgFail  = "fail" // followed by " <reason>"
 	// MsgNoTask: the command could not be started; init exits at once.
 	MsgNoTask = "no-task"
-	// MsgExit: the task ended, followed by " <exit code>" (128+N for
-	// signal N), sent the moment init reaps it.
+	// MsgExit: the task ended, followed by " <exit code> <signal>" (the
+	// code as statusCode makes it; the signal that killed the task, 0 if
+	// it exited), sent the moment init reaps it.
 	MsgExit = "exit"
 )
 
@@ -77,8 +84,12 @@ type options struct {
 	// envFile, if set, holds the task's whole environment (NUL-separated
 	// NAME=value), replacing init's: a runtime that adds variables of its
 	// own (Docker merges the image's ENV and HOSTNAME) cannot then leak them.
+	// Given twice, the last wins.
 	envFile string
-	args    []string
+	// argsFile, if set, holds the task's argv (NUL-separated) in place of
+	// "-- ARGS...".
+	argsFile string
+	args     []string
 }
 
 func parse(argv []string) (*options, error) {
@@ -88,7 +99,10 @@ func parse(argv []string) (*options, error) {
 		switch {
 		case a == "--":
 			o.args = argv[i+1:]
-			if len(o.args) == 0 {
+			switch {
+			case len(o.args) > 0 && o.argsFile != "":
+				return nil, errors.New("a command after -- and --args-file: give one")
+			case len(o.args) == 0 && o.argsFile == "":
 				return nil, errors.New("no command after --")
 			}
 			return o, nil
@@ -109,9 +123,15 @@ func parse(argv []string) (*options, error) {
 		case a == "--env-file" && i+1 < len(argv):
 			i++
 			o.envFile = argv[i]
+		case a == "--args-file" && i+1 < len(argv):
+			i++
+			o.argsFile = argv[i]
 		default:
 			return nil, fmt.Errorf("unknown argument %q", a)
 		}
+	}
+	if o.argsFile != "" {
+		return o, nil
 	}
 	return nil, errors.New("missing -- before the command")
 }
@@ -121,7 +141,7 @@ func parse(argv []string) (*options, error) {
 func Main(argv []string) int {
 	o, err := parse(argv)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kolejka-init: %v\nusage: kolejka-init [--gate SOCKET] [--lo-up] [--stdin PATH] [--stdout PATH] [--stderr PATH] [--env-file PATH] -- COMMAND [ARGS...]\n", err)
+		fmt.Fprintf(os.Stderr, "kolejka-init: %v\nusage: kolejka-init [--gate SOCKET] [--lo-up] [--stdin PATH] [--stdout PATH] [--stderr PATH] [--env-file PATH] (--args-file PATH | -- COMMAND [ARGS...])\n", err)
 		return ExitUsage
 	}
 	return run(o)
@@ -130,6 +150,13 @@ func Main(argv []string) int {
 // run is PID 1: start the task stopped at its first instruction, pass the
 // gate, reap, forward signals, mirror the task's status.
 func run(o *options) int {
+	// Before the task exists: nobody in the container may ptrace us, read
+	// or write our memory (/proc/1/mem) or take our descriptors
+	// (pidfd_getfd), which a non-dumpable process allows only to holders
+	// of CAP_SYS_PTRACE. Set any later, a task that attaches to PID 1 the
+	// moment it runs wins the race and can forge what we report. (The
+	// task itself is dumpable again once it execs: judges trace it.)
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	// Stdio first: every message below, such as "command not found", is
 	// for the task's stderr.
 	if err := redirect(o); err != nil {
@@ -137,6 +164,10 @@ func run(o *options) int {
 		return ExitUsage
 	}
 	if err := loadEnv(o.envFile); err != nil {
+		fmt.Fprintf(os.Stderr, "kolejka-init: %v\n", err)
+		return ExitUsage
+	}
+	if err := loadArgs(o); err != nil {
 		fmt.Fprintf(os.Stderr, "kolejka-init: %v\n", err)
 		return ExitUsage
 	}
@@ -185,7 +216,7 @@ func run(o *options) int {
 	})
 	if err != nil {
 		runtime.UnlockOSThread()
-		fmt.Fprintf(os.Stderr, "kolejka-init: cannot execute %s: %v\n", name, err)
+		fmt.Fprintf(os.Stderr, "kolejka-init: cannot execute %s: %v%s\n", name, err, tooLong(err, o.args))
 		code := ExitCannotExec
 		if errors.Is(err, unix.ENOENT) {
 			code = ExitNotFound
@@ -202,9 +233,6 @@ func run(o *options) int {
 		}
 	}
 	runtime.UnlockOSThread()
-	// Nobody in the container may ptrace us or take our descriptors
-	// (pidfd_getfd): a non-dumpable process needs CAP_SYS_PTRACE for that.
-	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 	for {
 		// Reap everything that has ended; the task's end decides our exit.
@@ -219,12 +247,16 @@ func run(o *options) int {
 			}
 			if wpid == pid {
 				code := statusCode(ws)
+				sig := 0
+				if ws.Signaled() {
+					sig = int(ws.Signal())
+				}
 				if gateFD >= 0 {
 					// The worker learns of the end now, not when the
 					// runtime notices the container is gone (Docker's
 					// engine takes 50-130 ms): wall time and the time
 					// limit's verdict depend on it.
-					_ = unix.Send(gateFD, []byte(MsgExit+" "+strconv.Itoa(code)), 0)
+					_ = unix.Send(gateFD, []byte(MsgExit+" "+strconv.Itoa(code)+" "+strconv.Itoa(sig)), 0)
 					unix.Close(gateFD)
 				}
 				return code
@@ -373,7 +405,7 @@ func passGate(fd int) error {
 		switch {
 		case msg == MsgGo:
 			// Kept open to report the task's end (MsgExit). The task
-			// cannot reach it: the fd closes at its exec, and we turn
+			// cannot reach it: the fd closes at its exec, and we are
 			// non-dumpable, so no pidfd_getfd or ptrace of us either.
 			return nil
 		case n == 0:
@@ -403,16 +435,76 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// statusCode maps a wait status to the exit code convention of shells and
-// Kolejka: the code itself, or 128+N for a process killed by signal N.
+// statusCode maps a wait status to Kolejka's exit code: the code itself,
+// or 256−N for a process killed by signal N (SIGSEGV 245, SIGKILL 247).
+// Kolejka's stage2 runs the task with Python's subprocess, whose returncode
+// is −N for a signal, and exits with it; the exit status keeps its low
+// byte. Not the shell's 128+N: judges that read Kolejka's results map 247
+// to the memory limit's kill, 137 to the time limit's (which kills the
+// whole container, see worker.ExitStatus).
 func statusCode(ws unix.WaitStatus) int {
 	switch {
 	case ws.Exited():
 		return ws.ExitStatus()
 	case ws.Signaled():
-		return 128 + int(ws.Signal())
+		return 256 - int(ws.Signal())
 	}
 	return ExitUsage
+}
+
+// loadArgs reads the task's argv from --args-file, if given: each argument
+// ended by a NUL, as the worker writes it (an argument may hold any byte
+// but NUL, and may be empty).
+func loadArgs(o *options) error {
+	if o.argsFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(o.argsFile)
+	if err != nil {
+		return fmt.Errorf("unable to read the command: %w", err)
+	}
+	text, ok := strings.CutSuffix(string(data), "\x00")
+	if !ok {
+		return fmt.Errorf("%s holds no command (or was cut short)", o.argsFile)
+	}
+	o.args = strings.Split(text, "\x00")
+	return nil
+}
+
+// Linux's limits on what one execve may carry (fs/exec.c): each argument
+// or variable at most MAX_ARG_STRLEN (32 pages, NUL included), and all of
+// them, with a pointer each, at most a quarter of the stack limit, capped
+// at 3/4 of _STK_LIM (8 MiB) and never below ARG_MAX (32 pages).
+const (
+	maxArgStrlen = 32 * 4096
+	stkLim       = 8 << 20
+)
+
+// tooLong explains an E2BIG from exec: which of the kernel's limits the
+// task's arguments and environment pass, with their sizes, so that the
+// task's author can see what to shorten. "" for any other error.
+func tooLong(err error, args []string) string {
+	if !errors.Is(err, unix.E2BIG) {
+		return ""
+	}
+	total, longest, count := 0, 0, 0
+	for _, list := range [][]string{args, os.Environ()} {
+		for _, s := range list {
+			total += len(s) + 1
+			longest = max(longest, len(s)+1)
+			count++
+		}
+	}
+	limit := uint64(stkLim / 4 * 3)
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_STACK, &rl) == nil && rl.Cur/4 < limit {
+		limit = rl.Cur / 4
+	}
+	limit = max(limit, maxArgStrlen)
+	total += count * 8
+	return fmt.Sprintf(" (the arguments and environment take %d bytes, the longest string %d; "+
+		"Linux takes at most %d bytes per argument or variable and %d in all, a quarter of the stack limit)",
+		total, longest, maxArgStrlen, limit)
 }
 
 // loadEnv replaces the environment with the one in path, if any. PATH

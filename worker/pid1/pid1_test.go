@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -33,20 +34,33 @@ func TestParse(t *testing.T) {
 	if o.stdin != "/s/in" || o.stdout != "/s/out" || o.stderr != "/s/err" || strings.Join(o.args, " ") != "cat --stdin x" {
 		t.Fatalf("%+v", o)
 	}
-	for _, bad := range [][]string{{}, {"--"}, {"sh"}, {"--gate"}, {"--what", "--", "sh"}, {"--stdin"}, {"--stdout", "--"}, {"--stderr", "x"}} {
+	o, err = parse([]string{"--gate", "/g/socket", "--env-file", "/s/env", "--env-file", "/g/env", "--args-file", "/g/args"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.envFile != "/g/env" || o.argsFile != "/g/args" || o.args != nil {
+		t.Fatalf("%+v: want the last --env-file and the args file", o)
+	}
+	for _, bad := range [][]string{{}, {"--"}, {"sh"}, {"--gate"}, {"--what", "--", "sh"}, {"--stdin"}, {"--stdout", "--"}, {"--stderr", "x"},
+		{"--args-file", "/g/args", "--", "sh"}, {"--args-file"}} {
 		if _, err := parse(bad); err == nil {
 			t.Errorf("parse(%q) accepted", bad)
 		}
 	}
 }
 
+// Kolejka's stage2 exits with Python's returncode, −N for signal N: the
+// exit status 256−N.
 func TestStatusCode(t *testing.T) {
 	// A wait status: exit code in bits 8-15; a signal in the low bits.
 	if got := statusCode(unix.WaitStatus(3 << 8)); got != 3 {
 		t.Errorf("exit 3 → %d", got)
 	}
-	if got := statusCode(unix.WaitStatus(unix.SIGKILL)); got != 137 {
-		t.Errorf("SIGKILL → %d", got)
+	if got := statusCode(unix.WaitStatus(unix.SIGKILL)); got != 247 {
+		t.Errorf("SIGKILL → %d, want 247", got)
+	}
+	if got := statusCode(unix.WaitStatus(unix.SIGSEGV)); got != 245 {
+		t.Errorf("SIGSEGV → %d, want 245", got)
 	}
 }
 
@@ -101,9 +115,70 @@ func TestMirrorsTheExitStatus(t *testing.T) {
 		t.Errorf("exit %d, want 7", got)
 	}
 	cmd, _ = start(t, "sh", "-c", "kill -SEGV $$")
-	if got := exitCode(t, cmd); got != 128+int(syscall.SIGSEGV) {
-		t.Errorf("exit %d, want %d", got, 128+int(syscall.SIGSEGV))
+	if got := exitCode(t, cmd); got != 256-int(syscall.SIGSEGV) {
+		t.Errorf("exit %d, want %d (256−SIGSEGV, as Kolejka's stage2)", got, 256-int(syscall.SIGSEGV))
 	}
+}
+
+// The task's argv and environment come from files, so that only init's
+// own exec of the task can meet the kernel's limit on their size; an
+// argument past it is the task's failure to start (126), explained.
+func TestArgsFile(t *testing.T) {
+	dir := t.TempDir()
+	args, env := filepath.Join(dir, "args"), filepath.Join(dir, "env")
+	run := func(argv []string, environ string) (int, string) {
+		t.Helper()
+		data := ""
+		for _, a := range argv {
+			data += a + "\x00"
+		}
+		os.WriteFile(args, []byte(data), 0o644)
+		os.WriteFile(env, []byte(environ), 0o644)
+		var out bytes.Buffer
+		cmd := exec.Command(testenv.InitBinary(t), "--env-file", env, "--args-file", args)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return exitCode(t, cmd), out.String()
+	}
+	if code, out := run([]string{"sh", "-c", `printf '%s|' "$0" "$1" "$A"`, "", "x y"}, "A=1\x00PATH=/bin:/usr/bin\x00"); code != 0 || out != "|x y|1|" {
+		t.Errorf("exit %d, output %q; want 0, %q", code, out, "|x y|1|")
+	}
+	code, out := run([]string{"true", strings.Repeat("a", 200<<10)}, "PATH=/bin:/usr/bin\x00")
+	if code != ExitCannotExec || !strings.Contains(out, "argument list too long") || !strings.Contains(out, "131072 bytes per argument") {
+		t.Errorf("a 200 KiB argument: exit %d, output %q; want %d and why", code, short(out), ExitCannotExec)
+	}
+	// Variables each within the per-string limit, past the total: 3 MiB
+	// under the usual 8 MiB stack limit, more under a larger one.
+	limit := uint64(6 << 20)
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_STACK, &rl) == nil {
+		limit = min(limit, rl.Cur/4)
+	}
+	environ := "PATH=/bin:/usr/bin\x00"
+	for i := 0; uint64(i) < max(30, limit/(100<<10)+2); i++ {
+		environ += fmt.Sprintf("V%d=%s\x00", i, strings.Repeat("b", 100<<10))
+	}
+	code, out = run([]string{"true"}, environ)
+	if code != ExitCannotExec || !strings.Contains(out, "argument list too long") || !strings.Contains(out, "in all") {
+		t.Errorf("a %d KiB environment: exit %d, output %q; want %d and why", len(environ)>>10, code, short(out), ExitCannotExec)
+	}
+	os.WriteFile(args, nil, 0o644)
+	cmd := exec.Command(testenv.InitBinary(t), "--args-file", args)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCode(t, cmd); code != ExitUsage {
+		t.Errorf("an empty args file: exit %d, want %d", code, ExitUsage)
+	}
+}
+
+func short(s string) string {
+	if len(s) > 400 {
+		return s[:400] + "…"
+	}
+	return s
 }
 
 func TestForwardsSignals(t *testing.T) {
@@ -338,7 +413,7 @@ func TestGateProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err = conn.Read(buf)
-	if err != nil || string(buf[:n]) != MsgExit+" 7" {
+	if err != nil || string(buf[:n]) != MsgExit+" 7 0" {
 		t.Fatalf("exit message %q %v", buf[:n], err)
 	}
 }

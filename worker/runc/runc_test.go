@@ -37,6 +37,10 @@ func TestConformance(t *testing.T) {
 	workertest.Conformance(t, "runc", newRuntime(t))
 }
 
+func TestConformanceBesideObserver(t *testing.T) {
+	workertest.ConformanceBesideObserver(t, "runc", newRuntime(t))
+}
+
 // requireSeccomp: the runtime under test is the one `make` builds, with
 // libcontainer's seccomp support; the escape task expects its filter.
 func requireSeccomp(t testing.TB) {

@@ -64,6 +64,22 @@ func NewEnv(t testing.TB, rt worker.Runtime) *Env {
 			t.Fatal(err)
 		}
 	}
+	e.W = e.newWorker(t, rt, "none")
+	t.Cleanup(func() {
+		// Runs of worker processes a test killed and did not sweep itself.
+		_ = e.W.Sweep(context.Background())
+		for _, dir := range cgroupDirs(e.CgroupRoot) {
+			os.Remove(dir)
+		}
+	})
+	return e
+}
+
+// newWorker makes the Env's worker for rt, making each task's session
+// through the kolejka-observer daemon at socket ("none": measuring tasks
+// itself, whatever daemon the machine runs).
+func (e *Env) newWorker(t testing.TB, rt worker.Runtime, socket string) *worker.Worker {
+	t.Helper()
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelDebug
@@ -74,20 +90,13 @@ func NewEnv(t testing.TB, rt worker.Runtime) *Env {
 		CgroupRoot:  e.CgroupRoot,
 		OutputLimit: OutputLimit,
 		InitPath:    testenv.InitBinary(t),
+		Observer:    socket,
 		Logger:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})),
 	}, rt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.W = w
-	t.Cleanup(func() {
-		// Runs of worker processes a test killed and did not sweep itself.
-		_ = e.W.Sweep(context.Background())
-		for _, dir := range cgroupDirs(e.CgroupRoot) {
-			os.Remove(dir)
-		}
-	})
-	return e
+	return w
 }
 
 // Run executes the task in taskDir into a fresh result folder.
@@ -118,13 +127,26 @@ func (e *Env) AssertClean(t testing.TB) {
 }
 
 // Conformance runs every example task on rt (the ones meant for runtime
-// name) and checks verdicts, outputs and cleanliness.
+// name) and checks verdicts, outputs and cleanliness. The worker measures
+// the tasks itself: no observer daemon.
 func Conformance(t *testing.T, name string, rt worker.Runtime) {
+	conformance(t, name, NewEnv(t, rt))
+}
+
+// ConformanceBesideObserver is Conformance with a kolejka-observer daemon
+// running and kept busy (BusyObserver), as on a node set up as
+// docs/grid-node.md recommends: each task's session is made through it.
+func ConformanceBesideObserver(t *testing.T, name string, rt worker.Runtime) {
+	e := NewEnv(t, rt)
+	e.W = e.newWorker(t, rt, BusyObserver(t))
+	conformance(t, name, e)
+}
+
+func conformance(t *testing.T, name string, e *Env) {
 	cases, err := tasktest.Cases()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEnv(t, rt)
 	for _, c := range cases {
 		if !c.AppliesTo(name) {
 			continue
