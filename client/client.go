@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -46,14 +47,48 @@ var (
 	ErrLocal = errors.New("bad local input")
 )
 
-// ServerError is a {"status": "FAIL"} answer: the server refused the
-// request and said why.
+// ServerError is a {"status": "FAIL"} answer, or a 413: the server
+// refused the request and said why.
 type ServerError struct {
 	Path    string
 	Message string
+	// Status is the HTTP status: 200 for a FAIL answer, 413 for a body
+	// over the server's cap (also when this client saw, before sending,
+	// that it would be).
+	Status int
+	// kind is a sentinel the refusal also means (ErrNotFound for
+	// Kolejka's "Task X is unknown"), for errors.Is; nil for most.
+	kind error
 }
 
 func (e *ServerError) Error() string { return e.Path + ": the server says: " + e.Message }
+
+// Unwrap lets errors.Is see what the refusal means: ErrNotFound when the
+// server says the task asked about is unknown.
+func (e *ServerError) Unwrap() error { return e.kind }
+
+// TooLarge reports whether err is a refusal of a body over the server's
+// cap (413), or one this client made before sending it.
+func TooLarge(err error) bool {
+	var se *ServerError
+	return errors.As(err, &se) && se.Status == http.StatusRequestEntityTooLarge
+}
+
+// unknownTask is the FAIL message of Kolejka's result view for a task that
+// does not exist (ours keeps it: Kolejka's client depends on it).
+var unknownTask = regexp.MustCompile(`^Task \S+ is unknown$`)
+
+// failure makes the error of a FAIL answer.
+func failure(path, msg string) *ServerError {
+	if msg == "" {
+		msg = "request refused"
+	}
+	se := &ServerError{Path: path, Message: msg, Status: http.StatusOK}
+	if unknownTask.MatchString(msg) {
+		se.kind = ErrNotFound
+	}
+	return se
+}
 
 // Config is how to reach a server.
 type Config struct {
@@ -80,6 +115,9 @@ type Settings struct {
 	Extensions        []string    `json:"extensions"`
 	MaxWait           string      `json:"max_wait"`
 	LeaseTime         string      `json:"lease_time"`
+	// MaxResultBody is the server's cap on a result's body (a size, e.g.
+	// "16777216b"); "" when the server does not say (Kolejka's).
+	MaxResultBody string `json:"max_result_body"`
 }
 
 // Has reports whether the server announces an extension.
@@ -258,7 +296,7 @@ func checkStatus(resp *http.Response, path string) error {
 	case http.StatusNotFound:
 		return fmt.Errorf("%s: %w", path, ErrNotFound)
 	case http.StatusRequestEntityTooLarge:
-		return &ServerError{Path: path, Message: "request too large" + reason}
+		return &ServerError{Path: path, Message: "request too large" + reason, Status: resp.StatusCode}
 	case http.StatusInsufficientStorage, http.StatusServiceUnavailable:
 		return fmt.Errorf("%s%s: %w", path, reason, ErrUnavailable)
 	}
@@ -294,11 +332,7 @@ func (c *Client) decode(resp *http.Response, path string, out any) error {
 		return fmt.Errorf("%s: %v: %w", path, err, ErrProtocol)
 	}
 	if !strings.EqualFold(env.Status, "OK") {
-		msg := env.Message
-		if msg == "" {
-			msg = "request refused"
-		}
-		return &ServerError{Path: path, Message: msg}
+		return failure(path, env.Message)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {

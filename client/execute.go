@@ -74,6 +74,7 @@ func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOp
 	}
 	longPoll := c.Settings().Has("long_poll")
 	reconnect := 200 * time.Millisecond
+	var refused *ServerError
 	for {
 		var r *spec.Result
 		var err error
@@ -113,7 +114,10 @@ func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOp
 			return r, nil
 		case ctx.Err() != nil:
 			return nil, &InterruptedError{Key: key, Cause: ctx.Err()}
-		case !errors.Is(err, ErrNotFound):
+		case errors.As(err, &refused), !errors.Is(err, ErrNotFound):
+			// A refusal is final, "Task X is unknown" (the task was
+			// deleted) too, though it means not found: only a 404 says
+			// the result is not there yet.
 			return nil, err
 		}
 		if st, err := c.TaskState(ctx, key); err == nil {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kolejka-go/kolejka/spec"
@@ -22,9 +23,17 @@ func (c *Client) ResultPut(ctx context.Context, dir string) (*spec.Result, error
 	return c.ResultPost(ctx, dir, r)
 }
 
-// ResultPost posts r, whose files are paths relative to dir.
+// ResultPost posts r, whose files are paths relative to dir. A result
+// whose body would be over the server's cap (max_result_body in its
+// settings) is refused before any upload, with the error of a 413 (see
+// TooLarge). If the result is not stored, the references uploaded for it
+// are deleted again (best effort; the server sweeps what a killed node
+// leaves).
 func (c *Client) ResultPost(ctx context.Context, dir string, r *spec.Result) (*spec.Result, error) {
-	files, err := c.uploadFiles(ctx, dir, r.Files)
+	if err := c.resultFits(r); err != nil {
+		return nil, err
+	}
+	files, uploaded, err := c.uploadFiles(ctx, dir, r.Files)
 	if err != nil {
 		return nil, err
 	}
@@ -32,12 +41,14 @@ func (c *Client) ResultPost(ctx context.Context, dir string, r *spec.Result) (*s
 	up.Files = files
 	body, err := up.Encode()
 	if err != nil {
+		c.discard(ctx, uploaded)
 		return nil, err
 	}
 	var out struct {
 		Result json.RawMessage `json:"result"`
 	}
 	if err := c.call(ctx, http.MethodPost, "task/result/", body, "application/json", &out); err != nil {
+		c.discard(ctx, uploaded)
 		return nil, err
 	}
 	stored, err := spec.ParseResult(out.Result, "the server's result")
@@ -45,6 +56,41 @@ func (c *Client) ResultPost(ctx context.Context, dir string, r *spec.Result) (*s
 		return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
 	}
 	return stored, nil
+}
+
+// referenceLength is the length of our server's reference keys (32 hex
+// digits, as Kolejka's uuid4().hex): resultFits sizes a result's body with
+// placeholders of it, before any reference exists.
+const referenceLength = 32
+
+// resultFits returns a 413-like *ServerError when r, once its files are
+// references, would be over the server's announced max_result_body; nil
+// when it fits or the server announces no cap (then the server's answer
+// decides).
+func (c *Client) resultFits(r *spec.Result) error {
+	capText := c.Settings().MaxResultBody
+	if capText == "" {
+		return nil
+	}
+	limit, err := spec.ParseSize(capText)
+	if err != nil {
+		return nil // not ours to judge; the server will
+	}
+	sized := *r
+	sized.Files = make(map[string]spec.File, len(r.Files))
+	placeholder := strings.Repeat("0", referenceLength)
+	for name := range r.Files {
+		sized.Files[name] = spec.File{Reference: placeholder}
+	}
+	body, err := sized.Encode()
+	if err != nil || int64(len(body)) <= limit {
+		return nil
+	}
+	return &ServerError{
+		Path:    "task/result/",
+		Status:  http.StatusRequestEntityTooLarge,
+		Message: fmt.Sprintf("%s: the result with its %d files is %d bytes, over the server's max_result_body of %d bytes", spec.ResultFile, len(r.Files), len(body), limit),
+	}
 }
 
 // Result returns the result of task key, ErrNotFound while there is none.

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -20,7 +22,8 @@ const uploadConcurrency = 4
 // TaskPut submits the task folder dir: its limits capped by the client's
 // and caps, each file uploaded unless the server already holds its bytes
 // (or it already carries a valid reference). It returns the stored task,
-// whose ID is the key the server assigned.
+// whose ID is the key the server assigned. If the task is not stored, the
+// references uploaded for it are deleted again (best effort).
 func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*spec.Task, error) {
 	t, err := spec.LoadTask(dir)
 	if err != nil {
@@ -28,19 +31,21 @@ func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*sp
 	}
 	t.Limits = t.Limits.Merge(c.cfg.Limits, caps)
 	t.ID = "" // the server assigns keys
-	files, err := c.uploadFiles(ctx, dir, t.Files)
+	files, uploaded, err := c.uploadFiles(ctx, dir, t.Files)
 	if err != nil {
 		return nil, err
 	}
 	t.Files = files
 	body, err := t.Encode()
 	if err != nil {
+		c.discard(ctx, uploaded)
 		return nil, err
 	}
 	var out struct {
 		Task json.RawMessage `json:"task"`
 	}
 	if err := c.call(ctx, http.MethodPost, "task/task/", body, "application/json", &out); err != nil {
+		c.discard(ctx, uploaded)
 		return nil, err
 	}
 	stored, err := spec.ParseTask(out.Task, "the server's task")
@@ -50,9 +55,11 @@ func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*sp
 	return stored, nil
 }
 
-// uploadFiles turns local file specs into server references.
-func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec.File) (map[string]spec.File, error) {
-	out := make(map[string]spec.File, len(in))
+// uploadFiles turns local file specs into server references. uploaded
+// lists the references it made (not those the files already carried); on
+// failure it has deleted them again.
+func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec.File) (out map[string]spec.File, uploaded []string, err error) {
+	out = make(map[string]spec.File, len(in))
 	names := make([]string, 0, len(in))
 	for name := range in {
 		names = append(names, name)
@@ -71,9 +78,12 @@ func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			key, err := c.ensureReference(ctx, dir, f)
+			key, made, err := c.ensureReference(ctx, dir, f)
 			mu.Lock()
 			defer mu.Unlock()
+			if made {
+				uploaded = append(uploaded, key)
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 				return
@@ -83,31 +93,83 @@ func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		c.discard(ctx, uploaded)
+		return nil, nil, err
 	}
-	return out, nil
+	return out, uploaded, nil
+}
+
+// discardTimeout bounds the clean-up after a request the server did not
+// store; what a node leaves, the server's sweep of stale uploads removes
+// (server/README.md).
+const discardTimeout = time.Minute
+
+// discard deletes references this client made for a task or result the
+// server did not store, so that nothing of it stays behind. Best effort:
+// it stops at the first sign the server is unreachable, and a reference
+// the request did store after all (an answer lost on the way) is refused
+// deletion by the server (it is in use, or passed to the task's owner).
+// It runs even when ctx was cancelled (an interrupt), for a bounded time.
+func (c *Client) discard(ctx context.Context, keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discardTimeout)
+	defer cancel()
+	var (
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, uploadConcurrency)
+		mu      sync.Mutex
+		away    bool
+		deleted int
+	)
+	for _, k := range keys {
+		mu.Lock()
+		stop := away
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := c.BlobDelete(ctx, k)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				deleted++
+			case errors.Is(err, ErrConnect), errors.Is(err, ErrUnavailable):
+				away = true
+			}
+		}()
+	}
+	wg.Wait()
+	slog.Debug("deleted the uploads of a request the server did not store", "uploaded", len(keys), "deleted", deleted)
 }
 
 // ensureReference keeps a file's reference when the server still has it,
-// else uploads the file.
-func (c *Client) ensureReference(ctx context.Context, dir string, f spec.File) (string, error) {
+// else uploads the file; made says it uploaded (a new reference).
+func (c *Client) ensureReference(ctx context.Context, dir string, f spec.File) (key string, made bool, err error) {
 	if f.Reference != "" {
 		ok, err := c.BlobExists(ctx, f.Reference)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		if ok {
-			return f.Reference, nil
+			return f.Reference, false, nil
 		}
 	}
 	if f.Path == "" {
-		return "", fmt.Errorf("reference %q is gone and there is no local path to upload", f.Reference)
+		return "", false, fmt.Errorf("reference %q is gone and there is no local path to upload", f.Reference)
 	}
 	ref, err := c.BlobPut(ctx, filepath.Join(dir, f.Path))
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return ref.Key, nil
+	return ref.Key, true, nil
 }
 
 // Task returns a stored task.

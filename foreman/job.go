@@ -231,6 +231,21 @@ func (f *Foreman) systemError(j *job, why error) *spec.Result {
 	}
 }
 
+// outputsDropped is res as OLE (an output limit: the server's cap on a
+// result) with only its stdout and stderr files, which the owner needs to
+// see what the task did; exit code, limits and stats stay.
+func outputsDropped(res *spec.Result) *spec.Result {
+	out := *res
+	out.Status = spec.StatusOLE
+	out.Files = map[string]spec.File{}
+	for _, name := range []string{res.Stdout, res.Stderr} {
+		if f, ok := res.Files[name]; ok && name != "" {
+			out.Files[name] = f
+		}
+	}
+	return &out
+}
+
 // holds asks the server whether the node still holds the task (one
 // heartbeat); when it cannot tell (no heartbeat extension, no answer) the
 // node assumes it does.
@@ -248,8 +263,11 @@ func (f *Foreman) holds(ctx context.Context, j *job) bool {
 // be reached. Retries are safe: the server answers a replay of the same
 // result (even through new references) with the stored one. A task that
 // already has another result (another node's, after this node lost it)
-// keeps it. A result the server refuses is replaced by an SE one, so that
-// the owner is never left waiting.
+// keeps it. A result over the server's size cap is posted as OLE with
+// stdout and stderr only; any other result the server refuses is replaced
+// by an SE one, so that the owner is never left waiting. The references a
+// failed post uploaded are deleted again by the client (and swept by the
+// server if this node dies first).
 func (f *Foreman) post(j *job, res *spec.Result) {
 	ctx := f.jobsCtx // a lost task that has run still posts: the server arbitrates
 	// The node's tags, whatever the executor wrote (Kolejka's foreman does
@@ -270,6 +288,15 @@ func (f *Foreman) post(j *job, res *spec.Result) {
 		})
 	}
 	err := send(res)
+	if client.TooLarge(err) && res.Status != spec.StatusSE {
+		// More output files than the server stores in one result (the
+		// client saw it before uploading, or the server answered 413 and
+		// the client deleted what it had uploaded): the owner gets the
+		// verdict that says so, with stdout and stderr, rather than an SE.
+		j.log.Warn("the result is over the server's size cap; posting it as OLE with stdout and stderr only", "files", len(res.Files), "error", err)
+		res = outputsDropped(res)
+		err = send(res)
+	}
 	var se *client.ServerError
 	if err != nil && errors.As(err, &se) && !alreadyResolved(err) && res.Status != spec.StatusSE {
 		j.log.Error("the server refused the result; posting an SE result instead", "error", err)

@@ -8,7 +8,9 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kolejka-go/kolejka/server/auth"
@@ -63,30 +65,84 @@ func (s *Server) AddUser(ctx context.Context, name, password string, roles Role)
 	return err
 }
 
-// SetPassword changes a user's password and ends the user's sessions.
-func (s *Server) SetPassword(ctx context.Context, name, password string) error {
+// SetPassword changes a user's password, ends the user's sessions and
+// revokes the user's bearer tokens (whoever knew the old password may
+// have made either), and returns how many of each went. A server in
+// another process stops accepting them within authCacheTTL.
+func (s *Server) SetPassword(ctx context.Context, name, password string) (sessions, tokens int64, err error) {
 	if password == "" {
-		return fmt.Errorf("unable to set password of %q: %w: empty password", name, ErrInvalid)
+		return 0, 0, fmt.Errorf("unable to set password of %q: %w: empty password", name, ErrInvalid)
 	}
 	h, err := auth.HashPassword(password)
 	if err != nil {
-		return fmt.Errorf("unable to set password of %q: %w", name, err)
+		return 0, 0, fmt.Errorf("unable to set password of %q: %w", name, err)
 	}
-	if err := s.db.SetPassword(ctx, name, h); err != nil {
-		return err
+	sessions, tokens, err = s.db.SetPassword(ctx, name, h)
+	if err != nil {
+		return 0, 0, err
 	}
-	s.auth.clear() // the user's sessions ended
-	return nil
+	s.auth.clear() // the user's sessions and tokens ended
+	return sessions, tokens, nil
 }
 
-// NewToken creates a bearer token for the user and returns it; only its
-// digest is stored, so it cannot be shown again.
+// Token is one bearer token as ListTokens shows it.
+type Token = store.Token
+
+// NewToken creates a bearer token for the user, valid for the configured
+// TokenAge, and returns it; only its digest is stored, so it cannot be
+// shown again.
 func (s *Server) NewToken(ctx context.Context, name string) (string, error) {
-	token := auth.NewToken()
-	if err := s.db.CreateToken(ctx, name, auth.Digest(token), s.now()); err != nil {
-		return "", err
+	token, _, err := s.NewTokenFor(ctx, name, 0)
+	return token, err
+}
+
+// NewTokenFor is NewToken valid for age (≤ 0: the configured TokenAge),
+// also returning the token's row as ListTokens shows it.
+func (s *Server) NewTokenFor(ctx context.Context, name string, age time.Duration) (string, Token, error) {
+	if age <= 0 {
+		age = s.cfg.TokenAge
 	}
-	return token, nil
+	now := s.now()
+	var err error
+	for range 3 {
+		token := auth.NewToken()
+		// The prefix shown is "kt_" and 8 hex digits of the secret's 64:
+		// enough for its holder to recognise it, 224 bits left unknown.
+		var row Token
+		row, err = s.db.CreateToken(ctx, name, auth.Digest(token), token[:3+8], now, now.Add(age))
+		if errors.Is(err, store.ErrExists) {
+			continue // two digests share their first 48 bits: draw again
+		}
+		if err != nil {
+			return "", Token{}, err
+		}
+		return token, row, nil
+	}
+	return "", Token{}, err
+}
+
+// ListTokens lists the user's bearer tokens, oldest first.
+func (s *Server) ListTokens(ctx context.Context, name string) ([]Token, error) {
+	return s.db.Tokens(ctx, name)
+}
+
+// RevokeTokens deletes the user's tokens named by id (as ListTokens shows
+// it, or the token itself), or all of them when none is named, and returns
+// how many went. An id that is not the user's changes nothing and is an
+// ErrNotFound error naming it. A server in another process stops
+// accepting them within authCacheTTL; this one at once.
+func (s *Server) RevokeTokens(ctx context.Context, name string, ids ...string) (int64, error) {
+	for i, id := range ids {
+		if strings.HasPrefix(id, "kt_") && len(id) > 3+8 {
+			ids[i] = auth.Digest(id)[:store.TokenIDLength]
+		}
+	}
+	n, err := s.db.RevokeTokens(ctx, name, ids)
+	if err != nil {
+		return 0, err
+	}
+	s.auth.clear()
+	return n, nil
 }
 
 // ListTasks lists tasks in submission order.

@@ -5,7 +5,8 @@ package server
 // (a cgo call) on every request; the cache answers repeated ones from
 // memory for a few seconds. Logging out and changing a password in this
 // process drop entries at once; a change made by an admin command in
-// another process is seen within authCacheTTL.
+// another process is seen within authCacheTTL. It also owns the record of
+// bearer tokens' last use (tokenUses).
 
 import (
 	"sync"
@@ -63,4 +64,33 @@ func (c *authCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.m = nil
+}
+
+// tokenUses remembers when each bearer token (by digest) was last used,
+// until the collection pass or shutdown writes them down
+// (store.RecordTokenUses): "last used" costs a map write per request and
+// one transaction per pass, and serving a request never writes for it.
+type tokenUses struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (t *tokenUses) note(digest string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[string]time.Time)
+	}
+	if prev, ok := t.m[digest]; !ok || now.After(prev) {
+		t.m[digest] = now
+	}
+}
+
+// take returns the uses noted since the last take.
+func (t *tokenUses) take() map[string]time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.m
+	t.m = nil
+	return m
 }

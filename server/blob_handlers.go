@@ -20,6 +20,7 @@ package server
 // unreadable. Delete the task (or result) first.
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -85,8 +86,11 @@ func (s *Server) commitBlob(r *http.Request, tmp *blobs.Temp, owner int64) (stor
 	}
 	ref, err := s.db.AddReference(r.Context(), tmp.Blob.Hash, tmp.Blob.Size, auth.RandomKey(16), owner, s.now())
 	if err != nil {
-		// Keep the file only if an earlier upload's row holds it.
-		if known, kerr := s.db.BlobKnown(r.Context(), tmp.Blob.Hash); kerr == nil && !known {
+		// Keep the file only if an earlier upload's row holds it. The
+		// check must not die with the request: a client gone (a node
+		// killed mid-upload) cancels it, and the file would stay in the
+		// store with no row, until the next start.
+		if known, kerr := s.db.BlobKnown(context.WithoutCancel(r.Context()), tmp.Blob.Hash); kerr == nil && !known {
 			s.blobs.Remove(tmp.Blob.Hash)
 		}
 		return store.Reference{}, err

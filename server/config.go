@@ -32,23 +32,36 @@ type Config struct {
 	// Limits are the server's caps, merged into every submitted task
 	// (field-wise minimum) and announced in /settings/.
 	Limits spec.Limits
-	// Defaults fill limits a task omits when a node declares them, unless
-	// the node's dequeue gives its own (spec.Fit).
+	// Defaults fill limits a task omits: a task is handed out carrying
+	// each of them it lacks (spec.Fit where the node declares the limit,
+	// as given where it does not), unless the node's dequeue gives its
+	// own (a node knows its shape). Whatever is set here, every task
+	// handed out has cpus (default 1), memory (default 1 GiB) and time
+	// (default DefaultTaskTime): Kolejka's Python foreman given a task
+	// without a time limit waits for it with join(timeout=-1), which
+	// returns at once, and then reboots its node through
+	// /proc/sysrq-trigger; without cpus or memory it fails on arithmetic
+	// with None (Kolejka's server never hands such tasks out).
 	Defaults spec.Limits
 
-	// MaxJSONBody caps task, result, dequeue, heartbeat and login bodies
-	// (default 1 MiB); MaxBlobSize caps one blob (default 1 GiB). A larger
-	// body gets 413 and nothing is stored.
-	MaxJSONBody int64
-	MaxBlobSize int64
+	// MaxJSONBody caps task, dequeue, heartbeat and login bodies (default
+	// 1 MiB); MaxResultBody caps result bodies (default 16 MiB: a result
+	// lists every output file, ~100 bytes each, so 30,000 outputs are ~3
+	// MiB; only processors post them); MaxBlobSize caps one blob (default
+	// 1 GiB). A larger body gets 413 and nothing is stored.
+	MaxJSONBody   int64
+	MaxResultBody int64
+	MaxBlobSize   int64
 
 	// LeaseTime is how long a heartbeating node keeps its tasks after its
 	// last heartbeat (default 60 s).
 	LeaseTime time.Duration
 	// LeaseMargin and DefaultTaskTime make the lease of a node that never
 	// heartbeats (Kolejka's foreman): margin + 2 × the sum of the time
-	// limits of the tasks one dequeue gave it, DefaultTaskTime standing in
-	// for a task without a time limit (defaults 10 min and 1 h).
+	// limits of the tasks one dequeue gave it (defaults 10 min and 1 h).
+	// DefaultTaskTime is also the time limit a task without one is handed
+	// out with, unless Defaults names another (see Defaults), and stands
+	// in for tasks handed out before that was so.
 	LeaseMargin     time.Duration
 	DefaultTaskTime time.Duration
 	// MaxAttempts is how many times a task is handed out before a lost
@@ -75,6 +88,14 @@ type Config struct {
 	GCInterval time.Duration
 	// SessionAge is how long a login lasts (default 14 days, Django's).
 	SessionAge time.Duration
+	// TokenAge is how long a bearer token made by NewToken lasts (default
+	// 365 days); `kolejka-server token --age` overrides it per token.
+	TokenAge time.Duration
+	// UploadGrace is how long a node's upload may wait for the result that
+	// uses it (default 1 day): after that, a reference of a user without
+	// the clients role that no task or result holds is removed by the
+	// collector, with its blob if nothing else holds it (store.SweepUploads).
+	UploadGrace time.Duration
 	// TrustedOrigins are extra hosts ("host" or "host:port") accepted in the
 	// Referer of cookie-authenticated requests (a proxy that rewrites Host).
 	TrustedOrigins []string
@@ -98,6 +119,7 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultMaxJSONBody        = 1 << 20
+	DefaultMaxResultBody      = 16 << 20
 	DefaultMaxBlobSize        = 1 << 30
 	DefaultLeaseTime          = 60 * time.Second
 	DefaultLeaseMargin        = 10 * time.Minute
@@ -107,6 +129,10 @@ const (
 	DefaultMaxWait            = 60 * time.Second
 	DefaultGCInterval         = time.Hour
 	DefaultSessionAge         = 14 * 24 * time.Hour
+	DefaultTokenAge           = 365 * 24 * time.Hour
+	DefaultUploadGrace        = 24 * time.Hour
+	DefaultCPUs               = 1
+	DefaultMemory             = 1 << 30
 	DefaultCallbackAttempts   = 10
 	DefaultCallbackBackoff    = time.Second
 	DefaultCallbackMaxBackoff = 10 * time.Minute
@@ -152,6 +178,7 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	c.Synchronous = s
 	setDefault(&c.MaxJSONBody, DefaultMaxJSONBody)
+	setDefault(&c.MaxResultBody, DefaultMaxResultBody)
 	setDefault(&c.MaxBlobSize, DefaultMaxBlobSize)
 	setDefault(&c.LeaseTime, DefaultLeaseTime)
 	setDefault(&c.LeaseMargin, DefaultLeaseMargin)
@@ -161,6 +188,8 @@ func (c Config) WithDefaults() (Config, error) {
 	setDefault(&c.MaxWait, DefaultMaxWait)
 	setDefault(&c.GCInterval, DefaultGCInterval)
 	setDefault(&c.SessionAge, DefaultSessionAge)
+	setDefault(&c.TokenAge, DefaultTokenAge)
+	setDefault(&c.UploadGrace, DefaultUploadGrace)
 	setDefault(&c.CallbackAttempts, DefaultCallbackAttempts)
 	setDefault(&c.CallbackBackoff, DefaultCallbackBackoff)
 	setDefault(&c.CallbackMaxBackoff, DefaultCallbackMaxBackoff)
@@ -171,6 +200,27 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.QueueTimeout < 0 {
 		c.QueueTimeout = 0
 	}
+	if err := unrunnableLimits(c.Limits, "limits"); err != nil {
+		return c, fmt.Errorf("invalid configuration: %w: %v", ErrConfig, err)
+	}
+	if err := unrunnableLimits(c.Defaults, "defaults"); err != nil {
+		return c, fmt.Errorf("invalid configuration: %w: %v", ErrConfig, err)
+	}
+	c.Defaults = c.Defaults.Clone()
+	if c.Defaults.CPUs == nil {
+		v := int64(DefaultCPUs)
+		c.Defaults.CPUs = &v
+	}
+	if c.Defaults.Memory == nil {
+		v := int64(DefaultMemory)
+		c.Defaults.Memory = &v
+	}
+	if c.Defaults.Time == nil {
+		v := c.DefaultTaskTime
+		c.Defaults.Time = &v
+	}
+	// No default needs capping: a capped limit is in every task from its
+	// submission (the caps are merged in), so its default never applies.
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -181,4 +231,21 @@ func setDefault[T int | int64 | time.Duration](v *T, d T) {
 	if *v <= 0 {
 		*v = d
 	}
+}
+
+// unrunnableLimits names the first limit of l that no task can run with:
+// cpus, memory or time of 0. A node given one fails the task (SE); the
+// server refuses it where it comes in (a task, a dequeue's defaults, the
+// configuration), naming the field. swap 0 (no swap), gpus 0 and the
+// other zeros are meaningful and allowed.
+func unrunnableLimits(l spec.Limits, field string) error {
+	switch {
+	case l.CPUs != nil && *l.CPUs == 0:
+		return fmt.Errorf("%s.cpus: 0 cores: a task needs at least 1", field)
+	case l.Memory != nil && *l.Memory == 0:
+		return fmt.Errorf("%s.memory: 0 bytes: a task needs some memory", field)
+	case l.Time != nil && *l.Time == 0:
+		return fmt.Errorf("%s.time: 0 seconds: a task needs some time", field)
+	}
+	return nil
 }

@@ -1,7 +1,9 @@
 package server
 
-// This file owns the garbage collection of blobs no reference holds, and of
-// expired sessions.
+// This file owns the garbage collection of blobs no reference holds, of
+// references nodes uploaded for results that never took them, and of
+// expired sessions and tokens; the same pass writes down when bearer
+// tokens were last used.
 //
 // The race it must not lose: a blob is garbage when its row has no
 // reference, but an upload of the same bytes may be about to reference it
@@ -54,13 +56,22 @@ func (s *Server) collect(ctx context.Context, hash string) (bool, error) {
 	return true, s.blobs.Remove(hash)
 }
 
-// collectGarbage removes every unreferenced blob and expired session.
+// collectGarbage removes expired sessions and tokens, stale node uploads
+// (store.SweepUploads) and every unreferenced blob.
 func (s *Server) collectGarbage(ctx context.Context) {
-	if n, err := s.db.DeleteExpiredSessions(ctx, s.now()); err != nil {
+	now := s.now()
+	s.recordTokenUses(ctx)
+	if n, err := s.db.DeleteExpiredSessions(ctx, now); err != nil {
 		s.log.Error("garbage collection", "error", err)
 	} else if n > 0 {
 		s.log.Info("removed expired sessions", "count", n)
 	}
+	if n, err := s.db.DeleteExpiredTokens(ctx, now); err != nil {
+		s.log.Error("garbage collection", "error", err)
+	} else if n > 0 {
+		s.log.Info("removed expired bearer tokens", "count", n)
+	}
+	s.sweepUploads(ctx, now)
 	total := 0
 	for {
 		hashes, err := s.db.UnreferencedBlobs(ctx, 500)
@@ -86,6 +97,46 @@ func (s *Server) collectGarbage(ctx context.Context) {
 	}
 	if total > 0 {
 		s.log.Info("removed unreferenced blobs", "count", total)
+	}
+}
+
+// sweepUploads removes the references nodes uploaded more than
+// UploadGrace ago that no result or task took (what a failed result post
+// left behind, even by a node killed before it could clean up), then
+// their blobs if nothing else holds them.
+func (s *Server) sweepUploads(ctx context.Context, now time.Time) {
+	total := 0
+	for {
+		hashes, err := s.db.SweepUploads(ctx, now.Add(-s.cfg.UploadGrace), 500)
+		if err != nil {
+			s.log.Error("garbage collection", "error", err)
+			return
+		}
+		total += len(hashes)
+		for _, h := range hashes {
+			if _, err := s.collect(ctx, h); err != nil {
+				s.log.Error("garbage collection", "blob", h, "error", err)
+				return
+			}
+		}
+		if len(hashes) < 500 {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("removed node uploads no result took", "count", total, "grace", s.cfg.UploadGrace.String())
+	}
+}
+
+// recordTokenUses writes down the bearer token uses noted since the last
+// call; on failure they are kept for the next.
+func (s *Server) recordTokenUses(ctx context.Context) {
+	uses := s.tokenUses.take()
+	if err := s.db.RecordTokenUses(ctx, uses); err != nil {
+		s.log.Warn("unable to record bearer token uses", "error", err)
+		for d, at := range uses {
+			s.tokenUses.note(d, at)
+		}
 	}
 }
 

@@ -40,6 +40,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kolejka-go/kolejka/server/sched"
 	"github.com/kolejka-go/kolejka/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -128,6 +129,10 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		fail(w, "%v", err)
 		return
 	}
+	if err := unrunnableLimits(defaults, "defaults"); err != nil {
+		fail(w, "dequeue: %v", err)
+		return
+	}
 	wait, err := parseWait(req.Wait)
 	if err != nil {
 		fail(w, "dequeue: wait: %v", err)
@@ -136,10 +141,12 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 	wait = min(wait, s.cfg.MaxWait)
 	deadline := time.Now().Add(wait)
 	dq := store.DequeueRequest{
-		Node:       u.ID,
-		Tags:       req.Tags,
-		Free:       free,
-		Defaults:   defaults.Merge(s.cfg.Defaults),
+		Node: u.ID,
+		Tags: req.Tags,
+		Free: free,
+		// The node knows its own shape: its defaults win, the server's
+		// fill the rest (they always hold cpus, memory and time).
+		Defaults:   sched.Fill(defaults, s.cfg.Defaults),
 		Concurency: concurency,
 		Heartbeat:  req.Heartbeat,
 		Window:     s.cfg.ScanWindow,

@@ -106,7 +106,11 @@ func storageFull(err error) bool {
 // failure it has answered (413 over the limit, 400 if the client went away
 // mid-body) and returns false.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	limit := s.cfg.MaxJSONBody
+	return s.readBodyUpTo(w, r, s.cfg.MaxJSONBody)
+}
+
+// readBodyUpTo is readBody with another cap (results: MaxResultBody).
+func (s *Server) readBodyUpTo(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	if r.ContentLength > limit {
 		tooLarge(w, limit)
 		return nil, false

@@ -32,7 +32,10 @@ func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	body, good := s.readBody(w, r)
+	// A result lists every output file: it has its own, larger cap
+	// (announced in /settings/ as max_result_body, so that a node can
+	// check before uploading anything).
+	body, good := s.readBodyUpTo(w, r, s.cfg.MaxResultBody)
 	if !good {
 		return
 	}

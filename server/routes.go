@@ -44,6 +44,7 @@ type caller struct {
 	user     *store.User // nil: anonymous
 	token    bool        // authenticated by a bearer token (no CSRF)
 	badToken bool        // an Authorization header that names no user
+	expired  time.Time   // with badToken: the token expired then
 }
 
 func callerOf(r *http.Request) caller {
@@ -155,7 +156,11 @@ func (s *Server) wrap(rt route) http.Handler {
 				return
 			}
 			if c.badToken {
-				forbidden(w, "invalid bearer token")
+				if !c.expired.IsZero() {
+					forbidden(w, "expired bearer token (it expired "+c.expired.Format(time.RFC3339)+"; `kolejka-server token NAME` makes a new one)")
+				} else {
+					forbidden(w, "invalid bearer token")
+				}
 				return
 			}
 			if !auth.Safe(r.Method) && !c.token {
@@ -182,16 +187,21 @@ func (s *Server) authenticate(r *http.Request) (caller, error) {
 		}
 		key := "t:" + auth.Digest(token)
 		if u, ok := s.auth.get(key, now); ok {
+			s.tokenUses.note(key[2:], now)
 			return caller{user: &u, token: true}, nil
 		}
-		u, err := s.db.TokenUser(r.Context(), key[2:])
+		u, tok, err := s.db.TokenUser(r.Context(), key[2:], now)
 		if errors.Is(err, store.ErrNotFound) {
 			return caller{badToken: true}, nil
+		}
+		if errors.Is(err, store.ErrExpired) {
+			return caller{badToken: true, expired: tok.TimeExpire}, nil
 		}
 		if err != nil {
 			return caller{}, err
 		}
-		s.auth.put(key, u, now, time.Time{})
+		s.auth.put(key, u, now, tok.TimeExpire)
+		s.tokenUses.note(key[2:], now)
 		return caller{user: &u, token: true}, nil
 	}
 	ck, err := r.Cookie(auth.SessionCookie)

@@ -142,15 +142,34 @@ func TestDequeueRules(t *testing.T) {
 		if l["cpus"] != float64(1) || l["memory"] != "536870912b" || l["time"] != "60.0s" {
 			t.Errorf("limits handed out = %v, want the defaults and the node's time", l)
 		}
-		// Without defaults an omitted consumable takes all that is free.
+		// Without the node's defaults, the server's shipped ones apply (an
+		// omitted memory no longer takes all that is free), and a node that
+		// declares nothing still gets cpus, memory and time: Kolejka's
+		// foreman reboots its node on a task without time.
 		k3 := a.submit(task(nil), nil)
-		k4 := a.submit(task(map[string]any{"limits": map[string]any{"memory": "1G"}}), nil)
+		k4 := a.submit(task(map[string]any{"limits": map[string]any{"memory": "3G"}}), nil)
 		got = dequeue(t, n, map[string]any{"concurency": 5, "limits": map[string]any{"memory": "4G"}})
-		if !slices.Equal(ids(got), []string{k3}) || got[0]["limits"].(map[string]any)["memory"] != "4294967296b" {
-			t.Errorf("got %v", got)
+		if !slices.Equal(ids(got), []string{k3, k4}) {
+			t.Fatalf("got %v, want [%s %s]", ids(got), k3, k4)
 		}
-		if got := ids(dequeue(t, n, map[string]any{"concurency": 5, "limits": map[string]any{"memory": "4G"}})); !slices.Equal(got, []string{k4}) {
-			t.Errorf("got %v", got)
+		l = got[0]["limits"].(map[string]any)
+		if l["memory"] != "1073741824b" || l["cpus"] != float64(1) || l["time"] != "3600.0s" {
+			t.Errorf("limits handed out = %v, want the server's defaults cpus 1, memory 1G, time 1H", l)
+		}
+		k5 := a.submit(task(nil), nil)
+		got = dequeue(t, n, map[string]any{"concurency": 5})
+		if !slices.Equal(ids(got), []string{k5}) {
+			t.Fatalf("got %v, want [%s]", ids(got), k5)
+		}
+		if l := got[0]["limits"].(map[string]any); l["memory"] != "1073741824b" || l["cpus"] != float64(1) || l["time"] != "3600.0s" {
+			t.Errorf("a node that declares nothing got %v, want cpus, memory and time", l)
+		}
+		// A time default above the node's own maximum is lowered to it,
+		// rather than keeping the task off the node for ever.
+		k6 := a.submit(task(nil), nil)
+		got = dequeue(t, n, map[string]any{"concurency": 5, "limits": map[string]any{"time": "10M"}})
+		if !slices.Equal(ids(got), []string{k6}) || got[0]["limits"].(map[string]any)["time"] != "600.0s" {
+			t.Errorf("got %v, want [%s] with time 600.0s", got, k6)
 		}
 	})
 	t.Run("gpus like every other limit", func(t *testing.T) {

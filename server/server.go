@@ -63,10 +63,11 @@ type Server struct {
 	callbacks chan struct{}    // an outbox row was added
 	gc        chan string      // a blob may have lost its last reference
 
-	hashes  hashLocks
-	auth    authCache
-	metrics *metrics
-	handler http.Handler
+	hashes    hashLocks
+	auth      authCache
+	tokenUses tokenUses
+	metrics   *metrics
+	handler   http.Handler
 
 	stop     chan struct{} // closed by Shutdown/Close: loops and long polls end
 	stopOnce sync.Once
@@ -300,6 +301,7 @@ func (s *Server) serverList() []*http.Server {
 }
 
 func (s *Server) closeStorage() error {
+	s.recordTokenUses(context.Background())
 	err := s.db.Close()
 	if s.lock != nil {
 		s.lock.Close()

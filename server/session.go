@@ -139,6 +139,9 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 //	dequeue_defaults  dequeue body "defaults": {limits for tasks that omit them}
 //	release           POST /queue/release/: a node hands back tasks it will not finish
 //	callbacks         task callback_url is delivered (only when hosts are allowed)
+//
+// Beside them, "max_result_body" (a size) is the cap on a result's body, so
+// that a node can tell before uploading anything that a result will not fit.
 func (s *Server) extensions() []string {
 	ext := []string{"bearer", "heartbeat", "long_poll", "dequeue_defaults", "release"}
 	if len(s.cfg.CallbackHosts) > 0 {
@@ -167,5 +170,6 @@ func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
 		"extensions":          s.extensions(),
 		"lease_time":          spec.FormatTime(s.cfg.LeaseTime),
 		"max_wait":            spec.FormatTime(s.cfg.MaxWait),
+		"max_result_body":     spec.FormatSize(s.cfg.MaxResultBody),
 	})
 }

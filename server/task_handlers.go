@@ -44,6 +44,11 @@ func (s *Server) handleTaskNew(w http.ResponseWriter, r *http.Request) {
 		fail(w, "%v", err)
 		return
 	}
+	if err := unrunnableLimits(t.Limits, "limits"); err != nil {
+		// Accepted, it would fail on its node (SE) after waiting its turn.
+		fail(w, "%s: %v", spec.TaskFile, err)
+		return
+	}
 	files := make(map[string]string, len(t.Files))
 	for name, f := range t.Files {
 		files[name] = f.Reference

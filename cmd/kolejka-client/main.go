@@ -156,14 +156,17 @@ func classify(err error) error {
 		return cliexit.WithCode(exitInterrupted, err)
 	case errors.Is(err, context.Canceled):
 		return cliexit.WithCode(exitInterrupted, errors.New("interrupted"))
+	case errors.Is(err, client.ErrNotFound):
+		// Before refusals: Kolejka's server says an unknown task's result
+		// is missing with a FAIL ("Task X is unknown"), which means not
+		// found all the same.
+		return cliexit.WithCode(exitNotFound, err)
 	case errors.As(err, &se), errors.Is(err, client.ErrUnavailable):
 		return cliexit.WithCode(exitRefused, err)
 	case errors.Is(err, client.ErrConnect):
 		return cliexit.WithCode(exitConnect, err)
 	case errors.Is(err, client.ErrLogin), errors.Is(err, client.ErrForbidden):
 		return cliexit.WithCode(exitLogin, err)
-	case errors.Is(err, client.ErrNotFound):
-		return cliexit.WithCode(exitNotFound, err)
 	case errors.Is(err, client.ErrIntegrity):
 		return cliexit.WithCode(exitIntegrity, err)
 	case errors.As(err, &fe), errors.Is(err, os.ErrNotExist), errors.Is(err, client.ErrLocal):

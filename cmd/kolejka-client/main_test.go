@@ -181,6 +181,13 @@ func TestExitCodes(t *testing.T) {
 		{"bad password", []string{"--password", "nope", "task", "get", "x", t.TempDir()}, exitLogin},
 		{"no server", []string{"--server", "http://127.0.0.1:1", "task", "get", "x", t.TempDir()}, exitConnect},
 		{"unknown task", []string{"task", "get", strings.Repeat("a", 32), filepath.Join(t.TempDir(), "t")}, exitNotFound},
+		// Every not-found is 6, whatever the server's answer looks like:
+		// a result of an unknown task is Kolejka's FAIL "Task X is unknown".
+		{"result of an unknown task", []string{"result", "get", strings.Repeat("b", 32), filepath.Join(t.TempDir(), "r")}, exitNotFound},
+		{"delete the result of an unknown task", []string{"result", "delete", strings.Repeat("b", 32)}, exitNotFound},
+		{"delete an unknown task", []string{"task", "delete", strings.Repeat("c", 32)}, exitNotFound},
+		{"get an unknown blob", []string{"blob", "get", strings.Repeat("d", 32), filepath.Join(t.TempDir(), "b")}, exitNotFound},
+		{"delete an unknown blob", []string{"blob", "delete", strings.Repeat("d", 32)}, exitNotFound},
 		{"processor path", []string{"--config", "node", "task", "put", badTask}, 2},
 	}
 	for _, c := range cases {

@@ -5,7 +5,9 @@
 //	kolejka-server [--data DIR] serve [--listen ADDR] [--prefix P] [--tls-cert F --tls-key F] …
 //	kolejka-server adduser [--clients] [--processors] [--inspectors] [--managers] NAME PASSWORD
 //	kolejka-server passwd NAME PASSWORD
-//	kolejka-server token NAME
+//	kolejka-server token [create] [--age AGE] NAME
+//	kolejka-server token list NAME
+//	kolejka-server token revoke NAME ID|TOKEN... | --all NAME
 //	kolejka-server lstask [--assigned[=false]] [--resolved[=false]] [--long]
 //	kolejka-server rmtask KEY...
 //	kolejka-server unassign AGE
@@ -167,7 +169,18 @@ func configCommand() *cli.Command {
 // closes it. Commands check their arguments before, so that bad ones touch
 // nothing.
 func withAdmin(c *cli.Context, do func(*server.Server) error) error {
-	cfg, err := loadConfig(c, false)
+	return openAdmin(c, false, do)
+}
+
+// withAdminSettings is withAdmin for commands that use the server's
+// settings too (token: token_age), read from kolejka.conf and the
+// environment as serve reads them.
+func withAdminSettings(c *cli.Context, do func(*server.Server) error) error {
+	return openAdmin(c, true, do)
+}
+
+func openAdmin(c *cli.Context, withSettings bool, do func(*server.Server) error) error {
+	cfg, err := loadConfig(c, withSettings)
 	if err != nil {
 		return err
 	}
@@ -223,7 +236,7 @@ func adduserCommand() *cli.Command {
 func passwdCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "passwd",
-		Usage:     "set a user's password (ends the user's sessions)",
+		Usage:     "set a user's password (ends the user's sessions and revokes its bearer tokens)",
 		UsageText: "kolejka-server passwd NAME PASSWORD",
 		Action: func(c *cli.Context) error {
 			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
@@ -233,13 +246,14 @@ func passwdCommand() *cli.Command {
 				return cliexit.UsageError("need NAME and PASSWORD (usage: %s)", c.Command.UsageText)
 			}
 			return withAdmin(c, func(srv *server.Server) error {
-				if err := srv.SetPassword(c.Context, c.Args().Get(0), c.Args().Get(1)); err != nil {
+				sessions, tokens, err := srv.SetPassword(c.Context, c.Args().Get(0), c.Args().Get(1))
+				if err != nil {
 					if errors.Is(err, server.ErrNotFound) || errors.Is(err, server.ErrInvalid) {
 						return cliexit.WithCode(cliexit.Usage, err)
 					}
 					return err
 				}
-				fmt.Fprintf(c.App.Writer, "Password of '%s' changed.\n", c.Args().Get(0))
+				fmt.Fprintf(c.App.Writer, "Password of '%s' changed; %d sessions ended, %d bearer tokens revoked.\n", c.Args().Get(0), sessions, tokens)
 				return nil
 			})
 		},
@@ -247,25 +261,132 @@ func passwdCommand() *cli.Command {
 }
 
 func tokenCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "token",
-		Usage:     "create a bearer token for a user and print it (it cannot be shown again)",
-		UsageText: "kolejka-server token NAME",
-		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
+	ageFlag := func() cli.Flag {
+		return &cli.StringFlag{Name: "age", EnvVars: []string{envVar("token-age")},
+			Usage: "how long the token lasts, e.g. 30D, 1W (default: [server] token_age, else 365D)"}
+	}
+	createUsage := "kolejka-server token [create] [--age AGE] NAME"
+	create := func(c *cli.Context) error {
+		if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+			return err
+		}
+		if c.NArg() != 1 {
+			return cliexit.UsageError("need NAME (usage: %s)", createUsage)
+		}
+		var age time.Duration
+		if c.IsSet("age") {
+			var err error
+			if age, err = spec.ParseTime(c.String("age")); err != nil {
+				return cliexit.UsageError("--age: %v", err)
 			}
-			return withAdmin(c, func(srv *server.Server) error {
-				tok, err := srv.NewToken(c.Context, c.Args().Get(0))
-				if errors.Is(err, server.ErrNotFound) {
-					return cliexit.WithCode(cliexit.Usage, err)
-				}
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(c.App.Writer, tok)
-				return nil
-			})
+			if age <= 0 {
+				return cliexit.UsageError("--age: must be positive, not %q", c.String("age"))
+			}
+		}
+		return withAdminSettings(c, func(srv *server.Server) error {
+			tok, row, err := srv.NewTokenFor(c.Context, c.Args().Get(0), age)
+			if errors.Is(err, server.ErrNotFound) {
+				return cliexit.WithCode(cliexit.Usage, err)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, tok)
+			fmt.Fprintf(c.App.ErrWriter, "Token %s of '%s' expires %s.\n", row.ID, row.User, row.TimeExpire.Format(time.RFC3339))
+			return nil
+		})
+	}
+	return &cli.Command{
+		Name: "token",
+		Usage: "create a bearer token for a user and print it (it cannot be shown again); " +
+			"list a user's tokens; revoke one or all",
+		UsageText: createUsage + "\n" +
+			"kolejka-server token list NAME\n" +
+			"kolejka-server token revoke NAME ID|TOKEN...\n" +
+			"kolejka-server token revoke --all NAME",
+		Flags:  []cli.Flag{ageFlag()},
+		Action: create,
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a bearer token for a user and print it (it cannot be shown again)",
+				UsageText: createUsage,
+				Flags:     []cli.Flag{ageFlag()},
+				Action:    create,
+			},
+			{
+				Name:      "list",
+				Usage:     "list a user's bearer tokens: id, the token's first characters, created, expires, last used",
+				UsageText: "kolejka-server token list NAME",
+				Action: func(c *cli.Context) error {
+					if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+						return err
+					}
+					if c.NArg() != 1 {
+						return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
+					}
+					return withAdmin(c, func(srv *server.Server) error {
+						tokens, err := srv.ListTokens(c.Context, c.Args().Get(0))
+						if errors.Is(err, server.ErrNotFound) {
+							return cliexit.WithCode(cliexit.Usage, err)
+						}
+						if err != nil {
+							return err
+						}
+						stamp := func(t time.Time, zero string) string {
+							if t.IsZero() {
+								return zero
+							}
+							return t.Format(time.RFC3339)
+						}
+						tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "ID\tTOKEN\tCREATED\tEXPIRES\tLAST USED")
+						now := time.Now()
+						for _, t := range tokens {
+							prefix := "?"
+							if t.Prefix != "" {
+								prefix = t.Prefix + "…"
+							}
+							expires := stamp(t.TimeExpire, "never")
+							if !t.TimeExpire.IsZero() && !t.TimeExpire.After(now) {
+								expires += " (expired)"
+							}
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, prefix, stamp(t.TimeCreate, "-"), expires, stamp(t.TimeUsed, "-"))
+						}
+						return tw.Flush()
+					})
+				},
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke a user's bearer tokens by id (as list shows it) or by the token itself, or all with --all",
+				UsageText: "kolejka-server token revoke NAME ID|TOKEN...\nkolejka-server token revoke --all NAME",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "all", Usage: "revoke every token of the user"}},
+				Action: func(c *cli.Context) error {
+					if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+						return err
+					}
+					all := c.Bool("all")
+					switch {
+					case all && c.NArg() != 1:
+						return cliexit.UsageError("--all takes only NAME (usage: %s)", c.Command.UsageText)
+					case !all && c.NArg() < 2:
+						return cliexit.UsageError("need NAME and the ids of the tokens, or --all (usage: %s)", c.Command.UsageText)
+					}
+					name, ids := c.Args().First(), c.Args().Tail()
+					return withAdmin(c, func(srv *server.Server) error {
+						n, err := srv.RevokeTokens(c.Context, name, ids...)
+						if errors.Is(err, server.ErrNotFound) {
+							return cliexit.WithCode(cliexit.Usage, err)
+						}
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(c.App.Writer, "Revoked %d tokens of '%s'.\n", n, name)
+						return nil
+					})
+				},
+			},
 		},
 	}
 }

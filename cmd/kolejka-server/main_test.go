@@ -81,7 +81,7 @@ func TestAdminCommands(t *testing.T) {
 func TestConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "kolejka.conf")
-	os.WriteFile(conf, []byte("[server]\ndata = "+dir+"/ini-data\nprefix = /ini/\nlease = 30s\nmemory = 2G\ncallback_hosts = a.example, b.example\ndefaults = cpus=1\n"), 0o644)
+	os.WriteFile(conf, []byte("[server]\ndata = "+dir+"/ini-data\nprefix = /ini/\nlease = 30s\nmemory = 2G\ncallback_hosts = a.example, b.example\ndefaults = cpus=2\n"), 0o644)
 	get := func(out, key string) string {
 		for _, l := range strings.Split(out, "\n") {
 			if v, ok := strings.CutPrefix(l, key+" = "); ok {
@@ -92,7 +92,8 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	_, out, _ := run(t, nil, "--config-file", conf, "config")
 	for k, want := range map[string]string{"data": dir + "/ini-data", "prefix": "/ini/", "lease": "30.0s", "limits": "memory=2G",
-		"callback_hosts": "a.example,b.example", "defaults": "cpus=1", "max_attempts": "3", "listen": "127.0.0.1:8000"} {
+		// defaults: the file's cpus, the shipped memory and time.
+		"callback_hosts": "a.example,b.example", "defaults": "cpus=2 memory=1G time=3600.0s", "max_attempts": "3", "listen": "127.0.0.1:8000"} {
 		if got := get(out, k); got != want {
 			t.Errorf("from the file: %s = %q, want %q", k, got, want)
 		}

@@ -74,23 +74,26 @@ func serverSettings() []setting {
 		{"tls-cert", kString, "TLS certificate file (with --tls-key: serve HTTPS)", str(func(c *server.Config) *string { return &c.TLSCert })},
 		{"tls-key", kString, "TLS key file", str(func(c *server.Config) *string { return &c.TLSKey })},
 		{"synchronous", kString, "SQLite synchronous mode: NORMAL (survives a server crash; default) or FULL (survives power loss, slower)", str(func(c *server.Config) *string { return &c.Synchronous })},
-		{"max-json-body", kSize, "largest task/result/dequeue body (default 1M)", i64(func(c *server.Config) *int64 { return &c.MaxJSONBody })},
+		{"max-json-body", kSize, "largest task/dequeue/heartbeat/login body (default 1M)", i64(func(c *server.Config) *int64 { return &c.MaxJSONBody })},
+		{"max-result-body", kSize, "largest result body: it lists every output file (default 16M)", i64(func(c *server.Config) *int64 { return &c.MaxResultBody })},
 		{"max-blob-size", kSize, "largest blob (default 1G)", i64(func(c *server.Config) *int64 { return &c.MaxBlobSize })},
 		{"lease", kTime, "how long a heartbeating node keeps its tasks after a heartbeat (default 60s)", dur(func(c *server.Config) *time.Duration { return &c.LeaseTime })},
 		{"lease-margin", kTime, "added to the lease of nodes that never heartbeat (default 10M)", dur(func(c *server.Config) *time.Duration { return &c.LeaseMargin })},
-		{"default-task-time", kTime, "time limit assumed for leases of tasks without one (default 1H)", dur(func(c *server.Config) *time.Duration { return &c.DefaultTaskTime })},
+		{"default-task-time", kTime, "time limit given to tasks without one when handed out, unless defaults names one (default 1H)", dur(func(c *server.Config) *time.Duration { return &c.DefaultTaskTime })},
 		{"max-attempts", kInt, "hand-outs before a lost lease gives the task an SE result (default 3)", num(func(c *server.Config) *int { return &c.MaxAttempts })},
 		{"queue-timeout", kTime, "give an SE result to tasks no node took in this time (default: never)", dur(func(c *server.Config) *time.Duration { return &c.QueueTimeout })},
 		{"scan-window", kInt, "oldest queued tasks one dequeue looks at (default 1000)", num(func(c *server.Config) *int { return &c.ScanWindow })},
 		{"max-wait", kTime, "longest long poll (default 60s)", dur(func(c *server.Config) *time.Duration { return &c.MaxWait })},
 		{"gc-interval", kTime, "how often unreferenced blobs are collected (default 1H)", dur(func(c *server.Config) *time.Duration { return &c.GCInterval })},
 		{"session-age", kTime, "how long a login lasts (default 14D)", dur(func(c *server.Config) *time.Duration { return &c.SessionAge })},
+		{"token-age", kTime, "how long a bearer token made by `token` lasts (default 365D)", dur(func(c *server.Config) *time.Duration { return &c.TokenAge })},
+		{"upload-grace", kTime, "how long a node's upload may wait for its result; then, if no result or task holds it, it is removed (default 1D)", dur(func(c *server.Config) *time.Duration { return &c.UploadGrace })},
 		{"trusted-origins", kList, "comma list of extra hosts accepted in Referer (behind a proxy)", list(func(c *server.Config) *[]string { return &c.TrustedOrigins })},
 		{"callback-hosts", kList, "comma list of hosts task callbacks may go to (host, host:port, *.domain, *); default none: callbacks refused", list(func(c *server.Config) *[]string { return &c.CallbackHosts })},
 		{"callback-attempts", kInt, "delivery attempts per callback (default 10)", num(func(c *server.Config) *int { return &c.CallbackAttempts })},
 		{"callback-backoff", kTime, "first retry delay of a callback, doubled each time (default 1s)", dur(func(c *server.Config) *time.Duration { return &c.CallbackBackoff })},
 		{"callback-timeout", kTime, "timeout of one callback attempt (default 10s)", dur(func(c *server.Config) *time.Duration { return &c.CallbackTimeout })},
-		{"defaults", kLimits, `limits for tasks that omit one a node declares, e.g. "cpus=1,memory=1G"`, func(c *server.Config, v any) { c.Defaults = v.(spec.Limits) }},
+		{"defaults", kLimits, `limits for tasks that omit them, e.g. "cpus=2,memory=2G" (cpus=1, memory=1G and time=default_task_time always apply where not named)`, func(c *server.Config, v any) { c.Defaults = v.(spec.Limits) }},
 	}
 }
 
@@ -186,6 +189,7 @@ func printConfig(w io.Writer, cfg server.Config, listen string) {
 	}
 	fmt.Fprintf(w, "synchronous = %s\n", cfg.Synchronous)
 	fmt.Fprintf(w, "max_json_body = %s\n", spec.FormatSize(cfg.MaxJSONBody))
+	fmt.Fprintf(w, "max_result_body = %s\n", spec.FormatSize(cfg.MaxResultBody))
 	fmt.Fprintf(w, "max_blob_size = %s\n", spec.FormatSize(cfg.MaxBlobSize))
 	fmt.Fprintf(w, "lease = %s\n", spec.FormatTime(cfg.LeaseTime))
 	fmt.Fprintf(w, "lease_margin = %s\n", spec.FormatTime(cfg.LeaseMargin))
@@ -196,6 +200,8 @@ func printConfig(w io.Writer, cfg server.Config, listen string) {
 	fmt.Fprintf(w, "max_wait = %s\n", spec.FormatTime(cfg.MaxWait))
 	fmt.Fprintf(w, "gc_interval = %s\n", spec.FormatTime(cfg.GCInterval))
 	fmt.Fprintf(w, "session_age = %s\n", spec.FormatTime(cfg.SessionAge))
+	fmt.Fprintf(w, "token_age = %s\n", spec.FormatTime(cfg.TokenAge))
+	fmt.Fprintf(w, "upload_grace = %s\n", spec.FormatTime(cfg.UploadGrace))
 	fmt.Fprintf(w, "trusted_origins = %s\n", strings.Join(cfg.TrustedOrigins, ","))
 	fmt.Fprintf(w, "callback_hosts = %s\n", strings.Join(cfg.CallbackHosts, ","))
 	fmt.Fprintf(w, "callback_attempts = %d\n", cfg.CallbackAttempts)

@@ -9,6 +9,12 @@
 //     dequeue's limits as the free resources and the node's defaults for
 //     limits a task omits); what it takes is consumed (spec.Consume) before
 //     the next task is looked at;
+//   - a default for a per-task maximum (time, image, …) above what the
+//     node allows is lowered to it: the node's cap never grows, so a task
+//     that omits the limit would otherwise never run there;
+//   - the task goes out carrying every default it still lacks (limits the
+//     node does not declare): the server's defaults always include cpus,
+//     memory and time, so no node is handed a task without them;
 //   - an exclusive task is handed out only as the sole task of a dequeue,
 //     and only to a node that holds no assigned task (the server knows every
 //     task it assigned and not yet got a result for); after it nothing more;
@@ -62,6 +68,7 @@ type Picker struct {
 // NewPicker starts a dequeue for n.
 func NewPicker(n Node) *Picker {
 	p := &Picker{node: n, free: n.Free.Clone(), tags: make(map[string]struct{}, len(n.Tags)), refused: map[string]struct{}{}}
+	p.node.Defaults = clampMaxima(n.Defaults, n.Free)
 	for _, t := range n.Tags {
 		p.tags[t] = struct{}{}
 	}
@@ -116,5 +123,52 @@ func (p *Picker) fit(c Candidate) (spec.Limits, bool) {
 	if c.Exclusive && (p.picked > 0 || p.node.Busy) {
 		return spec.Limits{}, false
 	}
-	return spec.Fit(c.Limits, p.free, p.node.Defaults)
+	eff, ok := spec.Fit(c.Limits, p.free, p.node.Defaults)
+	if !ok {
+		return spec.Limits{}, false
+	}
+	return Fill(eff, p.node.Defaults), true
+}
+
+// Fill returns eff with each limit it lacks that defaults has (a copy:
+// the result shares no pointer with defaults). Offsets are the node's to
+// choose and are left alone.
+func Fill(eff, defaults spec.Limits) spec.Limits {
+	d := defaults.Clone() // eff must share no pointer with defaults
+	for _, f := range []struct{ dst, src **int64 }{
+		{&eff.CPUs, &d.CPUs}, {&eff.Memory, &d.Memory}, {&eff.Swap, &d.Swap}, {&eff.Pids, &d.Pids},
+		{&eff.Storage, &d.Storage}, {&eff.Image, &d.Image}, {&eff.Workspace, &d.Workspace}, {&eff.GPUs, &d.GPUs},
+		{&eff.GPUMemory, &d.GPUMemory}, {&eff.PerfInstructions, &d.PerfInstructions}, {&eff.PerfCycles, &d.PerfCycles},
+		{&eff.CgroupDepth, &d.CgroupDepth}, {&eff.CgroupDescendants, &d.CgroupDescendants},
+	} {
+		if *f.dst == nil {
+			*f.dst = *f.src
+		}
+	}
+	if eff.Time == nil {
+		eff.Time = d.Time
+	}
+	if eff.Network == nil {
+		eff.Network = d.Network
+	}
+	return eff
+}
+
+// clampMaxima returns defaults with each per-task maximum (the limits
+// spec.Fit does not consume) lowered to free's where free declares a lower
+// one.
+func clampMaxima(defaults, free spec.Limits) spec.Limits {
+	out := defaults.Clone()
+	for _, f := range []struct{ d, cap *int64 }{
+		{out.Image, free.Image}, {out.GPUMemory, free.GPUMemory}, {out.PerfInstructions, free.PerfInstructions},
+		{out.PerfCycles, free.PerfCycles}, {out.CgroupDepth, free.CgroupDepth}, {out.CgroupDescendants, free.CgroupDescendants},
+	} {
+		if f.d != nil && f.cap != nil && *f.cap < *f.d {
+			*f.d = *f.cap
+		}
+	}
+	if out.Time != nil && free.Time != nil && *free.Time < *out.Time {
+		*out.Time = *free.Time
+	}
+	return out
 }

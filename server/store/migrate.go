@@ -181,6 +181,30 @@ UPDATE tasks SET time_queued = time_create WHERE state = 0;
 ALTER TABLE tasks ADD COLUMN lost_by INTEGER;
 ALTER TABLE tasks ADD COLUMN time_lost INTEGER;
 `,
+	// 6: bearer tokens an operator can see and withdraw. id is what the
+	// admin commands show and revoke by: the start of the digest, so
+	// tokens made before this step get one too; prefix is the start of
+	// the token itself (unknown for those, hence ''), so that the holder
+	// of a token can tell which row is theirs. time_expire NULL: the token
+	// never expires (only tokens made before this step; revoke them).
+	// time_used is refreshed at most once a minute (see TouchToken).
+	// Plain ALTER/UPDATE/CREATE INDEX: the statements a PostgreSQL backend
+	// runs as they are.
+	`
+ALTER TABLE tokens ADD COLUMN id TEXT;
+ALTER TABLE tokens ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
+ALTER TABLE tokens ADD COLUMN time_expire INTEGER;
+ALTER TABLE tokens ADD COLUMN time_used INTEGER;
+UPDATE tokens SET id = substr(hash, 1, 12);
+CREATE UNIQUE INDEX tokens_id ON tokens(id);
+CREATE INDEX tokens_user ON tokens(user_id);
+CREATE INDEX tokens_expire ON tokens(time_expire);
+`,
+	// 7: the sweep of node uploads no result took (SweepUploads) walks
+	// references by age.
+	`
+CREATE INDEX refs_create ON refs(time_create);
+`,
 }
 
 // SchemaVersion is the number of migration steps this program knows.

@@ -296,3 +296,53 @@ func (s *Store) BlobTotals(ctx context.Context) (count, bytes int64, err error) 
 	}
 	return count, bytes, nil
 }
+
+// SweepUploads removes up to limit references made before `before` by
+// users who are not clients (nodes) that no task or result holds, and
+// returns the hashes of their blobs, for the garbage collector.
+//
+// Why these are garbage: a node uploads files only for a result, and an
+// accepted result passes its files to the task's owner. A node's reference
+// that no result took after the grace period is what a failed post left:
+// a result over the server's cap, a refused result, a node killed between
+// its uploads and its post. A client's references are its own to keep
+// (Kolejka's `blob put` hands them out for later use), so a user with the
+// clients role is never swept, whatever other roles it has.
+func (s *Store) SweepUploads(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	var hashes []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		hashes = nil
+		rows, err := tx.QueryContext(ctx, `
+			SELECT r.key, r.blob FROM refs r JOIN users u ON u.id = r.user_id
+			WHERE r.time_create < ? AND (u.roles & ?) = 0
+				AND NOT EXISTS (SELECT 1 FROM task_files f WHERE f.ref = r.key)
+				AND NOT EXISTS (SELECT 1 FROM result_files f WHERE f.ref = r.key)
+			ORDER BY r.time_create LIMIT ?`, us(before), int(RoleClient), limit)
+		if err != nil {
+			return fmt.Errorf("unable to list stale uploads: %w", err)
+		}
+		var keys []string
+		for rows.Next() {
+			var k, h string
+			if err := rows.Scan(&k, &h); err != nil {
+				rows.Close()
+				return fmt.Errorf("unable to list stale uploads: %w", err)
+			}
+			keys = append(keys, k)
+			hashes = append(hashes, h)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("unable to list stale uploads: %w", err)
+		}
+		// One transaction: nothing can take a reference between the check
+		// and the delete.
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM refs WHERE key = ?`, k); err != nil {
+				return fmt.Errorf("unable to remove stale upload %s: %w", k, err)
+			}
+		}
+		return nil
+	})
+	return hashes, err
+}

@@ -43,6 +43,8 @@ var (
 	ErrNotAssigned = errors.New("task is not assigned to the poster")
 	// ErrResolved is a second, different result for a task.
 	ErrResolved = errors.New("task already has a result")
+	// ErrExpired is a bearer token past its expiry.
+	ErrExpired = errors.New("expired")
 )
 
 // Synchronous modes accepted by Open.

@@ -170,3 +170,46 @@ func TestCountsKeptByTriggers(t *testing.T) {
 		t.Errorf("blob totals %d/%d disagree with the table", blobs, bytes)
 	}
 }
+
+// Tokens made before expiry existed (schema 5) keep working after the
+// migration: each gets an id from its digest, no prefix, no expiry.
+func TestTokenMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.sqlite3")
+	ctx := context.Background()
+	s := open(t, path)
+	// Back to schema 5 with the token table of then.
+	for _, q := range []string{
+		`DROP INDEX tokens_id`, `DROP INDEX tokens_user`, `DROP INDEX tokens_expire`, `DROP INDEX refs_create`,
+		`ALTER TABLE tokens DROP COLUMN id`, `ALTER TABLE tokens DROP COLUMN prefix`,
+		`ALTER TABLE tokens DROP COLUMN time_expire`, `ALTER TABLE tokens DROP COLUMN time_used`,
+		`UPDATE schema_version SET version = 5`,
+	} {
+		if _, err := s.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	u, err := s.CreateUser(ctx, "node", "h", RoleProcessor, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := strings.Repeat("ab", 32)
+	if _, err := s.w.Exec(`INSERT INTO tokens (hash, user_id, time_create) VALUES (?, ?, ?)`, digest, u.ID, us(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, path)
+	defer s.Close()
+	got, tok, err := s.TokenUser(ctx, digest, time.Now().Add(100*365*24*time.Hour))
+	if err != nil || got.Name != "node" || tok.ID != digest[:TokenIDLength] || !tok.TimeExpire.IsZero() {
+		t.Fatalf("an old token after migration: %+v %+v %v", got, tok, err)
+	}
+	if list, err := s.Tokens(ctx, "node"); err != nil || len(list) != 1 || list[0].ID != digest[:TokenIDLength] || list[0].Prefix != "" {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if n, err := s.RevokeTokens(ctx, "node", []string{digest[:TokenIDLength]}); err != nil || n != 1 {
+		t.Fatalf("revoke: %d %v", n, err)
+	}
+	if _, _, err := s.TokenUser(ctx, digest, time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("revoked token: %v", err)
+	}
+}

@@ -75,9 +75,11 @@ func (s *Store) CreateUser(ctx context.Context, name, passwordHash string, roles
 	return u, err
 }
 
-// SetPassword replaces a user's password hash and ends its sessions.
-func (s *Store) SetPassword(ctx context.Context, name, passwordHash string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+// SetPassword replaces a user's password hash, ends its sessions and
+// revokes its bearer tokens: whoever knew the old password may have made
+// either. It returns how many sessions and tokens went.
+func (s *Store) SetPassword(ctx context.Context, name, passwordHash string) (sessions, tokens int64, err error) {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, `UPDATE users SET password = ? WHERE name = ? RETURNING id`, passwordHash, name).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -86,11 +88,19 @@ func (s *Store) SetPassword(ctx context.Context, name, passwordHash string) erro
 		if err != nil {
 			return fmt.Errorf("unable to set password of %q: %w", name, err)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, id); err != nil {
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, id)
+		if err != nil {
 			return fmt.Errorf("unable to end sessions of %q: %w", name, err)
 		}
+		sessions, _ = res.RowsAffected()
+		res, err = tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("unable to revoke tokens of %q: %w", name, err)
+		}
+		tokens, _ = res.RowsAffected()
 		return nil
 	})
+	return sessions, tokens, err
 }
 
 // UserByName finds a user.
@@ -163,11 +173,34 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64
 	return n, err
 }
 
-// CreateToken records a bearer token (by its digest) for the user name.
-func (s *Store) CreateToken(ctx context.Context, name, digest string, now time.Time) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, time_create) SELECT ?, id, ? FROM users WHERE name = ?`,
-			digest, us(now), name)
+// Token is one bearer token as the admin commands show it (never the
+// token itself: only its digest is stored).
+type Token struct {
+	ID         string // the start of the digest: what revoke takes
+	Prefix     string // the start of the token ("kt_1a2b3c4d"); "" for tokens older than the column
+	User       string
+	TimeCreate time.Time
+	TimeExpire time.Time // zero: never (tokens made before expiry existed)
+	TimeUsed   time.Time // zero: no use recorded (see RecordTokenUses)
+}
+
+// TokenIDLength is how many hex digits of its digest name a token.
+const TokenIDLength = 12
+
+// CreateToken records a bearer token (by its digest) for the user name,
+// valid until expire. ErrNotFound if there is no such user; ErrExists if
+// another token has the same id (the first TokenIDLength digits of the
+// digest: the caller makes a new token).
+func (s *Store) CreateToken(ctx context.Context, name, digest, prefix string, now, expire time.Time) (Token, error) {
+	t := Token{ID: digest[:TokenIDLength], Prefix: prefix, User: name, TimeCreate: now.UTC(), TimeExpire: expire.UTC()}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+			INSERT INTO tokens (hash, user_id, time_create, id, prefix, time_expire)
+			SELECT ?, id, ?, ?, ?, ? FROM users WHERE name = ?`,
+			digest, us(now), t.ID, prefix, us(expire), name)
+		if isUnique(err) || isPrimaryKey(err) {
+			return fmt.Errorf("unable to create token for %q: %w", name, ErrExists)
+		}
 		if err != nil {
 			return fmt.Errorf("unable to create token for %q: %w", name, err)
 		}
@@ -176,21 +209,139 @@ func (s *Store) CreateToken(ctx context.Context, name, digest string, now time.T
 		}
 		return nil
 	})
+	return t, err
 }
 
-// TokenUser returns the user of a bearer token.
-func (s *Store) TokenUser(ctx context.Context, digest string) (User, error) {
+// TokenUser returns the user of a bearer token and the token's row:
+// ErrNotFound for an unknown (or revoked) token, ErrExpired for one past
+// its expiry.
+func (s *Store) TokenUser(ctx context.Context, digest string, now time.Time) (User, Token, error) {
 	var u User
+	var t Token
 	var roles int
+	var tc int64
+	var expire, used sql.NullInt64
+	var id sql.NullString
 	err := s.r.QueryRowContext(ctx, `
-		SELECT u.id, u.name, u.roles FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, digest).
-		Scan(&u.ID, &u.Name, &roles)
+		SELECT u.id, u.name, u.roles, t.id, t.prefix, t.time_create, t.time_expire, t.time_used
+		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, digest).
+		Scan(&u.ID, &u.Name, &roles, &id, &t.Prefix, &tc, &expire, &used)
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, ErrNotFound
+		return User{}, Token{}, ErrNotFound
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("unable to read token: %w", err)
+		return User{}, Token{}, fmt.Errorf("unable to read token: %w", err)
 	}
 	u.Roles = Role(roles)
-	return u, nil
+	t.ID, t.User, t.TimeCreate, t.TimeExpire, t.TimeUsed = id.String, u.Name, fromUS(tc), fromNullUS(expire), fromNullUS(used)
+	if expire.Valid && expire.Int64 <= us(now) {
+		return User{}, t, ErrExpired
+	}
+	return u, t, nil
+}
+
+// RecordTokenUses stores when each token (by digest) was last used, where
+// that is later than what is stored. The server keeps uses in memory and
+// calls this from its collection pass and at shutdown, so that serving a
+// request never writes for it (a refused request changes nothing).
+func (s *Store) RecordTokenUses(ctx context.Context, uses map[string]time.Time) error {
+	if len(uses) == 0 {
+		return nil
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		for digest, at := range uses {
+			if _, err := tx.ExecContext(ctx, `UPDATE tokens SET time_used = ? WHERE hash = ? AND (time_used IS NULL OR time_used < ?)`,
+				us(at), digest, us(at)); err != nil {
+				return fmt.Errorf("unable to record token use: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Tokens lists the bearer tokens of user name, oldest first; ErrNotFound
+// if there is no such user.
+func (s *Store) Tokens(ctx context.Context, name string) ([]Token, error) {
+	var uid int64
+	err := s.r.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("unable to list tokens of %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("unable to list tokens of %q: %w", name, err)
+	}
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT id, prefix, time_create, time_expire, time_used FROM tokens
+		WHERE user_id = ? ORDER BY time_create, id`, uid)
+	if err != nil {
+		return nil, fmt.Errorf("unable to list tokens of %q: %w", name, err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		t := Token{User: name}
+		var id sql.NullString
+		var tc int64
+		var expire, used sql.NullInt64
+		if err := rows.Scan(&id, &t.Prefix, &tc, &expire, &used); err != nil {
+			return nil, fmt.Errorf("unable to list tokens of %q: %w", name, err)
+		}
+		t.ID, t.TimeCreate, t.TimeExpire, t.TimeUsed = id.String, fromUS(tc), fromNullUS(expire), fromNullUS(used)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeTokens deletes the tokens of user name with the given ids, or all
+// of them when ids is empty, and returns how many went. An id that is not
+// one of the user's tokens is an ErrNotFound naming it, and then nothing
+// is revoked.
+func (s *Store) RevokeTokens(ctx context.Context, name string, ids []string) (int64, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		n = 0
+		var uid int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("unable to revoke tokens of %q: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("unable to revoke tokens of %q: %w", name, err)
+		}
+		if len(ids) == 0 {
+			res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ?`, uid)
+			if err != nil {
+				return fmt.Errorf("unable to revoke tokens of %q: %w", name, err)
+			}
+			n, _ = res.RowsAffected()
+			return nil
+		}
+		for _, id := range ids {
+			res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ? AND id = ?`, uid, id)
+			if err != nil {
+				return fmt.Errorf("unable to revoke token %s of %q: %w", id, name, err)
+			}
+			k, _ := res.RowsAffected()
+			if k == 0 {
+				return fmt.Errorf("unable to revoke token %s: %q has no token with that id: %w", id, name, ErrNotFound)
+			}
+			n += k
+		}
+		return nil
+	})
+	return n, err
+}
+
+// DeleteExpiredTokens removes tokens past their expiry.
+func (s *Store) DeleteExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE time_expire <= ?`, us(now))
+		if err != nil {
+			return fmt.Errorf("unable to remove expired tokens: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return n, err
 }
