@@ -17,10 +17,11 @@ BENCHTIME ?= 20x
 GOTAGS ?= seccomp,urfave_cli_no_docs
 export GOFLAGS := $(strip $(GOFLAGS) -tags=$(GOTAGS))
 
-# kolejka-init runs inside task containers whatever their image: static, no cgo.
+# kolejka-init runs inside task containers whatever their image, and so may
+# kolejka-observer (a judge's tool for sessions of its own): static, no cgo.
 STATIC_LDFLAGS = -s -w -extldflags=-static
 
-.PHONY: all deps test-deps build testimage demo test hardening bench lint fmt fuzz clean
+.PHONY: all deps test-deps build testimage demo test test-v2 hardening bench lint fmt fuzz clean
 
 all: build
 
@@ -37,8 +38,8 @@ deps:
 
 build: deps
 	mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/kolejka-init ./cmd/kolejka-init
-	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/kolejka-worker ./cmd/kolejka-server ./cmd/kolejka-client ./cmd/kolejka-foreman ./cmd/kolejka-observer
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-init ./cmd/kolejka-observer
+	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/kolejka-worker ./cmd/kolejka-server ./cmd/kolejka-client ./cmd/kolejka-foreman
 
 # The test image: Debian's busybox-static and the tiny static C programs of src/,
 # as a rootfs tar, a `docker save` tar and an OCI layout.
@@ -67,6 +68,17 @@ test-deps:
 
 test: test-deps build testimage lint
 	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) $(GOTEST) $$($(GO) list ./... | grep -v '/hardening$$')
+
+# The node's tests (cgroup, observer, the runc and host runtimes, a
+# foreman against a server) on a real cgroup v2 kernel: Debian's
+# linux-image-amd64 booted under qemu with cgroup v1 off, as root of the
+# hierarchy and as a delegated service, and built as for a kernel without
+# cgroup.kill and memory.peak (testdata/cgroup2vm/README.md). Rewrites
+# docs/cgroup-v2.md. Installs qemu-system-x86 and cpio through apt where
+# missing (as root).
+V2_SUMMARY ?= $(CURDIR)/docs/cgroup-v2.md
+test-v2: build testimage
+	KOLEJKA_GOTAGS=$(GOTAGS) KOLEJKA_BIN=$(BIN) KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_V2_SUMMARY=$(V2_SUMMARY) testdata/cgroup2vm/run.sh
 
 # The hardening suite (hardening/): tables of bad input, hostile tasks and
 # faults, every row an assertion; the run rewrites docs/hardening.md with
