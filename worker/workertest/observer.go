@@ -2,9 +2,13 @@ package workertest
 
 import (
 	"context"
+	"io"
+	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,32 +40,79 @@ func BusyObserver(t testing.TB) string {
 		t.Fatal(err)
 	}
 	srv := observer.NewServer(reg, observer.ServerOptions{})
-	go srv.Serve(ln)
-
-	bin := filepath.Join(testenv.Binaries(t), "kolejka-observer")
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	runs := 0
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			cmd := exec.CommandContext(ctx, bin, "--socket", socket, "run", "--", "true")
-			if out, err := cmd.CombinedOutput(); err != nil && ctx.Err() == nil {
-				t.Errorf("the busy loop's kolejka-observer run: %v: %s", err, out)
-				return
-			}
-			runs++
-		}
-	}()
+	go func() { _ = srv.Serve(ln) }()
+	// Registered before KeepBusy's, so run after it: the loop stops first.
 	t.Cleanup(func() {
-		stop()
-		wg.Wait()
-		t.Logf("the observer ran %d judge sessions beside the tasks", runs)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		_ = reg.Shutdown(ctx)
 	})
+	KeepBusy(t, socket)
 	return socket
+}
+
+// KeepBusy runs `kolejka-observer run -- true` (the command of
+// testenv.Binaries) against the daemon at socket, one after another, until
+// cleanup, and returns how many have run so far. They run from a cgroup of
+// their own below the test's delegation, as judges run inside their task's
+// group: a daemon nests each session below its caller's group (on v2
+// moving the group's processes into a leaf first), which must not be the
+// test's own. Cleanup stops the loop and removes that group, with what an
+// interrupted run left in it.
+func KeepBusy(t testing.TB, socket string) func() int {
+	t.Helper()
+	bin := filepath.Join(testenv.Binaries(t), "kolejka-observer")
+	cg, err := cgroup.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := cg.Delegation(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	judges, err := cg.Create(path.Join(d, "kolejka-test-judges-"+randomHex()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var runs atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			// Gated until it is in the judges' group.
+			cmd := exec.CommandContext(ctx, "sh", "-c", `read x; exec "$@"`, "sh", bin, "--socket", socket, "run", "--", "true")
+			stdin, err := cmd.StdinPipe()
+			if err == nil {
+				err = cmd.Start()
+			}
+			if err == nil {
+				if err = judges.Add(cmd.Process.Pid); err == nil {
+					_, err = io.WriteString(stdin, "go\n")
+				}
+				stdin.Close()
+				if werr := cmd.Wait(); err == nil {
+					err = werr
+				}
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					t.Errorf("the busy loop's kolejka-observer run: %v", err)
+				}
+				return
+			}
+			runs.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		stop()
+		wg.Wait()
+		t.Logf("kolejka-observer ran %d judge sessions meanwhile", runs.Load())
+		if err := judges.Delete(); err != nil {
+			t.Errorf("removing the judges' cgroup: %v", err)
+		}
+	})
+	return func() int { return int(runs.Load()) }
 }

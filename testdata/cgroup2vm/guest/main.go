@@ -8,8 +8,8 @@
 //
 // The modes are the two places a grid node's services run on a v2 host:
 //
-//   - root: the test runs as root in a login session's leaf
-//     (/user.slice/user-0.slice/session-1.scope) and may manage the whole
+//   - root: the test runs as root in a login session's leaf (a fresh
+//     /user.slice/user-0.slice/session-<n>.scope) and may manage the whole
 //     hierarchy, as `kolejka-worker` run from a root shell does.
 //   - delegated: the test runs as a service with Delegate=yes would: in a
 //     fresh group /system.slice/kolejka-<suite>.service whose parents enabled
@@ -111,12 +111,15 @@ type Report struct {
 
 const (
 	cgroupMount = "/sys/fs/cgroup"
-	session     = "/user.slice/user-0.slice/session-1.scope"
+	sessions    = "/user.slice/user-0.slice"
 	services    = "/system.slice"
 	runnerEnv   = "V2VM_RUNNER"
 )
 
 var report *json.Encoder
+
+// sessionCount numbers the login sessions of root mode.
+var sessionCount int
 
 func main() {
 	// The kernel starts /init with no PATH.
@@ -356,7 +359,7 @@ func loadModule(path string) error {
 // every controller it delegates, in describe): the guest itself moves into
 // init.scope.
 func layout() error {
-	for _, g := range []string{"/init.scope", session, services} {
+	for _, g := range []string{"/init.scope", sessions, services} {
 		if err := os.MkdirAll(filepath.Join(cgroupMount, g), 0o755); err != nil {
 			return err
 		}
@@ -432,7 +435,15 @@ func runSuite(plan Plan, s Suite, mode string) Report {
 	var outside map[string]string
 	switch mode {
 	case "root":
-		group = session
+		// A new login's scope for each suite, as systemd makes one per
+		// session: what one suite left there cannot hold up the next.
+		sessionCount++
+		group = fmt.Sprintf("%s/session-%d.scope", sessions, sessionCount)
+		if err := os.Mkdir(filepath.Join(cgroupMount, group), 0o755); err != nil {
+			r.Problem = err.Error()
+			return r
+		}
+		defer removeTree(filepath.Join(cgroupMount, group))
 		before = tree(cgroupMount)
 	case "delegated":
 		group = filepath.Join(services, "kolejka-"+s.Name+".service")
