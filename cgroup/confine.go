@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,8 +37,16 @@ func Confine() error {
 		return nil
 	}
 	h, err := Host()
-	if err != nil || h.Mode() != Unified {
-		return nil // nothing to confine: v1, or no cgroups at all
+	if errors.Is(err, ErrUnsupported) {
+		return nil // no cgroups at all: nothing to confine
+	}
+	if err != nil {
+		// A mount table we cannot read may hide a delegation: running
+		// unconfined there could rewrite the system manager's groups.
+		return fmt.Errorf("unable to confine to the delegated cgroup: %w", err)
+	}
+	if h.Mode() != Unified {
+		return nil // v1: nothing to confine
 	}
 	own, err := h.PathOf(os.Getpid())
 	if err != nil {

@@ -198,9 +198,15 @@ func (c *Client) refreshSettings(ctx context.Context) (Settings, error) {
 // Login signs in with the configured username and password, as Kolejka's
 // client does: GET /logout/ for a csrftoken cookie, then POST /login/.
 func (c *Client) Login(ctx context.Context) error {
-	if _, err := c.do(ctx, http.MethodGet, "logout/", nil, ""); err != nil {
+	out, err := c.do(ctx, http.MethodGet, "logout/", nil, "")
+	if err != nil {
 		return err
 	}
+	// Only its csrftoken cookie matters. Read to the end, the answer gives
+	// its connection back to the pool for the login; left open, it would
+	// hold one connection per login for good.
+	_, _ = io.Copy(io.Discard, io.LimitReader(out.Body, 64<<10))
+	out.Body.Close()
 	form := url.Values{"username": {c.cfg.Username}, "password": {c.cfg.Password}}
 	resp, err := c.do(ctx, http.MethodPost, "login/", strings.NewReader(form.Encode()), "application/x-www-form-urlencoded")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -294,6 +295,44 @@ func TestErrorsAreClassified(t *testing.T) {
 	// A processor-only path refuses a client with the server's own answer.
 	if _, err := alice.Dequeue(ctx, client.DequeueRequest{Concurrency: 1}); !errors.Is(err, client.ErrForbidden) {
 		t.Fatalf("client dequeue: %v", err)
+	}
+}
+
+// Logins reuse one connection: each answer, the logout's too, is read and
+// closed. A response left open holds its connection for good, and every
+// login then dials a new one.
+func TestLoginReusesItsConnection(t *testing.T) {
+	s, err := server.Open(server.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(context.Background(), "alice", "alice-password", server.Clients); err != nil {
+		t.Fatal(err)
+	}
+	var dials atomic.Int32
+	hs := httptest.NewUnstartedServer(s.Handler())
+	hs.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	hs.Start()
+	t.Cleanup(func() {
+		hs.Close()
+		s.Shutdown(context.Background())
+	})
+	ctx := context.Background()
+	c, err := client.New(ctx, client.Config{Server: hs.URL, Username: "alice", Password: "alice-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := c.Login(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("4 logins and a settings read took %d connections, want 1", n)
 	}
 }
 

@@ -225,12 +225,12 @@ func sha(b []byte) string {
 
 // serverCase is one bad request; run sends it through client c.
 type serverCase struct {
-	id, name, expect string
-	ways             []string // "bearer", "session": the ways in to try; none: run decides
-	run              func(t *testing.T, c *apiClient) answer
-	code             int    // HTTP status
-	status           string // "FAIL" or "OK" when code is 200
-	want             []string
+	id, name string
+	ways     []string // "bearer", "session": the ways in to try; none: run decides
+	run      func(t *testing.T, c *apiClient) answer
+	code     int    // HTTP status
+	status   string // "FAIL" or "OK" when code is 200
+	want     []string
 }
 
 func TestBadInputServer(t *testing.T) {

@@ -29,11 +29,11 @@ import (
 
 // badTask is a task folder the worker must refuse.
 type badTask struct {
-	id, name, expect string
-	task             string   // kolejka_task.json ("" for none)
-	files            []string // name, content pairs beside it
-	setup            func(t *testing.T, dir string)
-	want             []string // fragments the error must contain
+	id, name string
+	task     string   // kolejka_task.json ("" for none)
+	files    []string // name, content pairs beside it
+	setup    func(t *testing.T, dir string)
+	want     []string // fragments the error must contain
 }
 
 func TestBadInputTaskFolders(t *testing.T) {

@@ -324,9 +324,13 @@ func stateOf(t testing.TB, data string) serverState {
 	}
 	st.digest = hex.EncodeToString(h.Sum(nil))[:16]
 	root := filepath.Join(data, server.BlobsDir)
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	// A part it cannot read would hide a change: the test stops there.
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // not made yet, or removed by the server meanwhile
+		}
 		if err != nil {
-			return nil
+			return err
 		}
 		if d.IsDir() && d.Name() == "tmp" {
 			entries, _ := os.ReadDir(p)
@@ -340,6 +344,9 @@ func stateOf(t testing.TB, data string) serverState {
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatalf("reading the server's blobs: %v", err)
+	}
 	sort.Strings(st.blobs)
 	return st
 }

@@ -157,7 +157,7 @@ func Detached() (ready func(), failed func(error), ok bool) {
 	if v == "" {
 		return nil, nil, false
 	}
-	os.Unsetenv(detachedEnv)
+	_ = os.Unsetenv(detachedEnv) // fails only for a malformed name
 	fd, err := strconv.Atoi(v)
 	if err != nil || fd < 3 {
 		return func() {}, func(error) {}, true

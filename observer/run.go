@@ -226,7 +226,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to run in-process: %w", err)
 	}
-	defer r.Shutdown(context.Background())
+	defer func() { _ = r.Shutdown(context.Background()) }() // no deadline: it returns nil
 	return runInProcess(ctx, r, o)
 }
 
@@ -390,7 +390,7 @@ func receiveConn(f *os.File, timeout time.Duration) (net.Conn, error) {
 	if rest, ok := strings.CutPrefix(msg, helperFail+" "); ok {
 		codeText, reason, _ := strings.Cut(rest, " ")
 		code := 125
-		fmt.Sscan(codeText, &code)
+		_, _ = fmt.Sscan(codeText, &code) // not a number: 125 stands
 		return nil, &cannotRun{code: code, msg: reason}
 	}
 	if msg != helperConn {

@@ -96,7 +96,7 @@ func TestNames(t *testing.T) {
 	if !isSessionID(id) || !isSessionName(groupPrefix+id) || isSessionName(procsLeaf) || isSessionName(groupPrefix+strings.ToUpper(id)) {
 		t.Errorf("session names: %s", id)
 	}
-	if len(newSecret()) != 64 || newSecret() == newSecret() {
+	if a, b := newSecret(), newSecret(); len(a) != 64 || a == b {
 		t.Error("secrets")
 	}
 	for _, c := range []struct {

@@ -216,7 +216,7 @@ func writeResponse(w *bufio.Writer, status int, body []byte, keepAlive, head boo
 	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nServer: kolejka-observer\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n",
 		status, text, len(body), conn)
 	if !head {
-		w.Write(body)
+		_, _ = w.Write(body) // a failed write sticks: Flush returns it
 	}
 	return w.Flush()
 }

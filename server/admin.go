@@ -156,7 +156,7 @@ func (s *Server) RemoveTasks(ctx context.Context, keys ...string) (int, error) {
 	n := 0
 	for _, k := range keys {
 		err := s.db.DeleteTask(ctx, k)
-		if err == store.ErrNotFound {
+		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {

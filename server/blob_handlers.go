@@ -91,7 +91,9 @@ func (s *Server) commitBlob(r *http.Request, tmp *blobs.Temp, owner int64) (stor
 		// killed mid-upload) cancels it, and the file would stay in the
 		// store with no row, until the next start.
 		if known, kerr := s.db.BlobKnown(context.WithoutCancel(r.Context()), tmp.Blob.Hash); kerr == nil && !known {
-			s.blobs.Remove(tmp.Blob.Hash)
+			if err := s.blobs.Remove(tmp.Blob.Hash); err != nil {
+				s.log.Warn("unable to remove an unrecorded blob; the next start will", "blob", tmp.Blob.Hash, "error", err)
+			}
 		}
 		return store.Reference{}, err
 	}

@@ -308,8 +308,7 @@ func (c *pyClient) head(path string) answer { return c.simple("HEAD", path) }
 func (c *pyClient) post(path string, body []byte) answer {
 	return c.complex("POST", path, "", body)
 }
-func (c *pyClient) put(path string) answer    { return c.complex("PUT", path, "", nil) }
-func (c *pyClient) delete(path string) answer { return c.complex("DELETE", path, "", nil) }
+func (c *pyClient) put(path string) answer { return c.complex("PUT", path, "", nil) }
 
 // login: GET /logout/ ("clears user and ensures CSRF"), POST /login/.
 func (c *pyClient) login(name, pw string) answer {

@@ -150,7 +150,8 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
 	}
-	if _, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
+	if resp, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
+		resp.Body.Close()
 		t.Errorf("still accepting after Shutdown")
 	}
 	// The folder is free again.

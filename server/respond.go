@@ -33,7 +33,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	_, _ = w.Write(body) // a client gone has no use for the error
 }
 
 // ok answers {"status": "OK", …fields}.
@@ -56,7 +56,7 @@ func plain(w http.ResponseWriter, code int, msg string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	if msg != "" {
-		io.WriteString(w, msg+"\n")
+		_, _ = io.WriteString(w, msg+"\n") // as writeJSON's Write
 	}
 }
 

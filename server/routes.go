@@ -120,7 +120,8 @@ func (s *Server) wrap(rt route) http.Handler {
 		var c caller
 		defer func() {
 			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
+				// Passed on as is: net/http keeps quiet for ErrAbortHandler itself.
+				if p == http.ErrAbortHandler { //nolint:errorlint // a recovered value, not a returned error
 					panic(p)
 				}
 				s.log.Error("handler panic", "route", rt.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -206,7 +207,7 @@ func (s *Server) authenticate(r *http.Request) (caller, error) {
 	}
 	ck, err := r.Cookie(auth.SessionCookie)
 	if err != nil || ck.Value == "" {
-		return caller{}, nil
+		return caller{}, nil //nolint:nilerr // no session cookie (ErrNoCookie): an anonymous caller
 	}
 	key := "s:" + auth.Digest(ck.Value)
 	if u, ok := s.auth.get(key, now); ok {

@@ -113,7 +113,7 @@ func open(cfg Config, owner bool) (*Server, error) {
 	}
 	fail := func(err error) (*Server, error) {
 		if s.db != nil {
-			s.db.Close()
+			_ = s.db.Close() // err is the news; what the store committed is durable
 		}
 		if s.lock != nil {
 			s.lock.Close()
@@ -240,7 +240,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			hs.Shutdown(sctx)
+			_ = hs.Shutdown(sctx) // Serve returns either way; the Server's Close or Shutdown cuts what outlived sctx
 		case <-done:
 		}
 	}()
@@ -259,7 +259,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.halt(func(hs *http.Server) error {
 		if err := hs.Shutdown(ctx); err != nil {
-			hs.Close()
+			_ = hs.Close() // cuts what Shutdown left; its error says so already
 			return err
 		}
 		return nil

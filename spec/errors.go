@@ -83,7 +83,9 @@ func relabel(err error, file string) error {
 	}
 	out := make([]error, len(list))
 	for i, e := range list {
-		if pe, ok := e.(*Error); ok {
+		// Only the package's own *Errors, members of the join, are copied:
+		// one wrapped in another error keeps its wrapper and its File.
+		if pe, ok := e.(*Error); ok { //nolint:errorlint // direct members only, as above
 			c := *pe
 			c.File = file
 			out[i] = &c

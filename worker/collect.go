@@ -213,27 +213,30 @@ func walkFiles(root string) (map[string]string, error) {
 	}
 	files := make(map[string]string)
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		// The task made these folders and could make any part of them
+		// unreadable or strange: what cannot be read as a regular file
+		// inside root is not an output, and must not cost the rest.
 		if err != nil {
-			return nil // unreadable parts are simply not collected
+			return nil //nolint:nilerr // an unreadable part is not collected
 		}
 		if d.IsDir() {
 			return nil
 		}
 		rel, err := filepath.Rel(root, p)
 		if err != nil {
-			return nil
+			return err // p is below root: it cannot fail
 		}
 		src := p
 		if d.Type()&fs.ModeSymlink != 0 {
 			target, err := filepath.EvalSymlinks(p)
 			if err != nil || !within(realRoot, target) {
-				return nil
+				return nil //nolint:nilerr // a dangling link names no file
 			}
 			src = target
 		}
 		fi, err := os.Stat(src)
 		if err != nil || !fi.Mode().IsRegular() {
-			return nil
+			return nil //nolint:nilerr // gone meanwhile, or no regular file
 		}
 		files[filepath.ToSlash(rel)] = src
 		return nil

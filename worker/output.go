@@ -53,11 +53,12 @@ func (c *capture) copy(onExceed func()) error {
 		if n > c.limit {
 			c.exceeded.Store(true)
 			onExceed()
-			if terr := c.file.Truncate(c.limit); terr != nil && err == nil {
-				err = terr
+			// CopyN copied all it was asked for, so err is nil here; a
+			// failed Truncate leaves the file over the limit, and says so.
+			if terr := c.file.Truncate(c.limit); terr != nil {
+				err = fmt.Errorf("unable to cut %s to the output limit: %w", c.file.Name(), terr)
 			}
 			_, _ = io.Copy(io.Discard, c.r)
-			err = nil
 		} else if errors.Is(err, io.EOF) {
 			err = nil
 		}

@@ -48,7 +48,7 @@ func newScratch(temp, runID string, l spec.Limits) (_ *scratch, err error) {
 	}
 	defer func() {
 		if err != nil {
-			s.remove()
+			_ = s.remove() // err is the news; the sweep of dead runs retries
 		}
 	}()
 	for _, d := range []string{s.work, s.storage, s.runtime} {

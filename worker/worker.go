@@ -512,8 +512,7 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 	if err != nil {
 		_ = proc.Kill()
 		<-exited
-		r.waitCaptures(captures)
-		return err
+		return errors.Join(err, r.waitCaptures(captures))
 	}
 
 	// From here the task runs. The timer and ctx kill it; its end (or
@@ -524,8 +523,7 @@ func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err 
 	if err := g.release(); err != nil {
 		_ = proc.Kill()
 		<-exited
-		r.waitCaptures(captures)
-		return err
+		return errors.Join(err, r.waitCaptures(captures))
 	}
 	r.out.started = true
 	initWatch := make(chan bool, 1)

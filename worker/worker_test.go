@@ -50,19 +50,23 @@ func writeTask(t *testing.T, taskJSON string, files map[string]string) string {
 func snapshot(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+	// A part it cannot read would hide a change: the test stops there.
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
-			return nil
+			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
 		if fi.IsDir() {
 			out[rel] = "dir"
 			return nil
 		}
-		data, _ := os.ReadFile(p)
+		data, err := os.ReadFile(p)
 		out[rel] = string(data) + "|" + fi.Mode().String()
-		return nil
+		return err
 	})
+	if err != nil {
+		t.Fatalf("snapshot of %s: %v", dir, err)
+	}
 	return out
 }
 

@@ -193,7 +193,7 @@ func run(c *cli.Context) error {
 		log.Info("stopping before the node started", "signal", sig.String())
 		cancelOpen()
 		if o := <-oc; o.f != nil {
-			o.f.Shutdown(context.Background())
+			_ = o.f.Shutdown(context.Background()) // not running: nothing to drain, nil
 		}
 		return nil
 	}
@@ -217,9 +217,14 @@ func run(c *cli.Context) error {
 		}
 	}()
 	err = f.Shutdown(drain)
-	<-ran
+	runErr := <-ran
 	if err != nil {
 		return fmt.Errorf("stopped before its tasks finished; they were handed back to the queue")
+	}
+	// After a Shutdown Run returns ErrStopped; anything else is a failure
+	// of its own that came with the signal.
+	if runErr != nil && !errors.Is(runErr, foreman.ErrStopped) {
+		return runErr
 	}
 	log.Info("drained")
 	return nil

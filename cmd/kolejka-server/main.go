@@ -116,7 +116,7 @@ func serveCommand() *cli.Command {
 			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
-				srv.Close()
+				_ = srv.Close() // nothing served: the listen error is the news
 				return cliexit.WithCode(cliexit.Usage, fmt.Errorf("unable to listen: %w", err))
 			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
@@ -125,8 +125,7 @@ func serveCommand() *cli.Command {
 			go func() { served <- srv.Serve(context.Background(), ln) }()
 			select {
 			case err := <-served:
-				srv.Close()
-				return err
+				return errors.Join(err, srv.Close())
 			case <-ctx.Done():
 			}
 			slog.Info("shutting down")
@@ -179,7 +178,7 @@ func withAdminSettings(c *cli.Context, do func(*server.Server) error) error {
 	return openAdmin(c, true, do)
 }
 
-func openAdmin(c *cli.Context, withSettings bool, do func(*server.Server) error) error {
+func openAdmin(c *cli.Context, withSettings bool, do func(*server.Server) error) (err error) {
 	cfg, err := loadConfig(c, withSettings)
 	if err != nil {
 		return err
@@ -188,7 +187,9 @@ func openAdmin(c *cli.Context, withSettings bool, do func(*server.Server) error)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	// The command's changes are committed; a database that fails to close
+	// after them is still worth a word.
+	defer func() { err = errors.Join(err, srv.Close()) }()
 	return do(srv)
 }
 

@@ -30,10 +30,10 @@ import (
 var (
 	ErrCSRFCookie     = errors.New("CSRF cookie not set")
 	ErrCSRFToken      = errors.New("CSRF token missing or incorrect")
-	ErrNoReferer      = errors.New("Referer checking failed: no Referer")
-	ErrBadReferer     = errors.New("Referer checking failed: Referer is malformed")
-	ErrInsecureRefer  = errors.New("Referer checking failed: Referer is insecure while host is secure")
-	ErrForeignReferer = errors.New("Referer checking failed: Referer does not match any trusted origin")
+	ErrNoReferer      = errors.New("referer checking failed: no Referer")
+	ErrBadReferer     = errors.New("referer checking failed: Referer is malformed")
+	ErrInsecureRefer  = errors.New("referer checking failed: Referer is insecure while host is secure")
+	ErrForeignReferer = errors.New("referer checking failed: Referer does not match any trusted origin")
 )
 
 // Cookie names, as Django's defaults (Kolejka's client reads them by name).

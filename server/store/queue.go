@@ -57,12 +57,6 @@ type ExpiryResult struct {
 	Callback bool     // an outbox row was added
 }
 
-func (e *ExpiryResult) add(o ExpiryResult) {
-	e.Requeued = append(e.Requeued, o.Requeued...)
-	e.Failed = append(e.Failed, o.Failed...)
-	e.Callback = e.Callback || o.Callback
-}
-
 // DequeueRequest asks for work for one node.
 type DequeueRequest struct {
 	Node       int64 // the asking processor
@@ -262,11 +256,13 @@ func (s *Store) candidate(ctx context.Context, tx *sql.Tx, id int64) (c sched.Ca
 		return c, false, fmt.Errorf("unable to read queued task: %w", err)
 	}
 	c.LostBy, c.TimeLost = lostBy.Int64, timeLost.Int64
+	// Not an error: one row that cannot be read must not fail every
+	// node's dequeue (see above).
 	if err := json.Unmarshal([]byte(requires), &c.Requires); err != nil {
-		return c, false, nil
+		return c, false, nil //nolint:nilerr // skipped
 	}
 	if c.Limits, err = spec.ParseLimits(limits, ""); err != nil {
-		return c, false, nil
+		return c, false, nil //nolint:nilerr // skipped
 	}
 	c.Shape = fmt.Sprintf("%t|%s|%s", c.Exclusive, requires, limits)
 	s.candMu.Lock()

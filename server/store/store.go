@@ -105,18 +105,20 @@ func Open(path string, o Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
+	// On failure below, w's Close can only add noise to the error: every
+	// step that wrote (a migration) committed or rolled back whole.
 	if err := w.Ping(); err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, fmt.Errorf("unable to open database %s: %w", path, err)
 	}
 	s := &Store{w: w, path: path, cands: map[int64]sched.Candidate{}}
 	if err := s.migrate(context.Background()); err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, err
 	}
 	r, err := sql.Open("sqlite3", dsn(path, sync, o.BusyTimeout, "deferred")+"&_query_only=1&_cache_size=-16384")
 	if err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, fmt.Errorf("unable to open database: %w", err)
 	}
 	r.SetMaxOpenConns(o.Readers)
@@ -185,9 +187,4 @@ func fromNullUS(v sql.NullInt64) time.Time {
 func isUnique(err error) bool {
 	var e sqlite3.Error
 	return errors.As(err, &e) && e.ExtendedCode == sqlite3.ErrConstraintUnique
-}
-
-func isPrimaryKey(err error) bool {
-	var e sqlite3.Error
-	return errors.As(err, &e) && e.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
 }

@@ -213,3 +213,25 @@ func TestTokenMigration(t *testing.T) {
 		t.Errorf("revoked token: %v", err)
 	}
 }
+
+// A new token whose digest, or only its id (the digest's start), is taken
+// is refused with ErrExists, and the caller makes another; anything else
+// would be an internal error.
+func TestTokenClash(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "db.sqlite3"))
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := s.CreateUser(ctx, "node", "h", RoleProcessor, now); err != nil {
+		t.Fatal(err)
+	}
+	digest := strings.Repeat("ab", 32)
+	if _, err := s.CreateToken(ctx, "node", digest, "kt_", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{digest, digest[:TokenIDLength] + strings.Repeat("cd", 26)} {
+		if _, err := s.CreateToken(ctx, "node", d, "kt_", now, now.Add(time.Hour)); !errors.Is(err, ErrExists) {
+			t.Errorf("digest %s…: %v, want ErrExists", d[:TokenIDLength+4], err)
+		}
+	}
+}

@@ -108,36 +108,32 @@ type Task struct {
 	HasResult    bool
 }
 
-// checkRefs checks the references of files for a user; it returns the
-// blob of each reference, by reference key.
-func checkRefs(ctx context.Context, tx *sql.Tx, files map[string]string, userID int64, readAll bool) (map[string]string, error) {
+// checkRefs checks that every reference of files exists and is the user's
+// to use (any user's with readAll): a FileErrors naming each that is not.
+func checkRefs(ctx context.Context, tx *sql.Tx, files map[string]string, userID int64, readAll bool) error {
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	blobs := make(map[string]string, len(files))
 	var errs FileErrors
 	for _, name := range names {
 		ref := files[name]
 		var owner int64
-		var blob string
-		err := tx.QueryRowContext(ctx, `SELECT user_id, blob FROM refs WHERE key = ?`, ref).Scan(&owner, &blob)
+		err := tx.QueryRowContext(ctx, `SELECT user_id FROM refs WHERE key = ?`, ref).Scan(&owner)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			errs = append(errs, &FileError{File: name, Ref: ref, Problem: "is unknown"})
 		case err != nil:
-			return nil, fmt.Errorf("unable to read reference: %w", err)
+			return fmt.Errorf("unable to read reference: %w", err)
 		case owner != userID && !readAll:
 			errs = append(errs, &FileError{File: name, Ref: ref, Problem: "belongs to another user"})
-		default:
-			blobs[ref] = blob
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return errs
 	}
-	return blobs, nil
+	return nil
 }
 
 // InsertTask records a submitted task: a FileErrors if a reference is
@@ -149,7 +145,7 @@ func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 	}
 	var id int64
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := checkRefs(ctx, tx, t.Files, t.Owner, t.ReadAll); err != nil {
+		if err := checkRefs(ctx, tx, t.Files, t.Owner, t.ReadAll); err != nil {
 			return err
 		}
 		err := tx.QueryRowContext(ctx, `

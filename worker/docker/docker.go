@@ -126,7 +126,7 @@ func New(opts Options) (*Runtime, error) {
 	ctx, cancel := r.callCtx(context.Background())
 	defer cancel()
 	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		cli.Close()
+		_ = cli.Close()
 		return nil, fmt.Errorf("unable to reach the Docker engine at %s: %w", cli.DaemonHost(), err)
 	}
 	return r, nil
@@ -221,7 +221,7 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 	p := &process{r: r, name: namePrefix + c.RunID, exited: make(chan struct{}), removed: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			p.Destroy()
+			_ = p.Destroy() // err is the news; the sweep of dead runs takes what Destroy leaves
 		}
 	}()
 	if p.stdio, err = newStdio(filepath.Join(c.Scratch, "stdio"), ContainerStdioDir, c); err != nil {

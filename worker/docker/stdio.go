@@ -84,7 +84,7 @@ func newStdio(dir, inContainer string, c *worker.Container) (_ *stdio, err error
 			for _, f := range files {
 				f.Close()
 			}
-			s.close()
+			_ = s.close() // err is the news; the scratch folder holding s.dir goes with the run
 		}
 	}()
 

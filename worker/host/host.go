@@ -77,17 +77,19 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (worker.Proces
 		Stderr:      c.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags},
 	}
+	// On failure below the start's error is the news: a group left
+	// behind is swept with the dead run's.
 	if err := cmd.Start(); err != nil {
-		g.Delete()
+		_ = g.Delete()
 		return nil, fmt.Errorf("unable to start %s: %w", c.InitPath, err)
 	}
 	p := &process{cmd: cmd, group: g}
 	// Until init is in its group it is only in the worker's; it does
 	// nothing before the gate, so moving it now loses nothing.
 	if err := g.Add(cmd.Process.Pid); err != nil {
-		p.Kill()
-		p.Wait()
-		p.Destroy()
+		_ = p.Kill()
+		_, _ = p.Wait()
+		_ = p.Destroy()
 		return nil, fmt.Errorf("unable to move kolejka-init into its cgroup: %w", err)
 	}
 	return p, nil

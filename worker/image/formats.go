@@ -48,9 +48,9 @@ var layerMediaTypes = []string{
 	ocispec.MediaTypeImageLayer,
 	ocispec.MediaTypeImageLayerGzip,
 	ocispec.MediaTypeImageLayerZstd,
-	ocispec.MediaTypeImageLayerNonDistributable,     //nolint:staticcheck // still found in old images
-	ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck
-	ocispec.MediaTypeImageLayerNonDistributableZstd, //nolint:staticcheck
+	ocispec.MediaTypeImageLayerNonDistributable,     //lint:ignore SA1019 deprecated for new images; old ones carry it
+	ocispec.MediaTypeImageLayerNonDistributableGzip, //lint:ignore SA1019 deprecated for new images; old ones carry it
+	ocispec.MediaTypeImageLayerNonDistributableZstd, //lint:ignore SA1019 deprecated for new images; old ones carry it
 	"application/vnd.docker.image.rootfs.diff.tar",
 	"application/vnd.docker.image.rootfs.diff.tar.gzip",
 	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",

@@ -34,7 +34,6 @@ type ent struct {
 	uid, gid int
 	major    int64
 	minor    int64
-	size     int64 // declared size, if not len(body) (hostile archives)
 }
 
 func reg(name, body string, mode int64) ent {

@@ -132,16 +132,17 @@ func (s *Store) plan(j *job, name, path string) (*plan, func(), error) {
 		if err != nil {
 			return nil, nothing, err
 		}
+		// src is only read: its Close loses nothing.
 		if !src.has(ocispec.ImageLayoutFile) {
-			src.Close()
+			_ = src.Close()
 			return nil, nothing, badArchive(path, "a folder, but not an OCI image layout (it has no oci-layout file)")
 		}
 		p, err := planOCI(src, name, s.limits)
 		if err != nil {
-			src.Close()
+			_ = src.Close()
 			return nil, nothing, err
 		}
-		return p, func() { src.Close() }, nil
+		return p, func() { _ = src.Close() }, nil
 	}
 
 	f, err := os.Open(path)

@@ -103,7 +103,7 @@ func (u *unpacker) apply(l layer) (digest.Digest, error) {
 	// Closed before the stored stream is read to its end: an external
 	// decompressor (unpigz, xz) may still be reading it until then.
 	closeDec := sync.OnceValue(dec.Close)
-	defer closeDec()
+	defer func() { _ = closeDec() }() // on the way out of a failure, whose error is the news
 	diff := digest.SHA256.Digester()
 	plain := io.TeeReader(dec, diff.Hash())
 

@@ -78,7 +78,7 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 	p := &process{release: release}
 	defer func() {
 		if err != nil {
-			p.Destroy()
+			_ = p.Destroy() // err is the news; the sweep of dead runs takes what Destroy leaves
 		}
 	}()
 	if p.rootfs, err = mountRootfs(img.Rootfs, c); err != nil {
@@ -276,8 +276,13 @@ func (p *process) Destroy() error {
 // their scratch folders).
 func (r *Runtime) Sweep(ctx context.Context, alive func(string) bool) error {
 	entries, err := os.ReadDir(r.stateRoot)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // no state folder, no container to sweep
+	}
 	if err != nil {
-		return nil
+		// Containers it cannot list may still run, holding a dead run's
+		// processes and mounts: the caller must hear of it.
+		return fmt.Errorf("unable to list the containers in %s: %w", r.stateRoot, err)
 	}
 	var errs []error
 	for _, e := range entries {

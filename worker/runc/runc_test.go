@@ -2,7 +2,11 @@ package runc_test
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kolejka-go/kolejka/internal/testenv"
@@ -39,6 +43,30 @@ func TestConformance(t *testing.T) {
 
 func TestConformanceBesideObserver(t *testing.T) {
 	workertest.ConformanceBesideObserver(t, "runc", newRuntime(t))
+}
+
+// A state folder Sweep cannot list may hide live containers of dead runs:
+// Sweep reports it. A file in the folder's place makes ReadDir fail
+// (ENOTDIR) even for root, whom no permission bits stop.
+func TestSweepReportsAnUnreadableStateFolder(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	rt, err := runc.New(state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := func(string) bool { return false }
+	if err := rt.Sweep(context.Background(), none); err != nil {
+		t.Fatalf("sweeping an empty state folder: %v", err)
+	}
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(state, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Sweep(context.Background(), none); !errors.Is(err, syscall.ENOTDIR) || !strings.Contains(err.Error(), state) {
+		t.Fatalf("Sweep returned %v, want the state folder's ENOTDIR, naming it", err)
+	}
 }
 
 // requireSeccomp: the runtime under test is the one `make` builds, with
