@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,23 +82,8 @@ func KeepBusy(t testing.TB, socket string) func() int {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for ctx.Err() == nil {
-			// Gated until it is in the judges' group.
-			cmd := exec.CommandContext(ctx, "sh", "-c", `read x; exec "$@"`, "sh", bin, "--socket", socket, "run", "--", "true")
-			stdin, err := cmd.StdinPipe()
-			if err == nil {
-				err = cmd.Start()
-			}
-			if err == nil {
-				if err = judges.Add(cmd.Process.Pid); err == nil {
-					_, err = io.WriteString(stdin, "go\n")
-				}
-				stdin.Close()
-				if werr := cmd.Wait(); err == nil {
-					err = werr
-				}
-			}
-			if err != nil {
+		for i := 0; ctx.Err() == nil; i++ {
+			if err := judge(ctx, bin, socket, judges.Path()+"/"+strconv.Itoa(i), cg); err != nil {
 				if ctx.Err() == nil {
 					t.Errorf("the busy loop's kolejka-observer run: %v", err)
 				}
@@ -115,4 +101,33 @@ func KeepBusy(t testing.TB, socket string) func() int {
 		}
 	})
 	return func() int { return int(runs.Load()) }
+}
+
+// judge runs one `kolejka-observer run -- true` in a new group p, as a
+// judge runs in its task's group (each its own: on v2 a group that got a
+// session below it takes no more processes), and removes the group after.
+func judge(ctx context.Context, bin, socket, p string, cg *cgroup.Hierarchy) error {
+	g, err := cg.Create(p, nil)
+	if err != nil {
+		return err
+	}
+	// Gated until it is in its group: with no "go", it never runs.
+	cmd := exec.CommandContext(ctx, "sh", "-c", `read x && exec "$@"`, "sh", bin, "--socket", socket, "run", "--", "true")
+	stdin, err := cmd.StdinPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err == nil {
+		if err = g.Add(cmd.Process.Pid); err == nil {
+			_, err = io.WriteString(stdin, "go\n")
+		}
+		stdin.Close()
+		if werr := cmd.Wait(); err == nil {
+			err = werr
+		}
+	}
+	if derr := g.Delete(); err == nil {
+		err = derr
+	}
+	return err
 }
