@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -134,7 +135,12 @@ func summarize(reportPath, console string) ([]byte, []string, error) {
 		fmt.Fprintf(&b, "- files of a group: %s\n", strings.Join(feats, ", "))
 	}
 	if console != "" {
-		fmt.Fprintf(&b, "- everything the tests printed: %s (not kept)\n", console)
+		if wd, err := os.Getwd(); err == nil {
+			if rel, err := filepath.Rel(wd, console); err == nil {
+				console = rel
+			}
+		}
+		fmt.Fprintf(&b, "- everything the tests printed: `%s` (not kept)\n", console)
 	}
 	fmt.Fprintf(&b, "\n| suite | mode | passed | failed | skipped | left behind | seconds |\n|---|---|---|---|---|---|---|\n")
 	var notes, benches []string
