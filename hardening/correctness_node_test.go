@@ -7,8 +7,6 @@ package hardening_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,39 +176,8 @@ func TestCorrectnessNodeBusyObserver(t *testing.T) {
 		"every task OK with its figures: the daemon's reaper leaves an adopted session to the worker that adopted it; the node healthy after it")
 	for _, n := range nodes(t) {
 		t.Run(n.name, func(t *testing.T) {
-			dir := t.TempDir()
-			sock := filepath.Join(dir, "observer.sock")
-			daemon := gridtest.StartOwned(t, "kolejka-observer", filepath.Join(dir, "observer.log"), filepath.Join(bin, "kolejka-observer"),
-				"--socket", sock, "--state", filepath.Join(dir, "state"), "--sweep", n.e.CgroupRoot, "-v")
-			gridtest.WaitFor(t, "the observer's socket", 10*time.Second, func() bool {
-				status, _, err := observerRequest(sock, "GET", "", nil)
-				return err == nil && status == 200
-			})
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("observer log:\n%s", gridtest.Tail(daemon.Log))
-				}
-			})
-			w, err := worker.New(context.Background(), worker.Config{Temp: n.e.Temp, StateDir: n.e.State, CgroupRoot: n.e.CgroupRoot,
-				OutputLimit: workertest.OutputLimit, InitPath: filepath.Join(bin, "kolejka-init"), Observer: sock,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, n.e.W.Runtime())
-			if err != nil {
-				t.Fatal(err)
-			}
-			n.w = w
-
-			ctx, stop := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			wg.Add(1)
-			judged := 0
-			go func() {
-				defer wg.Done()
-				for ctx.Err() == nil {
-					if exec.CommandContext(ctx, filepath.Join(bin, "kolejka-observer"), "--socket", sock, "run", "--", "true").Run() == nil {
-						judged++
-					}
-				}
-			}()
+			sock, _ := serveObserver(t, n, bin)
+			judged := workertest.KeepBusy(t, sock)
 			count := 40
 			if n.name == "docker" {
 				count = 15
@@ -230,13 +197,11 @@ func TestCorrectnessNodeBusyObserver(t *testing.T) {
 					ok++
 				}
 			}
-			stop()
-			wg.Wait()
-			r.Observe("%s: %d of %d OK beside %d judge sessions", n.name, ok, count, judged)
+			r.Observe("%s: %d of %d OK beside %d judge sessions", n.name, ok, count, judged())
 			for _, b := range bad {
 				t.Error(b)
 			}
-			if judged == 0 {
+			if judged() == 0 {
 				t.Error("the observer was never kept busy: the case proves nothing")
 			}
 			r.Observe("%s", n.healthy(t, "F09-"+n.name))

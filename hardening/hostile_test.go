@@ -256,20 +256,11 @@ func TestHostileTasks(t *testing.T) {
 	}
 }
 
-// TestHostileObserverFlood: a task floods the observer's socket while a
-// real kolejka-observer serves the worker: as many connections as it can
-// open, a session asked for on each (kept, never closed), hundreds of idle
-// connections held. The task's cgroup_descendants bounds the sessions it
-// gets; the daemon answers the test within a bound all along; the task
-// ends OK; no session is left and the node is healthy.
-func TestHostileObserverFlood(t *testing.T) {
-	bin := bins(t)
-	r := caseOf(t, hardening.Hostile, "H13", "floods the observer's socket: a session asked for on every connection as fast as it can for 3 s, 300 idle connections held (cgroup_descendants 4, a real kolejka-observer serving the worker)",
-		"OK with exactly 4 sessions granted and the rest refused (403); the daemon answers GET / within 1 s throughout; no session left; the node healthy after it")
-	n := runcNode(t)
-
-	// The daemon, on a socket and state folder of the test's, sweeping
-	// only below this worker's cgroup root.
+// serveObserver starts a real kolejka-observer on a socket and state folder
+// of the test's, sweeping only below n's cgroup root, and makes n's worker
+// one that the daemon serves; it returns the socket and the daemon.
+func serveObserver(t *testing.T, n *hostNode, bin string) (string, *gridtest.Proc) {
+	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "observer.sock")
 	daemon := gridtest.StartOwned(t, "kolejka-observer", filepath.Join(dir, "observer.log"), filepath.Join(bin, "kolejka-observer"),
@@ -290,6 +281,22 @@ func TestHostileObserverFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.w = w
+	return sock, daemon
+}
+
+// TestHostileObserverFlood: a task floods the observer's socket while a
+// real kolejka-observer serves the worker: as many connections as it can
+// open, a session asked for on each (kept, never closed), hundreds of idle
+// connections held. The task's cgroup_descendants bounds the sessions it
+// gets; the daemon answers the test within a bound all along; the task
+// ends OK; no session is left and the node is healthy.
+func TestHostileObserverFlood(t *testing.T) {
+	bin := bins(t)
+	r := caseOf(t, hardening.Hostile, "H13", "floods the observer's socket: a session asked for on every connection as fast as it can for 3 s, 300 idle connections held (cgroup_descendants 4, a real kolejka-observer serving the worker)",
+		"OK with exactly 4 sessions granted and the rest refused (403); the daemon answers GET / within 1 s throughout; no session left; the node healthy after it")
+	n := runcNode(t)
+
+	sock, daemon := serveObserver(t, n, bin)
 	sessions := func() int {
 		status, body, err := observerRequest(sock, "GET", "", nil)
 		if err != nil || status != 200 {
