@@ -40,7 +40,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/kolejka-go/kolejka/server/sched"
 	"github.com/kolejka-go/kolejka/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -146,7 +145,7 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		Free: free,
 		// The node knows its own shape: its defaults win, the server's
 		// fill the rest (they always hold cpus, memory and time).
-		Defaults:   sched.Fill(defaults, s.cfg.Defaults),
+		Defaults:   defaults.Or(s.cfg.Defaults),
 		Concurency: concurency,
 		Heartbeat:  req.Heartbeat,
 		Window:     s.cfg.ScanWindow,

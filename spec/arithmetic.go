@@ -100,6 +100,37 @@ func Fit(task, free, defaults Limits) (Limits, bool) {
 	return out, true
 }
 
+// Or returns l with each limit it lacks taken from defaults, a copy that
+// shares no pointer with either. Placements (cpus_offset, gpus_offset) are
+// the node's to choose and are never filled.
+func (l Limits) Or(defaults Limits) Limits {
+	out := l.Clone()
+	for _, f := range limitFields() {
+		if f.role != roleOffset && !f.present(&out) {
+			f.copyFrom(&out, &defaults)
+		}
+	}
+	return out
+}
+
+// CapMaxima returns l with each per-task maximum (time, image, gpu_memory,
+// perf counters, cgroup nesting) lowered to caps' where caps declares a
+// lower one; consumables, placements and network are left as they are.
+func (l Limits) CapMaxima(caps Limits) Limits {
+	out := l.Clone()
+	for _, f := range limitFields() {
+		if f.role != roleMaximum {
+			continue
+		}
+		v, ok := f.get(&out)
+		c, capped := f.get(&caps)
+		if ok && capped && c < v {
+			f.set(&out, c)
+		}
+	}
+	return out
+}
+
 // Consume takes the consumables of eff (the limits Fit returned for a task)
 // from free, when the task starts. Only fields free declares change.
 func (free *Limits) Consume(eff Limits) { free.shift(eff, -1) }

@@ -262,3 +262,27 @@ func TestLimitsHelpers(t *testing.T) {
 		t.Errorf("Clone differs: %v", c)
 	}
 }
+
+func TestOr(t *testing.T) {
+	task := limits(t, "memory=1G", "network=false")
+	defaults := limits(t, "memory=2G", "cpus=1", "time=1H", "network=true", "cgroup_depth=3", "cpus_offset=2", "gpus_offset=1")
+	got := task.Or(defaults)
+	if want := limits(t, "memory=1G", "cpus=1", "time=1H", "network=false", "cgroup_depth=3"); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v; want %v (the task's own kept, the rest filled, placements never)", got, want)
+	}
+	*got.CPUs, *got.Time = 7, time.Minute
+	if *defaults.CPUs != 1 || *defaults.Time != time.Hour {
+		t.Errorf("Or aliases its defaults: %v", defaults)
+	}
+}
+
+func TestCapMaxima(t *testing.T) {
+	d := limits(t, "time=1H", "image=2G", "cgroup_depth=5", "memory=8G", "cpus_offset=3")
+	got := d.CapMaxima(limits(t, "time=10M", "cgroup_depth=9", "memory=1G", "cpus_offset=1"))
+	if want := limits(t, "time=10M", "image=2G", "cgroup_depth=5", "memory=8G", "cpus_offset=3"); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v; want %v (only lower maxima lower it; consumables and placements untouched)", got, want)
+	}
+	if *d.Time != time.Hour {
+		t.Errorf("CapMaxima changed its receiver: %v", d)
+	}
+}

@@ -96,6 +96,15 @@ func (f limitField) get(l *Limits) (v int64, ok bool) {
 	return 0, false
 }
 
+// present reports whether the limit is set, of whatever kind.
+func (f limitField) present(l *Limits) bool {
+	if f.flag != nil {
+		return *f.flag(l) != nil
+	}
+	_, ok := f.get(l)
+	return ok
+}
+
 // set stores a numeric limit in a fresh pointer.
 func (f limitField) set(l *Limits, v int64) {
 	switch {

@@ -68,7 +68,7 @@ type Picker struct {
 // NewPicker starts a dequeue for n.
 func NewPicker(n Node) *Picker {
 	p := &Picker{node: n, free: n.Free.Clone(), tags: make(map[string]struct{}, len(n.Tags)), refused: map[string]struct{}{}}
-	p.node.Defaults = clampMaxima(n.Defaults, n.Free)
+	p.node.Defaults = n.Defaults.CapMaxima(n.Free)
 	for _, t := range n.Tags {
 		p.tags[t] = struct{}{}
 	}
@@ -127,48 +127,5 @@ func (p *Picker) fit(c Candidate) (spec.Limits, bool) {
 	if !ok {
 		return spec.Limits{}, false
 	}
-	return Fill(eff, p.node.Defaults), true
-}
-
-// Fill returns eff with each limit it lacks that defaults has (a copy:
-// the result shares no pointer with defaults). Offsets are the node's to
-// choose and are left alone.
-func Fill(eff, defaults spec.Limits) spec.Limits {
-	d := defaults.Clone() // eff must share no pointer with defaults
-	for _, f := range []struct{ dst, src **int64 }{
-		{&eff.CPUs, &d.CPUs}, {&eff.Memory, &d.Memory}, {&eff.Swap, &d.Swap}, {&eff.Pids, &d.Pids},
-		{&eff.Storage, &d.Storage}, {&eff.Image, &d.Image}, {&eff.Workspace, &d.Workspace}, {&eff.GPUs, &d.GPUs},
-		{&eff.GPUMemory, &d.GPUMemory}, {&eff.PerfInstructions, &d.PerfInstructions}, {&eff.PerfCycles, &d.PerfCycles},
-		{&eff.CgroupDepth, &d.CgroupDepth}, {&eff.CgroupDescendants, &d.CgroupDescendants},
-	} {
-		if *f.dst == nil {
-			*f.dst = *f.src
-		}
-	}
-	if eff.Time == nil {
-		eff.Time = d.Time
-	}
-	if eff.Network == nil {
-		eff.Network = d.Network
-	}
-	return eff
-}
-
-// clampMaxima returns defaults with each per-task maximum (the limits
-// spec.Fit does not consume) lowered to free's where free declares a lower
-// one.
-func clampMaxima(defaults, free spec.Limits) spec.Limits {
-	out := defaults.Clone()
-	for _, f := range []struct{ d, cap *int64 }{
-		{out.Image, free.Image}, {out.GPUMemory, free.GPUMemory}, {out.PerfInstructions, free.PerfInstructions},
-		{out.PerfCycles, free.PerfCycles}, {out.CgroupDepth, free.CgroupDepth}, {out.CgroupDescendants, free.CgroupDescendants},
-	} {
-		if f.d != nil && f.cap != nil && *f.cap < *f.d {
-			*f.d = *f.cap
-		}
-	}
-	if out.Time != nil && free.Time != nil && *free.Time < *out.Time {
-		*out.Time = *free.Time
-	}
-	return out
+	return eff.Or(p.node.Defaults), true
 }
