@@ -80,12 +80,12 @@ V2_SUMMARY ?= $(CURDIR)/docs/cgroup-v2.md
 test-v2: build testimage
 	KOLEJKA_GOTAGS=$(GOTAGS) KOLEJKA_BIN=$(BIN) KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_V2_SUMMARY=$(V2_SUMMARY) testdata/cgroup2vm/run.sh
 
-# The hardening suite (hardening/): tables of bad input, hostile tasks and
+# The hardening suite (tests/hardening/): tables of bad input, hostile tasks and
 # faults, every row an assertion; the run rewrites docs/hardening.md with
 # what it observed (also when a case fails). As root, with Docker.
 HARDENING_TABLE ?= $(CURDIR)/docs/hardening.md
 hardening: test-deps build testimage
-	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) KOLEJKA_HARDENING_TABLE=$(HARDENING_TABLE) $(GOTEST) -v ./hardening/
+	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) KOLEJKA_HARDENING_TABLE=$(HARDENING_TABLE) $(GOTEST) -v ./tests/hardening/
 
 bench: build testimage
 	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./...

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/client"
-	"github.com/kolejka-go/kolejka/server"
+	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
 )
 

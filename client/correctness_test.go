@@ -20,7 +20,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/kolejka-go/kolejka/client"
-	"github.com/kolejka-go/kolejka/server"
+	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
 )
 

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 )
 
 // DefaultStateDir keeps the daemon's session records: on /run, like the

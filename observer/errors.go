@@ -3,7 +3,7 @@ package observer
 import (
 	"errors"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 )
 
 // Sentinel errors. Every error of this package wraps at most one of them,

@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )

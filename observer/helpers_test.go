@@ -27,7 +27,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 )

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/spec"
 )
 

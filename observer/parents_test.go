@@ -11,7 +11,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 )
 
 // v1Mount returns the mount folder of the v1 hierarchy holding controller.

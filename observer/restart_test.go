@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 )
 
 // daemonProc is a daemon running as a process of its own (the test binary

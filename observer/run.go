@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/spec"
 )
 

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/host"

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kolejka-go/kolejka/worker/pid1"
+	"github.com/kolejka-go/kolejka/internal/pid1"
 )
 
 // gate is where kolejka-init holds the task, stopped at its first

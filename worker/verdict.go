@@ -3,7 +3,7 @@ package worker
 import (
 	"time"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )

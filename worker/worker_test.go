@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"

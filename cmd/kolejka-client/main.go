@@ -23,7 +23,7 @@ import (
 	"github.com/kolejka-go/kolejka/client"
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
 	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
-	"github.com/kolejka-go/kolejka/config"
+	"github.com/kolejka-go/kolejka/internal/config"
 	"github.com/kolejka-go/kolejka/spec"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/foreman"
+	"github.com/kolejka-go/kolejka/internal/foreman"
 	"github.com/kolejka-go/kolejka/spec"
 )
 

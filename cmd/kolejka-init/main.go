@@ -7,7 +7,7 @@ package main
 import (
 	"os"
 
-	"github.com/kolejka-go/kolejka/worker/pid1"
+	"github.com/kolejka-go/kolejka/internal/pid1"
 )
 
 func main() {

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"

@@ -33,7 +33,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
 	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
-	"github.com/kolejka-go/kolejka/server"
+	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
 )
 

@@ -16,8 +16,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/config"
-	"github.com/kolejka-go/kolejka/server"
+	"github.com/kolejka-go/kolejka/internal/config"
+	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
 )
 

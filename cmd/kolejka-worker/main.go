@@ -21,10 +21,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kolejka-go/kolejka/cgroup"
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
 	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
-	"github.com/kolejka-go/kolejka/config"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/config"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/image"

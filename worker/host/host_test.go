@@ -3,7 +3,7 @@ package host_test
 import (
 	"testing"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/worker/host"
 	"github.com/kolejka-go/kolejka/worker/workertest"

@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 

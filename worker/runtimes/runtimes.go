@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/docker"
 	"github.com/kolejka-go/kolejka/worker/host"

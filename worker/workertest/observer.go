@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/observer"
 )

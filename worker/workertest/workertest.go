@@ -19,7 +19,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
-	"github.com/kolejka-go/kolejka/cgroup"
+	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/tasktest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"

@@ -1,0 +1,292 @@
+package foreman
+
+// Whole nodes against a real server: a foreman over a real worker (host
+// runtime: tasks are host processes in their own namespaces and cgroups).
+// They need root and cgroups (testenv via workertest.NewEnv).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+func shTask(script string, extra string) string {
+	return `{"image": "host", "args": ["sh", "-c", ` + mustJSON(script) + `], "stdout": "out", "stderr": "err"` + extra + `}`
+}
+
+// Tasks run side by side on disjoint cores; inputs shared by several
+// tasks are downloaded once; outputs come back.
+func TestNodeRunsTasks(t *testing.T) {
+	g := newGrid(t)
+	n := newNode(t, g, "node", nil)
+	input := "the judge's test input\n"
+	var keys []string
+	for i := range 4 {
+		keys = append(keys, g.submit(shTask(
+			`grep Cpus_allowed_list /proc/self/status | tr -d '\t'; cat in.txt; cut -d' ' -f1 /proc/uptime; sleep 0.5; cut -d' ' -f1 /proc/uptime; echo `+strconv.Itoa(i),
+			`, "files": {"in.txt": null}, "limits": {"cpus": 1}`), map[string]string{"in.txt": input}))
+	}
+	type run struct {
+		cores      string
+		start, end float64
+	}
+	var runs []run
+	for i, k := range keys {
+		r, dir := g.result(k, 30*time.Second)
+		out, _ := os.ReadFile(filepath.Join(dir, "out"))
+		lines := strings.Split(string(out), "\n")
+		if r.Status != spec.StatusOK || len(lines) < 5 || lines[1]+"\n" != input || lines[4] != strconv.Itoa(i) {
+			errOut, _ := os.ReadFile(filepath.Join(dir, "err"))
+			t.Fatalf("task %d: %s, out %q, err %q", i, r.Status, out, errOut)
+		}
+		if !slices.Contains(r.Tags, "test") {
+			t.Errorf("result tags %v lack the node's", r.Tags)
+		}
+		if *r.Limits.CPUs != 1 || *r.Limits.Memory != 64<<20 {
+			t.Errorf("limits %s: want cpus 1 as asked, memory 64M from the node's defaults", r.Limits)
+		}
+		x := run{cores: lines[0]}
+		var err1, err2 error
+		x.start, err1 = strconv.ParseFloat(lines[2], 64)
+		x.end, err2 = strconv.ParseFloat(lines[3], 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("task %d: times %q, %q: %v %v", i, lines[2], lines[3], err1, err2)
+		}
+		runs = append(runs, x)
+	}
+	// Tasks that ran at the same time had different cores; with two slots
+	// and two cores, some did run at the same time.
+	overlapped := false
+	for i := range runs {
+		for j := i + 1; j < len(runs); j++ {
+			if runs[i].start < runs[j].end && runs[j].start < runs[i].end {
+				overlapped = true
+				if runs[i].cores == runs[j].cores {
+					t.Errorf("tasks %d and %d ran at the same time on %s", i, j, runs[i].cores)
+				}
+			}
+		}
+	}
+	if len(n.Cores()) >= 2 && !overlapped {
+		t.Errorf("no two tasks ran at the same time: %+v", runs)
+	}
+	if got := g.blobGets.Load(); got != 1 {
+		t.Errorf("the shared input was downloaded %d times, want once", got)
+	}
+	if !n.Blobs().Has(sum([]byte(input))) {
+		t.Error("the input is not in the blob cache")
+	}
+}
+
+// An exclusive task runs alone: the node starts nothing beside it and
+// starts it only once the node is empty.
+func TestNodeExclusive(t *testing.T) {
+	g := newGrid(t)
+	newNode(t, g, "node", nil)
+	span := `date +%s.%N; sleep 0.4; date +%s.%N`
+	a := g.submit(shTask(span, ""), nil)
+	x := g.submit(shTask(span, `, "exclusive": true`), nil)
+	b := g.submit(shTask(span, ""), nil)
+	interval := func(key string) (float64, float64) {
+		r, dir := g.result(key, 30*time.Second)
+		out, _ := os.ReadFile(filepath.Join(dir, "out"))
+		f := strings.Fields(string(out))
+		if r.Status != spec.StatusOK || len(f) != 2 {
+			t.Fatalf("task %s: %s %q", key, r.Status, out)
+		}
+		s, _ := strconv.ParseFloat(f[0], 64)
+		e, _ := strconv.ParseFloat(f[1], 64)
+		return s, e
+	}
+	as, ae := interval(a)
+	xs, xe := interval(x)
+	bs, be := interval(b)
+	if xs < ae || (bs < xe && be > xs) {
+		t.Errorf("the exclusive task [%.2f, %.2f] overlapped a [%.2f, %.2f] or b [%.2f, %.2f]", xs, xe, as, ae, bs, be)
+	}
+	// Not starved either: it starts soon after the node empties.
+	if last := max(ae, min(be, xs)); xs-last > 3 {
+		t.Errorf("the exclusive task started %.1f s after the node emptied", xs-last)
+	}
+}
+
+// SIGTERM's drain: the node takes nothing more; running tasks finish and
+// their results are posted; then Run returns ErrStopped.
+func TestNodeDrain(t *testing.T) {
+	g := newGrid(t)
+	n := newNode(t, g, "node", nil)
+	// Running, not only taken: a task taken but not yet started is handed
+	// back by the drain (on a slow machine the second can lag).
+	m1 := fmt.Sprintf("1.%d1", time.Now().UnixNano()%1000000)
+	m2 := fmt.Sprintf("1.%d2", time.Now().UnixNano()%1000000)
+	k1 := g.submit(shTask("sleep "+m1+"; echo one", ""), nil)
+	k2 := g.submit(shTask("sleep "+m2+"; echo two", ""), nil)
+	waitFor(t, "both tasks running", 10*time.Second, func() bool {
+		return processes("sleep "+m1) > 0 && processes("sleep "+m2) > 0
+	})
+	start := time.Now()
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-n.ran; !errors.Is(err, ErrStopped) {
+		t.Errorf("Run returned %v, want ErrStopped", err)
+	}
+	t.Logf("drained in %v", time.Since(start))
+	for key, want := range map[string]string{k1: "one\n", k2: "two\n"} {
+		ti := g.task(key)
+		if !ti.HasResult {
+			t.Fatalf("task %s has no result after the drain", key)
+		}
+		r, dir := g.result(key, time.Second)
+		if out, _ := os.ReadFile(filepath.Join(dir, "out")); r.Status != spec.StatusOK || string(out) != want {
+			t.Errorf("task %s: %s %q", key, r.Status, out)
+		}
+	}
+	// Nothing is taken any more.
+	k3 := g.submit(shTask("true", ""), nil)
+	time.Sleep(300 * time.Millisecond)
+	if ti := g.task(k3); ti.AssigneeName != "" {
+		t.Errorf("a drained node took %s", k3)
+	}
+}
+
+// The second signal: running tasks are killed at once and handed back,
+// without counting an attempt.
+func TestNodeHardStopHandsBack(t *testing.T) {
+	g := newGrid(t)
+	n := newNode(t, g, "node", nil)
+	marker := fmt.Sprintf("61.%d", time.Now().UnixNano()%1000000)
+	key := g.submit(shTask("sleep "+marker, ""), nil)
+	waitFor(t, "the task running", 10*time.Second, func() bool { return processes("sleep "+marker) > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := n.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want the context's error", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("hard stop took %v", d)
+	}
+	if c := processes("sleep " + marker); c != 0 {
+		t.Errorf("%d task processes left after the hard stop", c)
+	}
+	ti := g.task(key)
+	if ti.State.String() != "unassigned" || ti.Attempts != 0 || ti.HasResult {
+		t.Errorf("task after the hard stop: %s, %d attempts, result %v; want queued, 0", ti.State, ti.Attempts, ti.HasResult)
+	}
+}
+
+// A task the server takes back (its lease given to another node) is killed
+// and its result not posted; the node keeps working.
+func TestNodeLostTaskIsKilled(t *testing.T) {
+	g := newGrid(t, leases(600*time.Millisecond))
+	n := newNode(t, g, "node", func(c *Config) { c.Concurrency = 1 })
+	marker := fmt.Sprintf("62.%d", time.Now().UnixNano()%1000000)
+	key := g.submit(shTask("sleep "+marker, ""), nil)
+	waitFor(t, "the task running", 10*time.Second, func() bool { return processes("sleep "+marker) > 0 })
+	// The admin takes it back and another node gets it (the node's only
+	// slot is busy, so it cannot take it again itself).
+	if keys, err := g.srv.Unassign(context.Background(), 0); err != nil || !slices.Equal(keys, []string{key}) {
+		t.Fatalf("unassign: %v %v", keys, err)
+	}
+	other := g.client("node2")
+	tasks, err := other.Dequeue(context.Background(), client.DequeueRequest{Concurrency: 1, Heartbeat: true})
+	if err != nil || len(tasks) != 1 || tasks[0].ID != key {
+		t.Fatalf("node2's dequeue: %v %v", tasks, err)
+	}
+	waitFor(t, "the lost task killed", 5*time.Second, func() bool { return processes("sleep "+marker) == 0 })
+	waitFor(t, "the node to forget the task", 5*time.Second, func() bool { return len(n.heldKeys()) == 0 })
+	if ti := g.task(key); ti.HasResult || ti.AssigneeName != "node2" {
+		t.Errorf("after the loss: result %v, assignee %s", ti.HasResult, ti.AssigneeName)
+	}
+	// The node goes on with other work.
+	k2 := g.submit(shTask("echo still here", ""), nil)
+	if r, _ := g.result(k2, 20*time.Second); r.Status != spec.StatusOK {
+		t.Errorf("next task: %s", r.Status)
+	}
+}
+
+// A task whose input cannot be brought (the server's copy is damaged: its
+// bytes no longer match their hash) gets an SE result, never silence.
+func TestNodeInputFailureIsSE(t *testing.T) {
+	g := newGrid(t)
+	content := "input that will be damaged\n"
+	h := sum([]byte(content))
+	// Damage the blob before any node sees the task.
+	key := g.submit(shTask("cat in.txt", `, "files": {"in.txt": null}, "requires": ["later"]`), map[string]string{"in.txt": content})
+	blob := filepath.Join(g.cfg.DataDir, server.BlobsDir, h[:2], h[2:4], h)
+	if err := os.WriteFile(blob, []byte("tampered!!"), 0o644); err != nil {
+		t.Fatalf("damaging %s: %v", blob, err)
+	}
+	newNode(t, g, "node", func(c *Config) { c.Tags = append(c.Tags, "later") })
+	r, _ := g.result(key, 30*time.Second)
+	if r.Status != spec.StatusSE || r.Result != nil {
+		t.Errorf("task with a damaged input: %s, exit %v; want SE without exit code", r.Status, r.Result)
+	}
+}
+
+// A result finished while the server is down is posted once it is back;
+// the node's heartbeats and dequeues resume.
+func TestNodeSurvivesServerRestart(t *testing.T) {
+	g := newGrid(t, leases(10*time.Second))
+	newNode(t, g, "node", nil)
+	key := g.submit(shTask("sleep 1; echo done", ""), nil)
+	waitFor(t, "the task running", 10*time.Second, func() bool { return g.task(key).AssigneeName == "node" })
+	g.stop()
+	time.Sleep(2 * time.Second) // the task ends, its post retries
+	g.start()
+	r, dir := g.result(key, 20*time.Second)
+	if out, _ := os.ReadFile(filepath.Join(dir, "out")); r.Status != spec.StatusOK || string(out) != "done\n" {
+		t.Errorf("result after the restart: %s %q", r.Status, out)
+	}
+	if ti := g.task(key); ti.Attempts != 1 {
+		t.Errorf("attempts %d, want 1: the task ran once", ti.Attempts)
+	}
+	k2 := g.submit(shTask("echo after", ""), nil)
+	if r, _ := g.result(k2, 20*time.Second); r.Status != spec.StatusOK {
+		t.Errorf("task after the restart: %s", r.Status)
+	}
+}
+
+// Against a server that offers none of our extensions (Kolejka's): the
+// node polls every Interval instead of waiting, sends no extension keys,
+// neither heartbeats nor releases, and still runs tasks and posts results.
+func TestNodeAgainstKolejkaServer(t *testing.T) {
+	g := newGrid(t)
+	g.plain = true
+	n := newNode(t, g, "node", func(c *Config) { c.Interval = 300 * time.Millisecond })
+	if n.cl.Settings().Has("long_poll") {
+		t.Fatal("the extensions are not hidden")
+	}
+	start := time.Now()
+	key := g.submit(shTask("sleep 0.3; echo plain", ""), nil)
+	r, dir := g.result(key, 20*time.Second)
+	if out, _ := os.ReadFile(filepath.Join(dir, "out")); r.Status != spec.StatusOK || string(out) != "plain\n" {
+		t.Errorf("task: %s %q", r.Status, out)
+	}
+	time.Sleep(time.Second)
+	polls := g.dequeues.Load()
+	elapsed := time.Since(start)
+	// One dequeue per interval (and one right after each task), not a
+	// busy loop; none waiting on the server.
+	if max := int32(elapsed/(300*time.Millisecond)) + 4; polls < 2 || polls > max {
+		t.Errorf("%d dequeues in %v with a 300 ms interval", polls, elapsed)
+	}
+	if g.extKeys.Load() != 0 || g.extended.Load() != 0 {
+		t.Errorf("%d extension keys in dequeues, %d heartbeat/release requests to a server without the extensions", g.extKeys.Load(), g.extended.Load())
+	}
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,253 @@
+package server
+
+// This file owns /blob/: uploading content (POST /blob/reference/, the raw
+// bytes as body), Kolejka's dedup path (POST /blob/blob/<sha256>/ makes a
+// new reference to content the server has, 404 if it has not: the client
+// then uploads), and reading, querying (PUT) and deleting references and
+// blobs.
+//
+// Who may do what:
+//
+//	upload, dedup                       clients, processors
+//	reference GET/HEAD/PUT              its owner, inspectors, managers, and a
+//	                                    processor that holds a task using it
+//	reference DELETE                    its owner, managers
+//	blob GET/HEAD/PUT                   inspectors, managers
+//	blob DELETE                         managers
+//
+// A reference or blob a task or result uses cannot be deleted (FAIL naming
+// the task): deleting it would make the task unrunnable or the result
+// unreadable. Delete the task (or result) first.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/kolejka-go/kolejka/internal/server/auth"
+	"github.com/kolejka-go/kolejka/internal/server/blobs"
+	"github.com/kolejka-go/kolejka/internal/server/store"
+)
+
+func refJSON(r store.Reference) map[string]any {
+	return map[string]any{
+		"key":         r.Key,
+		"blob":        r.Blob,
+		"size":        r.Size,
+		"time_create": djangoTime(r.TimeCreate),
+		"time_access": djangoTime(r.TimeAccess),
+	}
+}
+
+// handleReferenceNew stores an uploaded blob and gives the caller a new
+// reference to it. The bytes are durable before the row is committed; a
+// body over MaxBlobSize gets 413, one cut short stores nothing.
+func (s *Server) handleReferenceNew(w http.ResponseWriter, r *http.Request) {
+	u := postBy(w, r, store.RoleClient|store.RoleProcessor, "only clients and processors upload blobs")
+	if u == nil {
+		return
+	}
+	limit := s.cfg.MaxBlobSize
+	if r.ContentLength > limit {
+		tooLarge(w, limit)
+		return
+	}
+	tmp, err := s.blobs.Write(r.Body, limit)
+	if errors.Is(err, blobs.ErrTooLarge) {
+		tooLarge(w, limit)
+		return
+	}
+	if storageFull(err) {
+		s.outOfStorage(w, r, err)
+		return
+	}
+	if err != nil {
+		s.log.Warn("upload cut short, nothing stored", "user", u.Name, "error", err)
+		plain(w, http.StatusBadRequest, "unable to read the upload")
+		return
+	}
+	ref, err := s.commitBlob(r, tmp, u.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	ok(w, map[string]any{"reference": refJSON(ref)})
+}
+
+// commitBlob moves an uploaded blob into place and records it with a new
+// reference, holding the hash lock across both (see gc.go).
+func (s *Server) commitBlob(r *http.Request, tmp *blobs.Temp, owner int64) (store.Reference, error) {
+	mu := s.hashes.of(tmp.Blob.Hash)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := tmp.Commit(); err != nil {
+		return store.Reference{}, err
+	}
+	ref, err := s.db.AddReference(r.Context(), tmp.Blob.Hash, tmp.Blob.Size, auth.RandomKey(16), owner, s.now())
+	if err != nil {
+		// Keep the file only if an earlier upload's row holds it. The
+		// check must not die with the request: a client gone (a node
+		// killed mid-upload) cancels it, and the file would stay in the
+		// store with no row, until the next start.
+		if known, kerr := s.db.BlobKnown(context.WithoutCancel(r.Context()), tmp.Blob.Hash); kerr == nil && !known {
+			if err := s.blobs.Remove(tmp.Blob.Hash); err != nil {
+				s.log.Warn("unable to remove an unrecorded blob; the next start will", "blob", tmp.Blob.Hash, "error", err)
+			}
+		}
+		return store.Reference{}, err
+	}
+	return ref, nil
+}
+
+func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
+	u := signedIn(w, r)
+	if u == nil {
+		return
+	}
+	key := r.PathValue("ref")
+	ref, err := s.db.Reference(r.Context(), key)
+	if s.lookupFailed(w, r, err) {
+		return
+	}
+	readable := ref.Owner == u.ID || u.Roles.Any(store.RoleInspector|store.RoleManager)
+	if !readable && u.Roles.Has(store.RoleProcessor) {
+		if readable, err = s.db.ReferenceUsedByAssignee(r.Context(), key, u.ID); err != nil {
+			s.internal(w, r, err)
+			return
+		}
+	}
+	if !readable {
+		forbidden(w, "the reference belongs to another user")
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if s.now().Sub(ref.TimeAccess) > time.Minute {
+			if err := s.db.TouchReference(r.Context(), key, s.now()); err != nil {
+				s.log.Warn("unable to record access", "reference", key, "error", err)
+			}
+		}
+		s.serveBlob(w, r, ref.Blob)
+	case http.MethodPut:
+		ok(w, map[string]any{"reference": refJSON(ref)})
+	case http.MethodDelete:
+		if ref.Owner != u.ID && !u.Roles.Has(store.RoleManager) {
+			forbidden(w, "only the owner or a manager deletes a reference")
+			return
+		}
+		hash, err := s.db.DeleteReference(r.Context(), key)
+		var inUse *store.InUseError
+		switch {
+		case errors.As(err, &inUse):
+			fail(w, "%v", inUse)
+			return
+		case errors.Is(err, store.ErrNotFound):
+			notFound(w)
+			return
+		case err != nil:
+			s.internal(w, r, err)
+			return
+		}
+		s.collectSoon(hash)
+		ok(w, map[string]any{"deleted": true})
+	default:
+		notAllowed(w, "GET", "HEAD", "PUT", "DELETE")
+	}
+}
+
+// serveBlob answers the blob's bytes (HEAD: headers only), with ranges.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, hash string) {
+	f, err := s.blobs.Open(hash)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", `"`+hash+`"`)
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
+	u := signedIn(w, r)
+	if u == nil {
+		return
+	}
+	hash := r.PathValue("hash")
+	if !blobs.ValidHash(hash) {
+		notFound(w)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		if !u.Roles.Any(store.RoleClient | store.RoleProcessor) {
+			forbidden(w, "only clients and processors make references")
+			return
+		}
+		ref, err := s.db.ReferenceBlob(r.Context(), hash, auth.RandomKey(16), u.ID, s.now())
+		if s.lookupFailed(w, r, err) {
+			return
+		}
+		ok(w, map[string]any{"reference": refJSON(ref)})
+		return
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
+	default:
+		notAllowed(w, "GET", "HEAD", "POST", "PUT", "DELETE")
+		return
+	}
+	b, err := s.db.Blob(r.Context(), hash)
+	if s.lookupFailed(w, r, err) {
+		return
+	}
+	if !u.Roles.Any(store.RoleInspector | store.RoleManager) {
+		forbidden(w, "only inspectors and managers read blobs by hash")
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.serveBlob(w, r, hash)
+	case http.MethodPut:
+		ok(w, map[string]any{"blob": map[string]any{
+			"key":         b.Hash,
+			"size":        b.Size,
+			"time_create": djangoTime(b.TimeCreate),
+			"time_access": djangoTime(b.TimeAccess),
+			"references":  b.References,
+		}})
+	case http.MethodDelete:
+		if !u.Roles.Has(store.RoleManager) {
+			forbidden(w, "only managers delete blobs")
+			return
+		}
+		if err := s.deleteBlob(r, hash); err != nil {
+			var inUse *store.InUseError
+			switch {
+			case errors.As(err, &inUse):
+				fail(w, "%v", inUse)
+			case errors.Is(err, store.ErrNotFound):
+				notFound(w)
+			default:
+				s.internal(w, r, err)
+			}
+			return
+		}
+		ok(w, map[string]any{"deleted": true})
+	}
+}
+
+// deleteBlob removes a blob and all its references, holding its lock.
+func (s *Server) deleteBlob(r *http.Request, hash string) error {
+	mu := s.hashes.of(hash)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.db.DeleteBlob(r.Context(), hash); err != nil {
+		return err
+	}
+	return s.blobs.Remove(hash)
+}

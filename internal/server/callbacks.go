@@ -1,0 +1,161 @@
+package server
+
+// This file owns callback delivery. When a result is stored for a task with
+// a callback_url, the same transaction adds a row to the outbox (package
+// store); this loop POSTs {"task": …, "result": …} to the URL, apart from
+// the request that stored the result, retrying with doubling delays
+// (CallbackBackoff up to CallbackMaxBackoff) until a 2xx answer or
+// CallbackAttempts failures. Rows survive restarts. Only allow-listed hosts
+// are called (checked at submission and again at delivery); redirects are
+// not followed, so an allowed host cannot bounce the call elsewhere.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kolejka-go/kolejka/internal/server/store"
+)
+
+// callbackAllowed reports whether the allow-list admits the URL's host.
+func (s *Server) callbackAllowed(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host, hostport := strings.ToLower(u.Hostname()), strings.ToLower(u.Host)
+	for _, a := range s.cfg.CallbackHosts {
+		a = strings.ToLower(strings.TrimSpace(a))
+		switch {
+		case a == "*":
+			return true
+		case strings.HasPrefix(a, "*."):
+			if strings.HasSuffix(host, a[1:]) {
+				return true
+			}
+		case a == host || a == hostport:
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) wakeCallbacks() {
+	select {
+	case s.callbacks <- struct{}{}:
+	default:
+	}
+}
+
+// callbackLoop delivers due callbacks, up to four at a time, and sleeps
+// until the next one is due or a new one arrives.
+func (s *Server) callbackLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	client := &http.Client{
+		Timeout: s.cfg.CallbackTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	for {
+		due, err := s.db.DueCallbacks(ctx, s.now(), 64)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("callbacks", "error", err)
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 4)
+		for _, c := range due {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				s.deliver(ctx, client, c)
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
+		}
+		if len(due) == 64 {
+			continue
+		}
+		wait := time.Hour
+		if next, ok, err := s.db.NextCallback(ctx); err == nil && ok {
+			wait = max(time.Until(next), 0)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-s.stop:
+			t.Stop()
+			return
+		case <-s.callbacks:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// deliver makes one attempt and records its outcome.
+func (s *Server) deliver(ctx context.Context, client *http.Client, c store.Callback) {
+	err := s.post(ctx, client, c)
+	if ctx.Err() != nil {
+		return // shutting down: the row stays, the next start retries
+	}
+	if err == nil {
+		s.metrics.callbacks.WithLabelValues("delivered").Inc()
+		if err := s.db.CallbackDelivered(ctx, c.ID); err != nil {
+			s.log.Error("callbacks", "error", err)
+		}
+		s.log.Info("callback delivered", "task", c.TaskKey, "url", c.URL, "attempt", c.Attempts+1)
+		return
+	}
+	final := c.Attempts+1 >= s.cfg.CallbackAttempts
+	delay := s.cfg.CallbackBackoff << min(c.Attempts, 30)
+	if delay <= 0 || delay > s.cfg.CallbackMaxBackoff {
+		delay = s.cfg.CallbackMaxBackoff
+	}
+	if final {
+		s.metrics.callbacks.WithLabelValues("failed").Inc()
+		s.log.Error("callback failed for good", "task", c.TaskKey, "url", c.URL, "attempts", c.Attempts+1, "error", err)
+	} else {
+		s.metrics.callbacks.WithLabelValues("retried").Inc()
+		s.log.Warn("callback failed, will retry", "task", c.TaskKey, "url", c.URL, "attempt", c.Attempts+1, "retry_in", delay, "error", err)
+	}
+	if err := s.db.CallbackFailed(ctx, c.ID, err.Error(), s.now().Add(delay), final); err != nil {
+		s.log.Error("callbacks", "error", err)
+	}
+}
+
+func (s *Server) post(ctx context.Context, client *http.Client, c store.Callback) error {
+	if !s.callbackAllowed(c.URL) {
+		return fmt.Errorf("host of %s is not in callback_hosts", c.URL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(c.Body))
+	if err != nil {
+		return fmt.Errorf("unable to make request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "kolejka-server")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // the status is the answer
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package server
+
+// This file owns the shapes of answers, as Kolejka's Django views make
+// them: JSON objects with "status": "OK" or "FAIL" (+ "message") and HTTP
+// 200; 403 when not authorised (a short plain-text reason, which Kolejka's
+// client ignores); 404 for unknown objects; 405 with Allow for wrong
+// methods. Content-Type is exactly "application/json": Kolejka's client
+// compares it literally before looking at "status".
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/kolejka-go/kolejka/internal/server/store"
+)
+
+func writeJSON(w http.ResponseWriter, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body) // a client gone has no use for the error
+}
+
+// ok answers {"status": "OK", …fields}.
+func ok(w http.ResponseWriter, fields map[string]any) {
+	if fields == nil {
+		fields = map[string]any{}
+	}
+	fields["status"] = "OK"
+	writeJSON(w, fields)
+}
+
+// fail answers {"status": "FAIL", "message": …}.
+func fail(w http.ResponseWriter, format string, args ...any) {
+	writeJSON(w, map[string]any{"status": "FAIL", "message": fmt.Sprintf(format, args...)})
+}
+
+func plain(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	if msg != "" {
+		_, _ = io.WriteString(w, msg+"\n") // as writeJSON's Write
+	}
+}
+
+// forbidden is Kolejka's bare 403, with the reason as plain text.
+func forbidden(w http.ResponseWriter, reason string) { plain(w, http.StatusForbidden, reason) }
+
+func notFound(w http.ResponseWriter) { plain(w, http.StatusNotFound, "") }
+
+func notAllowed(w http.ResponseWriter, allowed ...string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	plain(w, http.StatusMethodNotAllowed, "")
+}
+
+func tooLarge(w http.ResponseWriter, limit int64) {
+	w.Header().Set("Connection", "close")
+	plain(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
+}
+
+// internal answers 500 and logs err.
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if storageFull(err) {
+		s.outOfStorage(w, r, err)
+		return
+	}
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	plain(w, http.StatusInternalServerError, "internal server error")
+}
+
+// outOfStorage answers 507: the request was fine, the server has no room
+// to keep it, and nothing of it was kept. Clients can retry later.
+func (s *Server) outOfStorage(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("out of storage, request refused", "method", r.Method, "path", r.URL.Path, "error", err)
+	plain(w, http.StatusInsufficientStorage, "the server is out of disk space; nothing was stored, try again later")
+}
+
+// storageFull reports whether err means the server's disk (or quota) is
+// full: a file write's ENOSPC/EDQUOT, or SQLite's SQLITE_FULL.
+func storageFull(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrFull
+}
+
+// readBody reads a JSON or form body of at most MaxJSONBody bytes. On
+// failure it has answered (413 over the limit, 400 if the client went away
+// mid-body) and returns false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	return s.readBodyUpTo(w, r, s.cfg.MaxJSONBody)
+}
+
+// readBodyUpTo is readBody with another cap (results: MaxResultBody).
+func (s *Server) readBodyUpTo(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if r.ContentLength > limit {
+		tooLarge(w, limit)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			tooLarge(w, limit)
+		} else {
+			plain(w, http.StatusBadRequest, "unable to read request body")
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// djangoTime writes a time as Django's JSON encoder: ISO 8601 in UTC with
+// "Z", milliseconds when the time has a fractional second.
+func djangoTime(t time.Time) string {
+	t = t.UTC()
+	if t.Nanosecond()/1000 != 0 {
+		return t.Format("2006-01-02T15:04:05.000Z")
+	}
+	return t.Format("2006-01-02T15:04:05Z")
+}
+
+// rawJSON embeds already-encoded JSON (a stored task or result) in an answer.
+func rawJSON(b []byte) json.RawMessage { return json.RawMessage(b) }
+
+// lookupFailed answers a failed lookup of the object a request names, 404
+// when it does not exist and 500 otherwise, and reports whether it did.
+func (s *Server) lookupFailed(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, store.ErrNotFound):
+		notFound(w)
+	default:
+		s.internal(w, r, err)
+	}
+	return true
+}

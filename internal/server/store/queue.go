@@ -1,0 +1,617 @@
+package store
+
+// This file owns the queue: handing tasks to nodes (Dequeue), leases
+// (Heartbeat, ExpireLeases), tasks a node hands back (Release), the admin's
+// Unassign, and the counts.
+//
+// Leases: every assignment carries lease_expire. A node that heartbeats
+// (declared in its dequeue, or seen heartbeating) has it pushed to now +
+// the lease time at each heartbeat; a node that never does (Kolejka's
+// Python foreman) gets, at dequeue, a lease long enough to run the tasks it
+// took (the caller's Lease function). When a lease runs out the task goes
+// back to the queue, keeping its place (queue order is submission order),
+// or, once it has been handed out MaxAttempts times, gets an SE result
+// made by the server so its owner is not left waiting forever.
+//
+// Everything here runs in immediate transactions, so any number of
+// concurrent dequeues, heartbeats, results and expiry passes see each
+// other's effects whole: a task is handed to one node at a time.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kolejka-go/kolejka/internal/server/sched"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// A dequeue reads queued task ids in pages: the first small (most
+// dequeues take the first tasks they see), each next one four times
+// larger, up to maxPage.
+const (
+	firstPage = 16
+	maxPage   = 256
+)
+
+// Expiry is the policy for tasks whose lease ran out.
+type Expiry struct {
+	// MaxAttempts is how many times a task is handed out before a lost
+	// lease gives it an SE result (≤ 0: 1).
+	MaxAttempts int
+	// QueueTimeout, if positive, gives an SE result to a task among the
+	// QueueHead oldest queued ones that has waited that long since it last
+	// entered the queue (no node could take it). Only ExpireLeases (the
+	// background pass) applies it; dequeues stay cheap.
+	QueueTimeout time.Duration
+	QueueHead    int
+}
+
+// ExpiryResult says what an expiry pass changed.
+type ExpiryResult struct {
+	Requeued []string // task keys back in the queue
+	Failed   []string // task keys that got an SE result
+	Callback bool     // an outbox row was added
+}
+
+// DequeueRequest asks for work for one node.
+type DequeueRequest struct {
+	Node       int64 // the asking processor
+	Tags       []string
+	Free       spec.Limits // the request's limits: what the node has free
+	Defaults   spec.Limits // for limits a task omits
+	Concurency int
+	Heartbeat  bool // the node heartbeats: give the short lease
+	Window     int  // most queued tasks to look at (≤ 0: 1000)
+	Now        time.Time
+	// Started is when the node's request began: a task whose lease this
+	// node lost after that is not handed to this request (see LostBy).
+	// Zero: no such check.
+	Started time.Time
+	// Lease is how long the node holds the tasks taken, given the limits
+	// each runs with and whether the node heartbeats.
+	Lease  func(taken []spec.Limits, heartbeat bool) time.Duration
+	Expiry Expiry
+}
+
+// Assignment is a task handed to a node.
+type Assignment struct {
+	Key         string
+	Description []byte      // the stored task
+	Limits      spec.Limits // the limits it runs with on this node
+	LeaseExpire time.Time
+	Attempt     int
+}
+
+// DequeueResult is what one dequeue did.
+type DequeueResult struct {
+	Tasks   []Assignment
+	Scanned int // queued tasks looked at
+	Expired ExpiryResult
+}
+
+type pick struct {
+	id  int64
+	eff spec.Limits
+}
+
+// Dequeue runs the expiry pass, then hands the node the oldest queued tasks
+// that fit it (package sched), looking at no more than Window of them.
+// Tasks outside the window wait until older ones are taken; a task no node
+// can take stays queued (and is counted in Stats) unless the background
+// expiry pass's QueueTimeout ends it. A dequeue reclaims lapsed leases
+// first, so a waiting node gets a dead node's task at once.
+func (s *Store) Dequeue(ctx context.Context, req DequeueRequest) (DequeueResult, error) {
+	var out DequeueResult
+	var picked []pick
+	window := req.Window
+	if window <= 0 {
+		window = 1000
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		out = DequeueResult{}
+		leasesOnly := req.Expiry
+		leasesOnly.QueueTimeout = 0
+		exp, err := expire(ctx, tx, req.Now, leasesOnly)
+		if err != nil {
+			return err
+		}
+		out.Expired = exp
+		var busy, exclusive bool
+		if err := tx.QueryRowContext(ctx, `SELECT
+				EXISTS (SELECT 1 FROM tasks WHERE assignee_id = ? AND state = ?),
+				EXISTS (SELECT 1 FROM tasks WHERE assignee_id = ? AND state = ? AND exclusive = 1)`,
+			req.Node, stateAssigned, req.Node, stateAssigned).Scan(&busy, &exclusive); err != nil {
+			return fmt.Errorf("unable to read node's tasks: %w", err)
+		}
+		picker := sched.NewPicker(sched.Node{
+			Tags: req.Tags, Free: req.Free, Defaults: req.Defaults, Concurency: req.Concurency,
+			Busy: busy, HoldsExclusive: exclusive,
+		})
+		var picks []pick
+		picked = nil
+		var last int64
+		page := max(firstPage, 4*req.Concurency)
+		for !picker.Done() && out.Scanned < window {
+			n := min(page, maxPage, window-out.Scanned)
+			page *= 4
+			ids, err := queuedIDs(ctx, tx, last, n)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				out.Scanned++
+				last = id
+				c, ok, err := s.candidate(ctx, tx, id)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				if c.LostBy == req.Node && !req.Started.IsZero() && us(req.Started) < c.TimeLost {
+					// The node lost this task's lease after this request
+					// began: the request is likely a long poll left open
+					// across a network cut, and the node would lose the
+					// task again. A fresh request of the node may take it.
+					continue
+				}
+				if eff, ok := picker.Offer(c); ok {
+					picks = append(picks, pick{id: id, eff: eff})
+					if picker.Done() {
+						break
+					}
+				}
+			}
+			if len(ids) < n {
+				break
+			}
+		}
+		picked = picks
+		if len(picks) == 0 {
+			return nil
+		}
+		effs := make([]spec.Limits, len(picks))
+		for i, p := range picks {
+			effs[i] = p.eff
+		}
+		lease := req.Lease(effs, req.Heartbeat)
+		expireAt := req.Now.Add(lease)
+		for _, p := range picks {
+			lj, err := p.eff.MarshalJSON()
+			if err != nil {
+				return fmt.Errorf("unable to encode limits: %w", err)
+			}
+			a := Assignment{Limits: p.eff, LeaseExpire: expireAt.UTC()}
+			err = tx.QueryRowContext(ctx, `
+				UPDATE tasks SET state = ?, assignee_id = ?, time_assign = ?, lease_expire = ?, heartbeat = ?,
+					attempts = attempts + 1, assigned_limits = ?
+				WHERE id = ? AND state = ? RETURNING key, description, attempts`,
+				stateAssigned, req.Node, us(req.Now), us(expireAt), req.Heartbeat, lj, p.id, stateQueued).
+				Scan(&a.Key, &a.Description, &a.Attempt)
+			if err != nil {
+				return fmt.Errorf("unable to assign task: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO task_nodes (task_id, attempt, user_id, time_assign) VALUES (?, ?, ?, ?)`,
+				p.id, a.Attempt, req.Node, us(req.Now)); err != nil {
+				return fmt.Errorf("unable to record assignment: %w", err)
+			}
+			out.Tasks = append(out.Tasks, a)
+		}
+		return nil
+	})
+	if err == nil {
+		ids := make([]int64, 0, len(out.Tasks))
+		for _, p := range picked {
+			ids = append(ids, p.id)
+		}
+		s.forget(ids...)
+	}
+	return out, err
+}
+
+// maxCands bounds the candidate cache (a few hundred bytes each); when
+// full it is emptied and refills from the queue's head.
+const maxCands = 100_000
+
+// queuedIDs reads up to n queued task ids after id last, in queue order,
+// from the index alone.
+func queuedIDs(ctx context.Context, tx *sql.Tx, last int64, n int) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM tasks WHERE state = ? AND id > ? ORDER BY id LIMIT ?`,
+		stateQueued, last, n)
+	if err != nil {
+		return nil, fmt.Errorf("unable to read queue: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("unable to read queue: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// candidate is how the scheduler sees queued task id: from the cache, or
+// read and cached. ok is false for a task whose stored limits cannot be
+// read (it cannot happen: this server wrote them); it is skipped, so it
+// never blocks the queue.
+func (s *Store) candidate(ctx context.Context, tx *sql.Tx, id int64) (c sched.Candidate, ok bool, err error) {
+	s.candMu.Lock()
+	c, hit := s.cands[id]
+	s.candMu.Unlock()
+	if hit {
+		return c, true, nil
+	}
+	var requires string
+	var limits []byte
+	var lostBy, timeLost sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT requires, exclusive, limits, lost_by, time_lost FROM tasks WHERE id = ?`, id).
+		Scan(&requires, &c.Exclusive, &limits, &lostBy, &timeLost); err != nil {
+		return c, false, fmt.Errorf("unable to read queued task: %w", err)
+	}
+	c.LostBy, c.TimeLost = lostBy.Int64, timeLost.Int64
+	// Not an error: one row that cannot be read must not fail every
+	// node's dequeue (see above).
+	if err := json.Unmarshal([]byte(requires), &c.Requires); err != nil {
+		return c, false, nil //nolint:nilerr // skipped
+	}
+	if c.Limits, err = spec.ParseLimits(limits, ""); err != nil {
+		return c, false, nil //nolint:nilerr // skipped
+	}
+	c.Shape = fmt.Sprintf("%t|%s|%s", c.Exclusive, requires, limits)
+	s.candMu.Lock()
+	if len(s.cands) >= maxCands {
+		clear(s.cands)
+	}
+	s.cands[id] = c
+	s.candMu.Unlock()
+	return c, true, nil
+}
+
+// forget drops assigned tasks from the candidate cache.
+func (s *Store) forget(ids ...int64) {
+	s.candMu.Lock()
+	defer s.candMu.Unlock()
+	for _, id := range ids {
+		delete(s.cands, id)
+	}
+}
+
+// HeartbeatResult says which tasks a node still holds.
+type HeartbeatResult struct {
+	Held []string // leases extended
+	Lost []string // asked for but no longer the node's (requeued, reassigned, resolved, deleted, unknown)
+}
+
+// Heartbeat extends to at least until the leases of the node's assigned
+// tasks named in keys (all of them if keys is nil), and marks them as
+// heartbeating. A lease already past its end but not yet reclaimed by an
+// expiry pass is extended too: the node is evidently alive.
+func (s *Store) Heartbeat(ctx context.Context, node int64, keys []string, until time.Time) (HeartbeatResult, error) {
+	var out HeartbeatResult
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		out = HeartbeatResult{Held: []string{}, Lost: []string{}}
+		if keys == nil {
+			rows, err := tx.QueryContext(ctx, `
+				UPDATE tasks SET lease_expire = MAX(lease_expire, ?), heartbeat = 1
+				WHERE assignee_id = ? AND state = ? RETURNING key`, us(until), node, stateAssigned)
+			if err != nil {
+				return fmt.Errorf("unable to extend leases: %w", err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var k string
+				if err := rows.Scan(&k); err != nil {
+					return fmt.Errorf("unable to extend leases: %w", err)
+				}
+				out.Held = append(out.Held, k)
+			}
+			return rows.Err()
+		}
+		for _, k := range keys {
+			res, err := tx.ExecContext(ctx, `
+				UPDATE tasks SET lease_expire = MAX(lease_expire, ?), heartbeat = 1
+				WHERE key = ? AND assignee_id = ? AND state = ?`, us(until), k, node, stateAssigned)
+			if err != nil {
+				return fmt.Errorf("unable to extend lease: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				out.Held = append(out.Held, k)
+			} else {
+				out.Lost = append(out.Lost, k)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ReleaseResult says which tasks a node handed back.
+type ReleaseResult struct {
+	Released []string // back in the queue, the hand-out undone
+	Lost     []string // asked for but not the node's (requeued, reassigned, resolved, deleted, unknown)
+}
+
+// Release hands the node's assigned tasks named in keys back to the queue
+// at once, as if the hand-out had not happened: the attempt it counted is
+// taken back (attempts - 1, and its row in the assignment history goes, so
+// the node can no longer post a late result for it unless it held the task
+// in an earlier attempt too), and the task keeps its place in the queue
+// (queue order is submission order). A node uses it when it is stopped
+// before finishing what it took; a node that dies instead is handled by its
+// leases, which do count the attempt.
+//
+// keys nil means every task the node holds.
+func (s *Store) Release(ctx context.Context, node int64, keys []string, now time.Time) (ReleaseResult, error) {
+	var out ReleaseResult
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		out = ReleaseResult{Released: []string{}, Lost: []string{}}
+		if keys == nil {
+			var err error
+			if keys, err = heldKeys(ctx, tx, node); err != nil {
+				return err
+			}
+		}
+		for _, k := range keys {
+			var id int64
+			var attempt int
+			err := tx.QueryRowContext(ctx, `
+				UPDATE tasks SET state = ?, assignee_id = NULL, time_assign = NULL, lease_expire = NULL, assigned_limits = NULL,
+					attempts = MAX(attempts - 1, 0), time_queued = ?
+				WHERE key = ? AND assignee_id = ? AND state = ? RETURNING id, attempts + 1`,
+				stateQueued, us(now), k, node, stateAssigned).Scan(&id, &attempt)
+			if errors.Is(err, sql.ErrNoRows) {
+				out.Lost = append(out.Lost, k)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("unable to release task: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM task_nodes WHERE task_id = ? AND attempt = ? AND user_id = ?`,
+				id, attempt, node); err != nil {
+				return fmt.Errorf("unable to undo assignment: %w", err)
+			}
+			out.Released = append(out.Released, k)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// heldKeys lists the tasks assigned to node.
+func heldKeys(ctx context.Context, tx *sql.Tx, node int64) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT key FROM tasks WHERE assignee_id = ? AND state = ? ORDER BY id`, node, stateAssigned)
+	if err != nil {
+		return nil, fmt.Errorf("unable to list the node's tasks: %w", err)
+	}
+	defer rows.Close()
+	keys := []string{}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("unable to list the node's tasks: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// ExpireLeases reclaims the tasks whose lease ended before now (see the
+// file's comment) and applies the queue timeout.
+func (s *Store) ExpireLeases(ctx context.Context, now time.Time, p Expiry) (ExpiryResult, error) {
+	var out ExpiryResult
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		out, err = expire(ctx, tx, now, p)
+		return err
+	})
+	return out, err
+}
+
+// expireBatch bounds the work of one expiry pass inside a transaction;
+// whatever is left is taken by the next pass.
+const expireBatch = 500
+
+func expire(ctx context.Context, tx *sql.Tx, now time.Time, p Expiry) (ExpiryResult, error) {
+	var out ExpiryResult
+	maxAttempts := max(p.MaxAttempts, 1)
+	type lapsed struct {
+		id       int64
+		key      string
+		attempts int
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, key, attempts FROM tasks WHERE state = ? AND lease_expire < ? ORDER BY lease_expire LIMIT ?`,
+		stateAssigned, us(now), expireBatch)
+	if err != nil {
+		return out, fmt.Errorf("unable to find lapsed leases: %w", err)
+	}
+	var list []lapsed
+	for rows.Next() {
+		var l lapsed
+		if err := rows.Scan(&l.id, &l.key, &l.attempts); err != nil {
+			rows.Close()
+			return out, fmt.Errorf("unable to find lapsed leases: %w", err)
+		}
+		list = append(list, l)
+	}
+	rows.Close()
+	for _, l := range list {
+		if l.attempts >= maxAttempts {
+			cb, err := serverFailure(ctx, tx, l.id, now,
+				fmt.Sprintf("the node holding the task stopped answering %d times", l.attempts))
+			if err != nil {
+				return out, err
+			}
+			out.Failed = append(out.Failed, l.key)
+			out.Callback = out.Callback || cb
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE tasks SET state = ?, lost_by = assignee_id, time_lost = ?, assignee_id = NULL, time_assign = NULL,
+				lease_expire = NULL, assigned_limits = NULL, time_queued = ?
+			WHERE id = ?`, stateQueued, us(now), us(now), l.id); err != nil {
+			return out, fmt.Errorf("unable to requeue task: %w", err)
+		}
+		out.Requeued = append(out.Requeued, l.key)
+	}
+	if p.QueueTimeout > 0 {
+		// The head of the queue is what blocks dequeues; it is bounded,
+		// so this never reads the whole queue.
+		cutoff := us(now.Add(-p.QueueTimeout))
+		rows, err := tx.QueryContext(ctx, `SELECT id, key, time_queued FROM tasks WHERE state = ? ORDER BY id LIMIT ?`,
+			stateQueued, max(p.QueueHead, 1))
+		if err != nil {
+			return out, fmt.Errorf("unable to find timed-out tasks: %w", err)
+		}
+		var stale []lapsed
+		for rows.Next() {
+			var l lapsed
+			var queued sql.NullInt64
+			if err := rows.Scan(&l.id, &l.key, &queued); err != nil {
+				rows.Close()
+				return out, fmt.Errorf("unable to find timed-out tasks: %w", err)
+			}
+			if queued.Valid && queued.Int64 < cutoff {
+				stale = append(stale, l)
+			}
+		}
+		rows.Close()
+		for _, l := range stale {
+			cb, err := serverFailure(ctx, tx, l.id, now, "no node took the task within the queue timeout")
+			if err != nil {
+				return out, err
+			}
+			out.Failed = append(out.Failed, l.key)
+			out.Callback = out.Callback || cb
+		}
+	}
+	return out, nil
+}
+
+// serverFailure gives task id an SE result made by the server (status SE,
+// no exit code, no files) and queues its callback. why is logged by the
+// caller; the result format has no field for it.
+func serverFailure(ctx context.Context, tx *sql.Tx, id int64, now time.Time, why string) (callback bool, err error) {
+	var key, url string
+	var desc, limits []byte
+	if err := tx.QueryRowContext(ctx, `SELECT key, description, limits, callback_url FROM tasks WHERE id = ?`, id).
+		Scan(&key, &desc, &limits, &url); err != nil {
+		return false, fmt.Errorf("unable to read task: %w", err)
+	}
+	l, _ := spec.ParseLimits(limits, "")
+	r := &spec.Result{ID: key, Tags: []string{}, Limits: l, Status: spec.StatusSE, Files: map[string]spec.File{}}
+	res, err := r.Encode()
+	if err != nil {
+		return false, fmt.Errorf("unable to encode SE result: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO results (task_id, user_id, description, fingerprint, time_create) VALUES (?, NULL, ?, ?, ?)`,
+		id, res, "server:"+why, us(now)); err != nil {
+		return false, fmt.Errorf("unable to record SE result: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL WHERE id = ?`, stateDone, id); err != nil {
+		return false, fmt.Errorf("unable to resolve task: %w", err)
+	}
+	if url == "" {
+		return false, nil
+	}
+	if err := queueCallback(ctx, tx, key, url, desc, res, now); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Unassign returns to the queue the unresolved tasks assigned before
+// cutoff (the admin's unassign AGE), whatever their lease says.
+func (s *Store) Unassign(ctx context.Context, cutoff, now time.Time) ([]string, error) {
+	var keys []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		keys = nil
+		rows, err := tx.QueryContext(ctx, `
+			UPDATE tasks SET state = ?, assignee_id = NULL, time_assign = NULL, lease_expire = NULL, assigned_limits = NULL,
+				time_queued = ?
+			WHERE state = ? AND time_assign < ? RETURNING key`, stateQueued, us(now), stateAssigned, us(cutoff))
+		if err != nil {
+			return fmt.Errorf("unable to unassign tasks: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				return fmt.Errorf("unable to unassign tasks: %w", err)
+			}
+			keys = append(keys, k)
+		}
+		return rows.Err()
+	})
+	return keys, err
+}
+
+// Stats counts tasks as Kolejka's /queue/stats/ does.
+type Stats struct {
+	Total      int64
+	Resolved   int64
+	Unresolved int64
+	Unassigned int64
+	Assigned   int64
+	Assignees  map[string]int64 // node name → assigned, unresolved tasks
+}
+
+// Stats counts tasks by state.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	st := Stats{Assignees: map[string]int64{}}
+	rows, err := s.r.QueryContext(ctx, `SELECT state, n FROM task_counts`)
+	if err != nil {
+		return st, fmt.Errorf("unable to count tasks: %w", err)
+	}
+	for rows.Next() {
+		var state int
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			rows.Close()
+			return st, fmt.Errorf("unable to count tasks: %w", err)
+		}
+		st.Total += n
+		switch state {
+		case stateQueued:
+			st.Unassigned = n
+		case stateAssigned:
+			st.Assigned = n
+		case stateDone:
+			st.Resolved = n
+		}
+	}
+	rows.Close()
+	st.Unresolved = st.Total - st.Resolved
+	rows, err = s.r.QueryContext(ctx, `
+		SELECT u.name, COUNT(*) FROM tasks t JOIN users u ON u.id = t.assignee_id WHERE t.state = ? GROUP BY u.name`, stateAssigned)
+	if err != nil {
+		return st, fmt.Errorf("unable to count assignments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			return st, fmt.Errorf("unable to count assignments: %w", err)
+		}
+		st.Assignees[name] = n
+	}
+	return st, rows.Err()
+}
+
+// NextLease is the earliest lease end of an assigned task, if any.
+func (s *Store) NextLease(ctx context.Context) (time.Time, bool, error) {
+	var v sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `SELECT MIN(lease_expire) FROM tasks WHERE state = ?`, stateAssigned).Scan(&v)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, fmt.Errorf("unable to read leases: %w", err)
+	}
+	return fromNullUS(v), v.Valid, nil
+}

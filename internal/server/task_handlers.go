@@ -1,0 +1,145 @@
+package server
+
+// This file owns /task/task/: submitting a task (POST, the task JSON as
+// body) and reading or deleting one.
+//
+// Submission, with the contract's FIXes: the task is parsed strictly
+// (unknown keys, bad units, paths leaving the folder are a FAIL naming the
+// field), gets a fresh id (32 hex) whatever it carried, loses its files'
+// local paths, has the server's caps merged into its limits (field-wise
+// minimum, gpus like any other), and every file's reference must exist and
+// be the submitter's (inspectors and managers may use anyone's).
+//
+//	POST        clients
+//	GET/HEAD/PUT its owner, the node it is (or was last) assigned to, inspectors, managers
+//	DELETE      its owner, managers
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/kolejka-go/kolejka/internal/server/auth"
+	"github.com/kolejka-go/kolejka/internal/server/store"
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+func (s *Server) handleTaskNew(w http.ResponseWriter, r *http.Request) {
+	u := postBy(w, r, store.RoleClient, "only clients submit tasks")
+	if u == nil {
+		return
+	}
+	body, good := s.readBody(w, r)
+	if !good {
+		return
+	}
+	t, err := spec.ParseTask(body, spec.TaskFile)
+	if err != nil {
+		fail(w, "%v", err)
+		return
+	}
+	// The server names the task; whatever id it carried is replaced, so a
+	// client cannot pick (or collide with) another task's key.
+	t.ID = auth.RandomKey(16)
+	if err := t.Validate(spec.Server); err != nil {
+		fail(w, "%v", err)
+		return
+	}
+	if err := unrunnableLimits(t.Limits, "limits"); err != nil {
+		// Accepted, it would fail on its node (SE) after waiting its turn.
+		fail(w, "%s: %v", spec.TaskFile, err)
+		return
+	}
+	files := make(map[string]string, len(t.Files))
+	for name, f := range t.Files {
+		files[name] = f.Reference
+		t.Files[name] = spec.File{Reference: f.Reference}
+	}
+	t.Limits = t.Limits.Merge(s.cfg.Limits)
+	if t.CallbackURL != "" && !s.callbackAllowed(t.CallbackURL) {
+		if len(s.cfg.CallbackHosts) == 0 {
+			fail(w, "%s: callback_url: this server delivers no callbacks (no callback hosts are allowed)", spec.TaskFile)
+		} else {
+			fail(w, "%s: callback_url: the host of %q is not among the allowed callback hosts", spec.TaskFile, t.CallbackURL)
+		}
+		return
+	}
+	desc, err := t.Encode()
+	if err != nil {
+		fail(w, "%v", err)
+		return
+	}
+	limits, err := t.Limits.MarshalJSON()
+	if err != nil {
+		fail(w, "%v", err)
+		return
+	}
+	_, err = s.db.InsertTask(r.Context(), store.NewTask{
+		Key:         t.ID,
+		Owner:       u.ID,
+		ReadAll:     u.Roles.Any(store.RoleInspector | store.RoleManager),
+		Description: desc,
+		Limits:      limits,
+		Requires:    t.Requires,
+		Exclusive:   t.Exclusive != nil && *t.Exclusive,
+		CallbackURL: t.CallbackURL,
+		Files:       files,
+		Now:         s.now(),
+	})
+	var fe store.FileErrors
+	if errors.As(err, &fe) {
+		fail(w, "%s: %v", spec.TaskFile, fe)
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	s.queue.Signal()
+	ok(w, map[string]any{"task": rawJSON(desc)})
+}
+
+func canReadTask(u *store.User, t store.Task) bool {
+	return t.Owner == u.ID || (t.Assignee != 0 && t.Assignee == u.ID) || u.Roles.Any(store.RoleInspector|store.RoleManager)
+}
+
+func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
+	u := signedIn(w, r)
+	if u == nil {
+		return
+	}
+	key := r.PathValue("key")
+	t, err := s.db.Task(r.Context(), key)
+	if s.lookupFailed(w, r, err) {
+		return
+	}
+	if !canReadTask(u, t) {
+		forbidden(w, "the task belongs to another user")
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPut:
+		// Our extension beside "task" (Kolejka's clients ignore it): where
+		// the task is, so `kolejka-client execute` can say so.
+		answer := map[string]any{"task": rawJSON(t.Description), "resolved": t.HasResult, "attempts": t.Attempts}
+		if t.AssigneeName != "" && !t.HasResult {
+			answer["assignee"] = t.AssigneeName
+		}
+		ok(w, answer)
+	case http.MethodDelete:
+		if t.Owner != u.ID && !u.Roles.Has(store.RoleManager) {
+			forbidden(w, "only the owner or a manager deletes a task")
+			return
+		}
+		if err := s.db.DeleteTask(r.Context(), key); errors.Is(err, store.ErrNotFound) {
+			notFound(w)
+			return
+		} else if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		s.results.Signal(key) // a client waiting for its result learns it is gone
+		ok(w, map[string]any{"deleted": true})
+	default:
+		notAllowed(w, "GET", "HEAD", "PUT", "DELETE")
+	}
+}
