@@ -11,16 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kolejka-go/kolejka/api"
 )
 
 // Reference is a server blob reference.
-type Reference struct {
-	Key        string `json:"key"`
-	Blob       string `json:"blob"` // the SHA-256 of the bytes
-	Size       int64  `json:"size"`
-	TimeCreate string `json:"time_create"`
-	TimeAccess string `json:"time_access"`
-}
+type Reference = api.Reference
 
 // HashFile returns a file's SHA-256 in hex.
 func HashFile(path string) (string, int64, error) {
@@ -55,9 +51,7 @@ func (c *Client) BlobPut(ctx context.Context, path string) (*Reference, error) {
 	}
 	defer f.Close()
 	body := &fileBody{r: c.progress("upload "+filepath.Base(path), size, f), size: size}
-	var out struct {
-		Reference Reference `json:"reference"`
-	}
+	var out api.ReferenceAnswer
 	if err := c.callReader(ctx, http.MethodPost, "blob/reference/", body, "application/octet-stream", &out); err != nil {
 		return nil, err
 	}
@@ -70,9 +64,7 @@ func (c *Client) BlobPut(ctx context.Context, path string) (*Reference, error) {
 // BlobByHash makes a new reference to bytes the server already has
 // (ErrNotFound if it has not).
 func (c *Client) BlobByHash(ctx context.Context, sum string) (*Reference, error) {
-	var out struct {
-		Reference Reference `json:"reference"`
-	}
+	var out api.ReferenceAnswer
 	if err := c.call(ctx, http.MethodPost, "blob/blob/"+sum+"/", []byte{}, "application/x-www-form-urlencoded", &out); err != nil {
 		return nil, err
 	}
@@ -81,9 +73,7 @@ func (c *Client) BlobByHash(ctx context.Context, sum string) (*Reference, error)
 
 // BlobInfo returns a reference's metadata (Kolejka answers a PUT with it).
 func (c *Client) BlobInfo(ctx context.Context, ref string) (*Reference, error) {
-	var out struct {
-		Reference Reference `json:"reference"`
-	}
+	var out api.ReferenceAnswer
 	if err := c.call(ctx, http.MethodPut, "blob/reference/"+ref+"/", []byte{}, "", &out); err != nil {
 		return nil, err
 	}

@@ -20,11 +20,11 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -108,20 +108,9 @@ type Config struct {
 	Progress ProgressFunc
 }
 
-// Settings is the server's /settings/.
-type Settings struct {
-	BlobHashAlgorithm string      `json:"blob_hash_algorithm"`
-	Limits            spec.Limits `json:"limits"`
-	Extensions        []string    `json:"extensions"`
-	MaxWait           string      `json:"max_wait"`
-	LeaseTime         string      `json:"lease_time"`
-	// MaxResultBody is the server's cap on a result's body (a size, e.g.
-	// "16777216b"); "" when the server does not say (Kolejka's).
-	MaxResultBody string `json:"max_result_body"`
-}
-
-// Has reports whether the server announces an extension.
-func (s Settings) Has(ext string) bool { return slices.Contains(s.Extensions, ext) }
+// Settings is the server's /settings/. A Kolejka server's leaves our keys
+// empty ("" MaxResultBody: it does not say) and announces no extensions.
+type Settings = api.Settings
 
 // Client talks to one server. Safe for concurrent use.
 type Client struct {
@@ -185,14 +174,14 @@ func (c *Client) Settings() Settings {
 func (c *Client) URL() string { return c.base.String() }
 
 func (c *Client) refreshSettings(ctx context.Context) (Settings, error) {
-	var s Settings
-	if err := c.call(ctx, http.MethodGet, "settings/", nil, "", &s); err != nil {
-		return s, err
+	var out api.SettingsAnswer
+	if err := c.call(ctx, http.MethodGet, "settings/", nil, "", &out); err != nil {
+		return out.Settings, err
 	}
 	c.mu.Lock()
-	c.settings = s
+	c.settings = out.Settings
 	c.mu.Unlock()
-	return s, nil
+	return out.Settings, nil
 }
 
 // Login signs in with the configured username and password, as Kolejka's
@@ -279,12 +268,6 @@ type sizedReader interface {
 	Size() int64
 }
 
-// envelope is every JSON answer's frame.
-type envelope struct {
-	Status  string `json:"status"`
-	Message string `json:"message"`
-}
-
 // checkStatus maps an answer's HTTP status to this package's errors.
 func checkStatus(resp *http.Response, path string) error {
 	if resp.StatusCode == http.StatusOK {
@@ -309,8 +292,8 @@ func checkStatus(resp *http.Response, path string) error {
 	return fmt.Errorf("%s: HTTP %d%s: %w", path, resp.StatusCode, reason, ErrProtocol)
 }
 
-// call sends a request and decodes a JSON envelope's fields into out
-// (which may be nil).
+// call sends a request and decodes an OK answer into out (one of package
+// api's answers, or nil).
 func (c *Client) call(ctx context.Context, method, path string, body []byte, contentType string, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -324,7 +307,7 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, con
 	return c.decode(resp, path, out)
 }
 
-// decode checks an answer and decodes its envelope's fields into out.
+// decode checks an answer and decodes it into out when it is OK.
 func (c *Client) decode(resp *http.Response, path string, out any) error {
 	if err := checkStatus(resp, path); err != nil {
 		return err
@@ -333,11 +316,11 @@ func (c *Client) decode(resp *http.Response, path string, out any) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v: %w", path, err, ErrConnect)
 	}
-	var env envelope
+	var env api.Failure
 	if err := json.Unmarshal(data, &env); err != nil {
 		return fmt.Errorf("%s: %v: %w", path, err, ErrProtocol)
 	}
-	if !strings.EqualFold(env.Status, "OK") {
+	if !strings.EqualFold(env.Status, api.StatusOK) {
 		return failure(path, env.Message)
 	}
 	if out != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -72,7 +73,7 @@ func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOp
 	if o.OnState != nil {
 		o.OnState(last)
 	}
-	longPoll := c.Settings().Has("long_poll")
+	longPoll := c.Settings().Has(api.ExtLongPoll)
 	reconnect := 200 * time.Millisecond
 	var refused *ServerError
 	for {
@@ -129,10 +130,7 @@ func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOp
 // TaskState tells whether a task waits or runs and where (servers that
 // name the assignee; Kolejka's do not, so its tasks always look queued).
 func (c *Client) TaskState(ctx context.Context, key string) (State, error) {
-	var out struct {
-		Assignee string `json:"assignee"`
-		Resolved bool   `json:"resolved"`
-	}
+	var out api.TaskAnswer
 	if err := c.call(ctx, http.MethodGet, "task/task/"+key+"/", nil, "", &out); err != nil {
 		return State{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -34,28 +35,20 @@ type DequeueRequest struct {
 // with the limits they run with on this node.
 func (c *Client) Dequeue(ctx context.Context, req DequeueRequest) ([]*spec.Task, error) {
 	s := c.Settings()
-	body := map[string]any{
-		"concurency": req.Concurrency, // sic: Kolejka's spelling
-		"limits":     req.Free,
-		"tags":       append([]string{}, req.Tags...),
+	body := api.DequeueRequest{
+		Concurrency: req.Concurrency,
+		Limits:      req.Free,
+		Tags:        append([]string{}, req.Tags...),
 	}
-	if req.Wait > 0 && s.Has("long_poll") {
-		body["wait"] = req.Wait.Seconds()
+	if req.Wait > 0 && s.Has(api.ExtLongPoll) {
+		body.Wait = api.Seconds(req.Wait)
 	}
-	if !req.Defaults.IsZero() && s.Has("dequeue_defaults") {
-		body["defaults"] = req.Defaults
+	if s.Has(api.ExtDequeueDefaults) {
+		body.Defaults = req.Defaults
 	}
-	if req.Heartbeat && s.Has("heartbeat") {
-		body["heartbeat"] = true
-	}
-	data, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	var out struct {
-		Tasks []json.RawMessage `json:"tasks"`
-	}
-	if err := c.call(ctx, http.MethodPost, "queue/dequeue/", data, "application/json", &out); err != nil {
+	body.Heartbeat = req.Heartbeat && s.Has(api.ExtHeartbeat)
+	var out api.DequeueAnswer
+	if err := c.postJSON(ctx, "queue/dequeue/", body, &out); err != nil {
 		return nil, err
 	}
 	tasks := make([]*spec.Task, 0, len(out.Tasks))
@@ -74,18 +67,11 @@ func (c *Client) Dequeue(ctx context.Context, req DequeueRequest) ([]*spec.Task,
 // results will be refused if another node's came first). Servers without
 // the "heartbeat" extension hold everything forever: all are held.
 func (c *Client) Heartbeat(ctx context.Context, keys []string) (held, lost []string, err error) {
-	if !c.Settings().Has("heartbeat") {
+	if !c.Settings().Has(api.ExtHeartbeat) {
 		return keys, nil, nil
 	}
-	data, err := json.Marshal(map[string]any{"tasks": append([]string{}, keys...)})
-	if err != nil {
-		return nil, nil, err
-	}
-	var out struct {
-		Tasks []string `json:"tasks"`
-		Lost  []string `json:"lost"`
-	}
-	if err := c.call(ctx, http.MethodPost, "queue/heartbeat/", data, "application/json", &out); err != nil {
+	var out api.HeartbeatAnswer
+	if err := c.postJSON(ctx, "queue/heartbeat/", taskKeys(keys), &out); err != nil {
 		return nil, nil, err
 	}
 	return out.Tasks, out.Lost, nil
@@ -98,38 +84,39 @@ func (c *Client) Heartbeat(ctx context.Context, keys []string) (held, lost []str
 // extension it returns an error wrapping ErrUnsupported and changes
 // nothing: the tasks come back when their leases lapse.
 func (c *Client) Release(ctx context.Context, keys []string) (released, lost []string, err error) {
-	if !c.Settings().Has("release") {
+	if !c.Settings().Has(api.ExtRelease) {
 		return nil, nil, fmt.Errorf("queue/release/: %w", ErrUnsupported)
 	}
-	data, err := json.Marshal(map[string]any{"tasks": append([]string{}, keys...)})
-	if err != nil {
-		return nil, nil, err
-	}
-	var out struct {
-		Released []string `json:"released"`
-		Lost     []string `json:"lost"`
-	}
-	if err := c.call(ctx, http.MethodPost, "queue/release/", data, "application/json", &out); err != nil {
+	var out api.ReleaseAnswer
+	if err := c.postJSON(ctx, "queue/release/", taskKeys(keys), &out); err != nil {
 		return nil, nil, err
 	}
 	return out.Released, out.Lost, nil
 }
 
-// QueueStats is /queue/stats/.
-type QueueStats struct {
-	TaskCount           int            `json:"task_count"`
-	TaskResolvedCount   int            `json:"task_resolved_count"`
-	TaskUnresolvedCount int            `json:"task_unresolved_count"`
-	TaskUnassignedCount int            `json:"task_unassigned_count"`
-	TaskAssignedCount   int            `json:"task_assigned_count"`
-	TaskAssignees       map[string]int `json:"task_assignees"`
+// taskKeys is the body naming keys, [] (not null) for none.
+func taskKeys(keys []string) api.TaskKeys {
+	return api.TaskKeys{Tasks: append([]string{}, keys...)}
 }
+
+// postJSON posts req (one of package api's requests) and decodes an OK
+// answer into out.
+func (c *Client) postJSON(ctx context.Context, path string, req, out any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, http.MethodPost, path, data, "application/json", out)
+}
+
+// QueueStats is /queue/stats/.
+type QueueStats = api.QueueStats
 
 // Stats returns the queue's counts.
 func (c *Client) Stats(ctx context.Context) (*QueueStats, error) {
-	var s QueueStats
-	if err := c.call(ctx, http.MethodGet, "queue/stats/", nil, "", &s); err != nil {
+	var out api.StatsAnswer
+	if err := c.call(ctx, http.MethodGet, "queue/stats/", nil, "", &out); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return &out.QueueStats, nil
 }

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -44,9 +44,7 @@ func (c *Client) ResultPost(ctx context.Context, dir string, r *spec.Result) (*s
 		c.discard(ctx, uploaded)
 		return nil, err
 	}
-	var out struct {
-		Result json.RawMessage `json:"result"`
-	}
+	var out api.ResultAnswer
 	if err := c.call(ctx, http.MethodPost, "task/result/", body, "application/json", &out); err != nil {
 		c.discard(ctx, uploaded)
 		return nil, err
@@ -103,12 +101,10 @@ func (c *Client) resultFits(r *spec.Result) error {
 // until the result arrives or wait passes.
 func (c *Client) Result(ctx context.Context, key string, wait time.Duration) (*spec.Result, error) {
 	path := "task/result/" + key + "/"
-	if wait > 0 && c.Settings().Has("long_poll") {
+	if wait > 0 && c.Settings().Has(api.ExtLongPoll) {
 		path += "?wait=" + strconv.FormatFloat(math.Ceil(wait.Seconds()*1000)/1000, 'f', -1, 64)
 	}
-	var out struct {
-		Result json.RawMessage `json:"result"`
-	}
+	var out api.ResultAnswer
 	if err := c.call(ctx, http.MethodGet, path, nil, "", &out); err != nil {
 		return nil, err
 	}

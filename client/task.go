@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -41,9 +41,7 @@ func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*sp
 		c.discard(ctx, uploaded)
 		return nil, err
 	}
-	var out struct {
-		Task json.RawMessage `json:"task"`
-	}
+	var out api.NewTaskAnswer
 	if err := c.call(ctx, http.MethodPost, "task/task/", body, "application/json", &out); err != nil {
 		c.discard(ctx, uploaded)
 		return nil, err
@@ -174,9 +172,7 @@ func (c *Client) ensureReference(ctx context.Context, dir string, f spec.File) (
 
 // Task returns a stored task.
 func (c *Client) Task(ctx context.Context, key string) (*spec.Task, error) {
-	var out struct {
-		Task json.RawMessage `json:"task"`
-	}
+	var out api.TaskAnswer
 	if err := c.call(ctx, http.MethodGet, "task/task/"+key+"/", nil, "", &out); err != nil {
 		return nil, err
 	}

@@ -25,19 +25,21 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/auth"
 	"github.com/kolejka-go/kolejka/internal/server/blobs"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 )
 
-func refJSON(r store.Reference) map[string]any {
-	return map[string]any{
-		"key":         r.Key,
-		"blob":        r.Blob,
-		"size":        r.Size,
-		"time_create": djangoTime(r.TimeCreate),
-		"time_access": djangoTime(r.TimeAccess),
-	}
+// referenceAnswer is a reference's metadata as an answer.
+func referenceAnswer(r store.Reference) *api.ReferenceAnswer {
+	return &api.ReferenceAnswer{Reference: api.Reference{
+		Blob:       r.Blob,
+		Key:        r.Key,
+		Size:       r.Size,
+		TimeAccess: djangoTime(r.TimeAccess),
+		TimeCreate: djangoTime(r.TimeCreate),
+	}}
 }
 
 // handleReferenceNew stores an uploaded blob and gives the caller a new
@@ -72,7 +74,7 @@ func (s *Server) handleReferenceNew(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	ok(w, map[string]any{"reference": refJSON(ref)})
+	ok(w, referenceAnswer(ref))
 }
 
 // commitBlob moves an uploaded blob into place and records it with a new
@@ -101,17 +103,13 @@ func (s *Server) commitBlob(r *http.Request, tmp *blobs.Temp, owner int64) (stor
 }
 
 func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
-	u := signedIn(w, r)
+	u, key, ref := lookup(s, w, r, "ref", s.db.Reference)
 	if u == nil {
-		return
-	}
-	key := r.PathValue("ref")
-	ref, err := s.db.Reference(r.Context(), key)
-	if s.lookupFailed(w, r, err) {
 		return
 	}
 	readable := ref.Owner == u.ID || u.Roles.Any(store.RoleInspector|store.RoleManager)
 	if !readable && u.Roles.Has(store.RoleProcessor) {
+		var err error
 		if readable, err = s.db.ReferenceUsedByAssignee(r.Context(), key, u.ID); err != nil {
 			s.internal(w, r, err)
 			return
@@ -130,27 +128,16 @@ func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 		}
 		s.serveBlob(w, r, ref.Blob)
 	case http.MethodPut:
-		ok(w, map[string]any{"reference": refJSON(ref)})
+		ok(w, referenceAnswer(ref))
 	case http.MethodDelete:
-		if ref.Owner != u.ID && !u.Roles.Has(store.RoleManager) {
-			forbidden(w, "only the owner or a manager deletes a reference")
+		if !ownerOrManager(w, u, ref.Owner, "reference") {
 			return
 		}
 		hash, err := s.db.DeleteReference(r.Context(), key)
-		var inUse *store.InUseError
-		switch {
-		case errors.As(err, &inUse):
-			fail(w, "%v", inUse)
-			return
-		case errors.Is(err, store.ErrNotFound):
-			notFound(w)
-			return
-		case err != nil:
-			s.internal(w, r, err)
-			return
+		if err == nil {
+			s.collectSoon(hash)
 		}
-		s.collectSoon(hash)
-		ok(w, map[string]any{"deleted": true})
+		s.answerDeleted(w, r, err)
 	default:
 		notAllowed(w, "GET", "HEAD", "PUT", "DELETE")
 	}
@@ -194,7 +181,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 		if s.lookupFailed(w, r, err) {
 			return
 		}
-		ok(w, map[string]any{"reference": refJSON(ref)})
+		ok(w, referenceAnswer(ref))
 		return
 	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
 	default:
@@ -213,31 +200,19 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		s.serveBlob(w, r, hash)
 	case http.MethodPut:
-		ok(w, map[string]any{"blob": map[string]any{
-			"key":         b.Hash,
-			"size":        b.Size,
-			"time_create": djangoTime(b.TimeCreate),
-			"time_access": djangoTime(b.TimeAccess),
-			"references":  b.References,
+		ok(w, &api.BlobAnswer{Blob: api.Blob{
+			Key:        b.Hash,
+			References: b.References,
+			Size:       b.Size,
+			TimeAccess: djangoTime(b.TimeAccess),
+			TimeCreate: djangoTime(b.TimeCreate),
 		}})
 	case http.MethodDelete:
 		if !u.Roles.Has(store.RoleManager) {
 			forbidden(w, "only managers delete blobs")
 			return
 		}
-		if err := s.deleteBlob(r, hash); err != nil {
-			var inUse *store.InUseError
-			switch {
-			case errors.As(err, &inUse):
-				fail(w, "%v", inUse)
-			case errors.Is(err, store.ErrNotFound):
-				notFound(w)
-			default:
-				s.internal(w, r, err)
-			}
-			return
-		}
-		ok(w, map[string]any{"deleted": true})
+		s.answerDeleted(w, r, s.deleteBlob(r, hash))
 	}
 }
 

@@ -56,12 +56,8 @@ func (s *Server) wakeCallbacks() {
 // callbackLoop delivers due callbacks, up to four at a time, and sleeps
 // until the next one is due or a new one arrives.
 func (s *Server) callbackLoop() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := s.stopContext()
 	defer cancel()
-	go func() {
-		<-s.stop
-		cancel()
-	}()
 	client := &http.Client{
 		Timeout: s.cfg.CallbackTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {

@@ -143,12 +143,8 @@ func (s *Server) recordTokenUses(ctx context.Context) {
 // gcLoop collects all garbage every GCInterval, and the blob of each
 // deleted reference as soon as it is deleted.
 func (s *Server) gcLoop() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := s.stopContext()
 	defer cancel()
-	go func() {
-		<-s.stop
-		cancel()
-	}()
 	s.collectGarbage(ctx)
 	t := time.NewTicker(s.cfg.GCInterval)
 	defer t.Stop()

@@ -1,6 +1,7 @@
 package server
 
-// This file owns /queue/: dequeue, heartbeat (extension) and stats.
+// This file owns /queue/: dequeue, heartbeat and release (extensions) and
+// stats. Their messages are package api's.
 //
 // POST /queue/dequeue/ (processors), body as Kolejka's foreman sends it:
 //
@@ -31,122 +32,40 @@ package server
 // GET /queue/stats/ (signed in): Kolejka's counts.
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math"
 	"net/http"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
-// decodeStrict decodes one JSON object into v, refusing unknown keys and
-// trailing data. An empty body is an empty object.
-func decodeStrict(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the JSON object")
-	}
-	return nil
-}
-
-type dequeueRequest struct {
-	Concurency *int            `json:"concurency"` // sic, as Kolejka
-	Limits     json.RawMessage `json:"limits"`
-	Tags       []string        `json:"tags"`
-	Wait       json.RawMessage `json:"wait"`
-	Defaults   json.RawMessage `json:"defaults"`
-	Heartbeat  bool            `json:"heartbeat"`
-}
-
-func parseLimits(raw json.RawMessage, field string) (spec.Limits, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return spec.Limits{}, nil
-	}
-	return spec.ParseLimits(raw, field)
-}
-
-// parseWait reads a wait given as a number of seconds or a Kolejka time.
-func parseWait(raw json.RawMessage) (time.Duration, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return 0, nil
-	}
-	var n float64
-	if err := json.Unmarshal(raw, &n); err == nil {
-		if math.IsNaN(n) || n < 0 || n > 1e9 {
-			return 0, fmt.Errorf("%v is not a number of seconds", n)
-		}
-		return time.Duration(n * float64(time.Second)), nil
-	}
-	var str string
-	if err := json.Unmarshal(raw, &str); err != nil {
-		return 0, fmt.Errorf("expected seconds, got %s", raw)
-	}
-	return spec.ParseTime(str)
-}
-
 func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
-	u := postBy(w, r, store.RoleProcessor, "only processors dequeue")
+	u, body := s.postBody(w, r, store.RoleProcessor, "only processors dequeue", s.cfg.MaxJSONBody)
 	if u == nil {
 		return
 	}
-	body, good := s.readBody(w, r)
-	if !good {
-		return
-	}
-	var req dequeueRequest
-	if err := decodeStrict(body, &req); err != nil {
-		fail(w, "dequeue: %v", err)
-		return
-	}
-	concurency := 1
-	if req.Concurency != nil {
-		concurency = *req.Concurency
-	}
-	if concurency < 1 {
-		fail(w, "dequeue: concurency: must be at least 1, not %d", concurency)
-		return
-	}
-	free, err := parseLimits(req.Limits, "dequeue limits")
+	req, err := api.ParseDequeue(body)
 	if err != nil {
 		fail(w, "%v", err)
 		return
 	}
-	defaults, err := parseLimits(req.Defaults, "dequeue defaults")
-	if err != nil {
-		fail(w, "%v", err)
-		return
-	}
-	if err := unrunnableLimits(defaults, "defaults"); err != nil {
+	if err := unrunnableLimits(req.Defaults, "defaults"); err != nil {
 		fail(w, "dequeue: %v", err)
 		return
 	}
-	wait, err := parseWait(req.Wait)
-	if err != nil {
-		fail(w, "dequeue: wait: %v", err)
-		return
-	}
-	wait = min(wait, s.cfg.MaxWait)
+	wait := min(time.Duration(req.Wait), s.cfg.MaxWait)
 	deadline := time.Now().Add(wait)
 	dq := store.DequeueRequest{
 		Node: u.ID,
 		Tags: req.Tags,
-		Free: free,
+		Free: req.Limits,
 		// The node knows its own shape: its defaults win, the server's
 		// fill the rest (they always hold cpus, memory and time).
-		Defaults:   defaults.Or(s.cfg.Defaults),
-		Concurency: concurency,
+		Defaults:   req.Defaults.Or(s.cfg.Defaults),
+		Concurency: req.Concurrency,
 		Heartbeat:  req.Heartbeat,
 		Window:     s.cfg.ScanWindow,
 		Started:    s.now(),
@@ -180,7 +99,7 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 				}
 				tasks = append(tasks, desc)
 			}
-			ok(w, map[string]any{"tasks": tasks})
+			ok(w, &api.DequeueAnswer{Tasks: tasks})
 			return
 		}
 		var live bool
@@ -222,25 +141,27 @@ func withLimits(desc []byte, l spec.Limits) (json.RawMessage, error) {
 	return out, nil
 }
 
-type heartbeatRequest struct {
-	Tasks []string `json:"tasks"`
+// taskKeys reads the body of a heartbeat or a release (what names it in
+// a FAIL): a processor's POST of api.TaskKeys; refusal is the 403's
+// reason for others. On refusal it has answered and returns a nil user.
+func (s *Server) taskKeys(w http.ResponseWriter, r *http.Request, what, refusal string) (*store.User, []string) {
+	u, body := s.postBody(w, r, store.RoleProcessor, refusal, s.cfg.MaxJSONBody)
+	if u == nil {
+		return nil, nil
+	}
+	var req api.TaskKeys
+	if err := api.Decode(body, &req); err != nil {
+		fail(w, "%s: %v", what, err)
+		return nil, nil
+	}
+	return u, req.Tasks
 }
 
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
-	u := postBy(w, r, store.RoleProcessor, "only processors heartbeat")
+	u, keys := s.taskKeys(w, r, "heartbeat", "only processors heartbeat")
 	if u == nil {
 		return
 	}
-	body, good := s.readBody(w, r)
-	if !good {
-		return
-	}
-	var req heartbeatRequest
-	if err := decodeStrict(body, &req); err != nil {
-		fail(w, "heartbeat: %v", err)
-		return
-	}
-	keys := req.Tasks
 	if len(keys) == 0 {
 		keys = nil // all the node's tasks
 	}
@@ -249,28 +170,19 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	ok(w, map[string]any{"tasks": res.Held, "lost": res.Lost, "lease": spec.FormatTime(s.cfg.LeaseTime)})
+	ok(w, &api.HeartbeatAnswer{Lease: spec.FormatTime(s.cfg.LeaseTime), Lost: res.Lost, Tasks: res.Held})
 }
 
 func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
-	u := postBy(w, r, store.RoleProcessor, "only processors release tasks")
+	u, asked := s.taskKeys(w, r, "release", "only processors release tasks")
 	if u == nil {
 		return
 	}
-	body, good := s.readBody(w, r)
-	if !good {
-		return
-	}
-	var req heartbeatRequest // the same shape: {"tasks": [keys]}
-	if err := decodeStrict(body, &req); err != nil {
-		fail(w, "release: %v", err)
-		return
-	}
 	var keys []string // nil: all the node's tasks
-	if len(req.Tasks) > 0 {
-		seen := make(map[string]bool, len(req.Tasks))
-		keys = make([]string, 0, len(req.Tasks))
-		for _, k := range req.Tasks {
+	if len(asked) > 0 {
+		seen := make(map[string]bool, len(asked))
+		keys = make([]string, 0, len(asked))
+		for _, k := range asked {
 			if !seen[k] {
 				seen[k] = true
 				keys = append(keys, k)
@@ -286,15 +198,11 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("tasks released by their node: back in the queue", "tasks", res.Released, "node", u.Name)
 		s.queue.Signal()
 	}
-	ok(w, map[string]any{"released": res.Released, "lost": res.Lost})
+	ok(w, &api.ReleaseAnswer{Lost: res.Lost, Released: res.Released})
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
-	if signedIn(w, r) == nil {
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		notAllowed(w, "GET", "HEAD")
+	if getBy(w, r) == nil {
 		return
 	}
 	st, err := s.db.Stats(r.Context())
@@ -302,12 +210,19 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	ok(w, map[string]any{
-		"task_count":            st.Total,
-		"task_resolved_count":   st.Resolved,
-		"task_unresolved_count": st.Unresolved,
-		"task_unassigned_count": st.Unassigned,
-		"task_assigned_count":   st.Assigned,
-		"task_assignees":        st.Assignees,
-	})
+	var assignees map[string]int
+	if st.Assignees != nil {
+		assignees = make(map[string]int, len(st.Assignees))
+		for node, n := range st.Assignees {
+			assignees[node] = int(n)
+		}
+	}
+	ok(w, &api.StatsAnswer{QueueStats: api.QueueStats{
+		TaskAssignedCount:   int(st.Assigned),
+		TaskAssignees:       assignees,
+		TaskCount:           int(st.Total),
+		TaskResolvedCount:   int(st.Resolved),
+		TaskUnassignedCount: int(st.Unassigned),
+		TaskUnresolvedCount: int(st.Unresolved),
+	}})
 }

@@ -8,6 +8,7 @@ package server
 // compares it literally before looking at "status".
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 )
 
@@ -36,18 +38,12 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_, _ = w.Write(body) // a client gone has no use for the error
 }
 
-// ok answers {"status": "OK", …fields}.
-func ok(w http.ResponseWriter, fields map[string]any) {
-	if fields == nil {
-		fields = map[string]any{}
-	}
-	fields["status"] = "OK"
-	writeJSON(w, fields)
-}
+// ok answers a with "status": "OK".
+func ok(w http.ResponseWriter, a api.Answer) { writeJSON(w, api.OK(a)) }
 
-// fail answers {"status": "FAIL", "message": …}.
+// fail answers {"message": …, "status": "FAIL"}.
 func fail(w http.ResponseWriter, format string, args ...any) {
-	writeJSON(w, map[string]any{"status": "FAIL", "message": fmt.Sprintf(format, args...)})
+	writeJSON(w, api.Fail(fmt.Sprintf(format, args...)))
 }
 
 func plain(w http.ResponseWriter, code int, msg string) {
@@ -138,9 +134,6 @@ func djangoTime(t time.Time) string {
 	return t.Format("2006-01-02T15:04:05Z")
 }
 
-// rawJSON embeds already-encoded JSON (a stored task or result) in an answer.
-func rawJSON(b []byte) json.RawMessage { return json.RawMessage(b) }
-
 // lookupFailed answers a failed lookup of the object a request names, 404
 // when it does not exist and 500 otherwise, and reports whether it did.
 func (s *Server) lookupFailed(w http.ResponseWriter, r *http.Request, err error) bool {
@@ -153,4 +146,46 @@ func (s *Server) lookupFailed(w http.ResponseWriter, r *http.Request, err error)
 		s.internal(w, r, err)
 	}
 	return true
+}
+
+// lookup finds the object a request names by its path value param, for a
+// signed-in caller. On failure it has answered (403 not signed in, 404
+// unknown, 500) and returns a nil user.
+func lookup[T any](s *Server, w http.ResponseWriter, r *http.Request, param string, find func(context.Context, string) (T, error)) (u *store.User, key string, obj T) {
+	if u = signedIn(w, r); u == nil {
+		return nil, "", obj
+	}
+	key = r.PathValue(param)
+	obj, err := find(r.Context(), key)
+	if s.lookupFailed(w, r, err) {
+		return nil, "", obj
+	}
+	return u, key, obj
+}
+
+// ownerOrManager admits u to delete what owner owns; otherwise it answers
+// 403 saying who may delete what and returns false.
+func ownerOrManager(w http.ResponseWriter, u *store.User, owner int64, what string) bool {
+	if owner != u.ID && !u.Roles.Has(store.RoleManager) {
+		forbidden(w, "only the owner or a manager deletes a "+what)
+		return false
+	}
+	return true
+}
+
+// answerDeleted answers a DELETE whose deletion ended with err: deleted;
+// 404 if the object went meanwhile; a FAIL naming the task or result that
+// uses a reference or blob; 500 otherwise.
+func (s *Server) answerDeleted(w http.ResponseWriter, r *http.Request, err error) {
+	var inUse *store.InUseError
+	switch {
+	case err == nil:
+		ok(w, &api.DeletedAnswer{Deleted: true})
+	case errors.As(err, &inUse):
+		fail(w, "%v", inUse)
+	case errors.Is(err, store.ErrNotFound):
+		notFound(w)
+	default:
+		s.internal(w, r, err)
+	}
 }

@@ -23,20 +23,17 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
 func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
-	u := postBy(w, r, store.RoleProcessor, "only processors post results")
-	if u == nil {
-		return
-	}
 	// A result lists every output file: it has its own, larger cap
 	// (announced in /settings/ as max_result_body, so that a node can
 	// check before uploading anything).
-	body, good := s.readBodyUpTo(w, r, s.cfg.MaxResultBody)
-	if !good {
+	u, body := s.postBody(w, r, store.RoleProcessor, "only processors post results", s.cfg.MaxResultBody)
+	if u == nil {
 		return
 	}
 	res, err := spec.ParseResult(body, spec.ResultFile)
@@ -52,11 +49,7 @@ func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
 		fail(w, "%v", err)
 		return
 	}
-	files := make(map[string]string, len(res.Files))
-	for name, f := range res.Files {
-		files[name] = f.Reference
-		res.Files[name] = spec.File{Reference: f.Reference}
-	}
+	files := references(res.Files)
 	desc, err := res.Encode()
 	if err != nil {
 		fail(w, "%v", err)
@@ -97,7 +90,7 @@ func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
 			s.wakeCallbacks()
 		}
 	}
-	ok(w, map[string]any{"result": rawJSON(posted.Description)})
+	ok(w, &api.ResultAnswer{Result: posted.Description})
 }
 
 // fingerprint identifies a result's content: its canonical encoding with
@@ -199,19 +192,11 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) answerResult(w http.ResponseWriter, r *http.Request, u *store.User, t store.Task, res store.StoredResult) {
 	if r.Method != http.MethodDelete {
-		ok(w, map[string]any{"result": rawJSON(res.Description)})
+		ok(w, &api.ResultAnswer{Result: res.Description})
 		return
 	}
-	if t.Owner != u.ID && !u.Roles.Has(store.RoleManager) {
-		forbidden(w, "only the owner or a manager deletes a result")
+	if !ownerOrManager(w, u, t.Owner, "result") {
 		return
 	}
-	if err := s.db.DeleteResult(r.Context(), t.Key); errors.Is(err, store.ErrNotFound) {
-		notFound(w)
-		return
-	} else if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	ok(w, map[string]any{"deleted": true})
+	s.answerDeleted(w, r, s.db.DeleteResult(r.Context(), t.Key))
 }

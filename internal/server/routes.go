@@ -233,6 +233,20 @@ func signedIn(w http.ResponseWriter, r *http.Request) *store.User {
 	return u
 }
 
+// getBy admits a GET or HEAD by a signed-in user and returns the user;
+// otherwise it answers (403 not signed in, 405) and returns nil.
+func getBy(w http.ResponseWriter, r *http.Request) *store.User {
+	u := signedIn(w, r)
+	if u == nil {
+		return nil
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		notAllowed(w, "GET", "HEAD")
+		return nil
+	}
+	return u
+}
+
 // postBy admits a POST by a signed-in user with any of roles and returns
 // the user; otherwise it answers (403 not signed in, 405, 403 refusal, in
 // that order, so that an anonymous caller learns nothing more) and returns
@@ -251,4 +265,18 @@ func postBy(w http.ResponseWriter, r *http.Request, roles store.Role, refusal st
 		return nil
 	}
 	return u
+}
+
+// postBody is postBy that then reads the body, of at most limit bytes. On
+// refusal it has answered and returns a nil user.
+func (s *Server) postBody(w http.ResponseWriter, r *http.Request, roles store.Role, refusal string, limit int64) (*store.User, []byte) {
+	u := postBy(w, r, roles, refusal)
+	if u == nil {
+		return nil, nil
+	}
+	body, good := s.readBodyUpTo(w, r, limit)
+	if !good {
+		return nil, nil
+	}
+	return u, body
 }

@@ -309,6 +309,17 @@ func (s *Server) closeStorage() error {
 	return err
 }
 
+// stopContext is a context that ends when the server stops, for the
+// background loops' queries and requests.
+func (s *Server) stopContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	return ctx, cancel
+}
+
 // stopped is closed when the server stops.
 func (s *Server) stopped() <-chan struct{} { return s.stop }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/auth"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
@@ -59,7 +60,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		s.ensureCSRFCookie(w, r)
-		ok(w, nil)
+		ok(w, &api.Envelope{})
 	case http.MethodPost:
 		body, good := s.readBody(w, r)
 		if !good {
@@ -110,7 +111,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		})
 		// Django rotates the CSRF token at login.
 		s.setCSRFCookie(w, r, auth.RandomKey(16))
-		ok(w, nil)
+		ok(w, &api.Envelope{})
 	default:
 		notAllowed(w, "GET", "HEAD", "POST")
 	}
@@ -127,49 +128,31 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 			HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	}
 	s.ensureCSRFCookie(w, r)
-	ok(w, nil)
+	ok(w, &api.Envelope{})
 }
 
-// Extensions are what this server offers beyond Kolejka, announced in
-// /settings/ "extensions" (Kolejka's client ignores the key):
-//
-//	bearer            Authorization: Bearer <token>, no CSRF
-//	heartbeat         POST /queue/heartbeat/; dequeue body "heartbeat": true
-//	long_poll         dequeue body "wait": N; GET /task/result/<key>/?wait=N
-//	dequeue_defaults  dequeue body "defaults": {limits for tasks that omit them}
-//	release           POST /queue/release/: a node hands back tasks it will not finish
-//	callbacks         task callback_url is delivered (only when hosts are allowed)
-//
-// Beside them, "max_result_body" (a size) is the cap on a result's body, so
-// that a node can tell before uploading anything that a result will not fit.
+// extensions are what this server offers beyond Kolejka, announced in
+// /settings/ (api.Ext*): callbacks only when some callback hosts are
+// allowed.
 func (s *Server) extensions() []string {
-	ext := []string{"bearer", "heartbeat", "long_poll", "dequeue_defaults", "release"}
+	ext := []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease}
 	if len(s.cfg.CallbackHosts) > 0 {
-		ext = append(ext, "callbacks")
+		ext = append(ext, api.ExtCallbacks)
 	}
 	return ext
 }
 
 func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
-	if signedIn(w, r) == nil {
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		notAllowed(w, "GET", "HEAD")
+	if getBy(w, r) == nil {
 		return
 	}
 	s.ensureCSRFCookie(w, r)
-	limits, err := s.cfg.Limits.MarshalJSON()
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	ok(w, map[string]any{
-		"blob_hash_algorithm": "sha256",
-		"limits":              rawJSON(limits),
-		"extensions":          s.extensions(),
-		"lease_time":          spec.FormatTime(s.cfg.LeaseTime),
-		"max_wait":            spec.FormatTime(s.cfg.MaxWait),
-		"max_result_body":     spec.FormatSize(s.cfg.MaxResultBody),
-	})
+	ok(w, &api.SettingsAnswer{Settings: api.Settings{
+		BlobHashAlgorithm: "sha256",
+		Extensions:        s.extensions(),
+		LeaseTime:         spec.FormatTime(s.cfg.LeaseTime),
+		Limits:            s.cfg.Limits,
+		MaxResultBody:     spec.FormatSize(s.cfg.MaxResultBody),
+		MaxWait:           spec.FormatTime(s.cfg.MaxWait),
+	}})
 }

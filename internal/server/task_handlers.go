@@ -18,18 +18,15 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/auth"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
 func (s *Server) handleTaskNew(w http.ResponseWriter, r *http.Request) {
-	u := postBy(w, r, store.RoleClient, "only clients submit tasks")
+	u, body := s.postBody(w, r, store.RoleClient, "only clients submit tasks", s.cfg.MaxJSONBody)
 	if u == nil {
-		return
-	}
-	body, good := s.readBody(w, r)
-	if !good {
 		return
 	}
 	t, err := spec.ParseTask(body, spec.TaskFile)
@@ -49,11 +46,7 @@ func (s *Server) handleTaskNew(w http.ResponseWriter, r *http.Request) {
 		fail(w, "%s: %v", spec.TaskFile, err)
 		return
 	}
-	files := make(map[string]string, len(t.Files))
-	for name, f := range t.Files {
-		files[name] = f.Reference
-		t.Files[name] = spec.File{Reference: f.Reference}
-	}
+	files := references(t.Files)
 	t.Limits = t.Limits.Merge(s.cfg.Limits)
 	if t.CallbackURL != "" && !s.callbackAllowed(t.CallbackURL) {
 		if len(s.cfg.CallbackHosts) == 0 {
@@ -95,7 +88,18 @@ func (s *Server) handleTaskNew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.queue.Signal()
-	ok(w, map[string]any{"task": rawJSON(desc)})
+	ok(w, &api.NewTaskAnswer{Task: desc})
+}
+
+// references drops the local paths of a posted task's or result's files
+// (the server keeps only references) and returns the references by name.
+func references(files map[string]spec.File) map[string]string {
+	refs := make(map[string]string, len(files))
+	for name, f := range files {
+		refs[name] = f.Reference
+		files[name] = spec.File{Reference: f.Reference}
+	}
+	return refs
 }
 
 func canReadTask(u *store.User, t store.Task) bool {
@@ -103,13 +107,8 @@ func canReadTask(u *store.User, t store.Task) bool {
 }
 
 func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
-	u := signedIn(w, r)
+	u, key, t := lookup(s, w, r, "key", s.db.Task)
 	if u == nil {
-		return
-	}
-	key := r.PathValue("key")
-	t, err := s.db.Task(r.Context(), key)
-	if s.lookupFailed(w, r, err) {
 		return
 	}
 	if !canReadTask(u, t) {
@@ -120,25 +119,20 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead, http.MethodPut:
 		// Our extension beside "task" (Kolejka's clients ignore it): where
 		// the task is, so `kolejka-client execute` can say so.
-		answer := map[string]any{"task": rawJSON(t.Description), "resolved": t.HasResult, "attempts": t.Attempts}
-		if t.AssigneeName != "" && !t.HasResult {
-			answer["assignee"] = t.AssigneeName
+		answer := &api.TaskAnswer{Attempts: t.Attempts, Resolved: t.HasResult, Task: t.Description}
+		if !t.HasResult {
+			answer.Assignee = t.AssigneeName
 		}
 		ok(w, answer)
 	case http.MethodDelete:
-		if t.Owner != u.ID && !u.Roles.Has(store.RoleManager) {
-			forbidden(w, "only the owner or a manager deletes a task")
+		if !ownerOrManager(w, u, t.Owner, "task") {
 			return
 		}
-		if err := s.db.DeleteTask(r.Context(), key); errors.Is(err, store.ErrNotFound) {
-			notFound(w)
-			return
-		} else if err != nil {
-			s.internal(w, r, err)
-			return
+		err := s.db.DeleteTask(r.Context(), key)
+		if err == nil {
+			s.results.Signal(key) // a client waiting for its result learns it is gone
 		}
-		s.results.Signal(key) // a client waiting for its result learns it is gone
-		ok(w, map[string]any{"deleted": true})
+		s.answerDeleted(w, r, err)
 	default:
 		notAllowed(w, "GET", "HEAD", "PUT", "DELETE")
 	}

@@ -1,0 +1,55 @@
+package api
+
+import (
+	"slices"
+
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// Extensions a server may announce in its settings' "extensions" (a
+// Kolejka server announces none, and its clients ignore the key). A
+// client uses one only when it is announced.
+const (
+	// ExtBearer: Authorization: Bearer <token>, no CSRF.
+	ExtBearer = "bearer"
+	// ExtHeartbeat: POST /queue/heartbeat/; DequeueRequest.Heartbeat.
+	ExtHeartbeat = "heartbeat"
+	// ExtLongPoll: DequeueRequest.Wait; GET /task/result/<key>/?wait=N.
+	ExtLongPoll = "long_poll"
+	// ExtDequeueDefaults: DequeueRequest.Defaults.
+	ExtDequeueDefaults = "dequeue_defaults"
+	// ExtRelease: POST /queue/release/, a node hands back tasks it will
+	// not finish.
+	ExtRelease = "release"
+	// ExtCallbacks: a task's callback_url is delivered (only servers that
+	// allow some callback hosts announce it).
+	ExtCallbacks = "callbacks"
+)
+
+// Settings are a server's settings, as GET /settings/ answers them. A
+// Kolejka server sends only the hash algorithm and the limits; the other
+// keys are ours.
+type Settings struct {
+	BlobHashAlgorithm string   `json:"blob_hash_algorithm"`
+	Extensions        []string `json:"extensions"`
+	// LeaseTime is how long a heartbeating node's lease lasts (a Kolejka
+	// time).
+	LeaseTime string `json:"lease_time"`
+	// Limits are the server's caps on every task.
+	Limits spec.Limits `json:"limits"`
+	// MaxResultBody is the cap on a result's body (a size, e.g.
+	// "16777216b"), so that a node can tell before uploading anything
+	// that a result will not fit.
+	MaxResultBody string `json:"max_result_body"`
+	// MaxWait caps a long poll's wait (a Kolejka time).
+	MaxWait string `json:"max_wait"`
+}
+
+// Has reports whether the server announces an extension.
+func (s Settings) Has(ext string) bool { return slices.Contains(s.Extensions, ext) }
+
+// SettingsAnswer is GET /settings/'s answer.
+type SettingsAnswer struct {
+	Settings
+	Envelope
+}

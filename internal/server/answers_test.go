@@ -1,0 +1,127 @@
+package server_test
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite ../../api/testdata/answers/*.json from the server's current answers")
+
+// answersDir holds the golden answers: package api's tests marshal its
+// message types against the same files.
+var answersDir = filepath.Join("..", "..", "api", "testdata", "answers")
+
+var (
+	randomKey = regexp.MustCompile(`"[0-9a-f]{32}"`)
+	djangoAt  = regexp.MustCompile(`"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z"`)
+)
+
+// normalize replaces what differs from run to run in an answer: random
+// keys become "KEY1", "KEY2"… in order of first appearance, times "TIME".
+func normalize(body []byte) []byte {
+	names := map[string]string{}
+	body = randomKey.ReplaceAllFunc(body, func(k []byte) []byte {
+		n, ok := names[string(k)]
+		if !ok {
+			n = fmt.Sprintf(`"KEY%d"`, len(names)+1)
+			names[string(k)] = n
+		}
+		return []byte(n)
+	})
+	return djangoAt.ReplaceAll(body, []byte(`"TIME"`))
+}
+
+// Every JSON answer the server writes keeps its bytes (key order, present
+// keys with null or empty values, number formats): the walk below asks
+// for each once and compares it, made stable by normalize, with its
+// golden file.
+func TestAnswersKeepTheirBytes(t *testing.T) {
+	e := newEnv(t)
+	e.standardUsers()
+	got := map[string][]byte{}
+	record := func(name string, a answer) answer {
+		t.Helper()
+		if a.code != 200 {
+			t.Fatalf("%s: %v", name, a)
+		}
+		got[name] = normalize(a.body)
+		return a
+	}
+	alice, node, node2, max := e.tok("alice"), e.tok("node"), e.tok("node2"), e.tok("max")
+
+	py := newPyClient(t, e.base)
+	record("logout", py.get("/logout/"))
+	record("login-get", py.get("/login/"))
+	record("fail", py.login("alice", "wrong"))
+	record("login", py.login("alice", password("alice")))
+	record("settings", alice.do("GET", "/settings/", nil))
+	record("stats-empty", alice.do("GET", "/queue/stats/", nil))
+
+	input := []byte("the input\n")
+	up := record("reference-upload", alice.do("POST", "/blob/reference/", input))
+	inRef := up.json["reference"].(map[string]any)["key"].(string)
+	record("reference-dedup", alice.do("POST", "/blob/blob/"+sha(input)+"/", nil))
+	record("reference-put", alice.do("PUT", "/blob/reference/"+inRef+"/", nil))
+
+	task := simpleTask()
+	task["files"] = map[string]any{"in.txt": map[string]any{"reference": inRef}}
+	task["limits"] = map[string]any{"cpus": 1, "memory": "1G", "time": "10s"}
+	posted := record("task-post", alice.postJSON("/task/task/", task))
+	key := posted.json["task"].(map[string]any)["id"].(string)
+	record("task-get", alice.do("GET", "/task/task/"+key+"/", nil))
+
+	record("dequeue", node.postJSON("/queue/dequeue/", map[string]any{"concurency": 1, "limits": map[string]any{"cpus": 2, "memory": "4G"}, "tags": []string{}}))
+	record("dequeue-empty", node.postJSON("/queue/dequeue/", map[string]any{"concurency": 1, "limits": map[string]any{}, "tags": []string{}}))
+	record("task-get-assigned", alice.do("GET", "/task/task/"+key+"/", nil))
+	record("stats", alice.do("GET", "/queue/stats/", nil))
+	record("heartbeat", node.postJSON("/queue/heartbeat/", map[string]any{"tasks": []string{key, "0123456789abcdef0123456789abcdef"}}))
+	record("heartbeat-none", node2.do("POST", "/queue/heartbeat/", nil))
+	record("release-none", node2.postJSON("/queue/release/", map[string]any{"tasks": []string{}}))
+	record("release", node.postJSON("/queue/release/", map[string]any{"tasks": []string{key, "0123456789abcdef0123456789abcdef"}}))
+	if keys := taskKeys(t, node.postJSON("/queue/dequeue/", map[string]any{"concurency": 1, "limits": map[string]any{}, "tags": []string{}})); len(keys) != 1 {
+		t.Fatalf("dequeue after release: %v", keys)
+	}
+
+	outRef := node.upload([]byte("the output\n"))
+	record("result-post", node.postJSON("/task/result/", map[string]any{
+		"id": key, "result": 0, "status": "OK", "stdout": "stdout",
+		"files": map[string]any{"stdout": map[string]any{"reference": outRef}},
+	}))
+	record("result-get", alice.do("GET", "/task/result/"+key+"/", nil))
+	record("task-get-resolved", alice.do("GET", "/task/task/"+key+"/", nil))
+	record("blob-put", max.do("PUT", "/blob/blob/"+sha(input)+"/", nil))
+	record("result-delete", alice.do("DELETE", "/task/result/"+key+"/", nil))
+	record("task-delete", alice.do("DELETE", "/task/task/"+key+"/", nil))
+	record("reference-delete", alice.do("DELETE", "/blob/reference/"+alice.upload([]byte("spare\n"))+"/", nil))
+	spare := []byte("another spare\n")
+	alice.upload(spare)
+	record("blob-delete", max.do("DELETE", "/blob/blob/"+sha(spare)+"/", nil))
+
+	if *update {
+		if err := os.MkdirAll(answersDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range got {
+		path := filepath.Join(answersDir, name+".json")
+		if *update {
+			if err := os.WriteFile(path, append(body, '\n'), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if want = bytes.TrimSuffix(want, []byte("\n")); !bytes.Equal(body, want) {
+			t.Errorf("%s answer changed:\n got %s\nwant %s", name, body, want)
+		}
+	}
+}
