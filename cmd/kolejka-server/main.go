@@ -32,7 +32,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
+	"github.com/kolejka-go/kolejka/cmd/internal/settings"
 	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -64,31 +64,6 @@ func app() *cli.App {
 	}
 }
 
-func serveFlags() []cli.Flag {
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "listen", Usage: "address to listen on (default 127.0.0.1:8000; [server] listen)", EnvVars: []string{envVar("listen")}},
-	}
-	for _, s := range serverSettings() {
-		flags = append(flags, s.flag())
-	}
-	return append(flags, limitflags.Flags()...)
-}
-
-// listenAddr resolves --listen like the other settings.
-func listenAddr(c *cli.Context) (string, error) {
-	if c.IsSet("listen") {
-		return c.String("listen"), nil
-	}
-	cfgFile, err := loadINI(c)
-	if err != nil {
-		return "", err
-	}
-	if v, ok := cfgFile.Get(section, "listen"); ok && v != "" {
-		return v, nil
-	}
-	return "127.0.0.1:8000", nil
-}
-
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "serve",
@@ -99,22 +74,18 @@ func serveCommand() *cli.Command {
 			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
 				return err
 			}
-			cfg, err := loadConfig(c, true)
+			o, err := load(c, true)
 			if err != nil {
 				return err
 			}
-			addr, err := listenAddr(c)
-			if err != nil {
-				return err
-			}
-			srv, err := server.Open(cfg)
+			srv, err := server.Open(o.Config)
 			if errors.Is(err, server.ErrConfig) {
 				return cliexit.WithCode(cliexit.Usage, err)
 			}
 			if err != nil {
 				return err
 			}
-			ln, err := net.Listen("tcp", addr)
+			ln, err := net.Listen("tcp", o.Listen)
 			if err != nil {
 				_ = srv.Close() // nothing served: the listen error is the news
 				return cliexit.WithCode(cliexit.Usage, fmt.Errorf("unable to listen: %w", err))
@@ -146,19 +117,14 @@ func configCommand() *cli.Command {
 		UsageText: "kolejka-server [--data DIR] config [serve options]",
 		Flags:     serveFlags(),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c, true)
+			o, err := load(c, true)
 			if err != nil {
 				return err
 			}
-			addr, err := listenAddr(c)
-			if err != nil {
-				return err
-			}
-			full, err := cfg.WithDefaults()
-			if err != nil {
+			if o.Config, err = o.WithDefaults(); err != nil {
 				return cliexit.WithCode(cliexit.Usage, err)
 			}
-			printConfig(c.App.Writer, full, addr)
+			printConfig(c.App.Writer, o)
 			return nil
 		},
 	}
@@ -179,11 +145,11 @@ func withAdminSettings(c *cli.Context, do func(*server.Server) error) error {
 }
 
 func openAdmin(c *cli.Context, withSettings bool, do func(*server.Server) error) (err error) {
-	cfg, err := loadConfig(c, withSettings)
+	o, err := load(c, withSettings)
 	if err != nil {
 		return err
 	}
-	srv, err := server.OpenAdmin(cfg)
+	srv, err := server.OpenAdmin(o.Config)
 	if err != nil {
 		return err
 	}
@@ -262,10 +228,16 @@ func passwdCommand() *cli.Command {
 }
 
 func tokenCommand() *cli.Command {
-	ageFlag := func() cli.Flag {
-		return &cli.StringFlag{Name: "age", EnvVars: []string{envVar("token-age")},
-			Usage: "how long the token lasts, e.g. 30D, 1W (default: [server] token_age, else 365D)"}
+	// --age, else the variable of token_age; the file's token_age is the
+	// server's default age.
+	ageSetting := func(age *time.Duration) settings.Setting {
+		return settings.Setting{
+			Flag:  &cli.StringFlag{Name: "age", Usage: "how long the token lasts, e.g. 30D, 1W (default: [server] token_age, else 365D)"},
+			Env:   envVar("token-age"),
+			Value: settings.PositiveDuration(age),
+		}
 	}
+	ageFlags := func() []cli.Flag { return settings.Flags([]settings.Setting{ageSetting(nil)}) }
 	createUsage := "kolejka-server token [create] [--age AGE] NAME"
 	create := func(c *cli.Context) error {
 		if err := cliexit.NoFlagsAfterArgs(c); err != nil {
@@ -275,14 +247,8 @@ func tokenCommand() *cli.Command {
 			return cliexit.UsageError("need NAME (usage: %s)", createUsage)
 		}
 		var age time.Duration
-		if c.IsSet("age") {
-			var err error
-			if age, err = spec.ParseTime(c.String("age")); err != nil {
-				return cliexit.UsageError("--age: %v", err)
-			}
-			if age <= 0 {
-				return cliexit.UsageError("--age: must be positive, not %q", c.String("age"))
-			}
+		if err := settings.Resolve(c, nil, []settings.Setting{ageSetting(&age)}); err != nil {
+			return err
 		}
 		return withAdminSettings(c, func(srv *server.Server) error {
 			tok, row, err := srv.NewTokenFor(c.Context, c.Args().Get(0), age)
@@ -305,14 +271,14 @@ func tokenCommand() *cli.Command {
 			"kolejka-server token list NAME\n" +
 			"kolejka-server token revoke NAME ID|TOKEN...\n" +
 			"kolejka-server token revoke --all NAME",
-		Flags:  []cli.Flag{ageFlag()},
+		Flags:  ageFlags(),
 		Action: create,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
 				Usage:     "create a bearer token for a user and print it (it cannot be shown again)",
 				UsageText: createUsage,
-				Flags:     []cli.Flag{ageFlag()},
+				Flags:     ageFlags(),
 				Action:    create,
 			},
 			{
