@@ -139,3 +139,22 @@ func Load(c *cli.Context, env string) (*config.File, error) {
 	f, err := config.Load(path)
 	return f, cliexit.WithCode(cliexit.Usage, err)
 }
+
+// Config is the setting naming the client section of kolejka.conf to
+// read: --config, else the variable env ("" for none).
+func Config(name *string, env string) Setting {
+	return Setting{
+		Flag:  &cli.StringFlag{Name: "config", Usage: "client section of kolejka.conf (default: [default] config, else client)"},
+		Env:   env,
+		Value: String(name),
+	}
+}
+
+// ClientSection is the client section of f to read: the one --config,
+// else the variable env ("" for none), names; else [default] config; else
+// client.
+func ClientSection(c *cli.Context, f *config.File, env string) (string, error) {
+	var name string
+	err := Resolve(c, nil, []Setting{Config(&name, env)})
+	return f.ClientSection(name), err
+}
