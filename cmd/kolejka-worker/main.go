@@ -171,7 +171,7 @@ func imageCommand() *cli.Command {
 				Usage: "import a rootfs tar, a `docker save` tar or an OCI layout (folder or tar) as NAME; " +
 					"with the docker runtime, also load it into the Docker engine",
 				UsageText: "kolejka-worker image import [--runtime NAME] NAME FILE",
-				Flags: []cli.Flag{runtimeFlag("the runtime the image is for (default: [worker] runtime, else runc): " + runtimeUsage)},
+				Flags:     []cli.Flag{runtimeFlag("the runtime the image is for (default: [worker] runtime, else runc): " + runtimeUsage)},
 				Action: func(c *cli.Context) error {
 					if err := cliexit.NeedArgs(c, 2, "NAME and FILE"); err != nil {
 						return err
