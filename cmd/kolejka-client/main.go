@@ -192,8 +192,8 @@ func blobDelete(ctx context.Context, c *cli.Context, cl *client.Client) error {
 }
 
 func taskPut(ctx context.Context, c *cli.Context, cl *client.Client) error {
-	var caps spec.Limits
-	if err := settings.Resolve(c, nil, settings.Limits(&caps, "")); err != nil {
+	caps, err := settings.LimitOptions(c)
+	if err != nil {
 		return err
 	}
 	t, err := cl.TaskPut(ctx, c.Args().Get(0), caps)

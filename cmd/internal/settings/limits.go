@@ -53,3 +53,11 @@ func FileLimits(dst *spec.Limits, section string) []Setting {
 // LimitFlags are the options of the limit settings (--cpus, --memory, …),
 // for a command to declare.
 func LimitFlags() []cli.Flag { return Flags(Limits(new(spec.Limits), "")) }
+
+// LimitOptions are the limits the limit options of c's command line give
+// (the caps of one task or run), the other keys absent.
+func LimitOptions(c *cli.Context) (spec.Limits, error) {
+	var l spec.Limits
+	err := Resolve(c, nil, Limits(&l, ""))
+	return l, err
+}

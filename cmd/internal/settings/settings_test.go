@@ -212,6 +212,14 @@ func TestLimits(t *testing.T) {
 	if fileOnly.String() != "image=3G" || flagsOnly.String() != "cpus=2" {
 		t.Errorf("file %s, flags %s", fileOnly, flagsOnly)
 	}
+	var opts spec.Limits
+	app := &cli.App{Name: "test", Flags: LimitFlags(), Action: func(c *cli.Context) (err error) {
+		opts, err = LimitOptions(c)
+		return err
+	}}
+	if err := app.Run([]string{"test", "--memory", "1G", "--time", "5s"}); err != nil || opts.String() != "memory=1G time=5.0s" {
+		t.Errorf("LimitOptions: %s %v", opts, err)
+	}
 	for _, fl := range LimitFlags() {
 		if n := fl.Names()[0]; n == "cpus-offset" || n == "gpus-offset" {
 			t.Errorf("--%s: set by the node, not an option", n)
