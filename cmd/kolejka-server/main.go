@@ -79,11 +79,8 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			srv, err := server.Open(o.Config)
-			if errors.Is(err, server.ErrConfig) {
-				return cliexit.WithCode(cliexit.Usage, err)
-			}
 			if err != nil {
-				return err
+				return cliexit.UsageIf(err, server.ErrConfig)
 			}
 			ln, err := net.Listen("tcp", o.Listen)
 			if err != nil {
@@ -188,10 +185,7 @@ func adduserCommand() *cli.Command {
 			}
 			return withAdmin(c, func(srv *server.Server) error {
 				if err := srv.AddUser(c.Context, args[0], args[1], roles); err != nil {
-					if errors.Is(err, server.ErrExists) || errors.Is(err, server.ErrInvalid) {
-						return cliexit.WithCode(cliexit.Usage, err)
-					}
-					return err
+					return cliexit.UsageIf(err, server.ErrExists, server.ErrInvalid)
 				}
 				fmt.Fprintf(c.App.Writer, "User '%s' created successfully (%s).\n", args[0], roles)
 				return nil
@@ -206,19 +200,13 @@ func passwdCommand() *cli.Command {
 		Usage:     "set a user's password (ends the user's sessions and revokes its bearer tokens)",
 		UsageText: "kolejka-server passwd NAME PASSWORD",
 		Action: func(c *cli.Context) error {
-			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+			if err := cliexit.NeedArgs(c, 2, "NAME and PASSWORD"); err != nil {
 				return err
-			}
-			if c.NArg() != 2 {
-				return cliexit.UsageError("need NAME and PASSWORD (usage: %s)", c.Command.UsageText)
 			}
 			return withAdmin(c, func(srv *server.Server) error {
 				sessions, tokens, err := srv.SetPassword(c.Context, c.Args().Get(0), c.Args().Get(1))
 				if err != nil {
-					if errors.Is(err, server.ErrNotFound) || errors.Is(err, server.ErrInvalid) {
-						return cliexit.WithCode(cliexit.Usage, err)
-					}
-					return err
+					return cliexit.UsageIf(err, server.ErrNotFound, server.ErrInvalid)
 				}
 				fmt.Fprintf(c.App.Writer, "Password of '%s' changed; %d sessions ended, %d bearer tokens revoked.\n", c.Args().Get(0), sessions, tokens)
 				return nil
@@ -240,6 +228,7 @@ func tokenCommand() *cli.Command {
 	ageFlags := func() []cli.Flag { return settings.Flags([]settings.Setting{ageSetting(nil)}) }
 	createUsage := "kolejka-server token [create] [--age AGE] NAME"
 	create := func(c *cli.Context) error {
+		// Not NeedArgs: token's own usage lists list and revoke too.
 		if err := cliexit.NoFlagsAfterArgs(c); err != nil {
 			return err
 		}
@@ -252,11 +241,8 @@ func tokenCommand() *cli.Command {
 		}
 		return withAdminSettings(c, func(srv *server.Server) error {
 			tok, row, err := srv.NewTokenFor(c.Context, c.Args().Get(0), age)
-			if errors.Is(err, server.ErrNotFound) {
-				return cliexit.WithCode(cliexit.Usage, err)
-			}
 			if err != nil {
-				return err
+				return cliexit.UsageIf(err, server.ErrNotFound)
 			}
 			fmt.Fprintln(c.App.Writer, tok)
 			fmt.Fprintf(c.App.ErrWriter, "Token %s of '%s' expires %s.\n", row.ID, row.User, row.TimeExpire.Format(time.RFC3339))
@@ -286,19 +272,13 @@ func tokenCommand() *cli.Command {
 				Usage:     "list a user's bearer tokens: id, the token's first characters, created, expires, last used",
 				UsageText: "kolejka-server token list NAME",
 				Action: func(c *cli.Context) error {
-					if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+					if err := cliexit.NeedArgs(c, 1, "NAME"); err != nil {
 						return err
-					}
-					if c.NArg() != 1 {
-						return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
 					}
 					return withAdmin(c, func(srv *server.Server) error {
 						tokens, err := srv.ListTokens(c.Context, c.Args().Get(0))
-						if errors.Is(err, server.ErrNotFound) {
-							return cliexit.WithCode(cliexit.Usage, err)
-						}
 						if err != nil {
-							return err
+							return cliexit.UsageIf(err, server.ErrNotFound)
 						}
 						stamp := func(t time.Time, zero string) string {
 							if t.IsZero() {
@@ -343,11 +323,8 @@ func tokenCommand() *cli.Command {
 					name, ids := c.Args().First(), c.Args().Tail()
 					return withAdmin(c, func(srv *server.Server) error {
 						n, err := srv.RevokeTokens(c.Context, name, ids...)
-						if errors.Is(err, server.ErrNotFound) {
-							return cliexit.WithCode(cliexit.Usage, err)
-						}
 						if err != nil {
-							return err
+							return cliexit.UsageIf(err, server.ErrNotFound)
 						}
 						fmt.Fprintf(c.App.Writer, "Revoked %d tokens of '%s'.\n", n, name)
 						return nil
@@ -434,8 +411,8 @@ func unassignCommand() *cli.Command {
 		Usage:     "return to the queue the unresolved tasks assigned longer than AGE ago (e.g. 10M, 2H)",
 		UsageText: "kolejka-server unassign AGE",
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return cliexit.UsageError("need AGE (usage: %s)", c.Command.UsageText)
+			if err := cliexit.NeedArgs(c, 1, "AGE"); err != nil {
+				return err
 			}
 			age, err := spec.ParseTime(c.Args().First())
 			if err != nil {

@@ -200,10 +200,7 @@ func imageCommand() *cli.Command {
 					}
 					img, err := st.Import(c.Context, c.Args().Get(0), c.Args().Get(1))
 					if err != nil {
-						if errors.Is(err, image.ErrBadArchive) {
-							return cliexit.WithCode(cliexit.Usage, err)
-						}
-						return err
+						return cliexit.UsageIf(err, image.ErrBadArchive)
 					}
 					if engine != nil {
 						if err := engine.ImportImage(c.Context, img, c.Args().Get(1)); err != nil {
@@ -243,8 +240,8 @@ func imageCommand() *cli.Command {
 				Usage:     "remove an image",
 				UsageText: "kolejka-worker image rm NAME",
 				Action: func(c *cli.Context) error {
-					if c.NArg() != 1 {
-						return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
+					if err := cliexit.NeedArgs(c, 1, "NAME"); err != nil {
+						return err
 					}
 					st, err := open(c)
 					if err != nil {
@@ -256,10 +253,7 @@ func imageCommand() *cli.Command {
 							slog.Warn(err.Error())
 							return nil
 						}
-						if errors.Is(err, image.ErrNotFound) {
-							return cliexit.WithCode(cliexit.Usage, err)
-						}
-						return err
+						return cliexit.UsageIf(err, image.ErrNotFound)
 					}
 					return nil
 				},

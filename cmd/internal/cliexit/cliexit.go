@@ -37,6 +37,18 @@ func WithCode(code int, err error) error {
 	return &Error{Code: code, Err: err}
 }
 
+// UsageIf gives err the Usage code when it is one of targets (errors
+// that mean bad input, which changed nothing); other errors stay as they
+// are.
+func UsageIf(err error, targets ...error) error {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return WithCode(Usage, err)
+		}
+	}
+	return err
+}
+
 // UsageError is a bad command line.
 func UsageError(format string, args ...any) error {
 	return &Error{Code: Usage, Err: fmt.Errorf(format, args...)}
