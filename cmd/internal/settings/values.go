@@ -5,6 +5,7 @@ package settings
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,19 @@ import (
 	"github.com/kolejka-go/kolejka/internal/config"
 	"github.com/kolejka-go/kolejka/spec"
 )
+
+// parsed is the Value storing what parse makes of the text; on an error
+// dst keeps its value.
+func parsed[T any](dst *T, parse func(string) (T, error)) Value {
+	return func(v string) error {
+		x, err := parse(v)
+		if err != nil {
+			return err
+		}
+		*dst = x
+		return nil
+	}
+}
 
 // String stores the text as it is.
 func String(dst *string) Value {
@@ -24,94 +38,51 @@ func Trim(v Value) Value {
 }
 
 // Size stores a size in bytes (spec.ParseSize: "64M", "1.5G").
-func Size(dst *int64) Value {
-	return func(v string) error {
-		n, err := spec.ParseSize(v)
-		if err != nil {
-			return err
-		}
-		*dst = n
-		return nil
-	}
-}
+func Size(dst *int64) Value { return parsed(dst, spec.ParseSize) }
 
 // SizeOrUnbounded is Size that also takes -1, for "no bound".
 func SizeOrUnbounded(dst *int64) Value {
-	size := Size(dst)
-	return func(v string) error {
+	return parsed(dst, func(v string) (int64, error) {
 		if strings.TrimSpace(v) == "-1" {
-			*dst = -1
-			return nil
+			return -1, nil
 		}
-		return size(v)
-	}
+		return spec.ParseSize(v)
+	})
 }
 
 // Duration stores a time (spec.ParseTime: "10" seconds, "500m", "2M", "1D").
-func Duration(dst *time.Duration) Value {
-	return func(v string) error {
-		d, err := spec.ParseTime(v)
-		if err != nil {
-			return err
-		}
-		*dst = d
-		return nil
-	}
-}
+func Duration(dst *time.Duration) Value { return parsed(dst, spec.ParseTime) }
 
 // PositiveDuration is Duration that refuses zero.
 func PositiveDuration(dst *time.Duration) Value {
-	return func(v string) error {
+	return parsed(dst, func(v string) (time.Duration, error) {
 		d, err := spec.ParseTime(v)
-		if err != nil {
-			return err
+		if err == nil && d <= 0 {
+			err = fmt.Errorf("must be positive, not %q", v)
 		}
-		if d <= 0 {
-			return fmt.Errorf("must be positive, not %q", v)
-		}
-		*dst = d
-		return nil
-	}
+		return d, err
+	})
 }
 
 // Int stores a whole number.
-func Int(dst *int) Value {
-	return func(v string) error {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			return fmt.Errorf("%q is not a whole number", v)
-		}
-		*dst = n
-		return nil
-	}
-}
+func Int(dst *int) Value { return IntAtLeast(dst, math.MinInt) }
 
 // IntAtLeast is Int that refuses numbers below least.
 func IntAtLeast(dst *int, least int) Value {
-	return func(v string) error {
-		var n int
-		if err := Int(&n)(v); err != nil {
-			return err
+	return parsed(dst, func(v string) (int, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		switch {
+		case err != nil:
+			return 0, fmt.Errorf("%q is not a whole number", v)
+		case n < least:
+			return 0, fmt.Errorf("must be at least %d", least)
 		}
-		if n < least {
-			return fmt.Errorf("must be at least %d", least)
-		}
-		*dst = n
-		return nil
-	}
+		return n, nil
+	})
 }
 
 // Bool stores a boolean (spec.ParseBool: true/false, yes/no, 1/0).
-func Bool(dst *bool) Value {
-	return func(v string) error {
-		b, err := spec.ParseBool(v)
-		if err != nil {
-			return err
-		}
-		*dst = b
-		return nil
-	}
-}
+func Bool(dst *bool) Value { return parsed(dst, spec.ParseBool) }
 
 // List stores a comma list, blanks dropped (config.SplitList).
 func List(dst *[]string) Value {
@@ -120,16 +91,7 @@ func List(dst *[]string) Value {
 
 // LimitList stores limits written "cpus=1,memory=1G" (spec.ParseLimitList),
 // replacing the whole of dst.
-func LimitList(dst *spec.Limits) Value {
-	return func(v string) error {
-		l, err := spec.ParseLimitList(v)
-		if err != nil {
-			return err
-		}
-		*dst = l
-		return nil
-	}
-}
+func LimitList(dst *spec.Limits) Value { return parsed(dst, spec.ParseLimitList) }
 
 // limit stores one limit key into dst (spec.ParseLimit), leaving the
 // others as they are.
