@@ -87,6 +87,9 @@ func TestSettingsOptionsWin(t *testing.T) {
 	if s.Limits.String() != "cpus=8 memory=1G time=120.0s" {
 		t.Errorf("limits %s: options must replace the file's", s.Limits)
 	}
+	if s, _ := resolve(t, "--config-file", writeConf(t, conf), "--concurrency", "2"); s.Concurrency != 2 {
+		t.Errorf("--concurrency (the alias): concurency %d, want 2", s.Concurrency)
+	}
 	var want spec.Limits
 	spec.ParseLimit(&want, "cpus", "1")
 	spec.ParseLimit(&want, "memory", "128M")
