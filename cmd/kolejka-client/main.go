@@ -22,8 +22,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/client"
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
-	"github.com/kolejka-go/kolejka/internal/config"
+	"github.com/kolejka-go/kolejka/cmd/internal/settings"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -45,16 +44,10 @@ func app() *cli.App {
 	return &cli.App{
 		Name:  "kolejka-client",
 		Usage: "use a Kolejka server: blobs, tasks, results, execute",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show progress"},
-			&cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "show debugging output"},
-			&cli.StringFlag{Name: "config-file", EnvVars: []string{"KOLEJKA_CONFIG_FILE"}, Usage: "kolejka.conf to read (default: the first of " + fmt.Sprint(config.SearchPath()) + ")"},
-			&cli.StringFlag{Name: "config", EnvVars: []string{"KOLEJKA_CONFIG"}, Usage: "client section of kolejka.conf (default: [default] config, else client)"},
-			&cli.StringFlag{Name: "server", EnvVars: []string{"KOLEJKA_SERVER"}, Usage: "server URL (https:// is assumed)"},
-			&cli.StringFlag{Name: "username", EnvVars: []string{"KOLEJKA_USERNAME"}},
-			&cli.StringFlag{Name: "password", EnvVars: []string{"KOLEJKA_PASSWORD"}},
-			&cli.StringFlag{Name: "token", EnvVars: []string{"KOLEJKA_TOKEN"}, Usage: "bearer token (our servers: kolejka-server token NAME)"},
-		},
+		Flags: append(cliexit.LogFlags(), settings.Flags(append([]settings.Setting{
+			settings.File(new(string), fileEnv),
+			settings.Config(new(string), sectionEnv),
+		}, clientSettings(new(client.Config), "")...))...),
 		Before: func(c *cli.Context) error {
 			cliexit.SetLogger(c, slog.LevelWarn)
 			return nil
@@ -66,7 +59,7 @@ func app() *cli.App {
 				cmd("delete", "REF", "delete a reference", 1, nil, blobDelete),
 			}},
 			{Name: "task", Usage: "tasks", Subcommands: []*cli.Command{
-				cmd("put", "TASK_DIR", "submit a task folder, print its key", 1, limitflags.Flags(), taskPut),
+				cmd("put", "TASK_DIR", "submit a task folder, print its key", 1, settings.LimitFlags(), taskPut),
 				cmd("get", "KEY DIR", "download a task into a folder", 2, nil, taskGet),
 				cmd("delete", "KEY", "delete a task", 1, nil, taskDelete),
 			}},
@@ -76,10 +69,9 @@ func app() *cli.App {
 				cmd("delete", "KEY", "delete a task's result", 1, nil, resultDelete),
 			}},
 			cmd("execute", "TASK_DIR RESULT_DIR", "submit a task, wait for it, download its result", 2,
-				append([]cli.Flag{
-					&cli.Float64Flag{Name: "interval", Value: 5, Usage: "seconds between polls on servers without long polling"},
+				append(settings.Flags(executeSettings(new(spec.Limits), new(time.Duration))),
 					&cli.BoolFlag{Name: "consume", Usage: "remove the task folder once the result is saved"},
-				}, limitflags.Flags()...), execute),
+				), execute),
 		},
 	}
 }
@@ -94,11 +86,8 @@ func cmd(name, args, usage string, nargs int, flags []cli.Flag, run action) *cli
 		UsageText: "kolejka-client [global options] " + name + " [options] " + args,
 		Flags:     flags,
 		Action: func(c *cli.Context) error {
-			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+			if err := cliexit.NeedArgs(c, nargs, args); err != nil {
 				return err
-			}
-			if c.NArg() != nargs {
-				return cliexit.UsageError("need %s (usage: %s)", args, c.Command.UsageText)
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -111,33 +100,43 @@ func cmd(name, args, usage string, nargs int, flags []cli.Flag, run action) *cli
 	}
 }
 
-// connect builds the client from kolejka.conf's client section, then the
-// environment and flags on top.
+// The variables naming kolejka.conf and its client section.
+const (
+	fileEnv    = "KOLEJKA_CONFIG_FILE"
+	sectionEnv = "KOLEJKA_CONFIG"
+)
+
+// clientSettings are the client's settings: the keys of the client
+// section of kolejka.conf, the environment and the command line on top
+// (the section's limits are caps of every task, the limit options of
+// task put and execute the task's own).
+func clientSettings(cfg *client.Config, section string) []settings.Setting {
+	key := func(name, env, usage string, dst *string) settings.Setting {
+		return settings.Setting{Flag: &cli.StringFlag{Name: name, Usage: usage}, Env: env, Section: section, Key: name, Value: settings.String(dst)}
+	}
+	return append([]settings.Setting{
+		key("server", "KOLEJKA_SERVER", "server URL (https:// is assumed)", &cfg.Server),
+		key("username", "KOLEJKA_USERNAME", "", &cfg.Username),
+		key("password", "KOLEJKA_PASSWORD", "", &cfg.Password),
+		key("token", "KOLEJKA_TOKEN", "bearer token (our servers: kolejka-server token NAME)", &cfg.Token),
+	}, settings.FileLimits(&cfg.Limits, section)...)
+}
+
+// connect builds the client from its settings.
 func connect(ctx context.Context, c *cli.Context) (*client.Client, error) {
-	conf, err := config.Load(c.String("config-file"))
+	f, err := settings.Load(c, fileEnv)
 	if err != nil {
-		return nil, cliexit.WithCode(cliexit.Usage, err)
+		return nil, err
 	}
-	section := conf.ClientSection(c.String("config"))
-	get := func(flag, key string) string {
-		if c.IsSet(flag) {
-			return c.String(flag)
-		}
-		v, _ := conf.Get(section, key)
-		return v
-	}
-	caps, err := conf.Limits(section)
+	section, err := settings.ClientSection(c, f, sectionEnv)
 	if err != nil {
-		return nil, cliexit.WithCode(cliexit.Usage, err)
+		return nil, err
 	}
-	return client.New(ctx, client.Config{
-		Server:   get("server", "server"),
-		Username: get("username", "username"),
-		Password: get("password", "password"),
-		Token:    get("token", "token"),
-		Limits:   caps,
-		Progress: client.TerminalProgress(os.Stderr),
-	})
+	cfg := client.Config{Progress: client.TerminalProgress(os.Stderr)}
+	if err := settings.Resolve(c, f, clientSettings(&cfg, section)); err != nil {
+		return nil, err
+	}
+	return client.New(ctx, cfg)
 }
 
 // classify gives errors their exit codes.
@@ -193,7 +192,7 @@ func blobDelete(ctx context.Context, c *cli.Context, cl *client.Client) error {
 }
 
 func taskPut(ctx context.Context, c *cli.Context, cl *client.Client) error {
-	caps, err := limitflags.Parse(c)
+	caps, err := settings.LimitOptions(c)
 	if err != nil {
 		return err
 	}
@@ -228,14 +227,20 @@ func resultDelete(ctx context.Context, c *cli.Context, cl *client.Client) error 
 	return cl.ResultDelete(ctx, c.Args().Get(0))
 }
 
+// executeSettings are execute's own: the task's limit options and the
+// pause between polls.
+func executeSettings(caps *spec.Limits, interval *time.Duration) []settings.Setting {
+	return append(settings.Limits(caps, ""), settings.Setting{
+		Flag:  &cli.Float64Flag{Name: "interval", Value: 5, Usage: "seconds between polls on servers without long polling"},
+		Value: settings.PositiveDuration(interval),
+	})
+}
+
 func execute(ctx context.Context, c *cli.Context, cl *client.Client) error {
-	caps, err := limitflags.Parse(c)
-	if err != nil {
+	var caps spec.Limits
+	interval := 5 * time.Second
+	if err := settings.Resolve(c, nil, executeSettings(&caps, &interval)); err != nil {
 		return err
-	}
-	interval := time.Duration(c.Float64("interval") * float64(time.Second))
-	if interval <= 0 {
-		return cliexit.UsageError("--interval must be positive")
 	}
 	r, err := cl.Execute(ctx, c.Args().Get(0), c.Args().Get(1), client.ExecuteOptions{
 		Caps:     caps,

@@ -198,3 +198,28 @@ func TestExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// The environment wins over kolejka.conf, and the options over the
+// environment; KOLEJKA_CONFIG_FILE names the file.
+func TestEnvironment(t *testing.T) {
+	e := setup(t)
+	unknown := func() []string {
+		return []string{"task", "get", strings.Repeat("a", 32), filepath.Join(t.TempDir(), "t")}
+	}
+	t.Setenv("KOLEJKA_PASSWORD", "nope")
+	if code, _ := e.run(t, unknown()...); code != exitLogin {
+		t.Errorf("KOLEJKA_PASSWORD over the file's: exit %d, want %d", code, exitLogin)
+	}
+	if code, _ := e.run(t, append([]string{"--password", "alice-pw"}, unknown()...)...); code != exitNotFound {
+		t.Errorf("--password over KOLEJKA_PASSWORD: exit %d, want %d", code, exitNotFound)
+	}
+	os.Unsetenv("KOLEJKA_PASSWORD")
+	t.Setenv("KOLEJKA_CONFIG_FILE", e.conf)
+	if code := runApp(append([]string{"kolejka-client"}, unknown()...)); code != exitNotFound {
+		t.Errorf("KOLEJKA_CONFIG_FILE: exit %d, want %d", code, exitNotFound)
+	}
+	t.Setenv("KOLEJKA_CONFIG", "nosuchsection")
+	if code := runApp(append([]string{"kolejka-client"}, unknown()...)); code != exitLogin {
+		t.Errorf("KOLEJKA_CONFIG naming a section without credentials: exit %d, want %d", code, exitLogin)
+	}
+}

@@ -22,19 +22,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
 	"github.com/kolejka-go/kolejka/internal/cgroup"
-	"github.com/kolejka-go/kolejka/internal/config"
 	"github.com/kolejka-go/kolejka/internal/foreman"
-	"github.com/kolejka-go/kolejka/spec"
-	"github.com/kolejka-go/kolejka/worker/runtimes"
 )
 
 func main() {
@@ -49,103 +43,14 @@ func main() {
 }
 
 func app() *cli.App {
-	flags := []cli.Flag{
-		&cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "log debugging output (the default logs each task taken, run and posted, and problems)"},
-		&cli.StringFlag{Name: "config-file", Usage: "kolejka.conf to read (default: the first of " + fmt.Sprint(config.SearchPath()) + ")"},
-		&cli.StringFlag{Name: "config", Usage: "client section of kolejka.conf (default: [default] config, else client)"},
-		&cli.StringFlag{Name: "server", Usage: "server URL (https:// is assumed); [client] server"},
-		&cli.StringFlag{Name: "username", Usage: "the node's processor account; [client] username"},
-		&cli.StringFlag{Name: "password", Usage: "[client] password"},
-		&cli.StringFlag{Name: "token", Usage: "bearer token of the node's account (kolejka-server token NAME); [client] token"},
-		&cli.StringFlag{Name: "runtime", Usage: "runc (default), docker or host; [foreman] runtime"},
-		&cli.StringFlag{Name: "images", Usage: "the runc runtime's image store (default " + runtimes.DefaultImageRoot + "); [foreman] images"},
-		&cli.StringFlag{Name: "temp", Usage: "the node's folder: tasks in progress, caches (default " + foreman.DefaultDir + "); [foreman] temp"},
-		&cli.StringFlag{Name: "cache", Usage: "the caches' folder (default TEMP/cache); [foreman] cache"},
-		&cli.StringFlag{Name: "cache-size", Usage: "budget of the input file cache (default 1G; -1 unbounded); [foreman] cache_size"},
-		&cli.StringFlag{Name: "tags", Usage: "comma list of the node's tags (replaces [foreman] tags)"},
-		&cli.BoolFlag{Name: "auto-tags", Value: true, Usage: "add the machine's tags (cpu, cpus, gpu, hostname, kernel); --auto-tags=false to not; [foreman] auto_tags"},
-		&cli.IntFlag{Name: "concurency", Aliases: []string{"concurrency"}, Value: foreman.DefaultConcurrency, Usage: "most tasks at once; [foreman] concurency"},
-		&cli.Float64Flag{Name: "interval", Value: foreman.DefaultInterval.Seconds(), Usage: "seconds between polls on servers without long polling; [foreman] interval"},
-		&cli.BoolFlag{Name: "pull", Usage: "docker runtime: pull the task's image before every run; [foreman] pull"},
-		&cli.StringFlag{Name: "output-limit", Usage: "cap of each stdout/stderr file of a task (default 64M); [foreman] output_limit"},
-		&cli.StringFlag{Name: "memory-reserve", Usage: "memory never offered to tasks (default 512M, at most half); [foreman] memory_reserve"},
-		&cli.StringFlag{Name: "defaults", Usage: `limits for tasks that omit one the node declares (default "cpus=1"); [foreman] defaults`},
-	}
+	debug := &cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "log debugging output (the default logs each task taken, run and posted, and problems)"}
 	return &cli.App{
 		Name:      "kolejka-foreman",
 		Usage:     "run a Kolejka grid node: take tasks from the server, run them, post their results",
 		UsageText: "kolejka-foreman [options] (limit options cap what the node offers: --cpus, --memory, …; --time, --image cap each task)",
-		Flags:     append(flags, limitflags.Flags()...),
+		Flags:     append([]cli.Flag{debug}, flags()...),
 		Action:    run,
 	}
-}
-
-// settings reads kolejka.conf and puts the command line on top.
-func settings(c *cli.Context) (foreman.Settings, error) {
-	conf, err := config.Load(c.String("config-file"))
-	if err != nil {
-		return foreman.Settings{}, cliexit.WithCode(cliexit.Usage, err)
-	}
-	s, err := foreman.ReadSettings(conf, c.String("config"))
-	if err != nil {
-		return s, cliexit.WithCode(cliexit.Usage, err)
-	}
-	str := map[string]*string{
-		"server": &s.Server, "username": &s.Username, "password": &s.Password, "token": &s.Token,
-		"runtime": &s.Runtime, "images": &s.Images, "temp": &s.Dir, "cache": &s.Cache,
-	}
-	for name, dst := range str {
-		if c.IsSet(name) {
-			*dst = c.String(name)
-		}
-	}
-	sizes := map[string]*int64{"cache-size": &s.CacheSize, "output-limit": &s.OutputLimit, "memory-reserve": &s.MemoryReserve}
-	for name, dst := range sizes {
-		if !c.IsSet(name) {
-			continue
-		}
-		if v := c.String(name); v == "-1" {
-			*dst = -1
-		} else if *dst, err = spec.ParseSize(v); err != nil {
-			return s, cliexit.UsageError("--%s: %v", name, err)
-		}
-	}
-	if c.IsSet("tags") {
-		s.Tags = config.SplitList(c.String("tags"))
-	}
-	if c.IsSet("auto-tags") {
-		s.AutoTags = c.Bool("auto-tags")
-	}
-	if c.IsSet("pull") {
-		s.Pull = c.Bool("pull")
-	}
-	if c.IsSet("concurency") {
-		if s.Concurrency = c.Int("concurency"); s.Concurrency < 1 {
-			return s, cliexit.UsageError("--concurency: must be at least 1")
-		}
-	}
-	if c.IsSet("interval") {
-		if v := c.Float64("interval"); v > 0 {
-			s.Interval = time.Duration(v * float64(time.Second))
-		} else {
-			return s, cliexit.UsageError("--interval: must be positive")
-		}
-	}
-	if c.IsSet("defaults") {
-		if s.Defaults, err = spec.ParseLimitList(c.String("defaults")); err != nil {
-			return s, cliexit.UsageError("--defaults: %v", err)
-		}
-	}
-	// A limit option replaces the file's value, larger or smaller.
-	for _, key := range spec.LimitKeys() {
-		name := strings.ReplaceAll(key, "_", "-")
-		if c.IsSet(name) {
-			if err := spec.ParseLimit(&s.Limits, key, c.String(name)); err != nil {
-				return s, cliexit.UsageError("--%s: %v", name, err)
-			}
-		}
-	}
-	return s, nil
 }
 
 func run(c *cli.Context) error {
@@ -158,7 +63,7 @@ func run(c *cli.Context) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
-	s, err := settings(c)
+	o, err := load(c)
 	if err != nil {
 		return err
 	}
@@ -176,7 +81,7 @@ func run(c *cli.Context) error {
 	}
 	oc := make(chan opened, 1)
 	go func() {
-		f, err := foreman.Open(openCtx, s, log)
+		f, err := openNode(openCtx, o, log)
 		oc <- opened{f, err}
 	}()
 	var f *foreman.Foreman

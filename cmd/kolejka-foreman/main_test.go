@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,13 +17,13 @@ import (
 
 // resolve runs the command line through the app's flags and returns the
 // settings it would run with (nothing is started), and the exit code.
-func resolve(t *testing.T, args ...string) (foreman.Settings, int) {
+func resolve(t *testing.T, args ...string) (options, int) {
 	t.Helper()
 	a := app()
-	var got foreman.Settings
+	var got options
 	a.Action = func(c *cli.Context) error {
-		s, err := settings(c)
-		got = s
+		o, err := load(c)
+		got = o
 		return err
 	}
 	code := cliexit.Run(a, append([]string{"kolejka-foreman"}, args...))
@@ -86,6 +87,9 @@ func TestSettingsOptionsWin(t *testing.T) {
 	if s.Limits.String() != "cpus=8 memory=1G time=120.0s" {
 		t.Errorf("limits %s: options must replace the file's", s.Limits)
 	}
+	if s, _ := resolve(t, "--config-file", writeConf(t, conf), "--concurrency", "2"); s.Concurrency != 2 {
+		t.Errorf("--concurrency (the alias): concurency %d, want 2", s.Concurrency)
+	}
 	var want spec.Limits
 	spec.ParseLimit(&want, "cpus", "1")
 	spec.ParseLimit(&want, "memory", "128M")
@@ -113,5 +117,118 @@ func TestSettingsRefused(t *testing.T) {
 	// The real command refuses arguments before it reads anything.
 	if code := cliexit.Run(app(), []string{"kolejka-foreman", "--config-file", good, "extra"}); code != cliexit.Usage {
 		t.Errorf("arguments: exit %d, want %d", code, cliexit.Usage)
+	}
+}
+
+// limits are the limits of key, value pairs.
+func limits(t *testing.T, pairs ...string) spec.Limits {
+	t.Helper()
+	var l spec.Limits
+	for i := 0; i < len(pairs); i += 2 {
+		if err := spec.ParseLimit(&l, pairs[i], pairs[i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// Every key of the client section and [foreman], as Kolejka reads them:
+// [default] config names the client section; keys fall back to [default].
+func TestSettingsEveryKey(t *testing.T) {
+	s, code := resolve(t, "--config-file", writeConf(t, `
+[default]
+config = grid
+memory = 4G
+time = 30s
+
+[grid]
+server = http://127.0.0.1:8000
+username = node1
+password = secret
+
+[foreman]
+temp = /srv/kolejka
+interval = 2.5
+concurency = 3
+pull = yes
+auto_tags = no
+tags = gpu-less, fast ,
+cpus = 2
+image = 10G
+runtime = docker
+images = /srv/images
+init_path = /opt/kolejka-init
+output_limit = 1M
+cache = /srv/cache
+cache_size = 2G
+memory_reserve = 1G
+defaults = cpus=1,memory=256M
+`))
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if s.Server != "http://127.0.0.1:8000" || s.Username != "node1" || s.Password != "secret" || s.Token != "" {
+		t.Errorf("client section: %+v", s)
+	}
+	if s.Dir != "/srv/kolejka" || s.Interval != 2500*time.Millisecond || s.Concurrency != 3 || !s.Pull || s.AutoTags {
+		t.Errorf("node keys: dir %q interval %v concurency %d pull %v auto_tags %v", s.Dir, s.Interval, s.Concurrency, s.Pull, s.AutoTags)
+	}
+	if !slices.Equal(s.Tags, []string{"gpu-less", "fast"}) {
+		t.Errorf("tags %q", s.Tags)
+	}
+	// memory and time fall back to [default], as in Kolejka.
+	if want := limits(t, "cpus", "2", "memory", "4G", "time", "30s", "image", "10G").String(); s.Limits.String() != want {
+		t.Errorf("limits %s, want %s", s.Limits, want)
+	}
+	if s.Runtime != "docker" || s.Images != "/srv/images" || s.InitPath != "/opt/kolejka-init" || s.OutputLimit != 1<<20 ||
+		s.Cache != "/srv/cache" || s.CacheSize != 2<<30 || s.MemoryReserve != 1<<30 {
+		t.Errorf("our keys: %+v", s)
+	}
+	if s.Defaults.String() != limits(t, "cpus", "1", "memory", "256M").String() {
+		t.Errorf("defaults %s", s.Defaults)
+	}
+
+	// An empty file: Kolejka's defaults and ours.
+	s, code = resolve(t, "--config-file", writeConf(t, ""))
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if s.Dir != defaultDir || s.Interval != foreman.DefaultInterval || s.Concurrency != foreman.DefaultConcurrency || !s.AutoTags ||
+		s.MemoryReserve != foreman.DefaultMemoryReserve || s.Defaults.String() != "cpus=1" || !s.Limits.IsZero() {
+		t.Errorf("defaults: %+v", s)
+	}
+
+	// A token instead of a password; the client section --config names.
+	s, code = resolve(t, "--config-file", writeConf(t, "[other]\nserver = x\ntoken = kt_1\n"), "--config", "other")
+	if code != 0 || s.Server != "x" || s.Token != "kt_1" {
+		t.Errorf("named section: %+v, exit %d", s, code)
+	}
+}
+
+// Every bad value of the file is reported at once, naming the file,
+// section and key.
+func TestSettingsErrorsNameTheKeys(t *testing.T) {
+	path := writeConf(t, `
+[foreman]
+interval = soon
+concurency = 0
+pull = maybe
+memory = lots
+cache_size = 1GiB
+defaults = cpus
+`)
+	a := app()
+	var err error
+	a.Action = func(c *cli.Context) error {
+		_, err = load(c)
+		return err
+	}
+	if code := cliexit.Run(a, []string{"kolejka-foreman", "--config-file", path}); code != cliexit.Usage {
+		t.Fatalf("exit %d, want %d", code, cliexit.Usage)
+	}
+	for _, key := range []string{"interval", "concurency", "pull", "memory", "cache_size", "defaults"} {
+		if !strings.Contains(err.Error(), path+": [foreman] "+key+":") {
+			t.Errorf("error does not name %s: %v", key, err)
+		}
 	}
 }

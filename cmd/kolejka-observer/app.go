@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
+	"github.com/kolejka-go/kolejka/cmd/internal/settings"
 	"github.com/kolejka-go/kolejka/observer"
 )
 
@@ -84,7 +84,7 @@ func serve(c *cli.Context) error {
 }
 
 func runCommand(exit *int) *cli.Command {
-	flags := append(limitflags.Flags(),
+	flags := append(settings.LimitFlags(),
 		&cli.Int64Flag{Name: "cpus-offset", Usage: "the first of the cores to pin to", Category: "limits"},
 		&cli.StringFlag{Name: "stats-file", Usage: "write the stats here instead of to stdout"},
 	)
@@ -101,7 +101,7 @@ func runCommand(exit *int) *cli.Command {
 			if c.NArg() == 0 {
 				return cliexit.UsageError("no command (usage: %s)", c.Command.UsageText)
 			}
-			limits, err := limitflags.Parse(c)
+			limits, err := settings.LimitOptions(c)
 			if err != nil {
 				return err
 			}

@@ -32,7 +32,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
+	"github.com/kolejka-go/kolejka/cmd/internal/settings"
 	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -64,31 +64,6 @@ func app() *cli.App {
 	}
 }
 
-func serveFlags() []cli.Flag {
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "listen", Usage: "address to listen on (default 127.0.0.1:8000; [server] listen)", EnvVars: []string{envVar("listen")}},
-	}
-	for _, s := range serverSettings() {
-		flags = append(flags, s.flag())
-	}
-	return append(flags, limitflags.Flags()...)
-}
-
-// listenAddr resolves --listen like the other settings.
-func listenAddr(c *cli.Context) (string, error) {
-	if c.IsSet("listen") {
-		return c.String("listen"), nil
-	}
-	cfgFile, err := loadINI(c)
-	if err != nil {
-		return "", err
-	}
-	if v, ok := cfgFile.Get(section, "listen"); ok && v != "" {
-		return v, nil
-	}
-	return "127.0.0.1:8000", nil
-}
-
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "serve",
@@ -99,22 +74,15 @@ func serveCommand() *cli.Command {
 			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
 				return err
 			}
-			cfg, err := loadConfig(c, true)
+			o, err := load(c, true)
 			if err != nil {
 				return err
 			}
-			addr, err := listenAddr(c)
+			srv, err := server.Open(o.Config)
 			if err != nil {
-				return err
+				return cliexit.UsageIf(err, server.ErrConfig)
 			}
-			srv, err := server.Open(cfg)
-			if errors.Is(err, server.ErrConfig) {
-				return cliexit.WithCode(cliexit.Usage, err)
-			}
-			if err != nil {
-				return err
-			}
-			ln, err := net.Listen("tcp", addr)
+			ln, err := net.Listen("tcp", o.Listen)
 			if err != nil {
 				_ = srv.Close() // nothing served: the listen error is the news
 				return cliexit.WithCode(cliexit.Usage, fmt.Errorf("unable to listen: %w", err))
@@ -146,19 +114,14 @@ func configCommand() *cli.Command {
 		UsageText: "kolejka-server [--data DIR] config [serve options]",
 		Flags:     serveFlags(),
 		Action: func(c *cli.Context) error {
-			cfg, err := loadConfig(c, true)
+			o, err := load(c, true)
 			if err != nil {
 				return err
 			}
-			addr, err := listenAddr(c)
-			if err != nil {
-				return err
-			}
-			full, err := cfg.WithDefaults()
-			if err != nil {
+			if o.Config, err = o.WithDefaults(); err != nil {
 				return cliexit.WithCode(cliexit.Usage, err)
 			}
-			printConfig(c.App.Writer, full, addr)
+			printConfig(c.App.Writer, o)
 			return nil
 		},
 	}
@@ -179,11 +142,11 @@ func withAdminSettings(c *cli.Context, do func(*server.Server) error) error {
 }
 
 func openAdmin(c *cli.Context, withSettings bool, do func(*server.Server) error) (err error) {
-	cfg, err := loadConfig(c, withSettings)
+	o, err := load(c, withSettings)
 	if err != nil {
 		return err
 	}
-	srv, err := server.OpenAdmin(cfg)
+	srv, err := server.OpenAdmin(o.Config)
 	if err != nil {
 		return err
 	}
@@ -222,10 +185,7 @@ func adduserCommand() *cli.Command {
 			}
 			return withAdmin(c, func(srv *server.Server) error {
 				if err := srv.AddUser(c.Context, args[0], args[1], roles); err != nil {
-					if errors.Is(err, server.ErrExists) || errors.Is(err, server.ErrInvalid) {
-						return cliexit.WithCode(cliexit.Usage, err)
-					}
-					return err
+					return cliexit.UsageIf(err, server.ErrExists, server.ErrInvalid)
 				}
 				fmt.Fprintf(c.App.Writer, "User '%s' created successfully (%s).\n", args[0], roles)
 				return nil
@@ -240,19 +200,13 @@ func passwdCommand() *cli.Command {
 		Usage:     "set a user's password (ends the user's sessions and revokes its bearer tokens)",
 		UsageText: "kolejka-server passwd NAME PASSWORD",
 		Action: func(c *cli.Context) error {
-			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+			if err := cliexit.NeedArgs(c, 2, "NAME and PASSWORD"); err != nil {
 				return err
-			}
-			if c.NArg() != 2 {
-				return cliexit.UsageError("need NAME and PASSWORD (usage: %s)", c.Command.UsageText)
 			}
 			return withAdmin(c, func(srv *server.Server) error {
 				sessions, tokens, err := srv.SetPassword(c.Context, c.Args().Get(0), c.Args().Get(1))
 				if err != nil {
-					if errors.Is(err, server.ErrNotFound) || errors.Is(err, server.ErrInvalid) {
-						return cliexit.WithCode(cliexit.Usage, err)
-					}
-					return err
+					return cliexit.UsageIf(err, server.ErrNotFound, server.ErrInvalid)
 				}
 				fmt.Fprintf(c.App.Writer, "Password of '%s' changed; %d sessions ended, %d bearer tokens revoked.\n", c.Args().Get(0), sessions, tokens)
 				return nil
@@ -262,12 +216,19 @@ func passwdCommand() *cli.Command {
 }
 
 func tokenCommand() *cli.Command {
-	ageFlag := func() cli.Flag {
-		return &cli.StringFlag{Name: "age", EnvVars: []string{envVar("token-age")},
-			Usage: "how long the token lasts, e.g. 30D, 1W (default: [server] token_age, else 365D)"}
+	// --age, else the variable of token_age; the file's token_age is the
+	// server's default age.
+	ageSetting := func(age *time.Duration) settings.Setting {
+		return settings.Setting{
+			Flag:  &cli.StringFlag{Name: "age", Usage: "how long the token lasts, e.g. 30D, 1W (default: [server] token_age, else 365D)"},
+			Env:   envVar("token-age"),
+			Value: settings.PositiveDuration(age),
+		}
 	}
+	ageFlags := func() []cli.Flag { return settings.Flags([]settings.Setting{ageSetting(nil)}) }
 	createUsage := "kolejka-server token [create] [--age AGE] NAME"
 	create := func(c *cli.Context) error {
+		// Not NeedArgs: token's own usage lists list and revoke too.
 		if err := cliexit.NoFlagsAfterArgs(c); err != nil {
 			return err
 		}
@@ -275,22 +236,13 @@ func tokenCommand() *cli.Command {
 			return cliexit.UsageError("need NAME (usage: %s)", createUsage)
 		}
 		var age time.Duration
-		if c.IsSet("age") {
-			var err error
-			if age, err = spec.ParseTime(c.String("age")); err != nil {
-				return cliexit.UsageError("--age: %v", err)
-			}
-			if age <= 0 {
-				return cliexit.UsageError("--age: must be positive, not %q", c.String("age"))
-			}
+		if err := settings.Resolve(c, nil, []settings.Setting{ageSetting(&age)}); err != nil {
+			return err
 		}
 		return withAdminSettings(c, func(srv *server.Server) error {
 			tok, row, err := srv.NewTokenFor(c.Context, c.Args().Get(0), age)
-			if errors.Is(err, server.ErrNotFound) {
-				return cliexit.WithCode(cliexit.Usage, err)
-			}
 			if err != nil {
-				return err
+				return cliexit.UsageIf(err, server.ErrNotFound)
 			}
 			fmt.Fprintln(c.App.Writer, tok)
 			fmt.Fprintf(c.App.ErrWriter, "Token %s of '%s' expires %s.\n", row.ID, row.User, row.TimeExpire.Format(time.RFC3339))
@@ -305,14 +257,14 @@ func tokenCommand() *cli.Command {
 			"kolejka-server token list NAME\n" +
 			"kolejka-server token revoke NAME ID|TOKEN...\n" +
 			"kolejka-server token revoke --all NAME",
-		Flags:  []cli.Flag{ageFlag()},
+		Flags:  ageFlags(),
 		Action: create,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
 				Usage:     "create a bearer token for a user and print it (it cannot be shown again)",
 				UsageText: createUsage,
-				Flags:     []cli.Flag{ageFlag()},
+				Flags:     ageFlags(),
 				Action:    create,
 			},
 			{
@@ -320,19 +272,13 @@ func tokenCommand() *cli.Command {
 				Usage:     "list a user's bearer tokens: id, the token's first characters, created, expires, last used",
 				UsageText: "kolejka-server token list NAME",
 				Action: func(c *cli.Context) error {
-					if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+					if err := cliexit.NeedArgs(c, 1, "NAME"); err != nil {
 						return err
-					}
-					if c.NArg() != 1 {
-						return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
 					}
 					return withAdmin(c, func(srv *server.Server) error {
 						tokens, err := srv.ListTokens(c.Context, c.Args().Get(0))
-						if errors.Is(err, server.ErrNotFound) {
-							return cliexit.WithCode(cliexit.Usage, err)
-						}
 						if err != nil {
-							return err
+							return cliexit.UsageIf(err, server.ErrNotFound)
 						}
 						stamp := func(t time.Time, zero string) string {
 							if t.IsZero() {
@@ -377,11 +323,8 @@ func tokenCommand() *cli.Command {
 					name, ids := c.Args().First(), c.Args().Tail()
 					return withAdmin(c, func(srv *server.Server) error {
 						n, err := srv.RevokeTokens(c.Context, name, ids...)
-						if errors.Is(err, server.ErrNotFound) {
-							return cliexit.WithCode(cliexit.Usage, err)
-						}
 						if err != nil {
-							return err
+							return cliexit.UsageIf(err, server.ErrNotFound)
 						}
 						fmt.Fprintf(c.App.Writer, "Revoked %d tokens of '%s'.\n", n, name)
 						return nil
@@ -468,8 +411,8 @@ func unassignCommand() *cli.Command {
 		Usage:     "return to the queue the unresolved tasks assigned longer than AGE ago (e.g. 10M, 2H)",
 		UsageText: "kolejka-server unassign AGE",
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return cliexit.UsageError("need AGE (usage: %s)", c.Command.UsageText)
+			if err := cliexit.NeedArgs(c, 1, "AGE"); err != nil {
+				return err
 			}
 			age, err := spec.ParseTime(c.Args().First())
 			if err != nil {

@@ -1,9 +1,9 @@
 package main
 
-// This file resolves the server's configuration: each setting comes from
-// its flag, else its environment variable (KOLEJKA_SERVER_<NAME>), else the
-// [server] section of kolejka.conf (--config-file, or the first of the
-// usual places), else the server's default. Flags win.
+// This file declares the server's settings: each comes from its flag, else
+// its environment variable (KOLEJKA_SERVER_<NAME>), else the [server]
+// section of kolejka.conf (--config-file, or the first of the usual
+// places), else the server's default (package settings resolves them).
 
 import (
 	"fmt"
@@ -15,8 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/internal/config"
+	"github.com/kolejka-go/kolejka/cmd/internal/settings"
 	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -24,198 +23,175 @@ import (
 // section is the kolejka.conf section the server reads.
 const section = "server"
 
-// defaultData is the data folder when nothing names one.
-const defaultData = "/var/lib/kolejka/server"
-
-type kind int
-
+// Defaults of what server.Config does not default itself.
 const (
-	kString kind = iota
-	kTime
-	kSize
-	kInt
-	kList
-	kLimits
+	defaultData   = "/var/lib/kolejka/server"
+	defaultListen = "127.0.0.1:8000"
 )
 
-// setting is one configurable value of server.Config.
-type setting struct {
-	name  string // flag; INI key and env var derive from it
-	kind  kind
-	usage string
-	apply func(c *server.Config, v any)
+// options are what the server's commands read: the server's
+// configuration and, for serve, the address to listen on.
+type options struct {
+	server.Config
+	Listen string
 }
 
-func (s setting) iniKey() string { return strings.ReplaceAll(s.name, "-", "_") }
+// field is one of the options. Its name gives the flag (--name), the
+// environment variable (envVar) and the key of [server] (name with "_"
+// for "-"); value stores a setting's text into the options, show writes
+// the options' value as `config` prints it.
+type field struct {
+	name, usage string
+	value       func(*options) settings.Value
+	show        func(*options) string
+}
 
 func envVar(name string) string {
 	return "KOLEJKA_SERVER_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// serverSettings lists what `serve` (and `config`) read.
-func serverSettings() []setting {
-	str := func(f func(*server.Config) *string) func(*server.Config, any) {
-		return func(c *server.Config, v any) { *f(c) = v.(string) }
-	}
-	dur := func(f func(*server.Config) *time.Duration) func(*server.Config, any) {
-		return func(c *server.Config, v any) { *f(c) = v.(time.Duration) }
-	}
-	i64 := func(f func(*server.Config) *int64) func(*server.Config, any) {
-		return func(c *server.Config, v any) { *f(c) = v.(int64) }
-	}
-	num := func(f func(*server.Config) *int) func(*server.Config, any) {
-		return func(c *server.Config, v any) { *f(c) = int(v.(int64)) }
-	}
-	list := func(f func(*server.Config) *[]string) func(*server.Config, any) {
-		return func(c *server.Config, v any) { *f(c) = v.([]string) }
-	}
-	return []setting{
-		{"prefix", kString, "URL path prefix of the API, e.g. /kolejka/ (default /)", str(func(c *server.Config) *string { return &c.Prefix })},
-		{"tls-cert", kString, "TLS certificate file (with --tls-key: serve HTTPS)", str(func(c *server.Config) *string { return &c.TLSCert })},
-		{"tls-key", kString, "TLS key file", str(func(c *server.Config) *string { return &c.TLSKey })},
-		{"synchronous", kString, "SQLite synchronous mode: NORMAL (survives a server crash; default) or FULL (survives power loss, slower)", str(func(c *server.Config) *string { return &c.Synchronous })},
-		{"max-json-body", kSize, "largest task/dequeue/heartbeat/login body (default 1M)", i64(func(c *server.Config) *int64 { return &c.MaxJSONBody })},
-		{"max-result-body", kSize, "largest result body: it lists every output file (default 16M)", i64(func(c *server.Config) *int64 { return &c.MaxResultBody })},
-		{"max-blob-size", kSize, "largest blob (default 1G)", i64(func(c *server.Config) *int64 { return &c.MaxBlobSize })},
-		{"lease", kTime, "how long a heartbeating node keeps its tasks after a heartbeat (default 60s)", dur(func(c *server.Config) *time.Duration { return &c.LeaseTime })},
-		{"lease-margin", kTime, "added to the lease of nodes that never heartbeat (default 10M)", dur(func(c *server.Config) *time.Duration { return &c.LeaseMargin })},
-		{"default-task-time", kTime, "time limit given to tasks without one when handed out, unless defaults names one (default 1H)", dur(func(c *server.Config) *time.Duration { return &c.DefaultTaskTime })},
-		{"max-attempts", kInt, "hand-outs before a lost lease gives the task an SE result (default 3)", num(func(c *server.Config) *int { return &c.MaxAttempts })},
-		{"queue-timeout", kTime, "give an SE result to tasks no node took in this time (default: never)", dur(func(c *server.Config) *time.Duration { return &c.QueueTimeout })},
-		{"scan-window", kInt, "oldest queued tasks one dequeue looks at (default 1000)", num(func(c *server.Config) *int { return &c.ScanWindow })},
-		{"max-wait", kTime, "longest long poll (default 60s)", dur(func(c *server.Config) *time.Duration { return &c.MaxWait })},
-		{"gc-interval", kTime, "how often unreferenced blobs are collected (default 1H)", dur(func(c *server.Config) *time.Duration { return &c.GCInterval })},
-		{"session-age", kTime, "how long a login lasts (default 14D)", dur(func(c *server.Config) *time.Duration { return &c.SessionAge })},
-		{"token-age", kTime, "how long a bearer token made by `token` lasts (default 365D)", dur(func(c *server.Config) *time.Duration { return &c.TokenAge })},
-		{"upload-grace", kTime, "how long a node's upload may wait for its result; then, if no result or task holds it, it is removed (default 1D)", dur(func(c *server.Config) *time.Duration { return &c.UploadGrace })},
-		{"trusted-origins", kList, "comma list of extra hosts accepted in Referer (behind a proxy)", list(func(c *server.Config) *[]string { return &c.TrustedOrigins })},
-		{"callback-hosts", kList, "comma list of hosts task callbacks may go to (host, host:port, *.domain, *); default none: callbacks refused", list(func(c *server.Config) *[]string { return &c.CallbackHosts })},
-		{"callback-attempts", kInt, "delivery attempts per callback (default 10)", num(func(c *server.Config) *int { return &c.CallbackAttempts })},
-		{"callback-backoff", kTime, "first retry delay of a callback, doubled each time (default 1s)", dur(func(c *server.Config) *time.Duration { return &c.CallbackBackoff })},
-		{"callback-timeout", kTime, "timeout of one callback attempt (default 10s)", dur(func(c *server.Config) *time.Duration { return &c.CallbackTimeout })},
-		{"defaults", kLimits, `limits for tasks that omit them, e.g. "cpus=2,memory=2G" (cpus=1, memory=1G and time=default_task_time always apply where not named)`, func(c *server.Config, v any) { c.Defaults = v.(spec.Limits) }},
+// setting is the field's setting, storing into o.
+func (f field) setting(o *options) settings.Setting {
+	return settings.Setting{
+		Flag:    &cli.StringFlag{Name: f.name, Usage: f.usage},
+		Env:     envVar(f.name),
+		Section: section,
+		Key:     strings.ReplaceAll(f.name, "-", "_"),
+		Value:   f.value(o),
 	}
 }
 
-func (s setting) flag() cli.Flag {
-	return &cli.StringFlag{Name: s.name, Usage: s.usage, EnvVars: []string{envVar(s.name)}}
+// Fields of each kind; the server's own values are trimmed, as the file's
+// are.
+func text(name, usage string, p func(*options) *string) field {
+	return field{name, usage,
+		func(o *options) settings.Value { return settings.Trim(settings.String(p(o))) },
+		func(o *options) string { return *p(o) }}
 }
 
-// parse reads one value of the setting's kind.
-func (s setting) parse(v string) (any, error) {
-	v = strings.TrimSpace(v)
-	switch s.kind {
-	case kTime:
-		return spec.ParseTime(v)
-	case kSize:
-		return spec.ParseSize(v)
-	case kInt:
-		return strconv.ParseInt(v, 10, 64)
-	case kList:
-		return config.SplitList(v), nil
-	case kLimits:
-		return spec.ParseLimitList(v)
+func size(name, usage string, p func(*options) *int64) field {
+	return field{name, usage,
+		func(o *options) settings.Value { return settings.Size(p(o)) },
+		func(o *options) string { return spec.FormatSize(*p(o)) }}
+}
+
+func duration(name, usage string, p func(*options) *time.Duration) field {
+	return field{name, usage,
+		func(o *options) settings.Value { return settings.Duration(p(o)) },
+		func(o *options) string { return spec.FormatTime(*p(o)) }}
+}
+
+func count(name, usage string, p func(*options) *int) field {
+	return field{name, usage,
+		func(o *options) settings.Value { return settings.Int(p(o)) },
+		func(o *options) string { return strconv.Itoa(*p(o)) }}
+}
+
+func list(name, usage string, p func(*options) *[]string) field {
+	return field{name, usage,
+		func(o *options) settings.Value { return settings.List(p(o)) },
+		func(o *options) string { return strings.Join(*p(o), ",") }}
+}
+
+// dataField is --data, a flag of every command (they all open the data
+// folder).
+var dataField = field{"data", "data folder (database and blobs; default: [server] data, else " + defaultData + ")",
+	func(o *options) settings.Value { return settings.String(&o.DataDir) },
+	func(o *options) string { return o.DataDir }}
+
+// limitsField is the caps: the limit keys of [server] and the limit flags
+// on top, key by key (settings.Limits); `config` prints them in one line.
+var limitsField = field{name: "limits", show: func(o *options) string { return o.Limits.String() }}
+
+// serveFields are the options serve reads besides data, in the order
+// `config` prints them.
+func serveFields() []field {
+	return []field{
+		{"listen", "address to listen on (default " + defaultListen + "; [server] listen)",
+			func(o *options) settings.Value { return settings.String(&o.Listen) },
+			func(o *options) string { return o.Listen }},
+		text("prefix", "URL path prefix of the API, e.g. /kolejka/ (default /)", func(o *options) *string { return &o.Prefix }),
+		text("tls-cert", "TLS certificate file (with --tls-key: serve HTTPS)", func(o *options) *string { return &o.TLSCert }),
+		text("tls-key", "TLS key file", func(o *options) *string { return &o.TLSKey }),
+		text("synchronous", "SQLite synchronous mode: NORMAL (survives a server crash; default) or FULL (survives power loss, slower)", func(o *options) *string { return &o.Synchronous }),
+		size("max-json-body", "largest task/dequeue/heartbeat/login body (default 1M)", func(o *options) *int64 { return &o.MaxJSONBody }),
+		size("max-result-body", "largest result body: it lists every output file (default 16M)", func(o *options) *int64 { return &o.MaxResultBody }),
+		size("max-blob-size", "largest blob (default 1G)", func(o *options) *int64 { return &o.MaxBlobSize }),
+		duration("lease", "how long a heartbeating node keeps its tasks after a heartbeat (default 60s)", func(o *options) *time.Duration { return &o.LeaseTime }),
+		duration("lease-margin", "added to the lease of nodes that never heartbeat (default 10M)", func(o *options) *time.Duration { return &o.LeaseMargin }),
+		duration("default-task-time", "time limit given to tasks without one when handed out, unless defaults names one (default 1H)", func(o *options) *time.Duration { return &o.DefaultTaskTime }),
+		count("max-attempts", "hand-outs before a lost lease gives the task an SE result (default 3)", func(o *options) *int { return &o.MaxAttempts }),
+		duration("queue-timeout", "give an SE result to tasks no node took in this time (default: never)", func(o *options) *time.Duration { return &o.QueueTimeout }),
+		count("scan-window", "oldest queued tasks one dequeue looks at (default 1000)", func(o *options) *int { return &o.ScanWindow }),
+		duration("max-wait", "longest long poll (default 60s)", func(o *options) *time.Duration { return &o.MaxWait }),
+		duration("gc-interval", "how often unreferenced blobs are collected (default 1H)", func(o *options) *time.Duration { return &o.GCInterval }),
+		duration("session-age", "how long a login lasts (default 14D)", func(o *options) *time.Duration { return &o.SessionAge }),
+		duration("token-age", "how long a bearer token made by `token` lasts (default 365D)", func(o *options) *time.Duration { return &o.TokenAge }),
+		duration("upload-grace", "how long a node's upload may wait for its result; then, if no result or task holds it, it is removed (default 1D)", func(o *options) *time.Duration { return &o.UploadGrace }),
+		list("trusted-origins", "comma list of extra hosts accepted in Referer (behind a proxy)", func(o *options) *[]string { return &o.TrustedOrigins }),
+		list("callback-hosts", "comma list of hosts task callbacks may go to (host, host:port, *.domain, *); default none: callbacks refused", func(o *options) *[]string { return &o.CallbackHosts }),
+		count("callback-attempts", "delivery attempts per callback (default 10)", func(o *options) *int { return &o.CallbackAttempts }),
+		duration("callback-backoff", "first retry delay of a callback, doubled each time (default 1s)", func(o *options) *time.Duration { return &o.CallbackBackoff }),
+		duration("callback-timeout", "timeout of one callback attempt (default 10s)", func(o *options) *time.Duration { return &o.CallbackTimeout }),
+		limitsField,
+		{"defaults", `limits for tasks that omit them, e.g. "cpus=2,memory=2G" (cpus=1, memory=1G and time=default_task_time always apply where not named)`,
+			func(o *options) settings.Value { return settings.LimitList(&o.Defaults) },
+			func(o *options) string { return o.Defaults.String() }},
 	}
-	return v, nil
+}
+
+// table is the settings of fields, storing into o.
+func table(o *options, fields []field) []settings.Setting {
+	var t []settings.Setting
+	for _, f := range fields {
+		if f.name == limitsField.name {
+			t = append(t, settings.Limits(&o.Limits, section)...)
+			continue
+		}
+		t = append(t, f.setting(o))
+	}
+	return t
 }
 
 // globalFlags are the flags of every command.
 func globalFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "data", Usage: "data folder (database and blobs; default: [server] data, else " + defaultData + ")", EnvVars: []string{envVar("data")}},
-		&cli.StringFlag{Name: "config-file", Usage: "kolejka.conf to read (default: the first of " + fmt.Sprint(config.SearchPath()) + ")", EnvVars: []string{envVar("config-file")}},
+	return append(settings.Flags([]settings.Setting{
+		dataField.setting(new(options)),
+		settings.File(new(string), envVar("config-file")),
+	}),
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log requests and events (serve logs them anyway)"},
 		&cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "log debugging output"},
-	}
+	)
 }
 
-// loadConfig resolves the configuration: flags (and their env vars) over
-// the INI file over defaults.
-func loadConfig(c *cli.Context, withSettings bool) (server.Config, error) {
-	conf, err := loadINI(c)
+// serveFlags are the flags of serve and config.
+func serveFlags() []cli.Flag {
+	return settings.Flags(table(new(options), serveFields()))
+}
+
+// load resolves the data folder and, with serve, every option serve
+// reads (config shows them; token uses token_age): flags over environment
+// variables over kolejka.conf over defaults.
+func load(c *cli.Context, serve bool) (options, error) {
+	o := options{Config: server.Config{DataDir: defaultData, Logger: slog.Default()}, Listen: defaultListen}
+	f, err := settings.Load(c, envVar("config-file"))
 	if err != nil {
-		return server.Config{}, err
+		return o, err
 	}
-	var cfg server.Config
-	cfg.DataDir = defaultData
-	if v, ok := conf.Get(section, "data"); ok && v != "" {
-		cfg.DataDir = v
+	fields := []field{dataField}
+	if serve {
+		fields = append(fields, serveFields()...)
 	}
-	if c.IsSet("data") {
-		cfg.DataDir = c.String("data")
-	}
-	cfg.Logger = slog.Default()
-	if !withSettings {
-		return cfg, nil
-	}
-	for _, s := range serverSettings() {
-		raw, from := "", ""
-		if c.IsSet(s.name) {
-			raw, from = c.String(s.name), "--"+s.name+" (or "+envVar(s.name)+")"
-		} else if v, ok := conf.Get(section, s.iniKey()); ok && v != "" {
-			raw, from = v, conf.Path+": ["+section+"] "+s.iniKey()
-		} else {
-			continue
-		}
-		v, err := s.parse(raw)
-		if err != nil {
-			return cfg, cliexit.UsageError("%s: %v", from, err)
-		}
-		s.apply(&cfg, v)
-	}
-	// Caps: [server] limit keys, then the limit flags on top, key by key.
-	if cfg.Limits, err = conf.Limits(section); err != nil {
-		return cfg, cliexit.WithCode(cliexit.Usage, err)
-	}
-	for _, key := range spec.LimitKeys() {
-		name := strings.ReplaceAll(key, "_", "-")
-		if c.IsSet(name) {
-			if err := spec.ParseLimit(&cfg.Limits, key, c.String(name)); err != nil {
-				return cfg, cliexit.UsageError("--%s: %v", name, err)
-			}
-		}
-	}
-	return cfg, nil
+	return o, settings.Resolve(c, f, table(&o, fields))
 }
 
-// printConfig writes the effective settings as a [server] section.
-func printConfig(w io.Writer, cfg server.Config, listen string) {
+// printConfig writes the effective options as a [server] section.
+func printConfig(w io.Writer, o options) {
 	fmt.Fprintf(w, "[%s]\n", section)
-	fmt.Fprintf(w, "data = %s\n", cfg.DataDir)
-	fmt.Fprintf(w, "listen = %s\n", listen)
-	fmt.Fprintf(w, "prefix = %s\n", cfg.Prefix)
-	if cfg.TLSCert != "" {
-		fmt.Fprintf(w, "tls_cert = %s\ntls_key = %s\n", cfg.TLSCert, cfg.TLSKey)
+	for _, f := range append([]field{dataField}, serveFields()...) {
+		if strings.HasPrefix(f.name, "tls-") && o.TLSCert == "" {
+			continue // no TLS: no TLS lines
+		}
+		fmt.Fprintf(w, "%s = %s\n", strings.ReplaceAll(f.name, "-", "_"), f.show(&o))
 	}
-	fmt.Fprintf(w, "synchronous = %s\n", cfg.Synchronous)
-	fmt.Fprintf(w, "max_json_body = %s\n", spec.FormatSize(cfg.MaxJSONBody))
-	fmt.Fprintf(w, "max_result_body = %s\n", spec.FormatSize(cfg.MaxResultBody))
-	fmt.Fprintf(w, "max_blob_size = %s\n", spec.FormatSize(cfg.MaxBlobSize))
-	fmt.Fprintf(w, "lease = %s\n", spec.FormatTime(cfg.LeaseTime))
-	fmt.Fprintf(w, "lease_margin = %s\n", spec.FormatTime(cfg.LeaseMargin))
-	fmt.Fprintf(w, "default_task_time = %s\n", spec.FormatTime(cfg.DefaultTaskTime))
-	fmt.Fprintf(w, "max_attempts = %d\n", cfg.MaxAttempts)
-	fmt.Fprintf(w, "queue_timeout = %s\n", spec.FormatTime(cfg.QueueTimeout))
-	fmt.Fprintf(w, "scan_window = %d\n", cfg.ScanWindow)
-	fmt.Fprintf(w, "max_wait = %s\n", spec.FormatTime(cfg.MaxWait))
-	fmt.Fprintf(w, "gc_interval = %s\n", spec.FormatTime(cfg.GCInterval))
-	fmt.Fprintf(w, "session_age = %s\n", spec.FormatTime(cfg.SessionAge))
-	fmt.Fprintf(w, "token_age = %s\n", spec.FormatTime(cfg.TokenAge))
-	fmt.Fprintf(w, "upload_grace = %s\n", spec.FormatTime(cfg.UploadGrace))
-	fmt.Fprintf(w, "trusted_origins = %s\n", strings.Join(cfg.TrustedOrigins, ","))
-	fmt.Fprintf(w, "callback_hosts = %s\n", strings.Join(cfg.CallbackHosts, ","))
-	fmt.Fprintf(w, "callback_attempts = %d\n", cfg.CallbackAttempts)
-	fmt.Fprintf(w, "callback_backoff = %s\n", spec.FormatTime(cfg.CallbackBackoff))
-	fmt.Fprintf(w, "callback_timeout = %s\n", spec.FormatTime(cfg.CallbackTimeout))
-	fmt.Fprintf(w, "limits = %s\n", cfg.Limits)
-	fmt.Fprintf(w, "defaults = %s\n", cfg.Defaults)
-}
-
-// loadINI reads kolejka.conf (--config-file, or the first found).
-func loadINI(c *cli.Context) (*config.File, error) {
-	conf, err := config.Load(c.String("config-file"))
-	if err != nil {
-		return nil, cliexit.WithCode(cliexit.Usage, err)
-	}
-	return conf, nil
 }

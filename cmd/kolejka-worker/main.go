@@ -22,9 +22,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/cmd/internal/limitflags"
+	"github.com/kolejka-go/kolejka/cmd/internal/settings"
 	"github.com/kolejka-go/kolejka/internal/cgroup"
-	"github.com/kolejka-go/kolejka/internal/config"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/image"
@@ -46,11 +45,7 @@ func app() *cli.App {
 	return &cli.App{
 		Name:  "kolejka-worker",
 		Usage: "run Kolejka tasks on this machine",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show progress"},
-			&cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "show debugging output"},
-			&cli.StringFlag{Name: "config-file", Usage: "kolejka.conf to read (default: the first of " + fmt.Sprint(config.SearchPath()) + ")"},
-		},
+		Flags: append(cliexit.LogFlags(), settings.FileFlag()),
 		Before: func(c *cli.Context) error {
 			cliexit.SetLogger(c, slog.LevelWarn)
 			return nil
@@ -59,77 +54,66 @@ func app() *cli.App {
 	}
 }
 
-// settings is the [worker] section with the command line on top.
-type settings struct {
-	conf     *config.File
+// section is kolejka.conf's section of the worker.
+const section = "worker"
+
+// options are the [worker] section with the command line on top.
+type options struct {
 	runtime  string
 	temp     string
 	images   string
 	initPath string
 	output   int64
-	caps     spec.Limits
+	// caps are [worker]'s caps of every task; execute's limit options are
+	// the task's own (worker.Options.Caps), not these.
+	caps spec.Limits
 }
 
-func loadSettings(c *cli.Context) (*settings, error) {
-	conf, err := config.Load(c.String("config-file"))
-	if err != nil {
-		return nil, cliexit.WithCode(cliexit.Usage, err)
-	}
-	s := &settings{conf: conf}
-	get := func(key string) string { v, _ := conf.Get("worker", key); return v }
-	s.runtime = get("runtime")
-	s.temp = get("temp")
-	s.images = get("images")
-	s.initPath = get("init_path")
-	if v := get("output_limit"); v != "" {
-		if s.output, err = spec.ParseSize(v); err != nil {
-			return nil, cliexit.WithCode(cliexit.Usage, conf.Error("worker", "output_limit", err))
-		}
-	}
-	if s.caps, err = conf.Limits("worker"); err != nil {
-		return nil, cliexit.WithCode(cliexit.Usage, err)
-	}
-	return s, nil
+// table is the worker's settings; each command reads the flags it
+// declares.
+func (o *options) table() []settings.Setting {
+	return append([]settings.Setting{
+		{Flag: runtimeFlag(runtimeUsage), Section: section, Key: "runtime", Value: settings.String(&o.runtime)},
+		{Flag: &cli.StringFlag{Name: "temp", Usage: "folder for scratch space (default: $TMPDIR or /tmp)"},
+			Section: section, Key: "temp", Value: settings.String(&o.temp)},
+		{Section: section, Key: "images", Value: settings.String(&o.images)},
+		{Section: section, Key: "init_path", Value: settings.String(&o.initPath)},
+		{Flag: &cli.StringFlag{Name: "output-limit", Usage: "cap of each stdout/stderr file (default 64M); past it the task is killed, verdict OLE"},
+			Section: section, Key: "output_limit", Value: settings.Size(&o.output)},
+	}, settings.FileLimits(&o.caps, section)...)
 }
+
+// load resolves the options, and more settings of the command (its own
+// options) with them.
+func load(c *cli.Context, more ...settings.Setting) (*options, error) {
+	f, err := settings.Load(c, "")
+	if err != nil {
+		return nil, err
+	}
+	o := new(options)
+	return o, settings.Resolve(c, f, append(o.table(), more...))
+}
+
+func runtimeFlag(usage string) cli.Flag { return &cli.StringFlag{Name: "runtime", Usage: usage} }
 
 func executeCommand() *cli.Command {
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "runtime", Usage: runtimeUsage},
-		&cli.StringFlag{Name: "temp", Usage: "folder for scratch space (default: $TMPDIR or /tmp)"},
+	flags := append(settings.Flags(new(options).table()),
 		&cli.BoolFlag{Name: "consume", Usage: "take the task's files without copying (hard links where possible) and remove the task folder once the result is written; never on a failure"},
 		&cli.BoolFlag{Name: "pull", Usage: "docker runtime: pull the task's image before every run (otherwise only when the engine lacks it); accepted and ignored by runc and host, which use local images"},
-		&cli.StringFlag{Name: "output-limit", Usage: "cap of each stdout/stderr file (default 64M); past it the task is killed, verdict OLE"},
-	}
+	)
 	return &cli.Command{
 		Name:      "execute",
 		Usage:     "run a task folder and write its result folder",
 		UsageText: "kolejka-worker execute [options] TASK_DIR RESULT_DIR",
-		Flags:     append(flags, limitflags.Flags()...),
+		Flags:     append(flags, settings.LimitFlags()...),
 		Action: func(c *cli.Context) error {
-			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+			if err := cliexit.NeedArgs(c, 2, "TASK_DIR and RESULT_DIR"); err != nil {
 				return err
 			}
-			if c.NArg() != 2 {
-				return cliexit.UsageError("need TASK_DIR and RESULT_DIR (usage: %s)", c.Command.UsageText)
-			}
-			s, err := loadSettings(c)
+			var caps spec.Limits // the task's own, from the limit options
+			s, err := load(c, settings.Limits(&caps, "")...)
 			if err != nil {
 				return err
-			}
-			caps, err := limitflags.Parse(c)
-			if err != nil {
-				return err
-			}
-			if c.IsSet("runtime") {
-				s.runtime = c.String("runtime")
-			}
-			if c.IsSet("temp") {
-				s.temp = c.String("temp")
-			}
-			if c.IsSet("output-limit") {
-				if s.output, err = spec.ParseSize(c.String("output-limit")); err != nil {
-					return cliexit.UsageError("--output-limit: %v", err)
-				}
 			}
 			rt, err := runtimes.Open(s.runtime, runtimes.Options{ImageRoot: s.images, Pull: c.Bool("pull")})
 			if err != nil {
@@ -172,7 +156,7 @@ type engineImages interface {
 
 func imageCommand() *cli.Command {
 	open := func(c *cli.Context) (*image.Store, error) {
-		s, err := loadSettings(c)
+		s, err := load(c)
 		if err != nil {
 			return nil, err
 		}
@@ -187,22 +171,14 @@ func imageCommand() *cli.Command {
 				Usage: "import a rootfs tar, a `docker save` tar or an OCI layout (folder or tar) as NAME; " +
 					"with the docker runtime, also load it into the Docker engine",
 				UsageText: "kolejka-worker image import [--runtime NAME] NAME FILE",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "runtime", Usage: "the runtime the image is for (default: [worker] runtime, else runc): " + runtimeUsage},
-				},
+				Flags:     []cli.Flag{runtimeFlag("the runtime the image is for (default: [worker] runtime, else runc): " + runtimeUsage)},
 				Action: func(c *cli.Context) error {
-					if err := cliexit.NoFlagsAfterArgs(c); err != nil {
+					if err := cliexit.NeedArgs(c, 2, "NAME and FILE"); err != nil {
 						return err
 					}
-					if c.NArg() != 2 {
-						return cliexit.UsageError("need NAME and FILE (usage: %s)", c.Command.UsageText)
-					}
-					s, err := loadSettings(c)
+					s, err := load(c)
 					if err != nil {
 						return err
-					}
-					if c.IsSet("runtime") {
-						s.runtime = c.String("runtime")
 					}
 					var engine engineImages
 					switch s.runtime {
@@ -224,10 +200,7 @@ func imageCommand() *cli.Command {
 					}
 					img, err := st.Import(c.Context, c.Args().Get(0), c.Args().Get(1))
 					if err != nil {
-						if errors.Is(err, image.ErrBadArchive) {
-							return cliexit.WithCode(cliexit.Usage, err)
-						}
-						return err
+						return cliexit.UsageIf(err, image.ErrBadArchive)
 					}
 					if engine != nil {
 						if err := engine.ImportImage(c.Context, img, c.Args().Get(1)); err != nil {
@@ -267,8 +240,8 @@ func imageCommand() *cli.Command {
 				Usage:     "remove an image",
 				UsageText: "kolejka-worker image rm NAME",
 				Action: func(c *cli.Context) error {
-					if c.NArg() != 1 {
-						return cliexit.UsageError("need NAME (usage: %s)", c.Command.UsageText)
+					if err := cliexit.NeedArgs(c, 1, "NAME"); err != nil {
+						return err
 					}
 					st, err := open(c)
 					if err != nil {
@@ -280,10 +253,7 @@ func imageCommand() *cli.Command {
 							slog.Warn(err.Error())
 							return nil
 						}
-						if errors.Is(err, image.ErrNotFound) {
-							return cliexit.WithCode(cliexit.Usage, err)
-						}
-						return err
+						return cliexit.UsageIf(err, image.ErrNotFound)
 					}
 					return nil
 				},

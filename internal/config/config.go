@@ -3,18 +3,16 @@
 // of ~/.config/kolejka/, /etc/kolejka/ and /etc/xdg/kolejka/ (or the one
 // named by --config-file); a key missing from a section falls back to the
 // same key in [default]; [default] config = NAME selects the client section.
+// The commands' settings (cmd/internal/settings) read their keys here.
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"gopkg.in/ini.v1"
-
-	"github.com/kolejka-go/kolejka/spec"
 )
 
 // FileName is the configuration file's name.
@@ -95,15 +93,6 @@ func (f *File) Get(section, key string) (string, bool) {
 	return "", false
 }
 
-// HasSection reports whether the file has a section of that name.
-func (f *File) HasSection(section string) bool {
-	if f.ini == nil {
-		return false
-	}
-	_, err := f.ini.GetSection(section)
-	return err == nil
-}
-
 // ClientSection is the client section to use: name if given, else
 // [default] config, else "client".
 func (f *File) ClientSection(name string) string {
@@ -135,28 +124,4 @@ func SplitList(v string) []string {
 		}
 	}
 	return out
-}
-
-// Limits reads the limit caps of a section: every limit key of the task
-// format (cpus, memory, swap, pids, storage, image, workspace, time,
-// network, gpus, gpu_memory, perf_instructions, perf_cycles, cgroup_depth,
-// cgroup_descendants), and Kolejka's older image_size for image.
-func (f *File) Limits(section string) (spec.Limits, error) {
-	var l spec.Limits
-	var errs []error
-	keys := append([]string{"image_size"}, spec.LimitKeys()...)
-	for _, key := range keys {
-		v, ok := f.Get(section, key)
-		if !ok || v == "" {
-			continue
-		}
-		target := key
-		if key == "image_size" {
-			target = "image"
-		}
-		if err := spec.ParseLimit(&l, target, v); err != nil {
-			errs = append(errs, f.Error(section, key, err))
-		}
-	}
-	return l, errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,40 +47,29 @@ time = 10s
 	if v, _ := f.Get("worker", "temp"); v != "/var/tmp" {
 		t.Errorf("worker temp %q, want the [default] value", v)
 	}
-	l, err := f.Limits("worker")
-	if err != nil {
-		t.Fatal(err)
+	if v, _ := f.Get("worker", "memory"); v != "1G" {
+		t.Errorf("worker memory %q, want the [default] value", v)
 	}
-	if l.Memory == nil || *l.Memory != 1<<30 || l.Time == nil || l.Time.Seconds() != 10 {
-		t.Errorf("worker limits %s", l)
+	if v, _ := f.Get("worker", "time"); v != "10s" {
+		t.Errorf("worker time %q, want its own", v)
+	}
+	if _, ok := f.Get("worker", "server"); ok {
+		t.Error("worker server: only [default] is a fallback, not other sections")
 	}
 }
 
-func TestBadValuesNameFileSectionAndKey(t *testing.T) {
-	p := write(t, "[worker]\nmemory = 64MiB\nnetwork = maybe\nimage_size = 2G\n")
+// Error names the file, section and key of a bad value.
+func TestErrorNamesFileSectionAndKey(t *testing.T) {
+	p := write(t, "[worker]\nmemory = 64MiB\n")
 	f, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.Limits("worker")
-	if err == nil {
-		t.Fatal("bad limits accepted")
+	if got, want := f.Error("worker", "memory", errors.New("bad")).Error(), p+": [worker] memory: bad"; got != want {
+		t.Errorf("error %q, want %q", got, want)
 	}
-	for _, want := range []string{p, "[worker] memory", "64MiB", "[worker] network", "maybe"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
-		}
-	}
-}
-
-func TestOlderImageSizeKey(t *testing.T) {
-	f, err := Load(write(t, "[foreman]\nimage_size = 2G\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := f.Limits("foreman")
-	if err != nil || l.Image == nil || *l.Image != 2<<30 {
-		t.Fatalf("image %v err %v", l.Image, err)
+	if got, want := (&File{}).Error("worker", "memory", errors.New("bad")).Error(), FileName+": [worker] memory: bad"; got != want {
+		t.Errorf("without a file: %q, want %q", got, want)
 	}
 }
 

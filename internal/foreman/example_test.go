@@ -19,8 +19,8 @@ import (
 
 // A node from parts: a client signed in as the node's processor account, a
 // worker on the runc runtime, the runtime's image store. Run until SIGTERM,
-// then drain for up to ten minutes (foreman.Open does the same wiring from
-// kolejka.conf's settings).
+// then drain for up to ten minutes (kolejka-foreman does the same wiring
+// from kolejka.conf's settings).
 func Example() {
 	ctx := context.Background()
 	cl, err := client.New(ctx, client.Config{Server: "https://kolejka.example.org/", Token: os.Getenv("NODE_TOKEN")})

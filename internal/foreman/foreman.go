@@ -193,9 +193,37 @@ type Foreman struct {
 // New makes a foreman: it validates cfg, locks cfg.Dir, clears the
 // download folders a dead foreman left there, and opens the caches.
 func New(cfg Config) (*Foreman, error) {
-	if cfg.Client == nil || cfg.Executor == nil || cfg.Dir == "" {
-		return nil, fmt.Errorf("a foreman needs a client, an executor and a folder: %w", ErrConfig)
+	cfg, err := cfg.complete()
+	if err != nil {
+		return nil, err
 	}
+	f := newForeman(cfg)
+	if err := f.open(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// complete checks cfg and fills in what it leaves out: the defaults, the
+// waits the server allows, the cores and the capacity's cpus.
+func (cfg Config) complete() (Config, error) {
+	if cfg.Client == nil || cfg.Executor == nil || cfg.Dir == "" {
+		return cfg, fmt.Errorf("a foreman needs a client, an executor and a folder: %w", ErrConfig)
+	}
+	cfg.setDefaults()
+	cfg.fitWaits(cfg.Client.Settings())
+	if err := cfg.placeCores(); err != nil {
+		return cfg, err
+	}
+	if _, ok := spec.Fit(spec.Limits{}, cfg.Capacity, cfg.Defaults); !ok {
+		return cfg, fmt.Errorf("the defaults %s ask for more than the node offers (%s): %w", cfg.Defaults, cfg.Capacity, ErrConfig)
+	}
+	cfg.Tags = NormalizeTags(cfg.Tags)
+	return cfg, nil
+}
+
+// setDefaults gives what cfg leaves zero its default.
+func (cfg *Config) setDefaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -205,25 +233,35 @@ func New(cfg Config) (*Foreman, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
-	st := cfg.Client.Settings()
 	if cfg.Wait <= 0 {
 		cfg.Wait = DefaultWait
-	}
-	if mw, err := spec.ParseTime(st.MaxWait); err == nil && mw > 0 {
-		cfg.Wait = min(cfg.Wait, mw)
 	}
 	if cfg.BusyWait <= 0 {
 		cfg.BusyWait = DefaultBusyWait
 	}
-	cfg.BusyWait = min(cfg.BusyWait, cfg.Wait)
 	cfg.Retry = cfg.Retry.withDefaults()
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.Dir, "cache")
 	}
+}
+
+// fitWaits keeps the long polls within the server's max_wait (it would
+// cut a longer one short), and BusyWait within Wait.
+func (cfg *Config) fitWaits(st client.Settings) {
+	if mw, err := spec.ParseTime(st.MaxWait); err == nil && mw > 0 {
+		cfg.Wait = min(cfg.Wait, mw)
+	}
+	cfg.BusyWait = min(cfg.BusyWait, cfg.Wait)
+}
+
+// placeCores settles the cores tasks are pinned to (every core this
+// process may use when cfg names none) and the capacity's cpus: the
+// number of those cores at most, and the first that many of them.
+func (cfg *Config) placeCores() error {
 	if len(cfg.Cores) == 0 {
 		m, err := DetectMachine(context.Background())
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cfg.Cores = m.Cores
 	}
@@ -234,14 +272,16 @@ func New(cfg Config) (*Foreman, error) {
 		cfg.Capacity.CPUs = &n
 	}
 	if *cfg.Capacity.CPUs < 1 {
-		return nil, fmt.Errorf("the node offers %d cores: %w", *cfg.Capacity.CPUs, ErrConfig)
+		return fmt.Errorf("the node offers %d cores: %w", *cfg.Capacity.CPUs, ErrConfig)
 	}
 	cfg.Cores = cfg.Cores[:*cfg.Capacity.CPUs]
-	if _, ok := spec.Fit(spec.Limits{}, cfg.Capacity, cfg.Defaults); !ok {
-		return nil, fmt.Errorf("the defaults %s ask for more than the node offers (%s): %w", cfg.Defaults, cfg.Capacity, ErrConfig)
-	}
-	cfg.Tags = NormalizeTags(cfg.Tags)
+	return nil
+}
 
+// newForeman is the foreman of a complete cfg, its folder not yet open:
+// its ledger, its heartbeat period (a third of the server's lease) and the
+// contexts that bound its loops and its tasks.
+func newForeman(cfg Config) *Foreman {
 	f := &Foreman{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -253,48 +293,72 @@ func New(cfg Config) (*Foreman, error) {
 		ledger:    newLedger(cfg.Capacity, cfg.Defaults, cfg.Cores, cfg.Concurrency),
 		jobs:      map[string]*job{},
 	}
-	if lease, err := spec.ParseTime(st.LeaseTime); err == nil && lease > 0 {
+	if lease, err := spec.ParseTime(cfg.Client.Settings().LeaseTime); err == nil && lease > 0 {
 		f.heartbeat = lease / 3
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("unable to create the node folder: %w", err)
+	f.jobsCtx, f.cancelJobs = context.WithCancelCause(context.Background())
+	f.loopCtx, f.cancelLoop = context.WithCancel(context.Background())
+	return f
+}
+
+// open takes the node folder: it locks it, clears the download folders a
+// dead foreman left there, and opens the caches. On failure it lets the
+// folder go.
+func (f *Foreman) open() error {
+	if err := os.MkdirAll(f.cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("unable to create the node folder: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(cfg.Dir, "foreman.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	lock, err := lockDir(f.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	f.lock = lock
+	if err := f.openParts(); err != nil {
+		lock.Close()
+		return err
+	}
+	return nil
+}
+
+// lockDir locks dir/foreman.lock: one foreman per node folder, until the
+// file is closed (or the process ends).
+func lockDir(dir string) (*os.File, error) {
+	lock, err := os.OpenFile(filepath.Join(dir, "foreman.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("unable to lock the node folder: %w", err)
 	}
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("%s: %w", cfg.Dir, ErrLocked)
+		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
 	}
-	f.lock = lock
-	fail := func(err error) (*Foreman, error) {
-		lock.Close()
-		return nil, err
-	}
+	return lock, nil
+}
+
+// openParts clears the jobs folder and opens the blob cache and, with an
+// image store, the image cache.
+func (f *Foreman) openParts() error {
 	// Download and result folders of a foreman that died: its tasks come
 	// back through the server's leases; its runs are the worker's to sweep.
 	if err := os.RemoveAll(f.jobsDir); err != nil {
-		return fail(fmt.Errorf("unable to clear %s: %w", f.jobsDir, err))
+		return fmt.Errorf("unable to clear %s: %w", f.jobsDir, err)
 	}
 	if err := os.MkdirAll(f.jobsDir, 0o700); err != nil {
-		return fail(fmt.Errorf("unable to create %s: %w", f.jobsDir, err))
+		return fmt.Errorf("unable to create %s: %w", f.jobsDir, err)
 	}
-	if f.blobs, err = OpenBlobCache(cfg.CacheDir, cfg.CacheSize, cfg.Logger); err != nil {
-		return fail(err)
+	var err error
+	if f.blobs, err = OpenBlobCache(f.cfg.CacheDir, f.cfg.CacheSize, f.log); err != nil {
+		return err
 	}
-	if cfg.Images != nil {
+	if f.cfg.Images != nil {
 		var budget int64
-		if cfg.Capacity.Image != nil {
-			budget = *cfg.Capacity.Image
+		if f.cfg.Capacity.Image != nil {
+			budget = *f.cfg.Capacity.Image
 		}
-		if f.images, err = OpenImageCache(cfg.Images, budget, imageRecordFile(cfg.CacheDir), cfg.Logger); err != nil {
-			return fail(err)
+		if f.images, err = OpenImageCache(f.cfg.Images, budget, imageRecordFile(f.cfg.CacheDir), f.log); err != nil {
+			return err
 		}
 	}
-	f.jobsCtx, f.cancelJobs = context.WithCancelCause(context.Background())
-	f.loopCtx, f.cancelLoop = context.WithCancel(context.Background())
-	return f, nil
+	return nil
 }
 
 // Capacity is what the node offers tasks.

@@ -37,6 +37,18 @@ func WithCode(code int, err error) error {
 	return &Error{Code: code, Err: err}
 }
 
+// UsageIf gives err the Usage code when it is one of targets (errors
+// that mean bad input, which changed nothing); other errors stay as they
+// are.
+func UsageIf(err error, targets ...error) error {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return WithCode(Usage, err)
+		}
+	}
+	return err
+}
+
 // UsageError is a bad command line.
 func UsageError(format string, args ...any) error {
 	return &Error{Code: Usage, Err: fmt.Errorf(format, args...)}
@@ -69,9 +81,28 @@ func NoFlagsAfterArgs(c *cli.Context) error {
 	return nil
 }
 
+// NeedArgs refuses flags after the arguments (NoFlagsAfterArgs) and any
+// number of arguments but n; what names them ("TASK_DIR and RESULT_DIR").
+func NeedArgs(c *cli.Context, n int, what string) error {
+	if err := NoFlagsAfterArgs(c); err != nil {
+		return err
+	}
+	if c.NArg() != n {
+		return UsageError("need %s (usage: %s)", what, c.Command.UsageText)
+	}
+	return nil
+}
+
+// LogFlags are -v/--verbose and -d/--debug, which SetLogger reads.
+func LogFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show progress"},
+		&cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "show debugging output"},
+	}
+}
+
 // SetLogger makes the default logger write text to stderr at base, or
-// Info with -v/--verbose, or Debug with -d/--debug (the flags every
-// command defines the same way).
+// Info with -v/--verbose, or Debug with -d/--debug (LogFlags).
 func SetLogger(c *cli.Context, base slog.Level) {
 	level := base
 	if c.Bool("verbose") && level > slog.LevelInfo {
