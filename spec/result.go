@@ -127,7 +127,7 @@ func WriteResult(dir string, r *Result) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ResultFile), data)
+	return writeDescription(filepath.Join(dir, ResultFile), data)
 }
 
 // MarshalJSON is Encode.

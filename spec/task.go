@@ -162,7 +162,7 @@ func WriteTask(dir string, t *Task) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, TaskFile), data)
+	return writeDescription(filepath.Join(dir, TaskFile), data)
 }
 
 // MarshalJSON is Encode, so that a task embedded in an HTTP answer is
