@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 )
 
 // Reference is a server blob reference.
@@ -129,27 +131,24 @@ func (c *Client) download(ctx context.Context, urlPath, path, want string) error
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
+	// 0600: a download is readable by its owner only.
+	f, err := atomicfile.Create(path, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
+	defer f.Abort() // a no-op once committed
 	h := sha256.New()
 	body := c.progress("download "+filepath.Base(path), resp.ContentLength, resp.Body)
-	if _, err := io.Copy(io.MultiWriter(tmp, h), body); err != nil {
-		tmp.Close()
+	if _, err := io.Copy(io.MultiWriter(f, h), body); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("unable to download %s: %v: %w", path, err, ErrConnect)
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
 	if got := hex.EncodeToString(h.Sum(nil)); want != "" && got != want {
 		return fmt.Errorf("%s: got SHA-256 %s, want %s: %w", path, got, want, ErrIntegrity)
 	}
-	return os.Rename(tmp.Name(), path)
+	return f.Commit()
 }
 
 func isHash(s string) bool {

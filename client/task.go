@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -261,7 +262,7 @@ func (c *Client) intoFolder(dir string, fill func(stage string) error) error {
 		return err
 	}
 	os.Remove(dir) // an empty folder in the way
-	if err := os.Rename(stage, dir); err != nil {
+	if err := atomicfile.Rename(stage, dir); err != nil {
 		os.RemoveAll(stage)
 		return err
 	}

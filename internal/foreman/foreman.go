@@ -55,9 +55,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/flock"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 )
@@ -259,13 +258,12 @@ func New(cfg Config) (*Foreman, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("unable to create the node folder: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(cfg.Dir, "foreman.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	lock, err := flock.Own(filepath.Join(cfg.Dir, "foreman.lock"))
+	if errors.Is(err, flock.ErrLocked) {
+		return nil, fmt.Errorf("%s: %w", cfg.Dir, ErrLocked)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unable to lock the node folder: %w", err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("%s: %w", cfg.Dir, ErrLocked)
 	}
 	f.lock = lock
 	fail := func(err error) (*Foreman, error) {
