@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -66,19 +68,16 @@ func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// Every file is tried, whatever fails: the errors are joined.
 	var (
 		mu   sync.Mutex
 		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, uploadConcurrency)
+		g    errgroup.Group
 	)
+	g.SetLimit(uploadConcurrency)
 	for _, name := range names {
 		f := in[name]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			key, made, err := c.ensureReference(ctx, dir, f)
 			mu.Lock()
 			defer mu.Unlock()
@@ -87,12 +86,13 @@ func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				return
+				return nil
 			}
 			out[name] = spec.File{Reference: key}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the goroutines return nil: errs holds their errors
 	if err := errors.Join(errs...); err != nil {
 		c.discard(ctx, uploaded)
 		return nil, nil, err
@@ -118,12 +118,12 @@ func (c *Client) discard(ctx context.Context, keys []string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discardTimeout)
 	defer cancel()
 	var (
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, uploadConcurrency)
+		g       errgroup.Group
 		mu      sync.Mutex
 		away    bool
 		deleted int
 	)
+	g.SetLimit(uploadConcurrency)
 	for _, k := range keys {
 		mu.Lock()
 		stop := away
@@ -131,11 +131,7 @@ func (c *Client) discard(ctx context.Context, keys []string) {
 		if stop || ctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			err := c.BlobDelete(ctx, k)
 			mu.Lock()
 			defer mu.Unlock()
@@ -145,9 +141,10 @@ func (c *Client) discard(ctx context.Context, keys []string) {
 			case errors.Is(err, ErrConnect), errors.Is(err, ErrUnavailable):
 				away = true
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the goroutines return nil: deletion is best effort
 	slog.Debug("deleted the uploads of a request the server did not store", "uploaded", len(keys), "deleted", deleted)
 }
 
@@ -214,32 +211,32 @@ func (c *Client) TaskGet(ctx context.Context, key, dir string) (*spec.Task, erro
 // downloadFiles fetches every referenced file into dir under its name.
 func (c *Client) downloadFiles(ctx context.Context, dir string, in map[string]spec.File) (map[string]spec.File, error) {
 	out := make(map[string]spec.File, len(in))
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, uploadConcurrency)
-	)
 	for name, f := range in {
 		if f.Reference == "" {
 			return nil, fmt.Errorf("file %s has no reference: %w", name, ErrProtocol)
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+	}
+	// Every file is tried, whatever fails: the errors are joined.
+	var (
+		mu   sync.Mutex
+		errs []error
+		g    errgroup.Group
+	)
+	g.SetLimit(uploadConcurrency)
+	for name, f := range in {
+		g.Go(func() error {
 			err := c.BlobGet(ctx, f.Reference, filepath.Join(dir, filepath.FromSlash(name)))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				return
+				return nil
 			}
 			out[name] = spec.File{Path: name, Reference: f.Reference}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the goroutines return nil: errs holds their errors
 	return out, errors.Join(errs...)
 }
 
