@@ -72,10 +72,14 @@ func checkFilesOnDisk(p *problems, dir string, files map[string]File) {
 	}
 }
 
-// writeDescription replaces the description file at path with data,
+// writeDescription encodes a task or result and replaces DIR/file with it,
 // atomically and durably (see internal/atomicfile). Mode 0644: Kolejka's
 // open(..., 'w') leaves the file readable by others (under the usual
 // umask), which judges rely on.
-func writeDescription(path string, data []byte) error {
-	return atomicfile.WriteFile(path, data, 0o644)
+func writeDescription(dir, file string, encode func() ([]byte, error)) error {
+	data, err := encode()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, file), data, 0o644)
 }
