@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,21 +40,28 @@ func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*sp
 		return nil, err
 	}
 	t.Files = files
-	body, err := t.Encode()
+	return postStored(ctx, c, "task/task/", "task", t.Encode, uploaded, spec.ParseTask)
+}
+
+// postStored posts a task or result whose files are now references (encode
+// makes the body) to path, and reads with parse what the server stored: the
+// answer's key. If the server does not store it, the references uploaded
+// for it are deleted again (best effort).
+func postStored[T any](ctx context.Context, c *Client, path, key string, encode func() ([]byte, error), uploaded []string, parse func([]byte, string) (T, error)) (T, error) {
+	var zero T
+	body, err := encode()
 	if err != nil {
 		c.discard(ctx, uploaded)
-		return nil, err
+		return zero, err
 	}
-	var out struct {
-		Task json.RawMessage `json:"task"`
-	}
-	if err := c.call(ctx, http.MethodPost, "task/task/", body, "application/json", &out); err != nil {
+	var out map[string]json.RawMessage
+	if err := c.call(ctx, http.MethodPost, path, body, "application/json", &out); err != nil {
 		c.discard(ctx, uploaded)
-		return nil, err
+		return zero, err
 	}
-	stored, err := spec.ParseTask(out.Task, "the server's task")
+	stored, err := parse(out[key], "the server's "+key)
 	if err != nil {
-		return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
+		return zero, fmt.Errorf("%v: %w", err, ErrProtocol)
 	}
 	return stored, nil
 }
@@ -63,37 +71,20 @@ func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*sp
 // failure it has deleted them again.
 func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec.File) (out map[string]spec.File, uploaded []string, err error) {
 	out = make(map[string]spec.File, len(in))
-	names := make([]string, 0, len(in))
-	for name := range in {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	// Every file is tried, whatever fails: the errors are joined.
-	var (
-		mu   sync.Mutex
-		errs []error
-		g    errgroup.Group
-	)
-	g.SetLimit(uploadConcurrency)
-	for _, name := range names {
-		f := in[name]
-		g.Go(func() error {
-			key, made, err := c.ensureReference(ctx, dir, f)
-			mu.Lock()
-			defer mu.Unlock()
-			if made {
-				uploaded = append(uploaded, key)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				return nil
-			}
+	var mu sync.Mutex
+	err = forEachFile(slices.Sorted(maps.Keys(in)), func(name string) error {
+		key, made, err := c.ensureReference(ctx, dir, in[name])
+		mu.Lock()
+		defer mu.Unlock()
+		if made {
+			uploaded = append(uploaded, key)
+		}
+		if err == nil {
 			out[name] = spec.File{Reference: key}
-			return nil
-		})
-	}
-	_ = g.Wait() // the goroutines return nil: errs holds their errors
-	if err := errors.Join(errs...); err != nil {
+		}
+		return err
+	})
+	if err != nil {
 		c.discard(ctx, uploaded)
 		return nil, nil, err
 	}
@@ -216,28 +207,37 @@ func (c *Client) downloadFiles(ctx context.Context, dir string, in map[string]sp
 			return nil, fmt.Errorf("file %s has no reference: %w", name, ErrProtocol)
 		}
 	}
-	// Every file is tried, whatever fails: the errors are joined.
-	var (
-		mu   sync.Mutex
-		errs []error
-		g    errgroup.Group
-	)
+	var mu sync.Mutex
+	err := forEachFile(slices.Sorted(maps.Keys(in)), func(name string) error {
+		ref := in[name].Reference
+		if err := c.BlobGet(ctx, ref, filepath.Join(dir, filepath.FromSlash(name))); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		out[name] = spec.File{Path: name, Reference: ref}
+		return nil
+	})
+	return out, err
+}
+
+// forEachFile runs fn for every name, uploadConcurrency at a time. Every
+// name is tried, whatever fails: the errors are joined, each prefixed with
+// its name.
+func forEachFile(names []string, fn func(name string) error) error {
+	errs := make([]error, len(names))
+	var g errgroup.Group
 	g.SetLimit(uploadConcurrency)
-	for name, f := range in {
+	for i, name := range names {
 		g.Go(func() error {
-			err := c.BlobGet(ctx, f.Reference, filepath.Join(dir, filepath.FromSlash(name)))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				return nil
+			if err := fn(name); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", name, err)
 			}
-			out[name] = spec.File{Path: name, Reference: f.Reference}
 			return nil
 		})
 	}
-	_ = g.Wait() // the goroutines return nil: errs holds their errors
-	return out, errors.Join(errs...)
+	_ = g.Wait() // fn's errors are in errs
+	return errors.Join(errs...)
 }
 
 // intoFolder fills a staging folder beside dir and renames it into place:
