@@ -70,7 +70,6 @@ func TestWriteFileIntoMissingFolderFailsNamingIt(t *testing.T) {
 	}
 }
 
-
 func TestIsTemporaryKnowsCreatesFiles(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "names.json")
 	f, err := Create(p, 0o600)
