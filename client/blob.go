@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/kolejka-go/kolejka/api"
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 )
 
 // Reference is a server blob reference.
@@ -51,33 +53,25 @@ func (c *Client) BlobPut(ctx context.Context, path string) (*Reference, error) {
 	}
 	defer f.Close()
 	body := &fileBody{r: c.progress("upload "+filepath.Base(path), size, f), size: size}
-	var out api.ReferenceAnswer
-	if err := c.callReader(ctx, http.MethodPost, "blob/reference/", body, "application/octet-stream", &out); err != nil {
+	ref, err := c.referenceCall(ctx, http.MethodPost, "blob/reference/", body, "application/octet-stream")
+	if err != nil {
 		return nil, err
 	}
-	if out.Reference.Blob != "" && out.Reference.Blob != sum {
-		return nil, fmt.Errorf("uploaded %s as %s but the server stored %s: %w", path, sum, out.Reference.Blob, ErrIntegrity)
+	if ref.Blob != "" && ref.Blob != sum {
+		return nil, fmt.Errorf("uploaded %s as %s but the server stored %s: %w", path, sum, ref.Blob, ErrIntegrity)
 	}
-	return &out.Reference, nil
+	return ref, nil
 }
 
 // BlobByHash makes a new reference to bytes the server already has
 // (ErrNotFound if it has not).
 func (c *Client) BlobByHash(ctx context.Context, sum string) (*Reference, error) {
-	var out api.ReferenceAnswer
-	if err := c.call(ctx, http.MethodPost, "blob/blob/"+sum+"/", []byte{}, "application/x-www-form-urlencoded", &out); err != nil {
-		return nil, err
-	}
-	return &out.Reference, nil
+	return c.referenceCall(ctx, http.MethodPost, "blob/blob/"+sum+"/", bytes.NewReader(nil), "application/x-www-form-urlencoded")
 }
 
 // BlobInfo returns a reference's metadata (Kolejka answers a PUT with it).
 func (c *Client) BlobInfo(ctx context.Context, ref string) (*Reference, error) {
-	var out api.ReferenceAnswer
-	if err := c.call(ctx, http.MethodPut, "blob/reference/"+ref+"/", []byte{}, "", &out); err != nil {
-		return nil, err
-	}
-	return &out.Reference, nil
+	return c.referenceCall(ctx, http.MethodPut, "blob/reference/"+ref+"/", bytes.NewReader(nil), "")
 }
 
 // BlobGet downloads a reference into path. The bytes go to a temporary
@@ -119,27 +113,24 @@ func (c *Client) download(ctx context.Context, urlPath, path, want string) error
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
+	// 0600: a download is readable by its owner only.
+	f, err := atomicfile.Create(path, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
+	defer f.Abort() // a no-op once committed
 	h := sha256.New()
 	body := c.progress("download "+filepath.Base(path), resp.ContentLength, resp.Body)
-	if _, err := io.Copy(io.MultiWriter(tmp, h), body); err != nil {
-		tmp.Close()
+	if _, err := io.Copy(io.MultiWriter(f, h), body); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("unable to download %s: %v: %w", path, err, ErrConnect)
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
 	if got := hex.EncodeToString(h.Sum(nil)); want != "" && got != want {
 		return fmt.Errorf("%s: got SHA-256 %s, want %s: %w", path, got, want, ErrIntegrity)
 	}
-	return os.Rename(tmp.Name(), path)
+	return f.Commit()
 }
 
 func isHash(s string) bool {
@@ -180,12 +171,11 @@ type fileBody struct {
 func (b *fileBody) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b *fileBody) Size() int64                { return b.size }
 
-// callReader is call with a streamed body.
-func (c *Client) callReader(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
-	resp, err := c.do(ctx, method, path, body, contentType)
-	if err != nil {
-		return err
+// referenceCall sends a blob request whose answer is a reference.
+func (c *Client) referenceCall(ctx context.Context, method, path string, body io.Reader, contentType string) (*Reference, error) {
+	var out api.ReferenceAnswer
+	if err := c.callReader(ctx, method, path, body, contentType, &out); err != nil {
+		return nil, err
 	}
-	defer resp.Body.Close()
-	return c.decode(resp, path, out)
+	return &out.Reference, nil
 }

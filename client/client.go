@@ -299,7 +299,12 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte, con
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	resp, err := c.do(ctx, method, path, rd, contentType)
+	return c.callReader(ctx, method, path, rd, contentType, out)
+}
+
+// callReader is call with a streamed body.
+func (c *Client) callReader(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {
+	resp, err := c.do(ctx, method, path, body, contentType)
 	if err != nil {
 		return err
 	}

@@ -39,21 +39,7 @@ func (c *Client) ResultPost(ctx context.Context, dir string, r *spec.Result) (*s
 	}
 	up := *r
 	up.Files = files
-	body, err := up.Encode()
-	if err != nil {
-		c.discard(ctx, uploaded)
-		return nil, err
-	}
-	var out api.ResultAnswer
-	if err := c.call(ctx, http.MethodPost, "task/result/", body, "application/json", &out); err != nil {
-		c.discard(ctx, uploaded)
-		return nil, err
-	}
-	stored, err := spec.ParseResult(out.Result, "the server's result")
-	if err != nil {
-		return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
-	}
-	return stored, nil
+	return postStored(ctx, c, "task/result/", "result", up.Encode, uploaded, spec.ParseResult)
 }
 
 // referenceLength is the length of our server's reference keys (32 hex

@@ -2,17 +2,22 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/kolejka-go/kolejka/api"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -36,19 +41,28 @@ func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*sp
 		return nil, err
 	}
 	t.Files = files
-	body, err := t.Encode()
+	return postStored(ctx, c, "task/task/", "task", t.Encode, uploaded, spec.ParseTask)
+}
+
+// postStored posts a task or result whose files are now references (encode
+// makes the body) to path, and reads with parse what the server stored: the
+// answer's key. If the server does not store it, the references uploaded
+// for it are deleted again (best effort).
+func postStored[T any](ctx context.Context, c *Client, path, key string, encode func() ([]byte, error), uploaded []string, parse func([]byte, string) (T, error)) (T, error) {
+	var zero T
+	body, err := encode()
 	if err != nil {
 		c.discard(ctx, uploaded)
-		return nil, err
+		return zero, err
 	}
-	var out api.NewTaskAnswer
-	if err := c.call(ctx, http.MethodPost, "task/task/", body, "application/json", &out); err != nil {
+	var out map[string]json.RawMessage
+	if err := c.call(ctx, http.MethodPost, path, body, "application/json", &out); err != nil {
 		c.discard(ctx, uploaded)
-		return nil, err
+		return zero, err
 	}
-	stored, err := spec.ParseTask(out.Task, "the server's task")
+	stored, err := parse(out[key], "the server's "+key)
 	if err != nil {
-		return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
+		return zero, fmt.Errorf("%v: %w", err, ErrProtocol)
 	}
 	return stored, nil
 }
@@ -58,39 +72,20 @@ func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*sp
 // failure it has deleted them again.
 func (c *Client) uploadFiles(ctx context.Context, dir string, in map[string]spec.File) (out map[string]spec.File, uploaded []string, err error) {
 	out = make(map[string]spec.File, len(in))
-	names := make([]string, 0, len(in))
-	for name := range in {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, uploadConcurrency)
-	)
-	for _, name := range names {
-		f := in[name]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			key, made, err := c.ensureReference(ctx, dir, f)
-			mu.Lock()
-			defer mu.Unlock()
-			if made {
-				uploaded = append(uploaded, key)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				return
-			}
+	var mu sync.Mutex
+	err = forEachFile(slices.Sorted(maps.Keys(in)), func(name string) error {
+		key, made, err := c.ensureReference(ctx, dir, in[name])
+		mu.Lock()
+		defer mu.Unlock()
+		if made {
+			uploaded = append(uploaded, key)
+		}
+		if err == nil {
 			out[name] = spec.File{Reference: key}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+		}
+		return err
+	})
+	if err != nil {
 		c.discard(ctx, uploaded)
 		return nil, nil, err
 	}
@@ -115,12 +110,12 @@ func (c *Client) discard(ctx context.Context, keys []string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), discardTimeout)
 	defer cancel()
 	var (
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, uploadConcurrency)
+		g       errgroup.Group
 		mu      sync.Mutex
 		away    bool
 		deleted int
 	)
+	g.SetLimit(uploadConcurrency)
 	for _, k := range keys {
 		mu.Lock()
 		stop := away
@@ -128,11 +123,7 @@ func (c *Client) discard(ctx context.Context, keys []string) {
 		if stop || ctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			err := c.BlobDelete(ctx, k)
 			mu.Lock()
 			defer mu.Unlock()
@@ -142,9 +133,10 @@ func (c *Client) discard(ctx context.Context, keys []string) {
 			case errors.Is(err, ErrConnect), errors.Is(err, ErrUnavailable):
 				away = true
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the goroutines return nil: deletion is best effort
 	slog.Debug("deleted the uploads of a request the server did not store", "uploaded", len(keys), "deleted", deleted)
 }
 
@@ -209,33 +201,42 @@ func (c *Client) TaskGet(ctx context.Context, key, dir string) (*spec.Task, erro
 // downloadFiles fetches every referenced file into dir under its name.
 func (c *Client) downloadFiles(ctx context.Context, dir string, in map[string]spec.File) (map[string]spec.File, error) {
 	out := make(map[string]spec.File, len(in))
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, uploadConcurrency)
-	)
 	for name, f := range in {
 		if f.Reference == "" {
 			return nil, fmt.Errorf("file %s has no reference: %w", name, ErrProtocol)
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := c.BlobGet(ctx, f.Reference, filepath.Join(dir, filepath.FromSlash(name)))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				return
-			}
-			out[name] = spec.File{Path: name, Reference: f.Reference}
-		}()
 	}
-	wg.Wait()
-	return out, errors.Join(errs...)
+	var mu sync.Mutex
+	err := forEachFile(slices.Sorted(maps.Keys(in)), func(name string) error {
+		ref := in[name].Reference
+		if err := c.BlobGet(ctx, ref, filepath.Join(dir, filepath.FromSlash(name))); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		out[name] = spec.File{Path: name, Reference: ref}
+		return nil
+	})
+	return out, err
+}
+
+// forEachFile runs fn for every name, uploadConcurrency at a time. Every
+// name is tried, whatever fails: the errors are joined, each prefixed with
+// its name.
+func forEachFile(names []string, fn func(name string) error) error {
+	errs := make([]error, len(names))
+	var g errgroup.Group
+	g.SetLimit(uploadConcurrency)
+	for i, name := range names {
+		g.Go(func() error {
+			if err := fn(name); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // fn's errors are in errs
+	return errors.Join(errs...)
 }
 
 // intoFolder fills a staging folder beside dir and renames it into place:
@@ -257,7 +258,7 @@ func (c *Client) intoFolder(dir string, fill func(stage string) error) error {
 		return err
 	}
 	os.Remove(dir) // an empty folder in the way
-	if err := os.Rename(stage, dir); err != nil {
+	if err := atomicfile.Rename(stage, dir); err != nil {
 		os.RemoveAll(stage)
 		return err
 	}

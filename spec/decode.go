@@ -45,27 +45,42 @@ func (d *decoder) root(n *node) bool {
 // fields reads an object of a fixed schema: unknown and repeated keys are
 // problems. allowed must be sorted (it is listed in messages). An absent
 // object reads as empty.
-func (d *decoder) fields(n *node, path string, allowed ...string) map[string]*node {
+func (d *decoder) fields(n *node, path string, allowed ...string) fieldSet {
+	f := fieldSet{path: path}
 	if absent(n) {
-		return nil
+		return f
 	}
 	if n.kind != jsonObject {
 		d.add(path, "expected an object, got %s", n.describe())
-		return nil
+		return f
 	}
 	for _, k := range n.dups {
 		d.add(fieldPath(path, k), "key given more than once")
 	}
-	m := make(map[string]*node, len(n.keys))
+	f.vals = make(map[string]*node, len(n.keys))
 	for i, k := range n.keys {
 		if !slices.Contains(allowed, k) {
 			d.add(fieldPath(path, k), "%s", unknownKey(k, allowed))
 			continue
 		}
-		m[k] = n.vals[i]
+		f.vals[k] = n.vals[i]
 	}
-	return m
+	return f
 }
+
+// fieldSet is an object of a fixed schema as fields read it: its values by
+// key, under the object's path.
+type fieldSet struct {
+	path string
+	vals map[string]*node
+}
+
+// at returns the value of key (nil when absent) and its field path: the
+// arguments of every accessor, as in d.size(m.at("memory")).
+func (f fieldSet) at(key string) (*node, string) { return f.vals[key], fieldPath(f.path, key) }
+
+// get returns the value of key, nil when absent.
+func (f fieldSet) get(key string) *node { return f.vals[key] }
 
 // entries reads an object used as a map; repeated keys are problems.
 func (d *decoder) entries(n *node, path string) (keys []string, vals []*node) {
@@ -125,30 +140,28 @@ func (d *decoder) word(n *node, path string) (string, bool) {
 
 // stringList reads a list of strings.
 func (d *decoder) stringList(n *node, path string) []string {
-	items := d.list(n, path)
-	if len(items) == 0 {
-		return nil
-	}
-	out := make([]string, 0, len(items))
-	for i, item := range items {
+	return d.listOf(n, path, func(item *node, path string) (string, bool) {
 		if item.kind != jsonString {
-			d.add(indexPath(path, i), "expected a string, got %s", item.describe())
-			continue
+			d.add(path, "expected a string, got %s", item.describe())
+			return "", false
 		}
-		out = append(out, item.str)
-	}
-	return out
+		return item.str, true
+	})
 }
 
 // wordList reads a list of strings or numbers (Kolejka's [str(k) for k in ...]).
-func (d *decoder) wordList(n *node, path string) []string {
+func (d *decoder) wordList(n *node, path string) []string { return d.listOf(n, path, d.word) }
+
+// listOf reads a list with item, which reads one element (at its path) or
+// refuses it: refused elements are left out.
+func (d *decoder) listOf(n *node, path string, item func(*node, string) (string, bool)) []string {
 	items := d.list(n, path)
 	if len(items) == 0 {
 		return nil
 	}
 	out := make([]string, 0, len(items))
-	for i, item := range items {
-		if s, ok := d.word(item, indexPath(path, i)); ok {
+	for i, it := range items {
+		if s, ok := item(it, indexPath(path, i)); ok {
 			out = append(out, s)
 		}
 	}

@@ -6,11 +6,12 @@ package spec
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 )
 
 // CheckFiles checks, in the task folder dir, that the path of every file is
@@ -71,46 +72,14 @@ func checkFilesOnDisk(p *problems, dir string, files map[string]File) {
 	}
 }
 
-// writeFileAtomic replaces path with data: a temporary file in the same
-// folder is written, synced and renamed over path, and the folder synced, so
-// that readers and crashes see either the old file or the whole new one.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+// writeDescription encodes a task or result and replaces DIR/file with it,
+// atomically and durably (see internal/atomicfile). Mode 0644: Kolejka's
+// open(..., 'w') leaves the file readable by others (under the usual
+// umask), which judges rely on.
+func writeDescription(dir, file string, encode func() ([]byte, error)) error {
+	data, err := encode()
 	if err != nil {
-		return fmt.Errorf("unable to write %s: %w", path, err)
+		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("unable to write %s: %w", path, err)
-	}
-	// CreateTemp makes the file 0600; Kolejka's open(..., 'w') leaves it
-	// readable by others (under the usual umask), which judges rely on.
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("unable to write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("unable to sync %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("unable to write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("unable to write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("unable to sync folder %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("unable to sync folder %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(dir, file), data, 0o644)
 }

@@ -85,6 +85,30 @@ func decodeFile[T any](data []byte, file string, read func(*decoder, *node) T) (
 	return v, nil
 }
 
+// unmarshalValue is an UnmarshalJSON: data read as parse does, naming
+// file, handed to set; a JSON null sets nothing.
+func unmarshalValue[V any](data []byte, file string, parse func([]byte, string) (V, error), set func(V)) error {
+	if string(data) == "null" {
+		return nil
+	}
+	v, err := parse(data, file)
+	if err != nil {
+		return err
+	}
+	set(v)
+	return nil
+}
+
+// encodeFile is encodeJSON for the description file named file: its
+// errors name the file.
+func encodeFile(file string, o object) ([]byte, error) {
+	data, err := encodeJSON(o)
+	if err != nil {
+		return nil, &Error{File: file, Problem: err.Error()}
+	}
+	return data, nil
+}
+
 // folderDocument is a task or a result, as a folder holds it.
 type folderDocument interface {
 	Validate(ValidateMode) error

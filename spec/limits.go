@@ -191,11 +191,7 @@ func (f limitField) parse(l *Limits, value string) error {
 	case kindBigInt:
 		v, err = ParseBigInt(value)
 	default:
-		n, problem := parseCount(value)
-		if problem != "" {
-			err = valueError(value, "count", problem)
-		}
-		v = n
+		v, err = parseValue(value, "count", parseCount)
 	}
 	if err != nil {
 		return err
@@ -265,19 +261,7 @@ func ParseLimitList(v string) (Limits, error) {
 // settings or a dequeue request) strictly: unknown keys and bad values are
 // *Errors naming file and key.
 func ParseLimits(data []byte, file string) (Limits, error) {
-	root, err := parseJSON(data, file)
-	if err != nil {
-		return Limits{}, err
-	}
-	d := newDecoder(file)
-	var l Limits
-	if d.root(root) {
-		l = d.limits(root, "")
-	}
-	if err := d.err(); err != nil {
-		return Limits{}, err
-	}
-	return l, nil
+	return decodeFile(data, file, func(d *decoder, n *node) Limits { return d.limits(n, "") })
 }
 
 // limits reads a limits object.
@@ -285,7 +269,7 @@ func (d *decoder) limits(n *node, path string) Limits {
 	var l Limits
 	m := d.fields(n, path, sortedLimitKeys()...)
 	for _, f := range limitFields() {
-		v, p := m[f.key], fieldPath(path, f.key)
+		v, p := m.at(f.key)
 		switch f.kind {
 		case kindCount:
 			*f.num(&l) = d.count(v, p)
@@ -334,15 +318,7 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads a limits object as ParseLimits does.
 func (l *Limits) UnmarshalJSON(data []byte) error {
-	if string(data) == "null" {
-		return nil
-	}
-	v, err := ParseLimits(data, "limits")
-	if err != nil {
-		return err
-	}
-	*l = v
-	return nil
+	return unmarshalValue(data, "limits", ParseLimits, func(v Limits) { *l = v })
 }
 
 // IsZero reports whether no limit is set.

@@ -268,26 +268,22 @@ func toInt64(d decimal, sc scale, mode rounding) (int64, string) {
 
 func sizeGrammar() quantityGrammar {
 	return quantityGrammar{
-		what: "size",
-		base: 1,
-		unit: func(r rune) (int64, int64, bool) {
-			switch asciiLower(r) {
-			case 'b':
-				return 1, 1, true
-			case 'k':
-				return 1 << 10, 1, true
-			case 'm':
-				return 1 << 20, 1, true
-			case 'g':
-				return 1 << 30, 1, true
-			case 't':
-				return 1 << 40, 1, true
-			case 'p':
-				return 1 << 50, 1, true
-			}
-			return 0, 0, false
-		},
+		what:    "size",
+		base:    1,
+		unit:    anyCaseUnits(sizeUnits),
 		unknown: func(rune) string { return "(use b, k, m, g, t, p)" },
+	}
+}
+
+// sizeUnits are the size suffixes, powers of 1024.
+var sizeUnits = map[rune]int64{'b': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
+
+// anyCaseUnits is the unit function of whole multipliers, by their
+// lower-case suffix, written in either case.
+func anyCaseUnits(multipliers map[rune]int64) func(rune) (int64, int64, bool) {
+	return func(r rune) (int64, int64, bool) {
+		m, ok := multipliers[asciiLower(r)]
+		return m, 1, ok
 	}
 }
 
@@ -351,26 +347,15 @@ func otherCase(r rune) rune {
 
 func bigIntGrammar() quantityGrammar {
 	return quantityGrammar{
-		what: "big integer",
-		base: 1,
-		unit: func(r rune) (int64, int64, bool) {
-			switch asciiLower(r) {
-			case 'k':
-				return 1e3, 1, true
-			case 'm':
-				return 1e6, 1, true
-			case 'g':
-				return 1e9, 1, true
-			case 't':
-				return 1e12, 1, true
-			case 'p':
-				return 1e15, 1, true
-			}
-			return 0, 0, false
-		},
+		what:    "big integer",
+		base:    1,
+		unit:    anyCaseUnits(bigIntUnits),
 		unknown: func(rune) string { return "(use k, m, g, t, p: powers of 1000)" },
 	}
 }
+
+// bigIntUnits are the big integer suffixes, powers of 1000.
+var bigIntUnits = map[rune]int64{'k': 1e3, 'm': 1e6, 'g': 1e9, 't': 1e12, 'p': 1e15}
 
 // parseWith parses s by grammar g; the problem is a phrase, "" on success.
 func parseWith(s string, g quantityGrammar, mode rounding) (int64, string) {
@@ -402,41 +387,30 @@ func parseTime(s string) (time.Duration, string) {
 // 67108864. The number may be fractional or in exponent form ("1e3k"); the
 // result is rounded to the nearest byte, ties to even, as Kolejka's
 // int(round(x)). Surrounding white space is ignored.
-func ParseSize(s string) (int64, error) {
-	n, problem := parseSize(s)
-	if problem != "" {
-		return 0, valueError(s, sizeGrammar().what, problem)
-	}
-	return n, nil
-}
+func ParseSize(s string) (int64, error) { return parseValue(s, sizeGrammar().what, parseSize) }
 
 // ParseTime parses a time: a number of seconds, or a number followed by
 // case-sensitive suffixes that multiply: W week, D day, H hour, M minute,
 // s second, m millisecond, µ (U+00B5) microsecond, n nanosecond. "500m" is
 // half a second, "2M" two minutes, "10" ten seconds. The result is rounded to
 // whole microseconds (Kolejka keeps a timedelta), ties to even.
-func ParseTime(s string) (time.Duration, error) {
-	d, problem := parseTime(s)
-	if problem != "" {
-		return 0, valueError(s, timeGrammar().what, problem)
-	}
-	return d, nil
-}
+func ParseTime(s string) (time.Duration, error) { return parseValue(s, timeGrammar().what, parseTime) }
 
 // ParseBigInt parses a count with decimal SI suffixes: k=10³, m=10⁶,
 // g=10⁹, t=10¹², p=10¹⁵ (in any case; several multiply). The number may be
 // fractional if the product is whole: "1.5k" is 1500, "1.5" is an error.
-func ParseBigInt(s string) (int64, error) {
-	n, problem := parseBigInt(s)
-	if problem != "" {
-		return 0, valueError(s, bigIntGrammar().what, problem)
-	}
-	return n, nil
-}
+func ParseBigInt(s string) (int64, error) { return parseValue(s, bigIntGrammar().what, parseBigInt) }
 
-// valueError is the error of a parser: `"64MiB" is not a size: unknown unit "i"`.
-func valueError(s, what, problem string) error {
-	return fmt.Errorf("%q is not a %s: %s", s, what, problem)
+// parseValue runs parse, whose problem is a phrase ("" on success), and
+// makes the problem the error of a public parser: `"64MiB" is not a size:
+// unknown unit "i"`. what names the kind of value.
+func parseValue[T any](s, what string, parse func(string) (T, string)) (T, error) {
+	v, problem := parse(s)
+	if problem != "" {
+		var zero T
+		return zero, fmt.Errorf("%q is not a %s: %s", s, what, problem)
+	}
+	return v, nil
 }
 
 // parseCount parses a whole number written as Python's int() reads it,

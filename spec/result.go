@@ -5,7 +5,6 @@ package spec
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 )
 
@@ -53,21 +52,21 @@ func LoadResult(dir string) (*Result, error) {
 func (d *decoder) result(n *node) *Result {
 	m := d.fields(n, "", resultKeys()...)
 	r := &Result{
-		ID:     d.str(m["id"], "id"),
-		Tags:   d.stringList(m["tags"], "tags"),
-		Limits: d.limits(m["limits"], "limits"),
-		Stdout: d.str(m["stdout"], "stdout"),
-		Stderr: d.str(m["stderr"], "stderr"),
-		Files:  d.files(m["files"], "files"),
-		Stats:  d.stats(m["stats"], "stats"),
+		ID:     d.str(m.at("id")),
+		Tags:   d.stringList(m.at("tags")),
+		Limits: d.limits(m.at("limits")),
+		Stdout: d.str(m.at("stdout")),
+		Stderr: d.str(m.at("stderr")),
+		Files:  d.files(m.at("files")),
+		Stats:  d.stats(m.at("stats")),
 	}
-	if keys, vals := d.entries(m["omitted"], "omitted"); len(keys) > 0 {
+	if keys, vals := d.entries(m.at("omitted")); len(keys) > 0 {
 		r.Omitted = make(map[string]string, len(keys))
 		for i, k := range keys {
 			r.Omitted[k] = d.str(vals[i], entryPath("omitted", k))
 		}
 	}
-	if code := d.signed(m["result"], "result"); code != nil {
+	if code := d.signed(m.at("result")); code != nil {
 		if int64(int(*code)) != *code {
 			d.add("result", "%d is out of range", *code)
 		} else {
@@ -75,9 +74,9 @@ func (d *decoder) result(n *node) *Result {
 			r.Result = &c
 		}
 	}
-	if !absent(m["status"]) {
-		r.Status = Status(d.str(m["status"], "status"))
-		if m["status"].kind == jsonString && !r.Status.Valid() {
+	if !absent(m.get("status")) {
+		r.Status = Status(d.str(m.at("status")))
+		if m.get("status").kind == jsonString && !r.Status.Valid() {
 			d.add("status", "%s", statusProblem(r.Status))
 		}
 	}
@@ -113,22 +112,12 @@ func (r *Result) Encode() ([]byte, error) {
 	if len(r.Omitted) > 0 {
 		o["omitted"] = stringMap(r.Omitted)
 	}
-	data, err := encodeJSON(o)
-	if err != nil {
-		return nil, &Error{File: ResultFile, Problem: err.Error()}
-	}
-	return data, nil
+	return encodeFile(ResultFile, o)
 }
 
 // WriteResult writes DIR/kolejka_result.json atomically (see WriteTask).
 // Write it last: its presence marks the result folder complete.
-func WriteResult(dir string, r *Result) error {
-	data, err := r.Encode()
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, ResultFile), data)
-}
+func WriteResult(dir string, r *Result) error { return writeDescription(dir, ResultFile, r.Encode) }
 
 // MarshalJSON is Encode.
 func (r *Result) MarshalJSON() ([]byte, error) { return r.Encode() }
@@ -136,13 +125,5 @@ func (r *Result) MarshalJSON() ([]byte, error) { return r.Encode() }
 // UnmarshalJSON reads a result as ParseResult does (a JSON null leaves r as
 // it is).
 func (r *Result) UnmarshalJSON(data []byte) error {
-	if string(data) == "null" {
-		return nil
-	}
-	v, err := ParseResult(data, ResultFile)
-	if err != nil {
-		return err
-	}
-	*r = *v
-	return nil
+	return unmarshalValue(data, ResultFile, ParseResult, func(v *Result) { *r = *v })
 }

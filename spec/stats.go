@@ -27,16 +27,16 @@ func gpuKeys() []string {
 func (d *decoder) stats(n *node, path string) Stats {
 	m := d.fields(n, path, statsKeys()...)
 	s := Stats{
-		CPU:    d.cpu(m["cpu"], fieldPath(path, "cpu")),
+		CPU:    d.cpu(m.at("cpu")),
 		CPUs:   map[string]CPUStats{},
-		Memory: d.memory(m["memory"], fieldPath(path, "memory")),
-		Pids:   d.pids(m["pids"], fieldPath(path, "pids")),
-		Time:   d.duration(m["time"], fieldPath(path, "time")),
-		Perf:   d.perf(m["perf"], fieldPath(path, "perf")),
+		Memory: d.memory(m.at("memory")),
+		Pids:   d.pids(m.at("pids")),
+		Time:   d.duration(m.at("time")),
+		Perf:   d.perf(m.at("perf")),
 		GPUs:   map[string]GPUStats{},
 	}
 	cpusPath := fieldPath(path, "cpus")
-	keys, vals := d.entries(m["cpus"], cpusPath)
+	keys, vals := d.entries(m.get("cpus"), cpusPath)
 	for i, k := range keys {
 		p := entryPath(cpusPath, k)
 		if !isCoreIndex(k) {
@@ -46,7 +46,7 @@ func (d *decoder) stats(n *node, path string) Stats {
 		s.CPUs[k] = d.cpu(vals[i], p)
 	}
 	gpusPath := fieldPath(path, "gpus")
-	keys, vals = d.entries(m["gpus"], gpusPath)
+	keys, vals = d.entries(m.get("gpus"), gpusPath)
 	for i, k := range keys {
 		s.GPUs[k] = d.gpu(vals[i], entryPath(gpusPath, k))
 	}
@@ -69,37 +69,37 @@ func isCoreIndex(k string) bool {
 func (d *decoder) cpu(n *node, path string) CPUStats {
 	m := d.fields(n, path, cpuKeys()...)
 	return CPUStats{
-		Usage:  d.duration(m["usage"], fieldPath(path, "usage")),
-		User:   d.duration(m["user"], fieldPath(path, "user")),
-		System: d.duration(m["system"], fieldPath(path, "system")),
+		Usage:  d.duration(m.at("usage")),
+		User:   d.duration(m.at("user")),
+		System: d.duration(m.at("system")),
 	}
 }
 
 func (d *decoder) memory(n *node, path string) MemoryStats {
 	m := d.fields(n, path, memoryKeys()...)
 	return MemoryStats{
-		Usage:    d.size(m["usage"], fieldPath(path, "usage")),
-		MaxUsage: d.size(m["max_usage"], fieldPath(path, "max_usage")),
-		Swap:     d.size(m["swap"], fieldPath(path, "swap")),
-		MaxSwap:  d.size(m["max_swap"], fieldPath(path, "max_swap")),
-		Failures: d.count(m["failures"], fieldPath(path, "failures")),
+		Usage:    d.size(m.at("usage")),
+		MaxUsage: d.size(m.at("max_usage")),
+		Swap:     d.size(m.at("swap")),
+		MaxSwap:  d.size(m.at("max_swap")),
+		Failures: d.count(m.at("failures")),
 	}
 }
 
 func (d *decoder) pids(n *node, path string) PidsStats {
 	m := d.fields(n, path, pidsKeys()...)
 	return PidsStats{
-		Usage:    d.count(m["usage"], fieldPath(path, "usage")),
-		MaxUsage: d.count(m["max_usage"], fieldPath(path, "max_usage")),
-		Failures: d.count(m["failures"], fieldPath(path, "failures")),
+		Usage:    d.count(m.at("usage")),
+		MaxUsage: d.count(m.at("max_usage")),
+		Failures: d.count(m.at("failures")),
 	}
 }
 
 func (d *decoder) perf(n *node, path string) PerfStats {
 	m := d.fields(n, path, perfKeys()...)
 	return PerfStats{
-		Instructions: d.bigInt(m["instructions"], fieldPath(path, "instructions")),
-		Cycles:       d.bigInt(m["cycles"], fieldPath(path, "cycles")),
+		Instructions: d.bigInt(m.at("instructions")),
+		Cycles:       d.bigInt(m.at("cycles")),
 	}
 }
 
@@ -107,19 +107,19 @@ func (d *decoder) gpu(n *node, path string) GPUStats {
 	m := d.fields(n, path, gpuKeys()...)
 	// either reads key, or its older spelling; both at once is a problem.
 	either := func(key, old string) *node {
-		if !absent(m[key]) && !absent(m[old]) {
+		if !absent(m.get(key)) && !absent(m.get(old)) {
 			d.add(fieldPath(path, old), "given together with %q, which it is an older name of", key)
 		}
-		if !absent(m[key]) {
-			return m[key]
+		if !absent(m.get(key)) {
+			return m.get(key)
 		}
-		return m[old]
+		return m.get(old)
 	}
 	g := GPUStats{
-		Name:           d.str(m["name"], fieldPath(path, "name")),
-		ID:             d.str(m["id"], fieldPath(path, "id")),
-		MaxTemperature: d.signed(m["max_temperature"], fieldPath(path, "max_temperature")),
-		MaxUtilization: d.count(m["max_utilization"], fieldPath(path, "max_utilization")),
+		Name:           d.str(m.at("name")),
+		ID:             d.str(m.at("id")),
+		MaxTemperature: d.signed(m.at("max_temperature")),
+		MaxUtilization: d.count(m.at("max_utilization")),
 	}
 	total, usage := either("memory_total", "total_memory"), either("max_memory_usage", "memory_usage")
 	g.MemoryTotal = d.size(total, fieldPath(path, "memory_total"))
@@ -339,19 +339,7 @@ func (s Stats) check(p *problems, path string) {
 // ParseStats reads a JSON stats object (as the observer's stats command
 // answers it) strictly, and normalises it as Kolejka does.
 func ParseStats(data []byte, file string) (Stats, error) {
-	root, err := parseJSON(data, file)
-	if err != nil {
-		return Stats{}, err
-	}
-	d := newDecoder(file)
-	var s Stats
-	if d.root(root) {
-		s = d.stats(root, "")
-	}
-	if err := d.err(); err != nil {
-		return Stats{}, err
-	}
-	return s, nil
+	return decodeFile(data, file, func(d *decoder, n *node) Stats { return d.stats(n, "") })
 }
 
 // MarshalJSON writes the stats object in Kolejka's canonical form.
@@ -366,15 +354,7 @@ func (s Stats) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads a stats object as ParseStats does.
 func (s *Stats) UnmarshalJSON(data []byte) error {
-	if string(data) == "null" {
-		return nil
-	}
-	v, err := ParseStats(data, "stats")
-	if err != nil {
-		return err
-	}
-	*s = v
-	return nil
+	return unmarshalValue(data, "stats", ParseStats, func(v Stats) { *s = v })
 }
 
 func putTime(o object, key string, v *time.Duration) {

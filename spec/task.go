@@ -4,7 +4,6 @@ package spec
 // Kolejka's canonical form, and loading and storing task folders.
 
 import (
-	"path/filepath"
 	"strings"
 )
 
@@ -32,19 +31,19 @@ func LoadTask(dir string) (*Task, error) {
 func (d *decoder) task(n *node) *Task {
 	m := d.fields(n, "", taskKeys()...)
 	return &Task{
-		ID:          d.str(m["id"], "id"),
-		Image:       d.str(m["image"], "image"),
-		Args:        d.wordList(m["args"], "args"),
-		Requires:    d.stringList(m["requires"], "requires"),
-		Exclusive:   d.boolean(m["exclusive"], "exclusive"),
-		Limits:      d.limits(m["limits"], "limits"),
-		Environment: d.environment(m["environment"], "environment"),
-		Stdin:       d.str(m["stdin"], "stdin"),
-		Stdout:      d.str(m["stdout"], "stdout"),
-		Stderr:      d.str(m["stderr"], "stderr"),
-		Files:       d.files(m["files"], "files"),
-		Collect:     d.collect(m["collect"], "collect"),
-		CallbackURL: d.str(m["callback_url"], "callback_url"),
+		ID:          d.str(m.at("id")),
+		Image:       d.str(m.at("image")),
+		Args:        d.wordList(m.at("args")),
+		Requires:    d.stringList(m.at("requires")),
+		Exclusive:   d.boolean(m.at("exclusive")),
+		Limits:      d.limits(m.at("limits")),
+		Environment: d.environment(m.at("environment")),
+		Stdin:       d.str(m.at("stdin")),
+		Stdout:      d.str(m.at("stdout")),
+		Stderr:      d.str(m.at("stderr")),
+		Files:       d.files(m.at("files")),
+		Collect:     d.collect(m.at("collect")),
+		CallbackURL: d.str(m.at("callback_url")),
 	}
 }
 
@@ -76,8 +75,8 @@ func (d *decoder) files(n *node, path string) map[string]File {
 		case jsonObject:
 			m := d.fields(v, p, fileSpecKeys()...)
 			files[name] = File{
-				Path:      d.str(m["path"], fieldPath(p, "path")),
-				Reference: d.str(m["reference"], fieldPath(p, "reference")),
+				Path:      d.str(m.at("path")),
+				Reference: d.str(m.at("reference")),
 			}
 		default:
 			d.add(p, "expected a path, null or an object with path and/or reference, got %s", v.describe())
@@ -98,13 +97,13 @@ func (d *decoder) collect(n *node, path string) []Collect {
 		}
 		m := d.fields(item, p, collectKeys()...)
 		c := Collect{
-			Glob:   d.str(m["glob"], fieldPath(p, "glob")),
-			Prefix: strings.Trim(d.str(m["prefix"], fieldPath(p, "prefix")), "/"),
+			Glob:   d.str(m.at("glob")),
+			Prefix: strings.Trim(d.str(m.at("prefix")), "/"),
 		}
-		if absent(m["glob"]) {
+		if absent(m.get("glob")) {
 			d.add(fieldPath(p, "glob"), "missing")
 		}
-		if s := d.count(m["strip"], fieldPath(p, "strip")); s != nil {
+		if s := d.count(m.at("strip")); s != nil {
 			if int64(int(*s)) != *s {
 				d.add(fieldPath(p, "strip"), "too large")
 			}
@@ -148,22 +147,12 @@ func (t *Task) Encode() ([]byte, error) {
 	putString(o, "stdout", t.Stdout)
 	putString(o, "stderr", t.Stderr)
 	putString(o, "callback_url", t.CallbackURL)
-	data, err := encodeJSON(o)
-	if err != nil {
-		return nil, &Error{File: TaskFile, Problem: err.Error()}
-	}
-	return data, nil
+	return encodeFile(TaskFile, o)
 }
 
 // WriteTask writes DIR/kolejka_task.json atomically: a reader sees the old
 // file or the new one, and after a crash never a torn one.
-func WriteTask(dir string, t *Task) error {
-	data, err := t.Encode()
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, TaskFile), data)
-}
+func WriteTask(dir string, t *Task) error { return writeDescription(dir, TaskFile, t.Encode) }
 
 // MarshalJSON is Encode, so that a task embedded in an HTTP answer is
 // written in the canonical form.
@@ -172,15 +161,7 @@ func (t *Task) MarshalJSON() ([]byte, error) { return t.Encode() }
 // UnmarshalJSON reads a task as ParseTask does (a JSON null leaves t as it
 // is).
 func (t *Task) UnmarshalJSON(data []byte) error {
-	if string(data) == "null" {
-		return nil
-	}
-	v, err := ParseTask(data, TaskFile)
-	if err != nil {
-		return err
-	}
-	*t = *v
-	return nil
+	return unmarshalValue(data, TaskFile, ParseTask, func(v *Task) { *t = *v })
 }
 
 func strs(list []string) []any {

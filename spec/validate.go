@@ -49,14 +49,8 @@ func (m ValidateMode) String() string {
 // callback URL is absolute http or https.
 func (t *Task) Validate(mode ValidateMode) error {
 	p := problems{file: TaskFile}
-	if mode != Local && mode != Server {
-		p.add("", "unknown validation mode %v", mode)
+	if !checkModeAndID(&p, mode, t.ID) {
 		return p.err()
-	}
-	if t.ID != "" {
-		if problem := idProblem(t.ID); problem != "" {
-			p.add("id", "%s", problem)
-		}
 	}
 	switch {
 	case t.Image == "":
@@ -122,14 +116,8 @@ func (t *Task) Validate(mode ValidateMode) error {
 // references (Server), stdout and stderr names, status, limits and stats.
 func (r *Result) Validate(mode ValidateMode) error {
 	p := problems{file: ResultFile}
-	if mode != Local && mode != Server {
-		p.add("", "unknown validation mode %v", mode)
+	if !checkModeAndID(&p, mode, r.ID) {
 		return p.err()
-	}
-	if r.ID != "" {
-		if problem := idProblem(r.ID); problem != "" {
-			p.add("id", "%s", problem)
-		}
 	}
 	checkTags(&p, "tags", r.Tags)
 	r.Limits.check(&p, "limits")
@@ -231,18 +219,11 @@ func nameProblem(name string) string {
 // pathProblem says why p is not a relative path inside a folder. Unlike a
 // name it may be unclean ("./in.txt"), but never leave the folder.
 func pathProblem(p string) string {
-	switch {
-	case p == "":
+	if p == "" {
 		return "is empty"
-	case strings.ContainsRune(p, 0):
-		return fmt.Sprintf("%q contains a NUL byte", p)
-	case strings.HasPrefix(p, "/"):
-		return fmt.Sprintf("%q is absolute; it must be relative to the folder", p)
 	}
-	for _, c := range strings.Split(p, "/") {
-		if c == ".." {
-			return fmt.Sprintf("%q leaves the folder (\"..\")", p)
-		}
+	if problem := escapeProblem(p, "it must be relative to the folder", "the folder"); problem != "" {
+		return problem
 	}
 	if path.Clean(p) == "." {
 		return fmt.Sprintf("%q is the folder itself, not a file in it", p)
@@ -252,17 +233,39 @@ func pathProblem(p string) string {
 
 // globProblem says why a collect glob is unusable.
 func globProblem(g string) string {
-	switch {
-	case g == "":
+	if g == "" {
 		return "missing or empty"
-	case strings.ContainsRune(g, 0):
-		return fmt.Sprintf("%q contains a NUL byte", g)
-	case strings.HasPrefix(g, "/"):
-		return fmt.Sprintf("%q is absolute; globs are relative to the task folder", g)
 	}
-	for _, c := range strings.Split(g, "/") {
+	return escapeProblem(g, "globs are relative to the task folder", "the task folder")
+}
+
+// checkModeAndID checks what Task.Validate and Result.Validate check first:
+// the mode (false when unknown: nothing else can be checked) and the id.
+func checkModeAndID(p *problems, mode ValidateMode, id string) bool {
+	if mode != Local && mode != Server {
+		p.add("", "unknown validation mode %v", mode)
+		return false
+	}
+	if id != "" {
+		if problem := idProblem(id); problem != "" {
+			p.add("id", "%s", problem)
+		}
+	}
+	return true
+}
+
+// escapeProblem says why p, a path relative to folder, may point outside
+// it: a NUL byte, absolute (relative says what it should be), "..".
+func escapeProblem(p, relative, folder string) string {
+	switch {
+	case strings.ContainsRune(p, 0):
+		return fmt.Sprintf("%q contains a NUL byte", p)
+	case strings.HasPrefix(p, "/"):
+		return fmt.Sprintf("%q is absolute; %s", p, relative)
+	}
+	for _, c := range strings.Split(p, "/") {
 		if c == ".." {
-			return fmt.Sprintf("%q leaves the task folder (\"..\")", g)
+			return fmt.Sprintf("%q leaves %s (\"..\")", p, folder)
 		}
 	}
 	return ""

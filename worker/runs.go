@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/flock"
 )
 
 // The run registry: one file per run in <state>/runs/, locked (flock) by
@@ -74,13 +75,15 @@ func (w *Worker) register(runID, scratch, stage string) (*runLock, error) {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("unable to register run %s: %w", runID, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := flock.TryExclusive(f); err != nil {
 		return fail(err)
 	}
 	rec, _ := json.Marshal(runRecord{Scratch: scratch, Stage: stage, Pid: os.Getpid()})
 	if _, err := f.Write(rec); err != nil {
 		return fail(err)
 	}
+	// A new name for a new file, not a replacement; not synced, which
+	// keeps an fsync off every task's start.
 	if err := os.Rename(tmp, p); err != nil {
 		return fail(err)
 	}
@@ -104,10 +107,7 @@ func (w *Worker) alive(runID string) bool {
 		return false
 	}
 	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return true // held by its owner
-	}
-	return false
+	return flock.TryShared(f) != nil // held by its owner
 }
 
 // Sweep removes everything that runs of dead workers left behind: their
@@ -133,7 +133,7 @@ func (w *Worker) Sweep(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if err := flock.TryExclusive(f); err != nil {
 			f.Close()
 			continue // alive
 		}

@@ -27,10 +27,15 @@ import (
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/image"
+	"github.com/kolejka-go/kolejka/worker/runc"
 	"github.com/kolejka-go/kolejka/worker/runtimes"
 )
 
 func main() {
+	// First, before any parsing: in the process the embedded runc starts
+	// a container with (this binary as `<self> init`), become the
+	// container's init; elsewhere this returns at once.
+	runc.MaybeInit()
 	// In a delegated cgroup (systemd's Delegate=yes), first re-executed
 	// where /sys/fs/cgroup is that group alone: the embedded runc must not
 	// touch the system manager's groups above it.

@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // File is a replacement of a file being written. Its embedded *os.File is
@@ -41,6 +42,13 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 		return nil, fmt.Errorf("unable to write %s: %w", path, err)
 	}
 	return &File{File: f, path: path, perm: perm}, nil
+}
+
+// IsTemporary tells whether name, a file's base name, is one of Create's
+// temporary files: what a crash between Create and Commit leaves beside
+// the target, for cleanups to recognise.
+func IsTemporary(name string) bool {
+	return len(name) > len("..tmp") && strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp")
 }
 
 // Path is the file being replaced.

@@ -70,3 +70,19 @@ func TestWriteFileIntoMissingFolderFailsNamingIt(t *testing.T) {
 	}
 }
 
+func TestIsTemporaryKnowsCreatesFiles(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "names.json")
+	f, err := Create(p, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	if tmp := filepath.Base(f.Name()); !IsTemporary(tmp) {
+		t.Errorf("IsTemporary(%q) = false for Create's own file", tmp)
+	}
+	for _, name := range []string{"names.json", ".hidden", "x.tmp", "..tmp"} {
+		if IsTemporary(name) {
+			t.Errorf("IsTemporary(%q) = true", name)
+		}
+	}
+}

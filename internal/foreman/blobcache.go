@@ -14,6 +14,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 )
 
 // DefaultBlobCacheSize is the blob cache's budget when none is configured.
@@ -199,7 +201,7 @@ func (c *BlobCache) fetch(ctx context.Context, sum string, fetch FetchFunc) erro
 	if err := os.Chmod(p, 0o755); err != nil {
 		return fmt.Errorf("unable to cache blob %s: %w", sum, err)
 	}
-	if err := os.Rename(p, c.path(sum)); err != nil {
+	if err := atomicfile.Rename(p, c.path(sum)); err != nil {
 		return fmt.Errorf("unable to cache blob %s: %w", sum, err)
 	}
 	c.mu.Lock()

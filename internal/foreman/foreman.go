@@ -55,9 +55,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/flock"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 )
@@ -323,13 +322,12 @@ func (f *Foreman) open() error {
 // lockDir locks dir/foreman.lock: one foreman per node folder, until the
 // file is closed (or the process ends).
 func lockDir(dir string) (*os.File, error) {
-	lock, err := os.OpenFile(filepath.Join(dir, "foreman.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	lock, err := flock.Own(filepath.Join(dir, "foreman.lock"))
+	if errors.Is(err, flock.ErrLocked) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unable to lock the node folder: %w", err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
 	}
 	return lock, nil
 }

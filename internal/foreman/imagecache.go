@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/worker/image"
 )
 
@@ -196,21 +197,14 @@ func (c *ImageCache) Enforce(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// save writes the record atomically (a reader sees the old or the new
-// one). Called with c.mu held.
+// save replaces the record atomically and durably (a reader, and the node
+// after a crash, sees the old or the new one). Called with c.mu held.
 func (c *ImageCache) save() error {
 	data, err := json.Marshal(imageUseFile{LastUse: c.lastUse})
 	if err != nil {
 		return err
 	}
-	tmp := c.file + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("unable to write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, c.file); err != nil {
-		return fmt.Errorf("unable to write %s: %w", c.file, err)
-	}
-	return nil
+	return atomicfile.WriteFile(c.file, data, 0o600)
 }
 
 // RuncImages is the runc runtime's local image store as an ImageStore.

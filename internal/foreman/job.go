@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/kolejka-go/kolejka/client"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
@@ -151,20 +153,17 @@ func (f *Foreman) fetchInputs(ctx context.Context, j *job) error {
 		return err
 	}
 	t.Files = make(map[string]spec.File, len(j.task.Files))
+	// Every file is tried, whatever fails: the errors are joined.
 	var (
 		mu   sync.Mutex
 		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, downloadConcurrency)
+		g    errgroup.Group
 	)
+	g.SetLimit(downloadConcurrency)
 	hits := 0
 	for name, file := range j.task.Files {
 		t.Files[name] = spec.File{Path: name}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			hit, err := f.fetchInput(ctx, j, name, file.Reference)
 			mu.Lock()
 			defer mu.Unlock()
@@ -173,9 +172,10 @@ func (f *Foreman) fetchInputs(ctx context.Context, j *job) error {
 			} else if hit {
 				hits++
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the goroutines return nil: errs holds their errors
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

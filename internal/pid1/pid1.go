@@ -94,9 +94,14 @@ type options struct {
 
 func parse(argv []string) (*options, error) {
 	o := &options{}
+	// The flags that take a value (given twice, the last wins).
+	valued := map[string]*string{
+		"--gate": &o.gate, "--stdin": &o.stdin, "--stdout": &o.stdout, "--stderr": &o.stderr,
+		"--env-file": &o.envFile, "--args-file": &o.argsFile,
+	}
 	for i := 0; i < len(argv); i++ {
 		a := argv[i]
-		switch {
+		switch v, ok := valued[a]; {
 		case a == "--":
 			o.args = argv[i+1:]
 			switch {
@@ -108,24 +113,9 @@ func parse(argv []string) (*options, error) {
 			return o, nil
 		case a == "--lo-up":
 			o.loUp = true
-		case a == "--gate" && i+1 < len(argv):
+		case ok && i+1 < len(argv):
 			i++
-			o.gate = argv[i]
-		case a == "--stdin" && i+1 < len(argv):
-			i++
-			o.stdin = argv[i]
-		case a == "--stdout" && i+1 < len(argv):
-			i++
-			o.stdout = argv[i]
-		case a == "--stderr" && i+1 < len(argv):
-			i++
-			o.stderr = argv[i]
-		case a == "--env-file" && i+1 < len(argv):
-			i++
-			o.envFile = argv[i]
-		case a == "--args-file" && i+1 < len(argv):
-			i++
-			o.argsFile = argv[i]
+			*v = argv[i]
 		default:
 			return nil, fmt.Errorf("unknown argument %q", a)
 		}
@@ -147,6 +137,27 @@ func Main(argv []string) int {
 	return run(o)
 }
 
+// prepare sets up what the task inherits besides signals: its stdio (first:
+// every message after it, such as "command not found", is for the task's
+// stderr), environment and argv, and the loopback interface.
+func prepare(o *options) error {
+	if err := redirect(o); err != nil {
+		return err
+	}
+	if err := loadEnv(o.envFile); err != nil {
+		return err
+	}
+	if err := loadArgs(o); err != nil {
+		return err
+	}
+	if o.loUp {
+		if err := loopbackUp(); err != nil {
+			return fmt.Errorf("unable to bring up loopback: %w", err)
+		}
+	}
+	return nil
+}
+
 // run is PID 1: start the task stopped at its first instruction, pass the
 // gate, reap, forward signals, mirror the task's status.
 func run(o *options) int {
@@ -157,25 +168,9 @@ func run(o *options) int {
 	// moment it runs wins the race and can forge what we report. (The
 	// task itself is dumpable again once it execs: judges trace it.)
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
-	// Stdio first: every message below, such as "command not found", is
-	// for the task's stderr.
-	if err := redirect(o); err != nil {
+	if err := prepare(o); err != nil {
 		fmt.Fprintf(os.Stderr, "kolejka-init: %v\n", err)
 		return ExitUsage
-	}
-	if err := loadEnv(o.envFile); err != nil {
-		fmt.Fprintf(os.Stderr, "kolejka-init: %v\n", err)
-		return ExitUsage
-	}
-	if err := loadArgs(o); err != nil {
-		fmt.Fprintf(os.Stderr, "kolejka-init: %v\n", err)
-		return ExitUsage
-	}
-	if o.loUp {
-		if err := loopbackUp(); err != nil {
-			fmt.Fprintf(os.Stderr, "kolejka-init: unable to bring up loopback: %v\n", err)
-			return ExitUsage
-		}
 	}
 	// Signals first, so none sent during start-up is lost. SIGCHLD wakes the
 	// reaper; the rest are forwarded.

@@ -35,9 +35,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/flock"
 	"github.com/kolejka-go/kolejka/internal/server/blobs"
 	"github.com/kolejka-go/kolejka/internal/server/notify"
 	"github.com/kolejka-go/kolejka/internal/server/store"
@@ -145,9 +145,9 @@ func lockDir(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to open lock file: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flock.TryExclusive(f); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, flock.ErrLocked) {
 			return nil, fmt.Errorf("unable to open %s: %w", dir, ErrLocked)
 		}
 		return nil, fmt.Errorf("unable to lock data folder: %w", err)

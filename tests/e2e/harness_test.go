@@ -19,6 +19,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/worker/runc"
 )
 
 // OutputLimit is the foremen's output_limit: small, so that output_flood
@@ -26,6 +27,7 @@ import (
 const OutputLimit = 1 << 20
 
 func TestMain(m *testing.M) {
+	runc.MaybeInit() // the benchmarks' in-process runc runtime starts its containers here
 	code := m.Run()
 	gridtest.Cleanup()
 	os.Exit(code)

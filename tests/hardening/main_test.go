@@ -21,6 +21,7 @@ import (
 	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/tests/hardening"
+	"github.com/kolejka-go/kolejka/worker/runc"
 )
 
 // tableEnv names the file the run writes its table into (docs/hardening.md
@@ -35,6 +36,7 @@ const regenerate = "make hardening    # as root, with Docker; it runs:\n" +
 var suite hardening.Table
 
 func TestMain(m *testing.M) {
+	runc.MaybeInit() // the in-process runc runtime's containers start here
 	if runHelper() {
 		return // a helper process: runHelper exited
 	}

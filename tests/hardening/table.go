@@ -8,12 +8,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 )
 
 // Category is one of the suite's three tables.
@@ -252,31 +252,12 @@ func cell(s string) string {
 	return strings.TrimSpace(r.Replace(s))
 }
 
-// WriteFile writes the document to path atomically (a temporary file
-// beside it, renamed).
+// WriteFile replaces the document at path atomically (see
+// internal/atomicfile).
 func (t *Table) WriteFile(path string, h Header) error {
 	var b bytes.Buffer
 	if err := t.WriteMarkdown(&b, h); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".hardening-*.md")
-	if err != nil {
-		return fmt.Errorf("unable to write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("unable to write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("unable to write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, b.Bytes(), 0o644)
 }

@@ -18,6 +18,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
+	"github.com/kolejka-go/kolejka/internal/flock"
 )
 
 // Import reads the image at path and stores it under name.
@@ -223,7 +226,7 @@ func (s *Store) decompressed(j *job, path string, f *os.File) (*os.File, error) 
 // link points name at already stored content with this ID, if there is
 // some; (nil, nil) means there is none and the image must be unpacked.
 func (s *Store) link(name string, id digest.Digest) (*Image, error) {
-	unlock, err := s.lockStore(unix.LOCK_EX)
+	unlock, err := s.lockStore(flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +243,7 @@ func (s *Store) link(name string, id digest.Digest) (*Image, error) {
 // publish moves unpacked content into place (unless the same ID got there
 // first: then ours is dropped with the job) and points name at it.
 func (s *Store) publish(name string, id digest.Digest, content string) (*Image, error) {
-	unlock, err := s.lockStore(unix.LOCK_EX)
+	unlock, err := s.lockStore(flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}
@@ -251,10 +254,7 @@ func (s *Store) publish(name string, id digest.Digest, content string) (*Image, 
 		if err := os.MkdirAll(parent, 0o700); err != nil {
 			return nil, err
 		}
-		if err := os.Rename(content, final); err != nil {
-			return nil, err
-		}
-		if err := syncDir(parent); err != nil {
+		if err := atomicfile.Rename(content, final); err != nil {
 			return nil, err
 		}
 	} else if err != nil {
@@ -270,7 +270,7 @@ func (s *Store) writeName(name string, id digest.Digest) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(s.nameFile(name), b); err != nil {
+	if err := atomicfile.WriteFile(s.nameFile(name), b, 0o600); err != nil {
 		return nil, err
 	}
 	return s.image(&rec)
@@ -286,7 +286,7 @@ type job struct {
 // newJob creates and locks the folder under the shared store lock, which
 // keeps cleanups (exclusive) from seeing it before it is locked.
 func (s *Store) newJob() (*job, error) {
-	unlock, err := s.lockStore(unix.LOCK_SH)
+	unlock, err := s.lockStore(flock.Shared)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +295,7 @@ func (s *Store) newJob() (*job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to start import: %w", err)
 	}
-	lock, err := flockPath(dir, os.O_RDONLY, unix.LOCK_EX|unix.LOCK_NB)
+	lock, err := flockPath(dir, os.O_RDONLY, flock.TryExclusive)
 	if err != nil {
 		_ = os.Remove(dir)
 		return nil, fmt.Errorf("unable to start import: %w", err)

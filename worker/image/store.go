@@ -73,6 +73,9 @@ import (
 	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
+	"github.com/kolejka-go/kolejka/internal/flock"
 )
 
 // Errors of the store. Match with errors.Is: messages add the image name,
@@ -260,41 +263,6 @@ func readJSONFile(p string, v any) error {
 	return nil
 }
 
-// writeFileAtomic writes p so that readers see either the old or the new
-// content, also after a crash or power loss: temp file, fsync, rename, fsync
-// of the folder.
-func writeFileAtomic(p string, data []byte) error {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 func parseID(id string) (digest.Digest, error) {
 	d, err := digest.Parse(id)
 	if err != nil {
@@ -413,7 +381,7 @@ func (s *Store) Acquire(name string) (img *Image, release func(), err error) {
 	}
 	// The store lock (shared) keeps collectors out between reading the name
 	// and locking the content: they take it exclusively before they look.
-	unlock, err := s.lockStore(unix.LOCK_SH)
+	unlock, err := s.lockStore(flock.Shared)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -427,7 +395,7 @@ func (s *Store) Acquire(name string) (img *Image, release func(), err error) {
 		return nil, nil, err
 	}
 	id, _ := parseID(img.ID) // validated by image
-	lock, err := flockPath(filepath.Join(s.contentDir(id), "lock"), os.O_RDONLY, unix.LOCK_SH)
+	lock, err := flockPath(filepath.Join(s.contentDir(id), "lock"), os.O_RDONLY, flock.Shared)
 	if err != nil {
 		return nil, nil, fmt.Errorf("unable to acquire image %s: %w", norm, err)
 	}
@@ -446,7 +414,7 @@ func (s *Store) Remove(name string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := s.lockStore(unix.LOCK_EX)
+	unlock, err := s.lockStore(flock.Exclusive)
 	if err != nil {
 		return err
 	}
@@ -461,7 +429,7 @@ func (s *Store) Remove(name string) error {
 		unlock()
 		return fmt.Errorf("unable to remove image %s: %w", norm, err)
 	}
-	if err := syncDir(s.namesDir()); err != nil {
+	if err := atomicfile.SyncDir(s.namesDir()); err != nil {
 		unlock()
 		return fmt.Errorf("unable to remove image %s: %w", norm, err)
 	}
@@ -483,7 +451,7 @@ func (s *Store) Remove(name string) error {
 // GC deletes content that no name points to and no task holds, and the
 // leftovers of crashed imports and deletions in tmp/.
 func (s *Store) GC() error {
-	unlock, err := s.lockStore(unix.LOCK_EX)
+	unlock, err := s.lockStore(flock.Exclusive)
 	if err != nil {
 		return err
 	}
@@ -528,7 +496,8 @@ func (s *Store) collectLocked() (trash []trashEntry, busy []string, err error) {
 	// Names being written under the store lock by a dead process.
 	if entries, err := os.ReadDir(s.namesDir()); err == nil {
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), ".tmp-") {
+			// .tmp-*: the temporary name files of older versions.
+			if atomicfile.IsTemporary(e.Name()) || strings.HasPrefix(e.Name(), ".tmp-") {
 				if err := os.Remove(filepath.Join(s.namesDir(), e.Name())); err != nil {
 					errs = append(errs, err)
 				}
@@ -544,8 +513,8 @@ func (s *Store) collectLocked() (trash []trashEntry, busy []string, err error) {
 	}
 	for _, e := range entries {
 		p := filepath.Join(s.tmpDir(), e.Name())
-		lock, err := flockPath(p, os.O_RDONLY, unix.LOCK_EX|unix.LOCK_NB)
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		lock, err := flockPath(p, os.O_RDONLY, flock.TryExclusive)
+		if errors.Is(err, flock.ErrLocked) {
 			continue // a live import or deletion
 		}
 		if err != nil {
@@ -581,7 +550,7 @@ func (s *Store) collectLocked() (trash []trashEntry, busy []string, err error) {
 			}
 			t, err := s.claimContent(filepath.Join(contentRoot, alg.Name(), d.Name()))
 			switch {
-			case errors.Is(err, unix.EWOULDBLOCK):
+			case errors.Is(err, flock.ErrLocked):
 				busy = append(busy, id)
 			case err != nil:
 				errs = append(errs, fmt.Errorf("unable to delete content %s: %w", id, err))
@@ -595,11 +564,11 @@ func (s *Store) collectLocked() (trash []trashEntry, busy []string, err error) {
 
 // claimContent moves an unreferenced content folder into a locked
 // tmp/trash-* folder, unless a task holds its lock (then the error is
-// EWOULDBLOCK). It runs under the exclusive store lock, so no cleaner can see
+// flock.ErrLocked). It runs under the exclusive store lock, so no cleaner can see
 // the new trash folder before it is locked, and no Acquire can lock the
 // content between the check and the rename.
 func (s *Store) claimContent(dir string) (trashEntry, error) {
-	taskLock, err := flockPath(filepath.Join(dir, "lock"), os.O_RDONLY, unix.LOCK_EX|unix.LOCK_NB)
+	taskLock, err := flockPath(filepath.Join(dir, "lock"), os.O_RDONLY, flock.TryExclusive)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) { // no lock file: a broken folder, delete it too
 		return trashEntry{}, err
 	}
@@ -610,11 +579,13 @@ func (s *Store) claimContent(dir string) (trashEntry, error) {
 	if err != nil {
 		return trashEntry{}, err
 	}
-	lock, err := flockPath(dst, os.O_RDONLY, unix.LOCK_EX|unix.LOCK_NB)
+	lock, err := flockPath(dst, os.O_RDONLY, flock.TryExclusive)
 	if err != nil {
 		_ = os.Remove(dst)
 		return trashEntry{}, err
 	}
+	// Not synced: after a crash that loses the move, the content is
+	// unreferenced where it was, and the next collection claims it again.
 	if err := os.Rename(dir, filepath.Join(dst, "content")); err != nil {
 		_ = os.Remove(dst)
 		lock.Close()
@@ -623,34 +594,29 @@ func (s *Store) claimContent(dir string) (trashEntry, error) {
 	return trashEntry{path: dst, lock: lock}, nil
 }
 
-// lockStore takes the store lock (root/lock) as how (unix.LOCK_SH or
-// unix.LOCK_EX) and returns its release.
-func (s *Store) lockStore(how int) (func(), error) {
-	f, err := flockPath(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, how)
+// lockStore takes the store lock (root/lock) with lock (flock.Shared or
+// flock.Exclusive) and returns its release.
+func (s *Store) lockStore(lock func(*os.File) error) (func(), error) {
+	f, err := flockPath(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, lock)
 	if err != nil {
 		return nil, fmt.Errorf("unable to lock image store %s: %w", s.root, err)
 	}
 	return func() { _ = f.Close() }, nil
 }
 
-// flockPath opens p and flock(2)s it. flock locks belong to the open file
-// description, so two opens of one file conflict even within one process
-// (unlike fcntl locks), which is what lets goroutines and processes use the
-// same protocol. The lock is released when the returned file is closed.
-func flockPath(p string, flag, how int) (*os.File, error) {
+// flockPath opens p and locks it with lock (flock.Shared, flock.TryExclusive,
+// ...). flock locks belong to the open file description, so two opens of
+// one file conflict even within one process (unlike fcntl locks), which is
+// what lets goroutines and processes use the same protocol. The lock is
+// released when the returned file is closed.
+func flockPath(p string, flag int, lock func(*os.File) error) (*os.File, error) {
 	f, err := os.OpenFile(p, flag|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := lock(f); err != nil {
 		f.Close()
-		return nil, &fs.PathError{Op: "flock", Path: p, Err: err}
+		return nil, err
 	}
 	return f, nil
 }

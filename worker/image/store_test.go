@@ -14,7 +14,8 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
+	"github.com/kolejka-go/kolejka/internal/flock"
 )
 
 // The test binary doubles as a second process holding a task lock, for
@@ -237,13 +238,19 @@ func TestOpenCleansCrashLeftovers(t *testing.T) {
 	writeFile(t, filepath.Join(root, "tmp/import-123/content/rootfs/bin/half"), []byte("half"))
 	writeFile(t, filepath.Join(root, "tmp/trash-456/content/rootfs/bin/old"), []byte("old"))
 	writeFile(t, filepath.Join(root, "names/.tmp-789"), []byte(`{"name":`))
+	half, err := atomicfile.Create(filepath.Join(root, "names", "half.json"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half.WriteString(`{"name":`)
+	half.File.Close() // neither committed nor aborted
 	orphan := filepath.Join(root, "content/sha256", strings.Repeat("ab", 32))
 	writeFile(t, filepath.Join(orphan, "rootfs/f"), []byte("orphan"))
 	writeFile(t, filepath.Join(orphan, "lock"), nil)
 	// And an import in progress in another process: locked, so it stays.
 	live := filepath.Join(root, "tmp/import-live")
 	writeFile(t, filepath.Join(live, "content/rootfs/f"), []byte("live"))
-	lock, err := flockPath(live, os.O_RDONLY, unix.LOCK_EX)
+	lock, err := flockPath(live, os.O_RDONLY, flock.Exclusive)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@
 //     same file system, so the final rename is atomic), hashing them on the
 //     way and refusing more than the size limit.
 //  2. Temp.Commit fsyncs it, renames it to its final name and fsyncs the
-//     folder, so after a crash a final name holds the complete bytes or
+//     folders (atomicfile.Rename), so after a crash a final name holds the complete bytes or
 //     does not exist: a partial blob never lives under its hash. If the
 //     content is already in place the temporary file is dropped unsynced.
 //  3. The caller records the blob in its database only after Commit, so a
@@ -34,6 +34,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 )
 
 // Errors of the store.
@@ -175,12 +177,9 @@ func (t *Temp) Commit() error {
 		os.Remove(t.f.Name())
 		return err
 	}
-	if err := os.Rename(t.f.Name(), final); err != nil {
-		os.Remove(t.f.Name())
+	if err := atomicfile.Rename(t.f.Name(), final); err != nil {
+		os.Remove(t.f.Name()) // when the rename itself failed
 		return fmt.Errorf("unable to move blob into place: %w", err)
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		return err
 	}
 	return nil
 }
@@ -201,19 +200,7 @@ func (s *Store) mkdirs(dir string) error {
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("unable to create blob folder: %w", err)
 	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("unable to open folder to sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("unable to sync folder %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(parent)
 }
 
 // Open opens the blob of hash for reading.

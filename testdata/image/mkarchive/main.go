@@ -39,6 +39,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 )
 
 func main() {
@@ -95,10 +97,10 @@ func run(rootfs, out, name string, mtime time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(out, "rootfs.tar"), layer); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(out, "rootfs.tar"), layer, 0o644); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(out, "docker-save.tar"), docker); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(out, "docker-save.tar"), docker, 0o644); err != nil {
 		return err
 	}
 	return ociLayout(filepath.Join(out, "oci"), layer, configJSON, tagged)
@@ -329,17 +331,10 @@ func ociLayout(dir string, layer, configJSON []byte, name reference.NamedTagged)
 	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	// A build output, which a crash makes us build again: not synced.
 	return os.Rename(tmp, dir)
 }
 
 func descriptor(mediaType string, b []byte) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
-}
-
-func writeFileAtomic(p string, b []byte) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
 }
