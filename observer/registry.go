@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/measure"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -597,8 +598,8 @@ func (r *Registry) measure(s *session, at time.Time) (spec.Stats, error) {
 	if cores == nil {
 		cores, _ = s.group.EffectiveCPUs() // nil where there is no cpuset: every core counted
 	}
-	st := StatsOf(u, cores)
-	st.Time = durp(max(at.Sub(start), 0))
+	st := measure.StatsOf(u, cores)
+	st.Time = measure.Duration(max(at.Sub(start), 0))
 	return st, nil
 }
 
