@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/measure"
+	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -23,8 +24,8 @@ func TestPickCores(t *testing.T) {
 		t.Errorf("pickCores(2, 1) = %v, %v", got, err)
 	}
 	for _, c := range [][2]int64{{5, 0}, {2, 3}, {1, -1}, {0, 0}} {
-		if _, err := pickCores(avail, c[0], c[1]); !errors.Is(err, ErrUnsupported) {
-			t.Errorf("pickCores(%d, %d) = %v, want ErrUnsupported", c[0], c[1], err)
+		if _, err := pickCores(avail, c[0], c[1]); !errors.Is(err, observer.ErrUnsupported) {
+			t.Errorf("pickCores(%d, %d) = %v, want observer.ErrUnsupported", c[0], c[1], err)
 		}
 	}
 }
@@ -49,7 +50,7 @@ func TestOverlayAndResources(t *testing.T) {
 	if r := resources(spec.Limits{Memory: i64(100), Swap: i64(50)}, nil, true); *r.Swap != 50 {
 		t.Errorf("an explicit swap limit: %+v", r)
 	}
-	if err := checkEnforceable(spec.Limits{GPUs: i64(0), Network: boolp(true)}); err != nil {
+	if err := CheckEnforceable(spec.Limits{GPUs: i64(0), Network: boolp(true)}); err != nil {
 		t.Errorf("gpus 0 and network true restrict nothing: %v", err)
 	}
 }
@@ -94,8 +95,8 @@ func TestParseParams(t *testing.T) {
 		t.Errorf("nulls are absent: %+v, %v", p, err)
 	}
 	for _, bad := range []string{`{`, `[]`, `null`, `"x"`, `{} 1`, `{"session_id": 1}`, `{"secret": {}}`, `{"pid": 1.5}`, `{"pid": -1}`, `{"limits": []}`, `{"limits": {"cpus": "x"}}`} {
-		if _, err := parseParams([]byte(bad)); !errors.Is(err, ErrBadRequest) {
-			t.Errorf("parseParams(%s) = %v, want ErrBadRequest", bad, err)
+		if _, err := parseParams([]byte(bad)); !errors.Is(err, observer.ErrBadRequest) {
+			t.Errorf("parseParams(%s) = %v, want observer.ErrBadRequest", bad, err)
 		}
 	}
 }

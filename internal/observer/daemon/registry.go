@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/measure"
+	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -88,7 +89,7 @@ type Registry struct {
 // Shutdown stops.
 func NewRegistry(cg *cgroup.Hierarchy, o Options) (*Registry, error) {
 	if cg == nil {
-		return nil, fmt.Errorf("unable to make an observer registry: no cgroup hierarchy: %w", ErrBadRequest)
+		return nil, fmt.Errorf("unable to make an observer registry: no cgroup hierarchy: %w", observer.ErrBadRequest)
 	}
 	if o.KeepClosed <= 0 {
 		o.KeepClosed = 10 * time.Minute
@@ -151,11 +152,11 @@ func (r *Registry) Count() int {
 
 // Open makes a new session in the caller's current cgroup; the caller stays
 // outside it.
-func (r *Registry) Open(caller int) (*Session, error) { return r.create(caller, false) }
+func (r *Registry) Open(caller int) (*observer.Session, error) { return r.create(caller, false) }
 
 // AttachNew makes a new session in the caller's current cgroup and moves
 // the caller into it.
-func (r *Registry) AttachNew(caller int) (*Session, error) { return r.create(caller, true) }
+func (r *Registry) AttachNew(caller int) (*observer.Session, error) { return r.create(caller, true) }
 
 // create makes a session below the caller's cgroup. The lifecycle:
 //
@@ -168,7 +169,7 @@ func (r *Registry) AttachNew(caller int) (*Session, error) { return r.create(cal
 //     the new session can get controllers (prepareParent).
 //  4. The session is recorded on disk, then its cgroup is made, without
 //     limits, named kolejka_observer_<id>; with attach the caller moves in.
-func (r *Registry) create(caller int, attach bool) (*Session, error) {
+func (r *Registry) create(caller int, attach bool) (*observer.Session, error) {
 	verb := "open"
 	if attach {
 		verb = "attach"
@@ -176,7 +177,7 @@ func (r *Registry) create(caller int, attach bool) (*Session, error) {
 	defer r.kickReaper()
 	creator, err := procOf(caller)
 	if err != nil {
-		return nil, fmt.Errorf("unable to %s a session: caller %d: %v: %w", verb, caller, err, ErrBadRequest)
+		return nil, fmt.Errorf("unable to %s a session: caller %d: %v: %w", verb, caller, err, observer.ErrBadRequest)
 	}
 	parent, err := r.callerGroup(caller)
 	if err != nil {
@@ -227,7 +228,7 @@ func (r *Registry) create(caller int, attach bool) (*Session, error) {
 		}
 		_ = g.Delete()
 		r.forget(s.id)
-		return nil, fmt.Errorf("unable to %s a session: %w", verb, ErrClosed)
+		return nil, fmt.Errorf("unable to %s a session: %w", verb, observer.ErrClosed)
 	}
 	r.live[id] = s
 	r.byPath[s.path] = s
@@ -236,14 +237,14 @@ func (r *Registry) create(caller int, attach bool) (*Session, error) {
 		r.persist(s)
 	}
 	r.log.Info("session made", "session", id, "path", s.path, "creator", caller, "attached", attach)
-	return &Session{ID: id, Secret: secret, Path: s.path}, nil
+	return &observer.Session{ID: id, Secret: secret, Path: s.path}, nil
 }
 
 // callerGroup returns the cgroup a caller belongs to (see logicalGroup).
 func (r *Registry) callerGroup(pid int) (string, error) {
 	p, err := r.cg.PathOf(pid)
 	if err != nil {
-		return "", fmt.Errorf("caller %d: %v: %w", pid, err, ErrBadRequest)
+		return "", fmt.Errorf("caller %d: %v: %w", pid, err, observer.ErrBadRequest)
 	}
 	return logicalGroup(p), nil
 }
@@ -257,7 +258,7 @@ func (r *Registry) checkNesting(parent string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.shut {
-		return ErrClosed
+		return observer.ErrClosed
 	}
 	var enclosing []*session // nearest first
 	for p := parent; ; p = path.Dir(p) {
@@ -270,14 +271,14 @@ func (r *Registry) checkNesting(parent string) error {
 	}
 	for i, s := range enclosing {
 		if s.closing {
-			return fmt.Errorf("session %s is closing: %w", s.id, ErrNotFound)
+			return fmt.Errorf("session %s is closing: %w", s.id, observer.ErrNotFound)
 		}
 		if s.expired {
-			return fmt.Errorf("the time limit of session %s has passed: %w", s.id, ErrNotFound)
+			return fmt.Errorf("the time limit of session %s has passed: %w", s.id, observer.ErrNotFound)
 		}
 		if d := s.limits.CgroupDepth; d != nil && int64(i+1) > *d {
 			return fmt.Errorf("session %s allows sessions only %d deep below it (cgroup_depth), this one would be %d deep: %w",
-				s.id, *d, i+1, ErrForbidden)
+				s.id, *d, i+1, observer.ErrForbidden)
 		}
 		if n := s.limits.CgroupDescendants; n != nil {
 			count := 0
@@ -288,7 +289,7 @@ func (r *Registry) checkNesting(parent string) error {
 			}
 			if int64(count+1) > *n {
 				return fmt.Errorf("session %s allows %d sessions below it (cgroup_descendants) and has %d: %w",
-					s.id, *n, count, ErrForbidden)
+					s.id, *n, count, observer.ErrForbidden)
 			}
 		}
 	}
@@ -340,12 +341,12 @@ func (r *Registry) sessionHome(s *session) *cgroup.Group {
 func (r *Registry) lookup(caller int, id, secret, verb string) (*session, *closedSession, error) {
 	r.kickReaper()
 	if id == "" {
-		return nil, nil, fmt.Errorf("unable to %s: session_id is missing: %w", verb, ErrBadRequest)
+		return nil, nil, fmt.Errorf("unable to %s: session_id is missing: %w", verb, observer.ErrBadRequest)
 	}
 	r.mu.Lock()
 	if r.shut {
 		r.mu.Unlock()
-		return nil, nil, fmt.Errorf("unable to %s: %w", verb, ErrClosed)
+		return nil, nil, fmt.Errorf("unable to %s: %w", verb, observer.ErrClosed)
 	}
 	s := r.live[id]
 	c := r.closed[id]
@@ -361,7 +362,7 @@ func (r *Registry) lookup(caller int, id, secret, verb string) (*session, *close
 		who = &c.ident
 	}
 	if who == nil || !who.matches(secret) || !r.allowed(caller, who) {
-		return nil, nil, fmt.Errorf("unable to %s: no session %q with this secret for process %d: %w", verb, id, caller, ErrForbidden)
+		return nil, nil, fmt.Errorf("unable to %s: no session %q with this secret for process %d: %w", verb, id, caller, observer.ErrForbidden)
 	}
 	return s, c, nil
 }
@@ -391,7 +392,7 @@ func (r *Registry) usable(s *session, verb string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s.closing || r.live[s.id] != s {
-		return fmt.Errorf("unable to %s: session %s is closed: %w", verb, s.id, ErrNotFound)
+		return fmt.Errorf("unable to %s: session %s is closed: %w", verb, s.id, observer.ErrNotFound)
 	}
 	return nil
 }
@@ -405,7 +406,7 @@ func (r *Registry) acquire(caller int, id, secret, verb string) (*session, error
 		return nil, err
 	}
 	if c != nil {
-		return nil, fmt.Errorf("unable to %s: it is closed: %w", verb, ErrNotFound)
+		return nil, fmt.Errorf("unable to %s: it is closed: %w", verb, observer.ErrNotFound)
 	}
 	s.op.Lock()
 	if err := r.usable(s, verb); err != nil {
@@ -427,7 +428,7 @@ func (r *Registry) Attach(caller int, id, secret string) error {
 	expired := s.expired
 	r.mu.Unlock()
 	if expired {
-		return fmt.Errorf("unable to %s: its time limit has passed: %w", verb, ErrNotFound)
+		return fmt.Errorf("unable to %s: its time limit has passed: %w", verb, observer.ErrNotFound)
 	}
 	r.tree.Lock()
 	err = r.sessionHome(s).Add(caller)
@@ -464,10 +465,10 @@ func (r *Registry) Detach(caller int, id, secret string) error {
 func (r *Registry) moveOut(caller int, s *session, verb string) error {
 	p, err := r.cg.PathOf(caller)
 	if err != nil {
-		return fmt.Errorf("unable to %s: caller %d: %v: %w", verb, caller, err, ErrBadRequest)
+		return fmt.Errorf("unable to %s: caller %d: %v: %w", verb, caller, err, observer.ErrBadRequest)
 	}
 	if !within(p, s.path) {
-		return fmt.Errorf("unable to %s: process %d is not in it (it is in %s): %w", verb, caller, p, ErrBadRequest)
+		return fmt.Errorf("unable to %s: process %d is not in it (it is in %s): %w", verb, caller, p, observer.ErrBadRequest)
 	}
 	r.tree.Lock()
 	defer r.tree.Unlock()
@@ -490,9 +491,9 @@ func (r *Registry) SetLimits(caller int, id, secret string, l spec.Limits) error
 		return err
 	}
 	if c != nil {
-		return fmt.Errorf("unable to %s: it is closed: %w", verb, ErrNotFound)
+		return fmt.Errorf("unable to %s: it is closed: %w", verb, observer.ErrNotFound)
 	}
-	if err := checkEnforceable(l); err != nil {
+	if err := CheckEnforceable(l); err != nil {
 		return fmt.Errorf("unable to %s: %w", verb, err)
 	}
 	s.op.Lock()
@@ -669,7 +670,7 @@ func (r *Registry) closeSession(s *session, why string) (spec.Stats, error) {
 	r.mu.Lock()
 	if s.closing {
 		r.mu.Unlock()
-		return spec.Stats{}, fmt.Errorf("unable to close session %s: already closing: %w", s.id, ErrNotFound)
+		return spec.Stats{}, fmt.Errorf("unable to close session %s: already closing: %w", s.id, observer.ErrNotFound)
 	}
 	s.closing = true
 	s.disarmLocked()
@@ -749,29 +750,29 @@ func (r *Registry) finish(s *session, st spec.Stats, at time.Time) {
 // figures and closed it, and is reaped once empty if the worker dies. Only
 // host root may act on it (the server allows /adopt to host root only;
 // in-process callers are trusted).
-func (r *Registry) Adopt(caller, pid int, p string, l spec.Limits) (*Session, error) {
+func (r *Registry) Adopt(caller, pid int, p string, l spec.Limits) (*observer.Session, error) {
 	verb := "adopt " + p
 	defer r.kickReaper()
 	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
-		return nil, fmt.Errorf("unable to %s: want a clean absolute cgroup path below /: %w", verb, ErrBadRequest)
+		return nil, fmt.Errorf("unable to %s: want a clean absolute cgroup path below /: %w", verb, observer.ErrBadRequest)
 	}
 	// p is the hierarchy's own path; the daemon may see a sub-tree of it.
 	p, err := r.cg.Relative(p)
 	if err != nil || p == "/" {
-		return nil, fmt.Errorf("unable to %s: %v: %w", verb, err, ErrBadRequest)
+		return nil, fmt.Errorf("unable to %s: %v: %w", verb, err, observer.ErrBadRequest)
 	}
 	if path.Base(p) == procsLeaf {
-		return nil, fmt.Errorf("unable to %s: %s is the observer's own: %w", verb, procsLeaf, ErrBadRequest)
+		return nil, fmt.Errorf("unable to %s: %s is the observer's own: %w", verb, procsLeaf, observer.ErrBadRequest)
 	}
-	if err := checkEnforceable(l); err != nil {
+	if err := CheckEnforceable(l); err != nil {
 		return nil, fmt.Errorf("unable to %s: %w", verb, err)
 	}
 	if _, err := procOf(pid); err != nil {
-		return nil, fmt.Errorf("unable to %s: process %d: %v: %w", verb, pid, err, ErrBadRequest)
+		return nil, fmt.Errorf("unable to %s: process %d: %v: %w", verb, pid, err, observer.ErrBadRequest)
 	}
 	creator, err := procOf(caller)
 	if err != nil {
-		return nil, fmt.Errorf("unable to %s: caller %d: %v: %w", verb, caller, err, ErrBadRequest)
+		return nil, fmt.Errorf("unable to %s: caller %d: %v: %w", verb, caller, err, observer.ErrBadRequest)
 	}
 	id, secret := newID(), newSecret()
 	now := r.now()
@@ -790,7 +791,7 @@ func (r *Registry) Adopt(caller, pid int, p string, l spec.Limits) (*Session, er
 	_, taken := r.byPath[p]
 	r.mu.Unlock()
 	if taken {
-		return nil, fmt.Errorf("unable to %s: it is a session already: %w", verb, ErrBadRequest)
+		return nil, fmt.Errorf("unable to %s: it is a session already: %w", verb, observer.ErrBadRequest)
 	}
 	if err := r.checkNesting(path.Dir(p)); err != nil {
 		return nil, fmt.Errorf("unable to %s: %w", verb, err)
@@ -829,14 +830,14 @@ func (r *Registry) Adopt(caller, pid int, p string, l spec.Limits) (*Session, er
 	if r.shut {
 		r.mu.Unlock()
 		r.forget(id)
-		return nil, fmt.Errorf("unable to %s: %w", verb, ErrClosed)
+		return nil, fmt.Errorf("unable to %s: %w", verb, observer.ErrClosed)
 	}
 	r.live[id] = s
 	r.byPath[p] = s
 	r.armLocked(s)
 	r.mu.Unlock()
 	r.log.Info("session adopted", "session", id, "path", p, "pid", pid, "limits", l.String())
-	return &Session{ID: id, Secret: secret, Path: p}, nil
+	return &observer.Session{ID: id, Secret: secret, Path: p}, nil
 }
 
 // Shutdown stops the registry's timers and reaper and returns once they

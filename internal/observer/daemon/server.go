@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"bufio"
@@ -17,10 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// DefaultSocket is where Kolejka's clients look for the observer (it is
-// bind-mounted into task containers).
-const DefaultSocket = "/var/run/kolejka/observer/socket"
 
 // ErrServerClosed is what Serve returns after Shutdown.
 var ErrServerClosed = errors.New("observer: server closed")

@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -55,13 +56,13 @@ func parseParams(body []byte) (*params, error) {
 	var raw map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("the body is not a JSON object: %v: %w", err, ErrBadRequest)
+		return nil, fmt.Errorf("the body is not a JSON object: %v: %w", err, observer.ErrBadRequest)
 	}
 	if raw == nil {
-		return nil, fmt.Errorf("the body is null: want a JSON object: %w", ErrBadRequest)
+		return nil, fmt.Errorf("the body is null: want a JSON object: %w", observer.ErrBadRequest)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("the body holds more than one JSON value: %w", ErrBadRequest)
+		return nil, fmt.Errorf("the body holds more than one JSON value: %w", observer.ErrBadRequest)
 	}
 	present := func(key string) (json.RawMessage, bool) {
 		v, ok := raw[key]
@@ -74,7 +75,7 @@ func parseParams(body []byte) (*params, error) {
 		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
-			return nil, fmt.Errorf("%s must be a string, not %s: %w", key, clip(string(v)), ErrBadRequest)
+			return nil, fmt.Errorf("%s must be a string, not %s: %w", key, clip(string(v)), observer.ErrBadRequest)
 		}
 		return &s, nil
 	}
@@ -94,13 +95,13 @@ func parseParams(body []byte) (*params, error) {
 	}
 	if v, ok := present("limits"); ok {
 		if p.limits, err = spec.ParseLimits(v, "limits"); err != nil {
-			return nil, fmt.Errorf("%v: %w", err, ErrBadRequest)
+			return nil, fmt.Errorf("%v: %w", err, observer.ErrBadRequest)
 		}
 	}
 	if v, ok := present("pid"); ok {
 		var pid int
 		if err := json.Unmarshal(v, &pid); err != nil || pid <= 0 {
-			return nil, fmt.Errorf("pid must be a positive integer, not %s: %w", clip(string(v)), ErrBadRequest)
+			return nil, fmt.Errorf("pid must be a positive integer, not %s: %w", clip(string(v)), observer.ErrBadRequest)
 		}
 		p.pid = &pid
 	}
@@ -113,7 +114,7 @@ func (s *Server) handle(c *conn, req *request) (int, []byte) {
 	if err != nil {
 		status = statusOf(err)
 		kind := kindOf(status)
-		if errors.Is(err, ErrUnsupported) {
+		if errors.Is(err, observer.ErrUnsupported) {
 			kind = "unsupported"
 		}
 		body = errorBody(kind, err.Error())
@@ -152,7 +153,7 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 	// inherited it) and its opener's pid to a newcomer: act only for the
 	// process that connected.
 	if !c.peer.alive() {
-		return 0, nil, fmt.Errorf("process %d, which opened this connection, is gone: %w", c.peer.Pid, ErrForbidden)
+		return 0, nil, fmt.Errorf("process %d, which opened this connection, is gone: %w", c.peer.Pid, observer.ErrForbidden)
 	}
 	p, err := parseParams(req.body)
 	if err != nil {
@@ -161,7 +162,7 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 	pid := c.peer.Pid
 	id := func() (string, error) {
 		if p.sessionID == nil {
-			return "", fmt.Errorf("%s needs session_id: %w", req.command, ErrBadRequest)
+			return "", fmt.Errorf("%s needs session_id: %w", req.command, observer.ErrBadRequest)
 		}
 		return *p.sessionID, nil
 	}
@@ -186,10 +187,10 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 		return ok(map[string]any{"session_id": sess.ID, "secret": sess.Secret})
 	case "adopt":
 		if !hostRoot(pid, c.peer.uid) {
-			return 0, nil, fmt.Errorf("adopt is for host root only (process %d, uid %d): %w", pid, c.peer.uid, ErrForbidden)
+			return 0, nil, fmt.Errorf("adopt is for host root only (process %d, uid %d): %w", pid, c.peer.uid, observer.ErrForbidden)
 		}
 		if p.pid == nil || p.path == nil {
-			return 0, nil, fmt.Errorf("adopt needs pid and path: %w", ErrBadRequest)
+			return 0, nil, fmt.Errorf("adopt needs pid and path: %w", observer.ErrBadRequest)
 		}
 		sess, err := s.r.Adopt(pid, *p.pid, *p.path, p.limits)
 		if err != nil {
@@ -275,19 +276,19 @@ func statsBody(st spec.Stats) ([]byte, error) {
 // statusOf maps an error to its HTTP status.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, observer.ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, ErrBadRequest), errors.Is(err, cgroup.ErrInvalid):
+	case errors.Is(err, observer.ErrBadRequest), errors.Is(err, cgroup.ErrInvalid):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrNotFound), errors.Is(err, errUnknown):
+	case errors.Is(err, observer.ErrNotFound), errors.Is(err, errUnknown):
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, errMediaType):
 		return http.StatusUnsupportedMediaType
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, observer.ErrClosed):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, ErrUnsupported):
+	case errors.Is(err, observer.ErrUnsupported):
 		return http.StatusInternalServerError
 	}
 	return http.StatusInternalServerError

@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"encoding/base64"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -56,7 +57,7 @@ func TestGoClient(t *testing.T) {
 	if n := owner.goClientOK(socket, "sessions"); string(n) != "0" {
 		t.Errorf("Sessions = %s", n)
 	}
-	var s Session
+	var s observer.Session
 	if err := json.Unmarshal(owner.goClientOK(socket, "open"), &s); err != nil || !isSessionID(s.ID) {
 		t.Fatalf("Open = %+v, %v", s, err)
 	}
@@ -67,7 +68,7 @@ func TestGoClient(t *testing.T) {
 		t.Errorf("Sessions after an idle close = %s", n)
 	}
 	worker.goClientOK(socket, "attachto", s.ID, s.Secret)
-	var s2 Session
+	var s2 observer.Session
 	json.Unmarshal(worker.goClientOK(socket, "attach"), &s2)
 	if got := pathOf(t, h, worker.pid); got != path.Join(e.callers, groupPrefix+s.ID, groupPrefix+s2.ID) {
 		t.Errorf("after Attach the worker is in %s", got)
@@ -105,7 +106,7 @@ func TestGoClient(t *testing.T) {
 			t.Errorf("%s %v: %s %s, want %s", c.action, c.args, kind, msg, c.kind)
 		}
 	}
-	var s3 Session
+	var s3 observer.Session
 	json.Unmarshal(owner.goClientOK(socket, "open"), &s3)
 	if kind, msg := owner.goClient(socket, "limits", s3.ID, s3.Secret, limits64(spec.Limits{Storage: i64(1 << 20)})); kind != "unsupported" {
 		t.Errorf("a storage limit: %s %s, want unsupported", kind, msg)
@@ -117,7 +118,7 @@ func TestGoClient(t *testing.T) {
 	if kind, _ := task.goClient(socket, "adopt", itoa(task.pid), e.root+"/task", limits64(spec.Limits{})); kind != "forbidden" {
 		t.Errorf("Adopt by a container's root: %s, want forbidden", kind)
 	}
-	var sa Session
+	var sa observer.Session
 	json.Unmarshal(owner.goClientOK(socket, "adopt", itoa(task.pid), e.root+"/task", limits64(spec.Limits{Pids: i64(10)})), &sa)
 	if got := pathOf(t, h, task.pid); got != e.root+"/task" {
 		t.Errorf("the adopted process is in %s", got)
