@@ -38,18 +38,12 @@ import (
 // runner sends the "status" of an earlier answer back); keys it knows must
 // have the right type.
 
-// params are a request's JSON object.
-type params struct {
-	sessionID *string
-	secret    string
-	limits    spec.Limits
-	pid       *int
-	path      *string
-}
-
-// parseParams reads a request body.
-func parseParams(body []byte) (*params, error) {
-	p := &params{}
+// parseParams reads a request body as leniently as Kolejka's server does,
+// and as strictly as a typed client deserves: unknown keys and nulls are
+// ignored, the keys it knows must have the right type, each error names
+// its key.
+func parseParams(body []byte) (*observer.Request, error) {
+	p := &observer.Request{}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return p, nil
 	}
@@ -80,7 +74,7 @@ func parseParams(body []byte) (*params, error) {
 		return &s, nil
 	}
 	var err error
-	if p.sessionID, err = str("session_id"); err != nil {
+	if p.SessionID, err = str("session_id"); err != nil {
 		return nil, err
 	}
 	secret, err := str("secret")
@@ -88,22 +82,24 @@ func parseParams(body []byte) (*params, error) {
 		return nil, err
 	}
 	if secret != nil {
-		p.secret = *secret
+		p.Secret = *secret
 	}
-	if p.path, err = str("path"); err != nil {
+	if p.Path, err = str("path"); err != nil {
 		return nil, err
 	}
 	if v, ok := present("limits"); ok {
-		if p.limits, err = spec.ParseLimits(v, "limits"); err != nil {
+		l, err := spec.ParseLimits(v, "limits")
+		if err != nil {
 			return nil, fmt.Errorf("%v: %w", err, observer.ErrBadRequest)
 		}
+		p.Limits = &l
 	}
 	if v, ok := present("pid"); ok {
 		var pid int
 		if err := json.Unmarshal(v, &pid); err != nil || pid <= 0 {
 			return nil, fmt.Errorf("pid must be a positive integer, not %s: %w", clip(string(v)), observer.ErrBadRequest)
 		}
-		p.pid = &pid
+		p.Pid = &pid
 	}
 	return p, nil
 }
@@ -115,7 +111,7 @@ func (s *Server) handle(c *conn, req *request) (int, []byte) {
 		status = statusOf(err)
 		kind := kindOf(status)
 		if errors.Is(err, observer.ErrUnsupported) {
-			kind = "unsupported"
+			kind = observer.KindUnsupported
 		}
 		body = errorBody(kind, err.Error())
 		level := s.log.Debug
@@ -135,7 +131,7 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 		if req.command != "" {
 			return 0, nil, fmt.Errorf("unknown path %q: %w", clip(req.target), errUnknown)
 		}
-		return ok(map[string]any{"sessions": s.r.Count()})
+		return ok(observer.Answer{Sessions: ptr(s.r.Count())})
 	case http.MethodPost:
 	default:
 		return 0, nil, fmt.Errorf("method %s: want GET or POST: %w", clip(req.method), errMethod)
@@ -161,20 +157,20 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 	}
 	pid := c.peer.Pid
 	id := func() (string, error) {
-		if p.sessionID == nil {
+		if p.SessionID == nil {
 			return "", fmt.Errorf("%s needs session_id: %w", req.command, observer.ErrBadRequest)
 		}
-		return *p.sessionID, nil
+		return *p.SessionID, nil
 	}
 	switch req.command {
 	case "":
-		return ok(map[string]any{"sessions": s.r.Count()})
+		return ok(observer.Answer{Sessions: ptr(s.r.Count())})
 	case "open", "attach":
-		if req.command == "attach" && p.sessionID != nil {
-			if err := s.r.Attach(pid, *p.sessionID, p.secret); err != nil {
+		if req.command == "attach" && p.SessionID != nil {
+			if err := s.r.Attach(pid, *p.SessionID, p.Secret); err != nil {
 				return 0, nil, err
 			}
-			return ok(nil)
+			return ok(observer.Answer{})
 		}
 		create := s.r.Open
 		if req.command == "attach" {
@@ -184,19 +180,19 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		return ok(map[string]any{"session_id": sess.ID, "secret": sess.Secret})
+		return ok(observer.Answer{SessionID: sess.ID, Secret: sess.Secret})
 	case "adopt":
 		if !hostRoot(pid, c.peer.uid) {
 			return 0, nil, fmt.Errorf("adopt is for host root only (process %d, uid %d): %w", pid, c.peer.uid, observer.ErrForbidden)
 		}
-		if p.pid == nil || p.path == nil {
+		if p.Pid == nil || p.Path == nil {
 			return 0, nil, fmt.Errorf("adopt needs pid and path: %w", observer.ErrBadRequest)
 		}
-		sess, err := s.r.Adopt(pid, *p.pid, *p.path, p.limits)
+		sess, err := s.r.Adopt(pid, *p.Pid, *p.Path, limitsOf(p))
 		if err != nil {
 			return 0, nil, err
 		}
-		return ok(map[string]any{"session_id": sess.ID, "secret": sess.Secret})
+		return ok(observer.Answer{SessionID: sess.ID, Secret: sess.Secret})
 	case "detach", "limits", "stats", "freeze", "thaw", "kill", "close":
 	default:
 		return 0, nil, fmt.Errorf("unknown command %q: %w", clip(req.command), errUnknown)
@@ -207,21 +203,21 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 	}
 	switch req.command {
 	case "detach":
-		err = s.r.Detach(pid, sid, p.secret)
+		err = s.r.Detach(pid, sid, p.Secret)
 	case "limits":
-		err = s.r.SetLimits(pid, sid, p.secret, p.limits)
+		err = s.r.SetLimits(pid, sid, p.Secret, limitsOf(p))
 	case "freeze":
-		err = s.r.Freeze(pid, sid, p.secret)
+		err = s.r.Freeze(pid, sid, p.Secret)
 	case "thaw":
-		err = s.r.Thaw(pid, sid, p.secret)
+		err = s.r.Thaw(pid, sid, p.Secret)
 	case "kill":
-		err = s.r.Kill(pid, sid, p.secret)
+		err = s.r.Kill(pid, sid, p.Secret)
 	case "stats", "close":
 		var st spec.Stats
 		if req.command == "stats" {
-			st, err = s.r.Stats(pid, sid, p.secret)
+			st, err = s.r.Stats(pid, sid, p.Secret)
 		} else {
-			st, err = s.r.Close(pid, sid, p.secret)
+			st, err = s.r.Close(pid, sid, p.Secret)
 		}
 		if err != nil {
 			return 0, nil, err
@@ -235,7 +231,7 @@ func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return ok(nil)
+	return ok(observer.Answer{})
 }
 
 // Errors that only the wire has.
@@ -245,15 +241,22 @@ var (
 	errMediaType = errors.New("unsupported media type")
 )
 
-// ok answers 200 with fields and "status": "ok".
-func ok(fields map[string]any) (int, []byte, error) {
-	out := map[string]any{"status": "ok"}
-	for k, v := range fields {
-		out[k] = v
-	}
-	b, err := json.Marshal(out)
+// ok answers 200 with a and "status": "ok".
+func ok(a observer.Answer) (int, []byte, error) {
+	a.Status = observer.StatusOK
+	b, err := json.Marshal(a)
 	return http.StatusOK, b, err
 }
+
+// limitsOf is the limits a request sets (none if it names none).
+func limitsOf(p *observer.Request) spec.Limits {
+	if p.Limits == nil {
+		return spec.Limits{}
+	}
+	return *p.Limits
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // statsBody is the stats object in Kolejka's encoding with "status": "ok"
 // added as its last key.
@@ -270,7 +273,7 @@ func statsBody(st spec.Stats) ([]byte, error) {
 	if len(body) > 1 {
 		body = append(body, ',')
 	}
-	return append(body, `"status":"ok"}`...), nil
+	return append(body, `"status":"`+observer.StatusOK+`"}`...), nil
 }
 
 // statusOf maps an error to its HTTP status.
@@ -301,19 +304,19 @@ func kindOf(status int) string {
 	case http.StatusBadRequest, http.StatusLengthRequired, http.StatusRequestEntityTooLarge,
 		http.StatusRequestHeaderFieldsTooLarge, http.StatusUnsupportedMediaType, http.StatusMethodNotAllowed,
 		http.StatusExpectationFailed, http.StatusHTTPVersionNotSupported:
-		return "bad_request"
+		return observer.KindBadRequest
 	case http.StatusForbidden:
-		return "forbidden"
+		return observer.KindForbidden
 	case http.StatusNotFound:
-		return "not_found"
+		return observer.KindNotFound
 	case http.StatusServiceUnavailable:
-		return "busy"
+		return observer.KindBusy
 	}
-	return "failure"
+	return observer.KindFailure
 }
 
 // errorBody is an error answer.
 func errorBody(kind, msg string) []byte {
-	b, _ := json.Marshal(map[string]string{"status": "error", "error": kind, "message": msg})
+	b, _ := json.Marshal(observer.Answer{Status: observer.StatusError, Error: kind, Message: msg})
 	return b
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/observer"
 )
 
 // ErrServerClosed is what Serve returns after Shutdown.
@@ -189,7 +191,7 @@ func (s *Server) accept(nc net.Conn) {
 			// Every slot is handling a command: refuse this one.
 			bw := bufio.NewWriter(nc)
 			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-			_ = writeResponse(bw, http.StatusServiceUnavailable, errorBody("busy", "too many connections"), false, false)
+			_ = writeResponse(bw, http.StatusServiceUnavailable, errorBody(observer.KindBusy, "too many connections"), false, false)
 			nc.Close()
 			return
 		}

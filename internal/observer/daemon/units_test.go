@@ -88,10 +88,10 @@ func TestParseParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *p.sessionID != "ab" || p.secret != "cd" || *p.limits.Memory != 1<<20 || *p.limits.Time != 2500*time.Millisecond || *p.pid != 7 || *p.path != "/x" {
+	if *p.SessionID != "ab" || p.Secret != "cd" || *p.Limits.Memory != 1<<20 || *p.Limits.Time != 2500*time.Millisecond || *p.Pid != 7 || *p.Path != "/x" {
 		t.Errorf("parsed %+v", p)
 	}
-	if p, err := parseParams([]byte(`{"session_id": null, "limits": null}`)); err != nil || p.sessionID != nil {
+	if p, err := parseParams([]byte(`{"session_id": null, "limits": null}`)); err != nil || p.SessionID != nil || p.Limits != nil {
 		t.Errorf("nulls are absent: %+v, %v", p, err)
 	}
 	for _, bad := range []string{`{`, `[]`, `null`, `"x"`, `{} 1`, `{"session_id": 1}`, `{"secret": {}}`, `{"pid": 1.5}`, `{"pid": -1}`, `{"limits": []}`, `{"limits": {"cpus": "x"}}`} {
