@@ -25,7 +25,7 @@ import (
 //	attach  session_id, secret    (caller into that session)
 //	detach  session_id, secret    (caller back to the session's parent)
 //	limits  session_id, secret, limits
-//	stats   session_id, secret    → the stats object (FIX: Kolejka needs no secret)
+//	stats   session_id, secret    → the stats object (Kolejka's needs no secret)
 //	freeze, thaw, kill  session_id, secret
 //	close   session_id, secret    → the final stats object (Kolejka answers none)
 //	adopt   pid, path, limits     → session_id, secret (ours, host root only)
@@ -106,132 +106,184 @@ func parseParams(body []byte) (*observer.Request, error) {
 
 // handle answers one request of connection c.
 func (s *Server) handle(c *conn, req *request) (int, []byte) {
-	status, body, err := s.dispatch(c, req)
+	body, err := s.dispatch(c, req)
 	if err != nil {
-		status = statusOf(err)
+		status := statusOf(err)
 		kind := kindOf(status)
 		if errors.Is(err, observer.ErrUnsupported) {
 			kind = observer.KindUnsupported
 		}
-		body = errorBody(kind, err.Error())
 		level := s.log.Debug
 		if status >= 500 {
 			level = s.log.Warn
 		}
 		level("command failed", "command", req.command, "pid", c.peer.Pid, "status", status, "error", err)
-		return status, body
+		return status, errorBody(kind, err.Error())
 	}
 	s.log.Debug("command", "command", req.command, "pid", c.peer.Pid)
-	return status, body
+	return http.StatusOK, body
 }
 
-func (s *Server) dispatch(c *conn, req *request) (int, []byte, error) {
+// dispatch checks a request and runs its command (see commands); the body
+// it returns is a 200 answer's.
+func (s *Server) dispatch(c *conn, req *request) ([]byte, error) {
 	switch req.method {
 	case http.MethodGet, http.MethodHead:
 		if req.command != "" {
-			return 0, nil, fmt.Errorf("unknown path %q: %w", clip(req.target), errUnknown)
+			return nil, fmt.Errorf("unknown path %q: %w", clip(req.target), errUnknown)
 		}
-		return ok(observer.Answer{Sessions: ptr(s.r.Count())})
+		return countSessions(&call{r: s.r})
 	case http.MethodPost:
 	default:
-		return 0, nil, fmt.Errorf("method %s: want GET or POST: %w", clip(req.method), errMethod)
+		return nil, fmt.Errorf("method %s: want GET or POST: %w", clip(req.method), errMethod)
 	}
-	if ct := req.header.Get("Content-Type"); ct != "" {
-		mt, ps, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return 0, nil, fmt.Errorf("Content-Type %q: want application/json: %w", clip(ct), errMediaType)
-		}
-		if cs, set := ps["charset"]; set && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-			return 0, nil, fmt.Errorf("charset %q: want utf-8: %w", clip(cs), errMediaType)
-		}
+	if err := checkContentType(req.header.Get("Content-Type")); err != nil {
+		return nil, err
 	}
 	// The connection may have passed to another process (a child that
 	// inherited it) and its opener's pid to a newcomer: act only for the
 	// process that connected.
 	if !c.peer.alive() {
-		return 0, nil, fmt.Errorf("process %d, which opened this connection, is gone: %w", c.peer.Pid, observer.ErrForbidden)
+		return nil, fmt.Errorf("process %d, which opened this connection, is gone: %w", c.peer.Pid, observer.ErrForbidden)
 	}
 	p, err := parseParams(req.body)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	pid := c.peer.Pid
-	id := func() (string, error) {
-		if p.SessionID == nil {
-			return "", fmt.Errorf("%s needs session_id: %w", req.command, observer.ErrBadRequest)
-		}
-		return *p.SessionID, nil
+	run, known := commands[req.command]
+	if !known {
+		return nil, fmt.Errorf("unknown command %q: %w", clip(req.command), errUnknown)
 	}
-	switch req.command {
-	case "":
-		return ok(observer.Answer{Sessions: ptr(s.r.Count())})
-	case "open", "attach":
-		if req.command == "attach" && p.SessionID != nil {
-			if err := s.r.Attach(pid, *p.SessionID, p.Secret); err != nil {
-				return 0, nil, err
-			}
-			return ok(observer.Answer{})
-		}
-		create := s.r.Open
-		if req.command == "attach" {
-			create = s.r.AttachNew
-		}
-		sess, err := create(pid)
+	return run(&call{r: s.r, command: req.command, caller: c.peer, p: p})
+}
+
+// checkContentType accepts a JSON body in UTF-8, or one that says nothing.
+func checkContentType(ct string) error {
+	if ct == "" {
+		return nil
+	}
+	mt, ps, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return fmt.Errorf("Content-Type %q: want application/json: %w", clip(ct), errMediaType)
+	}
+	if cs, set := ps["charset"]; set && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return fmt.Errorf("charset %q: want utf-8: %w", clip(cs), errMediaType)
+	}
+	return nil
+}
+
+// call is one command as its handler sees it.
+type call struct {
+	r       *Registry
+	command string
+	caller  peer
+	p       *observer.Request
+}
+
+// sessionID is the session the command names.
+func (c *call) sessionID() (string, error) {
+	if c.p.SessionID == nil {
+		return "", fmt.Errorf("%s needs session_id: %w", c.command, observer.ErrBadRequest)
+	}
+	return *c.p.SessionID, nil
+}
+
+// A handler runs one command and returns its answer's body.
+type handler func(c *call) ([]byte, error)
+
+// commands are the POST commands by name (see the table above); "" is
+// POST /, which counts the sessions as GET / does.
+var commands = map[string]handler{
+	"":       countSessions,
+	"open":   newSession((*Registry).Open),
+	"attach": attach,
+	"adopt":  adopt,
+	"detach": onSession((*Registry).Detach),
+	"limits": setLimits,
+	"freeze": onSession((*Registry).Freeze),
+	"thaw":   onSession((*Registry).Thaw),
+	"kill":   onSession((*Registry).Kill),
+	"stats":  sessionStats((*Registry).Stats),
+	"close":  sessionStats((*Registry).Close),
+}
+
+func countSessions(c *call) ([]byte, error) {
+	return okBody(observer.Answer{Sessions: ptr(c.r.Count())})
+}
+
+// newSession is a command that makes a session for the caller.
+func newSession(create func(r *Registry, caller int) (*observer.Session, error)) handler {
+	return func(c *call) ([]byte, error) {
+		sess, err := create(c.r, c.caller.Pid)
 		if err != nil {
-			return 0, nil, err
+			return nil, err
 		}
-		return ok(observer.Answer{SessionID: sess.ID, Secret: sess.Secret})
-	case "adopt":
-		if !hostRoot(pid, c.peer.uid) {
-			return 0, nil, fmt.Errorf("adopt is for host root only (process %d, uid %d): %w", pid, c.peer.uid, observer.ErrForbidden)
-		}
-		if p.Pid == nil || p.Path == nil {
-			return 0, nil, fmt.Errorf("adopt needs pid and path: %w", observer.ErrBadRequest)
-		}
-		sess, err := s.r.Adopt(pid, *p.Pid, *p.Path, limitsOf(p))
-		if err != nil {
-			return 0, nil, err
-		}
-		return ok(observer.Answer{SessionID: sess.ID, Secret: sess.Secret})
-	case "detach", "limits", "stats", "freeze", "thaw", "kill", "close":
-	default:
-		return 0, nil, fmt.Errorf("unknown command %q: %w", clip(req.command), errUnknown)
+		return okBody(observer.Answer{SessionID: sess.ID, Secret: sess.Secret})
 	}
-	sid, err := id()
+}
+
+// attach without a session_id makes a session with the caller in it; with
+// one it moves the caller into that session.
+func attach(c *call) ([]byte, error) {
+	if c.p.SessionID == nil {
+		return newSession((*Registry).AttachNew)(c)
+	}
+	return onSession((*Registry).Attach)(c)
+}
+
+// adopt is for host root only: the worker making a task's cgroup a session.
+func adopt(c *call) ([]byte, error) {
+	if !hostRoot(c.caller.Pid, c.caller.uid) {
+		return nil, fmt.Errorf("adopt is for host root only (process %d, uid %d): %w", c.caller.Pid, c.caller.uid, observer.ErrForbidden)
+	}
+	if c.p.Pid == nil || c.p.Path == nil {
+		return nil, fmt.Errorf("adopt needs pid and path: %w", observer.ErrBadRequest)
+	}
+	sess, err := c.r.Adopt(c.caller.Pid, *c.p.Pid, *c.p.Path, limitsOf(c.p))
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	switch req.command {
-	case "detach":
-		err = s.r.Detach(pid, sid, p.Secret)
-	case "limits":
-		err = s.r.SetLimits(pid, sid, p.Secret, limitsOf(p))
-	case "freeze":
-		err = s.r.Freeze(pid, sid, p.Secret)
-	case "thaw":
-		err = s.r.Thaw(pid, sid, p.Secret)
-	case "kill":
-		err = s.r.Kill(pid, sid, p.Secret)
-	case "stats", "close":
-		var st spec.Stats
-		if req.command == "stats" {
-			st, err = s.r.Stats(pid, sid, p.Secret)
-		} else {
-			st, err = s.r.Close(pid, sid, p.Secret)
-		}
+	return okBody(observer.Answer{SessionID: sess.ID, Secret: sess.Secret})
+}
+
+// onSession is a command on a session that answers nothing but "ok".
+func onSession(op func(r *Registry, caller int, id, secret string) error) handler {
+	return func(c *call) ([]byte, error) {
+		id, err := c.sessionID()
 		if err != nil {
-			return 0, nil, err
+			return nil, err
 		}
-		body, err := statsBody(st)
-		if err != nil {
-			return 0, nil, err
+		if err := op(c.r, c.caller.Pid, id, c.p.Secret); err != nil {
+			return nil, err
 		}
-		return http.StatusOK, body, nil
+		return okBody(observer.Answer{})
 	}
+}
+
+func setLimits(c *call) ([]byte, error) {
+	id, err := c.sessionID()
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	return ok(observer.Answer{})
+	if err := c.r.SetLimits(c.caller.Pid, id, c.p.Secret, limitsOf(c.p)); err != nil {
+		return nil, err
+	}
+	return okBody(observer.Answer{})
+}
+
+// sessionStats is a command that answers a session's stats.
+func sessionStats(read func(r *Registry, caller int, id, secret string) (spec.Stats, error)) handler {
+	return func(c *call) ([]byte, error) {
+		id, err := c.sessionID()
+		if err != nil {
+			return nil, err
+		}
+		st, err := read(c.r, c.caller.Pid, id, c.p.Secret)
+		if err != nil {
+			return nil, err
+		}
+		return statsBody(st)
+	}
 }
 
 // Errors that only the wire has.
@@ -241,11 +293,10 @@ var (
 	errMediaType = errors.New("unsupported media type")
 )
 
-// ok answers 200 with a and "status": "ok".
-func ok(a observer.Answer) (int, []byte, error) {
+// okBody is a 200 answer's body: a with "status": "ok".
+func okBody(a observer.Answer) ([]byte, error) {
 	a.Status = observer.StatusOK
-	b, err := json.Marshal(a)
-	return http.StatusOK, b, err
+	return json.Marshal(a)
 }
 
 // limitsOf is the limits a request sets (none if it names none).
