@@ -137,14 +137,3 @@ func resources(l spec.Limits, cores []int, noSwap bool) *cgroup.Resources {
 	}
 	return r
 }
-
-// pickCores pins n cores, the offset-th and the next ones of avail. A
-// request that does not fit is refused, never silently shrunk or wrapped
-// around (Kolejka resets the offset to 0).
-func pickCores(avail []int, n, offset int64) ([]int, error) {
-	if offset < 0 || n < 1 || offset+n > int64(len(avail)) {
-		return nil, fmt.Errorf("cpus %d from offset %d: the session's parent has only the %d cores %s: %w",
-			n, offset, len(avail), cgroup.FormatCPUList(avail), observer.ErrUnsupported)
-	}
-	return append([]int(nil), avail[offset:offset+n]...), nil
-}

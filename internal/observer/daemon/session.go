@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -15,16 +14,9 @@ import (
 	"github.com/kolejka-go/kolejka/spec"
 )
 
-const (
-	// groupPrefix names every session's cgroup (but adopted ones, which
-	// live where the worker says): "kolejka_observer_" and the id.
-	groupPrefix = "kolejka_observer_"
-	// procsLeaf is the sub-group that, on cgroup v2, the processes of a
-	// group move into before a session is made below it (see
-	// cgroup.Group.Evacuate): the kernel gives controllers only to the
-	// sub-groups of a group that holds no process itself.
-	procsLeaf = groupPrefix + "procs"
-)
+// groupPrefix names every session's cgroup (but adopted ones, which live
+// where the worker says): "kolejka_observer_" and the id.
+const groupPrefix = "kolejka_observer_"
 
 // ident is what identifies a session and decides who may act on it; it
 // outlives the session's close.
@@ -58,14 +50,6 @@ type session struct {
 	expired  bool      // the time limit passed and killed it
 	closing  bool      // Close or the reaper is ending it
 	timer    *time.Timer
-}
-
-// closedSession is what is kept of a session after its close: who may read
-// its final stats, and the stats.
-type closedSession struct {
-	ident
-	stats    spec.Stats
-	closedAt time.Time
 }
 
 // newID returns a fresh session id: 128 random bits in hex, the shape of
@@ -107,14 +91,4 @@ func sortByDepth(ss []*session) {
 // within reports whether cgroup path p is base or lies below it.
 func within(p, base string) bool {
 	return base == "/" || p == base || strings.HasPrefix(p, base+"/")
-}
-
-// logicalGroup maps the cgroup a process is in to the group it belongs to:
-// a process in a procsLeaf belongs to the leaf's parent, where it ran
-// before it was moved down.
-func logicalGroup(p string) string {
-	if path.Base(p) == procsLeaf {
-		return path.Dir(p)
-	}
-	return p
 }
