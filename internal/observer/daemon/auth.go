@@ -23,10 +23,7 @@ func (r *Registry) lookup(caller int, id, secret, verb string) (*session, *close
 		return nil, nil, fmt.Errorf("unable to %s: %w", verb, observer.ErrClosed)
 	}
 	s := r.live[id]
-	c := r.closed[id]
-	if c != nil && r.now().Sub(c.closedAt) > r.o.KeepClosed {
-		c = nil // expired; the reaper removes it
-	}
+	c := r.closed.get(id, r.now())
 	r.mu.Unlock()
 	var who *ident
 	switch {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"path"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/observer"
@@ -35,4 +36,17 @@ func pickCores(avail []int, n, offset int64) ([]int, error) {
 			n, offset, len(avail), cgroup.FormatCPUList(avail), observer.ErrUnsupported)
 	}
 	return append([]int(nil), avail[offset:offset+n]...), nil
+}
+
+// pickCoresBelow chooses the cores of a session to be made in cgroup scope,
+// from those of scope or, while it does not exist yet (an adopted group's
+// parents), of its nearest ancestor that does.
+func (r *Registry) pickCoresBelow(scope string, l spec.Limits) ([]int, error) {
+	for scope != "/" {
+		if _, err := r.cg.Load(scope); err == nil {
+			break
+		}
+		scope = path.Dir(scope)
+	}
+	return r.pickCores(scope, l)
 }

@@ -121,16 +121,9 @@ func (r *Registry) create(caller int, attach bool) (*observer.Session, error) {
 func (r *Registry) Adopt(caller, pid int, p string, l spec.Limits) (*observer.Session, error) {
 	verb := "adopt " + p
 	defer r.kickReaper()
-	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
-		return nil, fmt.Errorf("unable to %s: want a clean absolute cgroup path below /: %w", verb, observer.ErrBadRequest)
-	}
-	// p is the hierarchy's own path; the daemon may see a sub-tree of it.
-	p, err := r.cg.Relative(p)
-	if err != nil || p == "/" {
-		return nil, fmt.Errorf("unable to %s: %v: %w", verb, err, observer.ErrBadRequest)
-	}
-	if path.Base(p) == procsLeaf {
-		return nil, fmt.Errorf("unable to %s: %s is the observer's own: %w", verb, procsLeaf, observer.ErrBadRequest)
+	p, err := r.adoptable(p)
+	if err != nil {
+		return nil, fmt.Errorf("unable to %s: %w", verb, err)
 	}
 	if err := CheckEnforceable(l); err != nil {
 		return nil, fmt.Errorf("unable to %s: %w", verb, err)
@@ -165,30 +158,14 @@ func (r *Registry) Adopt(caller, pid int, p string, l spec.Limits) (*observer.Se
 		return nil, fmt.Errorf("unable to %s: %w", verb, err)
 	}
 	if l.CPUs != nil {
-		scope := s.scope
-		for {
-			if _, err := r.cg.Load(scope); err == nil || scope == "/" {
-				break
-			}
-			scope = path.Dir(scope)
-		}
-		if s.cores, err = r.pickCores(scope, l); err != nil {
+		if s.cores, err = r.pickCoresBelow(s.scope, l); err != nil {
 			return nil, fmt.Errorf("unable to %s: %w", verb, err)
 		}
 	}
 	if err := r.save(s); err != nil {
 		return nil, fmt.Errorf("unable to %s: %w", verb, err)
 	}
-	g, err := r.cg.Load(p)
-	switch {
-	case errors.Is(err, cgroup.ErrNotExist):
-		g, err = r.cg.Create(p, resources(l, s.cores, r.noSwap))
-	case err == nil && touchesGroup(l):
-		err = g.Update(resources(l, s.cores, r.noSwap))
-	}
-	if err == nil {
-		err = g.Add(pid)
-	}
+	g, err := r.adoptGroup(p, pid, l, s.cores)
 	if err != nil {
 		r.forget(id)
 		return nil, fmt.Errorf("unable to %s: %w", verb, err)
@@ -206,6 +183,40 @@ func (r *Registry) Adopt(caller, pid int, p string, l spec.Limits) (*observer.Se
 	r.mu.Unlock()
 	r.log.Info("session adopted", "session", id, "path", p, "pid", pid, "limits", l.String())
 	return &observer.Session{ID: id, Secret: secret, Path: p}, nil
+}
+
+// adoptable checks the cgroup path that Adopt is given and returns it
+// relative to the hierarchy the daemon sees: a clean absolute path below
+// the root, none of the observer's procs leaves.
+func (r *Registry) adoptable(p string) (string, error) {
+	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
+		return "", fmt.Errorf("want a clean absolute cgroup path below /: %w", observer.ErrBadRequest)
+	}
+	// p is the hierarchy's own path; the daemon may see a sub-tree of it.
+	p, err := r.cg.Relative(p)
+	if err != nil || p == "/" {
+		return "", fmt.Errorf("%v: %w", err, observer.ErrBadRequest)
+	}
+	if path.Base(p) == procsLeaf {
+		return "", fmt.Errorf("%s is the observer's own: %w", procsLeaf, observer.ErrBadRequest)
+	}
+	return p, nil
+}
+
+// adoptGroup makes or limits the cgroup p of an adopted session, as Adopt
+// says, and moves process pid in.
+func (r *Registry) adoptGroup(p string, pid int, l spec.Limits, cores []int) (*cgroup.Group, error) {
+	g, err := r.cg.Load(p)
+	switch {
+	case errors.Is(err, cgroup.ErrNotExist):
+		g, err = r.cg.Create(p, resources(l, cores, r.noSwap))
+	case err == nil && touchesGroup(l):
+		err = g.Update(resources(l, cores, r.noSwap))
+	}
+	if err == nil {
+		err = g.Add(pid)
+	}
+	return g, err
 }
 
 // Close ends the session and returns its final stats: a caller inside it
@@ -294,21 +305,10 @@ func (r *Registry) finish(s *session, st spec.Stats, at time.Time) {
 	if r.byPath[s.path] == s {
 		delete(r.byPath, s.path)
 	}
-	r.closed[s.id] = c
-	var evicted []string
-	for len(r.closed) > r.o.MaxClosed {
-		oldest := ""
-		for id, c := range r.closed {
-			if oldest == "" || c.closedAt.Before(r.closed[oldest].closedAt) {
-				oldest = id
-			}
-		}
-		delete(r.closed, oldest)
-		evicted = append(evicted, oldest)
-	}
+	dropped := r.closed.add(c)
 	r.mu.Unlock()
 	r.persistClosed(c)
-	for _, id := range evicted {
+	for _, id := range dropped {
 		r.forget(id)
 	}
 }

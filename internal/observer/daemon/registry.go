@@ -74,7 +74,7 @@ type Registry struct {
 	mu      sync.Mutex
 	live    map[string]*session // by id
 	byPath  map[string]*session // live sessions by cgroup path
-	closed  map[string]*closedSession
+	closed  closedSessions
 	pending []*cgroup.Group // closed sessions' groups whose removal failed; retried
 	made    map[string]bool // parent folders made for sessions, removed when empty (parents.go)
 	shut    bool
@@ -116,7 +116,7 @@ func NewRegistry(cg *cgroup.Hierarchy, o Options) (*Registry, error) {
 		now:    o.Now,
 		live:   map[string]*session{},
 		byPath: map[string]*session{},
-		closed: map[string]*closedSession{},
+		closed: newClosedSessions(o.KeepClosed, o.MaxClosed),
 		made:   map[string]bool{},
 		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),

@@ -618,7 +618,7 @@ func TestKeepClosed(t *testing.T) {
 	}
 	e.r.reap()
 	e.r.mu.Lock()
-	kept := len(e.r.closed)
+	kept := len(e.r.closed.byID)
 	e.r.mu.Unlock()
 	if kept != 0 {
 		t.Errorf("%d closed sessions kept past KeepClosed", kept)

@@ -170,7 +170,7 @@ func (r *Registry) persistClosed(c *closedSession) {
 	r.store.mu.Lock()
 	defer r.store.mu.Unlock()
 	r.mu.Lock()
-	_, kept := r.closed[c.id]
+	kept := r.closed.kept(c.id) != nil
 	r.mu.Unlock()
 	if !kept {
 		return // forgotten meanwhile
@@ -221,7 +221,7 @@ func (r *Registry) restore() error {
 		hash, _ := hex.DecodeString(rec.SecretSHA256)
 		copy(id.hash[:], hash)
 		if rec.Closed != nil {
-			if now.Sub(*rec.Closed) > r.o.KeepClosed {
+			if r.closed.outdated(*rec.Closed, now) {
 				r.forget(rec.ID)
 				continue
 			}
@@ -229,7 +229,7 @@ func (r *Registry) restore() error {
 			if rec.Stats != nil {
 				st = *rec.Stats
 			}
-			r.closed[rec.ID] = &closedSession{ident: id, stats: st, closedAt: *rec.Closed}
+			r.closed.byID[rec.ID] = &closedSession{ident: id, stats: st, closedAt: *rec.Closed}
 			continue
 		}
 		g, err := r.cg.Load(rec.Path)

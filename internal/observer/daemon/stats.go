@@ -33,10 +33,12 @@ func (r *Registry) Stats(caller int, id, secret string) (spec.Stats, error) {
 	return st, nil
 }
 
+// closedStats returns the closed session id, for a command that raced
+// with its close.
 func (r *Registry) closedStats(id string) *closedSession {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.closed[id]
+	return r.closed.kept(id)
 }
 
 // measure reads the session's usage as Kolejka's stats, with its wall time

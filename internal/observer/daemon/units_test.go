@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"path"
 	"reflect"
 	"strings"
 	"testing"
@@ -170,5 +171,76 @@ func TestStatsBody(t *testing.T) {
 		if !bytes.Equal(want, got) {
 			t.Errorf("round trip: %s, want %s", got, want)
 		}
+	}
+}
+
+// TestNestingAllows: cgroup_depth counts the sessions between, not the
+// cgroups; cgroup_descendants counts every open session below at any
+// depth; a closing or expired session takes no new ones; sessions elsewhere
+// do not count.
+func TestNestingAllows(t *testing.T) {
+	sess := func(p string, l spec.Limits) *session {
+		return &session{ident: ident{id: path.Base(p), path: p}, limits: l}
+	}
+	top := sess("/task", spec.Limits{CgroupDepth: i64(2), CgroupDescendants: i64(3)})
+	mid := sess("/task/judge/kolejka_observer_a", spec.Limits{})
+	byPath := map[string]*session{top.path: top, mid.path: mid, "/other": sess("/other", spec.Limits{CgroupDepth: i64(0)})}
+	for _, c := range []struct {
+		parent string
+		want   error
+	}{
+		{"/task", nil},                    // depth 1 below top
+		{"/task/judge", nil},              // still depth 1: the cgroup between is no session
+		{mid.path + "/deeper", nil},       // depth 2
+		{"/elsewhere", nil},               // below no session
+		{"/other", observer.ErrForbidden}, // depth 0 allows none
+	} {
+		if err := nestingAllows(byPath, c.parent); !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Errorf("a session in %s: %v, want %v", c.parent, err, c.want)
+		}
+	}
+	deep := sess(mid.path+"/kolejka_observer_b", spec.Limits{})
+	byPath[deep.path] = deep
+	if err := nestingAllows(byPath, deep.path); !errors.Is(err, observer.ErrForbidden) || !strings.Contains(err.Error(), "cgroup_depth") {
+		t.Errorf("depth 3 below a cgroup_depth 2 session: %v", err)
+	}
+	byPath["/task/kolejka_observer_c"] = sess("/task/kolejka_observer_c", spec.Limits{})
+	if err := nestingAllows(byPath, "/task"); !errors.Is(err, observer.ErrForbidden) || !strings.Contains(err.Error(), "has 3") {
+		t.Errorf("a fourth descendant of a cgroup_descendants 3 session: %v", err)
+	}
+	mid.closing = true
+	if err := nestingAllows(map[string]*session{mid.path: mid}, mid.path); !errors.Is(err, observer.ErrNotFound) {
+		t.Errorf("inside a closing session: %v", err)
+	}
+	mid.closing, mid.expired = false, true
+	if err := nestingAllows(map[string]*session{mid.path: mid}, mid.path+"/x"); !errors.Is(err, observer.ErrNotFound) {
+		t.Errorf("inside an expired session: %v", err)
+	}
+}
+
+// TestClosedSessions: final stats stay readable for keep, at most max of
+// them (the oldest go first), and the dropped ones are told so their
+// records go too.
+func TestClosedSessions(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	cs := newClosedSessions(time.Minute, 2)
+	closed := func(id string, at time.Time) *closedSession {
+		return &closedSession{ident: ident{id: id}, closedAt: at}
+	}
+	if dropped := cs.add(closed("b", t0.Add(time.Second))); len(dropped) != 0 {
+		t.Errorf("dropped %v below max", dropped)
+	}
+	cs.add(closed("a", t0))
+	if dropped := cs.add(closed("c", t0.Add(2*time.Second))); !reflect.DeepEqual(dropped, []string{"a"}) {
+		t.Errorf("past max dropped %v, want the oldest, a", dropped)
+	}
+	if cs.get("b", t0.Add(time.Minute)) == nil || cs.get("a", t0) != nil {
+		t.Error("get: b is kept a minute after its close, a was dropped")
+	}
+	if cs.get("b", t0.Add(time.Minute+2*time.Second)) != nil || cs.kept("b") == nil {
+		t.Error("past keep get no longer answers, kept still does until expire")
+	}
+	if dropped := cs.expire(t0.Add(time.Minute + 1500*time.Millisecond)); !reflect.DeepEqual(dropped, []string{"b"}) || cs.kept("c") == nil {
+		t.Errorf("expire dropped %v, want b only", dropped)
 	}
 }
