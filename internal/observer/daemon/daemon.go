@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/observer"
 )
@@ -113,12 +114,7 @@ func writePidFile(file string) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return fmt.Errorf("unable to write the pid file: %w", err)
 	}
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return fmt.Errorf("unable to write the pid file: %w", err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(file, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fmt.Errorf("unable to write the pid file: %w", err)
 	}
 	return nil
