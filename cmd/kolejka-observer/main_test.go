@@ -32,8 +32,8 @@ import (
 const asMainEnv = "KOLEJKA_OBSERVER_AS_MAIN"
 
 // testBaseName is the group these tests' cgroups live in, below the group
-// delegated to this process (the daemon's tests, internal/observer/daemon, which may run
-// at the same time, use kolejka-test-observer).
+// delegated to this process (the daemon's tests in internal/observer/daemon,
+// which may run at the same time, use kolejka-test-observer).
 const testBaseName = "kolejka-test-observer-cmd"
 
 func TestMain(m *testing.M) {
