@@ -9,6 +9,9 @@ import (
 	"github.com/kolejka-go/kolejka/spec"
 )
 
+// Core picking: a session's cpus limit pins it to whole cores, the
+// cpus_offset-th and the next ones of those its parent group may use.
+
 // pickCores chooses the cores of a session made in cgroup scope with
 // limits l, from those scope may use.
 func (r *Registry) pickCores(scope string, l spec.Limits) ([]int, error) {

@@ -13,9 +13,10 @@ import (
 )
 
 // A session's life in the registry: made (create, for open and attach; or
-// Adopt, for the worker's task cgroups), then closed (Close, or the reaper
-// and the time limit's owner through closeSession), its final stats kept
-// (finish). What happens in between is commands.go.
+// Adopt, for the worker's task cgroups), then closed (Close; or
+// closeSession directly, by the reaper and by restore for sessions that
+// finished while no daemon ran), its final stats kept (finish). What
+// happens in between is commands.go.
 
 // Open makes a new session in the caller's current cgroup; the caller stays
 // outside it.
