@@ -85,38 +85,36 @@ func (c *Client) CloseIdleConnections() {
 
 // Sessions returns how many sessions the observer has open (GET /).
 func (c *Client) Sessions() (int, error) {
-	ans, err := c.do(http.MethodGet, "", nil)
+	a, _, err := c.do(http.MethodGet, "", nil)
 	if err != nil {
 		return 0, err
 	}
-	var n int
-	if err := json.Unmarshal(ans["sessions"], &n); err != nil {
-		return 0, fmt.Errorf("observer answered sessions %s: %w", ans["sessions"], err)
+	if a.Sessions == nil {
+		return 0, fmt.Errorf("unable to %s: the observer answered no sessions", verbOf(""))
 	}
-	return n, nil
+	return *a.Sessions, nil
 }
 
 // Open makes a session in the caller's cgroup; the caller stays outside.
-func (c *Client) Open() (*Session, error) { return c.newSession("open", map[string]any{}) }
+func (c *Client) Open() (*Session, error) { return c.newSession("open", &Request{}) }
 
 // Attach makes a session in the caller's cgroup and moves the caller in.
-func (c *Client) Attach() (*Session, error) { return c.newSession("attach", map[string]any{}) }
+func (c *Client) Attach() (*Session, error) { return c.newSession("attach", &Request{}) }
 
 // Adopt makes a session at cgroup path holding process pid (host root only).
 func (c *Client) Adopt(pid int, path string, l spec.Limits) (*Session, error) {
-	return c.newSession("adopt", map[string]any{"pid": pid, "path": path, "limits": l})
+	return c.newSession("adopt", &Request{Pid: &pid, Path: &path, Limits: &l})
 }
 
-func (c *Client) newSession(cmd string, params map[string]any) (*Session, error) {
-	ans, err := c.do(http.MethodPost, cmd, params)
+func (c *Client) newSession(cmd string, req *Request) (*Session, error) {
+	a, _, err := c.do(http.MethodPost, cmd, req)
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{}
-	if json.Unmarshal(ans["session_id"], &s.ID) != nil || json.Unmarshal(ans["secret"], &s.Secret) != nil || s.ID == "" {
+	if a.SessionID == "" || a.Secret == "" {
 		return nil, fmt.Errorf("unable to %s a session: the observer answered no session_id and secret", cmd)
 	}
-	return s, nil
+	return &Session{ID: a.SessionID, Secret: a.Secret}, nil
 }
 
 // AttachTo moves the caller into the session id.
@@ -136,7 +134,7 @@ func (c *Client) Kill(id, secret string) error { return c.simple("kill", id, sec
 
 // SetLimits applies limits to the session.
 func (c *Client) SetLimits(id, secret string, l spec.Limits) error {
-	_, err := c.do(http.MethodPost, "limits", map[string]any{"session_id": id, "secret": secret, "limits": l})
+	_, _, err := c.do(http.MethodPost, "limits", &Request{SessionID: &id, Secret: secret, Limits: &l})
 	return err
 }
 
@@ -147,33 +145,39 @@ func (c *Client) Stats(id, secret string) (spec.Stats, error) { return c.stats("
 func (c *Client) Close(id, secret string) (spec.Stats, error) { return c.stats("close", id, secret) }
 
 func (c *Client) simple(cmd, id, secret string) error {
-	_, err := c.do(http.MethodPost, cmd, map[string]any{"session_id": id, "secret": secret})
+	_, _, err := c.do(http.MethodPost, cmd, &Request{SessionID: &id, Secret: secret})
 	return err
 }
 
+// stats reads a stats answer: Kolejka's stats object with "status" added.
 func (c *Client) stats(cmd, id, secret string) (spec.Stats, error) {
-	ans, err := c.do(http.MethodPost, cmd, map[string]any{"session_id": id, "secret": secret})
+	_, body, err := c.do(http.MethodPost, cmd, &Request{SessionID: &id, Secret: secret})
 	if err != nil {
 		return spec.Stats{}, err
 	}
-	delete(ans, "status")
-	b, err := json.Marshal(ans)
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return spec.Stats{}, fmt.Errorf("unable to %s: the observer answered %q: %v", cmd, clip(string(body)), err)
+	}
+	delete(fields, "status")
+	b, err := json.Marshal(fields)
 	if err != nil {
 		return spec.Stats{}, err
 	}
 	return spec.ParseStats(b, "observer "+cmd+" answer")
 }
 
-// do sends one request and returns the answer's fields. A request on a
-// kept-alive connection that the daemon closed meanwhile (it said nothing
-// at all) is sent again once on a new connection: the daemon closes
-// connections only between requests, so the first one was never read.
-func (c *Client) do(method, cmd string, params any) (map[string]json.RawMessage, error) {
+// do sends one request and returns its answer, decoded and as sent. A
+// request on a kept-alive connection that the daemon closed meanwhile (it
+// said nothing at all) is sent again once on a new connection: the daemon
+// closes connections only between requests, so the first one was never
+// read.
+func (c *Client) do(method, cmd string, params *Request) (*Answer, []byte, error) {
 	var body []byte
 	if params != nil {
 		var err error
 		if body, err = json.Marshal(params); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	var req bytes.Buffer
@@ -190,10 +194,10 @@ func (c *Client) do(method, cmd string, params any) (map[string]json.RawMessage,
 		fresh := false
 		if c.nc == nil {
 			if c.fixed {
-				return nil, fmt.Errorf("unable to %s: the observer closed the connection", verbOf(cmd))
+				return nil, nil, fmt.Errorf("unable to %s: the observer closed the connection", verbOf(cmd))
 			}
 			if err := c.connect(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			fresh = true
 		}
@@ -207,7 +211,7 @@ func (c *Client) do(method, cmd string, params any) (map[string]json.RawMessage,
 			if errors.As(err, &silent) && !fresh && !c.fixed && attempt == 0 {
 				continue
 			}
-			return nil, fmt.Errorf("unable to %s: %w", verbOf(cmd), err)
+			return nil, nil, fmt.Errorf("unable to %s: %w", verbOf(cmd), err)
 		}
 		if !keep {
 			c.nc.Close()
@@ -263,41 +267,27 @@ func (c *Client) roundTrip(req []byte) (int, []byte, bool, error) {
 	return status, body, keep, nil
 }
 
-// decodeAnswer turns an answer into its fields or the error it reports,
-// wrapping the sentinel that its "error" kind names.
-func decodeAnswer(cmd string, status int, body []byte) (map[string]json.RawMessage, error) {
-	var fields map[string]json.RawMessage
-	jerr := json.Unmarshal(body, &fields)
+// decodeAnswer turns an answer into its fields and body, or into the error
+// it reports, wrapping the sentinel that its "error" kind names.
+func decodeAnswer(cmd string, status int, body []byte) (*Answer, []byte, error) {
+	var a Answer
+	jerr := json.Unmarshal(body, &a)
 	if status == http.StatusOK {
 		if jerr != nil {
-			return nil, fmt.Errorf("unable to %s: the observer answered %q: %v", verbOf(cmd), clip(string(body)), jerr)
+			return nil, nil, fmt.Errorf("unable to %s: the observer answered %q: %v", verbOf(cmd), clip(string(body)), jerr)
 		}
-		return fields, nil
+		return &a, body, nil
 	}
-	var kind, msg string
-	_ = json.Unmarshal(fields["error"], &kind)
-	_ = json.Unmarshal(fields["message"], &msg)
+	msg := a.Message
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
-	var sentinel error
-	switch kind {
-	case "forbidden":
-		sentinel = ErrForbidden
-	case "bad_request":
-		sentinel = ErrBadRequest
-	case "not_found":
-		sentinel = ErrNotFound
-	case "unsupported":
-		sentinel = ErrUnsupported
-	case "busy":
-		sentinel = ErrClosed
-	}
+	sentinel := errorOfKind[a.Error]
 	if sentinel == nil {
-		return nil, fmt.Errorf("observer answered %d: %s", status, msg)
+		return nil, nil, fmt.Errorf("observer answered %d: %s", status, msg)
 	}
 	msg = strings.TrimSuffix(msg, ": "+sentinel.Error())
-	return nil, fmt.Errorf("observer answered %d: %s: %w", status, msg, sentinel)
+	return nil, nil, fmt.Errorf("observer answered %d: %s: %w", status, msg, sentinel)
 }
 
 func verbOf(cmd string) string {
@@ -305,4 +295,24 @@ func verbOf(cmd string) string {
 		return "ask the observer"
 	}
 	return cmd
+}
+
+// hasToken reports whether a comma-separated header holds token.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// clip shortens what the daemon sent for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }

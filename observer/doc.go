@@ -1,39 +1,22 @@
-// Package observer is kolejka-observer: the node's root daemon that gives
-// processes, containerised ones included, cgroup "sessions" to run under
-// limits and be measured in, over Kolejka's observer protocol on a unix
-// socket (docs/kolejka-protocol.md §5; docs/observer.md).
+// Package observer is the Go client of kolejka-observer, the node's root
+// daemon that gives processes, containerised ones included, cgroup
+// "sessions" to run under limits and be measured in, over Kolejka's
+// observer protocol on a unix socket (docs/kolejka-protocol.md §5;
+// docs/observer.md).
 //
-// The parts:
+// A judge, or the worker, dials the daemon's socket (DefaultSocket inside
+// a task container) and works a session through its life:
 //
-//   - Registry (registry.go) owns the sessions and all their behaviour; it
-//     works in-process too (kolejka-observer run without a daemon).
-//   - Server (server.go, wire.go, handlers.go) speaks the protocol: a
-//     tolerant HTTP/1.x of its own, since Kolejka's Python clients send
-//     requests that net/http refuses.
-//   - Client (client.go) is the Go side of the wire; Run (run.go) runs one
-//     command in a fresh session; RunDaemon (daemon.go) is the service.
+//	c, err := observer.Dial("")          // DefaultSocket
+//	s, err := c.Open()                   // a session in the caller's cgroup
+//	err = c.SetLimits(s.ID, s.Secret, spec.Limits{Memory: &mem})
+//	// a child process calls AttachTo(s.ID, s.Secret) before its exec ...
+//	st, err := c.Close(s.ID, s.Secret)   // what was left is killed; the final stats
 //
-// A session's life:
-//
-//  1. open or attach: a cgroup kolejka_observer_<id> is made in the
-//     caller's cgroup (the caller is the process that connected, from
-//     SO_PEERCRED). On cgroup v2 the processes of that cgroup first move
-//     into its kolejka_observer_procs leaf: the kernel gives controllers
-//     only to sub-groups of a group without processes of its own. attach
-//     moves the caller in. Sessions nest: one opened from inside a session
-//     is below it, and the kernel counts its usage in every ancestor's.
-//  2. limits: memory, swap, pids, pinned cpus are written to the cgroup;
-//     a time limit arms a timer that kills the session at its deadline;
-//     cgroup_depth and cgroup_descendants bound the sessions below it.
-//  3. attach (with the secret), detach, freeze, thaw, kill, stats: any
-//     number of times, by processes allowed to (the secret, and the creator
-//     or a process within the cgroup the session was made in).
-//  4. close: the caller leaves if it is inside, what is left is killed, the
-//     final stats are read and kept for a while, the cgroups are removed.
-//     A session whose creator died and that holds no process closes by
-//     itself (reaper.go).
-//
-// Each change is recorded in a state folder (state.go), so a restarted
-// daemon adopts the live sessions, re-arms their time limits and cleans up
-// what finished meanwhile.
+// The daemon knows a caller only as the process that opened the
+// connection (SO_PEERCRED), so a Client acts for the process that dialled.
+// Errors wrap one of the package's sentinels (ErrForbidden, ErrBadRequest,
+// ErrNotFound, ErrUnsupported, ErrClosed), which the wire's error kinds map
+// back to. The daemon itself lives in internal/observer/daemon and its
+// command in cmd/kolejka-observer.
 package observer

@@ -6,10 +6,11 @@ import (
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 )
 
-// Sentinel errors. Every error of this package wraps at most one of them,
-// in an "unable to X: ..." message that names the session or the limit, so
-// callers test with errors.Is and show err.Error() to people. The server
-// answers them with the HTTP status in brackets.
+// Sentinel errors. Every error of this package, and of the daemon, wraps
+// at most one of them, in an "unable to X: ..." message that names the
+// session or the limit, so callers test with errors.Is and show
+// err.Error() to people. The daemon answers them with the HTTP status in
+// brackets and the error kind of messages.go, which the client maps back.
 var (
 	// ErrForbidden [403]: no session with this id and secret (a wrong or
 	// missing secret and an unknown id are not told apart, so an id cannot
@@ -30,6 +31,7 @@ var (
 	// asked for than the session has). It is cgroup.ErrUnsupported itself,
 	// so errors of the cgroup package match it too.
 	ErrUnsupported = cgroup.ErrUnsupported
-	// ErrClosed: the registry was shut down.
+	// ErrClosed [503]: the daemon is shutting down (or, from the client,
+	// has no room for another connection).
 	ErrClosed = errors.New("observer registry is shut down")
 )

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
-	"github.com/kolejka-go/kolejka/observer"
+	"github.com/kolejka-go/kolejka/internal/measure"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -46,7 +46,7 @@ func verdict(o *outcome, u *cgroup.Usage) spec.Status {
 // observer's conversion, so that a task's figures are the same whether a
 // daemon holds its session or not. cores are the cores the task could use.
 func statsOf(u *cgroup.Usage, o *outcome, cores []int) spec.Stats {
-	st := observer.StatsOf(u, cores)
+	st := measure.StatsOf(u, cores)
 	if o.started {
 		wall := o.wall.Round(time.Microsecond)
 		st.Time = &wall

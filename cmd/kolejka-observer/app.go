@@ -14,6 +14,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
 	"github.com/kolejka-go/kolejka/cmd/internal/settings"
+	"github.com/kolejka-go/kolejka/internal/observer/daemon"
 	"github.com/kolejka-go/kolejka/observer"
 )
 
@@ -28,7 +29,7 @@ func app(exit *int) *cli.App {
 		UsageText: "kolejka-observer [options]\nkolejka-observer run [limits] -- COMMAND [ARGS...]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "socket", Aliases: []string{"s"}, Value: observer.DefaultSocket, Usage: "the unix socket to serve (and to reach, for run)"},
-			&cli.StringFlag{Name: "state", Value: observer.DefaultStateDir, Usage: "the folder recording the sessions across restarts"},
+			&cli.StringFlag{Name: "state", Value: daemon.DefaultStateDir, Usage: "the folder recording the sessions across restarts"},
 			&cli.BoolFlag{Name: "detach", Usage: "run in the background; return once the socket answers"},
 			&cli.StringFlag{Name: "pid-file", Usage: "write the daemon's pid here (with --detach default " + defaultPidFile + ")"},
 			&cli.StringFlag{Name: "sweep", Value: "/", Usage: "at start, kill and remove the session cgroups below this cgroup path that no record knows"},
@@ -55,21 +56,21 @@ func app(exit *int) *cli.App {
 // serve runs the daemon, in the foreground or detached.
 func serve(c *cli.Context) error {
 	pidFile := c.String("pid-file")
-	ready, failed, detached := observer.Detached()
-	if c.Bool("detach") && !detached {
-		pid, err := observer.Detach(os.Args)
+	ready, failed, inBackground := detached()
+	if c.Bool("detach") && !inBackground {
+		pid, err := detach(os.Args)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "kolejka-observer: serving in the background as process %d\n", pid)
 		return nil
 	}
-	if detached && pidFile == "" {
+	if inBackground && pidFile == "" {
 		pidFile = defaultPidFile
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err := observer.RunDaemon(ctx, observer.DaemonOptions{
+	err := daemon.Run(ctx, daemon.RunOptions{
 		Socket:   c.String("socket"),
 		StateDir: c.String("state"),
 		Sweep:    c.String("sweep"),
@@ -77,7 +78,7 @@ func serve(c *cli.Context) error {
 		Logger:   slog.Default(),
 		Ready:    ready,
 	})
-	if err != nil && detached {
+	if err != nil && inBackground {
 		failed(err)
 	}
 	return err
@@ -109,7 +110,7 @@ func runCommand(exit *int) *cli.Command {
 				off := c.Int64("cpus-offset")
 				limits.CPUsOffset = &off
 			}
-			res, err := observer.Run(c.Context, observer.RunOptions{
+			res, err := runMeasured(c.Context, runOptions{
 				Args:           c.Args().Slice(),
 				Limits:         limits,
 				Socket:         c.String("socket"),
@@ -120,7 +121,7 @@ func runCommand(exit *int) *cli.Command {
 				if errors.Is(err, observer.ErrBadRequest) || errors.Is(err, observer.ErrUnsupported) {
 					return cliexit.WithCode(cliexit.Usage, err)
 				}
-				if res != nil && errors.Is(err, observer.ErrCannotRun) {
+				if res != nil && errors.Is(err, errCannotRun) {
 					*exit = res.Exit
 					fmt.Fprintf(os.Stderr, "kolejka-observer run: %v\n", err)
 					return nil

@@ -13,12 +13,16 @@ import (
 	"os"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
-	"github.com/kolejka-go/kolejka/observer"
 )
+
+// init keeps the main goroutine on the main thread in the helper process
+// that `run` starts its command through (helper.go), which only an init
+// function can do.
+func init() { lockHelperThread() }
 
 func main() {
 	// The process `run` starts its command through (before any parsing).
-	observer.MaybeRunHelper()
+	runHelperIfAsked()
 	var exit int
 	code := cliexit.Run(app(&exit), os.Args)
 	if code == cliexit.OK {

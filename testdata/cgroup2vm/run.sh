@@ -85,7 +85,7 @@ cp "$OVERLAY" "$ROOT/lib/modules/overlay.ko"
 CGO_ENABLED=0 go build -trimpath -o "$ROOT/init" ./testdata/cgroup2vm/guest
 
 # name package (the suites of plan.json below name them)
-PACKAGES="cgroup:./internal/cgroup observer:./observer kolejka-observer:./cmd/kolejka-observer worker:./worker runc:./worker/runc host:./worker/host foreman:./internal/foreman"
+PACKAGES="cgroup:./internal/cgroup observer:./internal/observer/daemon kolejka-observer:./cmd/kolejka-observer worker:./worker runc:./worker/runc host:./worker/host foreman:./internal/foreman"
 for np in $PACKAGES; do
 	name=${np%%:*}; pkg=${np#*:}
 	(cd "$MODULE" && go test -c -tags "$TAGS" -o "$ROOT/v2vm/tests/$name.test" "$pkg")
@@ -95,7 +95,7 @@ done
 # The same packages built as for a kernel before Linux 5.14 (no
 # cgroup.kill, no memory.peak: internal/cgroup/oldkernel.go), to run the fallbacks.
 mkdir -p "$ROOT/v2vm/tests/oldkernel"
-for np in cgroup:./internal/cgroup runc:./worker/runc host:./worker/host observer:./observer; do
+for np in cgroup:./internal/cgroup runc:./worker/runc host:./worker/host observer:./internal/observer/daemon; do
 	(cd "$MODULE" && go test -c -tags "$TAGS,cgroup_oldkernel" -o "$ROOT/v2vm/tests/oldkernel/${np%%:*}.test" "${np#*:}")
 done
 cp "$MODULE/go.mod" "$ROOT/src/"

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/observer/daemon"
 	"github.com/kolejka-go/kolejka/internal/testenv"
-	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/tests/hardening"
 )
 
@@ -31,10 +31,10 @@ type observerEnv struct {
 	h      *cgroup.Hierarchy
 	root   string
 	socket string
-	reg    *observer.Registry
+	reg    *daemon.Registry
 }
 
-func newObserverEnv(t *testing.T, so observer.ServerOptions) *observerEnv {
+func newObserverEnv(t *testing.T, so daemon.ServerOptions) *observerEnv {
 	t.Helper()
 	testenv.RequireRoot(t)
 	h, err := cgroup.Host()
@@ -51,16 +51,16 @@ func newObserverEnv(t *testing.T, so observer.ServerOptions) *observerEnv {
 			t.Errorf("removing %s: %v", e.root, err)
 		}
 	})
-	e.reg, err = observer.NewRegistry(h, observer.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e.reg, err = daemon.NewRegistry(h, daemon.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.socket = filepath.Join(t.TempDir(), "observer.sock")
-	ln, err := observer.Listen(e.socket)
+	ln, err := daemon.Listen(e.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := observer.NewServer(e.reg, so)
+	srv := daemon.NewServer(e.reg, so)
 	go srv.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -126,7 +126,7 @@ func (a obsAnswer) String() string {
 
 func TestBadInputObserver(t *testing.T) {
 	t.Parallel()
-	e := newObserverEnv(t, observer.ServerOptions{MaxBodyBytes: 4096})
+	e := newObserverEnv(t, daemon.ServerOptions{MaxBodyBytes: 4096})
 	owner := startCaller(t, e.h, e.root+"/owner", false)
 	status, body := owner.post(e.socket, "open", "{}")
 	if status != 200 {

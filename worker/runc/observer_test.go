@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/observer/daemon"
 	"github.com/kolejka-go/kolejka/internal/testenv"
-	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/workertest"
@@ -30,16 +30,16 @@ func TestJudgeOpensNestedSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := observer.NewRegistry(cg, observer.Options{})
+	reg, err := daemon.NewRegistry(cg, daemon.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "observer.sock")
-	ln, err := observer.Listen(sock)
+	ln, err := daemon.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := observer.NewServer(reg, observer.ServerOptions{})
+	srv := daemon.NewServer(reg, daemon.ServerOptions{})
 	go srv.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/observer/daemon"
 	"github.com/kolejka-go/kolejka/internal/testenv"
-	"github.com/kolejka-go/kolejka/observer"
 )
 
 // BusyObserver starts a kolejka-observer daemon in this process on a socket
@@ -31,16 +31,16 @@ func BusyObserver(t testing.TB) string {
 	}
 	// No start-up sweep: the daemon must not touch the sessions of tests
 	// running beside.
-	reg, err := observer.NewRegistry(cg, observer.Options{StateDir: t.TempDir()})
+	reg, err := daemon.NewRegistry(cg, daemon.Options{StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	socket := filepath.Join(t.TempDir(), "observer.sock")
-	ln, err := observer.Listen(socket)
+	ln, err := daemon.Listen(socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := observer.NewServer(reg, observer.ServerOptions{})
+	srv := daemon.NewServer(reg, daemon.ServerOptions{})
 	go func() { _ = srv.Serve(ln) }()
 	// Registered before KeepBusy's, so run after it: the loop stops first.
 	t.Cleanup(func() {

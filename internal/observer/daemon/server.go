@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"bufio"
@@ -16,11 +16,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// DefaultSocket is where Kolejka's clients look for the observer (it is
-// bind-mounted into task containers).
-const DefaultSocket = "/var/run/kolejka/observer/socket"
+	"github.com/kolejka-go/kolejka/observer"
+)
 
 // ErrServerClosed is what Serve returns after Shutdown.
 var ErrServerClosed = errors.New("observer: server closed")
@@ -193,7 +191,7 @@ func (s *Server) accept(nc net.Conn) {
 			// Every slot is handling a command: refuse this one.
 			bw := bufio.NewWriter(nc)
 			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-			_ = writeResponse(bw, http.StatusServiceUnavailable, errorBody("busy", "too many connections"), false, false)
+			_ = writeResponse(bw, http.StatusServiceUnavailable, errorBody(observer.KindBusy, "too many connections"), false, false)
 			nc.Close()
 			return
 		}

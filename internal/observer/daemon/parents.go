@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 )
 
 // Parent folders the observer made. On v1 a session goes at its caller's
@@ -111,10 +113,7 @@ func (r *Registry) persistMade() {
 	}
 	b, err := json.Marshal(rec)
 	if err == nil {
-		tmp := filepath.Join(r.store.dir, "."+madeFile+".tmp")
-		if err = os.WriteFile(tmp, b, 0o600); err == nil {
-			err = os.Rename(tmp, file)
-		}
+		err = atomicfile.WriteFile(file, b, 0o600)
 	}
 	if err != nil {
 		r.log.Warn("recording made parent folders failed", "error", err)

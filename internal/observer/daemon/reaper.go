@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"path"
@@ -102,13 +102,7 @@ func (r *Registry) abandoned(s *session) bool {
 func (r *Registry) pruneClosed() {
 	now := r.now()
 	r.mu.Lock()
-	var old []string
-	for id, c := range r.closed {
-		if now.Sub(c.closedAt) > r.o.KeepClosed {
-			delete(r.closed, id)
-			old = append(old, id)
-		}
-	}
+	old := r.closed.expire(now)
 	r.mu.Unlock()
 	for _, id := range old {
 		r.forget(id)

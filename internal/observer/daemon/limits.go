@@ -1,10 +1,11 @@
-package observer
+package daemon
 
 import (
 	"fmt"
 	"strings"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -33,8 +34,10 @@ import (
 // A limits call changes only the limits it names; the others stay as they
 // were.
 
-// checkEnforceable refuses the limits of l that no session can enforce.
-func checkEnforceable(l spec.Limits) error {
+// CheckEnforceable refuses the limits of l that no session can enforce
+// (ErrUnsupported) and those out of range (ErrBadRequest), so a caller can
+// check limits before it makes a session.
+func CheckEnforceable(l spec.Limits) error {
 	var bad []string
 	if l.Storage != nil {
 		bad = append(bad, "storage")
@@ -62,30 +65,30 @@ func checkEnforceable(l spec.Limits) error {
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("a session cannot enforce %s (they are the worker's, for the whole task): %w",
-			strings.Join(bad, ", "), ErrUnsupported)
+			strings.Join(bad, ", "), observer.ErrUnsupported)
 	}
 	if l.CPUs != nil && *l.CPUs < 1 {
-		return fmt.Errorf("cpus %d: want at least 1: %w", *l.CPUs, ErrBadRequest)
+		return fmt.Errorf("cpus %d: want at least 1: %w", *l.CPUs, observer.ErrBadRequest)
 	}
 	for _, f := range []struct {
 		name string
 		v    *int64
 	}{{"cpus_offset", l.CPUsOffset}, {"pids", l.Pids}, {"cgroup_depth", l.CgroupDepth}, {"cgroup_descendants", l.CgroupDescendants}} {
 		if f.v != nil && *f.v < 0 {
-			return fmt.Errorf("%s %d: must not be negative: %w", f.name, *f.v, ErrBadRequest)
+			return fmt.Errorf("%s %d: must not be negative: %w", f.name, *f.v, observer.ErrBadRequest)
 		}
 	}
 	if l.Pids != nil && *l.Pids == 0 {
-		return fmt.Errorf("pids 0: want at least 1: %w", ErrBadRequest)
+		return fmt.Errorf("pids 0: want at least 1: %w", observer.ErrBadRequest)
 	}
 	if l.Memory != nil && *l.Memory <= 0 {
-		return fmt.Errorf("memory %d: want a positive size: %w", *l.Memory, ErrBadRequest)
+		return fmt.Errorf("memory %d: want a positive size: %w", *l.Memory, observer.ErrBadRequest)
 	}
 	if l.Swap != nil && *l.Swap < 0 {
-		return fmt.Errorf("swap %d: must not be negative: %w", *l.Swap, ErrBadRequest)
+		return fmt.Errorf("swap %d: must not be negative: %w", *l.Swap, observer.ErrBadRequest)
 	}
 	if l.Time != nil && *l.Time <= 0 {
-		return fmt.Errorf("time %v: want a positive time: %w", *l.Time, ErrBadRequest)
+		return fmt.Errorf("time %v: want a positive time: %w", *l.Time, observer.ErrBadRequest)
 	}
 	return nil
 }
@@ -133,15 +136,4 @@ func resources(l spec.Limits, cores []int, noSwap bool) *cgroup.Resources {
 		r.Swap = &zero
 	}
 	return r
-}
-
-// pickCores pins n cores, the offset-th and the next ones of avail. A
-// request that does not fit is refused, never silently shrunk or wrapped
-// around (Kolejka resets the offset to 0).
-func pickCores(avail []int, n, offset int64) ([]int, error) {
-	if offset < 0 || n < 1 || offset+n > int64(len(avail)) {
-		return nil, fmt.Errorf("cpus %d from offset %d: the session's parent has only the %d cores %s: %w",
-			n, offset, len(avail), cgroup.FormatCPUList(avail), ErrUnsupported)
-	}
-	return append([]int(nil), avail[offset:offset+n]...), nil
 }

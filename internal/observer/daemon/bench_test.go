@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"os"
@@ -17,7 +17,7 @@ import (
 // Benchmarks against the host's real cgroups, each with a baseline of the
 // bare cgroup operations measured in the same run:
 //
-//	go test -run '^$' -bench . -benchtime 200x ./observer/
+//	go test -run '^$' -bench . -benchtime 200x ./internal/observer/daemon/
 
 // BenchmarkSession: a process attaches to a new session and closes it (the
 // registry moves it back out, measures, removes the cgroup), in-process,

@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"encoding/hex"
@@ -11,17 +11,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
 // The state folder holds one JSON file per session, <id>.json, rewritten
-// whole on every change (a temporary file renamed over the old one, so a
-// reader, or a restarted observer, sees the old record or the new one,
-// never a torn one). Records are written before the cgroup is made and
-// removed after it is gone, so after a crash every session cgroup is either
-// recorded or swept. There is no fsync: the folder belongs on /run (a
-// tmpfs), whose files, like cgroups, survive the observer but not a reboot.
+// whole on every change (atomicfile: a reader, or a restarted observer,
+// sees the old record or the new one, never a torn one). Records are
+// written before the cgroup is made and removed after it is gone, so after
+// a crash every session cgroup is either recorded or swept. The folder
+// belongs on /run (a tmpfs, where atomicfile's fsyncs cost nothing), whose
+// files, like cgroups, survive the observer but not a reboot.
 //
 // A restarted observer (restore) adopts each open session whose cgroup
 // still exists, re-arming its time limit (one that passed meanwhile kills
@@ -78,12 +79,7 @@ func (st *store) write(rec *record) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(st.dir, "."+rec.ID+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, st.file(rec.ID))
+	return atomicfile.WriteFile(st.file(rec.ID), b, 0o600)
 }
 
 // snapshot makes the record of a session (Registry.mu held).
@@ -170,7 +166,7 @@ func (r *Registry) persistClosed(c *closedSession) {
 	r.store.mu.Lock()
 	defer r.store.mu.Unlock()
 	r.mu.Lock()
-	_, kept := r.closed[c.id]
+	kept := r.closed.kept(c.id) != nil
 	r.mu.Unlock()
 	if !kept {
 		return // forgotten meanwhile
@@ -203,7 +199,7 @@ func (r *Registry) restore() error {
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp") {
-			os.Remove(filepath.Join(r.store.dir, name)) // a write cut short
+			os.Remove(filepath.Join(r.store.dir, name)) // a write cut short (atomicfile's temporary)
 			continue
 		}
 		if !strings.HasSuffix(name, ".json") {
@@ -221,7 +217,7 @@ func (r *Registry) restore() error {
 		hash, _ := hex.DecodeString(rec.SecretSHA256)
 		copy(id.hash[:], hash)
 		if rec.Closed != nil {
-			if now.Sub(*rec.Closed) > r.o.KeepClosed {
+			if r.closed.outdated(*rec.Closed, now) {
 				r.forget(rec.ID)
 				continue
 			}
@@ -229,7 +225,7 @@ func (r *Registry) restore() error {
 			if rec.Stats != nil {
 				st = *rec.Stats
 			}
-			r.closed[rec.ID] = &closedSession{ident: id, stats: st, closedAt: *rec.Closed}
+			r.closed.byID[rec.ID] = &closedSession{ident: id, stats: st, closedAt: *rec.Closed}
 			continue
 		}
 		g, err := r.cg.Load(rec.Path)

@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"bufio"
@@ -29,6 +29,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -64,7 +65,6 @@ func testRootBase(t testing.TB, h *cgroup.Hierarchy) string {
 }
 
 func TestMain(m *testing.M) {
-	MaybeRunHelper() // Run's helper, for the tests of Run through a daemon
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperMain())
 	}
@@ -393,13 +393,11 @@ func (p *helper) kill() {
 //	exec ARGS...                execve(2) ARGS
 //	goclient SOCKET ACTION ARGS one call of the Go Client (one client per
 //	                            socket, kept) → "ok JSON64" or "err KIND MSG64"
-//	run SOCKET LIMITS64 ARGS64  Run → "ran EXIT DAEMON STATS64 PREEXEC" (the
-//	                            command's output comes first)
 //	benchwire SOCKET WHAT N     N rounds of a command through the Go Client
 //	                            → "took NANOSECONDS"
 //	exit                        exit 0
 func helperMain() int {
-	clients := map[string]*Client{}
+	clients := map[string]*observer.Client{}
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<20)
 	fmt.Println("ready")
@@ -473,11 +471,6 @@ func helperMain() int {
 			fmt.Println("error", err)
 		case "goclient":
 			fmt.Println(goClientDo(clients, f[1], f[2], f[3:]))
-		case "run":
-			var args []string
-			b, _ := base64.StdEncoding.DecodeString(f[3])
-			_ = json.Unmarshal(b, &args)
-			fmt.Println(helperRun(f[1], f[2], args))
 		case "benchwire":
 			n, _ := strconv.Atoi(f[3])
 			fmt.Println(benchWire(f[1], f[2], n))
@@ -644,7 +637,7 @@ func runTestDaemon(spec string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err := RunDaemon(ctx, DaemonOptions{
+	err := Run(ctx, RunOptions{
 		Socket: f[0], StateDir: f[1], Sweep: f[2],
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Ready:  func() { fmt.Println("ready") },
@@ -657,11 +650,11 @@ func runTestDaemon(spec string) int {
 }
 
 // goClientDo is one call of the Go Client in a helper.
-func goClientDo(clients map[string]*Client, socket, action string, args []string) string {
+func goClientDo(clients map[string]*observer.Client, socket, action string, args []string) string {
 	c := clients[socket]
 	if c == nil {
 		var err error
-		if c, err = Dial(socket); err != nil {
+		if c, err = observer.Dial(socket); err != nil {
 			return "err dial " + base64.StdEncoding.EncodeToString([]byte(err.Error()))
 		}
 		clients[socket] = c
@@ -712,7 +705,7 @@ func goClientDo(clients map[string]*Client, socket, action string, args []string
 	}
 	if err != nil {
 		kind := "other"
-		for k, s := range map[string]error{"forbidden": ErrForbidden, "bad_request": ErrBadRequest, "not_found": ErrNotFound, "unsupported": ErrUnsupported} {
+		for k, s := range map[string]error{"forbidden": observer.ErrForbidden, "bad_request": observer.ErrBadRequest, "not_found": observer.ErrNotFound, "unsupported": observer.ErrUnsupported} {
 			if errors.Is(err, s) {
 				kind = k
 			}
@@ -723,38 +716,16 @@ func goClientDo(clients map[string]*Client, socket, action string, args []string
 	return "ok " + base64.StdEncoding.EncodeToString(b)
 }
 
-// helperRun is Run in a helper: through the daemon at socket if it
-// answers, else in-process.
-func helperRun(socket, limits64 string, args []string) string {
-	b, _ := base64.StdEncoding.DecodeString(limits64)
-	l, err := spec.ParseLimits(b, "limits")
-	if err != nil {
-		return "error " + err.Error()
-	}
-	null, _ := os.Open(os.DevNull)
-	defer null.Close()
-	res, err := Run(context.Background(), RunOptions{Args: args, Limits: l, Socket: socket, Stdin: null,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		if res != nil {
-			return fmt.Sprintf("ran %d %v %s 0", res.Exit, res.Daemon, base64.StdEncoding.EncodeToString([]byte("{}")))
-		}
-		return "error " + err.Error()
-	}
-	st, _ := res.Stats.MarshalJSON()
-	return fmt.Sprintf("ran %d %v %s %d", res.Exit, res.Daemon, base64.StdEncoding.EncodeToString(st), res.PreExec)
-}
-
 // benchWire times n rounds of a command through the Go Client from this
 // process: "session" is attach (a new session, this process in it) then
 // close; "stats" reads the stats of one session; "get" is GET /.
 func benchWire(socket, what string, n int) string {
-	c, err := Dial(socket)
+	c, err := observer.Dial(socket)
 	if err != nil {
 		return "error " + err.Error()
 	}
 	defer c.CloseIdleConnections()
-	var s *Session
+	var s *observer.Session
 	if what == "stats" {
 		if s, err = c.Open(); err != nil {
 			return "error " + err.Error()

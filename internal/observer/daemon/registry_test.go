@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -34,7 +35,7 @@ func must[T any](t testing.TB) func(T, error) T {
 	}
 }
 
-func mustStats(t testing.TB, r *Registry, caller int, s *Session) spec.Stats {
+func mustStats(t testing.TB, r *Registry, caller int, s *observer.Session) spec.Stats {
 	t.Helper()
 	st, err := r.Stats(caller, s.ID, s.Secret)
 	if err != nil {
@@ -70,7 +71,7 @@ func TestUnifiedKernelNesting(t *testing.T) { testNesting(t, requireHybrid(t)) }
 func testNesting(t *testing.T, h *cgroup.Hierarchy) {
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	var ss []*Session
+	var ss []*observer.Session
 	for i := 0; i < 3; i++ {
 		s, err := e.r.AttachNew(p.pid)
 		if err != nil {
@@ -126,8 +127,8 @@ func testNesting(t *testing.T, h *cgroup.Hierarchy) {
 		t.Errorf("after detach the caller is in %s, want %s", got, ss[1].Path)
 	}
 	// Not in ss[2] any more: detaching again is a bad request.
-	if err := e.r.Detach(p.pid, ss[2].ID, ss[2].Secret); !errors.Is(err, ErrBadRequest) {
-		t.Errorf("second detach = %v, want ErrBadRequest", err)
+	if err := e.r.Detach(p.pid, ss[2].ID, ss[2].Secret); !errors.Is(err, observer.ErrBadRequest) {
+		t.Errorf("second detach = %v, want observer.ErrBadRequest", err)
 	}
 	// Attach back into ss[2], by id.
 	if err := e.r.Attach(p.pid, ss[2].ID, ss[2].Secret); err != nil {
@@ -171,7 +172,7 @@ func TestMemoryLimit(t *testing.T) {
 	h := requireHost(t)
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	s := must[*Session](t)(e.r.AttachNew(p.pid))
+	s := must[*observer.Session](t)(e.r.AttachNew(p.pid))
 	if err := e.r.SetLimits(p.pid, s.ID, s.Secret, spec.Limits{Memory: i64(32 << 20)}); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestPidsLimit(t *testing.T) {
 	h := requireHost(t)
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	s := must[*Session](t)(e.r.AttachNew(p.pid))
+	s := must[*observer.Session](t)(e.r.AttachNew(p.pid))
 	// The helper (a Go program) has a handful of threads already; pids
 	// counts threads too.
 	if err := e.r.SetLimits(p.pid, s.ID, s.Secret, spec.Limits{Pids: i64(20)}); err != nil {
@@ -220,7 +221,7 @@ func TestCPUsPinned(t *testing.T) {
 	h := requireHost(t)
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	s := must[*Session](t)(e.r.AttachNew(p.pid))
+	s := must[*observer.Session](t)(e.r.AttachNew(p.pid))
 	g := must[*cgroup.Group](t)(h.Load(e.callers))
 	avail := must[[]int](t)(g.EffectiveCPUs())
 	if len(avail) < 2 {
@@ -243,8 +244,8 @@ func TestCPUsPinned(t *testing.T) {
 	}
 	// More cores than there are: refused, not shrunk.
 	err := e.r.SetLimits(p.pid, s.ID, s.Secret, spec.Limits{CPUs: i64(int64(len(avail))), CPUsOffset: i64(1)})
-	if !errors.Is(err, ErrUnsupported) {
-		t.Errorf("cpus past the available cores = %v, want ErrUnsupported", err)
+	if !errors.Is(err, observer.ErrUnsupported) {
+		t.Errorf("cpus past the available cores = %v, want observer.ErrUnsupported", err)
 	}
 	if got := p.do("cpus"); got != "cpus "+want {
 		t.Errorf("a refused limits call changed the cores to %q", got)
@@ -262,7 +263,7 @@ func TestUnifiedKernelTimeLimit(t *testing.T) { testTimeLimit(t, requireHybrid(t
 func testTimeLimit(t *testing.T, h *cgroup.Hierarchy) {
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	s := must[*Session](t)(e.r.AttachNew(p.pid))
+	s := must[*observer.Session](t)(e.r.AttachNew(p.pid))
 	if err := e.r.SetLimits(p.pid, s.ID, s.Secret, spec.Limits{Time: dur(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +287,8 @@ func testTimeLimit(t *testing.T, h *cgroup.Hierarchy) {
 		t.Errorf("killed %v after the deadline (want at most 50 ms; this bound is generous for CI)", late)
 	}
 	q := e.caller()
-	if err := e.r.Attach(q.pid, s.ID, s.Secret); !errors.Is(err, ErrNotFound) {
-		t.Errorf("attach after the time limit = %v, want ErrNotFound", err)
+	if err := e.r.Attach(q.pid, s.ID, s.Secret); !errors.Is(err, observer.ErrNotFound) {
+		t.Errorf("attach after the time limit = %v, want observer.ErrNotFound", err)
 	}
 	st := mustStats(t, e.r, q.pid, s)
 	if *st.Time < 300*time.Millisecond {
@@ -301,7 +302,7 @@ func TestTimeLimitCountsFromStart(t *testing.T) {
 	h := requireHost(t)
 	e := newEnv(t, h, Options{})
 	owner := e.caller()
-	s := must[*Session](t)(e.r.Open(owner.pid))
+	s := must[*observer.Session](t)(e.r.Open(owner.pid))
 	if err := e.r.SetLimits(owner.pid, s.ID, s.Secret, spec.Limits{Time: dur(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +326,7 @@ func TestUnifiedKernelKillForkBomb(t *testing.T) { testKillForkBomb(t, requireHy
 func testKillForkBomb(t *testing.T, h *cgroup.Hierarchy) {
 	e := newEnv(t, h, Options{})
 	owner := e.caller()
-	s := must[*Session](t)(e.r.Open(owner.pid))
+	s := must[*observer.Session](t)(e.r.Open(owner.pid))
 	bomb := e.caller()
 	// Keep the host alive: the bomb's pids are limited, by the session
 	// where it can, else (a controller-less cgroup2) by a v1 group of its
@@ -388,7 +389,7 @@ func TestUnifiedKernelFreezeThaw(t *testing.T) { testFreezeThaw(t, requireHybrid
 func testFreezeThaw(t *testing.T, h *cgroup.Hierarchy) {
 	e := newEnv(t, h, Options{})
 	owner := e.caller()
-	s := must[*Session](t)(e.r.Open(owner.pid))
+	s := must[*observer.Session](t)(e.r.Open(owner.pid))
 	p := e.caller()
 	if err := e.r.Attach(p.pid, s.ID, s.Secret); err != nil {
 		t.Fatal(err)
@@ -427,7 +428,7 @@ func testFreezeThaw(t *testing.T, h *cgroup.Hierarchy) {
 
 // waitCPU polls the session's stats until its CPU usage reaches want or the
 // deadline passes, and returns the last figure read.
-func waitCPU(t testing.TB, r *Registry, caller int, s *Session, want, deadline time.Duration) time.Duration {
+func waitCPU(t testing.TB, r *Registry, caller int, s *observer.Session, want, deadline time.Duration) time.Duration {
 	t.Helper()
 	end := time.Now().Add(deadline)
 	for {
@@ -446,8 +447,8 @@ func TestSecrets(t *testing.T) {
 	h := requireHost(t)
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	s := must[*Session](t)(e.r.Open(p.pid))
-	other := must[*Session](t)(e.r.Open(p.pid))
+	s := must[*observer.Session](t)(e.r.Open(p.pid))
+	other := must[*observer.Session](t)(e.r.Open(p.pid))
 	for _, secret := range []string{"", "0" + s.Secret[1:], other.Secret, strings.ToUpper(s.Secret)} {
 		if secret == s.Secret {
 			continue
@@ -463,8 +464,8 @@ func TestSecrets(t *testing.T) {
 			"close":   func() error { _, err := e.r.Close(p.pid, s.ID, secret); return err },
 			"guessed": func() error { _, err := e.r.Stats(p.pid, newID(), s.Secret); return err },
 		} {
-			if err := op(); !errors.Is(err, ErrForbidden) {
-				t.Errorf("%s with secret %q: %v, want ErrForbidden", name, secret, err)
+			if err := op(); !errors.Is(err, observer.ErrForbidden) {
+				t.Errorf("%s with secret %q: %v, want observer.ErrForbidden", name, secret, err)
 			}
 		}
 	}
@@ -486,16 +487,16 @@ func TestOwnership(t *testing.T) {
 	h := requireHost(t)
 	e := newEnv(t, h, Options{})
 	creator := e.caller()
-	s := must[*Session](t)(e.r.Open(creator.pid))
+	s := must[*observer.Session](t)(e.r.Open(creator.pid))
 	stranger := e.contained(e.group("another-container"))
-	if _, err := e.r.Stats(stranger.pid, s.ID, s.Secret); !errors.Is(err, ErrForbidden) {
-		t.Errorf("stats from another cgroup = %v, want ErrForbidden", err)
+	if _, err := e.r.Stats(stranger.pid, s.ID, s.Secret); !errors.Is(err, observer.ErrForbidden) {
+		t.Errorf("stats from another cgroup = %v, want observer.ErrForbidden", err)
 	}
-	if err := e.r.Attach(stranger.pid, s.ID, s.Secret); !errors.Is(err, ErrForbidden) {
-		t.Errorf("attach from another cgroup = %v, want ErrForbidden", err)
+	if err := e.r.Attach(stranger.pid, s.ID, s.Secret); !errors.Is(err, observer.ErrForbidden) {
+		t.Errorf("attach from another cgroup = %v, want observer.ErrForbidden", err)
 	}
-	if _, err := e.r.Close(stranger.pid, s.ID, s.Secret); !errors.Is(err, ErrForbidden) {
-		t.Errorf("close from another cgroup = %v, want ErrForbidden", err)
+	if _, err := e.r.Close(stranger.pid, s.ID, s.Secret); !errors.Is(err, observer.ErrForbidden) {
+		t.Errorf("close from another cgroup = %v, want observer.ErrForbidden", err)
 	}
 	// The creator moves elsewhere: still its session.
 	g := must[*cgroup.Group](t)(h.Load(e.group("elsewhere")))
@@ -525,8 +526,8 @@ func TestUnifiedKernelAbandoned(t *testing.T) { testAbandoned(t, requireHybrid(t
 func testAbandoned(t *testing.T, h *cgroup.Hierarchy) {
 	e := newEnv(t, h, Options{ReapInterval: 100 * time.Millisecond})
 	creator := e.caller()
-	empty := must[*Session](t)(e.r.Open(creator.pid))
-	busy := must[*Session](t)(e.r.Open(creator.pid))
+	empty := must[*observer.Session](t)(e.r.Open(creator.pid))
+	busy := must[*observer.Session](t)(e.r.Open(creator.pid))
 	worker := e.caller()
 	if err := e.r.Attach(worker.pid, busy.ID, busy.Secret); err != nil {
 		t.Fatal(err)
@@ -587,9 +588,9 @@ func TestKeepClosed(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	e := newEnv(t, h, Options{Now: clock.Now, KeepClosed: 10 * time.Minute, MaxClosed: 2, StateDir: t.TempDir()})
 	p := e.caller()
-	var ss []*Session
+	var ss []*observer.Session
 	for i := 0; i < 3; i++ {
-		s := must[*Session](t)(e.r.Open(p.pid))
+		s := must[*observer.Session](t)(e.r.Open(p.pid))
 		clock.Advance(time.Second)
 		if _, err := e.r.Close(p.pid, s.ID, s.Secret); err != nil {
 			t.Fatal(err)
@@ -597,8 +598,8 @@ func TestKeepClosed(t *testing.T) {
 		ss = append(ss, s)
 	}
 	// The oldest went when the third closed.
-	if _, err := e.r.Stats(p.pid, ss[0].ID, ss[0].Secret); !errors.Is(err, ErrForbidden) {
-		t.Errorf("stats of the session past MaxClosed = %v, want ErrForbidden", err)
+	if _, err := e.r.Stats(p.pid, ss[0].ID, ss[0].Secret); !errors.Is(err, observer.ErrForbidden) {
+		t.Errorf("stats of the session past MaxClosed = %v, want observer.ErrForbidden", err)
 	}
 	clock.Advance(9 * time.Minute)
 	for _, s := range ss[1:] {
@@ -606,18 +607,18 @@ func TestKeepClosed(t *testing.T) {
 			t.Errorf("stats 9 minutes after close: %v", err)
 		}
 	}
-	if _, err := e.r.Stats(p.pid, ss[1].ID, "wrong"); !errors.Is(err, ErrForbidden) {
-		t.Errorf("stats of a closed session with a wrong secret = %v, want ErrForbidden", err)
+	if _, err := e.r.Stats(p.pid, ss[1].ID, "wrong"); !errors.Is(err, observer.ErrForbidden) {
+		t.Errorf("stats of a closed session with a wrong secret = %v, want observer.ErrForbidden", err)
 	}
 	clock.Advance(2 * time.Minute)
 	for _, s := range ss[1:] {
-		if _, err := e.r.Stats(p.pid, s.ID, s.Secret); !errors.Is(err, ErrForbidden) {
-			t.Errorf("stats 11 minutes after close = %v, want ErrForbidden", err)
+		if _, err := e.r.Stats(p.pid, s.ID, s.Secret); !errors.Is(err, observer.ErrForbidden) {
+			t.Errorf("stats 11 minutes after close = %v, want observer.ErrForbidden", err)
 		}
 	}
 	e.r.reap()
 	e.r.mu.Lock()
-	kept := len(e.r.closed)
+	kept := len(e.r.closed.byID)
 	e.r.mu.Unlock()
 	if kept != 0 {
 		t.Errorf("%d closed sessions kept past KeepClosed", kept)
@@ -630,26 +631,26 @@ func TestNestingLimits(t *testing.T) {
 	h := requireHost(t)
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	top := must[*Session](t)(e.r.AttachNew(p.pid))
+	top := must[*observer.Session](t)(e.r.AttachNew(p.pid))
 	if err := e.r.SetLimits(p.pid, top.ID, top.Secret, spec.Limits{CgroupDepth: i64(2), CgroupDescendants: i64(3)}); err != nil {
 		t.Fatal(err)
 	}
-	a := must[*Session](t)(e.r.AttachNew(p.pid)) // depth 1
-	must[*Session](t)(e.r.Open(p.pid))           // depth 2, below a
+	a := must[*observer.Session](t)(e.r.AttachNew(p.pid)) // depth 1
+	must[*observer.Session](t)(e.r.Open(p.pid))           // depth 2, below a
 	if _, err := e.r.AttachNew(p.pid); err != nil {
 		t.Fatalf("depth 2: %v", err)
 	}
 	// p is at depth 2 now; a session below it would be at depth 3.
-	if _, err := e.r.Open(p.pid); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "cgroup_depth") {
-		t.Errorf("a session 3 deep below a cgroup_depth 2 session: %v, want ErrForbidden naming cgroup_depth", err)
+	if _, err := e.r.Open(p.pid); !errors.Is(err, observer.ErrForbidden) || !strings.Contains(err.Error(), "cgroup_depth") {
+		t.Errorf("a session 3 deep below a cgroup_depth 2 session: %v, want observer.ErrForbidden naming cgroup_depth", err)
 	}
 	// Three below top already: a fourth is refused even at depth 1.
 	q := e.caller()
 	if err := e.r.Attach(q.pid, top.ID, top.Secret); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.r.Open(q.pid); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "cgroup_descendants") {
-		t.Errorf("a 4th session below a cgroup_descendants 3 session: %v, want ErrForbidden naming cgroup_descendants", err)
+	if _, err := e.r.Open(q.pid); !errors.Is(err, observer.ErrForbidden) || !strings.Contains(err.Error(), "cgroup_descendants") {
+		t.Errorf("a 4th session below a cgroup_descendants 3 session: %v, want observer.ErrForbidden naming cgroup_descendants", err)
 	}
 	// Closing a (and the two below it) makes room.
 	if _, err := e.r.Close(q.pid, a.ID, a.Secret); err != nil {
@@ -667,7 +668,7 @@ func TestLimitsRefused(t *testing.T) {
 	h := requireHost(t)
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	s := must[*Session](t)(e.r.Open(p.pid))
+	s := must[*observer.Session](t)(e.r.Open(p.pid))
 	if err := e.r.SetLimits(p.pid, s.ID, s.Secret, spec.Limits{Pids: i64(50)}); err != nil {
 		t.Fatal(err)
 	}
@@ -680,8 +681,8 @@ func TestLimitsRefused(t *testing.T) {
 		"perf":      {PerfCycles: i64(1000)},
 	} {
 		err := e.r.SetLimits(p.pid, s.ID, s.Secret, l)
-		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), strings.TrimSuffix(name, "=false")) {
-			t.Errorf("%s: %v, want ErrUnsupported naming it", name, err)
+		if !errors.Is(err, observer.ErrUnsupported) || !strings.Contains(err.Error(), strings.TrimSuffix(name, "=false")) {
+			t.Errorf("%s: %v, want observer.ErrUnsupported naming it", name, err)
 		}
 	}
 	for name, l := range map[string]spec.Limits{
@@ -690,8 +691,8 @@ func TestLimitsRefused(t *testing.T) {
 		"time 0":   {Time: dur(0)},
 		"memory 0": {Memory: i64(0)},
 	} {
-		if err := e.r.SetLimits(p.pid, s.ID, s.Secret, l); !errors.Is(err, ErrBadRequest) {
-			t.Errorf("%s: %v, want ErrBadRequest", name, err)
+		if err := e.r.SetLimits(p.pid, s.ID, s.Secret, l); !errors.Is(err, observer.ErrBadRequest) {
+			t.Errorf("%s: %v, want observer.ErrBadRequest", name, err)
 		}
 	}
 	// A memory limit leaves the pids limit set before.
@@ -713,14 +714,14 @@ func TestUnifiedKernelLimitsUnsupported(t *testing.T) {
 	h := requireHybrid(t)
 	e := newEnv(t, h, Options{})
 	p := e.caller()
-	s := must[*Session](t)(e.r.AttachNew(p.pid))
+	s := must[*observer.Session](t)(e.r.AttachNew(p.pid))
 	for name, l := range map[string]spec.Limits{
 		"memory": {Memory: i64(64 << 20)},
 		"pids":   {Pids: i64(10)},
 		"cpus":   {CPUs: i64(1)},
 	} {
-		if err := e.r.SetLimits(p.pid, s.ID, s.Secret, l); !errors.Is(err, ErrUnsupported) {
-			t.Errorf("%s on a controller-less cgroup2: %v, want ErrUnsupported", name, err)
+		if err := e.r.SetLimits(p.pid, s.ID, s.Secret, l); !errors.Is(err, observer.ErrUnsupported) {
+			t.Errorf("%s on a controller-less cgroup2: %v, want observer.ErrUnsupported", name, err)
 		}
 	}
 	// A time limit needs no controller.
@@ -747,8 +748,8 @@ func TestAdopt(t *testing.T) {
 		t.Errorf("the process is in %s, want %s", got, p)
 	}
 	// The task itself, even with the secret, may not touch its session.
-	if err := e.r.SetLimits(task.pid, s.ID, s.Secret, spec.Limits{Pids: i64(1000)}); !errors.Is(err, ErrForbidden) {
-		t.Errorf("limits by the adopted task itself = %v, want ErrForbidden", err)
+	if err := e.r.SetLimits(task.pid, s.ID, s.Secret, spec.Limits{Pids: i64(1000)}); !errors.Is(err, observer.ErrForbidden) {
+		t.Errorf("limits by the adopted task itself = %v, want observer.ErrForbidden", err)
 	}
 	// Host root may (the test stands for the worker here).
 	if _, err := e.r.Stats(os.Getpid(), s.ID, s.Secret); err != nil {
@@ -762,15 +763,15 @@ func TestAdopt(t *testing.T) {
 	if !strings.HasPrefix(sub.Path, p+"/") {
 		t.Errorf("sub-session %s not below %s", sub.Path, p)
 	}
-	if _, err := e.r.Open(task.pid); !errors.Is(err, ErrForbidden) {
-		t.Errorf("depth 2 below a cgroup_depth 1 adopted session = %v, want ErrForbidden", err)
+	if _, err := e.r.Open(task.pid); !errors.Is(err, observer.ErrForbidden) {
+		t.Errorf("depth 2 below a cgroup_depth 1 adopted session = %v, want observer.ErrForbidden", err)
 	}
-	if _, err := e.r.Adopt(os.Getpid(), task.pid, p, spec.Limits{}); !errors.Is(err, ErrBadRequest) {
-		t.Errorf("adopting a session's path again = %v, want ErrBadRequest", err)
+	if _, err := e.r.Adopt(os.Getpid(), task.pid, p, spec.Limits{}); !errors.Is(err, observer.ErrBadRequest) {
+		t.Errorf("adopting a session's path again = %v, want observer.ErrBadRequest", err)
 	}
 	for _, bad := range []string{"", "relative", "/", "/a/../b", p + "/" + procsLeaf} {
-		if _, err := e.r.Adopt(os.Getpid(), task.pid, bad, spec.Limits{}); !errors.Is(err, ErrBadRequest) {
-			t.Errorf("Adopt(%q) = %v, want ErrBadRequest", bad, err)
+		if _, err := e.r.Adopt(os.Getpid(), task.pid, bad, spec.Limits{}); !errors.Is(err, observer.ErrBadRequest) {
+			t.Errorf("Adopt(%q) = %v, want observer.ErrBadRequest", bad, err)
 		}
 	}
 	if _, err := e.r.Close(os.Getpid(), s.ID, s.Secret); err != nil {

@@ -1,4 +1,7 @@
-package observer
+// Package measure turns a cgroup's usage counters into Kolejka's stats: the
+// one conversion the worker (a task's result) and the observer daemon (a
+// session's stats) share, so that both count the same way.
+package measure
 
 import (
 	"strconv"
@@ -14,14 +17,13 @@ import (
 // per-core figures), the memory and swap peaks, the memory failures (the
 // larger of the limit hits and the OOM kills: v1's failcnt can stay 0 under
 // an OOM kill), and the pids peak and refused forks. The wall time is the
-// caller's to fill in. The worker and the observer both use it, so a task's
-// result and a session's stats count the same way.
+// caller's to fill in (see Duration).
 func StatsOf(u *cgroup.Usage, cores []int) spec.Stats {
 	st := spec.Stats{CPUs: map[string]spec.CPUStats{}, GPUs: map[string]spec.GPUStats{}}
 	if u == nil {
 		return st
 	}
-	st.CPU = spec.CPUStats{Usage: durp(u.CPU), User: durp(u.CPUUser), System: durp(u.CPUSystem)}
+	st.CPU = spec.CPUStats{Usage: Duration(u.CPU), User: Duration(u.CPUUser), System: Duration(u.CPUSystem)}
 	if len(u.PerCPU) > 0 {
 		if len(cores) == 0 {
 			for i := range u.PerCPU {
@@ -30,7 +32,7 @@ func StatsOf(u *cgroup.Usage, cores []int) spec.Stats {
 		}
 		for _, c := range cores {
 			if c >= 0 && c < len(u.PerCPU) {
-				st.CPUs[strconv.Itoa(c)] = spec.CPUStats{Usage: durp(u.PerCPU[c])}
+				st.CPUs[strconv.Itoa(c)] = spec.CPUStats{Usage: Duration(u.PerCPU[c])}
 			}
 		}
 	}
@@ -43,8 +45,9 @@ func StatsOf(u *cgroup.Usage, cores []int) spec.Stats {
 	return st
 }
 
-// durp rounds to Kolejka's resolution, microseconds.
-func durp(d time.Duration) *time.Duration {
+// Duration is d at Kolejka's resolution, microseconds, as the stats hold
+// their times.
+func Duration(d time.Duration) *time.Duration {
 	d = d.Round(time.Microsecond)
 	return &d
 }

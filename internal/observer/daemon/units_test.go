@@ -1,56 +1,23 @@
-package observer
+package daemon
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"path"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/measure"
+	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
 // Tests of the pure parts: no root, no cgroups.
-
-func TestStatsOf(t *testing.T) {
-	u := &cgroup.Usage{
-		CPU: 3*time.Second + 1500, CPUUser: 2 * time.Second, CPUSystem: time.Second,
-		PerCPU:     []time.Duration{time.Second, 0, 2 * time.Second, 7},
-		MemoryPeak: 1 << 20, SwapPeak: 4096, MemoryFailures: 0, OOMKills: 2,
-		Pids: 3, PidsPeak: 9, PidsFailures: 4,
-	}
-	st := StatsOf(u, []int{2, 3, 9})
-	if *st.CPU.Usage != 3*time.Second+2*time.Microsecond {
-		t.Errorf("CPU %v, want rounded to microseconds", *st.CPU.Usage)
-	}
-	if len(st.CPUs) != 2 || *st.CPUs["2"].Usage != 2*time.Second || *st.CPUs["3"].Usage != 0 {
-		t.Errorf("per-core %v, want cores 2 and 3 only (9 is not counted)", st.CPUs)
-	}
-	if *st.Memory.Failures != 2 || *st.Memory.MaxUsage != 1<<20 || *st.Memory.MaxSwap != 4096 {
-		t.Errorf("memory %+v: failures are the larger of failcnt and OOM kills", st.Memory)
-	}
-	if *st.Pids.MaxUsage != 9 || *st.Pids.Failures != 4 {
-		t.Errorf("pids %+v", st.Pids)
-	}
-	if all := StatsOf(u, nil); len(all.CPUs) != 4 {
-		t.Errorf("without cores every counted core: %v", all.CPUs)
-	}
-	if v2 := StatsOf(&cgroup.Usage{CPU: time.Second}, []int{0, 1}); len(v2.CPUs) != 0 {
-		t.Errorf("v2 keeps no per-core time: %v", v2.CPUs)
-	}
-	// What StatsOf makes, Kolejka's stats format reads back.
-	b, err := StatsOf(u, nil).MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := spec.ParseStats(b, "stats"); err != nil {
-		t.Error(err)
-	}
-}
 
 func TestPickCores(t *testing.T) {
 	avail := []int{0, 2, 3, 5}
@@ -58,8 +25,8 @@ func TestPickCores(t *testing.T) {
 		t.Errorf("pickCores(2, 1) = %v, %v", got, err)
 	}
 	for _, c := range [][2]int64{{5, 0}, {2, 3}, {1, -1}, {0, 0}} {
-		if _, err := pickCores(avail, c[0], c[1]); !errors.Is(err, ErrUnsupported) {
-			t.Errorf("pickCores(%d, %d) = %v, want ErrUnsupported", c[0], c[1], err)
+		if _, err := pickCores(avail, c[0], c[1]); !errors.Is(err, observer.ErrUnsupported) {
+			t.Errorf("pickCores(%d, %d) = %v, want observer.ErrUnsupported", c[0], c[1], err)
 		}
 	}
 }
@@ -84,7 +51,7 @@ func TestOverlayAndResources(t *testing.T) {
 	if r := resources(spec.Limits{Memory: i64(100), Swap: i64(50)}, nil, true); *r.Swap != 50 {
 		t.Errorf("an explicit swap limit: %+v", r)
 	}
-	if err := checkEnforceable(spec.Limits{GPUs: i64(0), Network: boolp(true)}); err != nil {
+	if err := CheckEnforceable(spec.Limits{GPUs: i64(0), Network: boolp(true)}); err != nil {
 		t.Errorf("gpus 0 and network true restrict nothing: %v", err)
 	}
 }
@@ -122,15 +89,15 @@ func TestParseParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *p.sessionID != "ab" || p.secret != "cd" || *p.limits.Memory != 1<<20 || *p.limits.Time != 2500*time.Millisecond || *p.pid != 7 || *p.path != "/x" {
+	if *p.SessionID != "ab" || p.Secret != "cd" || *p.Limits.Memory != 1<<20 || *p.Limits.Time != 2500*time.Millisecond || *p.Pid != 7 || *p.Path != "/x" {
 		t.Errorf("parsed %+v", p)
 	}
-	if p, err := parseParams([]byte(`{"session_id": null, "limits": null}`)); err != nil || p.sessionID != nil {
+	if p, err := parseParams([]byte(`{"session_id": null, "limits": null}`)); err != nil || p.SessionID != nil || p.Limits != nil {
 		t.Errorf("nulls are absent: %+v, %v", p, err)
 	}
 	for _, bad := range []string{`{`, `[]`, `null`, `"x"`, `{} 1`, `{"session_id": 1}`, `{"secret": {}}`, `{"pid": 1.5}`, `{"pid": -1}`, `{"limits": []}`, `{"limits": {"cpus": "x"}}`} {
-		if _, err := parseParams([]byte(bad)); !errors.Is(err, ErrBadRequest) {
-			t.Errorf("parseParams(%s) = %v, want ErrBadRequest", bad, err)
+		if _, err := parseParams([]byte(bad)); !errors.Is(err, observer.ErrBadRequest) {
+			t.Errorf("parseParams(%s) = %v, want observer.ErrBadRequest", bad, err)
 		}
 	}
 }
@@ -184,7 +151,7 @@ func FuzzReadRequest(f *testing.F) {
 }
 
 func TestStatsBody(t *testing.T) {
-	for _, st := range []spec.Stats{{}, StatsOf(&cgroup.Usage{CPU: time.Second, PerCPU: []time.Duration{time.Second}}, nil)} {
+	for _, st := range []spec.Stats{{}, measure.StatsOf(&cgroup.Usage{CPU: time.Second, PerCPU: []time.Duration{time.Second}}, nil)} {
 		b, err := statsBody(st)
 		if err != nil {
 			t.Fatal(err)
@@ -204,5 +171,76 @@ func TestStatsBody(t *testing.T) {
 		if !bytes.Equal(want, got) {
 			t.Errorf("round trip: %s, want %s", got, want)
 		}
+	}
+}
+
+// TestNestingAllows: cgroup_depth counts the sessions between, not the
+// cgroups; cgroup_descendants counts every open session below at any
+// depth; a closing or expired session takes no new ones; sessions elsewhere
+// do not count.
+func TestNestingAllows(t *testing.T) {
+	sess := func(p string, l spec.Limits) *session {
+		return &session{ident: ident{id: path.Base(p), path: p}, limits: l}
+	}
+	top := sess("/task", spec.Limits{CgroupDepth: i64(2), CgroupDescendants: i64(3)})
+	mid := sess("/task/judge/kolejka_observer_a", spec.Limits{})
+	byPath := map[string]*session{top.path: top, mid.path: mid, "/other": sess("/other", spec.Limits{CgroupDepth: i64(0)})}
+	for _, c := range []struct {
+		parent string
+		want   error
+	}{
+		{"/task", nil},                    // depth 1 below top
+		{"/task/judge", nil},              // still depth 1: the cgroup between is no session
+		{mid.path + "/deeper", nil},       // depth 2
+		{"/elsewhere", nil},               // below no session
+		{"/other", observer.ErrForbidden}, // depth 0 allows none
+	} {
+		if err := nestingAllows(byPath, c.parent); !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Errorf("a session in %s: %v, want %v", c.parent, err, c.want)
+		}
+	}
+	deep := sess(mid.path+"/kolejka_observer_b", spec.Limits{})
+	byPath[deep.path] = deep
+	if err := nestingAllows(byPath, deep.path); !errors.Is(err, observer.ErrForbidden) || !strings.Contains(err.Error(), "cgroup_depth") {
+		t.Errorf("depth 3 below a cgroup_depth 2 session: %v", err)
+	}
+	byPath["/task/kolejka_observer_c"] = sess("/task/kolejka_observer_c", spec.Limits{})
+	if err := nestingAllows(byPath, "/task"); !errors.Is(err, observer.ErrForbidden) || !strings.Contains(err.Error(), "has 3") {
+		t.Errorf("a fourth descendant of a cgroup_descendants 3 session: %v", err)
+	}
+	mid.closing = true
+	if err := nestingAllows(map[string]*session{mid.path: mid}, mid.path); !errors.Is(err, observer.ErrNotFound) {
+		t.Errorf("inside a closing session: %v", err)
+	}
+	mid.closing, mid.expired = false, true
+	if err := nestingAllows(map[string]*session{mid.path: mid}, mid.path+"/x"); !errors.Is(err, observer.ErrNotFound) {
+		t.Errorf("inside an expired session: %v", err)
+	}
+}
+
+// TestClosedSessions: final stats stay readable for keep, at most max of
+// them (the oldest go first), and the dropped ones are told so their
+// records go too.
+func TestClosedSessions(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	cs := newClosedSessions(time.Minute, 2)
+	closed := func(id string, at time.Time) *closedSession {
+		return &closedSession{ident: ident{id: id}, closedAt: at}
+	}
+	if dropped := cs.add(closed("b", t0.Add(time.Second))); len(dropped) != 0 {
+		t.Errorf("dropped %v below max", dropped)
+	}
+	cs.add(closed("a", t0))
+	if dropped := cs.add(closed("c", t0.Add(2*time.Second))); !reflect.DeepEqual(dropped, []string{"a"}) {
+		t.Errorf("past max dropped %v, want the oldest, a", dropped)
+	}
+	if cs.get("b", t0.Add(time.Minute)) == nil || cs.get("a", t0) != nil {
+		t.Error("get: b is kept a minute after its close, a was dropped")
+	}
+	if cs.get("b", t0.Add(time.Minute+2*time.Second)) != nil || cs.kept("b") == nil {
+		t.Error("past keep get no longer answers, kept still does until expire")
+	}
+	if dropped := cs.expire(t0.Add(time.Minute + 1500*time.Millisecond)); !reflect.DeepEqual(dropped, []string{"b"}) || cs.kept("c") == nil {
+		t.Errorf("expire dropped %v, want b only", dropped)
 	}
 }

@@ -1,4 +1,4 @@
-package observer
+package daemon
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/spec"
 )
 
 // daemonProc is a daemon running as a process of its own (the test binary
@@ -160,4 +161,52 @@ func TestRestart(t *testing.T) {
 	}
 	wantStats(t, "stats of the slow session", live.wire(socket, "stats", pyDumps(ids(slowID, slowSecret)...)))
 	wantStats(t, "close the live session", live.wire(socket, "close", pyDumps(ids(liveID, liveSecret)...)))
+}
+
+// TestStateFolderWrites: the records are written whole through atomicfile,
+// which leaves no temporary behind; one that a crash left (a hidden
+// ".<name>.*.tmp") is removed when the next registry starts on the folder.
+func TestStateFolderWrites(t *testing.T) {
+	h := requireHost(t)
+	state := t.TempDir()
+	cut := filepath.Join(state, "."+newID()+".json.12345.tmp")
+	if err := os.WriteFile(cut, []byte(`{"version": 1, "id": "`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, h, Options{StateDir: state})
+	if _, err := os.Stat(cut); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a cut-short write survived the start: %v", err)
+	}
+	p := e.caller()
+	s, err := e.r.AttachNew(p.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.r.SetLimits(p.pid, s.ID, s.Secret, spec.Limits{Pids: i64(50)}); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		entries, err := os.ReadDir(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range entries {
+			out = append(out, d.Name())
+		}
+		return out
+	}
+	if got := names(); len(got) != 1 || got[0] != s.ID+".json" {
+		t.Errorf("the state folder holds %v, want %s.json only", got, s.ID)
+	}
+	rec, err := readRecord(filepath.Join(state, s.ID+".json"))
+	if err != nil || rec.Limits.Pids == nil || *rec.Limits.Pids != 50 {
+		t.Errorf("the record after a limits call: %+v, %v", rec, err)
+	}
+	if _, err := e.r.Close(p.pid, s.ID, s.Secret); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := readRecord(filepath.Join(state, s.ID+".json")); err != nil || rec.Closed == nil || rec.Stats == nil {
+		t.Errorf("the record after the close: %+v, %v", rec, err)
+	}
 }
