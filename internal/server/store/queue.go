@@ -278,21 +278,8 @@ const maxCands = 100_000
 // queuedIDs reads up to n queued task ids after id last, in queue order,
 // from the index alone.
 func queuedIDs(ctx context.Context, tx *sql.Tx, last int64, n int) ([]int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM tasks WHERE state = ? AND id > ? ORDER BY id LIMIT ?`,
+	return queryColumn[int64](ctx, tx, "read queue", `SELECT id FROM tasks WHERE state = ? AND id > ? ORDER BY id LIMIT ?`,
 		stateQueued, last, n)
-	if err != nil {
-		return nil, fmt.Errorf("unable to read queue: %w", err)
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("unable to read queue: %w", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // candidate is how the scheduler sees queued task id: from the cache, or
@@ -356,21 +343,11 @@ func (s *Store) Heartbeat(ctx context.Context, node int64, keys []string, until 
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		out = HeartbeatResult{Held: []string{}, Lost: []string{}}
 		if keys == nil {
-			rows, err := tx.QueryContext(ctx, `
+			held, err := queryColumn[string](ctx, tx, "extend leases", `
 				UPDATE tasks SET lease_expire = MAX(lease_expire, ?), heartbeat = 1
 				WHERE assignee_id = ? AND state = ? RETURNING key`, us(until), node, stateAssigned)
-			if err != nil {
-				return fmt.Errorf("unable to extend leases: %w", err)
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var k string
-				if err := rows.Scan(&k); err != nil {
-					return fmt.Errorf("unable to extend leases: %w", err)
-				}
-				out.Held = append(out.Held, k)
-			}
-			return rows.Err()
+			out.Held = append(out.Held, held...)
+			return err
 		}
 		for _, k := range keys {
 			res, err := tx.ExecContext(ctx, `
@@ -444,20 +421,8 @@ func (s *Store) Release(ctx context.Context, node int64, keys []string, now time
 
 // heldKeys lists the tasks assigned to node.
 func heldKeys(ctx context.Context, tx *sql.Tx, node int64) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT key FROM tasks WHERE assignee_id = ? AND state = ? ORDER BY id`, node, stateAssigned)
-	if err != nil {
-		return nil, fmt.Errorf("unable to list the node's tasks: %w", err)
-	}
-	defer rows.Close()
-	keys := []string{}
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("unable to list the node's tasks: %w", err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, rows.Err()
+	return queryColumn[string](ctx, tx, "list the node's tasks", `SELECT key FROM tasks WHERE assignee_id = ? AND state = ? ORDER BY id`,
+		node, stateAssigned)
 }
 
 // ExpireLeases reclaims the tasks whose lease ended before now (see the
@@ -476,35 +441,44 @@ func (s *Store) ExpireLeases(ctx context.Context, now time.Time, p Expiry) (Expi
 // whatever is left is taken by the next pass.
 const expireBatch = 500
 
+// expire reclaims lapsed leases and, with a QueueTimeout, ends the queued
+// tasks that waited too long (see the file's comment), in tx.
 func expire(ctx context.Context, tx *sql.Tx, now time.Time, p Expiry) (ExpiryResult, error) {
 	var out ExpiryResult
-	maxAttempts := max(p.MaxAttempts, 1)
+	if err := reclaimLeases(ctx, tx, now, max(p.MaxAttempts, 1), &out); err != nil {
+		return out, err
+	}
+	if p.QueueTimeout > 0 {
+		if err := timeOutQueued(ctx, tx, now, p, &out); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// reclaimLeases takes back up to expireBatch tasks whose lease ended
+// before now: to the queue, keeping their place, or, once handed out
+// maxAttempts times, to an SE result.
+func reclaimLeases(ctx context.Context, tx *sql.Tx, now time.Time, maxAttempts int, out *ExpiryResult) error {
 	type lapsed struct {
 		id       int64
 		key      string
 		attempts int
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, key, attempts FROM tasks WHERE state = ? AND lease_expire < ? ORDER BY lease_expire LIMIT ?`,
+	list, err := queryRows(ctx, tx, "find lapsed leases", func(rows *sql.Rows) (l lapsed, err error) {
+		err = rows.Scan(&l.id, &l.key, &l.attempts)
+		return l, err
+	}, `SELECT id, key, attempts FROM tasks WHERE state = ? AND lease_expire < ? ORDER BY lease_expire LIMIT ?`,
 		stateAssigned, us(now), expireBatch)
 	if err != nil {
-		return out, fmt.Errorf("unable to find lapsed leases: %w", err)
+		return err
 	}
-	var list []lapsed
-	for rows.Next() {
-		var l lapsed
-		if err := rows.Scan(&l.id, &l.key, &l.attempts); err != nil {
-			rows.Close()
-			return out, fmt.Errorf("unable to find lapsed leases: %w", err)
-		}
-		list = append(list, l)
-	}
-	rows.Close()
 	for _, l := range list {
 		if l.attempts >= maxAttempts {
 			cb, err := serverFailure(ctx, tx, l.id, now,
 				fmt.Sprintf("the node holding the task stopped answering %d times", l.attempts))
 			if err != nil {
-				return out, err
+				return err
 			}
 			out.Failed = append(out.Failed, l.key)
 			out.Callback = out.Callback || cb
@@ -514,42 +488,43 @@ func expire(ctx context.Context, tx *sql.Tx, now time.Time, p Expiry) (ExpiryRes
 			UPDATE tasks SET state = ?, lost_by = assignee_id, time_lost = ?, assignee_id = NULL, time_assign = NULL,
 				lease_expire = NULL, assigned_limits = NULL, time_queued = ?
 			WHERE id = ?`, stateQueued, us(now), us(now), l.id); err != nil {
-			return out, fmt.Errorf("unable to requeue task: %w", err)
+			return fmt.Errorf("unable to requeue task: %w", err)
 		}
 		out.Requeued = append(out.Requeued, l.key)
 	}
-	if p.QueueTimeout > 0 {
-		// The head of the queue is what blocks dequeues; it is bounded,
-		// so this never reads the whole queue.
-		cutoff := us(now.Add(-p.QueueTimeout))
-		rows, err := tx.QueryContext(ctx, `SELECT id, key, time_queued FROM tasks WHERE state = ? ORDER BY id LIMIT ?`,
-			stateQueued, max(p.QueueHead, 1))
-		if err != nil {
-			return out, fmt.Errorf("unable to find timed-out tasks: %w", err)
-		}
-		var stale []lapsed
-		for rows.Next() {
-			var l lapsed
-			var queued sql.NullInt64
-			if err := rows.Scan(&l.id, &l.key, &queued); err != nil {
-				rows.Close()
-				return out, fmt.Errorf("unable to find timed-out tasks: %w", err)
-			}
-			if queued.Valid && queued.Int64 < cutoff {
-				stale = append(stale, l)
-			}
-		}
-		rows.Close()
-		for _, l := range stale {
-			cb, err := serverFailure(ctx, tx, l.id, now, "no node took the task within the queue timeout")
-			if err != nil {
-				return out, err
-			}
-			out.Failed = append(out.Failed, l.key)
-			out.Callback = out.Callback || cb
-		}
+	return nil
+}
+
+// timeOutQueued gives an SE result to the tasks among the QueueHead oldest
+// queued ones that entered the queue more than QueueTimeout before now.
+// The head of the queue is what blocks dequeues; it is bounded, so this
+// never reads the whole queue.
+func timeOutQueued(ctx context.Context, tx *sql.Tx, now time.Time, p Expiry, out *ExpiryResult) error {
+	type waiting struct {
+		id     int64
+		key    string
+		queued sql.NullInt64
 	}
-	return out, nil
+	head, err := queryRows(ctx, tx, "find timed-out tasks", func(rows *sql.Rows) (w waiting, err error) {
+		err = rows.Scan(&w.id, &w.key, &w.queued)
+		return w, err
+	}, `SELECT id, key, time_queued FROM tasks WHERE state = ? ORDER BY id LIMIT ?`, stateQueued, max(p.QueueHead, 1))
+	if err != nil {
+		return err
+	}
+	cutoff := us(now.Add(-p.QueueTimeout))
+	for _, w := range head {
+		if !w.queued.Valid || w.queued.Int64 >= cutoff {
+			continue
+		}
+		cb, err := serverFailure(ctx, tx, w.id, now, "no node took the task within the queue timeout")
+		if err != nil {
+			return err
+		}
+		out.Failed = append(out.Failed, w.key)
+		out.Callback = out.Callback || cb
+	}
+	return nil
 }
 
 // serverFailure gives task id an SE result made by the server (status SE,
@@ -590,23 +565,12 @@ func serverFailure(ctx context.Context, tx *sql.Tx, id int64, now time.Time, why
 func (s *Store) Unassign(ctx context.Context, cutoff, now time.Time) ([]string, error) {
 	var keys []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		keys = nil
-		rows, err := tx.QueryContext(ctx, `
+		var err error
+		keys, err = queryColumn[string](ctx, tx, "unassign tasks", `
 			UPDATE tasks SET state = ?, assignee_id = NULL, time_assign = NULL, lease_expire = NULL, assigned_limits = NULL,
 				time_queued = ?
 			WHERE state = ? AND time_assign < ? RETURNING key`, stateQueued, us(now), stateAssigned, us(cutoff))
-		if err != nil {
-			return fmt.Errorf("unable to unassign tasks: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				return fmt.Errorf("unable to unassign tasks: %w", err)
-			}
-			keys = append(keys, k)
-		}
-		return rows.Err()
+		return err
 	})
 	return keys, err
 }
