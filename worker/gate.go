@@ -130,6 +130,12 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 		}
 	}()
 	conn, err := g.ln.AcceptUnix()
+	if errors.Is(err, os.ErrDeadlineExceeded) && isClosed(died) {
+		// kolejka-init can connect and end (a command it could not start)
+		// before we accept: its connection waits in the backlog, which an
+		// expired deadline keeps Accept from looking at.
+		conn, err = g.acceptPending()
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, errors.New("kolejka-init did not reach the gate")
@@ -170,6 +176,49 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 		return 0, errors.New("kolejka-init is not visible from the worker's pid namespace")
 	}
 	return onlyChild(int(cred.Pid))
+}
+
+// acceptPending accepts a connection already waiting on the gate, without
+// waiting for one: os.ErrDeadlineExceeded if there is none.
+func (g *gate) acceptPending() (*net.UnixConn, error) {
+	rc, err := g.ln.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd, aerr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		// The listener is non-blocking, as Go makes every socket.
+		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
+	}); err != nil {
+		return nil, err
+	}
+	if errors.Is(aerr, unix.EAGAIN) {
+		return nil, os.ErrDeadlineExceeded
+	}
+	if aerr != nil {
+		return nil, aerr
+	}
+	f := os.NewFile(uintptr(nfd), "gate")
+	defer f.Close() // FileConn holds its own copy
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	conn, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("unexpected connection type %T", c)
+	}
+	return conn, nil
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // onlyChild returns the single child of pid: the task kolejka-init holds
