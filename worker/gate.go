@@ -117,12 +117,47 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 	if !ok {
 		deadline = time.Now().Add(time.Minute)
 	}
+	conn, err := g.accept(deadline, died)
+	if err != nil {
+		return 0, err
+	}
+	g.conn = conn
+	// No one else may connect.
+	g.ln.Close()
+	os.Remove(filepath.Join(g.dir, gateSocket))
+
+	initPid, err := peerPid(conn)
+	if err != nil {
+		return 0, err
+	}
+	_ = conn.SetReadDeadline(deadline)
+	buf := make([]byte, 64)
+	n, err := conn.Read(buf)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("kolejka-init ended before starting the task: %v", err)
+	}
+	switch msg := string(buf[:n]); msg {
+	case pid1.MsgNoTask:
+		return 0, nil
+	case pid1.MsgReady:
+	default:
+		return 0, fmt.Errorf("kolejka-init said %q instead of %q", msg, pid1.MsgReady)
+	}
+	if initPid <= 0 {
+		// 0 means the peer lives in a pid namespace we cannot see into.
+		return 0, errors.New("kolejka-init is not visible from the worker's pid namespace")
+	}
+	return onlyChild(initPid)
+}
+
+// accept waits until deadline for kolejka-init's connection, or until died
+// closes: a container that dies before connecting must not leave us
+// waiting for the whole deadline.
+func (g *gate) accept(deadline time.Time, died <-chan struct{}) (*net.UnixConn, error) {
 	_ = g.ln.SetDeadline(deadline)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
-		// A container that dies before connecting must not leave us
-		// waiting for the whole deadline.
 		select {
 		case <-died:
 			_ = g.ln.SetDeadline(time.Now())
@@ -138,15 +173,16 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, errors.New("kolejka-init did not reach the gate")
+			return nil, errors.New("kolejka-init did not reach the gate")
 		}
-		return 0, fmt.Errorf("unable to open the gate: %w", err)
+		return nil, fmt.Errorf("unable to open the gate: %w", err)
 	}
-	g.conn = conn
-	// No one else may connect.
-	g.ln.Close()
-	os.Remove(filepath.Join(g.dir, gateSocket))
+	return conn, nil
+}
 
+// peerPid is the pid of conn's peer (kolejka-init) in our pid namespace, 0
+// if it is not visible from there.
+func peerPid(conn *net.UnixConn) (int, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -158,24 +194,7 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 	}); err != nil || cerr != nil {
 		return 0, fmt.Errorf("unable to identify kolejka-init: %w", errors.Join(err, cerr))
 	}
-	_ = conn.SetReadDeadline(deadline)
-	buf := make([]byte, 64)
-	n, err := conn.Read(buf)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("kolejka-init ended before starting the task: %v", err)
-	}
-	switch msg := string(buf[:n]); msg {
-	case pid1.MsgNoTask:
-		return 0, nil
-	case pid1.MsgReady:
-	default:
-		return 0, fmt.Errorf("kolejka-init said %q instead of %q", msg, pid1.MsgReady)
-	}
-	if cred.Pid <= 0 {
-		// 0 means the peer lives in a pid namespace we cannot see into.
-		return 0, errors.New("kolejka-init is not visible from the worker's pid namespace")
-	}
-	return onlyChild(int(cred.Pid))
+	return int(cred.Pid), nil
 }
 
 // acceptPending accepts a connection already waiting on the gate, without
