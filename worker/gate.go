@@ -117,40 +117,18 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 	if !ok {
 		deadline = time.Now().Add(time.Minute)
 	}
-	_ = g.ln.SetDeadline(deadline)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		// A container that dies before connecting must not leave us
-		// waiting for the whole deadline.
-		select {
-		case <-died:
-			_ = g.ln.SetDeadline(time.Now())
-		case <-stop:
-		}
-	}()
-	conn, err := g.ln.AcceptUnix()
+	conn, err := g.accept(deadline, died)
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, errors.New("kolejka-init did not reach the gate")
-		}
-		return 0, fmt.Errorf("unable to open the gate: %w", err)
+		return 0, err
 	}
 	g.conn = conn
 	// No one else may connect.
 	g.ln.Close()
 	os.Remove(filepath.Join(g.dir, gateSocket))
 
-	rc, err := conn.SyscallConn()
+	initPid, err := peerPid(conn)
 	if err != nil {
 		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := rc.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return 0, fmt.Errorf("unable to identify kolejka-init: %w", errors.Join(err, cerr))
 	}
 	_ = conn.SetReadDeadline(deadline)
 	buf := make([]byte, 64)
@@ -165,11 +143,101 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 	default:
 		return 0, fmt.Errorf("kolejka-init said %q instead of %q", msg, pid1.MsgReady)
 	}
-	if cred.Pid <= 0 {
+	if initPid <= 0 {
 		// 0 means the peer lives in a pid namespace we cannot see into.
 		return 0, errors.New("kolejka-init is not visible from the worker's pid namespace")
 	}
-	return onlyChild(int(cred.Pid))
+	return onlyChild(initPid)
+}
+
+// accept waits until deadline for kolejka-init's connection, or until died
+// closes: a container that dies before connecting must not leave us
+// waiting for the whole deadline.
+func (g *gate) accept(deadline time.Time, died <-chan struct{}) (*net.UnixConn, error) {
+	_ = g.ln.SetDeadline(deadline)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-died:
+			_ = g.ln.SetDeadline(time.Now())
+		case <-stop:
+		}
+	}()
+	conn, err := g.ln.AcceptUnix()
+	if errors.Is(err, os.ErrDeadlineExceeded) && isClosed(died) {
+		// kolejka-init can connect and end (a command it could not start)
+		// before we accept: its connection waits in the backlog, which an
+		// expired deadline keeps Accept from looking at.
+		conn, err = g.acceptPending()
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, errors.New("kolejka-init did not reach the gate")
+		}
+		return nil, fmt.Errorf("unable to open the gate: %w", err)
+	}
+	return conn, nil
+}
+
+// peerPid is the pid of conn's peer (kolejka-init) in our pid namespace, 0
+// if it is not visible from there.
+func peerPid(conn *net.UnixConn) (int, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return 0, fmt.Errorf("unable to identify kolejka-init: %w", errors.Join(err, cerr))
+	}
+	return int(cred.Pid), nil
+}
+
+// acceptPending accepts a connection already waiting on the gate, without
+// waiting for one: os.ErrDeadlineExceeded if there is none.
+func (g *gate) acceptPending() (*net.UnixConn, error) {
+	rc, err := g.ln.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd, aerr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		// The listener is non-blocking, as Go makes every socket.
+		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
+	}); err != nil {
+		return nil, err
+	}
+	if errors.Is(aerr, unix.EAGAIN) {
+		return nil, os.ErrDeadlineExceeded
+	}
+	if aerr != nil {
+		return nil, aerr
+	}
+	f := os.NewFile(uintptr(nfd), "gate")
+	defer f.Close() // FileConn holds its own copy
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	conn, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("unexpected connection type %T", c)
+	}
+	return conn, nil
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // onlyChild returns the single child of pid: the task kolejka-init holds

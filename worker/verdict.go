@@ -53,3 +53,30 @@ func statsOf(u *cgroup.Usage, o *outcome, cores []int) spec.Stats {
 	}
 	return st
 }
+
+// result is the run's result file: runErr, the run's failure if any, makes
+// it SE (unless the outcome names a system error already).
+func (r *run) result(runErr error) *spec.Result {
+	res := &spec.Result{
+		ID:     r.task.ID,
+		Tags:   append([]string{}, r.w.cfg.Tags...),
+		Stdout: r.task.Stdout,
+		Stderr: r.task.Stderr,
+		Files:  map[string]spec.File{},
+		Limits: r.limits,
+		Stats:  statsOf(r.usage, &r.out, r.cores),
+	}
+	if r.out.systemError == nil && runErr != nil {
+		r.out.systemError = runErr
+	}
+	res.Status = verdict(&r.out, r.usage)
+	if r.out.started {
+		code := r.out.exit.Code
+		res.Result = &code
+	}
+	for _, f := range r.files {
+		res.Files[f] = spec.File{Path: f}
+	}
+	res.Omitted = r.omitted
+	return res
+}

@@ -23,8 +23,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -32,11 +30,6 @@ import (
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
-
-// gateTimeout bounds how long kolejka-init may take to present the task's
-// first process (container creation is done by then; this is exec + Go
-// start-up, normally about a millisecond).
-const gateTimeout = 30 * time.Second
 
 // Worker runs tasks with one runtime. It is safe for concurrent use: a
 // foreman runs several tasks at once through one Worker.
@@ -150,40 +143,12 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 		}
 	}()
 
-	r := &run{w: w, id: runID, task: task, taskDir: taskDir, stage: stage, opt: opt,
-		log: w.cfg.Logger.With("task", task.ID, "run", runID)}
-	r.limits = task.Limits.Merge(w.cfg.Caps, opt.Caps)
-	if r.limits.Memory != nil && r.limits.Swap == nil {
-		// No swap unless asked for: a judged program that swaps has
-		// meaningless timings. Written into the result's limits, so it shows.
-		zero := int64(0)
-		r.limits.Swap = &zero
-	}
-	res := &spec.Result{
-		ID:     task.ID,
-		Tags:   append([]string{}, w.cfg.Tags...),
-		Stdout: task.Stdout,
-		Stderr: task.Stderr,
-		Files:  map[string]spec.File{},
-	}
+	r := w.newRun(runID, task, taskDir, stage, opt)
 	runErr := regErr
 	if runErr == nil {
 		runErr = r.execute(ctx)
 	}
-	res.Limits = r.limits
-	res.Stats = statsOf(r.usage, &r.out, r.cores)
-	if r.out.systemError == nil && runErr != nil {
-		r.out.systemError = runErr
-	}
-	res.Status = verdict(&r.out, r.usage)
-	if r.out.started {
-		code := r.out.exit.Code
-		res.Result = &code
-	}
-	for _, f := range r.files {
-		res.Files[f] = spec.File{Path: f}
-	}
-	res.Omitted = r.omitted
+	res := r.result(runErr)
 	if err := spec.WriteResult(stage, res); err != nil {
 		return nil, fmt.Errorf("unable to write the result: %w", err)
 	}
@@ -197,6 +162,21 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	}
 	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall)
 	return res, r.out.systemError
+}
+
+// newRun prepares the execution of task with the limits it runs with:
+// its own, under the worker's and the caller's caps.
+func (w *Worker) newRun(id string, task *spec.Task, taskDir, stage string, opt Options) *run {
+	r := &run{w: w, id: id, task: task, taskDir: taskDir, stage: stage, opt: opt,
+		log: w.cfg.Logger.With("task", task.ID, "run", id)}
+	r.limits = task.Limits.Merge(w.cfg.Caps, opt.Caps)
+	if r.limits.Memory != nil && r.limits.Swap == nil {
+		// No swap unless asked for: a judged program that swaps has
+		// meaningless timings. Written into the result's limits, so it shows.
+		zero := int64(0)
+		r.limits.Swap = &zero
+	}
+	return r
 }
 
 // checkResultDir accepts a folder that does not exist yet (its parent must)
@@ -245,7 +225,8 @@ type run struct {
 	// printable name, with why (see gather).
 	omitted map[string]string
 
-	destroy func() error // the runtime's tear-down, once a container started
+	group   *cgroup.Group // the task's cgroup, once made
+	destroy func() error  // the runtime's tear-down, once a container started
 
 	obs     *observer.Client  // the observer daemon, when one answers
 	session *observer.Session // the task's top session, made by the daemon
@@ -253,7 +234,68 @@ type run struct {
 
 // execute runs the task and leaves r.out, r.usage and r.files filled in.
 // An error is a system failure (SE).
+//
+// It checks the limits against the node, makes the scratch folder with
+// the task's inputs and the task's cgroup, has the task supervised (see
+// supervisor), measures it and gathers its outputs; then it tears down
+// what the run made (tearDown), whatever happened.
 func (r *run) execute(ctx context.Context) error {
+	w := r.w
+	if err := r.placeCores(); err != nil {
+		return err
+	}
+	r.obs = w.dialObserver()
+	if r.obs != nil {
+		defer r.obs.CloseIdleConnections()
+	}
+	res, err := r.checkLimits()
+	if err != nil {
+		return err
+	}
+
+	sc, err := newScratch(w.cfg.Temp, r.id, r.limits)
+	if err != nil {
+		return err
+	}
+	defer r.tearDown(sc)
+	if err := sc.copyInputs(r.task, r.taskDir, r.opt.Consume); err != nil {
+		if errors.Is(err, errNoSpace) {
+			r.out.workspaceFull = true
+			r.log.Warn("task refused", "error", err)
+			return nil
+		}
+		return err
+	}
+
+	r.group, err = w.cg.Create(r.cgroupParent()+"/task", res)
+	if err != nil {
+		return fmt.Errorf("unable to create the task's cgroup: %w", err)
+	}
+
+	// Measured also when supervise fails after the task ran (its output
+	// could not be saved: the node's disk full), so that the SE result
+	// still says what the task used.
+	runErr := r.supervise(ctx, sc, r.group)
+	if u, err := r.group.Usage(); err == nil {
+		r.usage = u
+	} else if runErr == nil {
+		return fmt.Errorf("unable to measure the task: %w", err)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	r.out.workspaceFull = r.out.workspaceFull || sc.workspaceFull() || sc.storageFull()
+	return r.gather(sc)
+}
+
+// cgroupParent is the run's cgroup: the task's group and the runtime's go
+// below it.
+func (r *run) cgroupParent() string { return r.w.cfg.CgroupRoot + "/" + r.id }
+
+// placeCores settles the cores the task runs on: the ones the caller
+// handed over (Options.Cores), or the cpus_offset rule's, and writes the
+// offset into the limits the result shows.
+func (r *run) placeCores() error {
 	w := r.w
 	switch {
 	case r.opt.Cores != nil:
@@ -275,98 +317,67 @@ func (r *run) execute(ctx context.Context) error {
 		r.cores = cores
 		r.limits.CPUsOffset = &off
 	}
-	r.obs = w.dialObserver()
-	if r.obs != nil {
-		defer r.obs.CloseIdleConnections()
-	}
+	return nil
+}
+
+// checkLimits refuses limits this node cannot enforce (the worker's, the
+// runtime's, the cgroups') and returns the task's cgroup resources.
+func (r *run) checkLimits() (*cgroup.Resources, error) {
 	if err := unsupportedLimits(r.limits, r.obs != nil); err != nil {
-		return err
+		return nil, err
 	}
-	if err := w.rt.Check(r.limits); err != nil {
-		return err
+	if err := r.w.rt.Check(r.limits); err != nil {
+		return nil, err
 	}
 	res := &cgroup.Resources{Memory: r.limits.Memory, Swap: r.limits.Swap, Pids: r.limits.Pids,
 		CPUs: cgroup.FormatCPUList(r.cores), Devices: taskDevices}
-	if err := w.cg.Check(w.cfg.CgroupRoot+"/"+r.id+"/task", res); err != nil {
-		return fmt.Errorf("unable to enforce the limits: %w", err)
+	if err := r.w.cg.Check(r.cgroupParent()+"/task", res); err != nil {
+		return nil, fmt.Errorf("unable to enforce the limits: %w", err)
 	}
+	return res, nil
+}
 
-	sc, err := newScratch(w.cfg.Temp, r.id, r.limits)
-	if err != nil {
-		return err
-	}
-	// Tear-down runs its independent parts side by side: the container,
-	// the cgroups and the scratch folder.
-	var group *cgroup.Group
-	parent := w.cfg.CgroupRoot + "/" + r.id
-	defer func() {
-		var wg sync.WaitGroup
-		warn := func(what string, err error) {
-			if err != nil {
-				r.log.Warn(what+" failed", "error", err)
-			}
+// tearDown removes what the run made, its independent parts side by side:
+// the container, the cgroups and the scratch folder.
+func (r *run) tearDown(sc *scratch) {
+	var wg sync.WaitGroup
+	warn := func(what string, err error) {
+		if err != nil {
+			r.log.Warn(what+" failed", "error", err)
 		}
-		taskGone := make(chan struct{})
-		wg.Add(3)
-		go func() {
-			defer wg.Done()
-			if r.destroy != nil {
-				warn("destroying the container", r.destroy())
-			}
-			// The parent goes with one rmdir per hierarchy once the task's
-			// group and the runtime's are gone; only leftovers would need
-			// the slow kill-and-walk.
-			<-taskGone
-			if g, err := w.cg.Load(parent); err == nil {
-				warn("removing the run's cgroup", g.Delete())
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			defer close(taskGone)
-			if r.session != nil {
-				// The daemon forgets the session and removes its cgroup.
-				_, err := r.obs.Close(r.session.ID, r.session.Secret)
-				warn("closing the task's session", err)
-			}
-			if group != nil {
-				warn("removing the task's cgroup", group.Delete())
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			warn("cleaning the scratch folder", sc.remove())
-		}()
-		wg.Wait()
+	}
+	taskGone := make(chan struct{})
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if r.destroy != nil {
+			warn("destroying the container", r.destroy())
+		}
+		// The parent goes with one rmdir per hierarchy once the task's
+		// group and the runtime's are gone; only leftovers would need
+		// the slow kill-and-walk.
+		<-taskGone
+		if g, err := r.w.cg.Load(r.cgroupParent()); err == nil {
+			warn("removing the run's cgroup", g.Delete())
+		}
 	}()
-	if err := sc.copyInputs(r.task, r.taskDir, r.opt.Consume); err != nil {
-		if errors.Is(err, errNoSpace) {
-			r.out.workspaceFull = true
-			r.log.Warn("task refused", "error", err)
-			return nil
+	go func() {
+		defer wg.Done()
+		defer close(taskGone)
+		if r.session != nil {
+			// The daemon forgets the session and removes its cgroup.
+			_, err := r.obs.Close(r.session.ID, r.session.Secret)
+			warn("closing the task's session", err)
 		}
-		return err
-	}
-
-	group, err = w.cg.Create(parent+"/task", res)
-	if err != nil {
-		return fmt.Errorf("unable to create the task's cgroup: %w", err)
-	}
-
-	// Measured also when start fails after the task ran (its output could
-	// not be saved: the node's disk full), so that the SE result still
-	// says what the task used.
-	startErr := r.start(ctx, sc, group)
-	if u, err := group.Usage(); err == nil {
-		r.usage = u
-	} else if startErr == nil {
-		return fmt.Errorf("unable to measure the task: %w", err)
-	}
-	if startErr != nil {
-		return startErr
-	}
-	r.out.workspaceFull = r.out.workspaceFull || sc.workspaceFull() || sc.storageFull()
-	return r.gather(sc)
+		if r.group != nil {
+			warn("removing the task's cgroup", r.group.Delete())
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		warn("cleaning the scratch folder", sc.remove())
+	}()
+	wg.Wait()
 }
 
 // unsupportedLimits refuses limits no runtime of this worker enforces yet;
@@ -392,300 +403,6 @@ func unsupportedLimits(l spec.Limits, observed bool) error {
 		return fmt.Errorf("unable to enforce limits %s: %w", strings.Join(bad, ", "), ErrUnsupported)
 	}
 	return nil
-}
-
-// start runs the container through the gate and waits for its end.
-func (r *run) start(ctx context.Context, sc *scratch, group *cgroup.Group) (err error) {
-	w := r.w
-	stdin, err := r.openStdin(sc)
-	if err != nil {
-		return err
-	}
-	defer stdin.Close()
-	stdout, stderr, captures, err := r.openOutputs()
-	if err != nil {
-		return err
-	}
-	started := false
-	defer func() {
-		if !started {
-			for _, c := range captures {
-				c.abort()
-			}
-		}
-	}()
-	g, err := newGate(filepath.Join(sc.dir, "gate"))
-	if err != nil {
-		return err
-	}
-	defer g.close()
-	gateDir := ContainerGateDir
-	if r.hostFS() {
-		gateDir = g.hostDir()
-	}
-	if err := g.writeCommand(r.task.Args, r.env(r.taskPath(sc))); err != nil {
-		return err
-	}
-	initArgs := []string{"--gate", gateDir + "/" + gateSocket,
-		"--env-file", gateDir + "/" + gateEnv, "--args-file", gateDir + "/" + gateArgs}
-
-	c := &Container{
-		RunID:        r.id,
-		Image:        r.task.Image,
-		TaskDir:      sc.task,
-		ResultDir:    sc.result,
-		Scratch:      sc.runtime,
-		Limits:       r.limits,
-		CPUSet:       cgroup.FormatCPUList(r.cores),
-		Env:          []string{"PATH=" + basePath},
-		InitPath:     w.cfg.InitPath,
-		InitArgs:     initArgs,
-		GateDir:      g.dir,
-		Stdin:        stdin,
-		Stdout:       stdout,
-		Stderr:       stderr,
-		CgroupParent: w.cfg.CgroupRoot + "/" + r.id,
-	}
-	if sc.storageFS {
-		c.Storage = sc.storage
-	}
-	if r.obs != nil {
-		c.ObserverSocket = w.cfg.Observer
-	}
-	proc, err := w.rt.Start(ctx, c)
-	if err != nil {
-		return fmt.Errorf("unable to start the task: %w", err)
-	}
-	r.destroy = proc.Destroy // by execute's tear-down, whatever happens next
-	// The container has its copies now; ours would keep pipes open forever.
-	stdin.Close()
-	// Wait once, in the background: the gate must notice a container that
-	// dies before reaching it, and everything below waits on exited.
-	var st ExitStatus
-	var werr error
-	exited := make(chan struct{})
-	go func() {
-		st, werr = proc.Wait()
-		close(exited)
-	}()
-
-	// workerKilled: the worker ended the task (time limit, output cap,
-	// interruption), which Kolejka does by killing its container.
-	var workerKilled atomic.Bool
-	killTask := sync.OnceFunc(func() {
-		workerKilled.Store(true)
-		if err := group.Kill(); err != nil {
-			r.log.Warn("killing the task failed; killing its container", "error", err)
-			_ = proc.Kill()
-		}
-	})
-	for _, cp := range captures {
-		cp.closeWriter()
-		cp.start(func() {
-			r.out.outputLimit = true
-			killTask()
-		})
-	}
-	started = true
-
-	gctx, cancel := context.WithTimeout(ctx, gateTimeout)
-	pid, err := g.wait(gctx, exited)
-	cancel()
-	if err == nil && pid == 0 {
-		// The command could not be started (not found, not executable):
-		// kolejka-init said so on the task's stderr and exits with 127 or
-		// 126, which is the task's result (RE), as in a shell.
-		<-exited
-		if werr != nil {
-			return fmt.Errorf("unable to wait for the task: %w", werr)
-		}
-		r.out.started, r.out.exit = true, st
-		return r.waitCaptures(captures)
-	}
-	if err == nil {
-		err = r.enter(group, pid)
-		if err != nil {
-			g.refuse("cannot enter the task's cgroup")
-			err = fmt.Errorf("unable to move the task into its cgroup: %w", err)
-		}
-	}
-	if err != nil {
-		_ = proc.Kill()
-		<-exited
-		return errors.Join(err, r.waitCaptures(captures))
-	}
-
-	// From here the task runs. The timer and ctx kill it; its end (or
-	// theirs) is seen by Wait.
-	var timer *time.Timer
-	var deadline time.Time
-	begin := time.Now()
-	if err := g.release(); err != nil {
-		_ = proc.Kill()
-		<-exited
-		return errors.Join(err, r.waitCaptures(captures))
-	}
-	r.out.started = true
-	initWatch := make(chan bool, 1)
-	go func() { initWatch <- watchInit(group, g.ended, exited, proc.Kill, r.log) }()
-	var timedOut atomic.Bool
-	if r.limits.Time != nil {
-		deadline = begin.Add(*r.limits.Time)
-		timer = time.AfterFunc(*r.limits.Time, func() {
-			select {
-			case <-g.ended:
-				return // ended in time; its container is only slow to go
-			default:
-			}
-			timedOut.Store(true)
-			killTask()
-		})
-		defer func() { r.out.timedOut = r.out.timedOut || timedOut.Load() }()
-	}
-	var interrupted atomic.Bool
-	stop := context.AfterFunc(ctx, func() {
-		interrupted.Store(true)
-		killTask()
-	})
-	// The task's end is what kolejka-init reports; the container's end
-	// (what the runtime sees) can come much later (Docker's engine).
-	select {
-	case <-g.ended:
-	case <-exited:
-	}
-	end := time.Now()
-	select {
-	case <-g.ended:
-		if !g.endedAt.IsZero() {
-			end = g.endedAt
-		}
-	default:
-	}
-	<-exited
-	stop()
-	initLost := <-initWatch
-	if interrupted.Load() {
-		r.out.systemError = fmt.Errorf("interrupted: %w", context.Cause(ctx))
-	}
-	if timer != nil && !timer.Stop() && timedOut.Load() {
-		// The timer fired and killed: its kill may still be in progress.
-		killTask()
-	}
-	if initLost && !interrupted.Load() && !(timer != nil && end.After(deadline)) {
-		// Without init's report the task's status is unknown; a time limit
-		// that passed still decides (TLE).
-		r.out.systemError = errors.New("kolejka-init did not report the end of the task: its container was killed")
-	}
-	r.out.wall = end.Sub(begin)
-	if !deadline.IsZero() && end.After(deadline) {
-		r.log.Debug("time limit", "late", end.Sub(deadline))
-	}
-	if werr != nil {
-		return fmt.Errorf("unable to wait for the task: %w", werr)
-	}
-	r.out.exit = st
-	// Init is gone, so its connection is closed and the reader has ended
-	// (or will, at once): only then may its findings be read.
-	<-g.ended
-	if g.coded {
-		// kolejka-init's report is the task's own end (256−N for signal
-		// N, see pid1); the container's status is init's, which mirrors
-		// it unless init itself was killed (then 128+N, as Docker reports
-		// a killed container).
-		r.out.exit = ExitStatus{Code: g.code, Signal: g.signal}
-	}
-	// Processes the task left (only possible when the runtime gives no pid
-	// namespace) must not outlive it, nor keep its output pipes open.
-	if err := group.Kill(); err != nil {
-		r.log.Warn("killing leftover processes failed", "error", err)
-	}
-	err = r.waitCaptures(captures)
-	if workerKilled.Load() && r.out.exit.Signal == int(unix.SIGKILL) {
-		// Kolejka ends a task past its time limit by killing its
-		// container (stage0's `docker kill`), whose exit code the engine
-		// reports as 137; ours killed only the task, which init reports
-		// as 247, the code judges read as the memory limit's kill.
-		r.out.exit = ExitStatus{Code: 128 + int(unix.SIGKILL), Signal: int(unix.SIGKILL)}
-	}
-	return err
-}
-
-// enter moves the task (stopped at its first instruction) into its cgroup:
-// through the observer daemon when there is one, so that the group becomes
-// the task's top session (its limits stay the worker's: only the nesting
-// limits go to the daemon), else directly.
-func (r *run) enter(group *cgroup.Group, pid int) error {
-	if r.obs != nil {
-		sess, err := r.obs.Adopt(pid, r.w.cg.Absolute(group.Path()), spec.Limits{CgroupDepth: r.limits.CgroupDepth, CgroupDescendants: r.limits.CgroupDescendants})
-		if err == nil {
-			r.session = sess
-			return nil
-		}
-		if r.limits.CgroupDepth != nil || r.limits.CgroupDescendants != nil {
-			return fmt.Errorf("kolejka-observer refused the task's session: %w", err)
-		}
-		r.log.Warn("kolejka-observer refused the task's session; measuring it without", "error", err)
-	}
-	return group.Add(pid)
-}
-
-func (r *run) waitCaptures(captures []*capture) error {
-	var errs []error
-	for _, c := range captures {
-		if err := c.wait(); err != nil {
-			errs = append(errs, fmt.Errorf("unable to save the task's output: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (r *run) openStdin(sc *scratch) (*os.File, error) {
-	if r.task.Stdin == "" {
-		return os.Open(os.DevNull)
-	}
-	f, err := os.Open(filepath.Join(sc.task, r.task.Stdin))
-	if err != nil {
-		return nil, fmt.Errorf("unable to open stdin: %w", err)
-	}
-	return f, nil
-}
-
-// openOutputs makes the task's stdout and stderr: captures into the result
-// folder for the streams the task names, /dev/null for the others.
-func (r *run) openOutputs() (stdout, stderr *os.File, caps []*capture, err error) {
-	devnull := func() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_WRONLY, 0) }
-	limit := r.w.cfg.OutputLimit
-	if r.task.Stdout != "" {
-		c, err := newCapture(filepath.Join(r.stage, r.task.Stdout), limit)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		caps = append(caps, c)
-		stdout = c.w
-		r.files = append(r.files, r.task.Stdout)
-	} else if stdout, err = devnull(); err != nil {
-		return nil, nil, nil, err
-	}
-	switch {
-	case r.task.Stderr != "" && r.task.Stderr == r.task.Stdout:
-		stderr = stdout
-	case r.task.Stderr != "":
-		c, err := newCapture(filepath.Join(r.stage, r.task.Stderr), limit)
-		if err != nil {
-			for _, c := range caps {
-				c.abort()
-			}
-			return nil, nil, nil, err
-		}
-		caps = append(caps, c)
-		stderr = c.w
-		r.files = append(r.files, r.task.Stderr)
-	default:
-		if stderr, err = devnull(); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	return stdout, stderr, caps, nil
 }
 
 // hostFS reports whether the runtime runs tasks in the host's file system.

@@ -43,22 +43,11 @@ func queueCallback(ctx context.Context, tx *sql.Tx, key, url string, task, resul
 
 // DueCallbacks lists up to limit pending callbacks due at now.
 func (s *Store) DueCallbacks(ctx context.Context, now time.Time, limit int) ([]Callback, error) {
-	rows, err := s.r.QueryContext(ctx, `
-		SELECT id, task_key, url, body, attempts FROM callbacks WHERE state = ? AND next_attempt <= ? ORDER BY next_attempt LIMIT ?`,
+	return queryRows(ctx, s.r, "read callbacks", func(rows *sql.Rows) (c Callback, err error) {
+		err = rows.Scan(&c.ID, &c.TaskKey, &c.URL, &c.Body, &c.Attempts)
+		return c, err
+	}, `SELECT id, task_key, url, body, attempts FROM callbacks WHERE state = ? AND next_attempt <= ? ORDER BY next_attempt LIMIT ?`,
 		callbackPending, us(now), limit)
-	if err != nil {
-		return nil, fmt.Errorf("unable to read callbacks: %w", err)
-	}
-	defer rows.Close()
-	var out []Callback
-	for rows.Next() {
-		var c Callback
-		if err := rows.Scan(&c.ID, &c.TaskKey, &c.URL, &c.Body, &c.Attempts); err != nil {
-			return nil, fmt.Errorf("unable to read callbacks: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // NextCallback is when the next pending callback is due, if any.
@@ -72,12 +61,8 @@ func (s *Store) NextCallback(ctx context.Context) (time.Time, bool, error) {
 
 // CallbackDelivered removes a delivered callback.
 func (s *Store) CallbackDelivered(ctx context.Context, id int64) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM callbacks WHERE id = ?`, id); err != nil {
-			return fmt.Errorf("unable to record callback delivery: %w", err)
-		}
-		return nil
-	})
+	_, err := s.writeOne(ctx, "record callback delivery", `DELETE FROM callbacks WHERE id = ?`, id)
+	return err
 }
 
 // CallbackFailed records a failed attempt: retried at next, or, if final,
@@ -87,14 +72,10 @@ func (s *Store) CallbackFailed(ctx context.Context, id int64, why string, next t
 	if final {
 		state = callbackFailed
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE callbacks SET attempts = attempts + 1, last_error = ?, next_attempt = ?, state = ? WHERE id = ?`,
-			why, us(next), state, id); err != nil {
-			return fmt.Errorf("unable to record callback failure: %w", err)
-		}
-		return nil
-	})
+	_, err := s.writeOne(ctx, "record callback failure", `
+		UPDATE callbacks SET attempts = attempts + 1, last_error = ?, next_attempt = ?, state = ? WHERE id = ?`,
+		why, us(next), state, id)
+	return err
 }
 
 // CallbackCounts is the number of pending and failed callbacks.

@@ -93,6 +93,7 @@ type DequeueResult struct {
 	Expired ExpiryResult
 }
 
+// pick is a queued task the picker took, with the limits it runs with.
 type pick struct {
 	id  int64
 	eff spec.Limits
@@ -104,113 +105,170 @@ type pick struct {
 // can take stays queued (and is counted in Stats) unless the background
 // expiry pass's QueueTimeout ends it. A dequeue reclaims lapsed leases
 // first, so a waiting node gets a dead node's task at once.
+//
+// One transaction, in steps: reclaim lapsed leases (expire), see what the
+// node already holds (nodeOf), walk the queue's head offering each task to
+// the node's picker (pickQueued, offer), and lease what it took (lease).
+// Once committed, the taken tasks leave the candidate cache.
 func (s *Store) Dequeue(ctx context.Context, req DequeueRequest) (DequeueResult, error) {
 	var out DequeueResult
-	var picked []pick
-	window := req.Window
-	if window <= 0 {
-		window = 1000
-	}
+	var picks []pick
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		out = DequeueResult{}
-		leasesOnly := req.Expiry
-		leasesOnly.QueueTimeout = 0
-		exp, err := expire(ctx, tx, req.Now, leasesOnly)
+		out, picks = DequeueResult{}, nil
+		var err error
+		if out.Expired, err = expire(ctx, tx, req.Now, req.Expiry.leasesOnly()); err != nil {
+			return err
+		}
+		node, err := nodeOf(ctx, tx, &req)
 		if err != nil {
 			return err
 		}
-		out.Expired = exp
-		var busy, exclusive bool
-		if err := tx.QueryRowContext(ctx, `SELECT
-				EXISTS (SELECT 1 FROM tasks WHERE assignee_id = ? AND state = ?),
-				EXISTS (SELECT 1 FROM tasks WHERE assignee_id = ? AND state = ? AND exclusive = 1)`,
-			req.Node, stateAssigned, req.Node, stateAssigned).Scan(&busy, &exclusive); err != nil {
-			return fmt.Errorf("unable to read node's tasks: %w", err)
+		if picks, out.Scanned, err = s.pickQueued(ctx, tx, &req, sched.NewPicker(node)); err != nil {
+			return err
 		}
-		picker := sched.NewPicker(sched.Node{
-			Tags: req.Tags, Free: req.Free, Defaults: req.Defaults, Concurency: req.Concurency,
-			Busy: busy, HoldsExclusive: exclusive,
-		})
-		var picks []pick
-		picked = nil
-		var last int64
-		page := max(firstPage, 4*req.Concurency)
-		for !picker.Done() && out.Scanned < window {
-			n := min(page, maxPage, window-out.Scanned)
-			page *= 4
-			ids, err := queuedIDs(ctx, tx, last, n)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				out.Scanned++
-				last = id
-				c, ok, err := s.candidate(ctx, tx, id)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					continue
-				}
-				if c.LostBy == req.Node && !req.Started.IsZero() && us(req.Started) < c.TimeLost {
-					// The node lost this task's lease after this request
-					// began: the request is likely a long poll left open
-					// across a network cut, and the node would lose the
-					// task again. A fresh request of the node may take it.
-					continue
-				}
-				if eff, ok := picker.Offer(c); ok {
-					picks = append(picks, pick{id: id, eff: eff})
-					if picker.Done() {
-						break
-					}
-				}
-			}
-			if len(ids) < n {
-				break
-			}
-		}
-		picked = picks
-		if len(picks) == 0 {
-			return nil
-		}
-		effs := make([]spec.Limits, len(picks))
-		for i, p := range picks {
-			effs[i] = p.eff
-		}
-		lease := req.Lease(effs, req.Heartbeat)
-		expireAt := req.Now.Add(lease)
-		for _, p := range picks {
-			lj, err := p.eff.MarshalJSON()
-			if err != nil {
-				return fmt.Errorf("unable to encode limits: %w", err)
-			}
-			a := Assignment{Limits: p.eff, LeaseExpire: expireAt.UTC()}
-			err = tx.QueryRowContext(ctx, `
-				UPDATE tasks SET state = ?, assignee_id = ?, time_assign = ?, lease_expire = ?, heartbeat = ?,
-					attempts = attempts + 1, assigned_limits = ?
-				WHERE id = ? AND state = ? RETURNING key, description, attempts`,
-				stateAssigned, req.Node, us(req.Now), us(expireAt), req.Heartbeat, lj, p.id, stateQueued).
-				Scan(&a.Key, &a.Description, &a.Attempt)
-			if err != nil {
-				return fmt.Errorf("unable to assign task: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO task_nodes (task_id, attempt, user_id, time_assign) VALUES (?, ?, ?, ?)`,
-				p.id, a.Attempt, req.Node, us(req.Now)); err != nil {
-				return fmt.Errorf("unable to record assignment: %w", err)
-			}
-			out.Tasks = append(out.Tasks, a)
-		}
-		return nil
+		out.Tasks, err = lease(ctx, tx, &req, picks)
+		return err
 	})
 	if err == nil {
-		ids := make([]int64, 0, len(out.Tasks))
-		for _, p := range picked {
+		ids := make([]int64, 0, len(picks))
+		for _, p := range picks {
 			ids = append(ids, p.id)
 		}
 		s.forget(ids...)
 	}
 	return out, err
+}
+
+// leasesOnly is the expiry a dequeue applies: lapsed leases only; the
+// queue timeout is the background pass's, so that dequeues stay cheap.
+func (p Expiry) leasesOnly() Expiry {
+	p.QueueTimeout = 0
+	return p
+}
+
+// window is how many queued tasks the dequeue may look at.
+func (req *DequeueRequest) window() int {
+	if req.Window <= 0 {
+		return 1000
+	}
+	return req.Window
+}
+
+// nodeOf is the asking node as the scheduler sees it: what it asks for,
+// and whether it already holds tasks, and an exclusive one (answered from
+// the tasks_assignee index alone).
+func nodeOf(ctx context.Context, tx *sql.Tx, req *DequeueRequest) (sched.Node, error) {
+	n := sched.Node{Tags: req.Tags, Free: req.Free, Defaults: req.Defaults, Concurency: req.Concurency}
+	if err := tx.QueryRowContext(ctx, `SELECT
+			EXISTS (SELECT 1 FROM tasks WHERE assignee_id = ? AND state = ?),
+			EXISTS (SELECT 1 FROM tasks WHERE assignee_id = ? AND state = ? AND exclusive = 1)`,
+		req.Node, stateAssigned, req.Node, stateAssigned).Scan(&n.Busy, &n.HoldsExclusive); err != nil {
+		return n, fmt.Errorf("unable to read node's tasks: %w", err)
+	}
+	return n, nil
+}
+
+// pickQueued offers the picker the queued tasks in queue order until it is
+// done or the window is looked at, reading their ids a page at a time (see
+// firstPage). It returns what the picker took and how many tasks it saw.
+func (s *Store) pickQueued(ctx context.Context, tx *sql.Tx, req *DequeueRequest, picker *sched.Picker) (picks []pick, scanned int, err error) {
+	window := req.window()
+	var last int64
+	page := max(firstPage, 4*req.Concurency)
+	for !picker.Done() && scanned < window {
+		n := min(page, maxPage, window-scanned)
+		page *= 4
+		ids, err := queuedIDs(ctx, tx, last, n)
+		if err != nil {
+			return nil, scanned, err
+		}
+		for _, id := range ids {
+			scanned++
+			last = id
+			eff, ok, err := s.offer(ctx, tx, req, picker, id)
+			if err != nil {
+				return nil, scanned, err
+			}
+			if ok {
+				picks = append(picks, pick{id: id, eff: eff})
+				if picker.Done() {
+					break
+				}
+			}
+		}
+		if len(ids) < n {
+			break
+		}
+	}
+	return picks, scanned, nil
+}
+
+// offer shows queued task id to the picker: ok says it took the task, to
+// run with limits eff.
+func (s *Store) offer(ctx context.Context, tx *sql.Tx, req *DequeueRequest, picker *sched.Picker, id int64) (eff spec.Limits, ok bool, err error) {
+	c, ok, err := s.candidate(ctx, tx, id)
+	if err != nil || !ok {
+		return spec.Limits{}, false, err
+	}
+	if req.lostSinceStart(c) {
+		return spec.Limits{}, false, nil
+	}
+	eff, ok = picker.Offer(c)
+	return eff, ok, nil
+}
+
+// lostSinceStart reports whether the asking node lost the task's lease
+// after its request began: the request is likely a long poll left open
+// across a network cut, and the node would lose the task again. A fresh
+// request of the node may take it.
+func (req *DequeueRequest) lostSinceStart(c sched.Candidate) bool {
+	return c.LostBy == req.Node && !req.Started.IsZero() && us(req.Started) < c.TimeLost
+}
+
+// lease assigns the picked tasks to the node, under one lease as long as
+// req.Lease gives for the limits they run with, and records each hand-out
+// in the assignment history.
+func lease(ctx context.Context, tx *sql.Tx, req *DequeueRequest, picks []pick) ([]Assignment, error) {
+	if len(picks) == 0 {
+		return nil, nil
+	}
+	effs := make([]spec.Limits, len(picks))
+	for i, p := range picks {
+		effs[i] = p.eff
+	}
+	expireAt := req.Now.Add(req.Lease(effs, req.Heartbeat))
+	tasks := make([]Assignment, 0, len(picks))
+	for _, p := range picks {
+		a, err := assign(ctx, tx, req, p, expireAt)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, a)
+	}
+	return tasks, nil
+}
+
+// assign hands one queued task to the node until expireAt.
+func assign(ctx context.Context, tx *sql.Tx, req *DequeueRequest, p pick, expireAt time.Time) (Assignment, error) {
+	lj, err := p.eff.MarshalJSON()
+	if err != nil {
+		return Assignment{}, fmt.Errorf("unable to encode limits: %w", err)
+	}
+	a := Assignment{Limits: p.eff, LeaseExpire: expireAt.UTC()}
+	err = tx.QueryRowContext(ctx, `
+		UPDATE tasks SET state = ?, assignee_id = ?, time_assign = ?, lease_expire = ?, heartbeat = ?,
+			attempts = attempts + 1, assigned_limits = ?
+		WHERE id = ? AND state = ? RETURNING key, description, attempts`,
+		stateAssigned, req.Node, us(req.Now), us(expireAt), req.Heartbeat, lj, p.id, stateQueued).
+		Scan(&a.Key, &a.Description, &a.Attempt)
+	if err != nil {
+		return Assignment{}, fmt.Errorf("unable to assign task: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO task_nodes (task_id, attempt, user_id, time_assign) VALUES (?, ?, ?, ?)`,
+		p.id, a.Attempt, req.Node, us(req.Now)); err != nil {
+		return Assignment{}, fmt.Errorf("unable to record assignment: %w", err)
+	}
+	return a, nil
 }
 
 // maxCands bounds the candidate cache (a few hundred bytes each); when
@@ -220,21 +278,8 @@ const maxCands = 100_000
 // queuedIDs reads up to n queued task ids after id last, in queue order,
 // from the index alone.
 func queuedIDs(ctx context.Context, tx *sql.Tx, last int64, n int) ([]int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM tasks WHERE state = ? AND id > ? ORDER BY id LIMIT ?`,
+	return queryColumn[int64](ctx, tx, "read queue", `SELECT id FROM tasks WHERE state = ? AND id > ? ORDER BY id LIMIT ?`,
 		stateQueued, last, n)
-	if err != nil {
-		return nil, fmt.Errorf("unable to read queue: %w", err)
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("unable to read queue: %w", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // candidate is how the scheduler sees queued task id: from the cache, or
@@ -298,21 +343,11 @@ func (s *Store) Heartbeat(ctx context.Context, node int64, keys []string, until 
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		out = HeartbeatResult{Held: []string{}, Lost: []string{}}
 		if keys == nil {
-			rows, err := tx.QueryContext(ctx, `
+			held, err := queryColumn[string](ctx, tx, "extend leases", `
 				UPDATE tasks SET lease_expire = MAX(lease_expire, ?), heartbeat = 1
 				WHERE assignee_id = ? AND state = ? RETURNING key`, us(until), node, stateAssigned)
-			if err != nil {
-				return fmt.Errorf("unable to extend leases: %w", err)
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var k string
-				if err := rows.Scan(&k); err != nil {
-					return fmt.Errorf("unable to extend leases: %w", err)
-				}
-				out.Held = append(out.Held, k)
-			}
-			return rows.Err()
+			out.Held = append(out.Held, held...)
+			return err
 		}
 		for _, k := range keys {
 			res, err := tx.ExecContext(ctx, `
@@ -386,20 +421,8 @@ func (s *Store) Release(ctx context.Context, node int64, keys []string, now time
 
 // heldKeys lists the tasks assigned to node.
 func heldKeys(ctx context.Context, tx *sql.Tx, node int64) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT key FROM tasks WHERE assignee_id = ? AND state = ? ORDER BY id`, node, stateAssigned)
-	if err != nil {
-		return nil, fmt.Errorf("unable to list the node's tasks: %w", err)
-	}
-	defer rows.Close()
-	keys := []string{}
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("unable to list the node's tasks: %w", err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, rows.Err()
+	return queryColumn[string](ctx, tx, "list the node's tasks", `SELECT key FROM tasks WHERE assignee_id = ? AND state = ? ORDER BY id`,
+		node, stateAssigned)
 }
 
 // ExpireLeases reclaims the tasks whose lease ended before now (see the
@@ -418,35 +441,44 @@ func (s *Store) ExpireLeases(ctx context.Context, now time.Time, p Expiry) (Expi
 // whatever is left is taken by the next pass.
 const expireBatch = 500
 
+// expire reclaims lapsed leases and, with a QueueTimeout, ends the queued
+// tasks that waited too long (see the file's comment), in tx.
 func expire(ctx context.Context, tx *sql.Tx, now time.Time, p Expiry) (ExpiryResult, error) {
 	var out ExpiryResult
-	maxAttempts := max(p.MaxAttempts, 1)
+	if err := reclaimLeases(ctx, tx, now, max(p.MaxAttempts, 1), &out); err != nil {
+		return out, err
+	}
+	if p.QueueTimeout > 0 {
+		if err := timeOutQueued(ctx, tx, now, p, &out); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// reclaimLeases takes back up to expireBatch tasks whose lease ended
+// before now: to the queue, keeping their place, or, once handed out
+// maxAttempts times, to an SE result.
+func reclaimLeases(ctx context.Context, tx *sql.Tx, now time.Time, maxAttempts int, out *ExpiryResult) error {
 	type lapsed struct {
 		id       int64
 		key      string
 		attempts int
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, key, attempts FROM tasks WHERE state = ? AND lease_expire < ? ORDER BY lease_expire LIMIT ?`,
+	list, err := queryRows(ctx, tx, "find lapsed leases", func(rows *sql.Rows) (l lapsed, err error) {
+		err = rows.Scan(&l.id, &l.key, &l.attempts)
+		return l, err
+	}, `SELECT id, key, attempts FROM tasks WHERE state = ? AND lease_expire < ? ORDER BY lease_expire LIMIT ?`,
 		stateAssigned, us(now), expireBatch)
 	if err != nil {
-		return out, fmt.Errorf("unable to find lapsed leases: %w", err)
+		return err
 	}
-	var list []lapsed
-	for rows.Next() {
-		var l lapsed
-		if err := rows.Scan(&l.id, &l.key, &l.attempts); err != nil {
-			rows.Close()
-			return out, fmt.Errorf("unable to find lapsed leases: %w", err)
-		}
-		list = append(list, l)
-	}
-	rows.Close()
 	for _, l := range list {
 		if l.attempts >= maxAttempts {
 			cb, err := serverFailure(ctx, tx, l.id, now,
 				fmt.Sprintf("the node holding the task stopped answering %d times", l.attempts))
 			if err != nil {
-				return out, err
+				return err
 			}
 			out.Failed = append(out.Failed, l.key)
 			out.Callback = out.Callback || cb
@@ -456,42 +488,43 @@ func expire(ctx context.Context, tx *sql.Tx, now time.Time, p Expiry) (ExpiryRes
 			UPDATE tasks SET state = ?, lost_by = assignee_id, time_lost = ?, assignee_id = NULL, time_assign = NULL,
 				lease_expire = NULL, assigned_limits = NULL, time_queued = ?
 			WHERE id = ?`, stateQueued, us(now), us(now), l.id); err != nil {
-			return out, fmt.Errorf("unable to requeue task: %w", err)
+			return fmt.Errorf("unable to requeue task: %w", err)
 		}
 		out.Requeued = append(out.Requeued, l.key)
 	}
-	if p.QueueTimeout > 0 {
-		// The head of the queue is what blocks dequeues; it is bounded,
-		// so this never reads the whole queue.
-		cutoff := us(now.Add(-p.QueueTimeout))
-		rows, err := tx.QueryContext(ctx, `SELECT id, key, time_queued FROM tasks WHERE state = ? ORDER BY id LIMIT ?`,
-			stateQueued, max(p.QueueHead, 1))
-		if err != nil {
-			return out, fmt.Errorf("unable to find timed-out tasks: %w", err)
-		}
-		var stale []lapsed
-		for rows.Next() {
-			var l lapsed
-			var queued sql.NullInt64
-			if err := rows.Scan(&l.id, &l.key, &queued); err != nil {
-				rows.Close()
-				return out, fmt.Errorf("unable to find timed-out tasks: %w", err)
-			}
-			if queued.Valid && queued.Int64 < cutoff {
-				stale = append(stale, l)
-			}
-		}
-		rows.Close()
-		for _, l := range stale {
-			cb, err := serverFailure(ctx, tx, l.id, now, "no node took the task within the queue timeout")
-			if err != nil {
-				return out, err
-			}
-			out.Failed = append(out.Failed, l.key)
-			out.Callback = out.Callback || cb
-		}
+	return nil
+}
+
+// timeOutQueued gives an SE result to the tasks among the QueueHead oldest
+// queued ones that entered the queue more than QueueTimeout before now.
+// The head of the queue is what blocks dequeues; it is bounded, so this
+// never reads the whole queue.
+func timeOutQueued(ctx context.Context, tx *sql.Tx, now time.Time, p Expiry, out *ExpiryResult) error {
+	type waiting struct {
+		id     int64
+		key    string
+		queued sql.NullInt64
 	}
-	return out, nil
+	head, err := queryRows(ctx, tx, "find timed-out tasks", func(rows *sql.Rows) (w waiting, err error) {
+		err = rows.Scan(&w.id, &w.key, &w.queued)
+		return w, err
+	}, `SELECT id, key, time_queued FROM tasks WHERE state = ? ORDER BY id LIMIT ?`, stateQueued, max(p.QueueHead, 1))
+	if err != nil {
+		return err
+	}
+	cutoff := us(now.Add(-p.QueueTimeout))
+	for _, w := range head {
+		if !w.queued.Valid || w.queued.Int64 >= cutoff {
+			continue
+		}
+		cb, err := serverFailure(ctx, tx, w.id, now, "no node took the task within the queue timeout")
+		if err != nil {
+			return err
+		}
+		out.Failed = append(out.Failed, w.key)
+		out.Callback = out.Callback || cb
+	}
+	return nil
 }
 
 // serverFailure gives task id an SE result made by the server (status SE,
@@ -532,23 +565,12 @@ func serverFailure(ctx context.Context, tx *sql.Tx, id int64, now time.Time, why
 func (s *Store) Unassign(ctx context.Context, cutoff, now time.Time) ([]string, error) {
 	var keys []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		keys = nil
-		rows, err := tx.QueryContext(ctx, `
+		var err error
+		keys, err = queryColumn[string](ctx, tx, "unassign tasks", `
 			UPDATE tasks SET state = ?, assignee_id = NULL, time_assign = NULL, lease_expire = NULL, assigned_limits = NULL,
 				time_queued = ?
 			WHERE state = ? AND time_assign < ? RETURNING key`, stateQueued, us(now), stateAssigned, us(cutoff))
-		if err != nil {
-			return fmt.Errorf("unable to unassign tasks: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				return fmt.Errorf("unable to unassign tasks: %w", err)
-			}
-			keys = append(keys, k)
-		}
-		return rows.Err()
+		return err
 	})
 	return keys, err
 }

@@ -74,11 +74,8 @@ func (s *Store) ReferenceBlob(ctx context.Context, hash, key string, userID int6
 	ref := Reference{Key: key, Blob: hash, Owner: userID, TimeCreate: now.UTC(), TimeAccess: now.UTC()}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `UPDATE blobs SET time_access = ? WHERE hash = ? RETURNING size`, us(now), hash).Scan(&ref.Size)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
 		if err != nil {
-			return fmt.Errorf("unable to find blob: %w", err)
+			return rowErr(err, "find blob")
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO refs (key, blob, user_id, time_create, time_access) VALUES (?, ?, ?, ?, ?)`,
 			key, hash, userID, us(now), us(now)); err != nil {
@@ -97,11 +94,8 @@ func (s *Store) Reference(ctx context.Context, key string) (Reference, error) {
 		SELECT r.key, r.blob, b.size, r.user_id, r.time_create, r.time_access
 		FROM refs r JOIN blobs b ON b.hash = r.blob WHERE r.key = ?`, key).
 		Scan(&r.Key, &r.Blob, &r.Size, &r.Owner, &tc, &ta)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Reference{}, ErrNotFound
-	}
 	if err != nil {
-		return Reference{}, fmt.Errorf("unable to read reference: %w", err)
+		return Reference{}, rowErr(err, "read reference")
 	}
 	r.TimeCreate, r.TimeAccess = fromUS(tc), fromUS(ta)
 	return r, nil
@@ -166,10 +160,8 @@ func inUse(ctx context.Context, tx *sql.Tx, ref string) error {
 func (s *Store) DeleteReference(ctx context.Context, key string) (string, error) {
 	var hash string
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT blob FROM refs WHERE key = ?`, key).Scan(&hash); errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		} else if err != nil {
-			return fmt.Errorf("unable to read reference: %w", err)
+		if err := rowErr(tx.QueryRowContext(ctx, `SELECT blob FROM refs WHERE key = ?`, key).Scan(&hash), "read reference"); err != nil {
+			return err
 		}
 		if err := inUse(ctx, tx, key); err != nil {
 			return err
@@ -189,11 +181,8 @@ func (s *Store) Blob(ctx context.Context, hash string) (BlobInfo, error) {
 	err := s.r.QueryRowContext(ctx, `
 		SELECT hash, size, time_create, time_access, (SELECT COUNT(*) FROM refs WHERE blob = blobs.hash)
 		FROM blobs WHERE hash = ?`, hash).Scan(&b.Hash, &b.Size, &tc, &ta, &b.References)
-	if errors.Is(err, sql.ErrNoRows) {
-		return BlobInfo{}, ErrNotFound
-	}
 	if err != nil {
-		return BlobInfo{}, fmt.Errorf("unable to read blob: %w", err)
+		return BlobInfo{}, rowErr(err, "read blob")
 	}
 	b.TimeCreate, b.TimeAccess = fromUS(tc), fromUS(ta)
 	return b, nil
@@ -205,25 +194,13 @@ func (s *Store) Blob(ctx context.Context, hash string) (BlobInfo, error) {
 func (s *Store) DeleteBlob(ctx context.Context, hash string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		var one int
-		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM blobs WHERE hash = ?`, hash).Scan(&one); errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		} else if err != nil {
-			return fmt.Errorf("unable to read blob: %w", err)
+		if err := rowErr(tx.QueryRowContext(ctx, `SELECT 1 FROM blobs WHERE hash = ?`, hash).Scan(&one), "read blob"); err != nil {
+			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT key FROM refs WHERE blob = ?`, hash)
+		keys, err := queryColumn[string](ctx, tx, "list references", `SELECT key FROM refs WHERE blob = ?`, hash)
 		if err != nil {
-			return fmt.Errorf("unable to list references: %w", err)
+			return err
 		}
-		var keys []string
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
-				return fmt.Errorf("unable to list references: %w", err)
-			}
-			keys = append(keys, k)
-		}
-		rows.Close()
 		for _, k := range keys {
 			if err := inUse(ctx, tx, k); err != nil {
 				return err
@@ -241,21 +218,8 @@ func (s *Store) DeleteBlob(ctx context.Context, hash string) error {
 
 // UnreferencedBlobs lists up to limit blobs no reference points at.
 func (s *Store) UnreferencedBlobs(ctx context.Context, limit int) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `
+	return queryColumn[string](ctx, s.r, "list garbage", `
 		SELECT hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM refs r WHERE r.blob = b.hash) LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("unable to list garbage: %w", err)
-	}
-	defer rows.Close()
-	var hashes []string
-	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
-			return nil, fmt.Errorf("unable to list garbage: %w", err)
-		}
-		hashes = append(hashes, h)
-	}
-	return hashes, rows.Err()
 }
 
 // DeleteBlobIfUnreferenced removes the blob's row if no reference points at
@@ -312,35 +276,26 @@ func (s *Store) SweepUploads(ctx context.Context, before time.Time, limit int) (
 	var hashes []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		hashes = nil
-		rows, err := tx.QueryContext(ctx, `
+		type upload struct{ key, hash string }
+		stale, err := queryRows(ctx, tx, "list stale uploads", func(rows *sql.Rows) (u upload, err error) {
+			err = rows.Scan(&u.key, &u.hash)
+			return u, err
+		}, `
 			SELECT r.key, r.blob FROM refs r JOIN users u ON u.id = r.user_id
 			WHERE r.time_create < ? AND (u.roles & ?) = 0
 				AND NOT EXISTS (SELECT 1 FROM task_files f WHERE f.ref = r.key)
 				AND NOT EXISTS (SELECT 1 FROM result_files f WHERE f.ref = r.key)
 			ORDER BY r.time_create LIMIT ?`, us(before), int(RoleClient), limit)
 		if err != nil {
-			return fmt.Errorf("unable to list stale uploads: %w", err)
-		}
-		var keys []string
-		for rows.Next() {
-			var k, h string
-			if err := rows.Scan(&k, &h); err != nil {
-				rows.Close()
-				return fmt.Errorf("unable to list stale uploads: %w", err)
-			}
-			keys = append(keys, k)
-			hashes = append(hashes, h)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("unable to list stale uploads: %w", err)
+			return err
 		}
 		// One transaction: nothing can take a reference between the check
 		// and the delete.
-		for _, k := range keys {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM refs WHERE key = ?`, k); err != nil {
-				return fmt.Errorf("unable to remove stale upload %s: %w", k, err)
+		for _, u := range stale {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM refs WHERE key = ?`, u.key); err != nil {
+				return fmt.Errorf("unable to remove stale upload %s: %w", u.key, err)
 			}
+			hashes = append(hashes, u.hash)
 		}
 		return nil
 	})

@@ -58,11 +58,8 @@ func (s *Store) PostResult(ctx context.Context, r NewResult) (PostedResult, erro
 		var url string
 		err := tx.QueryRowContext(ctx, `SELECT id, user_id, state, assignee_id, description, callback_url FROM tasks WHERE key = ?`, r.TaskKey).
 			Scan(&id, &owner, &state, &assignee, &taskDesc, &url)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
 		if err != nil {
-			return fmt.Errorf("unable to read task: %w", err)
+			return rowErr(err, "read task")
 		}
 		current := assignee.Valid && assignee.Int64 == r.Poster && state == stateAssigned
 		if !current {
@@ -167,11 +164,8 @@ func (s *Store) Result(ctx context.Context, key string) (StoredResult, error) {
 	err := s.r.QueryRowContext(ctx, `
 		SELECT r.description, r.user_id, r.time_create FROM results r JOIN tasks t ON t.id = r.task_id WHERE t.key = ?`, key).
 		Scan(&r.Description, &poster, &tc)
-	if errors.Is(err, sql.ErrNoRows) {
-		return StoredResult{}, ErrNotFound
-	}
 	if err != nil {
-		return StoredResult{}, fmt.Errorf("unable to read result: %w", err)
+		return StoredResult{}, rowErr(err, "read result")
 	}
 	r.Poster, r.TimeCreate = poster.Int64, fromUS(tc)
 	return r, nil
@@ -180,16 +174,11 @@ func (s *Store) Result(ctx context.Context, key string) (StoredResult, error) {
 // DeleteResult removes the result of task key. The task stays resolved: a
 // task has one result, ever, so no node will post another.
 func (s *Store) DeleteResult(ctx context.Context, key string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM results WHERE task_id = (SELECT id FROM tasks WHERE key = ?)`, key)
-		if err != nil {
-			return fmt.Errorf("unable to delete result: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
-	})
+	n, err := s.writeOne(ctx, "delete result", `DELETE FROM results WHERE task_id = (SELECT id FROM tasks WHERE key = ?)`, key)
+	if err == nil && n == 0 {
+		return ErrNotFound
+	}
+	return err
 }
 
 // callbackBody is what a callback POSTs: {"result": …, "task": …}.

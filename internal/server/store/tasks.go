@@ -200,11 +200,8 @@ func scanTask(row scanner) (Task, error) {
 // Task reads a task by key.
 func (s *Store) Task(ctx context.Context, key string) (Task, error) {
 	t, err := scanTask(s.r.QueryRowContext(ctx, `SELECT `+taskColumns+` `+taskFrom+` WHERE t.key = ?`, key))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, ErrNotFound
-	}
 	if err != nil {
-		return Task{}, fmt.Errorf("unable to read task: %w", err)
+		return Task{}, rowErr(err, "read task")
 	}
 	return t, nil
 }
@@ -212,16 +209,11 @@ func (s *Store) Task(ctx context.Context, key string) (Task, error) {
 // DeleteTask removes a task, its files' links, its result and its
 // assignment history. ErrNotFound if there is no such task.
 func (s *Store) DeleteTask(ctx context.Context, key string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE key = ?`, key)
-		if err != nil {
-			return fmt.Errorf("unable to delete task: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
-	})
+	n, err := s.writeOne(ctx, "delete task", `DELETE FROM tasks WHERE key = ?`, key)
+	if err == nil && n == 0 {
+		return ErrNotFound
+	}
+	return err
 }
 
 // TaskFilter selects tasks for ListTasks, as Kolejka's lstask: Assigned
@@ -248,20 +240,7 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 		q += ` AND (t.state = ?) = ?`
 		args = append(args, stateDone, *f.Resolved)
 	}
-	rows, err := s.r.QueryContext(ctx, q+` ORDER BY t.id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("unable to list tasks: %w", err)
-	}
-	defer rows.Close()
-	var out []Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, fmt.Errorf("unable to list tasks: %w", err)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return queryRows(ctx, s.r, "list tasks", func(rows *sql.Rows) (Task, error) { return scanTask(rows) }, q+` ORDER BY t.id`, args...)
 }
 
 // TaskFileRefs lists the references a task's files use.

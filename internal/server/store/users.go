@@ -6,7 +6,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -82,11 +81,8 @@ func (s *Store) SetPassword(ctx context.Context, name, passwordHash string) (ses
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, `UPDATE users SET password = ? WHERE name = ? RETURNING id`, passwordHash, name).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("unable to set password of %q: %w", name, ErrNotFound)
-		}
 		if err != nil {
-			return fmt.Errorf("unable to set password of %q: %w", name, err)
+			return fmt.Errorf("unable to set password of %q: %w", name, notFound(err))
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, id)
 		if err != nil {
@@ -109,11 +105,8 @@ func (s *Store) UserByName(ctx context.Context, name string) (User, error) {
 	var roles int
 	err := s.r.QueryRowContext(ctx, `SELECT id, name, roles, password FROM users WHERE name = ?`, name).
 		Scan(&u.ID, &u.Name, &roles, &u.Password)
-	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("unable to find user %q: %w", name, ErrNotFound)
-	}
 	if err != nil {
-		return User{}, fmt.Errorf("unable to find user %q: %w", name, err)
+		return User{}, fmt.Errorf("unable to find user %q: %w", name, notFound(err))
 	}
 	u.Roles = Role(roles)
 	return u, nil
@@ -121,14 +114,9 @@ func (s *Store) UserByName(ctx context.Context, name string) (User, error) {
 
 // CreateSession records a login session (by the digest of its id).
 func (s *Store) CreateSession(ctx context.Context, digest string, userID int64, now, expire time.Time) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (hash, user_id, time_create, time_expire) VALUES (?, ?, ?, ?)`,
-			digest, userID, us(now), us(expire))
-		if err != nil {
-			return fmt.Errorf("unable to create session: %w", err)
-		}
-		return nil
-	})
+	_, err := s.writeOne(ctx, "create session", `INSERT INTO sessions (hash, user_id, time_create, time_expire) VALUES (?, ?, ?, ?)`,
+		digest, userID, us(now), us(expire))
+	return err
 }
 
 // SessionUser returns the user of a live session and when it expires.
@@ -139,11 +127,8 @@ func (s *Store) SessionUser(ctx context.Context, digest string, now time.Time) (
 	err := s.r.QueryRowContext(ctx, `
 		SELECT u.id, u.name, u.roles, s.time_expire FROM sessions s JOIN users u ON u.id = s.user_id
 		WHERE s.hash = ? AND s.time_expire > ?`, digest, us(now)).Scan(&u.ID, &u.Name, &roles, &expire)
-	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, time.Time{}, ErrNotFound
-	}
 	if err != nil {
-		return User{}, time.Time{}, fmt.Errorf("unable to read session: %w", err)
+		return User{}, time.Time{}, rowErr(err, "read session")
 	}
 	u.Roles = Role(roles)
 	return u, fromUS(expire), nil
@@ -151,26 +136,13 @@ func (s *Store) SessionUser(ctx context.Context, digest string, now time.Time) (
 
 // DeleteSession ends a session; an unknown one is not an error.
 func (s *Store) DeleteSession(ctx context.Context, digest string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ?`, digest); err != nil {
-			return fmt.Errorf("unable to end session: %w", err)
-		}
-		return nil
-	})
+	_, err := s.writeOne(ctx, "end session", `DELETE FROM sessions WHERE hash = ?`, digest)
+	return err
 }
 
 // DeleteExpiredSessions removes sessions past their expiry.
 func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
-	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE time_expire <= ?`, us(now))
-		if err != nil {
-			return fmt.Errorf("unable to remove expired sessions: %w", err)
-		}
-		n, _ = res.RowsAffected()
-		return nil
-	})
-	return n, err
+	return s.writeOne(ctx, "remove expired sessions", `DELETE FROM sessions WHERE time_expire <= ?`, us(now))
 }
 
 // Token is one bearer token as the admin commands show it (never the
@@ -229,11 +201,8 @@ func (s *Store) TokenUser(ctx context.Context, digest string, now time.Time) (Us
 		SELECT u.id, u.name, u.roles, t.id, t.prefix, t.time_create, t.time_expire, t.time_used
 		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, digest).
 		Scan(&u.ID, &u.Name, &roles, &id, &t.Prefix, &tc, &expire, &used)
-	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, Token{}, ErrNotFound
-	}
 	if err != nil {
-		return User{}, Token{}, fmt.Errorf("unable to read token: %w", err)
+		return User{}, Token{}, rowErr(err, "read token")
 	}
 	u.Roles = Role(roles)
 	t.ID, t.User, t.TimeCreate, t.TimeExpire, t.TimeUsed = id.String, u.Name, fromUS(tc), fromNullUS(expire), fromNullUS(used)
@@ -266,33 +235,20 @@ func (s *Store) RecordTokenUses(ctx context.Context, uses map[string]time.Time) 
 // if there is no such user.
 func (s *Store) Tokens(ctx context.Context, name string) ([]Token, error) {
 	var uid int64
-	err := s.r.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("unable to list tokens of %q: %w", name, ErrNotFound)
+	if err := s.r.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid); err != nil {
+		return nil, fmt.Errorf("unable to list tokens of %q: %w", name, notFound(err))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("unable to list tokens of %q: %w", name, err)
-	}
-	rows, err := s.r.QueryContext(ctx, `
-		SELECT id, prefix, time_create, time_expire, time_used FROM tokens
-		WHERE user_id = ? ORDER BY time_create, id`, uid)
-	if err != nil {
-		return nil, fmt.Errorf("unable to list tokens of %q: %w", name, err)
-	}
-	defer rows.Close()
-	var out []Token
-	for rows.Next() {
+	return queryRows(ctx, s.r, fmt.Sprintf("list tokens of %q", name), func(rows *sql.Rows) (Token, error) {
 		t := Token{User: name}
 		var id sql.NullString
 		var tc int64
 		var expire, used sql.NullInt64
 		if err := rows.Scan(&id, &t.Prefix, &tc, &expire, &used); err != nil {
-			return nil, fmt.Errorf("unable to list tokens of %q: %w", name, err)
+			return Token{}, err
 		}
 		t.ID, t.TimeCreate, t.TimeExpire, t.TimeUsed = id.String, fromUS(tc), fromNullUS(expire), fromNullUS(used)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		return t, nil
+	}, `SELECT id, prefix, time_create, time_expire, time_used FROM tokens WHERE user_id = ? ORDER BY time_create, id`, uid)
 }
 
 // RevokeTokens deletes the tokens of user name with the given ids, or all
@@ -304,12 +260,8 @@ func (s *Store) RevokeTokens(ctx context.Context, name string, ids []string) (in
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		n = 0
 		var uid int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("unable to revoke tokens of %q: %w", name, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("unable to revoke tokens of %q: %w", name, err)
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, name).Scan(&uid); err != nil {
+			return fmt.Errorf("unable to revoke tokens of %q: %w", name, notFound(err))
 		}
 		if len(ids) == 0 {
 			res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_id = ?`, uid)
@@ -337,14 +289,5 @@ func (s *Store) RevokeTokens(ctx context.Context, name string, ids []string) (in
 
 // DeleteExpiredTokens removes tokens past their expiry.
 func (s *Store) DeleteExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
-	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE time_expire <= ?`, us(now))
-		if err != nil {
-			return fmt.Errorf("unable to remove expired tokens: %w", err)
-		}
-		n, _ = res.RowsAffected()
-		return nil
-	})
-	return n, err
+	return s.writeOne(ctx, "remove expired tokens", `DELETE FROM tokens WHERE time_expire <= ?`, us(now))
 }
