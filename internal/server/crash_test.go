@@ -214,7 +214,7 @@ func TestCrashSafety(t *testing.T) {
 				if _, err := pw.Write(make([]byte, 1024)); err != nil {
 					return
 				}
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // a trickle: 10 s for the whole body, far past the kill
 			}
 			pw.Close()
 		}()
@@ -224,7 +224,7 @@ func TestCrashSafety(t *testing.T) {
 		}
 	}()
 	<-slowStarted
-	time.Sleep(burst)
+	time.Sleep(burst) // the load under test: the burst runs this long, then the kill comes in its middle
 	tmpDir := filepath.Join(dir, server.BlobsDir, "tmp")
 	if entries, _ := os.ReadDir(tmpDir); len(entries) == 0 {
 		t.Errorf("no upload in flight at the kill (the test would prove nothing about temp files)")
