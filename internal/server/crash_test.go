@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -9,53 +8,36 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 // child is a server in another process (this test binary, re-executed).
 type child struct {
-	cmd  *exec.Cmd
+	h    *testenv.Helper
 	base string
 }
 
 func startChild(t *testing.T, dir string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child server did not start: %v", err)
-	}
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	h := testenv.StartHelper(t, "server", dir, nil)
+	line := h.Line()
+	addr, ok := strings.CutPrefix(line, "listening ")
 	if !ok {
 		t.Fatalf("child said %q", line)
 	}
-	return &child{cmd: cmd, base: "http://" + addr + "/"}
+	return &child{h: h, base: "http://" + addr + "/"}
 }
 
 func (c *child) kill(t *testing.T) {
 	t.Helper()
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	c.cmd.Wait()
+	c.h.Kill()
 }
 
 // acked records what the server acknowledged before it was killed.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 func shortLeases(lease time.Duration, attempts int) func(*server.Config) {
@@ -38,13 +39,7 @@ func taskInfo(t *testing.T, e *env, key string) server.TaskInfo {
 // to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, what, cond)
 }
 
 // A heartbeating node keeps its task while it heartbeats; once silent
