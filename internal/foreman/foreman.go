@@ -58,6 +58,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 )
@@ -152,6 +153,8 @@ type Config struct {
 	// Logger receives the node's log, with the task's key on each line
 	// about a task (default slog.Default()).
 	Logger *slog.Logger
+	// Clock dates cache uses and retry deadlines (default clock.System).
+	Clock clock.Clock
 }
 
 // Foreman is one node. See the package documentation for its lifecycle.
@@ -199,6 +202,7 @@ func New(cfg Config) (*Foreman, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
@@ -283,6 +287,7 @@ func New(cfg Config) (*Foreman, error) {
 	if f.blobs, err = OpenBlobCache(cfg.CacheDir, cfg.CacheSize, cfg.Logger); err != nil {
 		return fail(err)
 	}
+	f.blobs.clock = cfg.Clock
 	if cfg.Images != nil {
 		var budget int64
 		if cfg.Capacity.Image != nil {
@@ -291,6 +296,7 @@ func New(cfg Config) (*Foreman, error) {
 		if f.images, err = OpenImageCache(cfg.Images, budget, imageRecordFile(cfg.CacheDir), cfg.Logger); err != nil {
 			return fail(err)
 		}
+		f.images.clock = cfg.Clock
 	}
 	f.jobsCtx, f.cancelJobs = context.WithCancelCause(context.Background())
 	f.loopCtx, f.cancelLoop = context.WithCancel(context.Background())
@@ -458,7 +464,7 @@ func (f *Foreman) releaseHandBack() {
 // again once.
 func (f *Foreman) retrying(ctx context.Context, fn func(context.Context) error) error {
 	bo := f.cfg.Retry.backoff()
-	deadline := time.Now().Add(f.cfg.Retry.GiveUp)
+	deadline := f.cfg.Clock.Now().Add(f.cfg.Retry.GiveUp)
 	relogged := false
 	for {
 		err := fn(ctx)
@@ -474,7 +480,7 @@ func (f *Foreman) retrying(ctx context.Context, fn func(context.Context) error) 
 				continue
 			}
 		}
-		if !transient(err) || time.Now().After(deadline) {
+		if !transient(err) || f.cfg.Clock.Now().After(deadline) {
 			return err
 		}
 		if err := sleep(ctx, bo.delay()); err != nil {
@@ -487,10 +493,11 @@ func (f *Foreman) retrying(ctx context.Context, fn func(context.Context) error) 
 func (f *Foreman) relogin(ctx context.Context) error {
 	f.loginMu.Lock()
 	defer f.loginMu.Unlock()
-	if time.Since(f.lastLogin) < 5*time.Second {
+	now := f.cfg.Clock.Now()
+	if now.Sub(f.lastLogin) < 5*time.Second {
 		return nil
 	}
-	f.lastLogin = time.Now()
+	f.lastLogin = now
 	if err := f.cfg.Login(ctx); err != nil {
 		f.log.Error("unable to sign in again", "error", err)
 		return err
