@@ -109,26 +109,74 @@ func TestWaitFor(t *testing.T) {
 	if n != 3 {
 		t.Errorf("cond called %d times, want 3", n)
 	}
-	ft := &fatalTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		WaitFor(ft, 50*time.Millisecond, "never", func() bool { return false })
-	}()
-	<-done
+	ft := run(t, func(tb testing.TB) { WaitFor(tb, 50*time.Millisecond, "never", func() bool { return false }) })
 	if !strings.Contains(ft.msg, "never: not within 50ms") {
 		t.Errorf("a condition that never holds: %q", ft.msg)
 	}
 }
 
-// fatalTB records Fatalf and ends its goroutine, as testing does.
+// fatalTB records Fatalf and Skipf and ends its goroutine, as testing
+// does.
 type fatalTB struct {
 	testing.TB
-	msg string
+	msg     string
+	skipped bool
 }
 
 func (f *fatalTB) Helper() {}
 func (f *fatalTB) Fatalf(format string, args ...any) {
 	f.msg = fmt.Sprintf(format, args...)
 	runtime.Goexit()
+}
+func (f *fatalTB) Skipf(format string, args ...any) {
+	f.skipped = true
+	f.Fatalf(format, args...)
+}
+
+// run calls fn with a fatalTB in a goroutine of its own, and returns it.
+func run(t *testing.T, fn func(testing.TB)) *fatalTB {
+	ft := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(ft)
+	}()
+	<-done
+	return ft
+}
+
+// A test of another layout than the host's skips, and fails only in a
+// strict run told it is on that layout.
+func TestRequireCgroupLayout(t *testing.T) {
+	host := CgroupLayout()
+	other := Unified
+	if host == Unified {
+		other = Hybrid
+	}
+	for _, c := range []struct {
+		strict, layout string
+		want           string // "pass", "skip" or "fail"
+	}{
+		{"", "", "skip"},
+		{"1", "", "skip"},
+		{"1", host, "skip"},
+		{"", other, "skip"},
+		{"1", other, "fail"},
+	} {
+		t.Setenv("KOLEJKA_REQUIRE_PRIVILEGED", c.strict)
+		t.Setenv(layoutEnv, c.layout)
+		ft := run(t, func(tb testing.TB) { RequireCgroupLayout(tb, other) })
+		got := map[bool]string{true: "skip", false: "fail"}[ft.skipped]
+		if ft.msg == "" {
+			got = "pass"
+		}
+		if got != c.want {
+			t.Errorf("needing %s on a %s host, strict %q, %s=%q: %s (%s), want %s", other, host, c.strict, layoutEnv, c.layout, got, ft.msg, c.want)
+		}
+	}
+	t.Setenv("KOLEJKA_REQUIRE_PRIVILEGED", "1")
+	t.Setenv(layoutEnv, host)
+	if ft := run(t, func(tb testing.TB) { RequireCgroupLayout(tb, host) }); ft.msg != "" {
+		t.Errorf("needing the host's own layout %s: %s", host, ft.msg)
+	}
 }
