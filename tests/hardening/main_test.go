@@ -35,9 +35,7 @@ const regenerate = "make hardening    # as root, with Docker; it runs:\n" +
 var suite hardening.Table
 
 func TestMain(m *testing.M) {
-	if runHelper() {
-		return // a helper process: runHelper exited
-	}
+	testenv.RunHelpers(testenv.Helpers{"caller": runCaller})
 	start := time.Now()
 	code := m.Run()
 	if path := os.Getenv(tableEnv); path != "" {
