@@ -104,7 +104,7 @@ func (g *grid) start() {
 		if ln, err = net.Listen("tcp", addr); err == nil {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polls for the port to be free: nothing announces it
 	}
 	if err != nil {
 		srv.Close()
