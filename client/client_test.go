@@ -471,6 +471,7 @@ func TestRelease(t *testing.T) {
 // must not make execute give up: the task is safe on the server.
 func TestExecuteWaitsThroughAServerOutage(t *testing.T) {
 	var down atomic.Bool
+	dropped := make(chan struct{}, 16)
 	g := startServer(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if down.Load() && strings.Contains(r.URL.Path, "/task/result/") {
@@ -478,6 +479,10 @@ func TestExecuteWaitsThroughAServerOutage(t *testing.T) {
 				hj, _ := w.(http.Hijacker)
 				conn, _, _ := hj.Hijack()
 				conn.Close()
+				select {
+				case dropped <- struct{}{}:
+				default:
+				}
 				return
 			}
 			h.ServeHTTP(w, r)
@@ -488,7 +493,15 @@ func TestExecuteWaitsThroughAServerOutage(t *testing.T) {
 		map[string]string{"in.txt": "after the outage\n"})
 	down.Store(true)
 	go func() {
-		time.Sleep(500 * time.Millisecond)
+		// The server comes back once the client's waits have met the
+		// outage twice: it kept waiting through it.
+		for range 2 {
+			select {
+			case <-dropped:
+			case <-time.After(30 * time.Second):
+				t.Error("the client did not ask for the result in 30 s")
+			}
+		}
 		down.Store(false)
 		node(t, g, nil)
 	}()

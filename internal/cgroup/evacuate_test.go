@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 // Evacuate, EffectiveCPUs and Populated: what the observer needs to nest
@@ -36,7 +38,11 @@ func testEvacuate(t *testing.T, h *Hierarchy) {
 		t.Fatal(err)
 	}
 	p.release()
-	time.Sleep(20 * time.Millisecond) // let it fork a while
+	// Evacuate while it forks: the shell has children in the group.
+	testenv.WaitFor(t, 30*time.Second, "the shell to fork", func() bool {
+		procs, err := g.Procs(false)
+		return err == nil && len(procs) > 1
+	})
 	if ok, err := g.Populated(); err != nil || !ok {
 		t.Errorf("group with a shell: Populated = %v, %v", ok, err)
 	}

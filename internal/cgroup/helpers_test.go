@@ -18,98 +18,103 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
-// The test binary doubles as the processes the real-cgroup tests measure:
-// with helperEnv set, TestMain runs a helper instead of the tests. Every
-// helper prints "ready", blocks until it reads a line on stdin (the test
-// moves it into a group meanwhile), then does its work, so the group sees
-// the work from its first instruction.
-const (
-	helperEnv    = "KOLEJKA_CGROUP_TEST_HELPER"
-	helperArgEnv = "KOLEJKA_CGROUP_TEST_HELPER_ARG"
-)
-
+// The test binary doubles as the processes the real-cgroup tests measure
+// (internal/testenv's helpers). Every helper prints "ready", blocks until
+// it reads a line on stdin (the test moves it into a group meanwhile), then
+// does its work, so the group sees the work from its first instruction.
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
-		os.Exit(runHelper(mode, os.Getenv(helperArgEnv)))
-	}
+	testenv.RunHelpers(testenv.Helpers{
+		"spin":         helperSpin,
+		"spin-forever": helperSpinForever,
+		"alloc":        helperAlloc,
+		"reaper":       helperReaper,
+	})
 	os.Exit(m.Run())
 }
 
-func runHelper(mode, arg string) int {
+// gate says "ready" and waits for the test's line.
+func gate(in *bufio.Reader) {
+	fmt.Println("ready")
+	if _, err := in.ReadString('\n'); err != nil {
+		os.Exit(3)
+	}
+}
+
+// helperSpin spins until this process used arg of CPU time since the gate
+// opened, then reports how much exactly, by its own account (getrusage).
+// CPU time, not wall time: the host may be busy.
+func helperSpin(arg string) int {
+	d, err := time.ParseDuration(arg)
+	if err != nil {
+		return 2
+	}
+	gate(bufio.NewReader(os.Stdin))
+	before := rusage()
+	after := before
+	for after.total()-before.total() < d {
+		spin(1 << 16)
+		after = rusage()
+	}
+	fmt.Printf("%d %d\n", after.total()-before.total(), after.user-before.user)
+	return 0
+}
+
+// helperSpinForever spins until it is killed.
+func helperSpinForever(string) int {
+	gate(bufio.NewReader(os.Stdin))
+	for {
+		spin(1 << 20)
+	}
+}
+
+// helperAlloc maps arg bytes, touches every page, says "done", and holds
+// them until stdin closes.
+func helperAlloc(arg string) int {
+	n, err := strconv.Atoi(arg)
+	if err != nil {
+		return 2
+	}
 	in := bufio.NewReader(os.Stdin)
-	gate := func() {
-		fmt.Println("ready")
-		if _, err := in.ReadString('\n'); err != nil {
-			os.Exit(3)
+	gate(in)
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		fmt.Println("mmap:", err)
+		return 1
+	}
+	for i := 0; i < n; i += os.Getpagesize() {
+		b[i] = 1
+	}
+	fmt.Println("done")
+	_, _ = io.Copy(io.Discard, in)
+	return 0
+}
+
+// helperReaper runs `sh -c arg` (stdin inherited, so the script can wait
+// on the gate itself), prints "ready PID" with the shell's pid, and reaps
+// it and every orphan it leaves until none is left. PID 1 of some
+// sandboxes does not reap, so without this a fork bomb's orphans would
+// stay zombies forever.
+func helperReaper(arg string) int {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return 2
+	}
+	cmd := exec.Command("/bin/sh", "-c", arg)
+	cmd.Stdin = os.Stdin
+	if err := cmd.Start(); err != nil {
+		return 2
+	}
+	fmt.Printf("ready %d\n", cmd.Process.Pid)
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.ECHILD) {
+			return 0
 		}
 	}
-	switch mode {
-	case "spin":
-		// Spin until this process used arg of CPU time since the gate
-		// opened, then report how much exactly, by its own account
-		// (getrusage). CPU time, not wall time: the host may be busy.
-		d, err := time.ParseDuration(arg)
-		if err != nil {
-			return 2
-		}
-		gate()
-		before := rusage()
-		after := before
-		for after.total()-before.total() < d {
-			spin(1 << 16)
-			after = rusage()
-		}
-		fmt.Printf("%d %d\n", after.total()-before.total(), after.user-before.user)
-		return 0
-	case "spin-forever":
-		gate()
-		for {
-			spin(1 << 20)
-		}
-	case "alloc":
-		// Map arg bytes, touch every page, report, and hold them until
-		// stdin closes.
-		n, err := strconv.Atoi(arg)
-		if err != nil {
-			return 2
-		}
-		gate()
-		b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-		if err != nil {
-			fmt.Println("mmap:", err)
-			return 1
-		}
-		for i := 0; i < n; i += os.Getpagesize() {
-			b[i] = 1
-		}
-		fmt.Println("done")
-		_, _ = io.Copy(io.Discard, in)
-		return 0
-	case "reaper":
-		// Run `sh -c arg` (stdin inherited, so the script can wait on the
-		// gate itself), print its pid, and reap it and every orphan it
-		// leaves until none is left. PID 1 of some sandboxes does not reap,
-		// so without this a fork bomb's orphans would stay zombies forever.
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			return 2
-		}
-		cmd := exec.Command("/bin/sh", "-c", arg)
-		cmd.Stdin = os.Stdin
-		if err := cmd.Start(); err != nil {
-			return 2
-		}
-		fmt.Printf("ready %d\n", cmd.Process.Pid)
-		for {
-			var ws unix.WaitStatus
-			_, err := unix.Wait4(-1, &ws, 0, nil)
-			if errors.Is(err, unix.ECHILD) {
-				return 0
-			}
-		}
-	}
-	return 2
 }
 
 var sink uint64
@@ -137,46 +142,16 @@ func rusage() usageTimes {
 
 // helper is a running helper process.
 type helper struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-	pid   int // of the process to move: the helper, or the reaper's shell
+	*testenv.Helper
+	pid int // of the process to move: the helper, or the reaper's shell
 }
 
 // startHelper starts a helper and waits until it is ready (blocked on its
 // gate). It is killed and reaped at cleanup if still running.
 func startHelper(t *testing.T, mode, arg string) *helper {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperArgEnv+"="+arg)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &helper{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 16), pid: cmd.Process.Pid}
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			p.lines <- s.Text()
-		}
-		close(p.lines)
-	}()
-	t.Cleanup(func() {
-		stdin.Close()
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
+	h := testenv.StartHelper(t, mode, arg, nil)
+	p := &helper{Helper: h, pid: h.Pid()}
 	ready := p.line()
 	if mode == "reaper" {
 		pid, err := strconv.Atoi(strings.TrimPrefix(ready, "ready "))
@@ -190,49 +165,16 @@ func startHelper(t *testing.T, mode, arg string) *helper {
 	return p
 }
 
-// helperTimeout bounds waits for helpers: generous, because a 0.5 s CPU
-// spin takes far longer in wall time on a loaded CI machine.
-const helperTimeout = time.Minute
-
-// line returns the helper's next output line, failing after helperTimeout.
-func (p *helper) line() string {
-	p.t.Helper()
-	select {
-	case l, ok := <-p.lines:
-		if !ok {
-			p.t.Fatalf("helper exited without output")
-		}
-		return l
-	case <-time.After(helperTimeout):
-		p.t.Fatalf("helper said nothing for %v", helperTimeout)
-	}
-	return ""
-}
+// line returns the helper's next output line (testenv.HelperTimeout at
+// most).
+func (p *helper) line() string { return p.Line() }
 
 // release opens the gate.
-func (p *helper) release() {
-	p.t.Helper()
-	if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
-		p.t.Fatalf("unable to release helper: %v", err)
-	}
-}
+func (p *helper) release() { p.Send("go") }
 
-// wait waits for the helper to exit, at most helperTimeout, and returns its
-// status.
-func (p *helper) wait() syscall.WaitStatus {
-	p.t.Helper()
-	p.stdin.Close()
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(helperTimeout):
-		_ = p.cmd.Process.Kill()
-		<-done
-		p.t.Fatalf("helper did not exit within %v", helperTimeout)
-	}
-	return p.cmd.ProcessState.Sys().(syscall.WaitStatus)
-}
+// wait waits for the helper to exit (testenv.HelperTimeout at most) and
+// returns its status.
+func (p *helper) wait() syscall.WaitStatus { return p.Wait() }
 
 // requirePrivileged returns the host hierarchy if this process can create
 // cgroups in it. Otherwise it skips the test with the reason, or fails it
@@ -241,10 +183,7 @@ func requirePrivileged(t testing.TB) *Hierarchy {
 	t.Helper()
 	skip := func(format string, args ...any) {
 		t.Helper()
-		if os.Getenv("KOLEJKA_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatalf("KOLEJKA_REQUIRE_PRIVILEGED=1, but "+format, args...)
-		}
-		t.Skipf("skipping real cgroup test: "+format, args...)
+		testenv.Missing(t, "a real cgroup hierarchy: "+format, args...)
 	}
 	if os.Geteuid() != 0 {
 		skip("needs root (euid is %d)", os.Geteuid())

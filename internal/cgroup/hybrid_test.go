@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 // On hybrid hosts the kernel's cgroup2 at /sys/fs/cgroup/unified has no
@@ -19,16 +21,16 @@ import (
 
 func requireHybridUnified(t *testing.T) *Hierarchy {
 	t.Helper()
-	host := requirePrivileged(t)
-	if host.Mode() == Unified {
-		t.Skip("the host runs cgroup v2: the other real-cgroup tests cover it")
-	}
+	requirePrivileged(t)
+	// A v2 host runs these paths in the other real-cgroup tests; a pure
+	// v1 host has no cgroup2 tree to run them on.
+	testenv.RequireCgroupLayout(t, testenv.Hybrid)
 	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup2"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(mounts) == 0 {
-		t.Skip("pure cgroup v1 host: no cgroup2 mount to test the v2 code path on")
+		t.Fatal("a hybrid host without a cgroup2 mount")
 	}
 	h := NewUnified(mounts[0].Mountpoint)
 	if err := probeWritable(filepath.Join(h.mount, "kolejka-test-probe-"+randomName())); err != nil {
@@ -83,20 +85,13 @@ func TestUnifiedKernelKillAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.release()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.WaitFor(t, 30*time.Second, "the tree to grow to 9 processes", func() bool {
 		procs, err := parent.Procs(true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(procs) >= 9 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tree never grew: %v", procs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(procs) >= 9
+	})
 	if err := parent.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/atomicfile"
+	"github.com/kolejka-go/kolejka/internal/clock"
 )
 
 // DefaultBlobCacheSize is the blob cache's budget when none is configured.
@@ -49,6 +50,9 @@ type BlobCache struct {
 	budget int64
 	log    *slog.Logger
 
+	clock   clock.Clock // dates uses (default clock.System)
+	waiting func()      // test hook: a Link starts waiting for another's download
+
 	mu      sync.Mutex
 	entries map[string]*blobEntry
 	total   int64
@@ -77,7 +81,7 @@ func OpenBlobCache(dir string, budget int64, log *slog.Logger) (*BlobCache, erro
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &BlobCache{dir: dir, budget: budget, log: log, entries: map[string]*blobEntry{}, flights: map[string]*flight{}}
+	c := &BlobCache{dir: dir, budget: budget, log: log, clock: clock.System, entries: map[string]*blobEntry{}, flights: map[string]*flight{}}
 	if err := os.RemoveAll(c.tmpDir()); err != nil {
 		return nil, fmt.Errorf("unable to empty %s: %w", c.tmpDir(), err)
 	}
@@ -145,7 +149,7 @@ func (c *BlobCache) Link(ctx context.Context, sum string, dst string, fetch Fetc
 		c.mu.Lock()
 		if e, ok := c.entries[sum]; ok {
 			e.pins++
-			e.lastUse = time.Now()
+			e.lastUse = c.clock.Now()
 			c.mu.Unlock()
 			err := c.give(sum, dst)
 			c.mu.Lock()
@@ -157,6 +161,9 @@ func (c *BlobCache) Link(ctx context.Context, sum string, dst string, fetch Fetc
 		hit = false
 		if f, ok := c.flights[sum]; ok {
 			c.mu.Unlock()
+			if c.waiting != nil {
+				c.waiting()
+			}
 			select {
 			case <-f.done:
 			case <-ctx.Done():
@@ -206,7 +213,7 @@ func (c *BlobCache) fetch(ctx context.Context, sum string, fetch FetchFunc) erro
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries[sum] = &blobEntry{size: info.Size(), lastUse: time.Now()}
+	c.entries[sum] = &blobEntry{size: info.Size(), lastUse: c.clock.Now()}
 	c.total += info.Size()
 	return nil
 }
@@ -215,7 +222,7 @@ func (c *BlobCache) fetch(ctx context.Context, sum string, fetch FetchFunc) erro
 // disk, so that the order of use survives a restart.
 func (c *BlobCache) give(sum, dst string) error {
 	src := c.path(sum)
-	now := time.Now()
+	now := c.clock.Now()
 	_ = os.Chtimes(src, now, now)
 	if err := os.Link(src, dst); err == nil {
 		return nil

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kolejka-go/kolejka/internal/clock"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -73,17 +75,19 @@ func TestBlobCacheHitsAndEvictsLeastRecentlyUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk := clock.NewFake(time.Now())
+	cache.clock = clk
 	if _, hit := linkTo(t, cache, src, a); hit {
 		t.Error("first use of a is a hit")
 	}
 	if _, hit := linkTo(t, cache, src, a); !hit || src.gets.Load() != 1 {
 		t.Errorf("second use of a: hit %v, %d downloads", hit, src.gets.Load())
 	}
-	time.Sleep(10 * time.Millisecond)
+	clk.Advance(time.Second)
 	linkTo(t, cache, src, b)
-	time.Sleep(10 * time.Millisecond)
+	clk.Advance(time.Second)
 	linkTo(t, cache, src, a) // a is now more recent than b
-	time.Sleep(10 * time.Millisecond)
+	clk.Advance(time.Second)
 	kept, _ := linkTo(t, cache, src, c) // 30 bytes > 25: b, least recently used, goes
 	if cache.Has(sum([]byte(b))) || !cache.Has(sum([]byte(a))) || !cache.Has(sum([]byte(c))) {
 		t.Errorf("after eviction: a %v b %v c %v; want b gone", cache.Has(sum([]byte(a))), cache.Has(sum([]byte(b))), cache.Has(sum([]byte(c))))
@@ -169,10 +173,14 @@ func TestBlobCacheOneDownloadForConcurrentTasks(t *testing.T) {
 	h := sum([]byte(content))
 	src := newSource(content)
 	release := make(chan struct{})
+	downloading := make(chan struct{}, 1)
 	slow := func(ctx context.Context, path string) error {
+		downloading <- struct{}{}
 		<-release
 		return src.fetch(h)(ctx, path)
 	}
+	waiting := make(chan struct{}, 16)
+	cache.waiting = func() { waiting <- struct{}{} }
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for i := range 8 {
@@ -189,7 +197,11 @@ func TestBlobCacheOneDownloadForConcurrentTasks(t *testing.T) {
 			errs <- err
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	// One downloads, the seven others wait for it; then it finishes.
+	<-downloading
+	for range 7 {
+		<-waiting
+	}
 	close(release)
 	wg.Wait()
 	close(errs)
@@ -223,7 +235,7 @@ func TestBlobCacheOneDownloadForConcurrentTasks(t *testing.T) {
 		_, err := cache.Link(context.Background(), h2, filepath.Join(t.TempDir(), "in"), src2.fetch(h2))
 		waiterDone <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	<-waiting // the waiter waits for the leader's download
 	cancel()
 	if err := <-leaderDone; !errors.Is(err, context.Canceled) {
 		t.Errorf("stopped leader: %v", err)

@@ -56,6 +56,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/flock"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
@@ -151,6 +152,8 @@ type Config struct {
 	// Logger receives the node's log, with the task's key on each line
 	// about a task (default slog.Default()).
 	Logger *slog.Logger
+	// Clock dates cache uses and retry deadlines (default clock.System).
+	Clock clock.Clock
 }
 
 // Foreman is one node. See the package documentation for its lifecycle.
@@ -226,6 +229,7 @@ func (cfg *Config) setDefaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
@@ -347,6 +351,7 @@ func (f *Foreman) openParts() error {
 	if f.blobs, err = OpenBlobCache(f.cfg.CacheDir, f.cfg.CacheSize, f.log); err != nil {
 		return err
 	}
+	f.blobs.clock = f.cfg.Clock
 	if f.cfg.Images != nil {
 		var budget int64
 		if f.cfg.Capacity.Image != nil {
@@ -355,6 +360,7 @@ func (f *Foreman) openParts() error {
 		if f.images, err = OpenImageCache(f.cfg.Images, budget, imageRecordFile(f.cfg.CacheDir), f.log); err != nil {
 			return err
 		}
+		f.images.clock = f.cfg.Clock
 	}
 	return nil
 }
@@ -520,7 +526,7 @@ func (f *Foreman) releaseHandBack() {
 // again once.
 func (f *Foreman) retrying(ctx context.Context, fn func(context.Context) error) error {
 	bo := f.cfg.Retry.backoff()
-	deadline := time.Now().Add(f.cfg.Retry.GiveUp)
+	deadline := f.cfg.Clock.Now().Add(f.cfg.Retry.GiveUp)
 	relogged := false
 	for {
 		err := fn(ctx)
@@ -536,7 +542,7 @@ func (f *Foreman) retrying(ctx context.Context, fn func(context.Context) error) 
 				continue
 			}
 		}
-		if !transient(err) || time.Now().After(deadline) {
+		if !transient(err) || f.cfg.Clock.Now().After(deadline) {
 			return err
 		}
 		if err := sleep(ctx, bo.delay()); err != nil {
@@ -549,10 +555,11 @@ func (f *Foreman) retrying(ctx context.Context, fn func(context.Context) error) 
 func (f *Foreman) relogin(ctx context.Context) error {
 	f.loginMu.Lock()
 	defer f.loginMu.Unlock()
-	if time.Since(f.lastLogin) < 5*time.Second {
+	now := f.cfg.Clock.Now()
+	if now.Sub(f.lastLogin) < 5*time.Second {
 		return nil
 	}
-	f.lastLogin = time.Now()
+	f.lastLogin = now
 	if err := f.cfg.Login(ctx); err != nil {
 		f.log.Error("unable to sign in again", "error", err)
 		return err

@@ -24,6 +24,7 @@ import (
 	"github.com/kolejka-go/kolejka/client"
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker/host"
 	"github.com/kolejka-go/kolejka/worker/workertest"
@@ -103,7 +104,7 @@ func (g *grid) start() {
 		if ln, err = net.Listen("tcp", addr); err == nil {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polls for the port to be free: nothing announces it
 	}
 	if err != nil {
 		srv.Close()
@@ -180,6 +181,33 @@ func (g *grid) client(user string) *client.Client {
 	return cl
 }
 
+// resultClient is a client of user that counts its requests carrying a
+// result (the result's file uploads and their dedup checks, the result
+// itself) that got no answer: a test waits on the count for a post retrying while the server
+// is down.
+func (g *grid) resultClient(user string) (*client.Client, *atomic.Int32) {
+	g.t.Helper()
+	rt := &failedResults{inner: http.DefaultTransport.(*http.Transport).Clone()}
+	cl, err := client.New(context.Background(), client.Config{Server: g.url(), Token: g.tokens[user], HTTPClient: &http.Client{Transport: rt}})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return cl, &rt.n
+}
+
+type failedResults struct {
+	inner http.RoundTripper
+	n     atomic.Int32
+}
+
+func (f *failedResults) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := f.inner.RoundTrip(r)
+	if err != nil && r.Method == http.MethodPost && (strings.Contains(r.URL.Path, "/blob/") || strings.HasSuffix(r.URL.Path, "/task/result/")) {
+		f.n.Add(1)
+	}
+	return resp, err
+}
+
 // task returns the server's view of a task.
 func (g *grid) task(key string) server.TaskInfo {
 	g.t.Helper()
@@ -237,13 +265,7 @@ func (g *grid) result(key string, within time.Duration) (*spec.Result, string) {
 // waitFor polls cond for up to within.
 func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, within, what, cond)
 }
 
 // node is a foreman over a real worker with the host runtime (tasks are

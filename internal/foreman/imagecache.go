@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/atomicfile"
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/worker/image"
 )
 
@@ -58,6 +59,7 @@ type ImageCache struct {
 	budget int64
 	file   string
 	log    *slog.Logger
+	clock  clock.Clock // dates uses (default clock.System)
 
 	mu      sync.Mutex
 	lastUse map[string]time.Time // by normalized name
@@ -76,7 +78,7 @@ func OpenImageCache(store ImageStore, budget int64, file string, log *slog.Logge
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &ImageCache{store: store, budget: budget, file: file, log: log,
+	c := &ImageCache{store: store, budget: budget, file: file, log: log, clock: clock.System,
 		lastUse: map[string]time.Time{}, inUse: map[string]int{}}
 	data, err := os.ReadFile(file)
 	switch {
@@ -104,7 +106,7 @@ func (c *ImageCache) Acquire(ctx context.Context, name string) (release func(), 
 	}
 	c.mu.Lock()
 	c.inUse[norm]++
-	c.lastUse[norm] = time.Now()
+	c.lastUse[norm] = c.clock.Now()
 	err = c.save()
 	c.mu.Unlock()
 	if err != nil {

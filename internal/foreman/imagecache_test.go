@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/worker/image"
 )
@@ -79,12 +80,14 @@ func TestImageCacheRunc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk := clock.NewFake(time.Now())
+	cache.clock = clk
 	use := func(name string) func() {
 		rel, err := cache.Acquire(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		clk.Advance(time.Second) // the next use is the more recent
 		return rel
 	}
 	use("a:1")()
@@ -111,6 +114,7 @@ func TestImageCacheRunc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cache.clock = clk
 	if err := cache.Enforce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +124,7 @@ func TestImageCacheRunc(t *testing.T) {
 	}
 	// No budget: nothing removed, uses still recorded.
 	cache, _ = OpenImageCache(store, 0, record, quietLog())
+	cache.clock = clk
 	use("operator:1")()
 	if got := names(t, store); !slices.Equal(got, want) {
 		t.Errorf("without a budget: %v", got)
@@ -177,13 +182,15 @@ func TestImageCacheDocker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk := clock.NewFake(time.Now())
+	cache.clock = clk
 	for _, n := range made {
 		rel, err := cache.Acquire(ctx, n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rel()
-		time.Sleep(5 * time.Millisecond)
+		clk.Advance(time.Second) // the next use is the more recent
 	}
 	have := names(t, store)
 	if slices.Contains(have, short(made[0])) || !slices.Contains(have, short(made[1])) || !slices.Contains(have, short(made[2])) {

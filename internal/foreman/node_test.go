@@ -153,7 +153,8 @@ func TestNodeDrain(t *testing.T) {
 			t.Errorf("task %s: %s %q", key, r.Status, out)
 		}
 	}
-	// Nothing is taken any more.
+	// Nothing is taken any more: no event would announce a take that
+	// must not happen, so the test gives one a window to show itself.
 	k3 := g.submit(shTask("true", ""), nil)
 	time.Sleep(300 * time.Millisecond)
 	if ti := g.task(k3); ti.AssigneeName != "" {
@@ -240,11 +241,12 @@ func TestNodeInputFailureIsSE(t *testing.T) {
 // the node's heartbeats and dequeues resume.
 func TestNodeSurvivesServerRestart(t *testing.T) {
 	g := newGrid(t, leases(10*time.Second))
-	newNode(t, g, "node", nil)
+	cl, failed := g.resultClient("node")
+	newNode(t, g, "node", func(c *Config) { c.Client = cl })
 	key := g.submit(shTask("sleep 1; echo done", ""), nil)
 	waitFor(t, "the task running", 10*time.Second, func() bool { return g.task(key).AssigneeName == "node" })
 	g.stop()
-	time.Sleep(2 * time.Second) // the task ends, its post retries
+	waitFor(t, "the task to end and its post to fail twice", 20*time.Second, func() bool { return failed.Load() >= 2 })
 	g.start()
 	r, dir := g.result(key, 20*time.Second)
 	if out, _ := os.ReadFile(filepath.Join(dir, "out")); r.Status != spec.StatusOK || string(out) != "done\n" {
@@ -275,7 +277,7 @@ func TestNodeAgainstKolejkaServer(t *testing.T) {
 	if out, _ := os.ReadFile(filepath.Join(dir, "out")); r.Status != spec.StatusOK || string(out) != "plain\n" {
 		t.Errorf("task: %s %q", r.Status, out)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the rate under test: polls over a second of idleness
 	polls := g.dequeues.Load()
 	elapsed := time.Since(start)
 	// One dequeue per interval (and one right after each task), not a

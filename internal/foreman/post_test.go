@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 )
@@ -97,17 +98,24 @@ func TestPostSurvivesServerRestart(t *testing.T) {
 	f, j := takeByHand(t, g, logs)
 	res := okResult(t, j, "hello\n", 0)
 
+	cl, failed := g.resultClient("node")
+	f.cl = cl
 	g.stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		f.post(j, res)
 	}()
-	time.Sleep(700 * time.Millisecond)
-	select {
-	case <-done:
-		t.Fatalf("post returned while the server was down; log:\n%s", logs)
-	default:
+	// Three failed attempts: the post is retrying, not giving up.
+	limit := time.After(30 * time.Second)
+	for failed.Load() < 3 {
+		select {
+		case <-done:
+			t.Fatalf("post returned while the server was down; log:\n%s", logs)
+		case <-limit:
+			t.Fatalf("the post made %d attempts in 30 s; log:\n%s", failed.Load(), logs)
+		case <-time.After(10 * time.Millisecond): // the count has no announcement: poll it
+		}
 	}
 	g.start()
 	select {
@@ -138,6 +146,49 @@ func TestPostSurvivesServerRestart(t *testing.T) {
 	r, dir = g.result(key, 5*time.Second)
 	if data, _ := os.ReadFile(filepath.Join(dir, "out")); r.Status != spec.StatusOK || string(data) != "hello\n" {
 		t.Errorf("the stored result changed: %s, out %q", r.Status, data)
+	}
+}
+
+// A result the server cannot take within Retry.GiveUp (by the foreman's
+// clock) is given up: the node lets the task go, and the server takes it
+// back when its lease lapses, rather than the node retrying forever.
+func TestPostGivesUp(t *testing.T) {
+	g := newGrid(t, leases(time.Minute))
+	key := g.submit(`{"image": "x", "args": ["true"], "stdout": "out"}`, nil)
+	logs := &syncBuffer{}
+	f, j := takeByHand(t, g, logs)
+	clk := clock.NewFake(time.Now())
+	f.cfg.Clock = clk
+	cl, failed := g.resultClient("node")
+	f.cl = cl
+	res := okResult(t, j, "hello\n", 0)
+	g.stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.post(j, res)
+	}()
+	waitFor(t, "three failed attempts", 30*time.Second, func() bool { return failed.Load() >= 3 })
+	select {
+	case <-done:
+		t.Fatalf("the post gave up before Retry.GiveUp; log:\n%s", logs)
+	default:
+	}
+	clk.Advance(f.cfg.Retry.GiveUp + time.Second)
+	select {
+	case <-done:
+	case <-time.After(f.cfg.Retry.GiveUp / 2): // by the system's clock it would give up only later
+		t.Fatalf("the post still retries past Retry.GiveUp; log:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "unable to post the result") {
+		t.Errorf("log:\n%s", logs)
+	}
+	if len(f.heldKeys()) != 0 {
+		t.Errorf("the node still holds %v after giving up", f.heldKeys())
+	}
+	g.start()
+	if ti := g.task(key); ti.HasResult {
+		t.Errorf("a result given up on reached the server")
 	}
 }
 

@@ -1,9 +1,9 @@
 package pid1
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -183,10 +183,7 @@ func short(s string) string {
 
 func TestForwardsSignals(t *testing.T) {
 	cmd, out := start(t, "sh", "-c", `trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.05; done`)
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "ready") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "the shell's trap set", func() bool { return strings.Contains(out.String(), "ready") })
 	cmd.Process.Signal(syscall.SIGTERM)
 	if got := exitCode(t, cmd); got != 5 || !strings.Contains(out.String(), "got TERM") {
 		t.Fatalf("exit %d, output %q: SIGTERM was not forwarded", got, out)
@@ -353,13 +350,28 @@ func TestStdioFIFOs(t *testing.T) {
 		t.Fatal(err)
 	}
 	copied := make(chan string, 1)
+	echoed := make(chan struct{}) // cat has written "early" out: it read it and waits for more
 	go func() {
-		data, _ := io.ReadAll(outR)
-		copied <- string(data)
+		var got strings.Builder
+		in := bufio.NewReader(outR)
+		for {
+			line, err := in.ReadString('\n')
+			got.WriteString(line)
+			if line == "early\n" {
+				close(echoed)
+			}
+			if err != nil {
+				break
+			}
+		}
+		copied <- got.String()
 	}()
 	go func() {
 		inW.Write([]byte("early\n"))
-		time.Sleep(200 * time.Millisecond) // cat has read "early" and waits
+		select {
+		case <-echoed:
+		case <-time.After(10 * time.Second): // the test fails on the output
+		}
 		inW.Write([]byte("late\n"))
 		inW.Close()
 	}()

@@ -89,7 +89,7 @@ func (s *Server) callbackLoop() {
 		}
 		wait := time.Hour
 		if next, ok, err := s.db.NextCallback(ctx); err == nil && ok {
-			wait = max(time.Until(next), 0)
+			wait = max(next.Sub(s.now()), 0)
 		}
 		t := time.NewTimer(wait)
 		select {

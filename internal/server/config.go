@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -114,6 +115,15 @@ type Config struct {
 
 	// Logger receives access and error logs (default slog.Default()).
 	Logger *slog.Logger
+	// Clock is what leases, sessions, tokens, uploads and callbacks are
+	// dated and aged by (default clock.System); long polls and the
+	// background loops' periods run on the system's timers.
+	Clock clock.Clock
+
+	// Test hooks, set by export_test.go: pausing is called each time a
+	// long poll starts waiting for an event, collected after each full
+	// pass of the garbage collector; tests act on what they announce.
+	pausing, collected func()
 }
 
 // Defaults of Config.
@@ -224,6 +234,7 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Clock = clock.Or(c.Clock)
 	return c, nil
 }
 

@@ -49,7 +49,8 @@ func TestTokenExpires(t *testing.T) {
 // refused at once by this server and within the auth cache's lifetime by
 // a server in another process.
 func TestTokenListAndRevoke(t *testing.T) {
-	e := newEnv(t)
+	clk := newClock()
+	e := newEnv(t, withClock(clk))
 	e.standardUsers()
 	ctx := context.Background()
 	t1, r1, err := e.srv.NewTokenFor(ctx, "alice", time.Hour)
@@ -103,24 +104,18 @@ func TestTokenListAndRevoke(t *testing.T) {
 	if n, err := adm.RevokeTokens(ctx, "alice", t2); err != nil || n != 1 {
 		t.Fatalf("revoke by token: %d %v", n, err)
 	}
-	deadline := time.Now().Add(8 * time.Second) // the auth cache keeps an entry 5 s
-	for use(t2).code != 403 {
-		if time.Now().After(deadline) {
-			t.Fatal("the running server still takes a token revoked 8 s ago by another process")
-		}
-		time.Sleep(50 * time.Millisecond)
+	clk.Advance(5 * time.Second) // the auth cache keeps an entry 5 s
+	if a := use(t2); a.code != 403 {
+		t.Fatalf("the running server still takes a token revoked 5 s ago by another process: %v", a)
 	}
 	// All of them.
 	if n, err := adm.RevokeTokens(ctx, "alice"); err != nil || n != 2 {
 		t.Fatalf("revoke all: %d %v, want 2 (t3 and standardUsers')", n, err)
 	}
 	adm.Close()
-	deadline = time.Now().Add(8 * time.Second)
-	for use(t3).code != 403 || use(e.tokens["alice"]).code != 403 {
-		if time.Now().After(deadline) {
-			t.Fatal("alice's tokens still work 8 s after revoke --all")
-		}
-		time.Sleep(50 * time.Millisecond)
+	clk.Advance(5 * time.Second)
+	if a, b := use(t3), use(e.tokens["alice"]); a.code != 403 || b.code != 403 {
+		t.Fatalf("alice's tokens still work 5 s after revoke --all: %v, %v", a, b)
 	}
 	mustOK(t, e.tok("bob").do("GET", "/settings/", nil))
 }
@@ -251,11 +246,35 @@ func TestHandedOutTasksCarryTimeCPUsMemory(t *testing.T) {
 // blobs. A client's references and a node's references a result took stay.
 func TestStaleUploadsSwept(t *testing.T) {
 	const grace = 3 * time.Second
-	e := newEnv(t, func(c *server.Config) {
+	clk := newClock()
+	passes := make(chan struct{}, 1)
+	e := newEnv(t, withClock(clk), func(c *server.Config) {
 		c.MaxResultBody = 4 << 10
 		c.UploadGrace = grace
-		c.GCInterval = 50 * time.Millisecond
+		c.GCInterval = 10 * time.Millisecond
+		server.SetCollectHook(c, func() {
+			select {
+			case passes <- struct{}{}:
+			default:
+			}
+		})
 	})
+	// fullPass returns after a collector pass that began after the call
+	// (the second one ended since: the first may have begun before).
+	fullPass := func() {
+		t.Helper()
+		select {
+		case <-passes:
+		default:
+		}
+		for range 2 {
+			select {
+			case <-passes:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the collector made no pass in 30 s")
+			}
+		}
+	}
 	e.standardUsers()
 	alice, node := e.tok("alice"), e.tok("node")
 	kept := alice.upload([]byte("alice keeps this"))
@@ -263,7 +282,6 @@ func TestStaleUploadsSwept(t *testing.T) {
 	k2 := alice.submit(simpleTask(), nil)
 	taskKeys(t, node.postJSON("/queue/dequeue/", map[string]any{"concurency": 2}))
 
-	first := time.Now()
 	files := map[string]any{}
 	for i := range 100 {
 		files[fmt.Sprintf("out/%03d", i)] = map[string]any{"reference": node.upload([]byte(fmt.Sprintf("output %d", i)))}
@@ -278,32 +296,20 @@ func TestStaleUploadsSwept(t *testing.T) {
 	// k2's result is accepted: its file passes to alice and stays.
 	taken := node.upload([]byte("k2's output"))
 	mustOK(t, node.postJSON("/task/result/", map[string]any{"id": k2, "result": 0, "status": "OK", "files": map[string]any{"out": map[string]any{"reference": taken}}}))
-	// Several passes within the grace period take nothing.
-	time.Sleep(300 * time.Millisecond)
-	if got := e.count("refs"); time.Since(first) < grace && got != 102 {
+	// A pass at the end of the grace period takes nothing; the uploads
+	// were made at the clock's time, which stood still meanwhile.
+	clk.Advance(grace - time.Millisecond)
+	fullPass()
+	if got := e.count("refs"); got != 102 {
 		t.Fatalf("%d references within upload_grace, want all 102", got)
 	}
-	waitForUpTo(t, "the stale uploads to be swept", 2*grace, func() bool { return e.count("refs") == 2 })
-	if d := time.Since(first); d < grace {
-		t.Errorf("swept %v after the first upload, before upload_grace", d)
-	}
+	clk.Advance(2 * time.Millisecond)
+	waitFor(t, "the stale uploads to be swept", func() bool { return e.count("refs") == 2 })
 	waitFor(t, "their blobs to be collected", func() bool { return e.count("blobs") == 2 && len(e.blobFiles()) == 2 })
 	for _, ref := range []string{kept, taken} {
 		if a := alice.do("GET", "/blob/reference/"+ref+"/", nil); a.code != 200 {
 			t.Errorf("reference %s was swept: %v", ref, a)
 		}
-	}
-}
-
-// waitForUpTo is waitFor with its own limit.
-func waitForUpTo(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

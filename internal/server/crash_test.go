@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -9,53 +8,36 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 // child is a server in another process (this test binary, re-executed).
 type child struct {
-	cmd  *exec.Cmd
+	h    *testenv.Helper
 	base string
 }
 
 func startChild(t *testing.T, dir string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child server did not start: %v", err)
-	}
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	h := testenv.StartHelper(t, "server", dir, nil)
+	line := h.Line()
+	addr, ok := strings.CutPrefix(line, "listening ")
 	if !ok {
 		t.Fatalf("child said %q", line)
 	}
-	return &child{cmd: cmd, base: "http://" + addr + "/"}
+	return &child{h: h, base: "http://" + addr + "/"}
 }
 
 func (c *child) kill(t *testing.T) {
 	t.Helper()
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	c.cmd.Wait()
+	c.h.Kill()
 }
 
 // acked records what the server acknowledged before it was killed.
@@ -214,7 +196,7 @@ func TestCrashSafety(t *testing.T) {
 				if _, err := pw.Write(make([]byte, 1024)); err != nil {
 					return
 				}
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // a trickle: 10 s for the whole body, far past the kill
 			}
 			pw.Close()
 		}()
@@ -224,7 +206,7 @@ func TestCrashSafety(t *testing.T) {
 		}
 	}()
 	<-slowStarted
-	time.Sleep(burst)
+	time.Sleep(burst) // the load under test: the burst runs this long, then the kill comes in its middle
 	tmpDir := filepath.Join(dir, server.BlobsDir, "tmp")
 	if entries, _ := os.ReadDir(tmpDir); len(entries) == 0 {
 		t.Errorf("no upload in flight at the kill (the test would prove nothing about temp files)")

@@ -154,6 +154,9 @@ func (s *Server) gcLoop() {
 			return
 		case <-t.C:
 			s.collectGarbage(ctx)
+			if s.cfg.collected != nil {
+				s.cfg.collected()
+			}
 		case h := <-s.gc:
 			if _, err := s.collect(ctx, h); err != nil && ctx.Err() == nil {
 				s.log.Error("garbage collection", "blob", h, "error", err)

@@ -29,6 +29,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/server"
 )
 
@@ -40,6 +41,7 @@ type env struct {
 	ts     *httptest.Server
 	base   string // server URL with prefix, ending in "/"
 	tokens map[string]string
+	paused chan struct{} // a long poll started waiting (server.SetPauseHook)
 }
 
 // newEnv starts a server; options adjust its configuration.
@@ -53,10 +55,43 @@ func newEnv(t *testing.T, opts ...func(*server.Config)) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	e := &env{t: t, dir: cfg.DataDir, cfg: cfg, tokens: map[string]string{}}
+	e := &env{t: t, dir: cfg.DataDir, tokens: map[string]string{}, paused: make(chan struct{}, 64)}
+	server.SetPauseHook(&cfg, func() {
+		select {
+		case e.paused <- struct{}{}:
+		default: // nobody counts pauses now
+		}
+	})
+	e.cfg = cfg
 	e.start()
 	t.Cleanup(e.stop)
 	return e
+}
+
+// withClock makes c the server's clock: the test ages leases, tokens and
+// uploads by moving it.
+func withClock(c *clock.Fake) func(*server.Config) {
+	return func(cfg *server.Config) { cfg.Clock = c }
+}
+
+// newClock is a fake clock showing the present, so that what the server
+// dates by it (task rows, tokens) reads sensibly next to what it does not.
+func newClock() *clock.Fake { return clock.NewFake(time.Now()) }
+
+// polling runs poll (a request that long-polls) in the background and
+// returns once a long poll waits on the server, so that what the test does
+// next happens while the poll waits rather than before it looked.
+func (e *env) polling(poll func()) {
+	e.t.Helper()
+	for len(e.paused) > 0 {
+		<-e.paused // from polls that have ended
+	}
+	go poll()
+	select {
+	case <-e.paused:
+	case <-time.After(30 * time.Second):
+		e.t.Fatal("no long poll waits on the server after 30 s")
+	}
 }
 
 func testLogger(t *testing.T) *slog.Logger {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 func shortLeases(lease time.Duration, attempts int) func(*server.Config) {
@@ -38,20 +39,16 @@ func taskInfo(t *testing.T, e *env, key string) server.TaskInfo {
 // to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, what, cond)
 }
 
 // A heartbeating node keeps its task while it heartbeats; once silent
 // past its lease the task goes back to the queue with its attempt
-// counted, and another node gets it.
+// counted, and another node gets it. The server's clock is the test's:
+// the expiry loop runs all along and sees only the time the test makes.
 func TestLeaseHeartbeatAndRequeue(t *testing.T) {
-	e := newEnv(t, shortLeases(300*time.Millisecond, 3))
+	clk := newClock()
+	e := newEnv(t, shortLeases(300*time.Millisecond, 3), withClock(clk))
 	e.standardUsers()
 	a, n1, n2 := e.tok("alice"), e.tok("node"), e.tok("node2")
 	key := a.submit(task(nil), nil)
@@ -60,9 +57,9 @@ func TestLeaseHeartbeatAndRequeue(t *testing.T) {
 	if !slices.Equal(got, []string{key}) {
 		t.Fatalf("got %v", got)
 	}
-	// Heartbeat for 1 s (> 3 leases): the task stays with node.
+	// Heartbeat through 1 s (> 3 leases): the task stays with node.
 	for range 10 {
-		time.Sleep(100 * time.Millisecond)
+		clk.Advance(100 * time.Millisecond)
 		hb := mustOK(t, n1.postJSON("/queue/heartbeat/", map[string]any{"tasks": []string{key, other}}))
 		if held := hb.json["tasks"].([]any); len(held) != 1 || held[0] != key {
 			t.Fatalf("heartbeat held %v", hb.json)
@@ -84,9 +81,12 @@ func TestLeaseHeartbeatAndRequeue(t *testing.T) {
 			t.Errorf("heartbeat %q held %v", body, hb.json)
 		}
 	}
-	// Silence: the task comes back and node2 gets it (a long poll wakes).
-	got = ids(dequeue(t, n2, map[string]any{"wait": 5}))
-	if !slices.Equal(got, []string{key}) {
+	// Silence: the task comes back and node2, waiting, gets it (the
+	// expiry loop wakes its long poll).
+	taken := make(chan []string, 1)
+	e.polling(func() { taken <- ids(dequeue(t, n2, map[string]any{"wait": 30})) })
+	clk.Advance(400 * time.Millisecond)
+	if got := <-taken; !slices.Equal(got, []string{key}) {
 		t.Fatalf("node2 got %v", got)
 	}
 	if ti := taskInfo(t, e, key); ti.AssigneeName != "node2" || ti.Attempts != 2 {
@@ -101,25 +101,31 @@ func TestLeaseHeartbeatAndRequeue(t *testing.T) {
 // After MaxAttempts lost leases the server gives the task an SE result
 // (status SE, no exit code), and a client waiting for it learns at once.
 func TestLeaseSEAfterAttempts(t *testing.T) {
-	e := newEnv(t, shortLeases(200*time.Millisecond, 2))
+	clk := newClock()
+	e := newEnv(t, shortLeases(200*time.Millisecond, 2), withClock(clk))
 	e.standardUsers()
 	a, n1, n2 := e.tok("alice"), e.tok("node"), e.tok("node2")
 	key := a.submit(task(nil), nil)
 	if got := ids(dequeue(t, n1, map[string]any{"heartbeat": true})); len(got) != 1 {
 		t.Fatal(got)
 	}
-	if got := ids(dequeue(t, n2, map[string]any{"heartbeat": true, "wait": 5})); !slices.Equal(got, []string{key}) {
+	second := make(chan []string, 1)
+	e.polling(func() { second <- ids(dequeue(t, n2, map[string]any{"heartbeat": true, "wait": 30})) })
+	clk.Advance(300 * time.Millisecond)
+	if got := <-second; !slices.Equal(got, []string{key}) {
 		t.Fatalf("second attempt: %v", got)
 	}
-	start := time.Now()
-	r := mustOK(t, a.do("GET", "/task/result/"+key+"/?wait=10", nil)).json["result"].(map[string]any)
+	// The client waiting for the result learns of the SE at once.
+	result := make(chan answer, 1)
+	e.polling(func() { result <- a.do("GET", "/task/result/"+key+"/?wait=30", nil) })
+	clk.Advance(300 * time.Millisecond)
+	r := mustOK(t, <-result).json["result"].(map[string]any)
 	if r["status"] != "SE" || r["id"] != key {
 		t.Errorf("result = %v", r)
 	}
 	if _, has := r["result"]; has {
 		t.Errorf("an SE result made by the server has no exit code: %v", r)
 	}
-	t.Logf("SE result %v after the second lease began", time.Since(start))
 	if ti := taskInfo(t, e, key); ti.State.String() != "resolved" || ti.Attempts != 2 {
 		t.Errorf("task: %+v", ti)
 	}
@@ -135,7 +141,8 @@ func TestLeaseSEAfterAttempts(t *testing.T) {
 // A node that never heartbeats (Kolejka's foreman) keeps its tasks for the
 // lease derived from their time limits, long past the heartbeat lease.
 func TestLeasePythonNodeKeepsTasks(t *testing.T) {
-	e := newEnv(t, func(c *server.Config) {
+	clk := newClock()
+	e := newEnv(t, withClock(clk), func(c *server.Config) {
 		c.LeaseTime = 100 * time.Millisecond
 		c.LeaseMargin = 500 * time.Millisecond
 		c.DefaultTaskTime = 3 * time.Second
@@ -147,6 +154,7 @@ func TestLeasePythonNodeKeepsTasks(t *testing.T) {
 	k1 := a.submit(task(map[string]any{"limits": map[string]any{"time": "1s"}}), nil)
 	k2 := a.submit(task(nil), nil) // no time limit: DefaultTaskTime
 	got := taskKeys(t, node.dequeue(2, map[string]any{"gpus": 0}, []string{}))
+	assigned := clk.Now()
 	if !slices.Equal(got, []string{k1, k2}) {
 		t.Fatalf("got %v", got)
 	}
@@ -157,10 +165,18 @@ func TestLeasePythonNodeKeepsTasks(t *testing.T) {
 			t.Errorf("task %s lease = %v, want 8.5s", k, d)
 		}
 	}
-	time.Sleep(1500 * time.Millisecond) // 15 heartbeat leases
-	for _, k := range got {
-		if ti := taskInfo(t, e, k); ti.AssigneeName != "node" || ti.Attempts != 1 {
-			t.Errorf("task %s: %+v", k, ti)
+	// 15 heartbeat leases later, and just before the lease ends, the node
+	// still holds both: another node's dequeue (an expiry pass at that
+	// time) gets nothing.
+	for _, after := range []time.Duration{1500 * time.Millisecond, 8400 * time.Millisecond} {
+		clk.Advance(after - clk.Now().Sub(assigned))
+		if got := dequeue(t, e.tok("node2"), map[string]any{"concurency": 2}); len(got) != 0 {
+			t.Errorf("%v after the dequeue node2 got %v", after, ids(got))
+		}
+		for _, k := range got {
+			if ti := taskInfo(t, e, k); ti.AssigneeName != "node" || ti.Attempts != 1 {
+				t.Errorf("%v after the dequeue, task %s: %+v", after, k, ti)
+			}
 		}
 	}
 	for _, k := range got {

@@ -11,16 +11,13 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
-// childEnv makes the test binary, re-executed, run a bare server on the
-// data folder it names (for the crash test, which kill -9s it).
-const childEnv = "KOLEJKA_SERVER_TEST_CHILD"
-
+// TestMain runs the test binary re-executed as a bare server (for the
+// crash test, which kill -9s it) when it is started as that helper.
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(childEnv); dir != "" {
-		os.Exit(runChild(dir))
-	}
+	testenv.RunHelpers(testenv.Helpers{"server": runChild})
 	os.Exit(m.Run())
 }
 

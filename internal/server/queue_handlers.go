@@ -116,6 +116,9 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 func (s *Server) pause(r *http.Request, woken <-chan struct{}, deadline time.Time) (time.Time, bool) {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
+	if s.cfg.pausing != nil {
+		s.cfg.pausing()
+	}
 	select {
 	case <-woken:
 	case <-timer.C:

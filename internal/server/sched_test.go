@@ -212,7 +212,8 @@ func TestDequeueRules(t *testing.T) {
 		}
 	})
 	t.Run("scan window and queue timeout", func(t *testing.T) {
-		e := newEnv(t, func(c *server.Config) {
+		clk := newClock()
+		e := newEnv(t, withClock(clk), func(c *server.Config) {
 			c.ScanWindow = 3
 			c.QueueTimeout = 400 * time.Millisecond
 			c.ExpiryInterval = 20 * time.Millisecond
@@ -223,15 +224,18 @@ func TestDequeueRules(t *testing.T) {
 		for range 3 {
 			never = append(never, a.submit(task(map[string]any{"requires": []string{"unobtainium"}}), nil))
 		}
-		time.Sleep(150 * time.Millisecond) // k times out later than they do
+		clk.Advance(150 * time.Millisecond) // k times out later than they do
 		k := a.submit(task(nil), nil)
 		// The three tasks no node can take fill the window: k is not seen.
 		if got := dequeue(t, n, map[string]any{"concurency": 5}); len(got) != 0 {
 			t.Fatalf("outside the window: got %v", ids(got))
 		}
-		// The queue timeout gives them an SE result; then k is handed out.
-		got := ids(dequeue(t, n, map[string]any{"concurency": 5, "wait": 3}))
-		if !slices.Equal(got, []string{k}) {
+		// The queue timeout gives them an SE result (k's has not come);
+		// then k is handed out to the node waiting.
+		taken := make(chan []string, 1)
+		e.polling(func() { taken <- ids(dequeue(t, n, map[string]any{"concurency": 5, "wait": 30})) })
+		clk.Advance(300 * time.Millisecond)
+		if got := <-taken; !slices.Equal(got, []string{k}) {
 			t.Fatalf("after the timeout got %v, want [%s]", got, k)
 		}
 		for _, key := range never {

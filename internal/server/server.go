@@ -323,5 +323,5 @@ func (s *Server) stopContext() (context.Context, context.CancelFunc) {
 // stopped is closed when the server stops.
 func (s *Server) stopped() <-chan struct{} { return s.stop }
 
-// now is the server's clock.
-func (s *Server) now() time.Time { return time.Now().UTC() }
+// now is the time of day by the server's clock.
+func (s *Server) now() time.Time { return s.cfg.Clock.Now().UTC() }

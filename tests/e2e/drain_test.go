@@ -46,7 +46,9 @@ func TestGridForemanSignals(t *testing.T) {
 	long := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo second try"], "limits": {"time": "10s"}, "stdout": "out"}`))
 	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.TaskInfo(long)["assignee"] == "a" })
 	a.P.Signal(syscall.SIGTERM)
-	time.Sleep(200 * time.Millisecond)
+	if !a.P.Logged("draining", 10*time.Second) { // the second signal must find it draining
+		t.Fatalf("the foreman did not start draining; log:\n%s", gridtest.Tail(a.Log))
+	}
 	stopped := time.Now()
 	a.P.Signal(syscall.SIGINT)
 	code, ended = a.P.Wait(15 * time.Second)

@@ -122,17 +122,32 @@ func TestGridServerRestart(t *testing.T) {
 		keys = append(keys, g.Put(gridtest.WriteTask(t, fmt.Sprintf(
 			`{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo task %d"], "limits": {"time": "20s"}, "stdout": "out"}`, i))))
 	}
+	var running []string
 	gridtest.WaitFor(t, "two tasks running", 20*time.Second, func() bool {
-		running := 0
+		running = running[:0]
 		for _, k := range keys {
 			if a, _ := g.TaskInfo(k)["assignee"].(string); a != "" {
-				running++
+				running = append(running, k)
 			}
 		}
-		return running == 2
+		return len(running) == 2
 	})
 	g.Server.Kill9()
-	time.Sleep(3 * time.Second) // the running tasks end meanwhile; their posts retry
+	// The running tasks end meanwhile: their results wait in the nodes'
+	// job folders (jobs/KEY-*/result/) while their posts retry.
+	gridtest.WaitFor(t, "the running tasks' results to wait for the server", 30*time.Second, func() bool {
+		for _, k := range running {
+			waiting := false
+			for _, n := range g.Nodes {
+				found, _ := filepath.Glob(filepath.Join(n.Temp, "jobs", k+"-*", "result", spec.ResultFile))
+				waiting = waiting || len(found) > 0
+			}
+			if !waiting {
+				return false
+			}
+		}
+		return true
+	})
 	g.StartServer()
 
 	for i, k := range keys {

@@ -141,7 +141,7 @@ func TestCorrectnessNodeInitStopped(t *testing.T) {
 						t.Errorf("stopping init %d: %v", pid, err)
 					}
 					if c.interrupt {
-						time.Sleep(time.Second)
+						time.Sleep(time.Second) // the case under test: the task stays stopped a while, then is interrupted
 						cancel()
 					}
 				}()

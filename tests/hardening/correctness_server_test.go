@@ -20,6 +20,7 @@ import (
 	"time"
 
 	kclient "github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
@@ -31,7 +32,11 @@ import (
 // reason, and nothing changes.
 func TestCorrectnessServerBadInput(t *testing.T) {
 	t.Parallel()
-	s := newAPIServer(t, func(c *server.Config) { c.MaxResultBody = 8 << 10 })
+	clk := clock.NewFake(time.Now()) // ages BS57's token
+	s := newAPIServer(t, func(c *server.Config) {
+		c.MaxResultBody = 8 << 10
+		c.Clock = clk
+	})
 	alice, node := s.bearer("alice"), s.bearer("node")
 	aliceSession := s.sessionOf(t, "alice")
 	ctx := context.Background()
@@ -108,7 +113,7 @@ func TestCorrectnessServerBadInput(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(100 * time.Millisecond)
+				clk.Advance(100 * time.Millisecond)
 				return tok, fmt.Sprintf("token %s expired %s", row.ID, row.TimeExpire.Format(time.RFC3339Nano))
 			}), code: 403, want: []string{"expired bearer token", "kolejka-server token"}},
 	}

@@ -185,7 +185,7 @@ func TestFaultServerKilled(t *testing.T) {
 		for ctx.Err() == nil {
 			taken, err := node.Dequeue(ctx, kclient.DequeueRequest{Concurrency: 4, Tags: []string{"burst"}, Wait: 200 * time.Millisecond})
 			if err != nil {
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // a failed dequeue's pause: the load stays a node's, not a spin
 				continue
 			}
 			for _, tk := range taken {
@@ -203,7 +203,7 @@ func TestFaultServerKilled(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // the load under test: the burst runs this long, then the kill comes in its middle
 	g.Server.Kill9()
 	cancel()
 	wg.Wait()
@@ -593,11 +593,8 @@ func TestFaultObserverKilled(t *testing.T) {
 	if o.res.Status != spec.StatusTLE || o.res.Stats.Time == nil || *o.res.Stats.Time > 3*time.Second {
 		t.Errorf("the sleeper: %s (%v), want TLE at about 2 s", verdict(o.res), o.err)
 	}
-	d.start()
-	time.Sleep(1500 * time.Millisecond) // a reaper pass of the restarted daemon
-	if k := d.sessions(); k != 0 {
-		t.Errorf("the restarted daemon holds %d sessions of tasks that ended", k)
-	}
+	d.start() // it adopts the recorded sessions before it answers
+	gridtest.WaitFor(t, "the restarted daemon to drop the session of the task that ended", 10*time.Second, func() bool { return d.sessions() == 0 })
 	if c := cgroupsBelow(n.e.CgroupRoot); len(c) > 0 {
 		t.Errorf("cgroups left: %v", c)
 	}
@@ -826,7 +823,7 @@ func TestFaultNodeCutOff(t *testing.T) {
 	// down (handing it the requeued task: an attempt) may reach it once
 	// the link is back: the node then starts the task again, its heartbeat
 	// learns the task is not its own, and it kills the run unposted.
-	time.Sleep(5 * time.Second)
+	time.Sleep(5 * time.Second) // the window for such a stale answer to arrive: nothing announces one that may not come
 	if taken := len(gridtest.LogLines(cut.Log, "task taken task="+key)); taken > 1 {
 		gridtest.WaitFor(t, "node a to drop the task a stale answer gave it", 30*time.Second, func() bool {
 			return len(gridtest.LogLines(cut.Log, "task killed: the server gave it to another node")) > 0 ||

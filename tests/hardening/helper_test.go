@@ -1,11 +1,11 @@
 package hardening_test
 
-// Helper processes: this test binary re-executed as a caller of the
-// observer. The observer knows a caller by the process that connected, and
-// makes sessions in that process's cgroup, so callers must be processes of
-// their own (the test process must never be moved into a session) placed
-// where a test wants them: in a cgroup of its choosing, in a pid namespace
-// of their own (a container's root).
+// Helper processes (internal/testenv's): this test binary re-executed as
+// a caller of the observer. The observer knows a caller by the process
+// that connected, and makes sessions in that process's cgroup, so callers
+// must be processes of their own (the test process must never be moved
+// into a session) placed where a test wants them: in a cgroup of its
+// choosing, in a pid namespace of their own (a container's root).
 
 import (
 	"bufio"
@@ -23,22 +23,17 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
-const helperEnv = "KOLEJKA_HARDENING_HELPER"
-
-// runHelper runs the helper when this process is one, and then exits; it
-// returns false in the test process. Commands, one per line on stdin:
+// runCaller is the helper "caller". Commands, one per line on stdin:
 //
 //	req SOCKET COMMAND BODY64  POST /COMMAND with that JSON body on a new
 //	                           connection → "resp STATUS BODY64"
 //	get SOCKET                 GET / → "resp STATUS BODY64"
 //
 // It says "ready" first.
-func runHelper() bool {
-	if os.Getenv(helperEnv) == "" {
-		return false
-	}
+func runCaller(string) int {
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<20)
 	fmt.Println("ready")
@@ -64,8 +59,7 @@ func runHelper() bool {
 			fmt.Println("error", base64.StdEncoding.EncodeToString([]byte("unknown command")))
 		}
 	}
-	os.Exit(0)
-	return true
+	return 0
 }
 
 // observerRequest sends one request as Kolejka's clients do (a connection
@@ -96,11 +90,9 @@ func observerRequest(socket, method, command string, body []byte) (int, []byte, 
 
 // caller is a running helper process.
 type caller struct {
-	t     testing.TB
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-	pid   int
+	*testenv.Helper
+	t   testing.TB
+	pid int
 }
 
 // startCaller starts a helper, in a new pid namespace if newPidNS (so it
@@ -108,37 +100,12 @@ type caller struct {
 // (made if missing) before it does anything.
 func startCaller(t testing.TB, h *cgroup.Hierarchy, group string, newPidNS bool) *caller {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
-	cmd.Stderr = os.Stderr
-	if newPidNS {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &caller{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 16), pid: cmd.Process.Pid}
-	t.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	go func() {
-		s := bufio.NewScanner(stdout)
-		s.Buffer(make([]byte, 1<<20), 1<<20)
-		for s.Scan() {
-			c.lines <- s.Text()
+	p := testenv.StartHelper(t, "caller", "", func(cmd *exec.Cmd) {
+		if newPidNS {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
 		}
-		close(c.lines)
-	}()
+	})
+	c := &caller{Helper: p, t: t, pid: p.Pid()}
 	g, err := h.Create(group, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -152,25 +119,13 @@ func startCaller(t testing.TB, h *cgroup.Hierarchy, group string, newPidNS bool)
 	return c
 }
 
-func (c *caller) line() string {
-	c.t.Helper()
-	select {
-	case l, ok := <-c.lines:
-		if !ok {
-			c.t.Fatalf("helper %d ended", c.pid)
-		}
-		return l
-	case <-time.After(time.Minute):
-		c.t.Fatalf("helper %d said nothing for a minute", c.pid)
-	}
-	return ""
-}
+func (c *caller) line() string { return c.Line() }
 
 // post sends POST /command with body from the helper; it returns the
 // answer's status and body.
 func (c *caller) post(socket, command, body string) (int, string) {
 	c.t.Helper()
-	fmt.Fprintf(c.stdin, "req %s %s %s\n", socket, command, base64.StdEncoding.EncodeToString([]byte(body)))
+	c.Send(fmt.Sprintf("req %s %s %s", socket, command, base64.StdEncoding.EncodeToString([]byte(body))))
 	return c.answer()
 }
 

@@ -37,9 +37,7 @@ var suite hardening.Table
 
 func TestMain(m *testing.M) {
 	runc.MaybeInit() // the in-process runc runtime's containers start here
-	if runHelper() {
-		return // a helper process: runHelper exited
-	}
+	testenv.RunHelpers(testenv.Helpers{"caller": runCaller})
 	start := time.Now()
 	code := m.Run()
 	if path := os.Getenv(tableEnv); path != "" {

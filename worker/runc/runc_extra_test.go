@@ -103,15 +103,10 @@ func TestKilledWorkerContainerIsSwept(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Wait for the task's sleep to run.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	testenv.WaitFor(t, 20*time.Second, "the task's sleep to run", func() bool {
 		out, _ := exec.Command("pgrep", "-f", "^sleep 4321$").Output()
-		if len(strings.TrimSpace(string(out))) > 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(strings.TrimSpace(string(out))) > 0
+	})
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	mountsBefore := countMounts(t, temp)

@@ -1,0 +1,42 @@
+package clock
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestFake(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := NewFake(start)
+	if got := f.Now(); !got.Equal(start) {
+		t.Fatalf("Now() = %v, want %v", got, start)
+	}
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.Advance(time.Second)
+			_ = f.Now()
+		}()
+	}
+	wg.Wait()
+	if got := f.Now(); !got.Equal(start.Add(10 * time.Second)) {
+		t.Errorf("after ten seconds: %v", got)
+	}
+}
+
+func TestOr(t *testing.T) {
+	if Or(nil) != System {
+		t.Error("Or(nil) is not the system clock")
+	}
+	f := NewFake(time.Time{})
+	if Or(f) != Clock(f) {
+		t.Error("Or(f) is not f")
+	}
+	before := time.Now()
+	if now := System.Now(); now.Before(before) || now.Sub(before) > time.Minute {
+		t.Errorf("System.Now() = %v, time.Now() was %v", now, before)
+	}
+}
