@@ -32,7 +32,7 @@ func TestMerge(t *testing.T) {
 		{"absent never wins", []string{"memory=1G"}, [][]string{{"cpus=2"}}, []string{"memory=1G", "cpus=2"}},
 		{"absent on the task side", nil, [][]string{{"memory=1G", "pids=10"}}, []string{"memory=1G", "pids=10"}},
 		{"many caps", []string{"pids=100"}, [][]string{{"pids=50"}, {"pids=70"}, {}, {"pids=60"}}, []string{"pids=50"}},
-		// FIX: Kolejka lets an absent gpus win either way.
+		// Unlike Kolejka, where an absent gpus wins either way.
 		{"gpus kept against a cap without gpus", []string{"gpus=2"}, [][]string{{"memory=1G"}}, []string{"gpus=2", "memory=1G"}},
 		{"gpus capped", []string{"gpus=2"}, [][]string{{"gpus=1"}}, []string{"gpus=1"}},
 		{"gpus from the cap", nil, [][]string{{"gpus=1"}}, []string{"gpus=1"}},
@@ -85,7 +85,7 @@ func TestFit(t *testing.T) {
 		{"too many cpus", []string{"cpus=8"}, []string{"cpus=4"}, nil, false, nil},
 		{"too much memory", []string{"memory=9G"}, []string{"memory=8G"}, nil, false, nil},
 		{"exactly all", []string{"memory=8G", "pids=100"}, []string{"memory=8G", "pids=100"}, nil, true, []string{"memory=8G", "pids=100"}},
-		// FIX: Kolejka refuses a task that omits a limit the node declares.
+		// Unlike Kolejka, which refuses a task that omits a limit the node declares.
 		{"omitted gets all that is free", []string{"cpus=1"}, []string{"cpus=4", "memory=8G"}, nil, true, []string{"cpus=1", "memory=8G"}},
 		{"omitted gets the default", nil, []string{"cpus=4", "memory=8G"}, []string{"memory=1G", "cpus=1"}, true, []string{"cpus=1", "memory=1G"}},
 		{"default larger than free", nil, []string{"memory=512M"}, []string{"memory=1G"}, false, nil},

@@ -209,7 +209,7 @@ func TestParseBool(t *testing.T) {
 			t.Errorf("ParseBool(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
-	// FIX: Kolejka reads every other string as true.
+	// Stricter than Kolejka, which reads every other string as true.
 	for _, in := range []string{"maybe", "", "on", "off", "2", "t", "y", "truee", "nope"} {
 		if _, err := ParseBool(in); err == nil || !strings.Contains(err.Error(), "not a boolean") {
 			t.Errorf("ParseBool(%q) error = %v; want \"not a boolean\"", in, err)

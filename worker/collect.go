@@ -203,8 +203,8 @@ type collected struct {
 
 // walkFiles lists the regular files below root by their slash-separated
 // path relative to root, resolving symlinks that stay inside root and
-// skipping the ones that do not (**FIX**: Kolejka follows them, so a task
-// could collect /etc/shadow through a link). Directory symlinks are never
+// skipping the ones that do not (unlike Kolejka, which follows them, so
+// that a task could collect /etc/shadow through a link). Directory symlinks are never
 // descended into, so a link to / cannot make a walk of the host.
 func walkFiles(root string) (map[string]string, error) {
 	realRoot, err := filepath.EvalSymlinks(root)

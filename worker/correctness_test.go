@@ -17,7 +17,7 @@ import (
 	"github.com/kolejka-go/kolejka/worker/host"
 )
 
-// Correctness against Kolejka and against loss (issue 14), with the host
+// Correctness against Kolejka and against loss, with the host
 // runtime: the mechanisms are the worker's and kolejka-init's, the same
 // for every runtime (the conformance suites run the example tasks on
 // each).

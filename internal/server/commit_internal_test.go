@@ -11,8 +11,8 @@ import (
 
 // An upload whose client went away after its bytes arrived (a node killed
 // mid-post) stores nothing: the file moved into place is removed again,
-// though the request's context is gone (it used to stay, with no row,
-// until the next start).
+// though the request's context is gone: no file stays without a row
+// until the next start.
 func TestUploadOfAGoneClientLeavesNoFile(t *testing.T) {
 	s, err := Open(Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -1,6 +1,6 @@
 package server_test
 
-// Issue 14's symptoms, each at its mechanism: bearer tokens expire and can
+// Correctness, each property at its mechanism: bearer tokens expire and can
 // be listed and withdrawn (and a password change withdraws them); a result
 // that cannot be stored leaves nothing behind, and many outputs fit; limits
 // no task can run with are refused where they come in; every task handed
@@ -314,8 +314,8 @@ func TestStaleUploadsSwept(t *testing.T) {
 }
 
 // 30,000 output files fit the default max_result_body and reach the
-// task's owner (they took the result to SE and left 30,000 references
-// behind with the 1 MiB cap results used to share with tasks).
+// task's owner: the result is not SE and leaves no references behind, as
+// it would under a 1 MiB cap shared with tasks.
 func TestManyOutputsFit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("30,000 references take a while")

@@ -3,7 +3,8 @@ package server
 // This file owns /task/task/: submitting a task (POST, the task JSON as
 // body) and reading or deleting one.
 //
-// Submission, with the contract's FIXes: the task is parsed strictly
+// Submission (stricter than Kolejka's, as the contract marks): the task is
+// parsed strictly
 // (unknown keys, bad units, paths leaving the folder are a FAIL naming the
 // field), gets a fresh id (32 hex) whatever it carried, loses its files'
 // local paths, has the server's caps merged into its limits (field-wise

@@ -1,6 +1,6 @@
 package hardening_test
 
-// Issue 14 ("Correctness first") on the server's side: limits no task can
+// Correctness on the server's side: limits no task can
 // run with are refused at submission; bearer tokens that were withdrawn
 // (revoked, expired, or by a new password) are refused; a result that
 // cannot be stored leaves nothing behind, whether refused for its size or
@@ -245,8 +245,8 @@ func manyFilesTask(t testing.TB, n int, same bool, extra string) string {
 }
 
 // TestCorrectnessServerManyOutputs: a task with 30,000 output files on a
-// grid of real processes reaches its owner whole (they used to make the
-// result 413, the task SE, and leave 30,002 references behind).
+// grid of real processes reaches its owner whole: no 413 for the result, no
+// SE for the task, no references left behind.
 func TestCorrectnessServerManyOutputs(t *testing.T) {
 	r := caseOf(t, hardening.Fault, "F10", "a task with 30,000 output files (a 2.8 MB result: over the 1 MiB results used to share with tasks), run by a real foreman",
 		"the result reaches its owner: OK, all 30,000 files listed and readable; every reference of the node passed to the owner")

@@ -1,6 +1,6 @@
 package hardening_test
 
-// Correctness of the worker (issue 14): what leaves a task is bounded by
+// Correctness of the worker: what leaves a task is bounded by
 // what it could write (a sparse file, a file linked many times), --consume
 // never loses the user's files (a mistyped image, a worker killed mid-run),
 // one output the result cannot name costs only itself, an argument list

@@ -33,7 +33,8 @@ func (c Category) Title() string {
 }
 
 // Minimum is how many cases of the category a complete run has at least
-// (the numbers): a table with fewer is refused.
+// (40 bad inputs, 12 hostile tasks, 6 faults): a table with fewer is
+// refused.
 func (c Category) Minimum() int {
 	return [...]int{40, 12, 6}[c]
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // The table refuses what would make the document lie: an ID twice, a run
-// with fewer cases than the issue asks for, a row that never finished; and
+// with fewer cases than its category's minimum, a row that never finished; and
 // it writes cells that cannot break the Markdown table.
 func TestTable(t *testing.T) {
 	var tb hardening.Table

@@ -2,7 +2,8 @@
 // is pure arithmetic over what the caller shows it, in queue order (oldest
 // first); the store walks the queue and records the assignments.
 //
-// The rule, from the contract (docs/kolejka-protocol.md §3) with its FIXes:
+// The rule (docs/kolejka-protocol.md §3, where we differ from Kolejka as
+// the contract marks):
 //
 //   - a task's requires must all be among the node's tags;
 //   - its limits must fit what the node has left (spec.Fit, with the
