@@ -168,14 +168,8 @@ func (r *Registry) Shutdown(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	close(r.stop)
-	finished := make(chan struct{})
-	go func() {
-		<-r.done
-		r.timers.Wait()
-		close(finished)
-	}()
 	select {
-	case <-finished:
+	case <-inBackground(func() { <-r.done; r.timers.Wait() }):
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("unable to shut the observer registry down: %w", ctx.Err())
