@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/observerwire"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -157,7 +158,7 @@ func (c *Client) stats(cmd, id, secret string) (spec.Stats, error) {
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
-		return spec.Stats{}, fmt.Errorf("unable to %s: the observer answered %q: %v", cmd, clip(string(body)), err)
+		return spec.Stats{}, fmt.Errorf("unable to %s: the observer answered %q: %v", cmd, observerwire.Clip(string(body)), err)
 	}
 	delete(fields, "status")
 	b, err := json.Marshal(fields)
@@ -249,7 +250,7 @@ func (c *Client) roundTrip(req []byte) (int, []byte, bool, error) {
 	code, _, _ := strings.Cut(rest, " ")
 	status, err := strconv.Atoi(code)
 	if err != nil || !strings.HasPrefix(proto, "HTTP/1.") {
-		return 0, nil, false, fmt.Errorf("malformed answer %q", clip(line))
+		return 0, nil, false, fmt.Errorf("malformed answer %q", observerwire.Clip(line))
 	}
 	header, err := tp.ReadMIMEHeader()
 	if err != nil {
@@ -263,7 +264,7 @@ func (c *Client) roundTrip(req []byte) (int, []byte, bool, error) {
 	if _, err := io.ReadFull(c.br, body); err != nil {
 		return 0, nil, false, err
 	}
-	keep := hasToken(header.Values("Connection"), "keep-alive") && !strings.HasPrefix(proto, "HTTP/1.0")
+	keep := observerwire.HasToken(header.Values("Connection"), "keep-alive") && !strings.HasPrefix(proto, "HTTP/1.0")
 	return status, body, keep, nil
 }
 
@@ -274,7 +275,7 @@ func decodeAnswer(cmd string, status int, body []byte) (*Answer, []byte, error) 
 	jerr := json.Unmarshal(body, &a)
 	if status == http.StatusOK {
 		if jerr != nil {
-			return nil, nil, fmt.Errorf("unable to %s: the observer answered %q: %v", verbOf(cmd), clip(string(body)), jerr)
+			return nil, nil, fmt.Errorf("unable to %s: the observer answered %q: %v", verbOf(cmd), observerwire.Clip(string(body)), jerr)
 		}
 		return &a, body, nil
 	}
@@ -295,24 +296,4 @@ func verbOf(cmd string) string {
 		return "ask the observer"
 	}
 	return cmd
-}
-
-// hasToken reports whether a comma-separated header holds token.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// clip shortens what the daemon sent for an error message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

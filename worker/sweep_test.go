@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,12 +22,8 @@ import (
 // task still runs, its cgroups, scratch and registry entry remain. The next
 // worker to start must sweep all of it.
 
-const childEnv = "KOLEJKA_TEST_WORKER_CHILD"
-
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(childEnv); spec != "" {
-		os.Exit(runChild(spec))
-	}
+	testenv.RunHelpers(testenv.Helpers{"worker": runChild})
 	os.Exit(m.Run())
 }
 
@@ -63,25 +58,14 @@ func TestKilledWorkerIsSweptByTheNext(t *testing.T) {
 	os.MkdirAll(filepath.Join(parent, ".kolejka-result-mine"), 0o755)
 	os.WriteFile(filepath.Join(parent, ".kolejka-result-mine", "keep"), []byte("mine"), 0o644)
 	os.WriteFile(filepath.Join(parent, "notes"), []byte("mine"), 0o644)
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{dir, resultDir, e.Temp, e.State, e.CgroupRoot, testenv.InitBinary(t)}, "|"))
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
+	child := testenv.StartHelper(t, "worker", strings.Join([]string{dir, resultDir, e.Temp, e.State, e.CgroupRoot, testenv.InitBinary(t)}, "|"), nil)
 	// Wait until the task runs: its cgroup holds the two sleeps.
 	var pids []int
-	deadline := time.Now().Add(20 * time.Second)
-	for len(pids) < 3 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	testenv.WaitFor(t, 20*time.Second, "the task starts (its cgroup holds the two sleeps)", func() bool {
 		pids = taskPids(t, e.CgroupRoot)
-	}
-	if len(pids) < 3 {
-		child.Process.Kill()
-		t.Fatalf("the task did not start: pids %v", pids)
-	}
-	child.Process.Signal(syscall.SIGKILL)
-	child.Wait()
+		return len(pids) >= 3
+	})
+	child.Kill()
 
 	// What the dead worker left.
 	if entries, _ := os.ReadDir(e.Temp); len(entries) == 0 {

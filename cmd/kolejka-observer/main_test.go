@@ -26,10 +26,12 @@ import (
 	"github.com/kolejka-go/kolejka/spec"
 )
 
-// The test binary is kolejka-observer itself when asMainEnv is set (k3s
-// style: the hook runs before anything else), so the tests run the real
-// command line, the daemon, its --detach and run's helper, without a build.
-const asMainEnv = "KOLEJKA_OBSERVER_AS_MAIN"
+// The test binary is kolejka-observer itself as the helper asMain
+// (testenv.RunHelpers, first in TestMain as main's re-exec hook is first in
+// main), so the tests run the real command line, the daemon, its --detach
+// and run's helper, without a build; the re-executed processes inherit the
+// environment that makes them the helper.
+const asMain = "main"
 
 // testBaseName is the group these tests' cgroups live in, below the group
 // delegated to this process (the daemon's tests in internal/observer/daemon,
@@ -37,10 +39,7 @@ const asMainEnv = "KOLEJKA_OBSERVER_AS_MAIN"
 const testBaseName = "kolejka-test-observer-cmd"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(asMainEnv) == "1" {
-		main()
-		return
-	}
+	testenv.RunHelpers(testenv.Helpers{asMain: func(string) int { main(); return 0 }})
 	code := m.Run()
 	if leaks := sessionLeftovers(); len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: session cgroups left behind: %v\n", leaks)
@@ -118,8 +117,9 @@ func randomName() string {
 
 // command is kolejka-observer with args, as this test binary.
 func (s *setup) command(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	cmd := testenv.HelperCommand(asMain, "")
+	cmd.Args = append([]string{os.Args[0]}, args...)
+	cmd.Stderr = nil // each test decides
 	return cmd
 }
 
@@ -151,20 +151,15 @@ func (s *setup) daemon() {
 
 func (s *setup) waitSocket() {
 	s.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := observer.Dial(s.socket); err == nil {
-			_, err = c.Sessions()
-			c.CloseIdleConnections()
-			if err == nil {
-				return
-			}
+	testenv.WaitFor(s.t, 30*time.Second, "the daemon's socket answers", func() bool {
+		c, err := observer.Dial(s.socket)
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatal("the daemon's socket does not answer")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer c.CloseIdleConnections()
+		_, err = c.Sessions()
+		return err == nil
+	})
 }
 
 // run runs `kolejka-observer ARGS` from a process in the callers group (a
@@ -173,7 +168,7 @@ func (s *setup) waitSocket() {
 func (s *setup) run(args ...string) (string, string, int) {
 	s.t.Helper()
 	sh := exec.Command("/bin/sh", append([]string{"-c", `read x; exec "$0" "$@"`, os.Args[0]}, args...)...)
-	sh.Env = append(os.Environ(), asMainEnv+"=1")
+	sh.Env = s.command().Env
 	stdin, _ := sh.StdinPipe()
 	var out, errOut strings.Builder
 	sh.Stdout, sh.Stderr = &out, &errOut
@@ -330,14 +325,13 @@ func TestDetach(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
+	stopped := func() bool { return syscall.Kill(pid, 0) != nil }
+	defer func() {
+		if !stopped() {
 			syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatal("the detached daemon did not stop on SIGTERM")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	testenv.WaitFor(t, 20*time.Second, "the detached daemon stops on SIGTERM", stopped)
 	for _, f := range []string{s.socket, pidFile} {
 		if _, err := os.Stat(f); !os.IsNotExist(err) {
 			t.Errorf("%s left after the stop (%v)", f, err)

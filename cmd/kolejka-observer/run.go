@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/observer/daemon"
+	"github.com/kolejka-go/kolejka/internal/pid1"
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -79,13 +79,7 @@ var errCannotRun = errors.New("cannot run the command")
 // lookCommand finds a command as a shell would, with the shell's exit
 // codes for failures: 127 not found, 126 not executable.
 func lookCommand(name string) (string, int, error) {
-	path, err := exec.LookPath(name)
-	if errors.Is(err, exec.ErrDot) {
-		path, err = name, nil
-		if !strings.Contains(path, "/") {
-			path = "./" + path
-		}
-	}
+	path, err := pid1.LookPath(name)
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			return "", 127, fmt.Errorf("%s: command not found: %w", name, errCannotRun)

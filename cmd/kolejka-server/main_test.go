@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,16 +13,16 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
-// asMain makes the re-executed test binary run main with its arguments
-// (the serve test signals it as a real process).
-const asMain = "KOLEJKA_SERVER_TEST_MAIN"
+// asMain is the helper (testenv.RunHelpers) that makes the re-executed
+// test binary run main with its arguments (the serve test signals it as a
+// real process).
+const asMain = "main"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(asMain) == "1" {
-		os.Exit(cliexit.Run(app(), os.Args))
-	}
+	testenv.RunHelpers(testenv.Helpers{asMain: func(string) int { return cliexit.Run(app(), os.Args) }})
 	os.Exit(m.Run())
 }
 
@@ -130,26 +129,26 @@ func TestServe(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(os.Args[0], append(base, "serve", "--listen", addr, "--prefix", "/k/")...)
-	cmd.Env = append(os.Environ(), asMain+"=1")
+	cmd := testenv.HelperCommand(asMain, "")
+	cmd.Args = append([]string{os.Args[0]}, append(base, "serve", "--listen", addr, "--prefix", "/k/")...)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	defer func() {
+		if t.Failed() {
+			t.Logf("the server's log:\n%s", logs.String())
+		}
+	}()
 	var resp *http.Response
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testenv.WaitFor(t, 10*time.Second, "the server comes up", func() bool {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/k/settings/", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		if resp, err = http.DefaultClient.Do(req); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not come up: %v\n%s", err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp, err = http.DefaultClient.Do(req)
+		return err == nil
+	})
 	var st map[string]any
 	json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()

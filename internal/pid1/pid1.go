@@ -188,14 +188,7 @@ func run(o *options) int {
 		gateFD = fd
 	}
 	name := o.args[0]
-	path, err := exec.LookPath(name)
-	if errors.Is(err, exec.ErrDot) {
-		// Python's subprocess (Kolejka's stage2) runs PATH hits in "." too.
-		path, err = name, nil
-		if !strings.Contains(path, "/") {
-			path = "./" + path
-		}
-	}
+	path, err := LookPath(name)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kolejka-init: %s: command not found\n", name)
 		return passGateOrFail(gateFD, ExitNotFound)
@@ -521,4 +514,18 @@ func loadEnv(path string) error {
 		}
 	}
 	return nil
+}
+
+// LookPath finds the command name as Kolejka's stage2 (Python's
+// subprocess) does: in PATH as exec.LookPath, and a PATH hit in "." runs
+// too, where Go refuses it (exec.ErrDot).
+func LookPath(name string) (string, error) {
+	path, err := exec.LookPath(name)
+	if errors.Is(err, exec.ErrDot) {
+		path, err = name, nil
+		if !strings.Contains(path, "/") {
+			path = "./" + path
+		}
+	}
+	return path, err
 }

@@ -41,10 +41,13 @@ func TestKilledWorkerContainerIsSwept(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for sleeping() == "" && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	testenv.WaitFor(t, 30*time.Second, "the task runs", func() bool { return sleeping() != "" })
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if sleeping() == "" || len(labelled(t, rt)) == 0 {

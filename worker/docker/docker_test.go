@@ -224,21 +224,30 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 	rt := newRuntime(t)
 	e := workertest.NewEnv(t, rt)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		// Cancel once the container runs.
-		for {
-			if len(labelled(t, rt)) > 0 {
-				time.Sleep(300 * time.Millisecond)
-				cancel()
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	defer cancel()
+	type outcome struct {
+		res *spec.Result
+		err error
+	}
+	done := make(chan outcome, 1)
 	begin := time.Now()
-	res, err := e.W.Execute(ctx, task(t, `{"image": "kolejka-test:latest", "args": ["sleep", "60"], "limits": {"time": "30s"}}`),
-		filepath.Join(t.TempDir(), "result"), worker.Options{})
+	go func() {
+		res, err := e.W.Execute(ctx, task(t, `{"image": "kolejka-test:latest", "args": ["sleep", "60"], "limits": {"time": "30s"}}`),
+			filepath.Join(t.TempDir(), "result"), worker.Options{})
+		done <- outcome{res, err}
+	}()
+	// Cancel once the container runs.
+	testenv.WaitFor(t, time.Minute, "the task's container runs", func() bool {
+		for _, c := range labelled(t, rt) {
+			if strings.HasSuffix(c, "(running)") {
+				return true
+			}
+		}
+		return false
+	})
 	cancel()
+	o := <-done
+	res, err := o.res, o.err
 	if err == nil || res == nil || res.Status != spec.StatusSE {
 		t.Fatalf("res %+v, err %v: want SE", res, err)
 	}
@@ -307,15 +316,11 @@ func newDirect(t *testing.T, limits spec.Limits, args ...string) *direct {
 // waitFor waits until the output so far contains s.
 func (d *direct) waitFor(t *testing.T, s string) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("%q in the output", s), func() bool {
 		d.mu.Lock()
-		ok := strings.Contains(string(d.buf), s)
-		d.mu.Unlock()
-		if ok {
-			return
-		}
-	}
-	t.Fatalf("no %q in the output", s)
+		defer d.mu.Unlock()
+		return strings.Contains(string(d.buf), s)
+	})
 }
 
 // output waits for EOF on the container's output.
@@ -516,14 +521,10 @@ func TestSweepRemovesDeadRunsOnly(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the dead run's container still runs")
 	}
-	gone := false
-	for deadline := time.Now().Add(10 * time.Second); !gone && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	testenv.WaitFor(t, 10*time.Second, "the dead run's container goes", func() bool {
 		_, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+dead.c.RunID, client.ContainerInspectOptions{})
-		gone = cerrdefs.IsNotFound(err)
-	}
-	if !gone {
-		t.Error("the dead run's container is still there")
-	}
+		return cerrdefs.IsNotFound(err)
+	})
 	in, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+live.c.RunID, client.ContainerInspectOptions{})
 	if err != nil || in.Container.State == nil || !in.Container.State.Running {
 		t.Errorf("the live run's container was touched: %v", err)

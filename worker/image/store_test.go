@@ -1,29 +1,25 @@
 package image
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/internal/flock"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 // The test binary doubles as a second process holding a task lock, for
 // TestAcquireAcrossProcesses.
 func TestMain(m *testing.M) {
-	if spec := os.Getenv("KOLEJKA_IMAGE_TEST_ACQUIRE"); spec != "" {
-		os.Exit(acquireHelper(spec))
-	}
+	testenv.RunHelpers(testenv.Helpers{"acquire": acquireHelper})
 	os.Exit(m.Run())
 }
 
@@ -187,25 +183,9 @@ func TestAcquireAcrossProcesses(t *testing.T) {
 	s := openStore(t)
 	img := mustImport(t, s, "shared", smallRootfs(t, "x\n"))
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "KOLEJKA_IMAGE_TEST_ACQUIRE="+s.Root()+"\nshared")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "held "+img.ID+"\n" {
-		_ = cmd.Process.Kill()
-		t.Fatalf("helper said %q, %v", line, err)
+	holder := testenv.StartHelper(t, "acquire", s.Root()+"\nshared", nil)
+	if line := holder.Line(); line != "held "+img.ID {
+		t.Fatalf("helper said %q", line)
 	}
 
 	if err := s.Remove("shared"); !errors.Is(err, ErrInUse) {
@@ -218,10 +198,7 @@ func TestAcquireAcrossProcesses(t *testing.T) {
 		t.Fatalf("content collected while held by another process: %v", ids)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	holder.Kill()
 	if err := s.GC(); err != nil {
 		t.Fatal(err)
 	}

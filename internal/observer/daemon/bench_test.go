@@ -164,7 +164,7 @@ func BenchmarkTimeLimit(b *testing.B) {
 			p := e.caller()
 			deadline := arm(p)
 			p.send("spinforever")
-			p.wait()
+			p.Wait()
 			late := time.Since(deadline)
 			total += late
 			worst = max(worst, late)

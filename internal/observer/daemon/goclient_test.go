@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -63,7 +64,7 @@ func TestGoClient(t *testing.T) {
 	}
 	owner.goClientOK(socket, "limits", s.ID, s.Secret, limits64(spec.Limits{Memory: i64(256 << 20), Pids: i64(200)}))
 	// The server drops idle kept-alive connections; the client redials.
-	time.Sleep(400 * time.Millisecond)
+	testenv.WaitFor(t, 10*time.Second, "the server closes the idle connection", func() bool { return e.srv.openConns() == 0 })
 	if n := owner.goClientOK(socket, "sessions"); string(n) != "1" {
 		t.Errorf("Sessions after an idle close = %s", n)
 	}
@@ -86,7 +87,7 @@ func TestGoClient(t *testing.T) {
 	owner.goClientOK(socket, "freeze", s.ID, s.Secret)
 	owner.goClientOK(socket, "thaw", s.ID, s.Secret)
 	owner.goClientOK(socket, "kill", s.ID, s.Secret)
-	if status := worker.wait(); status.Signal() != syscall.SIGKILL {
+	if status := worker.Wait(); status.Signal() != syscall.SIGKILL {
 		t.Errorf("after Kill the worker ended with %v", status)
 	}
 	owner.goClientOK(socket, "close", s.ID, s.Secret)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/observerwire"
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -69,7 +70,7 @@ func parseParams(body []byte) (*observer.Request, error) {
 		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
-			return nil, fmt.Errorf("%s must be a string, not %s: %w", key, clip(string(v)), observer.ErrBadRequest)
+			return nil, fmt.Errorf("%s must be a string, not %s: %w", key, observerwire.Clip(string(v)), observer.ErrBadRequest)
 		}
 		return &s, nil
 	}
@@ -97,7 +98,7 @@ func parseParams(body []byte) (*observer.Request, error) {
 	if v, ok := present("pid"); ok {
 		var pid int
 		if err := json.Unmarshal(v, &pid); err != nil || pid <= 0 {
-			return nil, fmt.Errorf("pid must be a positive integer, not %s: %w", clip(string(v)), observer.ErrBadRequest)
+			return nil, fmt.Errorf("pid must be a positive integer, not %s: %w", observerwire.Clip(string(v)), observer.ErrBadRequest)
 		}
 		p.Pid = &pid
 	}
@@ -130,12 +131,12 @@ func (s *Server) dispatch(c *conn, req *request) ([]byte, error) {
 	switch req.method {
 	case http.MethodGet, http.MethodHead:
 		if req.command != "" {
-			return nil, fmt.Errorf("unknown path %q: %w", clip(req.target), errUnknown)
+			return nil, fmt.Errorf("unknown path %q: %w", observerwire.Clip(req.target), errUnknown)
 		}
 		return countSessions(&call{r: s.r})
 	case http.MethodPost:
 	default:
-		return nil, fmt.Errorf("method %s: want GET or POST: %w", clip(req.method), errMethod)
+		return nil, fmt.Errorf("method %s: want GET or POST: %w", observerwire.Clip(req.method), errMethod)
 	}
 	if err := checkContentType(req.header.Get("Content-Type")); err != nil {
 		return nil, err
@@ -152,7 +153,7 @@ func (s *Server) dispatch(c *conn, req *request) ([]byte, error) {
 	}
 	run, known := commands[req.command]
 	if !known {
-		return nil, fmt.Errorf("unknown command %q: %w", clip(req.command), errUnknown)
+		return nil, fmt.Errorf("unknown command %q: %w", observerwire.Clip(req.command), errUnknown)
 	}
 	return run(&call{r: s.r, command: req.command, caller: c.peer, p: p})
 }
@@ -164,10 +165,10 @@ func checkContentType(ct string) error {
 	}
 	mt, ps, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
-		return fmt.Errorf("Content-Type %q: want application/json: %w", clip(ct), errMediaType)
+		return fmt.Errorf("Content-Type %q: want application/json: %w", observerwire.Clip(ct), errMediaType)
 	}
 	if cs, set := ps["charset"]; set && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return fmt.Errorf("charset %q: want utf-8: %w", clip(cs), errMediaType)
+		return fmt.Errorf("charset %q: want utf-8: %w", observerwire.Clip(cs), errMediaType)
 	}
 	return nil
 }

@@ -34,13 +34,13 @@ import (
 )
 
 // The test binary doubles as every process the tests need besides
-// themselves: callers of the observer (a session's caller is a process, and
-// the test process must never be moved into a session), the processes
-// measured in sessions, and a separately running daemon for the restart
-// test. With helperEnv set, TestMain runs a helper instead of the tests.
+// themselves (testenv.RunHelpers): callers of the observer (a session's
+// caller is a process, and the test process must never be moved into a
+// session), the processes measured in sessions (helperMain), and a
+// separately running daemon for the restart test (runTestDaemon).
 const (
-	helperEnv = "KOLEJKA_OBSERVER_TEST_HELPER"
-	daemonEnv = "KOLEJKA_OBSERVER_TEST_DAEMON" // socket,state,sweep
+	observerHelper = "observer"
+	daemonHelper   = "daemon" // its argument: socket,state,sweep
 )
 
 // testRootName is the group every test's cgroups live in (testRootBase);
@@ -65,12 +65,10 @@ func testRootBase(t testing.TB, h *cgroup.Hierarchy) string {
 }
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) != "" {
-		os.Exit(helperMain())
-	}
-	if spec := os.Getenv(daemonEnv); spec != "" {
-		os.Exit(runTestDaemon(spec))
-	}
+	testenv.RunHelpers(testenv.Helpers{
+		observerHelper: func(string) int { return helperMain() },
+		daemonHelper:   runTestDaemon,
+	})
 	before := leftovers()
 	code := m.Run()
 	if leaks := newLeftovers(before, leftovers()); len(leaks) > 0 {
@@ -171,6 +169,7 @@ type env struct {
 	root    string // the test's root group
 	callers string // the group helpers start in
 	r       *Registry
+	srv     *Server // the last one serve started
 }
 
 // newEnv makes the test's groups and a registry (opts may be zero). At
@@ -235,15 +234,10 @@ func testLogger(t testing.TB) *slog.Logger {
 // helper is a running helper process: it obeys commands on its stdin, one
 // per line, and answers on its stdout (see helperMain).
 type helper struct {
-	t     testing.TB
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-	pid   int
+	*testenv.Helper
+	t   testing.TB
+	pid int
 }
-
-// helperTimeout bounds waits for helpers: generous, CI machines are slow.
-const helperTimeout = time.Minute
 
 // startHelper starts a helper and, if group is not "", moves it into that
 // cgroup before it does anything. It is killed at cleanup.
@@ -290,92 +284,28 @@ func (e *env) contained(group string) *helper {
 	return p
 }
 
-// startHelperWith starts a helper with extra process attributes.
+// startHelperWith starts a helper with extra process attributes and waits
+// for its "ready".
 func startHelperWith(t testing.TB, sys *syscall.SysProcAttr) *helper {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = sys
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &helper{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 64), pid: cmd.Process.Pid}
-	go func() {
-		s := bufio.NewScanner(stdout)
-		s.Buffer(make([]byte, 1<<20), 1<<20)
-		for s.Scan() {
-			p.lines <- s.Text()
-		}
-		close(p.lines)
-	}()
-	t.Cleanup(p.kill)
-	if got := p.line(); got != "ready" {
+	h := testenv.StartHelper(t, observerHelper, "", func(cmd *exec.Cmd) { cmd.SysProcAttr = sys })
+	if got := h.Line(); got != "ready" {
 		t.Fatalf("helper said %q, want ready", got)
 	}
-	return p
-}
-
-// line returns the helper's next output line.
-func (p *helper) line() string {
-	p.t.Helper()
-	select {
-	case l, ok := <-p.lines:
-		if !ok {
-			p.t.Fatalf("helper %d exited without answering", p.pid)
-		}
-		return l
-	case <-time.After(helperTimeout):
-		p.t.Fatalf("helper %d said nothing for %v", p.pid, helperTimeout)
-	}
-	return ""
+	return &helper{Helper: h, t: t, pid: h.Pid()}
 }
 
 // do sends a command line and returns the answer line.
 func (p *helper) do(format string, args ...any) string {
 	p.t.Helper()
-	p.send(format, args...)
-	return p.line()
+	p.Send(fmt.Sprintf(format, args...))
+	return p.Line()
 }
 
 // send sends a command line without waiting for an answer.
 func (p *helper) send(format string, args ...any) {
 	p.t.Helper()
-	if _, err := fmt.Fprintf(p.stdin, format+"\n", args...); err != nil {
-		p.t.Fatalf("helper %d: %v", p.pid, err)
-	}
-}
-
-// wait waits for the helper's end and returns its status.
-func (p *helper) wait() syscall.WaitStatus {
-	p.t.Helper()
-	p.stdin.Close()
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(helperTimeout):
-		_ = p.cmd.Process.Kill()
-		<-done
-		p.t.Fatalf("helper %d did not end within %v", p.pid, helperTimeout)
-	}
-	return p.cmd.ProcessState.Sys().(syscall.WaitStatus)
-}
-
-func (p *helper) kill() {
-	p.stdin.Close()
-	if p.cmd.ProcessState == nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	}
+	p.Send(fmt.Sprintf(format, args...))
 }
 
 // helperMain is the helper process. Commands:
@@ -555,7 +485,7 @@ func pythonPost(socket, command string, body []byte) (int, []byte, error) {
 		return 0, nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(helperTimeout))
+	_ = c.SetDeadline(time.Now().Add(testenv.HelperTimeout))
 	if _, err := c.Write(pythonRequest(socket, method, target, body)); err != nil {
 		return 0, nil, err
 	}
@@ -621,15 +551,15 @@ func rawExchange(socket string, req []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(helperTimeout))
+	_ = c.SetDeadline(time.Now().Add(testenv.HelperTimeout))
 	if _, err := c.Write(req); err != nil {
 		return nil, err
 	}
 	return io.ReadAll(c)
 }
 
-// runTestDaemon is the daemon of the restart test, a process of its own:
-// "socket,state,sweep" in daemonEnv.
+// runTestDaemon is the daemon of the restart test, a process of its own,
+// started with "socket,state,sweep".
 func runTestDaemon(spec string) int {
 	f := strings.Split(spec, ",")
 	if len(f) != 3 {

@@ -39,29 +39,22 @@ import (
 // check limits before it makes a session.
 func CheckEnforceable(l spec.Limits) error {
 	var bad []string
-	if l.Storage != nil {
-		bad = append(bad, "storage")
-	}
-	if l.Image != nil {
-		bad = append(bad, "image")
-	}
-	if l.Workspace != nil {
-		bad = append(bad, "workspace")
-	}
-	if l.Network != nil && !*l.Network {
-		bad = append(bad, "network=false")
-	}
-	if l.GPUs != nil && *l.GPUs != 0 {
-		bad = append(bad, "gpus")
-	}
-	if l.GPUMemory != nil {
-		bad = append(bad, "gpu_memory")
-	}
-	if l.PerfInstructions != nil {
-		bad = append(bad, "perf_instructions")
-	}
-	if l.PerfCycles != nil {
-		bad = append(bad, "perf_cycles")
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"storage", l.Storage != nil},
+		{"image", l.Image != nil},
+		{"workspace", l.Workspace != nil},
+		{"network=false", l.Network != nil && !*l.Network},
+		{"gpus", l.GPUs != nil && *l.GPUs != 0},
+		{"gpu_memory", l.GPUMemory != nil},
+		{"perf_instructions", l.PerfInstructions != nil},
+		{"perf_cycles", l.PerfCycles != nil},
+	} {
+		if f.set {
+			bad = append(bad, f.name)
+		}
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("a session cannot enforce %s (they are the worker's, for the whole task): %w",

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 // v1Mount returns the mount folder of the v1 hierarchy holding controller.
@@ -33,16 +34,10 @@ func v1Mount(t *testing.T, controller string) string {
 // waitGone waits for the reaper to remove dir.
 func waitGone(t *testing.T, dir string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(dir); os.IsNotExist(err) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is still there 10 s after nothing uses it", dir)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, dir+" goes once nothing uses it", func() bool {
+		_, err := os.Stat(dir)
+		return os.IsNotExist(err)
+	})
 }
 
 // A host caller whose memory path exists in no other v1 hierarchy (as under
@@ -124,7 +119,7 @@ func TestMadeParentsRemoved(t *testing.T) {
 	if err := e.r.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p.kill()
+	p.Kill()
 	opts.Logger = testLogger(t)
 	r2, err := NewRegistry(h, opts)
 	if err != nil {

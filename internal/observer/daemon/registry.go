@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/observer"
 )
 
@@ -34,8 +35,9 @@ type Options struct {
 	ReapInterval time.Duration
 	// Logger receives what happens to sessions; default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock (tests move it); default time.Now.
-	Now func() time.Time
+	// Clock tells the time sessions are stamped with and closed sessions
+	// age by (tests move it); default the system clock.
+	Clock clock.Clock
 }
 
 // Registry owns the sessions of one host: it makes their cgroups, moves
@@ -106,14 +108,11 @@ func NewRegistry(cg *cgroup.Hierarchy, o Options) (*Registry, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	r := &Registry{
 		cg:     cg,
 		o:      o,
 		log:    o.Logger,
-		now:    o.Now,
+		now:    clock.Or(o.Clock).Now,
 		live:   map[string]*session{},
 		byPath: map[string]*session{},
 		closed: newClosedSessions(o.KeepClosed, o.MaxClosed),
@@ -169,14 +168,8 @@ func (r *Registry) Shutdown(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	close(r.stop)
-	finished := make(chan struct{})
-	go func() {
-		<-r.done
-		r.timers.Wait()
-		close(finished)
-	}()
 	select {
-	case <-finished:
+	case <-inBackground(func() { <-r.done; r.timers.Wait() }):
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("unable to shut the observer registry down: %w", ctx.Err())

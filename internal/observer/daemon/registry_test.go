@@ -2,16 +2,18 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/clock"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -177,7 +179,7 @@ func TestMemoryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.send("alloc %d", 256<<20)
-	status := p.wait()
+	status := p.Wait()
 	if status.Signal() != syscall.SIGKILL {
 		t.Errorf("the allocator ended with %v, want killed by the OOM killer", status)
 	}
@@ -274,7 +276,7 @@ func testTimeLimit(t *testing.T, h *cgroup.Hierarchy) {
 		t.Fatal("no deadline armed")
 	}
 	p.send("spinforever")
-	status := p.wait()
+	status := p.Wait()
 	late := time.Since(deadline)
 	t.Logf("%s: killed %v after the deadline", h.Mode(), late)
 	if status.Signal() != syscall.SIGKILL {
@@ -300,20 +302,23 @@ func testTimeLimit(t *testing.T, h *cgroup.Hierarchy) {
 // session counts from the first attach, not from the limits call.
 func TestTimeLimitCountsFromStart(t *testing.T) {
 	h := requireHost(t)
-	e := newEnv(t, h, Options{})
+	clk := clock.NewFake(time.Now())
+	e := newEnv(t, h, Options{Clock: clk})
 	owner := e.caller()
 	s := must[*observer.Session](t)(e.r.Open(owner.pid))
 	if err := e.r.SetLimits(owner.pid, s.ID, s.Secret, spec.Limits{Time: dur(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	// The limit's time passes by the registry's clock; the timer armed at
+	// the attach runs on the system's.
+	clk.Advance(400 * time.Millisecond)
 	p := e.caller()
 	start := time.Now()
 	if err := e.r.Attach(p.pid, s.ID, s.Secret); err != nil {
 		t.Fatalf("attach after the limit's time but before any start: %v", err)
 	}
 	p.send("spinforever")
-	p.wait()
+	p.Wait()
 	if ran := time.Since(start); ran < 250*time.Millisecond {
 		t.Errorf("killed after %v, want about 300ms from the attach", ran)
 	}
@@ -352,22 +357,18 @@ func testKillForkBomb(t *testing.T, h *cgroup.Hierarchy) {
 	}
 	bomb.send("exec sh -c f()(f|f&);f") // no spaces: helper commands are split on them
 	g := must[*cgroup.Group](t)(h.Load(s.Path))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// A bomb going off, or the kill proves nothing.
+	testenv.WaitFor(t, 30*time.Second, "the bomb forks 20 processes", func() bool {
 		procs, _ := g.Procs(true)
-		if len(procs) >= 20 || time.Now().After(deadline) {
-			t.Logf("%s: %d processes before the kill", h.Mode(), len(procs))
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(procs) >= 20
+	})
 	if err := e.r.Kill(owner.pid, s.ID, s.Secret); err != nil {
 		t.Fatal(err)
 	}
 	if procs, err := g.Procs(true); err != nil || len(procs) != 0 {
 		t.Errorf("after kill: %v, %v", procs, err)
 	}
-	bomb.wait()
+	bomb.Wait()
 	if e.r.Count() != 1 {
 		t.Errorf("Count = %d: kill must leave the session open", e.r.Count())
 	}
@@ -401,6 +402,7 @@ func testFreezeThaw(t *testing.T, h *cgroup.Hierarchy) {
 		t.Fatal(err)
 	}
 	before := cpuOf(mustStats(t, e.r, owner.pid, s))
+	// The wait is the test: a frozen session uses no CPU however long.
 	time.Sleep(300 * time.Millisecond)
 	frozen := cpuOf(mustStats(t, e.r, owner.pid, s)) - before
 	if err := e.r.Thaw(owner.pid, s.ID, s.Secret); err != nil {
@@ -418,7 +420,7 @@ func testFreezeThaw(t *testing.T, h *cgroup.Hierarchy) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status := p.wait(); status.Signal() != syscall.SIGKILL {
+	if status := p.Wait(); status.Signal() != syscall.SIGKILL {
 		t.Errorf("the spinner ended with %v at close, want SIGKILL", status)
 	}
 	if cpuOf(st) < before+thawed {
@@ -426,18 +428,16 @@ func testFreezeThaw(t *testing.T, h *cgroup.Hierarchy) {
 	}
 }
 
-// waitCPU polls the session's stats until its CPU usage reaches want or the
-// deadline passes, and returns the last figure read.
-func waitCPU(t testing.TB, r *Registry, caller int, s *observer.Session, want, deadline time.Duration) time.Duration {
+// waitCPU polls the session's stats until its CPU usage reaches want,
+// failing t if it does not within limit, and returns the figure read.
+func waitCPU(t testing.TB, r *Registry, caller int, s *observer.Session, want, limit time.Duration) time.Duration {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		cpu := cpuOf(mustStats(t, r, caller, s))
-		if cpu >= want || time.Now().After(end) {
-			return cpu
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var cpu time.Duration
+	testenv.WaitFor(t, limit, fmt.Sprintf("the session's CPU reaches %v", want), func() bool {
+		cpu = cpuOf(mustStats(t, r, caller, s))
+		return cpu >= want
+	})
+	return cpu
 }
 
 // TestSecrets: every command on a session, with no secret or a wrong one,
@@ -533,8 +533,8 @@ func testAbandoned(t *testing.T, h *cgroup.Hierarchy) {
 		t.Fatal(err)
 	}
 	creator.send("exit")
-	creator.wait()
-	waitFor(t, 10*time.Second, "the empty session closes", func() bool { return e.r.Count() == 1 })
+	creator.Wait()
+	testenv.WaitFor(t, 10*time.Second, "the empty session closes", func() bool { return e.r.Count() == 1 })
 	if _, err := h.Load(empty.Path); !errors.Is(err, cgroup.ErrNotExist) {
 		t.Errorf("the abandoned session's cgroup %s is still there (%v)", empty.Path, err)
 	}
@@ -542,56 +542,28 @@ func testAbandoned(t *testing.T, h *cgroup.Hierarchy) {
 	if _, err := e.r.Stats(reader.pid, empty.ID, empty.Secret); err != nil {
 		t.Errorf("stats of the closed session: %v", err)
 	}
-	// The busy one stays while its process runs, and closes after.
-	time.Sleep(300 * time.Millisecond)
+	// The busy one stays while its process runs (a reaper's pass leaves
+	// it), and closes after.
+	e.r.reap()
 	if e.r.Count() != 1 {
 		t.Fatalf("Count = %d: a session with a process closed", e.r.Count())
 	}
 	worker.send("exit")
-	worker.wait()
-	waitFor(t, 10*time.Second, "the busy session closes once empty", func() bool { return e.r.Count() == 0 })
-}
-
-func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+	worker.Wait()
+	testenv.WaitFor(t, 10*time.Second, "the busy session closes once empty", func() bool { return e.r.Count() == 0 })
 }
 
 // TestKeepClosed: final stats stay readable (with the secret) for
 // KeepClosed, then the session is unknown; at most MaxClosed are kept.
 func TestKeepClosed(t *testing.T) {
 	h := requireHost(t)
-	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	e := newEnv(t, h, Options{Now: clock.Now, KeepClosed: 10 * time.Minute, MaxClosed: 2, StateDir: t.TempDir()})
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	e := newEnv(t, h, Options{Clock: clk, KeepClosed: 10 * time.Minute, MaxClosed: 2, StateDir: t.TempDir()})
 	p := e.caller()
 	var ss []*observer.Session
 	for i := 0; i < 3; i++ {
 		s := must[*observer.Session](t)(e.r.Open(p.pid))
-		clock.Advance(time.Second)
+		clk.Advance(time.Second)
 		if _, err := e.r.Close(p.pid, s.ID, s.Secret); err != nil {
 			t.Fatal(err)
 		}
@@ -601,7 +573,7 @@ func TestKeepClosed(t *testing.T) {
 	if _, err := e.r.Stats(p.pid, ss[0].ID, ss[0].Secret); !errors.Is(err, observer.ErrForbidden) {
 		t.Errorf("stats of the session past MaxClosed = %v, want observer.ErrForbidden", err)
 	}
-	clock.Advance(9 * time.Minute)
+	clk.Advance(9 * time.Minute)
 	for _, s := range ss[1:] {
 		if _, err := e.r.Stats(p.pid, s.ID, s.Secret); err != nil {
 			t.Errorf("stats 9 minutes after close: %v", err)
@@ -610,7 +582,7 @@ func TestKeepClosed(t *testing.T) {
 	if _, err := e.r.Stats(p.pid, ss[1].ID, "wrong"); !errors.Is(err, observer.ErrForbidden) {
 		t.Errorf("stats of a closed session with a wrong secret = %v, want observer.ErrForbidden", err)
 	}
-	clock.Advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	for _, s := range ss[1:] {
 		if _, err := e.r.Stats(p.pid, s.ID, s.Secret); !errors.Is(err, observer.ErrForbidden) {
 			t.Errorf("stats 11 minutes after close = %v, want observer.ErrForbidden", err)
@@ -777,7 +749,7 @@ func TestAdopt(t *testing.T) {
 	if _, err := e.r.Close(os.Getpid(), s.ID, s.Secret); err != nil {
 		t.Fatal(err)
 	}
-	if status := task.wait(); status.Signal() != syscall.SIGKILL {
+	if status := task.Wait(); status.Signal() != syscall.SIGKILL {
 		t.Errorf("the task ended with %v at close, want SIGKILL", status)
 	}
 	if e.r.Count() != 0 {
@@ -801,7 +773,7 @@ func TestAdoptedSessionOutlivesItsTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	task.send("exit")
-	task.wait()
+	task.Wait()
 	e.r.reap()
 	if e.r.Count() != 1 {
 		t.Fatalf("the reaper closed the adopted session when its task ended, its adopter alive")
@@ -813,7 +785,7 @@ func TestAdoptedSessionOutlivesItsTask(t *testing.T) {
 		t.Errorf("the task's group after the task ended: %v", err)
 	}
 	worker.send("exit")
-	worker.wait()
+	worker.Wait()
 	e.r.reap()
 	if e.r.Count() != 0 {
 		t.Errorf("Count = %d once the adopter is gone too, want 0 (reaped)", e.r.Count())

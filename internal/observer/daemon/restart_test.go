@@ -1,58 +1,26 @@
 package daemon
 
 import (
-	"bufio"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
-// daemonProc is a daemon running as a process of its own (the test binary
-// in runTestDaemon), so that the test can kill -9 it.
-type daemonProc struct {
-	t   *testing.T
-	cmd *exec.Cmd
-}
-
-func startDaemon(t *testing.T, socket, state, sweep string) *daemonProc {
+// startDaemon starts a daemon as a process of its own (the test binary in
+// runTestDaemon), so that the test can kill -9 it, and waits until it
+// serves.
+func startDaemon(t *testing.T, socket, state, sweep string) *testenv.Helper {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), daemonEnv+"="+socket+","+state+","+sweep)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemonProc{t: t, cmd: cmd}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		ready <- strings.TrimSpace(line)
-	}()
-	select {
-	case line := <-ready:
-		if line != "ready" {
-			t.Fatalf("the daemon said %q", line)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the daemon did not get ready")
+	d := testenv.StartHelper(t, daemonHelper, socket+","+state+","+sweep, nil)
+	if line := d.Line(); line != "ready" {
+		t.Fatalf("the daemon said %q", line)
 	}
 	return d
 }
@@ -98,15 +66,14 @@ func TestRestart(t *testing.T) {
 	}
 	stray := e.startHelper(unknown)
 
-	if err := d1.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	d1.cmd.Wait()
+	d1.Kill()
 	gone.send("exit")
-	gone.wait()
+	gone.Wait()
 	slow.send("spinforever")
 	quick.send("spinforever")
-	// The quick one's deadline passes while no daemon runs.
+	// The quick one's deadline passes while no daemon runs: the wait is the
+	// test (the deadline is the wall clock's, kept in the state folder, and
+	// the daemon is another process, out of a fake clock's reach).
 	time.Sleep(time.Until(quickDeadline) + 200*time.Millisecond)
 	if _, err := os.Stat("/proc/" + itoa(quick.pid)); err != nil {
 		t.Fatalf("the quick session's process died while no daemon ran: %v", err)
@@ -114,12 +81,12 @@ func TestRestart(t *testing.T) {
 
 	d2 := startDaemon(t, socket, state, e.root)
 	restarted := time.Now()
-	if status := quick.wait(); status.Signal() != syscall.SIGKILL {
+	if status := quick.Wait(); status.Signal() != syscall.SIGKILL {
 		t.Errorf("the session whose time passed while no daemon ran: %v, want SIGKILL", status)
 	} else {
 		t.Logf("killed %v after the restart", time.Since(restarted))
 	}
-	if status := stray.wait(); status.Signal() != syscall.SIGKILL {
+	if status := stray.Wait(); status.Signal() != syscall.SIGKILL {
 		t.Errorf("the process of an unknown session cgroup: %v, want SIGKILL", status)
 	}
 	if _, err := h.Load(unknown); !errors.Is(err, cgroup.ErrNotExist) {
@@ -133,7 +100,7 @@ func TestRestart(t *testing.T) {
 	if a := live.wire(socket, "stats", pyDumps(ids(liveID, "wrong")...)); a.status != 403 {
 		t.Errorf("a wrong secret after the restart: %d", a.status)
 	}
-	status := slow.wait()
+	status := slow.Wait()
 	late := time.Since(slowDeadline)
 	t.Logf("the time limit set before the crash killed %v after its deadline", late)
 	if status.Signal() != syscall.SIGKILL || late < -100*time.Millisecond || late > time.Second {
@@ -141,11 +108,11 @@ func TestRestart(t *testing.T) {
 	}
 
 	// A clean stop keeps the live session for the next start.
-	if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d2.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := d2.cmd.Wait(); err != nil {
-		t.Errorf("the daemon's clean stop: %v", err)
+	if status := d2.Wait(); status.Signaled() || status.ExitStatus() != 0 {
+		t.Errorf("the daemon's clean stop: %v", status)
 	}
 	if _, err := os.Stat(socket); !os.IsNotExist(err) {
 		t.Errorf("the socket is left after a clean stop (%v)", err)

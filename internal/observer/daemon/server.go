@@ -228,11 +228,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.mu.Unlock()
 	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
+	done := inBackground(s.wg.Wait)
 	select {
 	case <-done:
 		return nil
@@ -245,6 +241,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// inBackground runs wait in a goroutine of its own and returns a channel
+// closed when it returns: a Shutdown's wait, which its context may cut
+// short.
+func inBackground(wait func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
+	}()
+	return done
 }
 
 // peer is the process at the other end of a connection, as it was when it

@@ -82,21 +82,27 @@ func (st *store) write(rec *record) error {
 	return atomicfile.WriteFile(st.file(rec.ID), b, 0o600)
 }
 
+// record starts the record of a session, open or closed, with what
+// identifies it and who may act on it.
+func (i *ident) record() *record {
+	return &record{
+		Version:      recordVersion,
+		ID:           i.id,
+		SecretSHA256: hex.EncodeToString(i.hash[:]),
+		Path:         i.path,
+		Scope:        i.scope,
+		Adopted:      i.adopted,
+		Creator:      i.creator,
+	}
+}
+
 // snapshot makes the record of a session (Registry.mu held).
 func snapshot(s *session) *record {
-	rec := &record{
-		Version:      recordVersion,
-		ID:           s.id,
-		SecretSHA256: hex.EncodeToString(s.hash[:]),
-		Path:         s.path,
-		Scope:        s.scope,
-		Adopted:      s.adopted,
-		Creator:      s.creator,
-		Limits:       s.limits.Clone(),
-		Cores:        append([]int(nil), s.cores...),
-		Created:      s.created,
-		Expired:      s.expired,
-	}
+	rec := s.record()
+	rec.Limits = s.limits.Clone()
+	rec.Cores = append([]int(nil), s.cores...)
+	rec.Created = s.created
+	rec.Expired = s.expired
 	if !s.started.IsZero() {
 		t := s.started
 		rec.Started = &t
@@ -152,17 +158,9 @@ func (r *Registry) persistClosed(c *closedSession) {
 	}
 	closed := c.closedAt
 	stats := c.stats
-	rec := &record{
-		Version:      recordVersion,
-		ID:           c.id,
-		SecretSHA256: hex.EncodeToString(c.hash[:]),
-		Path:         c.path,
-		Scope:        c.scope,
-		Adopted:      c.adopted,
-		Creator:      c.creator,
-		Closed:       &closed,
-		Stats:        &stats,
-	}
+	rec := c.record()
+	rec.Closed = &closed
+	rec.Stats = &stats
 	r.store.mu.Lock()
 	defer r.store.mu.Unlock()
 	r.mu.Lock()

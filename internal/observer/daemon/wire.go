@@ -9,6 +9,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+
+	"github.com/kolejka-go/kolejka/internal/observerwire"
 )
 
 // The observer speaks HTTP/1.x on its socket, parsed here by hand because
@@ -102,17 +104,17 @@ func readRequest(br *bufio.Reader, cr *connReader, maxHeader int, maxBody int64,
 	method, rest, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 || method == "" || target == "" || strings.ContainsAny(proto, " ") {
-		return nil, &httpError{http.StatusBadRequest, fmt.Sprintf("malformed request line %q", clip(line))}
+		return nil, &httpError{http.StatusBadRequest, fmt.Sprintf("malformed request line %q", observerwire.Clip(line))}
 	}
 	if proto != "HTTP/1.1" && proto != "HTTP/1.0" {
-		return nil, &httpError{http.StatusHTTPVersionNotSupported, fmt.Sprintf("protocol %q: want HTTP/1.0 or HTTP/1.1", clip(proto))}
+		return nil, &httpError{http.StatusHTTPVersionNotSupported, fmt.Sprintf("protocol %q: want HTTP/1.0 or HTTP/1.1", observerwire.Clip(proto))}
 	}
 	header, err := tp.ReadMIMEHeader()
 	if err != nil {
 		return nil, readFailure(err, "the headers")
 	}
 	req := &request{method: method, target: target, command: commandOf(target), header: header}
-	req.keepAlive = hasToken(header.Values("Connection"), "keep-alive") && !hasToken(header.Values("Connection"), "close")
+	req.keepAlive = observerwire.HasToken(header.Values("Connection"), "keep-alive") && !observerwire.HasToken(header.Values("Connection"), "close")
 	if len(header.Values("Transfer-Encoding")) > 0 {
 		return nil, &httpError{http.StatusLengthRequired, "Transfer-Encoding is not supported: send the body with a Content-Length"}
 	}
@@ -125,7 +127,7 @@ func readRequest(br *bufio.Reader, cr *connReader, maxHeader int, maxBody int64,
 		}
 		length, err = strconv.ParseInt(strings.TrimSpace(cls[0]), 10, 64)
 		if err != nil || length < 0 {
-			return nil, &httpError{http.StatusBadRequest, fmt.Sprintf("Content-Length %q is not a size", clip(cls[0]))}
+			return nil, &httpError{http.StatusBadRequest, fmt.Sprintf("Content-Length %q is not a size", observerwire.Clip(cls[0]))}
 		}
 	}
 	if length > maxBody {
@@ -133,7 +135,7 @@ func readRequest(br *bufio.Reader, cr *connReader, maxHeader int, maxBody int64,
 	}
 	if e := header.Get("Expect"); e != "" {
 		if !strings.EqualFold(e, "100-continue") {
-			return nil, &httpError{http.StatusExpectationFailed, fmt.Sprintf("Expect %q is not supported", clip(e))}
+			return nil, &httpError{http.StatusExpectationFailed, fmt.Sprintf("Expect %q is not supported", observerwire.Clip(e))}
 		}
 		if length > 0 {
 			if err := continue100(); err != nil {
@@ -180,26 +182,6 @@ func commandOf(target string) string {
 		}
 	}
 	return strings.ToLower(strings.Trim(t, "/ "))
-}
-
-// hasToken reports whether a comma-separated header holds token.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// clip shortens what a peer sent for an error message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 // writeResponse writes one answer: a JSON body (none for HEAD) with its
