@@ -142,16 +142,17 @@ func TestServe(t *testing.T) {
 			t.Logf("the server's log:\n%s", logs.String())
 		}
 	}()
-	var resp *http.Response
+	var st map[string]any
 	testenv.WaitFor(t, 10*time.Second, "the server comes up", func() bool {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/k/settings/", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err = http.DefaultClient.Do(req)
-		return err == nil
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&st) == nil
 	})
-	var st map[string]any
-	json.NewDecoder(resp.Body).Decode(&st)
-	resp.Body.Close()
 	if st["status"] != "OK" || st["blob_hash_algorithm"] != "sha256" {
 		t.Errorf("settings: %v", st)
 	}
