@@ -3,14 +3,13 @@ package worker
 import (
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kolejka-go/kolejka/internal/filecopy"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -151,11 +150,10 @@ func noSpace(err error) error {
 	return err
 }
 
-// copyFile copies a regular file with its permission bits (the kernel picks
-// copy_file_range, a reflink on file systems that have one). With take
-// (--consume) it makes a hard link instead where it can (the same file
-// system: no workspace tmpfs), which costs no copy either; a symlink among
-// the task's files is followed, as a copy would.
+// copyFile copies a regular file with its permission bits
+// (filecopy.Copy). With take (--consume) it makes a hard link instead where
+// it can (the same file system: no workspace tmpfs), which costs no copy
+// either; a symlink among the task's files is followed, as a copy would.
 //
 // The original is never moved or removed here: the task folder goes only
 // once the result is published (Execute), so a run that fails (a mistyped
@@ -166,51 +164,7 @@ func noSpace(err error) error {
 // a moved one; --consume says the user hands the files over.)
 func copyFile(from, to string, take bool) error {
 	if take {
-		if err := unix.Linkat(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.AT_SYMLINK_FOLLOW); err == nil {
-			if fi, err := os.Lstat(to); err == nil && fi.Mode().IsRegular() {
-				return nil
-			}
-			// Not a regular file: copyRegular refuses it with a reason.
-			os.Remove(to)
-		}
+		return filecopy.LinkOrCopy(from, to)
 	}
-	return copyRegular(from, to, 0, true)
-}
-
-// copyRegular copies the regular file src to dst, opening src with flags
-// added (O_NOFOLLOW where the task controls it) and refusing anything else.
-// With keepMode dst gets src's permissions, as the umask may have cut bits
-// off at create and executables must stay so; otherwise 0644.
-func copyRegular(src, dst string, flags int, keepMode bool) error {
-	in, err := os.OpenFile(src, os.O_RDONLY|flags, 0)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", src)
-	}
-	perm := fs.FileMode(0o644)
-	if keepMode {
-		perm = fi.Mode().Perm()
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if keepMode {
-		return os.Chmod(dst, perm)
-	}
-	return nil
+	return filecopy.Copy(from, to)
 }

@@ -37,7 +37,7 @@ const (
 )
 
 func main() {
-	os.Exit(cliexit.Run(app(), os.Args))
+	cliexit.Main(app(), nil)
 }
 
 func app() *cli.App {

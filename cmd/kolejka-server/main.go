@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
@@ -38,7 +37,7 @@ import (
 )
 
 func main() {
-	os.Exit(cliexit.Run(app(), os.Args))
+	cliexit.Main(app(), nil)
 }
 
 func app() *cli.App {

@@ -39,11 +39,8 @@ func main() {
 	// In a delegated cgroup (systemd's Delegate=yes), first re-executed
 	// where /sys/fs/cgroup is that group alone: the embedded runc must not
 	// touch the system manager's groups above it.
-	if err := cgroup.Confine(); err != nil {
-		fmt.Fprintln(os.Stderr, "kolejka-worker:", err)
-		os.Exit(cliexit.Failure)
-	}
-	os.Exit(cliexit.Run(app(), os.Args))
+	confined := cgroup.Confine()
+	cliexit.Main(app(), confined)
 }
 
 func app() *cli.App {

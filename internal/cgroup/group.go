@@ -198,23 +198,19 @@ func readProcs(dir string, recursive bool, set map[int]bool) error {
 // "frozen 1"). Frozen processes use no CPU but keep their memory. On v1 a
 // SIGKILL takes effect only once they are thawed; v2 lets fatal signals
 // through.
-func (g *Group) Freeze() error {
-	if err := g.refuseRoot("freeze"); err != nil {
-		return err
-	}
-	if err := g.freeze(true, freezeTimeout); err != nil {
-		return fmt.Errorf("unable to freeze cgroup %s: %w", g.path, err)
-	}
-	return nil
-}
+func (g *Group) Freeze() error { return g.setFrozen(true, "freeze") }
 
 // Thaw resumes the processes that Freeze stopped.
-func (g *Group) Thaw() error {
-	if err := g.refuseRoot("thaw"); err != nil {
+func (g *Group) Thaw() error { return g.setFrozen(false, "thaw") }
+
+// setFrozen is Freeze or Thaw (verb, for errors): refused on the root
+// group, bounded by freezeTimeout.
+func (g *Group) setFrozen(frozen bool, verb string) error {
+	if err := g.refuseRoot(verb); err != nil {
 		return err
 	}
-	if err := g.freeze(false, freezeTimeout); err != nil {
-		return fmt.Errorf("unable to thaw cgroup %s: %w", g.path, err)
+	if err := g.freeze(frozen, freezeTimeout); err != nil {
+		return fmt.Errorf("unable to %s cgroup %s: %w", verb, g.path, err)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kolejka-go/kolejka/internal/clock"
 )
 
 // peakPeriod is how often a peakSampler reads a group's memory. A read
@@ -48,20 +50,8 @@ func startPeakSampler(dir string) *peakSampler {
 	return s
 }
 
-func (s *peakSampler) run() {
-	t := time.NewTicker(peakPeriod)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			if !s.sample() {
-				return
-			}
-		}
-	}
-}
+// run samples every peakPeriod until stopped or the group is gone.
+func (s *peakSampler) run() { clock.Every(s.stop, peakPeriod, s.sample) }
 
 // sample reads the current figures into the peaks; false once the group
 // is gone.

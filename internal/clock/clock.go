@@ -2,7 +2,9 @@
 // system clock in production, a clock the test moves in tests. It serves
 // what is compared with the time of day (lease and token expiry, the
 // age of an upload or a cache entry, a retry's deadline to give up);
-// waits (timers, tickers, long polls) keep the system's timers.
+// waits (timers, tickers, long polls) keep the system's timers, among them
+// Every, the periodic loop of the server's and the cgroup package's
+// background work.
 package clock
 
 import (
@@ -54,3 +56,21 @@ func (f *Fake) Advance(d time.Duration) {
 }
 
 var _ Clock = (*Fake)(nil)
+
+// Every calls fn every d, on the system's ticker, until stop is closed or
+// fn returns false. The first call comes d after Every starts; a call that
+// takes longer than d delays the next one (ticks do not queue up).
+func Every(stop <-chan struct{}, d time.Duration, fn func() bool) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if !fn() {
+				return
+			}
+		}
+	}
+}

@@ -40,3 +40,30 @@ func TestOr(t *testing.T) {
 		t.Errorf("System.Now() = %v, time.Now() was %v", now, before)
 	}
 }
+
+func TestEvery(t *testing.T) {
+	// fn returning false ends the loop, after as many calls as it allowed.
+	calls := 0
+	Every(make(chan struct{}), time.Millisecond, func() bool {
+		calls++
+		return calls < 3
+	})
+	if calls != 3 {
+		t.Errorf("fn called %d times, want 3 (it returned false on the third)", calls)
+	}
+
+	// Closing stop ends the loop (Every returns although fn never says
+	// stop).
+	stop := make(chan struct{})
+	n := 0
+	Every(stop, time.Millisecond, func() bool {
+		n++
+		if n == 2 {
+			close(stop)
+		}
+		return true
+	})
+	if n < 2 {
+		t.Errorf("fn called %d times before stop, want 2", n)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/internal/clock"
+	"github.com/kolejka-go/kolejka/internal/filecopy"
 )
 
 // DefaultBlobCacheSize is the blob cache's budget when none is configured.
@@ -218,16 +218,13 @@ func (c *BlobCache) fetch(ctx context.Context, sum string, fetch FetchFunc) erro
 	return nil
 }
 
-// give links (or copies) the cached file to dst and records the use on
+// give links (or copies: filecopy.LinkOrCopy) the cached file to dst and records the use on
 // disk, so that the order of use survives a restart.
 func (c *BlobCache) give(sum, dst string) error {
 	src := c.path(sum)
 	now := c.clock.Now()
 	_ = os.Chtimes(src, now, now)
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	if err := copyFile(src, dst); err != nil {
+	if err := filecopy.LinkOrCopy(src, dst); err != nil {
 		return fmt.Errorf("unable to give blob %s to %s: %w", sum, dst, err)
 	}
 	return nil
@@ -274,31 +271,4 @@ func isSHA256(s string) bool {
 		}
 	}
 	return true
-}
-
-// copyFile copies a regular file with its mode.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	info, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(dst)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(dst)
-		return err
-	}
-	return os.Chmod(dst, info.Mode().Perm())
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -59,21 +60,15 @@ func (s *Server) expired(r store.ExpiryResult) {
 // expiryLoop reclaims lapsed leases every ExpiryInterval (dequeues do it
 // too, so a waiting node gets a dead node's task at once).
 func (s *Server) expiryLoop() {
-	t := time.NewTicker(s.cfg.ExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
+	clock.Every(s.stop, s.cfg.ExpiryInterval, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		r, err := s.db.ExpireLeases(ctx, s.now(), s.expiryPolicy())
 		cancel()
 		if err != nil {
 			s.log.Error("lease expiry", "error", err)
-			continue
+			return true
 		}
 		s.expired(r)
-	}
+		return true
+	})
 }

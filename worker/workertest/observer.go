@@ -3,9 +3,7 @@ package workertest
 import (
 	"context"
 	"io"
-	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -64,15 +62,8 @@ func BusyObserver(t testing.TB) string {
 func KeepBusy(t testing.TB, socket string) func() int {
 	t.Helper()
 	bin := filepath.Join(testenv.Binaries(t), "kolejka-observer")
-	cg, err := cgroup.Host()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := cg.Delegation(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	judges, err := cg.Create(path.Join(d, "kolejka-test-judges-"+randomHex()), nil)
+	cg, p := freshGroup(t, "kolejka-test-judges-")
+	judges, err := cg.Create(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

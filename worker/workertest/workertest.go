@@ -46,18 +46,11 @@ func NewEnv(t testing.TB, rt worker.Runtime) *Env {
 	testenv.RequireRoot(t)
 	base := t.TempDir()
 	// Below the group delegated to the test, as the worker's own default.
-	cg, err := cgroup.Host()
-	if err != nil {
-		t.Fatal(err)
-	}
-	delegation, err := cg.Delegation(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, root := freshGroup(t, "kolejka-test-")
 	e := &Env{
 		Temp:       filepath.Join(base, "temp"),
 		State:      filepath.Join(base, "state"),
-		CgroupRoot: path.Join(delegation, "kolejka-test-"+randomHex()),
+		CgroupRoot: root,
 	}
 	for _, d := range []string{e.Temp, e.State} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -233,6 +226,22 @@ func names(entries []os.DirEntry) []string {
 		out[i] = e.Name()
 	}
 	return out
+}
+
+// freshGroup returns the host's hierarchy and the path of a new, uniquely
+// named group (prefix, then random hex) below the one delegated to this
+// test process; it does not create the group.
+func freshGroup(t testing.TB, prefix string) (*cgroup.Hierarchy, string) {
+	t.Helper()
+	cg, err := cgroup.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := cg.Delegation(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cg, path.Join(d, prefix+randomHex())
 }
 
 func randomHex() string {

@@ -69,6 +69,19 @@ func Run(app *cli.App, args []string) int {
 	return Failure
 }
 
+// Main ends a command's main: when setup, the error of what main did
+// before running app (a re-exec hook such as cgroup.Confine), is not nil,
+// it prints it under app's name and exits with Failure without running
+// app; otherwise it runs app on the command line (Run) and exits with its
+// code.
+func Main(app *cli.App, setup error) {
+	if setup != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, setup)
+		os.Exit(Failure)
+	}
+	os.Exit(Run(app, os.Args))
+}
+
 // NoFlagsAfterArgs refuses flags written after positional arguments:
 // urfave/cli stops parsing flags at the first argument, so they would be
 // taken as arguments silently.

@@ -46,6 +46,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kolejka-go/kolejka/testdata/cgroup2vm/report"
 )
 
 // Plan is plan.json: what run.sh packed into the initramfs.
@@ -84,31 +86,6 @@ type Suite struct {
 	Timeout string `json:"timeout"`
 }
 
-// Report is one line on /dev/ttyS1.
-type Report struct {
-	Kind string `json:"kind"` // "machine", "suite" or "done"
-
-	// machine
-	Kernel      string          `json:"kernel,omitempty"`
-	Controllers string          `json:"controllers,omitempty"`
-	Features    map[string]bool `json:"features,omitempty"`
-	CPUs        int             `json:"cpus,omitempty"`
-
-	// suite
-	Mode     string   `json:"mode,omitempty"`
-	Suite    string   `json:"suite,omitempty"`
-	Exit     int      `json:"exit"`
-	Passed   []string `json:"passed,omitempty"`
-	Failed   []string `json:"failed,omitempty"`
-	Skipped  []string `json:"skipped,omitempty"`
-	Left     []string `json:"left,omitempty"`  // what the suite left behind
-	Bench    []string `json:"bench,omitempty"` // benchmark result lines
-	Seconds  float64  `json:"seconds,omitempty"`
-	SkipExpr string   `json:"skip_expr,omitempty"`
-	Why      string   `json:"why,omitempty"`
-	Problem  string   `json:"problem,omitempty"`
-}
-
 const (
 	cgroupMount = "/sys/fs/cgroup"
 	sessions    = "/user.slice/user-0.slice"
@@ -116,7 +93,7 @@ const (
 	runnerEnv   = "V2VM_RUNNER"
 )
 
-var report *json.Encoder
+var reports *json.Encoder
 
 // sessionCount numbers the login sessions of root mode.
 var sessionCount int
@@ -144,12 +121,12 @@ func main() {
 		fmt.Println("guest: no second serial port:", err)
 		os.Exit(1)
 	}
-	report = json.NewEncoder(out)
+	reports = json.NewEncoder(out)
 	if err := run(); err != nil {
 		fmt.Println("guest:", err)
-		_ = report.Encode(Report{Kind: "done", Problem: err.Error()})
+		_ = reports.Encode(report.Line{Kind: "done", Problem: err.Error()})
 	} else {
-		_ = report.Encode(Report{Kind: "done"})
+		_ = reports.Encode(report.Line{Kind: "done"})
 	}
 	out.Sync()
 }
@@ -303,14 +280,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	_ = report.Encode(machine)
+	_ = reports.Encode(machine)
 	for _, mode := range plan.Modes {
 		for _, s := range plan.Suites {
 			if len(s.Modes) > 0 && !contains(s.Modes, mode) {
 				continue
 			}
 			r := runSuite(plan, s, mode)
-			_ = report.Encode(r)
+			_ = reports.Encode(r)
 		}
 	}
 	return nil
@@ -378,24 +355,24 @@ func enable(group, controllers string) error {
 
 // describe reads the kernel's release, controllers and the v2 features
 // whose absence the code has fallbacks for, from a scratch group.
-func describe() (Report, error) {
+func describe() (report.Line, error) {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
-		return Report{}, err
+		return report.Line{}, err
 	}
 	controllers, err := os.ReadFile(filepath.Join(cgroupMount, "cgroup.controllers"))
 	if err != nil {
-		return Report{}, err
+		return report.Line{}, err
 	}
 	probe := filepath.Join(cgroupMount, services, "probe.service")
 	if err := enable("/", "+cpu +cpuset +memory +pids"); err != nil {
-		return Report{}, err
+		return report.Line{}, err
 	}
 	if err := enable(services, "+cpu +cpuset +memory +pids"); err != nil {
-		return Report{}, err
+		return report.Line{}, err
 	}
 	if err := os.Mkdir(probe, 0o755); err != nil {
-		return Report{}, err
+		return report.Line{}, err
 	}
 	defer os.Remove(probe)
 	features := map[string]bool{}
@@ -403,7 +380,7 @@ func describe() (Report, error) {
 		_, err := os.Stat(filepath.Join(probe, f))
 		features[f] = err == nil
 	}
-	return Report{
+	return report.Line{
 		Kind:        "machine",
 		Kernel:      unix.ByteSliceToString(u.Release[:]),
 		Controllers: strings.TrimSpace(string(controllers)),
@@ -421,8 +398,8 @@ func numCPU() int {
 }
 
 // runSuite runs one test binary in one mode and checks what it left.
-func runSuite(plan Plan, s Suite, mode string) Report {
-	r := Report{Kind: "suite", Mode: mode, Suite: s.Name, SkipExpr: s.Skip, Why: s.Why, Exit: -1}
+func runSuite(plan Plan, s Suite, mode string) report.Line {
+	r := report.Line{Kind: "suite", Mode: mode, Suite: s.Name, SkipExpr: s.Skip, Why: s.Why, Exit: -1}
 	fmt.Printf("\n===== v2vm: %s, %s =====\n", s.Name, mode)
 	timeout, err := time.ParseDuration(s.Timeout)
 	if err != nil {

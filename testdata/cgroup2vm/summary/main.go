@@ -17,28 +17,9 @@ import (
 	"sort"
 	"strings"
 	"time"
-)
 
-// Report is one line of the guest's report (guest/main.go).
-type Report struct {
-	Kind        string          `json:"kind"`
-	Kernel      string          `json:"kernel"`
-	Controllers string          `json:"controllers"`
-	Features    map[string]bool `json:"features"`
-	CPUs        int             `json:"cpus"`
-	Mode        string          `json:"mode"`
-	Suite       string          `json:"suite"`
-	Exit        int             `json:"exit"`
-	Passed      []string        `json:"passed"`
-	Failed      []string        `json:"failed"`
-	Skipped     []string        `json:"skipped"`
-	Left        []string        `json:"left"`
-	Bench       []string        `json:"bench"`
-	Seconds     float64         `json:"seconds"`
-	SkipExpr    string          `json:"skip_expr"`
-	Why         string          `json:"why"`
-	Problem     string          `json:"problem"`
-}
+	"github.com/kolejka-go/kolejka/testdata/cgroup2vm/report"
+)
 
 func main() {
 	reportPath := flag.String("report", "", "the guest's report (report.jsonl)")
@@ -71,8 +52,8 @@ func summarize(reportPath, console string) ([]byte, []string, error) {
 		return nil, nil, err
 	}
 	defer f.Close()
-	var machine *Report
-	var suites []Report
+	var machine *report.Line
+	var suites []report.Line
 	done := false
 	var problems []string
 	s := bufio.NewScanner(f)
@@ -82,7 +63,7 @@ func summarize(reportPath, console string) ([]byte, []string, error) {
 		if len(line) == 0 {
 			continue
 		}
-		var r Report
+		var r report.Line
 		if err := json.Unmarshal(line, &r); err != nil {
 			problems = append(problems, fmt.Sprintf("an unreadable report line: %.200q", line))
 			continue
