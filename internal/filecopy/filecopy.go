@@ -18,7 +18,10 @@ import (
 // refuses a src that is not a regular file and a dst that exists; a copy
 // that fails leaves no dst behind.
 func Copy(src, dst string) error {
-	in, err := os.Open(src)
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+	// writer forever; it is refused below like any other non-regular file.
+	// On a regular file the flag changes nothing.
+	in, err := os.OpenFile(src, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}

@@ -85,3 +85,22 @@ func mustStat(t *testing.T, p string) os.FileInfo {
 	}
 	return fi
 }
+
+// A FIFO among a task's inputs is refused at once, not waited on for a
+// writer that never comes.
+func TestCopyRefusesFIFOWithoutWaiting(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- LinkOrCopy(src, filepath.Join(dir, "dst")) }()
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("LinkOrCopy of a FIFO: %v, want a refusal", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "dst")); err == nil {
+		t.Error("a refused copy left dst behind")
+	}
+}
