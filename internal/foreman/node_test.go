@@ -19,6 +19,7 @@ import (
 	"github.com/kolejka-go/kolejka/client"
 	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
+	"github.com/kolejka-go/kolejka/worker"
 )
 
 func shTask(script string, extra string) string {
@@ -242,9 +243,19 @@ func TestNodeInputFailureIsSE(t *testing.T) {
 func TestNodeSurvivesServerRestart(t *testing.T) {
 	g := newGrid(t, leases(10*time.Second))
 	cl, failed := g.resultClient("node")
-	newNode(t, g, "node", func(c *Config) { c.Client = cl })
+	started := make(chan struct{}, 1)
+	newNode(t, g, "node", func(c *Config) {
+		c.Client = cl
+		c.Executor = announcing{c.Executor, started}
+	})
 	key := g.submit(shTask("sleep 1; echo done", ""), nil)
-	waitFor(t, "the task running", 10*time.Second, func() bool { return g.task(key).AssigneeName == "node" })
+	// Stopped once the node runs the task, not merely once the server
+	// assigned it: a dequeue answer still on its way would be lost.
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node did not start the task within 30s")
+	}
 	g.stop()
 	waitFor(t, "the task to end and its post to fail twice", 20*time.Second, func() bool { return failed.Load() >= 2 })
 	g.start()
@@ -291,4 +302,18 @@ func TestNodeAgainstKolejkaServer(t *testing.T) {
 	if err := n.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// announcing is an Executor that says when a task starts to run.
+type announcing struct {
+	Executor
+	started chan<- struct{}
+}
+
+func (a announcing) Execute(ctx context.Context, taskDir, resultDir string, opt worker.Options) (*spec.Result, error) {
+	select {
+	case a.started <- struct{}{}:
+	default:
+	}
+	return a.Executor.Execute(ctx, taskDir, resultDir, opt)
 }
