@@ -161,8 +161,16 @@ func (t *Type) render(values, files map[string]string) (*spec.Task, error) {
 		return nil, err
 	}
 	if err := task.Validate(spec.Local); err != nil {
+		blamed := map[string]bool{}
 		for _, e := range flatten(err) {
-			p.addErr(blame(t.file, e, trace, all))
+			field, err := blame(t.file, e, trace, all)
+			// One problem per rendered file is enough: a file name that
+			// leaves the folder need not be reported again for its path.
+			if field != "" && blamed[field] {
+				continue
+			}
+			blamed[field] = field != ""
+			p.addErr(err)
 		}
 		return nil, p.err()
 	}
@@ -170,20 +178,21 @@ func (t *Type) render(values, files map[string]string) (*spec.Task, error) {
 }
 
 // blame names the parameters behind a validation problem of the rendered
-// task, when there are any: the problem is theirs, not the type's.
-func blame(file string, err error, trace map[string][]string, values map[string]string) error {
+// task, when there are any: the problem is theirs, not the type's. field is
+// the rendered field blamed on them, "" when none is.
+func blame(file string, err error, trace map[string][]string, values map[string]string) (field string, _ error) {
 	var se *spec.Error
 	if !errors.As(err, &se) {
-		return err
+		return "", err
 	}
 	for field, used := range trace {
 		if len(used) > 0 && (se.Field == field || strings.HasPrefix(se.Field, field+".")) {
-			return traced(file, se.Field, se.Problem, used, values)
+			return field, traced(file, se.Field, se.Problem, used, values)
 		}
 	}
 	c := *se
 	c.File = file
-	return &c
+	return "", &c
 }
 
 // traced is the problem of a rendered field, blamed on the first of the
