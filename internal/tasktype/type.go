@@ -15,8 +15,8 @@ import (
 	"github.com/kolejka-go/kolejka/spec"
 )
 
-// Type is a parsed task type, made only by Parse (a zero Type renders
-// nothing). Parse fills everything but Name and Version,
+// Type is a parsed task type, made only by Parse (a zero Type has no
+// template to render). Parse fills everything but Name and Version,
 // which the store that keeps the type's versions sets.
 type Type struct {
 	Name    string
