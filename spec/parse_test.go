@@ -393,3 +393,26 @@ func TestParseLimitList(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTaskExtended(t *testing.T) {
+	data := []byte(`{"image": "i", "args": ["a"], "params": {"n": {}}}`)
+	if _, err := ParseTask(data, "t.json"); err == nil || !strings.Contains(err.Error(), "params: unknown key") {
+		t.Fatalf("ParseTask: want params refused as unknown, got %v", err)
+	}
+	task, err := ParseTaskExtended(data, "t.json", "params")
+	if err != nil {
+		t.Fatalf("ParseTaskExtended: %v", err)
+	}
+	if task.Image != "i" || len(task.Args) != 1 {
+		t.Fatalf("task read wrongly: %+v", task)
+	}
+	// Other unknown keys and repeated extra keys stay problems.
+	for _, bad := range []string{
+		`{"image": "i", "args": ["a"], "parms": {}}`,
+		`{"image": "i", "args": ["a"], "params": {}, "params": {}}`,
+	} {
+		if _, err := ParseTaskExtended([]byte(bad), "t.json", "params"); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}

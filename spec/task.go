@@ -4,6 +4,7 @@ package spec
 // Kolejka's canonical form, and loading and storing task folders.
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -22,14 +23,30 @@ func ParseTask(data []byte, file string) (*Task, error) {
 	return decodeFile(data, file, (*decoder).task)
 }
 
+// ParseTaskExtended is ParseTask for a format that extends a task with
+// top-level keys of its own (a task type's "params"): the keys in extra are
+// allowed and left unread, for the caller to read from data itself; every
+// other key is read as ParseTask reads it. Repeated keys, extra ones
+// included, are still problems.
+func ParseTaskExtended(data []byte, file string, extra ...string) (*Task, error) {
+	keys := append(taskKeys(), extra...)
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	return decodeFile(data, file, func(d *decoder, n *node) *Task { return d.taskWithKeys(n, keys) })
+}
+
 // LoadTask reads DIR/kolejka_task.json and checks it as a local task folder:
 // ParseTask, Validate(Local) and CheckFiles(dir). Errors name the file read.
 func LoadTask(dir string) (*Task, error) {
 	return loadFolder(dir, TaskFile, "task", ParseTask)
 }
 
-func (d *decoder) task(n *node) *Task {
-	m := d.fields(n, "", taskKeys()...)
+func (d *decoder) task(n *node) *Task { return d.taskWithKeys(n, taskKeys()) }
+
+// taskWithKeys reads a task from an object whose allowed top-level keys are
+// keys (sorted): the task's own, and perhaps keys a caller reads itself.
+func (d *decoder) taskWithKeys(n *node, keys []string) *Task {
+	m := d.fields(n, "", keys...)
 	return &Task{
 		ID:          d.str(m.at("id")),
 		Image:       d.str(m.at("image")),

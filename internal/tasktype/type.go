@@ -1,0 +1,349 @@
+package tasktype
+
+// This file owns reading a type: its task, its "params" and "pass_env", and
+// the placeholders of its templated fields.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kolejka-go/kolejka/spec"
+)
+
+// Type is a parsed task type, made only by Parse (a zero Type has no
+// template to render). Parse fills everything but Name and Version,
+// which the store that keeps the type's versions sets.
+type Type struct {
+	Name    string
+	Version int
+
+	file     string
+	template *spec.Task // placeholders unexpanded
+	params   map[string]Param
+	passEnv  []string
+	fields   []templated
+}
+
+// Param is one declared parameter. A value parameter is required unless it
+// has a Default; a File parameter is always required and takes a file the
+// user adds to the task folder: its placeholder stands for that file's name.
+type Param struct {
+	Default *string // nil: none ("" is a default)
+	File    bool
+}
+
+// templated is one field of the task that may hold placeholders.
+type templated struct {
+	field  string // as spec names it: "args[2]", `environment["X"]`, "stdout", `files["in.txt"]`
+	pieces []piece
+	set    func(t *spec.Task, s string)
+}
+
+// Params returns a copy of the type's parameters by name.
+func (t *Type) Params() map[string]Param {
+	out := make(map[string]Param, len(t.params))
+	for k, v := range t.params {
+		out[k] = v
+	}
+	return out
+}
+
+// PassEnv returns the host environment variables a task of this type may
+// take (saltant's environment whitelist), sorted. A node passes only those
+// its own configuration also allows.
+func (t *Type) PassEnv() []string { return slices.Clone(t.passEnv) }
+
+// Parse reads a type's kolejka_task.json from data; file names it in errors.
+// The task part is read by spec, as strictly as any task. Besides it:
+//
+//	"params":   {"NAME": {"default": "STRING", "file": BOOL}, ...}
+//	"pass_env": ["VAR", ...]
+//
+// Parameter and variable names are identifiers; a file parameter has no
+// default; every placeholder names a declared parameter. The type must also
+// make a valid task (spec's Validate(Local)) with each value parameter at
+// its default or, lacking one, its own name, and each file parameter as a
+// file named "{NAME}". All problems come back at once, each a *spec.Error.
+func Parse(data []byte, file string) (*Type, error) {
+	task, err := spec.ParseTaskExtended(data, file, "params", "pass_env")
+	if err != nil {
+		return nil, err
+	}
+	p := problems{file: file}
+	t := &Type{file: file, template: task, params: map[string]Param{}}
+	keys, vals, err := members(data)
+	if err != nil { // spec read it, so only a reader disagreement lands here
+		p.add("", "%v", err)
+		return nil, p.err()
+	}
+	for i, k := range keys {
+		switch k {
+		case "params":
+			t.params = readParams(&p, vals[i])
+		case "pass_env":
+			t.passEnv = readPassEnv(&p, vals[i])
+		}
+	}
+	t.compile(&p)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	values, files := map[string]string{}, map[string]string{}
+	for name, prm := range t.params {
+		switch {
+		case prm.File:
+			files[name] = "{" + name + "}"
+		case prm.Default != nil:
+			values[name] = *prm.Default
+		default:
+			values[name] = name
+		}
+	}
+	if _, err := t.render(values, files); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func readParams(p *problems, raw json.RawMessage) map[string]Param {
+	out := map[string]Param{}
+	if isNull(raw) {
+		return out
+	}
+	names, vals, err := members(raw)
+	if err != nil {
+		p.add("params", "expected an object of parameters, got %s", describe(raw))
+		return out
+	}
+	for i, name := range names {
+		field := entry("params", name)
+		if _, dup := out[name]; dup {
+			p.add(field, "key given more than once")
+			continue
+		}
+		if !isIdentifier(name) {
+			p.add(field, "%q is not a parameter name: a letter or _ followed by letters, digits and _", name)
+			continue
+		}
+		out[name] = readParam(p, field, vals[i])
+	}
+	return out
+}
+
+func readParam(p *problems, field string, raw json.RawMessage) Param {
+	var prm Param
+	if isNull(raw) {
+		return prm
+	}
+	keys, vals, err := members(raw)
+	if err != nil {
+		p.add(field, "expected an object with default and/or file, got %s", describe(raw))
+		return prm
+	}
+	seen := map[string]bool{}
+	for i, k := range keys {
+		kf, v := field+"."+k, vals[i]
+		if seen[k] {
+			p.add(kf, "key given more than once")
+			continue
+		}
+		seen[k] = true
+		switch k {
+		case "default":
+			if isNull(v) {
+				continue
+			}
+			var s string
+			if v[0] != '"' || json.Unmarshal(v, &s) != nil {
+				p.add(kf, "expected a string, got %s", describe(v))
+				continue
+			}
+			prm.Default = &s
+		case "file":
+			switch string(v) {
+			case "true":
+				prm.File = true
+			case "false", "null":
+			default:
+				p.add(kf, "expected true or false, got %s", describe(v))
+			}
+		default:
+			p.add(kf, "unknown key (known keys: default, file)")
+		}
+	}
+	if prm.File && prm.Default != nil {
+		p.add(field+".default", "a file parameter has no default (the user always gives the file)")
+	}
+	return prm
+}
+
+func readPassEnv(p *problems, raw json.RawMessage) []string {
+	if isNull(raw) {
+		return nil
+	}
+	var list []json.RawMessage
+	if raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
+		p.add("pass_env", "expected a list of variable names, got %s", describe(raw))
+		return nil
+	}
+	var out []string
+	for i, v := range list {
+		field := "pass_env[" + strconv.Itoa(i) + "]"
+		var s string
+		if v[0] != '"' || json.Unmarshal(v, &s) != nil {
+			p.add(field, "expected a string, got %s", describe(v))
+			continue
+		}
+		switch {
+		case !isIdentifier(s):
+			p.add(field, "%q is not a variable name: a letter or _ followed by letters, digits and _", s)
+		case slices.Contains(out, s):
+			p.add(field, "%q is listed more than once", s)
+		default:
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// compile finds the templated fields of the task and checks that their
+// placeholders name declared parameters.
+func (t *Type) compile(p *problems) {
+	task := t.template
+	add := func(field, s string, set func(*spec.Task, string)) {
+		pieces, problem := compile(s)
+		if problem != "" {
+			p.add(field, "%s", problem)
+			return
+		}
+		for _, name := range params(pieces) {
+			if _, ok := t.params[name]; !ok {
+				p.add(field, "placeholder {%s} names no parameter (%s)", name, declared(t.params))
+			}
+		}
+		t.fields = append(t.fields, templated{field: field, pieces: pieces, set: set})
+	}
+	for i, a := range task.Args {
+		add("args["+strconv.Itoa(i)+"]", a, func(r *spec.Task, s string) { r.Args[i] = s })
+	}
+	for _, k := range sortedKeys(task.Environment) {
+		add(entry("environment", k), task.Environment[k], func(r *spec.Task, s string) { r.Environment[k] = s })
+	}
+	add("stdin", task.Stdin, func(r *spec.Task, s string) { r.Stdin = s })
+	add("stdout", task.Stdout, func(r *spec.Task, s string) { r.Stdout = s })
+	add("stderr", task.Stderr, func(r *spec.Task, s string) { r.Stderr = s })
+	// File names are set by render, which also checks that they stay apart.
+	for _, k := range sortedKeys(task.Files) {
+		add(entry("files", k), k, nil)
+	}
+}
+
+func declared(params map[string]Param) string {
+	if len(params) == 0 {
+		return "the type declares none"
+	}
+	return "declared: " + strings.Join(sortedKeys(params), ", ")
+}
+
+// members reads a JSON object's keys and raw values in order, repeated keys
+// included (encoding/json's maps would merge them).
+func members(raw []byte) ([]string, []json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, nil, errors.New("expected an object")
+	}
+	var keys []string
+	var vals []json.RawMessage
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, err
+		}
+		keys = append(keys, tok.(string))
+		vals = append(vals, v)
+	}
+	return keys, vals, nil
+}
+
+func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+// describe names a raw value's type for "expected X, got Y" messages.
+func describe(raw json.RawMessage) string {
+	switch {
+	case len(raw) == 0:
+		return "nothing"
+	case raw[0] == '{':
+		return "an object"
+	case raw[0] == '[':
+		return "a list"
+	case raw[0] == '"':
+		return "a string"
+	case raw[0] == 't' || raw[0] == 'f':
+		return "a boolean"
+	case raw[0] == 'n':
+		return "null"
+	}
+	return "the number " + string(raw)
+}
+
+// entry is spec's path of a free-form map's entry: files["in.txt"].
+func entry(parent, key string) string { return parent + "[" + strconv.Quote(key) + "]" }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// maxProblems caps the problems one call reports, as spec does.
+const maxProblems = 50
+
+// problems collects the *spec.Errors of one call.
+type problems struct {
+	file    string
+	list    []error
+	dropped int
+}
+
+func (p *problems) add(field, format string, args ...any) {
+	if len(p.list) >= maxProblems {
+		p.dropped++
+		return
+	}
+	p.list = append(p.list, &spec.Error{File: p.file, Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+func (p *problems) addErr(err error) {
+	if len(p.list) >= maxProblems {
+		p.dropped++
+		return
+	}
+	p.list = append(p.list, err)
+}
+
+func (p *problems) err() error {
+	switch {
+	case len(p.list) == 0:
+		return nil
+	case len(p.list) == 1 && p.dropped == 0:
+		return p.list[0]
+	}
+	list := p.list
+	if p.dropped > 0 {
+		list = append(list[:len(list):len(list)], &spec.Error{File: p.file, Problem: fmt.Sprintf("and %d more problems", p.dropped)})
+	}
+	return errors.Join(list...)
+}
