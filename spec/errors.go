@@ -54,6 +54,16 @@ func (p *problems) add(field, format string, args ...any) {
 	p.list = append(p.list, &Error{File: p.file, Field: field, Problem: fmt.Sprintf(format, args...)})
 }
 
+// addErr adds an error already made (one of this package's, naming its
+// own field), within the same cap.
+func (p *problems) addErr(err error) {
+	if len(p.list) >= maxProblems {
+		p.dropped++
+		return
+	}
+	p.list = append(p.list, err)
+}
+
 // err returns nil, the single *Error, or all of them joined.
 func (p *problems) err() error {
 	switch {
@@ -145,3 +155,21 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(rb)]
 }
+
+// Problems collects the *Errors found in one file as this package does: at
+// most 50, then a count of the rest, so that a hostile file yields a
+// readable error and bounded memory. Formats built on the task format
+// (task types) report through it, so that their errors read as spec's.
+type Problems struct{ p problems }
+
+// NewProblems starts collecting the problems of file.
+func NewProblems(file string) *Problems { return &Problems{problems{file: file}} }
+
+// Add records that field has the problem format describes.
+func (p *Problems) Add(field, format string, args ...any) { p.p.add(field, format, args...) }
+
+// AddError records an error already made, such as one of Validate's.
+func (p *Problems) AddError(err error) { p.p.addErr(err) }
+
+// Err returns nil, the single *Error, or all of them joined.
+func (p *Problems) Err() error { return p.p.err() }

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -414,5 +416,31 @@ func TestParseTaskExtended(t *testing.T) {
 		if _, err := ParseTaskExtended([]byte(bad), "t.json", "params"); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
+	}
+}
+
+// Problems reports as the package's own parsers do: one error alone, many
+// joined, and past the cap a count instead of the rest.
+func TestProblemsCap(t *testing.T) {
+	if err := NewProblems("f.json").Err(); err != nil {
+		t.Fatalf("no problems: %v", err)
+	}
+	one := NewProblems("f.json")
+	one.Add("args", "bad %d", 1)
+	var e *Error
+	if err := one.Err(); !errors.As(err, &e) || err.Error() != "f.json: args: bad 1" {
+		t.Fatalf("one problem: %v", err)
+	}
+	many := NewProblems("f.json")
+	for i := range 60 {
+		many.Add(fmt.Sprintf("k%d", i), "bad")
+	}
+	many.AddError(&Error{File: "f.json", Field: "x", Problem: "late"})
+	msg := many.Err().Error()
+	if n := strings.Count(msg, ": bad"); n != 50 {
+		t.Errorf("%d problems reported, want the cap of 50", n)
+	}
+	if !strings.Contains(msg, "and 11 more problems") || strings.Contains(msg, "late") {
+		t.Errorf("past the cap: %q", msg)
 	}
 }

@@ -6,6 +6,8 @@ package tasktype
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -39,36 +41,36 @@ type Origin struct {
 // The task returned passes Validate(Local); a server sets the blob
 // references of its files before storing it.
 func (t *Type) Render(values, files map[string]string) (*spec.Task, *Origin, error) {
-	p := problems{file: t.file}
-	for _, name := range sortedKeys(values) {
+	p := spec.NewProblems(t.file)
+	for _, name := range slices.Sorted(maps.Keys(values)) {
 		prm, ok := t.params[name]
 		switch {
 		case !ok:
-			p.add(entry("params", name), "unknown parameter (%s)", declared(t.params))
+			p.Add(entry("params", name), "unknown parameter (%s)", declared(t.params))
 		case prm.File:
-			p.add(entry("params", name), "is a file parameter: give it a file, not a value")
+			p.Add(entry("params", name), "is a file parameter: give it a file, not a value")
 		case !utf8.ValidString(values[name]):
-			p.add(entry("params", name), "the value is not valid UTF-8")
+			p.Add(entry("params", name), "the value is not valid UTF-8")
 		}
 	}
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		prm, ok := t.params[name]
 		switch {
 		case !ok:
-			p.add(entry("params", name), "unknown parameter (%s)", declared(t.params))
+			p.Add(entry("params", name), "unknown parameter (%s)", declared(t.params))
 		case !prm.File:
-			p.add(entry("params", name), "is a value parameter: give it a value, not a file")
+			p.Add(entry("params", name), "is a value parameter: give it a value, not a file")
 		case !utf8.ValidString(files[name]):
-			p.add(entry("params", name), "the file name is not valid UTF-8")
+			p.Add(entry("params", name), "the file name is not valid UTF-8")
 		}
 	}
 	effective := map[string]string{}
 	origin := &Origin{Type: t.Name, Version: t.Version, PassEnv: t.PassEnv()}
-	for _, name := range sortedKeys(t.params) {
+	for _, name := range slices.Sorted(maps.Keys(t.params)) {
 		prm := t.params[name]
 		if prm.File {
 			if _, ok := files[name]; !ok {
-				p.add(entry("params", name), "missing (a file parameter: give it a file)")
+				p.Add(entry("params", name), "missing (a file parameter: give it a file)")
 			}
 			continue
 		}
@@ -77,12 +79,12 @@ func (t *Type) Render(values, files map[string]string) (*spec.Task, *Origin, err
 			v, ok = *prm.Default, true
 		}
 		if !ok {
-			p.add(entry("params", name), "missing (required: it has no default)")
+			p.Add(entry("params", name), "missing (required: it has no default)")
 			continue
 		}
 		effective[name] = v
 	}
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, nil, err
 	}
 	if len(effective) > 0 {
@@ -106,7 +108,7 @@ func (t *Type) Render(values, files map[string]string) (*spec.Task, *Origin, err
 // parameters → file names) and validates it, naming the parameters behind
 // each problem.
 func (t *Type) render(values, files map[string]string) (*spec.Task, error) {
-	p := problems{file: t.file}
+	p := spec.NewProblems(t.file)
 	all := map[string]string{}
 	for k, v := range values {
 		all[k] = v
@@ -139,17 +141,17 @@ func (t *Type) render(values, files map[string]string) (*spec.Task, error) {
 		orig, _ = strconv.Unquote(orig)
 		if other, dup := from[s]; dup {
 			used := append(params(f.pieces), trace[entry("files", s)]...)
-			p.addErr(traced(t.file, entry("files", s), fmt.Sprintf("files %q and %q both become %q", other, orig, s), used, all))
+			p.AddError(traced(t.file, entry("files", s), fmt.Sprintf("files %q and %q both become %q", other, orig, s), used, all))
 			continue
 		}
 		from[s] = orig
 		renderedFiles[s] = task.Files[orig]
 		trace[entry("files", s)] = params(f.pieces)
 	}
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		fname := files[name]
 		if orig, dup := from[fname]; dup {
-			p.add(entry("params", name), "file %q clashes with the type's file %q", fname, orig)
+			p.Add(entry("params", name), "file %q clashes with the type's file %q", fname, orig)
 			continue
 		}
 		from[fname] = "{" + name + "}"
@@ -157,7 +159,7 @@ func (t *Type) render(values, files map[string]string) (*spec.Task, error) {
 		trace[entry("files", fname)] = []string{name}
 	}
 	task.Files = renderedFiles
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	if err := task.Validate(spec.Local); err != nil {
@@ -170,9 +172,9 @@ func (t *Type) render(values, files map[string]string) (*spec.Task, error) {
 				continue
 			}
 			blamed[field] = field != ""
-			p.addErr(err)
+			p.AddError(err)
 		}
-		return nil, p.err()
+		return nil, p.Err()
 	}
 	return task, nil
 }

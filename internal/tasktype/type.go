@@ -7,7 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,23 +74,23 @@ func Parse(data []byte, file string) (*Type, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := problems{file: file}
+	p := spec.NewProblems(file)
 	t := &Type{file: file, template: task, params: map[string]Param{}}
 	keys, vals, err := members(data)
 	if err != nil { // spec read it, so only a reader disagreement lands here
-		p.add("", "%v", err)
-		return nil, p.err()
+		p.Add("", "%v", err)
+		return nil, p.Err()
 	}
 	for i, k := range keys {
 		switch k {
 		case "params":
-			t.params = readParams(&p, vals[i])
+			t.params = readParams(p, vals[i])
 		case "pass_env":
-			t.passEnv = readPassEnv(&p, vals[i])
+			t.passEnv = readPassEnv(p, vals[i])
 		}
 	}
-	t.compile(&p)
-	if err := p.err(); err != nil {
+	t.compile(p)
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	values, files := map[string]string{}, map[string]string{}
@@ -110,24 +110,24 @@ func Parse(data []byte, file string) (*Type, error) {
 	return t, nil
 }
 
-func readParams(p *problems, raw json.RawMessage) map[string]Param {
+func readParams(p *spec.Problems, raw json.RawMessage) map[string]Param {
 	out := map[string]Param{}
 	if isNull(raw) {
 		return out
 	}
 	names, vals, err := members(raw)
 	if err != nil {
-		p.add("params", "expected an object of parameters, got %s", describe(raw))
+		p.Add("params", "expected an object of parameters, got %s", describe(raw))
 		return out
 	}
 	for i, name := range names {
 		field := entry("params", name)
 		if _, dup := out[name]; dup {
-			p.add(field, "key given more than once")
+			p.Add(field, "key given more than once")
 			continue
 		}
 		if !isIdentifier(name) {
-			p.add(field, "%q is not a parameter name: a letter or _ followed by letters, digits and _", name)
+			p.Add(field, "%q is not a parameter name: a letter or _ followed by letters, digits and _", name)
 			continue
 		}
 		out[name] = readParam(p, field, vals[i])
@@ -135,21 +135,21 @@ func readParams(p *problems, raw json.RawMessage) map[string]Param {
 	return out
 }
 
-func readParam(p *problems, field string, raw json.RawMessage) Param {
+func readParam(p *spec.Problems, field string, raw json.RawMessage) Param {
 	var prm Param
 	if isNull(raw) {
 		return prm
 	}
 	keys, vals, err := members(raw)
 	if err != nil {
-		p.add(field, "expected an object with default and/or file, got %s", describe(raw))
+		p.Add(field, "expected an object with default and/or file, got %s", describe(raw))
 		return prm
 	}
 	seen := map[string]bool{}
 	for i, k := range keys {
 		kf, v := field+"."+k, vals[i]
 		if seen[k] {
-			p.add(kf, "key given more than once")
+			p.Add(kf, "key given more than once")
 			continue
 		}
 		seen[k] = true
@@ -160,7 +160,7 @@ func readParam(p *problems, field string, raw json.RawMessage) Param {
 			}
 			var s string
 			if v[0] != '"' || json.Unmarshal(v, &s) != nil {
-				p.add(kf, "expected a string, got %s", describe(v))
+				p.Add(kf, "expected a string, got %s", describe(v))
 				continue
 			}
 			prm.Default = &s
@@ -170,25 +170,25 @@ func readParam(p *problems, field string, raw json.RawMessage) Param {
 				prm.File = true
 			case "false", "null":
 			default:
-				p.add(kf, "expected true or false, got %s", describe(v))
+				p.Add(kf, "expected true or false, got %s", describe(v))
 			}
 		default:
-			p.add(kf, "unknown key (known keys: default, file)")
+			p.Add(kf, "unknown key (known keys: default, file)")
 		}
 	}
 	if prm.File && prm.Default != nil {
-		p.add(field+".default", "a file parameter has no default (the user always gives the file)")
+		p.Add(field+".default", "a file parameter has no default (the user always gives the file)")
 	}
 	return prm
 }
 
-func readPassEnv(p *problems, raw json.RawMessage) []string {
+func readPassEnv(p *spec.Problems, raw json.RawMessage) []string {
 	if isNull(raw) {
 		return nil
 	}
 	var list []json.RawMessage
 	if raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
-		p.add("pass_env", "expected a list of variable names, got %s", describe(raw))
+		p.Add("pass_env", "expected a list of variable names, got %s", describe(raw))
 		return nil
 	}
 	var out []string
@@ -196,14 +196,14 @@ func readPassEnv(p *problems, raw json.RawMessage) []string {
 		field := "pass_env[" + strconv.Itoa(i) + "]"
 		var s string
 		if v[0] != '"' || json.Unmarshal(v, &s) != nil {
-			p.add(field, "expected a string, got %s", describe(v))
+			p.Add(field, "expected a string, got %s", describe(v))
 			continue
 		}
 		switch {
 		case !isIdentifier(s):
-			p.add(field, "%q is not a variable name: a letter or _ followed by letters, digits and _", s)
+			p.Add(field, "%q is not a variable name: a letter or _ followed by letters, digits and _", s)
 		case slices.Contains(out, s):
-			p.add(field, "%q is listed more than once", s)
+			p.Add(field, "%q is listed more than once", s)
 		default:
 			out = append(out, s)
 		}
@@ -214,17 +214,17 @@ func readPassEnv(p *problems, raw json.RawMessage) []string {
 
 // compile finds the templated fields of the task and checks that their
 // placeholders name declared parameters.
-func (t *Type) compile(p *problems) {
+func (t *Type) compile(p *spec.Problems) {
 	task := t.template
 	add := func(field, s string, set func(*spec.Task, string)) {
 		pieces, problem := compile(s)
 		if problem != "" {
-			p.add(field, "%s", problem)
+			p.Add(field, "%s", problem)
 			return
 		}
 		for _, name := range params(pieces) {
 			if _, ok := t.params[name]; !ok {
-				p.add(field, "placeholder {%s} names no parameter (%s)", name, declared(t.params))
+				p.Add(field, "placeholder {%s} names no parameter (%s)", name, declared(t.params))
 			}
 		}
 		t.fields = append(t.fields, templated{field: field, pieces: pieces, set: set})
@@ -232,14 +232,14 @@ func (t *Type) compile(p *problems) {
 	for i, a := range task.Args {
 		add("args["+strconv.Itoa(i)+"]", a, func(r *spec.Task, s string) { r.Args[i] = s })
 	}
-	for _, k := range sortedKeys(task.Environment) {
+	for _, k := range slices.Sorted(maps.Keys(task.Environment)) {
 		add(entry("environment", k), task.Environment[k], func(r *spec.Task, s string) { r.Environment[k] = s })
 	}
 	add("stdin", task.Stdin, func(r *spec.Task, s string) { r.Stdin = s })
 	add("stdout", task.Stdout, func(r *spec.Task, s string) { r.Stdout = s })
 	add("stderr", task.Stderr, func(r *spec.Task, s string) { r.Stderr = s })
 	// File names are set by render, which also checks that they stay apart.
-	for _, k := range sortedKeys(task.Files) {
+	for _, k := range slices.Sorted(maps.Keys(task.Files)) {
 		add(entry("files", k), k, nil)
 	}
 }
@@ -248,7 +248,7 @@ func declared(params map[string]Param) string {
 	if len(params) == 0 {
 		return "the type declares none"
 	}
-	return "declared: " + strings.Join(sortedKeys(params), ", ")
+	return "declared: " + strings.Join(slices.Sorted(maps.Keys(params)), ", ")
 }
 
 // members reads a JSON object's keys and raw values in order, repeated keys
@@ -298,52 +298,3 @@ func describe(raw json.RawMessage) string {
 
 // entry is spec's path of a free-form map's entry: files["in.txt"].
 func entry(parent, key string) string { return parent + "[" + strconv.Quote(key) + "]" }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// maxProblems caps the problems one call reports, as spec does.
-const maxProblems = 50
-
-// problems collects the *spec.Errors of one call.
-type problems struct {
-	file    string
-	list    []error
-	dropped int
-}
-
-func (p *problems) add(field, format string, args ...any) {
-	if len(p.list) >= maxProblems {
-		p.dropped++
-		return
-	}
-	p.list = append(p.list, &spec.Error{File: p.file, Field: field, Problem: fmt.Sprintf(format, args...)})
-}
-
-func (p *problems) addErr(err error) {
-	if len(p.list) >= maxProblems {
-		p.dropped++
-		return
-	}
-	p.list = append(p.list, err)
-}
-
-func (p *problems) err() error {
-	switch {
-	case len(p.list) == 0:
-		return nil
-	case len(p.list) == 1 && p.dropped == 0:
-		return p.list[0]
-	}
-	list := p.list
-	if p.dropped > 0 {
-		list = append(list[:len(list):len(list)], &spec.Error{File: p.file, Problem: fmt.Sprintf("and %d more problems", p.dropped)})
-	}
-	return errors.Join(list...)
-}
