@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -116,26 +116,5 @@ func TestRequestsKeepTheirBytes(t *testing.T) {
 	}
 	got["dequeue-kolejka"] = plain.take(t, "/queue/dequeue/")
 
-	if *update {
-		if err := os.MkdirAll(requestsDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, body := range got {
-		path := filepath.Join(requestsDir, name+".json")
-		if *update {
-			if err := os.WriteFile(path, append(body, '\n'), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		if want = bytes.TrimSuffix(want, []byte("\n")); !bytes.Equal(body, want) {
-			t.Errorf("%s request changed:\n got %s\nwant %s", name, body, want)
-		}
-	}
+	testenv.Golden(t, requestsDir, got, *update, "request")
 }

@@ -1,13 +1,13 @@
 package server_test
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"testing"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite ../../api/testdata/answers/*.json from the server's current answers")
@@ -102,26 +102,5 @@ func TestAnswersKeepTheirBytes(t *testing.T) {
 	alice.upload(spare)
 	record("blob-delete", max.do("DELETE", "/blob/blob/"+sha(spare)+"/", nil))
 
-	if *update {
-		if err := os.MkdirAll(answersDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, body := range got {
-		path := filepath.Join(answersDir, name+".json")
-		if *update {
-			if err := os.WriteFile(path, append(body, '\n'), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		if want = bytes.TrimSuffix(want, []byte("\n")); !bytes.Equal(body, want) {
-			t.Errorf("%s answer changed:\n got %s\nwant %s", name, body, want)
-		}
-	}
+	testenv.Golden(t, answersDir, got, *update, "answer")
 }
