@@ -12,7 +12,8 @@
 //	          or Abort, which removes the temporary file and leaves the
 //	          target as it was.
 //
-// WriteFile does all three for content already in memory.
+// WriteFile does all three for content already in memory; WriteFileUnsynced
+// does them without the syncs, for records whose loss costs little.
 package atomicfile
 
 import (
@@ -56,13 +57,16 @@ func (f *File) Path() string { return f.path }
 
 // Commit makes the written content the file at Path, durably. On an error
 // the temporary file is removed and the target is as it was.
-func (f *File) Commit() error {
+func (f *File) Commit() error { return f.commit(true) }
+
+// commit puts the content in place; durable also waits for the disk.
+func (f *File) commit(durable bool) error {
 	if f.done {
 		return fmt.Errorf("unable to write %s: %w", f.path, fs.ErrClosed)
 	}
 	f.done = true
 	err := f.Chmod(f.perm)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.File.Close(); err == nil {
@@ -74,6 +78,9 @@ func (f *File) Commit() error {
 	if err != nil {
 		_ = os.Remove(f.Name())
 		return fmt.Errorf("unable to write %s: %w", f.path, err)
+	}
+	if !durable {
+		return nil
 	}
 	return SyncDir(filepath.Dir(f.path))
 }
@@ -98,6 +105,20 @@ func (f *File) Close() error {
 
 // WriteFile replaces path with data, durably and atomically.
 func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	return writeFile(path, data, perm, true)
+}
+
+// WriteFileUnsynced replaces path with data atomically for readers, without
+// waiting for the disk: after a crash the file may hold the old content or
+// the new, or be torn. It is for a record on a hot path whose loss costs
+// little (a cache's order of eviction), where an fsync of the file and its
+// folder on every write is not worth paying; its reader must cope with a
+// torn file.
+func WriteFileUnsynced(path string, data []byte, perm fs.FileMode) error {
+	return writeFile(path, data, perm, false)
+}
+
+func writeFile(path string, data []byte, perm fs.FileMode, durable bool) error {
 	f, err := Create(path, perm)
 	if err != nil {
 		return err
@@ -106,7 +127,7 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("unable to write %s: %w", path, err)
 	}
-	return f.Commit()
+	return f.commit(durable)
 }
 
 // Rename moves oldpath to newpath and syncs the folder of newpath (and of

@@ -199,14 +199,16 @@ func (c *ImageCache) Enforce(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// save replaces the record atomically and durably (a reader, and the node
-// after a crash, sees the old or the new one). Called with c.mu held.
+// save replaces the record atomically, without waiting for the disk: it
+// runs at every task's start, and a record a crash loses or tears only
+// loses the order of eviction (OpenImageCache starts a new one). Called
+// with c.mu held.
 func (c *ImageCache) save() error {
 	data, err := json.Marshal(imageUseFile{LastUse: c.lastUse})
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(c.file, data, 0o600)
+	return atomicfile.WriteFileUnsynced(c.file, data, 0o600)
 }
 
 // RuncImages is the runc runtime's local image store as an ImageStore.
