@@ -9,7 +9,7 @@ import (
 )
 
 func taskKeys() []string {
-	return []string{"args", "callback_url", "collect", "environment", "exclusive", "files", "id", "image", "limits", "requires", "stderr", "stdin", "stdout"}
+	return []string{"args", "callback_url", "collect", "environment", "exclusive", "files", "id", "image", "limits", "queue", "requires", "stderr", "stdin", "stdout"}
 }
 
 func fileSpecKeys() []string { return []string{"path", "reference"} }
@@ -61,6 +61,7 @@ func (d *decoder) taskWithKeys(n *node, keys []string) *Task {
 		Files:       d.files(m.at("files")),
 		Collect:     d.collect(m.at("collect")),
 		CallbackURL: d.str(m.at("callback_url")),
+		Queue:       d.str(m.at("queue")),
 	}
 }
 
@@ -164,6 +165,7 @@ func (t *Task) Encode() ([]byte, error) {
 	putString(o, "stdout", t.Stdout)
 	putString(o, "stderr", t.Stderr)
 	putString(o, "callback_url", t.CallbackURL)
+	putString(o, "queue", t.Queue)
 	return encodeFile(TaskFile, o)
 }
 

@@ -40,6 +40,9 @@ type Task struct {
 	Files       map[string]File
 	Collect     []Collect
 	CallbackURL string
+	// Queue names the server queue the task waits in (our extension key
+	// "queue"); "" is the default queue, the only one Kolejka knows.
+	Queue string
 }
 
 // File is one entry of a task's or result's "files": a local Path (relative

@@ -108,6 +108,11 @@ func (t *Task) Validate(mode ValidateMode) error {
 			p.add("callback_url", "%s", problem)
 		}
 	}
+	if t.Queue != "" {
+		if err := CheckName(t.Queue); err != nil {
+			p.add("queue", "%v", err)
+		}
+	}
 	return p.err()
 }
 

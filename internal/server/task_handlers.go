@@ -16,12 +16,16 @@ package server
 //	DELETE      its owner, managers
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/auth"
 	"github.com/kolejka-go/kolejka/internal/server/store"
+	"github.com/kolejka-go/kolejka/internal/tasktype"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -35,39 +39,55 @@ func (s *Server) handleTaskNew(w http.ResponseWriter, r *http.Request) {
 		fail(w, "%v", err)
 		return
 	}
+	desc, err := s.submit(r.Context(), u, t, nil)
+	if s.answerSubmit(w, r, err) {
+		ok(w, &api.NewTaskAnswer{Task: desc})
+	}
+}
+
+// refusal is a submission the server refuses: its message is the FAIL's.
+type refusal struct{ msg string }
+
+func (e *refusal) Error() string { return e.msg }
+
+func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(format, args...)} }
+
+// submit checks and records task t for user u, as every way of submitting
+// (a posted task, a rendered type, a clone) does; origin, if not nil, is
+// what it was rendered from. It returns the stored description. Errors
+// the user caused are *refusal.
+func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin *tasktype.Origin) ([]byte, error) {
 	// The server names the task; whatever id it carried is replaced, so a
 	// client cannot pick (or collide with) another task's key.
 	t.ID = auth.RandomKey(16)
 	if err := t.Validate(spec.Server); err != nil {
-		fail(w, "%v", err)
-		return
+		return nil, &refusal{err.Error()}
 	}
 	if err := unrunnableLimits(t.Limits, "limits"); err != nil {
 		// Accepted, it would fail on its node (SE) after waiting its turn.
-		fail(w, "%s: %v", spec.TaskFile, err)
-		return
+		return nil, refuse("%s: %v", spec.TaskFile, err)
 	}
 	files := references(t.Files)
 	t.Limits = t.Limits.Merge(s.cfg.Limits)
 	if t.CallbackURL != "" && !s.callbackAllowed(t.CallbackURL) {
 		if len(s.cfg.CallbackHosts) == 0 {
-			fail(w, "%s: callback_url: this server delivers no callbacks (no callback hosts are allowed)", spec.TaskFile)
-		} else {
-			fail(w, "%s: callback_url: the host of %q is not among the allowed callback hosts", spec.TaskFile, t.CallbackURL)
+			return nil, refuse("%s: callback_url: this server delivers no callbacks (no callback hosts are allowed)", spec.TaskFile)
 		}
-		return
+		return nil, refuse("%s: callback_url: the host of %q is not among the allowed callback hosts", spec.TaskFile, t.CallbackURL)
+	}
+	queue := t.Queue
+	if queue == "" {
+		queue = spec.DefaultQueue
 	}
 	desc, err := t.Encode()
 	if err != nil {
-		fail(w, "%v", err)
-		return
+		return nil, &refusal{err.Error()}
 	}
 	limits, err := t.Limits.MarshalJSON()
 	if err != nil {
-		fail(w, "%v", err)
-		return
+		return nil, &refusal{err.Error()}
 	}
-	_, err = s.db.InsertTask(r.Context(), store.NewTask{
+	nt := store.NewTask{
 		Key:         t.ID,
 		Owner:       u.ID,
 		ReadAll:     u.Roles.Any(store.RoleInspector | store.RoleManager),
@@ -77,19 +97,40 @@ func (s *Server) handleTaskNew(w http.ResponseWriter, r *http.Request) {
 		Exclusive:   t.Exclusive != nil && *t.Exclusive,
 		CallbackURL: t.CallbackURL,
 		Files:       files,
+		Queue:       queue,
 		Now:         s.now(),
-	})
+	}
+	if origin != nil {
+		nt.TypeName = origin.Type
+		if nt.Origin, err = json.Marshal(origin); err != nil {
+			return nil, fmt.Errorf("unable to encode the task's origin: %w", err)
+		}
+	}
+	_, err = s.db.InsertTask(ctx, nt)
 	var fe store.FileErrors
 	if errors.As(err, &fe) {
-		fail(w, "%s: %v", spec.TaskFile, fe)
-		return
+		return nil, refuse("%s: %v", spec.TaskFile, fe)
 	}
 	if err != nil {
-		s.internal(w, r, err)
-		return
+		return nil, err
 	}
 	s.queue.Signal()
-	ok(w, &api.NewTaskAnswer{Task: desc})
+	return desc, nil
+}
+
+// answerSubmit answers a failed submission (a FAIL for a refusal, 500
+// otherwise) and reports whether err was nil.
+func (s *Server) answerSubmit(w http.ResponseWriter, r *http.Request, err error) bool {
+	var re *refusal
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &re):
+		fail(w, "%s", re.msg)
+	default:
+		s.internal(w, r, err)
+	}
+	return false
 }
 
 // references drops the local paths of a posted task's or result's files

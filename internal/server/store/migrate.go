@@ -20,6 +20,9 @@ const (
 	stateQueued   = 0 // waiting for a node
 	stateAssigned = 1 // handed to a node, lease running
 	stateDone     = 2 // a result was accepted (it may have been deleted since)
+	// stateCancelled: its owner or a manager cancelled it; it is never
+	// handed out again and takes no result.
+	stateCancelled = 3
 )
 
 var migrations = []string{
@@ -204,6 +207,60 @@ CREATE INDEX tokens_expire ON tokens(time_expire);
 	// references by age.
 	`
 CREATE INDEX refs_create ON refs(time_create);
+`,
+	// 8: named queues, task types and the task lifecycle.
+	//
+	// queues: one row per queue; submitters and nodes are JSON lists of
+	// user names (empty: anyone); a task's queue is its name, so removing a
+	// queue is refused while tasks wait in it (checked by the store, no
+	// foreign key, so that the default queue's row needs no migration of
+	// old tasks). tasks_queue_wait serves a dequeue per queue in queue
+	// order; tasks_owner serves `task ls`, newest first.
+	//
+	// types: every version of every task type; a name belongs to the user
+	// who first put it (names are global, so `--type NAME` is never
+	// ambiguous). description is the type's kolejka_task.json as parsed
+	// and re-encoded; type_files hold its files' references.
+	//
+	// tasks.type_name and tasks.origin (tasktype.Origin as JSON) record
+	// what a task was rendered from; time_finish when it got its result or
+	// was cancelled.
+	`
+CREATE TABLE queues (
+	name        TEXT    PRIMARY KEY,
+	private     INTEGER NOT NULL DEFAULT 0,
+	submitters  TEXT    NOT NULL DEFAULT '[]',
+	nodes       TEXT    NOT NULL DEFAULT '[]',
+	priority    INTEGER NOT NULL DEFAULT 0,
+	paused      INTEGER NOT NULL DEFAULT 0,
+	time_create INTEGER NOT NULL
+);
+INSERT INTO queues (name, time_create) VALUES ('default', 0);
+ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE tasks ADD COLUMN type_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN origin BLOB;
+ALTER TABLE tasks ADD COLUMN time_finish INTEGER;
+UPDATE tasks SET time_finish = (SELECT r.time_create FROM results r WHERE r.task_id = tasks.id) WHERE state = 2;
+CREATE INDEX tasks_queue_wait ON tasks(queue, state, id);
+CREATE INDEX tasks_owner ON tasks(user_id, id);
+INSERT INTO task_counts (state, n) VALUES (3, 0);
+CREATE TABLE types (
+	id          INTEGER PRIMARY KEY,
+	user_id     INTEGER NOT NULL REFERENCES users(id),
+	name        TEXT    NOT NULL,
+	version     INTEGER NOT NULL,
+	public      INTEGER NOT NULL DEFAULT 0,
+	description BLOB    NOT NULL,
+	time_create INTEGER NOT NULL,
+	UNIQUE (name, version)
+);
+CREATE TABLE type_files (
+	type_id INTEGER NOT NULL REFERENCES types(id) ON DELETE CASCADE,
+	name    TEXT    NOT NULL,
+	ref     TEXT    NOT NULL REFERENCES refs(key),
+	PRIMARY KEY (type_id, name)
+);
+CREATE INDEX type_files_ref ON type_files(ref);
 `,
 }
 

@@ -179,6 +179,10 @@ func TestTokenMigration(t *testing.T) {
 	s := open(t, path)
 	// Back to schema 5 with the token table of then.
 	for _, q := range []string{
+		`DROP TABLE type_files`, `DROP TABLE types`, `DROP TABLE queues`, `DELETE FROM task_counts WHERE state = 3`,
+		`DROP INDEX tasks_queue_wait`, `DROP INDEX tasks_owner`,
+		`ALTER TABLE tasks DROP COLUMN queue`, `ALTER TABLE tasks DROP COLUMN type_name`,
+		`ALTER TABLE tasks DROP COLUMN origin`, `ALTER TABLE tasks DROP COLUMN time_finish`,
 		`DROP INDEX tokens_id`, `DROP INDEX tokens_user`, `DROP INDEX tokens_expire`, `DROP INDEX refs_create`,
 		`ALTER TABLE tokens DROP COLUMN id`, `ALTER TABLE tokens DROP COLUMN prefix`,
 		`ALTER TABLE tokens DROP COLUMN time_expire`, `ALTER TABLE tokens DROP COLUMN time_used`,

@@ -11,6 +11,7 @@ package store
 // result too; the references it used stay with their owners.
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -87,6 +88,9 @@ type NewTask struct {
 	Exclusive   bool
 	CallbackURL string
 	Files       map[string]string // file name → reference key
+	Queue       string            // the queue's name ("" is the default queue)
+	TypeName    string            // the task type it was rendered from, if any
+	Origin      []byte            // tasktype.Origin as JSON, with TypeName
 	Now         time.Time
 }
 
@@ -149,9 +153,11 @@ func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 			return err
 		}
 		err := tx.QueryRowContext(ctx, `
-			INSERT INTO tasks (key, user_id, description, limits, requires, exclusive, callback_url, state, time_create, time_queued)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			t.Key, t.Owner, t.Description, t.Limits, string(requires), t.Exclusive, t.CallbackURL, stateQueued, us(t.Now), us(t.Now)).Scan(&id)
+			INSERT INTO tasks (key, user_id, description, limits, requires, exclusive, callback_url, state, time_create, time_queued,
+				queue, type_name, origin)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			t.Key, t.Owner, t.Description, t.Limits, string(requires), t.Exclusive, t.CallbackURL, stateQueued, us(t.Now), us(t.Now),
+			cmp.Or(t.Queue, "default"), t.TypeName, t.Origin).Scan(&id)
 		if isUnique(err) {
 			return fmt.Errorf("unable to record task %s: %w", t.Key, ErrExists)
 		}
