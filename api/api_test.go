@@ -35,7 +35,7 @@ func answers() map[string]any {
 		"fail":      api.Fail("invalid username or password"),
 		"settings": api.OK(&api.SettingsAnswer{Settings: api.Settings{
 			BlobHashAlgorithm: "sha256",
-			Extensions:        []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease},
+			Extensions:        []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtTypes},
 			LeaseTime:         "60.0s",
 			MaxResultBody:     "16777216b",
 			MaxWait:           "60.0s",

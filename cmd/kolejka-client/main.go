@@ -44,6 +44,8 @@ func app() *cli.App {
 	return &cli.App{
 		Name:  "kolejka-client",
 		Usage: "use a Kolejka server: blobs, tasks, results, execute",
+		// -p NAME=a,b is one value (type.go).
+		DisableSliceFlagSeparator: true,
 		Flags: append(cliexit.LogFlags(), settings.Flags(append([]settings.Setting{
 			settings.File(new(string), fileEnv),
 			settings.Config(new(string), sectionEnv),

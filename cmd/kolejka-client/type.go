@@ -132,28 +132,20 @@ func typeRemove(ctx context.Context, c *cli.Context, cl *client.Client) error {
 func typeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "type", Usage: "submit a task made from type `NAME` (no TASK_DIR then)"},
-		&cli.GenericFlag{Name: "param", Aliases: []string{"p"}, Value: &pairs{}, Usage: "with --type: a value parameter, `NAME=VALUE` (repeat for more)"},
-		&cli.GenericFlag{Name: "file", Aliases: []string{"f"}, Value: &pairs{}, Usage: "with --type: a file parameter, `NAME=PATH` of a local file (repeat for more)"},
+		// Read (and refused) when the command runs, so that a malformed
+		// one exits 2; a value is taken whole, commas and all (the app
+		// sets DisableSliceFlagSeparator).
+		&cli.StringSliceFlag{Name: "param", Aliases: []string{"p"}, Usage: "with --type: a value parameter, `NAME=VALUE` (repeat for more)"},
+		&cli.StringSliceFlag{Name: "file", Aliases: []string{"f"}, Usage: "with --type: a file parameter, `NAME=PATH` of a local file (repeat for more)"},
 	}
 }
-
-// pairs collects the NAME=VALUE options as written: they are read (and
-// refused) when the command runs, so that a malformed one exits 2.
-type pairs struct{ list []string }
-
-func (p *pairs) Set(s string) error { p.list = append(p.list, s); return nil }
-func (p *pairs) String() string     { return strings.Join(p.list, " ") }
 
 // typeOptions reads --param and --file: a usage error naming the option
 // for one without "=", an empty name, or a name given twice.
 func typeOptions(c *cli.Context) (values, files map[string]string, err error) {
 	read := func(flag string) (map[string]string, error) {
 		out := map[string]string{}
-		p, _ := c.Generic(flag).(*pairs)
-		if p == nil {
-			return out, nil
-		}
-		for _, s := range p.list {
+		for _, s := range c.StringSlice(flag) {
 			name, value, found := strings.Cut(s, "=")
 			if !found || name == "" {
 				return nil, cliexit.UsageError("--%s %q: expected NAME=VALUE", flag, s)
