@@ -174,9 +174,9 @@ func (s *Server) handleTypePut(w http.ResponseWriter, r *http.Request) {
 }
 
 // typeOf finds the type a request names (path value "name", version from
-// ?version= or the argument), for a signed-in caller who may use it. On
-// failure it has answered (403 not signed in, 404, FAIL for a bad
-// version, 500) and returns a nil user.
+// ?version= or else the argument, 0 for the latest) for u, who must be
+// allowed to use it. On failure it has answered (404, FAIL for a bad
+// version, 500) and returns false.
 func (s *Server) typeOf(w http.ResponseWriter, r *http.Request, u *store.User, version int) (store.TypeRow, bool) {
 	if v := r.URL.Query().Get("version"); v != "" {
 		n, err := strconv.Atoi(v)
