@@ -35,7 +35,7 @@ func answers() map[string]any {
 		"fail":      api.Fail("invalid username or password"),
 		"settings": api.OK(&api.SettingsAnswer{Settings: api.Settings{
 			BlobHashAlgorithm: "sha256",
-			Extensions:        []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease},
+			Extensions:        []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtTypes},
 			LeaseTime:         "60.0s",
 			MaxResultBody:     "16777216b",
 			MaxWait:           "60.0s",
@@ -64,7 +64,28 @@ func answers() map[string]any {
 		"heartbeat-none":    api.OK(&api.HeartbeatAnswer{Lease: "60.0s", Lost: []string{}, Tasks: []string{}}),
 		"release":           api.OK(&api.ReleaseAnswer{Lost: []string{"KEY1"}, Released: []string{"KEY2"}}),
 		"release-none":      api.OK(&api.ReleaseAnswer{Lost: []string{}, Released: []string{}}),
+		"type-put":          api.OK(&api.TypePutAnswer{Name: "echo", Version: 1}),
+		"types":             api.OK(&api.TypesAnswer{Types: []api.TypeInfo{typeInfo()}}),
+		"type-get":          api.OK(&api.TypeAnswer{Info: typeInfo(), Type: json.RawMessage(storedType)}),
+		"type-task":         api.OK(&api.NewTaskAnswer{Task: json.RawMessage(typeTask)}),
+		"dequeue-pass-env": api.OK(&api.DequeueAnswer{PassEnv: map[string][]string{"KEY1": {"LANG"}},
+			Tasks: []json.RawMessage{json.RawMessage(typeTaskDequeued)}}),
+		"type-delete": deleted(),
 	}
+}
+
+// The task type of the recorded walk, as the server stored it, and the
+// task made from it, as stored and as handed to a node.
+const (
+	storedType       = `{"args":["sh","run.sh","{n}"],"files":{"run.sh":{"path":"run.sh","reference":"KEY1"}},"image":"busybox:latest","params":{"n":{"default":"1"}},"pass_env":["LANG"]}`
+	typeTask         = `{"args":["sh","run.sh","2"],"collect":[],"environment":{},"files":{"run.sh":{"reference":"KEY1"}},"id":"KEY2","image":"busybox:latest","limits":{},"requires":[]}`
+	typeTaskDequeued = `{"args":["sh","run.sh","2"],"collect":[],"environment":{},"files":{"run.sh":{"reference":"KEY2"}},"id":"KEY1","image":"busybox:latest","limits":{"cpus":1,"memory":"1073741824b","time":"3600.0s"},"requires":[]}`
+)
+
+func typeInfo() api.TypeInfo {
+	one := "1"
+	return api.TypeInfo{Name: "echo", Owner: "alice", Params: map[string]api.TypeParam{"n": {Default: &one}},
+		PassEnv: []string{"LANG"}, Public: true, TimeCreate: "TIME", Version: 1}
 }
 
 const unknownKey = "0123456789abcdef0123456789abcdef"

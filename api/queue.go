@@ -124,6 +124,11 @@ func (s *Seconds) UnmarshalJSON(data []byte) error {
 // limits it runs with on this node (spec.ParseTask reads one). Tasks is
 // [] when there are none.
 type DequeueAnswer struct {
+	// PassEnv names, by task key, the host environment variables a task
+	// made from a type may take from its node (extension "types"; the
+	// node passes only those its own configuration allows). Absent when
+	// no task handed out has any; Kolejka's foreman ignores it.
+	PassEnv map[string][]string `json:"pass_env,omitempty"`
 	Envelope
 	Tasks []json.RawMessage `json:"tasks"`
 }

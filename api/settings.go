@@ -24,6 +24,9 @@ const (
 	// ExtCallbacks: a task's callback_url is delivered (only servers that
 	// allow some callback hosts announce it).
 	ExtCallbacks = "callbacks"
+	// ExtTypes: task types under /type/ (TypePut, TypeTask, ...) and
+	// DequeueAnswer.PassEnv.
+	ExtTypes = "types"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A

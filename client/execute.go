@@ -31,6 +31,9 @@ type ExecuteOptions struct {
 	Consume bool
 	// OnState is told of every change of state (optional).
 	OnState func(State)
+	// Type, if set, is submitted instead of a task folder (Execute's dir
+	// is then unused): a task made from a type (execute_type.go).
+	Type *TypeTask
 }
 
 // InterruptedError: Execute was stopped (Ctrl-C) after the task was
@@ -49,8 +52,8 @@ func (e *InterruptedError) Unwrap() error { return e.Cause }
 // longPollChunk is how long one long-polled result request waits.
 const longPollChunk = 10 * time.Second
 
-// Execute submits the task folder dir, waits for its result and saves it
-// into resultDir.
+// Execute submits the task folder dir (or, with o.Type, a task made from
+// a type), waits for its result and saves it into resultDir.
 func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOptions) (*spec.Result, error) {
 	if o.Interval <= 0 {
 		o.Interval = 5 * time.Second
@@ -58,7 +61,7 @@ func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOp
 	if entries, err := os.ReadDir(resultDir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("%s is not empty; choose a new folder: %w", resultDir, ErrLocal)
 	}
-	t, err := c.TaskPut(ctx, dir, o.Caps)
+	t, err := c.executeSubmit(ctx, dir, o)
 	if err != nil {
 		return nil, err
 	}

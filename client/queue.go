@@ -34,6 +34,21 @@ type DequeueRequest struct {
 // Dequeue takes tasks for this node (a processor's call). The tasks come
 // with the limits they run with on this node.
 func (c *Client) Dequeue(ctx context.Context, req DequeueRequest) ([]*spec.Task, error) {
+	d, err := c.DequeueTasks(ctx, req)
+	return d.Tasks, err
+}
+
+// Dequeued is what a dequeue handed the node.
+type Dequeued struct {
+	Tasks []*spec.Task
+	// PassEnv names, by task key, the host environment variables a task
+	// made from a type may take from its node (extension "types"); the
+	// node passes only those its configuration allows.
+	PassEnv map[string][]string
+}
+
+// DequeueTasks is Dequeue with what the server says beside the tasks.
+func (c *Client) DequeueTasks(ctx context.Context, req DequeueRequest) (Dequeued, error) {
 	s := c.Settings()
 	body := api.DequeueRequest{
 		Concurrency: req.Concurrency,
@@ -49,17 +64,17 @@ func (c *Client) Dequeue(ctx context.Context, req DequeueRequest) ([]*spec.Task,
 	body.Heartbeat = req.Heartbeat && s.Has(api.ExtHeartbeat)
 	var out api.DequeueAnswer
 	if err := c.postJSON(ctx, "queue/dequeue/", body, &out); err != nil {
-		return nil, err
+		return Dequeued{}, err
 	}
 	tasks := make([]*spec.Task, 0, len(out.Tasks))
 	for i, raw := range out.Tasks {
 		t, err := spec.ParseTask(raw, fmt.Sprintf("dequeued task %d", i))
 		if err != nil {
-			return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
+			return Dequeued{}, fmt.Errorf("%v: %w", err, ErrProtocol)
 		}
 		tasks = append(tasks, t)
 	}
-	return tasks, nil
+	return Dequeued{Tasks: tasks, PassEnv: out.PassEnv}, nil
 }
 
 // Heartbeat extends the leases of the node's tasks keys (all of them when

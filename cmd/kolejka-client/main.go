@@ -44,6 +44,8 @@ func app() *cli.App {
 	return &cli.App{
 		Name:  "kolejka-client",
 		Usage: "use a Kolejka server: blobs, tasks, results, execute",
+		// -p NAME=a,b is one value (type.go).
+		DisableSliceFlagSeparator: true,
 		Flags: append(cliexit.LogFlags(), settings.Flags(append([]settings.Setting{
 			settings.File(new(string), fileEnv),
 			settings.Config(new(string), sectionEnv),
@@ -59,7 +61,7 @@ func app() *cli.App {
 				cmd("delete", "REF", "delete a reference", 1, nil, blobDelete),
 			}},
 			{Name: "task", Usage: "tasks", Subcommands: []*cli.Command{
-				cmd("put", "TASK_DIR", "submit a task folder, print its key", 1, settings.LimitFlags(), taskPut),
+				withType(cmd("put", "TASK_DIR", "submit a task folder, print its key", 1, settings.LimitFlags(), taskPut), 0, "", typeTaskPut),
 				cmd("get", "KEY DIR", "download a task into a folder", 2, nil, taskGet),
 				cmd("delete", "KEY", "delete a task", 1, nil, taskDelete),
 			}},
@@ -68,10 +70,11 @@ func app() *cli.App {
 				cmd("get", "KEY DIR", "download a task's result into a folder", 2, nil, resultGet),
 				cmd("delete", "KEY", "delete a task's result", 1, nil, resultDelete),
 			}},
-			cmd("execute", "TASK_DIR RESULT_DIR", "submit a task, wait for it, download its result", 2,
+			withType(cmd("execute", "TASK_DIR RESULT_DIR", "submit a task, wait for it, download its result", 2,
 				append(settings.Flags(executeSettings(new(spec.Limits), new(time.Duration))),
 					&cli.BoolFlag{Name: "consume", Usage: "remove the task folder once the result is saved"},
-				), execute),
+				), execute), 1, "RESULT_DIR", typeExecute),
+			typeCommand(),
 		},
 	}
 }
@@ -242,21 +245,22 @@ func execute(ctx context.Context, c *cli.Context, cl *client.Client) error {
 	if err := settings.Resolve(c, nil, executeSettings(&caps, &interval)); err != nil {
 		return err
 	}
-	r, err := cl.Execute(ctx, c.Args().Get(0), c.Args().Get(1), client.ExecuteOptions{
-		Caps:     caps,
-		Interval: interval,
-		Consume:  c.Bool("consume"),
-		OnState: func(s client.State) {
-			switch {
-			case s.Phase == "done":
-				fmt.Fprintf(os.Stderr, "task %s done: %s\n", s.Key, s.Status)
-			case s.Node != "":
-				fmt.Fprintf(os.Stderr, "task %s running on %s\n", s.Key, s.Node)
-			default:
-				fmt.Fprintf(os.Stderr, "task %s %s\n", s.Key, s.Phase)
-			}
-		},
-	})
+	return runExecute(ctx, cl, c.Args().Get(0), c.Args().Get(1), client.ExecuteOptions{Caps: caps, Interval: interval, Consume: c.Bool("consume")})
+}
+
+// runExecute is execute's run, of a task folder or (o.Type) a type's task.
+func runExecute(ctx context.Context, cl *client.Client, dir, resultDir string, o client.ExecuteOptions) error {
+	o.OnState = func(s client.State) {
+		switch {
+		case s.Phase == "done":
+			fmt.Fprintf(os.Stderr, "task %s done: %s\n", s.Key, s.Status)
+		case s.Node != "":
+			fmt.Fprintf(os.Stderr, "task %s running on %s\n", s.Key, s.Node)
+		default:
+			fmt.Fprintf(os.Stderr, "task %s %s\n", s.Key, s.Phase)
+		}
+	}
+	r, err := cl.Execute(ctx, dir, resultDir, o)
 	if err != nil {
 		return err
 	}

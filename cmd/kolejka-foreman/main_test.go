@@ -232,3 +232,17 @@ defaults = cpus
 		}
 	}
 }
+
+// pass_env: the file's comma list, replaced by --pass-env.
+func TestSettingsPassEnv(t *testing.T) {
+	file := writeConf(t, conf+"pass_env = HTTP_PROXY, LANG\n")
+	if s, code := resolve(t, "--config-file", file); code != 0 || !slices.Equal(s.PassEnv, []string{"HTTP_PROXY", "LANG"}) {
+		t.Errorf("from the file: %q (exit %d)", s.PassEnv, code)
+	}
+	if s, code := resolve(t, "--config-file", file, "--pass-env", "TZ"); code != 0 || !slices.Equal(s.PassEnv, []string{"TZ"}) {
+		t.Errorf("--pass-env: %q (exit %d)", s.PassEnv, code)
+	}
+	if s, _ := resolve(t, "--config-file", writeConf(t, conf)); len(s.PassEnv) != 0 {
+		t.Errorf("none by default: %q", s.PassEnv)
+	}
+}

@@ -71,6 +71,7 @@ func openNode(ctx context.Context, o options, log *slog.Logger) (*foreman.Forema
 		Defaults:    defaults,
 		Tags:        tags,
 		Concurrency: o.Concurrency,
+		PassEnv:     o.PassEnv,
 		Interval:    o.Interval,
 		Logger:      log,
 	})

@@ -53,6 +53,9 @@ type options struct {
 	// OutputLimit (output_limit) caps each stdout/stderr file of a task
 	// (worker.DefaultOutputLimit).
 	OutputLimit int64
+	// PassEnv (pass_env, comma list) are the node's environment variables
+	// a task made from a type may take, when its type names them too.
+	PassEnv []string
 }
 
 // defaults are the options no source names: Kolejka's and ours.
@@ -100,6 +103,7 @@ func (o *options) table(clientSection string) []settings.Setting {
 		node(str("output-limit", "cap of each stdout/stderr file of a task (default 64M); [foreman] output_limit"), "output_limit", settings.SizeOrUnbounded(&o.OutputLimit)),
 		node(str("memory-reserve", "memory never offered to tasks (default 512M, at most half); [foreman] memory_reserve"), "memory_reserve", settings.SizeOrUnbounded(&o.MemoryReserve)),
 		node(str("defaults", `limits for tasks that omit one the node declares (default "cpus=1"); [foreman] defaults`), "defaults", settings.LimitList(&o.Defaults)),
+		node(str("pass-env", "comma list of this node's environment variables a task may take when its type names them too; [foreman] pass_env"), "pass_env", settings.List(&o.PassEnv)),
 	}, settings.Limits(&o.Limits, section)...)
 }
 

@@ -137,6 +137,12 @@ type Config struct {
 	Tags []string
 	// Concurrency is how many tasks run at once at most (default 8).
 	Concurrency int
+	// PassEnv are the host environment variables this node lets tasks
+	// take: a task made from a type that names one of them gets its value
+	// from LookupEnv (passenv.go). None by default.
+	PassEnv []string
+	// LookupEnv reads the node's environment (default os.LookupEnv).
+	LookupEnv func(string) (string, bool)
 
 	// Interval is the pause after an empty dequeue on servers without long
 	// polling (default 10 s, Kolejka's).
@@ -245,6 +251,9 @@ func (cfg *Config) setDefaults() {
 	cfg.Retry = cfg.Retry.withDefaults()
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.Dir, "cache")
+	}
+	if cfg.LookupEnv == nil {
+		cfg.LookupEnv = os.LookupEnv
 	}
 }
 

@@ -36,6 +36,8 @@ type job struct {
 	cancel context.CancelCauseFunc
 	grant  grant
 	dir    string // jobs/<key>-<random>: task/ and result/
+	// env are the node's variables the task takes (passenv.go).
+	env map[string]string
 }
 
 func (f *Foreman) newJob(t *spec.Task) *job {
@@ -183,6 +185,7 @@ func (f *Foreman) fetchInputs(ctx context.Context, j *job) error {
 		j.log.Debug("inputs ready", "files", len(t.Files), "cached", hits)
 	}
 	t.Limits = j.grant.limits
+	t.Environment = withPassedEnv(t.Environment, j.env)
 	data, err := t.Encode()
 	if err != nil {
 		return err

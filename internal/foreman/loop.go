@@ -36,10 +36,10 @@ func (f *Foreman) dequeueLoop() {
 		}
 		ctx, cancel := context.WithTimeout(f.loopCtx, wait+requestSlack)
 		asked := time.Now()
-		var tasks []*spec.Task
+		var got client.Dequeued
 		err := f.retryLogin(ctx, func(ctx context.Context) error {
 			var err error
-			tasks, err = f.cl.Dequeue(ctx, client.DequeueRequest{
+			got, err = f.cl.DequeueTasks(ctx, client.DequeueRequest{
 				Concurrency: n,
 				Free:        free,
 				Tags:        f.cfg.Tags,
@@ -54,7 +54,7 @@ func (f *Foreman) dequeueLoop() {
 			// Stopping. A dequeue cut short may (in a window of microseconds
 			// on the server) have assigned tasks whose answer never came:
 			// their leases lapse and they are requeued.
-			f.admit(tasks)
+			f.admit(got)
 			return
 		}
 		if err != nil {
@@ -72,7 +72,7 @@ func (f *Foreman) dequeueLoop() {
 			failing = false
 		}
 		bo.reset()
-		if len(tasks) == 0 {
+		if len(got.Tasks) == 0 {
 			switch {
 			case !longPoll:
 				f.pause(f.cfg.Interval, true)
@@ -83,7 +83,7 @@ func (f *Foreman) dequeueLoop() {
 			}
 			continue
 		}
-		f.admit(tasks)
+		f.admit(got)
 	}
 }
 
@@ -146,13 +146,13 @@ func (f *Foreman) pause(d time.Duration, early bool) {
 
 // admit takes in tasks the server handed out, in order, and starts what
 // can start.
-func (f *Foreman) admit(tasks []*spec.Task) {
-	if len(tasks) == 0 {
+func (f *Foreman) admit(d client.Dequeued) {
+	if len(d.Tasks) == 0 {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, t := range tasks {
+	for _, t := range d.Tasks {
 		if t.ID == "" {
 			f.log.Error("the server handed out a task without a key; ignored")
 			continue
@@ -165,6 +165,7 @@ func (f *Foreman) admit(tasks []*spec.Task) {
 			continue
 		}
 		j := f.newJob(t)
+		j.env = f.passedEnv(d.PassEnv[t.ID])
 		f.jobs[t.ID] = j
 		f.pending = append(f.pending, j)
 		j.log.Info("task taken", "image", t.Image, "limits", t.Limits.String(), "exclusive", t.Exclusive != nil && *t.Exclusive)

@@ -102,5 +102,16 @@ func TestAnswersKeepTheirBytes(t *testing.T) {
 	alice.upload(spare)
 	record("blob-delete", max.do("DELETE", "/blob/blob/"+sha(spare)+"/", nil))
 
+	// Task types (extension "types").
+	runRef := alice.upload([]byte("echo $1\n"))
+	typ := map[string]any{"image": "busybox:latest", "args": []string{"sh", "run.sh", "{n}"}, "pass_env": []string{"LANG"},
+		"params": map[string]any{"n": map[string]any{"default": "1"}}, "files": map[string]any{"run.sh": map[string]any{"path": "run.sh", "reference": runRef}}}
+	record("type-put", alice.postJSON("/type/", map[string]any{"name": "echo", "public": true, "type": typ}))
+	record("types", alice.do("GET", "/type/", nil))
+	record("type-get", alice.do("GET", "/type/echo/", nil))
+	record("type-task", alice.postJSON("/type/echo/task/", map[string]any{"params": map[string]any{"n": "2"}}))
+	record("dequeue-pass-env", node.postJSON("/queue/dequeue/", map[string]any{"concurency": 1, "limits": map[string]any{}, "tags": []string{}}))
+	record("type-delete", alice.do("DELETE", "/type/echo/", nil))
+
 	testenv.Golden(t, answersDir, got, *update, "answer")
 }

@@ -116,6 +116,14 @@ func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !readable {
+		// A shared type's files are part of it: `type get` reads them.
+		var err error
+		if readable, err = s.db.ReferenceOfPublicType(r.Context(), key); err != nil {
+			s.internal(w, r, err)
+			return
+		}
+	}
+	if !readable {
 		forbidden(w, "the reference belongs to another user")
 		return
 	}

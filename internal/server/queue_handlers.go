@@ -99,7 +99,7 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 				}
 				tasks = append(tasks, desc)
 			}
-			ok(w, &api.DequeueAnswer{Tasks: tasks})
+			ok(w, &api.DequeueAnswer{Tasks: tasks, PassEnv: s.passEnv(res.Tasks)})
 			return
 		}
 		var live bool

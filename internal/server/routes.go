@@ -17,6 +17,8 @@ package server
 //	/queue/heartbeat/          extend leases (extension)
 //	/queue/release/            hand tasks back (extension)
 //	/queue/stats/              counts
+//	/type/[<name>/]            task types: list, put; read, remove (extension "types")
+//	/type/<name>/task/         submit a task made from a type (extension "types")
 //	/metrics                   Prometheus
 //
 // Checks happen in Kolejka's order: CSRF (Django's middleware, before any
@@ -78,6 +80,9 @@ func (s *Server) routes() http.Handler {
 		{name: "/queue/heartbeat/", pattern: "queue/heartbeat/{$}", handler: s.handleHeartbeat},
 		{name: "/queue/release/", pattern: "queue/release/{$}", handler: s.handleRelease},
 		{name: "/queue/stats/", pattern: "queue/stats/{$}", handler: s.handleStats},
+		{name: "/type/", pattern: "type/{$}", handler: s.handleTypes},
+		{name: "/type/<name>/", pattern: "type/{name}/{$}", handler: s.handleType},
+		{name: "/type/<name>/task/", pattern: "type/{name}/task/{$}", handler: s.handleTypeTask},
 		{name: "/metrics", pattern: "metrics", handler: s.metrics.handler().ServeHTTP, public: true},
 		{name: "other", pattern: "", handler: func(w http.ResponseWriter, _ *http.Request) { notFound(w) }, public: true},
 	}

@@ -101,7 +101,7 @@ func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin
 		Now:         s.now(),
 	}
 	if origin != nil {
-		nt.TypeName = origin.Type
+		nt.TypeName, nt.TypeVersion = origin.Type, origin.Version
 		if nt.Origin, err = json.Marshal(origin); err != nil {
 			return nil, fmt.Errorf("unable to encode the task's origin: %w", err)
 		}

@@ -84,6 +84,7 @@ type Assignment struct {
 	Limits      spec.Limits // the limits it runs with on this node
 	LeaseExpire time.Time
 	Attempt     int
+	Origin      []byte // what the task was rendered from (tasktype.Origin JSON), nil if posted
 }
 
 // DequeueResult is what one dequeue did.
@@ -258,9 +259,9 @@ func assign(ctx context.Context, tx *sql.Tx, req *DequeueRequest, p pick, expire
 	err = tx.QueryRowContext(ctx, `
 		UPDATE tasks SET state = ?, assignee_id = ?, time_assign = ?, lease_expire = ?, heartbeat = ?,
 			attempts = attempts + 1, assigned_limits = ?
-		WHERE id = ? AND state = ? RETURNING key, description, attempts`,
+		WHERE id = ? AND state = ? RETURNING key, description, attempts, origin`,
 		stateAssigned, req.Node, us(req.Now), us(expireAt), req.Heartbeat, lj, p.id, stateQueued).
-		Scan(&a.Key, &a.Description, &a.Attempt)
+		Scan(&a.Key, &a.Description, &a.Attempt, &a.Origin)
 	if err != nil {
 		return Assignment{}, fmt.Errorf("unable to assign task: %w", err)
 	}

@@ -34,15 +34,19 @@ type BlobInfo struct {
 	References int64
 }
 
-// InUseError says which task or result holds a reference that cannot be
-// deleted.
+// InUseError says which task, result or task type holds a reference that
+// cannot be deleted.
 type InUseError struct {
 	Ref  string
-	Task string // task key
-	What string // "task" or "result"
+	Task string // task key ("" for a type)
+	What string // "task", "result" or "type"
+	Type string // with What "type": the type and its version
 }
 
 func (e *InUseError) Error() string {
+	if e.What == "type" {
+		return fmt.Sprintf("reference %s is a file of task type %s: remove the type first", e.Ref, e.Type)
+	}
 	return fmt.Sprintf("reference %s is used by the %s of task %s: delete that first", e.Ref, e.What, e.Task)
 }
 
@@ -135,7 +139,7 @@ func (s *Store) ReferenceUsedByAssignee(ctx context.Context, ref string, userID 
 	return true, nil
 }
 
-// inUse returns an *InUseError if a task or result uses ref.
+// inUse returns an *InUseError if a task, a result or a task type uses ref.
 func inUse(ctx context.Context, tx *sql.Tx, ref string) error {
 	var key string
 	err := tx.QueryRowContext(ctx, `SELECT t.key FROM task_files f JOIN tasks t ON t.id = f.task_id WHERE f.ref = ? LIMIT 1`, ref).Scan(&key)
@@ -151,6 +155,13 @@ func inUse(ctx context.Context, tx *sql.Tx, ref string) error {
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("unable to check reference use: %w", err)
+	}
+	typ, err := typeUsing(ctx, tx, ref)
+	if err != nil {
+		return err
+	}
+	if typ != "" {
+		return &InUseError{Ref: ref, What: "type", Type: typ}
 	}
 	return nil
 }
@@ -285,6 +296,7 @@ func (s *Store) SweepUploads(ctx context.Context, before time.Time, limit int) (
 			WHERE r.time_create < ? AND (u.roles & ?) = 0
 				AND NOT EXISTS (SELECT 1 FROM task_files f WHERE f.ref = r.key)
 				AND NOT EXISTS (SELECT 1 FROM result_files f WHERE f.ref = r.key)
+				AND NOT EXISTS (SELECT 1 FROM type_files f WHERE f.ref = r.key)
 			ORDER BY r.time_create LIMIT ?`, us(before), int(RoleClient), limit)
 		if err != nil {
 			return err

@@ -93,7 +93,7 @@ func (s *Store) PostResult(ctx context.Context, r NewResult) (PostedResult, erro
 			}
 			return ErrResolved
 		}
-		if err := checkRefs(ctx, tx, r.Files, r.Poster, false); err != nil {
+		if err := checkRefs(ctx, tx, r.Files, r.Poster, false, nil); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO results (task_id, user_id, description, fingerprint, time_create) VALUES (?, ?, ?, ?, ?)`,

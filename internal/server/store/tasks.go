@@ -90,6 +90,7 @@ type NewTask struct {
 	Files       map[string]string // file name → reference key
 	Queue       string            // the queue's name ("" is the default queue)
 	TypeName    string            // the task type it was rendered from, if any
+	TypeVersion int               // with TypeName: its version, whose files the task may use
 	Origin      []byte            // tasktype.Origin as JSON, with TypeName
 	Now         time.Time
 }
@@ -113,8 +114,9 @@ type Task struct {
 }
 
 // checkRefs checks that every reference of files exists and is the user's
-// to use (any user's with readAll): a FileErrors naming each that is not.
-func checkRefs(ctx context.Context, tx *sql.Tx, files map[string]string, userID int64, readAll bool) error {
+// to use (any user's with readAll; also those in granted, a type's files
+// in a task made from it): a FileErrors naming each that is not.
+func checkRefs(ctx context.Context, tx *sql.Tx, files map[string]string, userID int64, readAll bool, granted map[string]bool) error {
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -130,7 +132,7 @@ func checkRefs(ctx context.Context, tx *sql.Tx, files map[string]string, userID 
 			errs = append(errs, &FileError{File: name, Ref: ref, Problem: "is unknown"})
 		case err != nil:
 			return fmt.Errorf("unable to read reference: %w", err)
-		case owner != userID && !readAll:
+		case owner != userID && !readAll && !granted[ref]:
 			errs = append(errs, &FileError{File: name, Ref: ref, Problem: "belongs to another user"})
 		}
 	}
@@ -149,10 +151,14 @@ func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 	}
 	var id int64
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		if err := checkRefs(ctx, tx, t.Files, t.Owner, t.ReadAll); err != nil {
+		granted, err := typeRefs(ctx, tx, t.TypeName, t.TypeVersion, t.Owner)
+		if err != nil {
 			return err
 		}
-		err := tx.QueryRowContext(ctx, `
+		if err := checkRefs(ctx, tx, t.Files, t.Owner, t.ReadAll, granted); err != nil {
+			return err
+		}
+		err = tx.QueryRowContext(ctx, `
 			INSERT INTO tasks (key, user_id, description, limits, requires, exclusive, callback_url, state, time_create, time_queued,
 				queue, type_name, origin)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
