@@ -22,12 +22,14 @@ import (
 const (
 	storedTask   = `{"args":["true"],"collect":[],"environment":{},"files":{"in.txt":{"reference":"KEY1"}},"id":"KEY2","image":"busybox:latest","limits":{"cpus":1,"memory":"1073741824b","time":"10.0s"},"requires":[]}`
 	storedResult = `{"files":{"stdout":{"reference":"KEY1"}},"id":"KEY2","limits":{},"result":0,"stats":{"cpu":{},"cpus":{},"gpus":{},"memory":{},"perf":{},"pids":{}},"status":"OK","stdout":"stdout","tags":[]}`
+	clonedTask   = `{"args":["true"],"collect":[],"environment":{},"files":{},"id":"KEY1","image":"busybox:latest","limits":{},"requires":[]}`
 	inputHash    = "3eb177d83f1060306bac0611806531e2620a8e2fec79f51dcfcc20a19b53db0d"
 )
 
 func answers() map[string]any {
 	ref := api.Reference{Blob: inputHash, Key: "KEY1", Size: 10, TimeAccess: "TIME", TimeCreate: "TIME"}
 	deleted := func() any { return api.OK(&api.DeletedAnswer{Deleted: true}) }
+	handedOut := []api.Attempt{{Attempt: 1, Node: "node", TimeAssign: "TIME"}}
 	return map[string]any{
 		"login":     api.OK(&api.Envelope{}),
 		"login-get": api.OK(&api.Envelope{}),
@@ -35,35 +37,44 @@ func answers() map[string]any {
 		"fail":      api.Fail("invalid username or password"),
 		"settings": api.OK(&api.SettingsAnswer{Settings: api.Settings{
 			BlobHashAlgorithm: "sha256",
-			Extensions:        []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease},
-			LeaseTime:         "60.0s",
-			MaxResultBody:     "16777216b",
-			MaxWait:           "60.0s",
+			Extensions: []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease,
+				api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone},
+			LeaseTime:     "60.0s",
+			MaxResultBody: "16777216b",
+			MaxWait:       "60.0s",
 		}}),
 		"stats-empty": api.OK(&api.StatsAnswer{QueueStats: api.QueueStats{TaskAssignees: map[string]int{}}}),
 		"stats": api.OK(&api.StatsAnswer{QueueStats: api.QueueStats{
 			TaskAssignedCount: 1, TaskAssignees: map[string]int{"node": 1}, TaskCount: 1, TaskUnresolvedCount: 1,
 		}}),
-		"reference-upload":  api.OK(&api.ReferenceAnswer{Reference: ref}),
-		"reference-dedup":   api.OK(&api.ReferenceAnswer{Reference: ref}),
-		"reference-put":     api.OK(&api.ReferenceAnswer{Reference: ref}),
-		"reference-delete":  deleted(),
-		"blob-put":          api.OK(&api.BlobAnswer{Blob: api.Blob{Key: inputHash, References: 2, Size: 10, TimeAccess: "TIME", TimeCreate: "TIME"}}),
-		"blob-delete":       deleted(),
-		"task-post":         api.OK(&api.NewTaskAnswer{Task: json.RawMessage(storedTask)}),
-		"task-get":          api.OK(&api.TaskAnswer{Task: json.RawMessage(storedTask)}),
-		"task-get-assigned": api.OK(&api.TaskAnswer{Assignee: "node", Attempts: 1, Task: json.RawMessage(storedTask)}),
-		"task-get-resolved": api.OK(&api.TaskAnswer{Attempts: 1, Resolved: true, Task: json.RawMessage(storedTask)}),
-		"task-delete":       deleted(),
-		"result-post":       api.OK(&api.ResultAnswer{Result: json.RawMessage(storedResult)}),
-		"result-get":        api.OK(&api.ResultAnswer{Result: json.RawMessage(storedResult)}),
-		"result-delete":     deleted(),
-		"dequeue":           api.OK(&api.DequeueAnswer{Tasks: []json.RawMessage{json.RawMessage(storedTask)}}),
-		"dequeue-empty":     api.OK(&api.DequeueAnswer{Tasks: []json.RawMessage{}}),
-		"heartbeat":         api.OK(&api.HeartbeatAnswer{Lease: "60.0s", Lost: []string{"KEY1"}, Tasks: []string{"KEY2"}}),
-		"heartbeat-none":    api.OK(&api.HeartbeatAnswer{Lease: "60.0s", Lost: []string{}, Tasks: []string{}}),
-		"release":           api.OK(&api.ReleaseAnswer{Lost: []string{"KEY1"}, Released: []string{"KEY2"}}),
-		"release-none":      api.OK(&api.ReleaseAnswer{Lost: []string{}, Released: []string{}}),
+		"reference-upload": api.OK(&api.ReferenceAnswer{Reference: ref}),
+		"reference-dedup":  api.OK(&api.ReferenceAnswer{Reference: ref}),
+		"reference-put":    api.OK(&api.ReferenceAnswer{Reference: ref}),
+		"reference-delete": deleted(),
+		"blob-put":         api.OK(&api.BlobAnswer{Blob: api.Blob{Key: inputHash, References: 2, Size: 10, TimeAccess: "TIME", TimeCreate: "TIME"}}),
+		"blob-delete":      deleted(),
+		"task-post":        api.OK(&api.NewTaskAnswer{Task: json.RawMessage(storedTask)}),
+		"task-get": api.OK(&api.TaskAnswer{Assignments: []api.Attempt{}, Queue: "default", State: api.StateQueued,
+			Task: json.RawMessage(storedTask), TimeCreate: "TIME"}),
+		"task-get-assigned": api.OK(&api.TaskAnswer{Assignee: "node", Assignments: handedOut, Attempts: 1, Node: "node", Queue: "default",
+			State: api.StateRunning, Task: json.RawMessage(storedTask), TimeCreate: "TIME", TimeStart: "TIME"}),
+		"task-get-resolved": api.OK(&api.TaskAnswer{Assignments: handedOut, Attempts: 1, Node: "node", Queue: "default", Resolved: true,
+			ResultStatus: "OK", State: api.StateDone, Task: json.RawMessage(storedTask), TimeCreate: "TIME", TimeFinish: "TIME", TimeStart: "TIME"}),
+		"task-list": api.OK(&api.TaskListAnswer{Next: "KEY1", Tasks: []api.TaskSummary{
+			{Key: "KEY1", Owner: "alice", Queue: "default", State: api.StateQueued, TimeCreate: "TIME"}}}),
+		"task-cancel":      api.OK(&api.CancelAnswer{State: api.StateCancelled, Was: api.StateQueued}),
+		"result-cancelled": api.Cancelled("KEY1"),
+		"task-clone":       api.OK(&api.NewTaskAnswer{Task: json.RawMessage(clonedTask)}),
+		"task-delete":      deleted(),
+		"result-post":      api.OK(&api.ResultAnswer{Result: json.RawMessage(storedResult)}),
+		"result-get":       api.OK(&api.ResultAnswer{Result: json.RawMessage(storedResult)}),
+		"result-delete":    deleted(),
+		"dequeue":          api.OK(&api.DequeueAnswer{Tasks: []json.RawMessage{json.RawMessage(storedTask)}}),
+		"dequeue-empty":    api.OK(&api.DequeueAnswer{Tasks: []json.RawMessage{}}),
+		"heartbeat":        api.OK(&api.HeartbeatAnswer{Lease: "60.0s", Lost: []string{"KEY1"}, Tasks: []string{"KEY2"}}),
+		"heartbeat-none":   api.OK(&api.HeartbeatAnswer{Lease: "60.0s", Lost: []string{}, Tasks: []string{}}),
+		"release":          api.OK(&api.ReleaseAnswer{Lost: []string{"KEY1"}, Released: []string{"KEY2"}}),
+		"release-none":     api.OK(&api.ReleaseAnswer{Lost: []string{}, Released: []string{}}),
 	}
 }
 

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -101,6 +102,17 @@ func TestAnswersKeepTheirBytes(t *testing.T) {
 	spare := []byte("another spare\n")
 	alice.upload(spare)
 	record("blob-delete", max.do("DELETE", "/blob/blob/"+sha(spare)+"/", nil))
+
+	// The lifecycle (extensions task_list, cancel, clone).
+	first := alice.submit(simpleTask(), nil)
+	alice.submit(simpleTask(), nil)
+	record("task-list", alice.do("GET", "/task/list/?limit=1", nil))
+	record("task-cancel", alice.do("POST", "/task/task/"+first+"/cancel/", nil))
+	cancelled := alice.do("GET", "/task/result/"+first+"/", nil)
+	// The message names the key bare, as Kolejka's "Task X is unknown".
+	cancelled.body = bytes.ReplaceAll(cancelled.body, []byte(first), []byte("KEY1"))
+	record("result-cancelled", cancelled)
+	record("task-clone", alice.do("POST", "/task/task/"+first+"/clone/", nil))
 
 	testenv.Golden(t, answersDir, got, *update, "answer")
 }
