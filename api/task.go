@@ -29,6 +29,10 @@ type TaskAnswer struct {
 	// Node is the node of the last hand-out, kept once the task is done
 	// or cancelled (ExtTaskDetail).
 	Node string `json:"node,omitempty"`
+	// Origin is what the task was rendered from (a task type, its
+	// version and parameters), absent for a task posted as it is
+	// (ExtTaskDetail).
+	Origin json.RawMessage `json:"origin,omitempty"`
 	// Queue is the task's queue (ExtTaskDetail).
 	Queue string `json:"queue"`
 	// Resolved says a result was accepted.

@@ -157,7 +157,7 @@ func (s *Server) taskAnswer(ctx context.Context, key string) (*api.TaskAnswer, e
 	}
 	a := &api.TaskAnswer{
 		Assignments: make([]api.Attempt, 0, len(d.History)),
-		Attempts:    d.Attempts, Node: d.Node, Queue: d.Queue, Resolved: d.HasResult, ResultStatus: d.ResultStatus,
+		Attempts:    d.Attempts, Node: d.Node, Origin: d.Origin, Queue: d.Queue, Resolved: d.HasResult, ResultStatus: d.ResultStatus,
 		State: stateName(d.State), Task: d.Description, Type: d.TypeName,
 		TimeCreate: djangoTime(d.TimeCreate), TimeStart: djangoTimeOrEmpty(d.TimeStart), TimeFinish: djangoTimeOrEmpty(d.TimeFinish),
 	}
