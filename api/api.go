@@ -53,7 +53,10 @@ func OK[A Answer](a A) A {
 // as Kolejka): "status": "FAIL" and a message naming the problem. A
 // client reads every answer into it first: its Status tells OK from FAIL.
 type Failure struct {
-	Message string `json:"message"`
+	// Cancelled (our key, only when true) says the task asked about was
+	// cancelled (lifecycle.go).
+	Cancelled bool   `json:"cancelled,omitempty"`
+	Message   string `json:"message"`
 	Envelope
 }
 

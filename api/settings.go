@@ -27,6 +27,16 @@ const (
 	// ExtTypes: task types under /type/ (TypePut, TypeTask, ...) and
 	// DequeueAnswer.PassEnv.
 	ExtTypes = "types"
+	// ExtTaskList: GET /task/list/, a user's tasks newest first.
+	ExtTaskList = "task_list"
+	// ExtTaskDetail: TaskAnswer's lifecycle keys (state, queue, type,
+	// node, assignments, times, result_status).
+	ExtTaskDetail = "task_detail"
+	// ExtCancel: POST /task/task/<key>/cancel/; a cancelled task's
+	// result is answered with api.Cancelled.
+	ExtCancel = "cancel"
+	// ExtClone: POST /task/task/<key>/clone/, the same task again.
+	ExtClone = "clone"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A

@@ -16,17 +16,41 @@ type NewTaskAnswer struct {
 
 // TaskAnswer answers GET, HEAD and PUT of /task/task/<key>/: the task as
 // stored, and (our keys beside it, which Kolejka's clients ignore) where
-// it is.
+// it is and, from servers announcing ExtTaskDetail, its lifecycle: state,
+// queue, type, node, hand-outs, times and verdict.
 type TaskAnswer struct {
 	// Assignee names the node running the task; absent while it waits and
 	// once it is resolved.
 	Assignee string `json:"assignee,omitempty"`
+	// Assignments are the task's hand-outs, oldest first (ExtTaskDetail).
+	Assignments []Attempt `json:"assignments"`
 	// Attempts counts the hand-outs of the task to a node.
 	Attempts int `json:"attempts"`
+	// Node is the node of the last hand-out, kept once the task is done
+	// or cancelled (ExtTaskDetail).
+	Node string `json:"node,omitempty"`
+	// Origin is what the task was rendered from (a task type, its
+	// version and parameters), absent for a task posted as it is
+	// (ExtTaskDetail).
+	Origin json.RawMessage `json:"origin,omitempty"`
+	// Queue is the task's queue (ExtTaskDetail).
+	Queue string `json:"queue"`
 	// Resolved says a result was accepted.
 	Resolved bool `json:"resolved"`
+	// ResultStatus is the verdict of its result, if it has one
+	// (ExtTaskDetail; "status" is the answer's own).
+	ResultStatus string `json:"result_status,omitempty"`
+	// State is queued, running, done or cancelled (ExtTaskDetail).
+	State string `json:"state"`
 	Envelope
 	Task json.RawMessage `json:"task"`
+	// TimeCreate, TimeStart (the last hand-out) and TimeFinish (result
+	// or cancel) are Django-style times (ExtTaskDetail).
+	TimeCreate string `json:"time_create"`
+	TimeFinish string `json:"time_finish,omitempty"`
+	TimeStart  string `json:"time_start,omitempty"`
+	// Type is the task type it was rendered from (ExtTaskDetail).
+	Type string `json:"type,omitempty"`
 }
 
 // ResultAnswer answers POST /task/result/ and GET, HEAD and PUT of

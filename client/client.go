@@ -57,7 +57,8 @@ type ServerError struct {
 	// that it would be).
 	Status int
 	// kind is a sentinel the refusal also means (ErrNotFound for
-	// Kolejka's "Task X is unknown"), for errors.Is; nil for most.
+	// Kolejka's "Task X is unknown", ErrCancelled for a cancelled task's
+	// result), for errors.Is; nil for most.
 	kind error
 }
 
@@ -79,12 +80,16 @@ func TooLarge(err error) bool {
 var unknownTask = regexp.MustCompile(`^Task \S+ is unknown$`)
 
 // failure makes the error of a FAIL answer.
-func failure(path, msg string) *ServerError {
+func failure(path string, f *api.Failure) *ServerError {
+	msg := f.Message
 	if msg == "" {
 		msg = "request refused"
 	}
 	se := &ServerError{Path: path, Message: msg, Status: http.StatusOK}
-	if unknownTask.MatchString(msg) {
+	switch {
+	case f.Cancelled:
+		se.kind = ErrCancelled
+	case unknownTask.MatchString(msg):
 		se.kind = ErrNotFound
 	}
 	return se
@@ -326,7 +331,7 @@ func (c *Client) decode(resp *http.Response, path string, out any) error {
 		return fmt.Errorf("%s: %v: %w", path, err, ErrProtocol)
 	}
 	if !strings.EqualFold(env.Status, api.StatusOK) {
-		return failure(path, env.Message)
+		return failure(path, &env)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {

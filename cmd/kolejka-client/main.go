@@ -5,7 +5,8 @@
 // Exit codes: 0 done; 1 anything else; 2 bad command line or input; 4
 // cannot connect; 5 login failed or not allowed; 6 not found; 7 the server
 // refused (its message is printed); 8 a download did not match its hash;
-// 130 interrupted (execute prints the task's key; it stays on the grid).
+// 9 the task waited on (execute, result get) was cancelled; 130
+// interrupted (execute prints the task's key; it stays on the grid).
 package main
 
 import (
@@ -33,6 +34,7 @@ const (
 	exitNotFound    = 6
 	exitRefused     = 7
 	exitIntegrity   = 8
+	exitCancelled   = 9
 	exitInterrupted = 130
 )
 
@@ -64,10 +66,14 @@ func app() *cli.App {
 				withType(cmd("put", "TASK_DIR", "submit a task folder, print its key", 1, settings.LimitFlags(), taskPut), 0, "", typeTaskPut),
 				cmd("get", "KEY DIR", "download a task into a folder", 2, nil, taskGet),
 				cmd("delete", "KEY", "delete a task", 1, nil, taskDelete),
+				taskLsCommand(),
+				cmd("show", "KEY", "show a task's state, queue, type, node, attempts, times and verdict", 1, jsonFlag(), taskShow),
+				taskCancelCommand(),
+				cmd("clone", "KEY", "submit a task again (same spec and files), print the new key", 1, nil, taskClone),
 			}},
 			{Name: "result", Usage: "results", Subcommands: []*cli.Command{
 				cmd("put", "RESULT_DIR", "post a result folder (for nodes)", 1, nil, resultPut),
-				cmd("get", "KEY DIR", "download a task's result into a folder", 2, nil, resultGet),
+				cmd("get", "KEY DIR", "download a task's result into a folder", 2, resultWaitFlags(), resultGet),
 				cmd("delete", "KEY", "delete a task's result", 1, nil, resultDelete),
 			}},
 			withType(cmd("execute", "TASK_DIR RESULT_DIR", "submit a task, wait for it, download its result", 2,
@@ -158,6 +164,8 @@ func classify(err error) error {
 		return cliexit.WithCode(exitInterrupted, err)
 	case errors.Is(err, context.Canceled):
 		return cliexit.WithCode(exitInterrupted, errors.New("interrupted"))
+	case errors.Is(err, client.ErrCancelled):
+		return cliexit.WithCode(exitCancelled, fmt.Errorf("%w; no result will come", err))
 	case errors.Is(err, client.ErrNotFound):
 		// Before refusals: Kolejka's server says an unknown task's result
 		// is missing with a FAIL ("Task X is unknown"), which means not
@@ -222,8 +230,11 @@ func resultPut(ctx context.Context, c *cli.Context, cl *client.Client) error {
 }
 
 func resultGet(ctx context.Context, c *cli.Context, cl *client.Client) error {
-	_, err := cl.ResultGet(ctx, c.Args().Get(0), c.Args().Get(1), 0)
-	return err
+	wait, err := resultWait(c)
+	if err != nil {
+		return err
+	}
+	return resultGetWaiting(ctx, cl, c.Args().Get(0), c.Args().Get(1), wait)
 }
 
 func resultDelete(ctx context.Context, c *cli.Context, cl *client.Client) error {

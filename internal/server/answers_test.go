@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -112,6 +113,17 @@ func TestAnswersKeepTheirBytes(t *testing.T) {
 	record("type-task", alice.postJSON("/type/echo/task/", map[string]any{"params": map[string]any{"n": "2"}}))
 	record("dequeue-pass-env", node.postJSON("/queue/dequeue/", map[string]any{"concurency": 1, "limits": map[string]any{}, "tags": []string{}}))
 	record("type-delete", alice.do("DELETE", "/type/echo/", nil))
+
+	// The lifecycle (extensions task_list, cancel, clone).
+	first := alice.submit(simpleTask(), nil)
+	alice.submit(simpleTask(), nil)
+	record("task-list", alice.do("GET", "/task/list/?limit=1", nil))
+	record("task-cancel", alice.do("POST", "/task/task/"+first+"/cancel/", nil))
+	cancelled := alice.do("GET", "/task/result/"+first+"/", nil)
+	// The message names the key bare, as Kolejka's "Task X is unknown".
+	cancelled.body = bytes.ReplaceAll(cancelled.body, []byte(first), []byte("KEY1"))
+	record("result-cancelled", cancelled)
+	record("task-clone", alice.do("POST", "/task/task/"+first+"/clone/", nil))
 
 	testenv.Golden(t, answersDir, got, *update, "answer")
 }

@@ -9,7 +9,9 @@ package server
 //
 // Reading waits for the result when asked (?wait=N seconds, at most
 // MaxWait): the request returns as soon as the result is stored, or 404 as
-// without waiting when the time is up or the server shuts down.
+// without waiting when the time is up or the server shuts down. A
+// cancelled task's result is a FAIL saying so (api.Cancelled), at once,
+// also to a request already waiting.
 //
 //	POST         processors
 //	GET/HEAD/PUT the task's owner, inspectors, managers
@@ -76,6 +78,9 @@ func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, store.ErrResolved):
 		fail(w, "task %s already has a result", res.ID)
+		return
+	case errors.Is(err, store.ErrCancelled):
+		fail(w, "task %s was cancelled; it takes no result", res.ID)
 		return
 	case err != nil:
 		s.internal(w, r, err)
@@ -173,6 +178,12 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, store.ErrNotFound) {
 			cancel()
 			s.internal(w, r, err)
+			return
+		}
+		if t.State == store.Cancelled {
+			// Final: no result will come (api.Cancelled).
+			cancel()
+			writeJSON(w, api.Cancelled(key))
 			return
 		}
 		left := time.Until(deadline)

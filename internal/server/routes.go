@@ -12,6 +12,9 @@ package server
 //	/blob/reference/[<ref>/]   upload; read, query, delete a reference
 //	/blob/blob/<sha256>/       dedup (new reference); read, query, delete a blob
 //	/task/task/[<key>/]        submit; read, delete a task
+//	/task/task/<key>/cancel/   cancel a task (extension)
+//	/task/task/<key>/clone/    submit a task again (extension)
+//	/task/list/                a user's tasks, newest first (extension)
 //	/task/result/[<key>/]      post; read (?wait=N), delete a result
 //	/queue/dequeue/            take tasks (body "wait": N to long-poll)
 //	/queue/heartbeat/          extend leases (extension)
@@ -74,6 +77,9 @@ func (s *Server) routes() http.Handler {
 		{name: "/blob/blob/<hash>/", pattern: "blob/blob/{hash}/{$}", handler: s.handleBlob},
 		{name: "/task/task/", pattern: "task/task/{$}", handler: s.handleTaskNew},
 		{name: "/task/task/<key>/", pattern: "task/task/{key}/{$}", handler: s.handleTask},
+		{name: "/task/task/<key>/cancel/", pattern: "task/task/{key}/cancel/{$}", handler: s.handleTaskCancel},
+		{name: "/task/task/<key>/clone/", pattern: "task/task/{key}/clone/{$}", handler: s.handleTaskClone},
+		{name: "/task/list/", pattern: "task/list/{$}", handler: s.handleTaskList},
 		{name: "/task/result/", pattern: "task/result/{$}", handler: s.handleResultNew},
 		{name: "/task/result/<key>/", pattern: "task/result/{key}/{$}", handler: s.handleResult},
 		{name: "/queue/dequeue/", pattern: "queue/dequeue/{$}", handler: s.handleDequeue},

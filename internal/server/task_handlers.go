@@ -159,11 +159,12 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPut:
-		// Our extension beside "task" (Kolejka's clients ignore it): where
-		// the task is, so `kolejka-client execute` can say so.
-		answer := &api.TaskAnswer{Attempts: t.Attempts, Resolved: t.HasResult, Task: t.Description}
-		if !t.HasResult {
-			answer.Assignee = t.AssigneeName
+		// Our extensions beside "task" (Kolejka's clients ignore them):
+		// where the task is, so `kolejka-client execute` can say so, and
+		// its lifecycle (lifecycle_handlers.go).
+		answer, err := s.taskAnswer(r.Context(), key)
+		if s.lookupFailed(w, r, err) {
+			return
 		}
 		ok(w, answer)
 	case http.MethodDelete:

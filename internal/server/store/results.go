@@ -10,7 +10,9 @@ package store
 // again (same fields, files with the same contents, even through new
 // references, as a retrying Kolejka foreman uploads them) is answered with
 // the stored one; any other is refused. A node that never held the task is
-// refused, as is any post after the result was made by the server (SE).
+// refused, as is any post after the result was made by the server (SE),
+// and any post for a cancelled task: cancelling is final, also for a node
+// that finished the task before it heard (ErrCancelled).
 //
 // The files of an accepted result pass to the task's owner, as in Kolejka.
 
@@ -46,7 +48,8 @@ type PostedResult struct {
 
 // PostResult records a result. Errors: ErrNotFound (no such task),
 // ErrNotAssigned (the poster never held it), FileErrors (a reference is
-// unknown or not the poster's), ErrResolved (another result exists).
+// unknown or not the poster's), ErrResolved (another result exists),
+// ErrCancelled (the task was cancelled).
 func (s *Store) PostResult(ctx context.Context, r NewResult) (PostedResult, error) {
 	var out PostedResult
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -71,6 +74,9 @@ func (s *Store) PostResult(ctx context.Context, r NewResult) (PostedResult, erro
 			if err != nil {
 				return fmt.Errorf("unable to read assignments: %w", err)
 			}
+		}
+		if state == stateCancelled {
+			return ErrCancelled
 		}
 		blobOf, err := resolveRefs(ctx, tx, r.Files)
 		if err != nil {
@@ -110,8 +116,8 @@ func (s *Store) PostResult(ctx context.Context, r NewResult) (PostedResult, erro
 		}
 		// The task keeps the node that resolved it as its assignee, as in
 		// Kolejka (lstask --assigned lists resolved tasks too).
-		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, assignee_id = ?, lease_expire = NULL WHERE id = ?`,
-			stateDone, r.Poster, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, assignee_id = ?, lease_expire = NULL, time_finish = ? WHERE id = ?`,
+			stateDone, r.Poster, us(r.Now), id); err != nil {
 			return fmt.Errorf("unable to resolve task: %w", err)
 		}
 		out.Description, out.Created, out.Late = r.Description, true, !current

@@ -5,7 +5,8 @@ package store
 // and the admin listing.
 //
 // Lifecycle of a task: queued (state 0) → assigned to a node by a dequeue
-// (1, with a lease) → done (2) when a result is accepted. An assigned task
+// (1, with a lease) → done (2) when a result is accepted, or cancelled (3,
+// lifecycle.go) by its owner or a manager before that. An assigned task
 // whose lease runs out goes back to queued, or to done with a server-made
 // SE result after too many attempts (queue.go). Deleting a task removes its
 // result too; the references it used stay with their owners.
@@ -71,6 +72,8 @@ func (s State) String() string {
 		return "assigned"
 	case Done:
 		return "resolved"
+	case Cancelled:
+		return "cancelled"
 	}
 	return fmt.Sprintf("state(%d)", int(s))
 }

@@ -1,0 +1,233 @@
+package store
+
+// This file owns the task lifecycle as users see it: listing one's tasks
+// (ListTasksOf), the whole story of one (TaskDetail) and cancelling
+// (Cancel).
+//
+// Cancelling: a queued task becomes cancelled (state 3) and is never
+// handed out (dequeues read only queued ids). An assigned task becomes
+// cancelled with its assignee and lease cleared: the node's next
+// heartbeat finds it lost (the foreman kills it), and the node stops
+// counting as holding it at once (nodeOf reads assigned rows only). A
+// cancelled task takes no result, late or not (PostResult). Cancelling a
+// cancelled task changes nothing and succeeds; a finished task (state 2)
+// is ErrFinished.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Cancelled is the state of a task its owner or a manager cancelled.
+const Cancelled State = stateCancelled
+
+// ErrFinished is a cancel of a task that already has its result.
+var ErrFinished = errors.New("task already finished")
+
+// ErrCancelled is a result posted for a cancelled task.
+var ErrCancelled = errors.New("task was cancelled")
+
+// TaskQuery selects tasks for ListTasksOf. Zero fields do not filter.
+type TaskQuery struct {
+	Owner  int64  // the owner's user id; 0: every user's tasks
+	State  *State // only tasks in this state
+	Queue  string // only tasks of this queue
+	Type   string // only tasks rendered from this task type
+	Before string // only tasks submitted before this one (its key): the next page
+	Limit  int    // at most this many (≤ 0: 50)
+}
+
+// TaskSummary is one task of a listing.
+type TaskSummary struct {
+	Key        string
+	OwnerName  string
+	State      State
+	Queue      string
+	TypeName   string
+	Node       string // the node of the last hand-out, if any
+	Attempts   int
+	TimeCreate time.Time
+	TimeFinish time.Time // zero: not finished
+}
+
+// lastNode names the node of a task's last hand-out (task_nodes keeps
+// them; a hand-back removes its row).
+const lastNode = `COALESCE((SELECT u.name FROM task_nodes n JOIN users u ON u.id = n.user_id
+	WHERE n.task_id = t.id ORDER BY n.attempt DESC LIMIT 1), '')`
+
+// ListTasksOf lists tasks newest first. A user's own tasks are read from
+// the index tasks_owner(user_id, id) backwards; every user's from the
+// primary key backwards, or tasks_queue(state, id) with a state filter.
+// Filters the index does not serve (queue, type) are applied to rows as
+// they come, so a rare queue or type may read more rows than the page
+// holds. ErrNotFound if Before names no task.
+func (s *Store) ListTasksOf(ctx context.Context, q TaskQuery) ([]TaskSummary, error) {
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	var before int64
+	if q.Before != "" {
+		if err := s.r.QueryRowContext(ctx, `SELECT id FROM tasks WHERE key = ?`, q.Before).Scan(&before); err != nil {
+			return nil, rowErr(err, "read task")
+		}
+	}
+	query, args := listSQL(q, before)
+	return queryRows(ctx, s.r, "list tasks", func(rows *sql.Rows) (TaskSummary, error) {
+		var ts TaskSummary
+		var state int
+		var tc int64
+		var tf sql.NullInt64
+		err := rows.Scan(&ts.Key, &ts.OwnerName, &state, &ts.Queue, &ts.TypeName, &ts.Node, &ts.Attempts, &tc, &tf)
+		ts.State, ts.TimeCreate, ts.TimeFinish = State(state), fromUS(tc), fromNullUS(tf)
+		return ts, err
+	}, query, args...)
+}
+
+// listSQL is ListTasksOf's query: before, if not 0, is the id of the
+// task the page starts after.
+func listSQL(q TaskQuery, before int64) (string, []any) {
+	query := `SELECT t.key, o.name, t.state, t.queue, t.type_name, ` + lastNode + `, t.attempts, t.time_create, t.time_finish
+		FROM tasks t JOIN users o ON o.id = t.user_id WHERE 1 = 1`
+	var args []any
+	if q.Owner != 0 {
+		query += ` AND t.user_id = ?`
+		args = append(args, q.Owner)
+	}
+	if before != 0 {
+		query += ` AND t.id < ?`
+		args = append(args, before)
+	}
+	if q.State != nil {
+		query += ` AND t.state = ?`
+		args = append(args, int(*q.State))
+	}
+	if q.Queue != "" {
+		query += ` AND t.queue = ?`
+		args = append(args, q.Queue)
+	}
+	if q.Type != "" {
+		query += ` AND t.type_name = ?`
+		args = append(args, q.Type)
+	}
+	query += ` ORDER BY t.id DESC LIMIT ?`
+	args = append(args, q.Limit)
+	return query, args
+}
+
+// Attempt is one hand-out of a task to a node.
+type Attempt struct {
+	Attempt    int
+	Node       string
+	TimeAssign time.Time
+}
+
+// TaskDetail is everything known about a task.
+type TaskDetail struct {
+	Task
+	Queue        string
+	TypeName     string
+	Origin       []byte // tasktype.Origin as JSON; nil for a task posted as it is
+	Node         string // the node of the last hand-out, if any
+	History      []Attempt
+	TimeStart    time.Time // the last hand-out; zero: never handed out
+	TimeFinish   time.Time // result accepted or cancelled; zero: neither
+	ResultStatus string    // the result's verdict ("status"), if it has a result
+}
+
+// TaskDetail reads a task with its queue, type, origin, hand-outs, times
+// and its result's verdict, in one read transaction.
+func (s *Store) TaskDetail(ctx context.Context, key string) (TaskDetail, error) {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return TaskDetail{}, fmt.Errorf("unable to begin read: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read only: nothing to keep or lose
+	var d TaskDetail
+	d.Task, err = scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` `+taskFrom+` WHERE t.key = ?`, key))
+	if err != nil {
+		return TaskDetail{}, rowErr(err, "read task")
+	}
+	var tf sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT queue, type_name, origin, time_finish FROM tasks WHERE id = ?`, d.ID).
+		Scan(&d.Queue, &d.TypeName, &d.Origin, &tf); err != nil {
+		return TaskDetail{}, rowErr(err, "read task")
+	}
+	d.TimeFinish = fromNullUS(tf)
+	d.History, err = queryRows(ctx, tx, "read hand-outs", func(rows *sql.Rows) (Attempt, error) {
+		var a Attempt
+		var ta int64
+		err := rows.Scan(&a.Attempt, &a.Node, &ta)
+		a.TimeAssign = fromUS(ta)
+		return a, err
+	}, `SELECT n.attempt, u.name, n.time_assign FROM task_nodes n JOIN users u ON u.id = n.user_id WHERE n.task_id = ? ORDER BY n.attempt`, d.ID)
+	if err != nil {
+		return TaskDetail{}, err
+	}
+	if n := len(d.History); n > 0 {
+		d.Node, d.TimeStart = d.History[n-1].Node, d.History[n-1].TimeAssign
+	}
+	if d.History == nil {
+		d.History = []Attempt{}
+	}
+	var res []byte
+	err = tx.QueryRowContext(ctx, `SELECT description FROM results WHERE task_id = ?`, d.ID).Scan(&res)
+	switch {
+	case err == nil:
+		var v struct {
+			Status string `json:"status"`
+		}
+		// A result this server stored always parses; one that did not
+		// would only lack its verdict here.
+		_ = json.Unmarshal(res, &v)
+		d.ResultStatus = v.Status
+	case !errors.Is(err, sql.ErrNoRows):
+		return TaskDetail{}, fmt.Errorf("unable to read result: %w", err)
+	}
+	return d, nil
+}
+
+// CancelResult says what Cancel found and did.
+type CancelResult struct {
+	Was  State // the task's state before
+	Node int64 // the node that held it (Was == Assigned), else 0
+}
+
+// Cancel cancels task key (see the file's comment): ErrNotFound if there
+// is no such task, ErrFinished if it has its result; a cancelled task is
+// left as it is (Was == Cancelled).
+func (s *Store) Cancel(ctx context.Context, key string, now time.Time) (CancelResult, error) {
+	var out CancelResult
+	var id int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		out = CancelResult{}
+		var state int
+		var assignee sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT id, state, assignee_id FROM tasks WHERE key = ?`, key).Scan(&id, &state, &assignee); err != nil {
+			return rowErr(err, "read task")
+		}
+		out.Was = State(state)
+		switch out.Was {
+		case Done:
+			return ErrFinished
+		case Cancelled:
+			return nil
+		case Assigned:
+			out.Node = assignee.Int64
+		}
+		// time_assign stays: it is when the cancelled run started.
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL, assigned_limits = NULL, time_finish = ?
+			WHERE id = ?`, stateCancelled, us(now), id); err != nil {
+			return fmt.Errorf("unable to cancel task: %w", err)
+		}
+		return nil
+	})
+	if err == nil && out.Was == Queued {
+		s.forget(id) // no dequeue reads it again
+	}
+	return out, err
+}
