@@ -301,7 +301,7 @@ func (f *Foreman) post(j *job, res *spec.Result) {
 		err = send(res)
 	}
 	var se *client.ServerError
-	if err != nil && errors.As(err, &se) && !alreadyResolved(err) && res.Status != spec.StatusSE {
+	if err != nil && errors.As(err, &se) && !alreadyResolved(err) && !errors.Is(err, client.ErrCancelled) && res.Status != spec.StatusSE {
 		j.log.Error("the server refused the result; posting an SE result instead", "error", err)
 		res = f.systemError(j, err)
 		err = send(res)
@@ -312,6 +312,9 @@ func (f *Foreman) post(j *job, res *spec.Result) {
 		f.drop(j, false)
 	case errors.Is(context.Cause(ctx), ErrKilled):
 		f.drop(j, true)
+	case errors.Is(err, client.ErrCancelled):
+		j.log.Info("the task was cancelled before its result was posted; the result is dropped")
+		f.drop(j, false)
 	case alreadyResolved(err):
 		j.log.Info("the task already has another result (another node's); this one is dropped")
 		f.drop(j, false)

@@ -230,3 +230,26 @@ func TestNoSEForLostTask(t *testing.T) {
 		t.Errorf("log:\n%s", logs)
 	}
 }
+
+// A task cancelled while it ran, whose node finished it before hearing of
+// the cancel, gets no result: the post is refused as cancelled and the node
+// drops the task quietly, with no SE posted in its stead.
+func TestPostOfCancelledTaskDropped(t *testing.T) {
+	g := newGrid(t)
+	key := g.submit(`{"image": "x", "args": ["true"], "stdout": "out"}`, nil)
+	logs := &syncBuffer{}
+	f, j := takeByHand(t, g, logs)
+	if _, err := g.client("alice").Cancel(context.Background(), key); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	f.post(j, okResult(t, j, "late\n", 0))
+	if ti := g.task(key); ti.HasResult {
+		t.Errorf("the cancelled task got a result; log:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "was cancelled before its result was posted") || strings.Contains(logs.String(), "SE result instead") {
+		t.Errorf("the late result was not dropped quietly; log:\n%s", logs)
+	}
+	if len(f.heldKeys()) != 0 {
+		t.Errorf("the node still holds %v", f.heldKeys())
+	}
+}

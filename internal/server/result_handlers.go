@@ -80,7 +80,9 @@ func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
 		fail(w, "task %s already has a result", res.ID)
 		return
 	case errors.Is(err, store.ErrCancelled):
-		fail(w, "task %s was cancelled; it takes no result", res.ID)
+		// The FAIL a waiting client gets too: the node can tell it from
+		// other refusals and drops the task instead of posting an SE.
+		writeJSON(w, api.Cancelled(res.ID))
 		return
 	case err != nil:
 		s.internal(w, r, err)
