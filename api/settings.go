@@ -24,6 +24,9 @@ const (
 	// ExtCallbacks: a task's callback_url is delivered (only servers that
 	// allow some callback hosts announce it).
 	ExtCallbacks = "callbacks"
+	// ExtQueues: named queues (docs/queues.md): DequeueRequest.Queues, a
+	// task's "queue" key, QueueStats.Queues.
+	ExtQueues = "queues"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A
