@@ -10,6 +10,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,28 +33,28 @@ func TestBadInputQueues(t *testing.T) {
 	img := `"image": "kolejka-test:latest", "args": ["true"]`
 
 	// unchanged runs do and checks that the server's state did not move.
-	unchanged := func(t *testing.T, r *hardening.Row, label string, do func() (string, []string)) {
+	unchanged := func(t *testing.T, r *hardening.Row, label string, do func() (observed, said string, want []string)) {
 		t.Helper()
 		before := s.state(t)
-		said, want := do()
-		r.Observe("%s%s", label, said)
+		observed, said, want := do()
+		r.Observe("%s%s", label, observed)
 		checkFragments(t, said, want)
 		if after := s.state(t); !after.equal(before) {
 			t.Errorf("%sthe server changed: %v → %v", label, before, after)
 		}
 	}
-	refusedPost := func(c *apiClient, path, body string, want ...string) func() (string, []string) {
-		return func() (string, []string) {
+	refusedPost := func(c *apiClient, path, body string, want ...string) func() (string, string, []string) {
+		return func() (string, string, []string) {
 			a := c.do(t, "POST", path, []byte(body))
 			if a.code != 200 || a.status() != "FAIL" {
 				t.Errorf("POST %s: %v, want a FAIL", path, a)
 			}
-			return a.String(), want
+			return a.String(), a.text(), want
 		}
 	}
 
 	t.Run("BQ01", func(t *testing.T) {
-		r := caseOf(t, hardening.BadInput, "BQ01", `queue: a task whose queue is not a name ("../x", "a b", 100 characters, "")`,
+		r := caseOf(t, hardening.BadInput, "BQ01", `queue: a task whose queue is not a name ("../x", "a b", 100 characters, non-ASCII, a number)`,
 			"FAIL naming kolejka_task.json and queue; nothing stored")
 		for _, q := range []string{"../x", "a b", strings.Repeat("q", 100), "x/../../y", "\u00e9t\u00e9"} {
 			unchanged(t, r, "", refusedPost(alice, "/task/task/", `{`+img+`, "queue": "`+q+`"}`, "kolejka_task.json", "queue: "))
@@ -80,13 +81,13 @@ func TestBadInputQueues(t *testing.T) {
 			{[]string{"ok", "--priority", "high"}, []string{"--priority"}},
 			{[]string{"judge"}, []string{`"judge"`, "already exists"}},
 		} {
-			unchanged(t, r, "", func() (string, []string) {
+			unchanged(t, r, "", func() (string, string, []string) {
 				out, errOut, code := gridtest.RunCommand(context.Background(), filepath.Join(bin, "kolejka-server"),
 					append([]string{"--config-file", conf, "--data", s.data, "queue", "add"}, c.args...)...)
 				if code != 2 {
 					t.Errorf("queue add %q: exit %d, want 2 (stdout %q)", c.args, code, out)
 				}
-				return strings.TrimSpace(errOut), c.want
+				return "exit " + strconv.Itoa(code) + ": " + strings.TrimSpace(errOut), errOut, c.want
 			})
 		}
 	})
