@@ -3,7 +3,8 @@ package store
 // This file owns the queues table: adding, listing (with each queue's
 // figures), pausing and removing named queues (their rules are package
 // queue's). A task's queue is its name in tasks.queue; tasks_queue_wait
-// (queue, state, id) answers every per-queue question from the index.
+// (queue, state, id) finds a queue's tasks in order, and queue_counts
+// (kept by triggers, migration step 9) its queued and running counts.
 
 import (
 	"context"
@@ -138,12 +139,7 @@ func (s *Store) Queues(ctx context.Context) ([]QueueInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i := range qs {
-		if err := s.figures(ctx, &qs[i]); err != nil {
-			return nil, err
-		}
-	}
-	return qs, nil
+	return qs, s.figures(ctx, qs)
 }
 
 // Queue is one queue with its figures; ErrNotFound if there is none.
@@ -156,21 +152,51 @@ func (s *Store) Queue(ctx context.Context, name string) (QueueInfo, error) {
 	if len(qs) == 0 {
 		return QueueInfo{}, ErrNotFound
 	}
-	return qs[0], s.figures(ctx, &qs[0])
+	return qs[0], s.figures(ctx, qs)
 }
 
-// figures fills in q's depth, running and oldest, from tasks_queue_wait
-// alone (counts over the queue's range of the index, and its head).
-func (s *Store) figures(ctx context.Context, q *QueueInfo) error {
-	if err := s.r.QueryRowContext(ctx, `SELECT
-			(SELECT COUNT(*) FROM tasks WHERE queue = ? AND state = ?),
-			(SELECT COUNT(*) FROM tasks WHERE queue = ? AND state = ?)`,
-		q.Name, stateQueued, q.Name, stateAssigned).Scan(&q.Depth, &q.Running); err != nil {
-		return fmt.Errorf("unable to count tasks of queue %q: %w", q.Name, err)
+// figures fills in the queues' depth and running from queue_counts (kept
+// by triggers) and, for a queue with tasks waiting, oldest from its head
+// in tasks_queue_wait: a cost per queue, not per task.
+func (s *Store) figures(ctx context.Context, qs []QueueInfo) error {
+	type count struct {
+		queue string
+		state int
+		n     int64
 	}
-	if q.Depth == 0 {
-		return nil
+	counts, err := queryRows(ctx, s.r, "count the queues' tasks", func(rows *sql.Rows) (c count, err error) {
+		err = rows.Scan(&c.queue, &c.state, &c.n)
+		return c, err
+	}, `SELECT queue, state, n FROM queue_counts WHERE n > 0`)
+	if err != nil {
+		return err
 	}
+	byName := make(map[string]*QueueInfo, len(qs))
+	for i := range qs {
+		byName[qs[i].Name] = &qs[i]
+	}
+	for _, c := range counts {
+		q := byName[c.queue]
+		switch {
+		case q == nil:
+		case c.state == stateQueued:
+			q.Depth = c.n
+		case c.state == stateAssigned:
+			q.Running = c.n
+		}
+	}
+	for i := range qs {
+		if qs[i].Depth > 0 {
+			if err := s.oldest(ctx, &qs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// oldest reads when q's head task last entered the queue.
+func (s *Store) oldest(ctx context.Context, q *QueueInfo) error {
 	var queued sql.NullInt64
 	var created int64
 	err := s.r.QueryRowContext(ctx, `SELECT time_queued, time_create FROM tasks WHERE queue = ? AND state = ? ORDER BY id LIMIT 1`,
@@ -209,8 +235,8 @@ func (s *Store) RemoveQueue(ctx context.Context, name string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		var queued, running int64
 		if err := tx.QueryRowContext(ctx, `SELECT
-				(SELECT COUNT(*) FROM tasks WHERE queue = ? AND state = ?),
-				(SELECT COUNT(*) FROM tasks WHERE queue = ? AND state = ?)`,
+				COALESCE((SELECT n FROM queue_counts WHERE queue = ? AND state = ?), 0),
+				COALESCE((SELECT n FROM queue_counts WHERE queue = ? AND state = ?), 0)`,
 			name, stateQueued, name, stateAssigned).Scan(&queued, &running); err != nil {
 			return fmt.Errorf("unable to count tasks of queue %q: %w", name, err)
 		}

@@ -203,3 +203,82 @@ func TestDequeueOverQueues(t *testing.T) {
 		t.Errorf("window 6: took %v after %d looked at; want low0 after 6", keys, scanned)
 	}
 }
+
+// queue_counts agrees with counting, through every change a task goes
+// through, and step 9 fills it from the tasks already there.
+func TestQueueCountsKeptByTriggers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.sqlite3")
+	s := open(t, path)
+	ctx := context.Background()
+	now := time.Now()
+	o, _ := s.CreateUser(ctx, "o", "h", RoleClient, now)
+	n, _ := s.CreateUser(ctx, "n", "h", RoleProcessor, now)
+	agree := func(when string) {
+		t.Helper()
+		rows, err := s.r.Query(`SELECT q.name, s.state,
+				(SELECT COUNT(*) FROM tasks t WHERE t.queue = q.name AND t.state = s.state),
+				COALESCE((SELECT c.n FROM queue_counts c WHERE c.queue = q.name AND c.state = s.state), 0)
+			FROM (SELECT 'a' AS name UNION ALL SELECT 'b' UNION ALL SELECT 'default') q, (SELECT 0 AS state UNION ALL SELECT 1) s`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var q string
+			var state, counted, kept int64
+			rows.Scan(&q, &state, &counted, &kept)
+			if counted != kept {
+				t.Errorf("%s: queue %s state %d: %d tasks, queue_counts says %d", when, q, state, counted, kept)
+			}
+		}
+	}
+	for _, q := range []string{"a", "b"} {
+		if err := s.AddQueue(ctx, queue.Queue{Name: q}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6 {
+		insertIn(t, s, o.ID, fmt.Sprintf("a%d", i), "a", now)
+		insertIn(t, s, o.ID, fmt.Sprintf("b%d", i), "b", now)
+	}
+	insertIn(t, s, o.ID, "d0", "", now)
+	agree("inserted")
+	short := func([]spec.Limits, bool) time.Duration { return time.Millisecond }
+	if _, err := s.Dequeue(ctx, DequeueRequest{Node: n.ID, Concurency: 5, Now: now, Lease: short, Expiry: Expiry{MaxAttempts: 1},
+		Queues: queue.Plan{{"a", "b"}}}); err != nil {
+		t.Fatal(err)
+	}
+	agree("dequeued")
+	if _, err := s.PostResult(ctx, NewResult{TaskKey: "a0", Poster: n.ID, Description: []byte(`{}`),
+		Fingerprint: func(map[string]string) (string, error) { return "x", nil }, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, n.ID, []string{"b0"}, now); err != nil {
+		t.Fatal(err)
+	}
+	agree("a result and a release")
+	if _, err := s.ExpireLeases(ctx, now.Add(time.Second), Expiry{MaxAttempts: 1}); err != nil { // SE results
+		t.Fatal(err)
+	}
+	s.DeleteTask(ctx, "a5")
+	s.DeleteTask(ctx, "d0")
+	agree("expired and deleted")
+	s.Close()
+
+	// A database of step 8 with tasks: step 9 counts them.
+	s = open(t, path)
+	for _, q := range []string{`DROP TRIGGER tasks_queue_count_insert`, `DROP TRIGGER tasks_queue_count_delete`,
+		`DROP TRIGGER tasks_queue_count_update`, `DROP TABLE queue_counts`, `UPDATE schema_version SET version = 8`} {
+		if _, err := s.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	insertIn(t, s, o.ID, "b9", "b", now)
+	s.Close()
+	s = open(t, path)
+	defer s.Close()
+	agree("migrated")
+	if q, err := s.Queue(ctx, "b"); err != nil || q.Depth == 0 {
+		t.Errorf("b after migration: %+v %v", q, err)
+	}
+}

@@ -180,6 +180,8 @@ func TestTokenMigration(t *testing.T) {
 	s := open(t, path)
 	// Back to schema 5 with the token table of then.
 	for _, q := range []string{
+		`DROP TRIGGER tasks_queue_count_insert`, `DROP TRIGGER tasks_queue_count_delete`, `DROP TRIGGER tasks_queue_count_update`,
+		`DROP TABLE queue_counts`,
 		`DROP TABLE type_files`, `DROP TABLE types`, `DROP TABLE queues`, `DELETE FROM task_counts WHERE state = 3`,
 		`DROP INDEX tasks_queue_wait`, `DROP INDEX tasks_owner`,
 		`ALTER TABLE tasks DROP COLUMN queue`, `ALTER TABLE tasks DROP COLUMN type_name`,
