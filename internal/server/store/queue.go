@@ -201,24 +201,39 @@ func (s *Store) pickQueued(ctx context.Context, tx *sql.Tx, req *DequeueRequest,
 func (s *Store) pickGroup(ctx context.Context, tx *sql.Tx, req *DequeueRequest, picker *sched.Picker,
 	group []string, picks []pick, scanned int) ([]pick, int, error) {
 	window := req.window()
+	// Each cursor pages as a single queue does, except that no page is
+	// larger than its share of what is left of the window: an index
+	// search costs about as much as 50 ids read (~20 µs), so the pages
+	// stay large and the searches few.
+	first := max(firstPage, 4*req.Concurency)
 	cursors := make([]*cursor, len(group))
 	for i, q := range group {
-		cursors[i] = &cursor{queue: q, page: max(firstPage, 4*req.Concurency)}
+		cursors[i] = &cursor{queue: q, page: first}
 	}
 	for !picker.Done() && scanned < window {
+		active := 0
+		for _, c := range cursors {
+			if len(c.ids) > 0 || !c.end {
+				active++
+			}
+		}
+		if active == 0 {
+			break // every queue of the group is read to its end
+		}
+		share := (window - scanned + active - 1) / active
+		if err := fill(ctx, tx, cursors, share); err != nil {
+			return nil, scanned, err
+		}
 		// The oldest head among the queues; a few queues per node, so a
 		// linear look beats a heap.
 		var next *cursor
 		for _, c := range cursors {
-			if err := c.fill(ctx, tx, window-scanned); err != nil {
-				return nil, scanned, err
-			}
 			if len(c.ids) > 0 && (next == nil || c.ids[0] < next.ids[0]) {
 				next = c
 			}
 		}
 		if next == nil {
-			break // every queue of the group is read to its end
+			break
 		}
 		id := next.ids[0]
 		next.ids = next.ids[1:]
@@ -245,23 +260,40 @@ type cursor struct {
 	end   bool    // the queue has no more ids after last
 }
 
-// fill reads the cursor's next page when it has offered all it read;
-// left bounds the page (what is left of the window).
-func (c *cursor) fill(ctx context.Context, tx *sql.Tx, left int) error {
+// next is the size of the cursor's next page, at most left; 0 when it
+// needs none (it has ids left to offer, or its queue has no more).
+func (c *cursor) next(left int) int {
 	if len(c.ids) > 0 || c.end || left <= 0 {
-		return nil
+		return 0
 	}
-	n := min(c.page, maxPage, left)
+	return min(c.page, maxPage, left)
+}
+
+// got records the cursor's page of ids, read for a page of n.
+func (c *cursor) got(ids []int64, n int) {
 	c.page *= 4
-	ids, err := queuedIDs(ctx, tx, c.queue, c.last, n)
-	if err != nil {
-		return err
-	}
 	c.ids = ids
 	if len(ids) > 0 {
 		c.last = ids[len(ids)-1]
 	}
 	c.end = len(ids) < n
+}
+
+// fill reads the next page, of at most left ids, of each cursor that has
+// offered all it read: one index search per queue (a UNION ALL of them in
+// one statement measured slower than the searches one by one).
+func fill(ctx context.Context, tx *sql.Tx, cursors []*cursor, left int) error {
+	for _, c := range cursors {
+		n := c.next(left)
+		if n == 0 {
+			continue
+		}
+		ids, err := queuedIDs(ctx, tx, c.queue, c.last, n)
+		if err != nil {
+			return err
+		}
+		c.got(ids, n)
+	}
 	return nil
 }
 
