@@ -100,8 +100,9 @@ func queueAddCommand() *cli.Command {
 			}
 			return withAdmin(c, func(srv *server.Server) error {
 				if err := srv.AddQueue(c.Context, q); err != nil {
-					if oe := optionErr(err); oe != err {
-						return oe
+					var fe *queue.FieldError
+					if errors.As(err, &fe) {
+						return optionErr(fe)
 					}
 					return queueErr(err, q.Name)
 				}
