@@ -37,14 +37,17 @@ func answers() map[string]any {
 		"fail":      api.Fail("invalid username or password"),
 		"settings": api.OK(&api.SettingsAnswer{Settings: api.Settings{
 			BlobHashAlgorithm: "sha256",
-			Extensions: []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtTypes,
+			Extensions: []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtQueues, api.ExtTypes,
 				api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone},
 			LeaseTime:     "60.0s",
 			MaxResultBody: "16777216b",
 			MaxWait:       "60.0s",
 		}}),
-		"stats-empty": api.OK(&api.StatsAnswer{QueueStats: api.QueueStats{TaskAssignees: map[string]int{}}}),
+		"stats-empty": api.OK(&api.StatsAnswer{QueueStats: api.QueueStats{
+			Queues: map[string]api.QueueFigures{"default": {}}, TaskAssignees: map[string]int{},
+		}}),
 		"stats": api.OK(&api.StatsAnswer{QueueStats: api.QueueStats{
+			Queues:            map[string]api.QueueFigures{"default": {Running: 1}},
 			TaskAssignedCount: 1, TaskAssignees: map[string]int{"node": 1}, TaskCount: 1, TaskUnresolvedCount: 1,
 		}}),
 		"reference-upload": api.OK(&api.ReferenceAnswer{Reference: ref}),
@@ -215,6 +218,9 @@ func TestParseDequeue(t *testing.T) {
 		{body: `{"wait": -1}`, err: []string{"dequeue: wait: -1 is not a number of seconds"}},
 		{body: `{"wait": [1]}`, err: []string{"dequeue: wait: expected seconds, got [1]"}},
 		{body: `{"tags": []} {}`, err: []string{"dequeue: unexpected data after the JSON object"}},
+		{body: `{"queues": ["gpu", "judge.v2"]}`, want: api.DequeueRequest{Concurrency: 1, Queues: []string{"gpu", "judge.v2"}}},
+		{body: `{"queues": ["gpu", "../x"]}`, err: []string{`dequeue: queues[1]: "../x" is not a name`}},
+		{body: `{"queues": "gpu"}`, err: []string{"dequeue: ", "queues"}},
 	} {
 		got, err := api.ParseDequeue([]byte(c.body))
 		if c.err == nil {

@@ -29,6 +29,9 @@ type DequeueRequest struct {
 	// Limits are what the node has left (cores, memory, ...) and its
 	// per-task maxima (time, image, ...).
 	Limits spec.Limits `json:"limits"`
+	// Queues are the queues the node takes tasks from, each a name
+	// (spec.CheckName); none means the default queue (extension "queues").
+	Queues []string `json:"queues,omitempty"`
 	// Tags are the node's tags.
 	Tags []string `json:"tags"`
 	// Wait lets the server hold the request this long for work when there
@@ -49,13 +52,19 @@ func ParseDequeue(body []byte) (DequeueRequest, error) {
 		Defaults    json.RawMessage `json:"defaults"`
 		Heartbeat   bool            `json:"heartbeat"`
 		Limits      json.RawMessage `json:"limits"`
+		Queues      []string        `json:"queues"`
 		Tags        []string        `json:"tags"`
 		Wait        json.RawMessage `json:"wait"`
 	}
 	if err := Decode(body, &raw); err != nil {
 		return DequeueRequest{}, fmt.Errorf("dequeue: %w", err)
 	}
-	req := DequeueRequest{Concurrency: 1, Heartbeat: raw.Heartbeat, Tags: raw.Tags}
+	req := DequeueRequest{Concurrency: 1, Heartbeat: raw.Heartbeat, Queues: raw.Queues, Tags: raw.Tags}
+	for i, q := range req.Queues {
+		if err := spec.CheckName(q); err != nil {
+			return DequeueRequest{}, fmt.Errorf("dequeue: queues[%d]: %w", i, err)
+		}
+	}
 	if raw.Concurrency != nil {
 		req.Concurrency = *raw.Concurrency
 	}
@@ -160,13 +169,28 @@ type ReleaseAnswer struct {
 
 // QueueStats are the queue's counts, as GET /queue/stats/ answers them.
 type QueueStats struct {
-	TaskAssignedCount int `json:"task_assigned_count"`
+	// Queues are each named queue's figures, by name (extension
+	// "queues"; Kolejka's clients ignore the key).
+	Queues            map[string]QueueFigures `json:"queues,omitempty"`
+	TaskAssignedCount int                     `json:"task_assigned_count"`
 	// TaskAssignees counts each node's assigned, unresolved tasks.
 	TaskAssignees       map[string]int `json:"task_assignees"`
 	TaskCount           int            `json:"task_count"`
 	TaskResolvedCount   int            `json:"task_resolved_count"`
 	TaskUnassignedCount int            `json:"task_unassigned_count"`
 	TaskUnresolvedCount int            `json:"task_unresolved_count"`
+}
+
+// QueueFigures are one named queue's figures and settings.
+type QueueFigures struct {
+	Depth   int `json:"depth"`   // queued tasks
+	Running int `json:"running"` // tasks assigned to nodes
+	// OldestAgeSeconds is how long the task at the queue's head has waited
+	// since it last entered the queue (0 when the queue is empty).
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	Paused           bool    `json:"paused"`
+	Private          bool    `json:"private"`
+	Priority         int     `json:"priority"`
 }
 
 // StatsAnswer is GET /queue/stats/'s answer.

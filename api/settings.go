@@ -37,6 +37,9 @@ const (
 	ExtCancel = "cancel"
 	// ExtClone: POST /task/task/<key>/clone/, the same task again.
 	ExtClone = "clone"
+	// ExtQueues: named queues (docs/queues.md): DequeueRequest.Queues, a
+	// task's "queue" key, QueueStats.Queues.
+	ExtQueues = "queues"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A

@@ -29,6 +29,9 @@ type DequeueRequest struct {
 	// Heartbeat says the node will heartbeat its tasks (extension
 	// "heartbeat"): the server then leases them for a short time only.
 	Heartbeat bool
+	// Queues are the queues the node takes from, higher priority first by
+	// the server's rules (extension "queues"); none: the default queue.
+	Queues []string
 }
 
 // Dequeue takes tasks for this node (a processor's call). The tasks come
@@ -62,6 +65,16 @@ func (c *Client) DequeueTasks(ctx context.Context, req DequeueRequest) (Dequeued
 		body.Defaults = req.Defaults
 	}
 	body.Heartbeat = req.Heartbeat && s.Has(api.ExtHeartbeat)
+	if len(req.Queues) > 0 {
+		switch {
+		case s.Has(api.ExtQueues):
+			body.Queues = append([]string{}, req.Queues...)
+		case !OnlyDefaultQueue(req.Queues):
+			// Asked without the key, the server would hand out the
+			// default queue's tasks: not what the node serves.
+			return Dequeued{}, fmt.Errorf("queue/dequeue/: named queues %v: %w", req.Queues, ErrUnsupported)
+		}
+	}
 	var out api.DequeueAnswer
 	if err := c.postJSON(ctx, "queue/dequeue/", body, &out); err != nil {
 		return Dequeued{}, err
@@ -75,6 +88,18 @@ func (c *Client) DequeueTasks(ctx context.Context, req DequeueRequest) (Dequeued
 		tasks = append(tasks, t)
 	}
 	return Dequeued{Tasks: tasks, PassEnv: out.PassEnv}, nil
+}
+
+// OnlyDefaultQueue reports whether queues names the default queue alone
+// (or none): what every server serves, with or without the extension
+// "queues".
+func OnlyDefaultQueue(queues []string) bool {
+	for _, q := range queues {
+		if q != spec.DefaultQueue {
+			return false
+		}
+	}
+	return true
 }
 
 // Heartbeat extends the leases of the node's tasks keys (all of them when

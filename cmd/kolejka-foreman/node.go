@@ -70,6 +70,7 @@ func openNode(ctx context.Context, o options, log *slog.Logger) (*foreman.Forema
 		Cores:       cores,
 		Defaults:    defaults,
 		Tags:        tags,
+		Queues:      o.Queues,
 		Concurrency: o.Concurrency,
 		PassEnv:     o.PassEnv,
 		Interval:    o.Interval,

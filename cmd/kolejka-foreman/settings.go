@@ -38,6 +38,7 @@ type options struct {
 	Concurrency int           // concurency (sic): tasks at once (8)
 	AutoTags    bool          // auto_tags: add the machine's tags (true)
 	Tags        []string      // tags: comma list
+	Queues      []string      // queues: comma list of named queues to serve (none: the default queue)
 
 	// Limits are the limit keys of [foreman]: caps of the node's capacity
 	// (cpus, memory, swap, pids, storage, workspace, gpus) and per-task
@@ -100,6 +101,7 @@ func (o *options) table(clientSection string) []settings.Setting {
 		node(&cli.BoolFlag{Name: "auto-tags", Value: true, Usage: "add the machine's tags (cpu, cpus, gpu, hostname, kernel); --auto-tags=false to not; [foreman] auto_tags"},
 			"auto_tags", settings.Bool(&o.AutoTags)),
 		node(str("tags", "comma list of the node's tags (replaces [foreman] tags)"), "tags", settings.List(&o.Tags)),
+		node(str("queues", "comma list of the named queues the node takes tasks from (default: the default queue); [foreman] queues"), "queues", settings.List(&o.Queues)),
 		node(str("output-limit", "cap of each stdout/stderr file of a task (default 64M); [foreman] output_limit"), "output_limit", settings.SizeOrUnbounded(&o.OutputLimit)),
 		node(str("memory-reserve", "memory never offered to tasks (default 512M, at most half); [foreman] memory_reserve"), "memory_reserve", settings.SizeOrUnbounded(&o.MemoryReserve)),
 		node(str("defaults", `limits for tasks that omit one the node declares (default "cpus=1"); [foreman] defaults`), "defaults", settings.LimitList(&o.Defaults)),

@@ -11,6 +11,7 @@
 //	kolejka-server lstask [--assigned[=false]] [--resolved[=false]] [--long]
 //	kolejka-server rmtask KEY...
 //	kolejka-server unassign AGE
+//	kolejka-server queue add|ls|pause|resume|rm … (queue.go)
 //	kolejka-server config
 //
 // The admin commands work next to a running server. Exit codes: 0 done, 2
@@ -59,6 +60,7 @@ func app() *cli.App {
 		Commands: []*cli.Command{
 			serveCommand(), configCommand(), adduserCommand(), passwdCommand(), tokenCommand(),
 			lstaskCommand(), rmtaskCommand(), unassignCommand(),
+			queueCommand(),
 		},
 	}
 }

@@ -52,9 +52,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/client"
 	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/flock"
@@ -135,6 +137,9 @@ type Config struct {
 	// Tags are the node's tags: a task is handed out only to nodes having
 	// all it requires.
 	Tags []string
+	// Queues are the named queues the node takes tasks from (the server's
+	// extension "queues"); none: the default queue, as Kolejka's foreman.
+	Queues []string
 	// Concurrency is how many tasks run at once at most (default 8).
 	Concurrency int
 	// PassEnv are the host environment variables this node lets tasks
@@ -227,7 +232,27 @@ func (cfg Config) complete() (Config, error) {
 		return cfg, fmt.Errorf("the defaults %s ask for more than the node offers (%s): %w", cfg.Defaults, cfg.Capacity, ErrConfig)
 	}
 	cfg.Tags = NormalizeTags(cfg.Tags)
+	if err := checkQueues(cfg.Queues, cfg.Client.Settings()); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// checkQueues refuses queues that are not names, and named queues other
+// than the default one on a server without them (it would hand the node
+// the default queue's tasks instead).
+func checkQueues(queues []string, st client.Settings) error {
+	for _, q := range queues {
+		if err := spec.CheckName(q); err != nil {
+			return fmt.Errorf("queues: %v: %w", err, ErrConfig)
+		}
+	}
+	if !client.OnlyDefaultQueue(queues) && !st.Has(api.ExtQueues) {
+		return fmt.Errorf("queues: the server has no named queues (it does not announce the extension %q), so this node cannot serve %s; "+
+			"serve the default queue only (no queues setting) or use a server that has them: %w",
+			api.ExtQueues, strings.Join(queues, ", "), ErrConfig)
+	}
+	return nil
 }
 
 // setDefaults gives what cfg leaves zero its default.

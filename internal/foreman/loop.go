@@ -46,6 +46,7 @@ func (f *Foreman) dequeueLoop() {
 				Defaults:    f.cfg.Defaults,
 				Wait:        wait,
 				Heartbeat:   true,
+				Queues:      f.cfg.Queues,
 			})
 			return err
 		})

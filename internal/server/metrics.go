@@ -80,6 +80,15 @@ var (
 		"Blobs stored.", nil, nil)
 	descCallbacks = prometheus.NewDesc("kolejka_callbacks",
 		"Callbacks in the outbox by state (pending, failed).", []string{"state"}, nil)
+	// Per named queue (docs/queues.md), from the index of tasks by queue.
+	descQueueQueued = prometheus.NewDesc("kolejka_queue_queued_tasks",
+		"Tasks waiting in the queue.", []string{"queue"}, nil)
+	descQueueRunning = prometheus.NewDesc("kolejka_queue_running_tasks",
+		"Tasks of the queue assigned to nodes.", []string{"queue"}, nil)
+	descQueueOldest = prometheus.NewDesc("kolejka_queue_oldest_wait_seconds",
+		"How long the task at the queue's head has waited since it last entered the queue (0: empty).", []string{"queue"}, nil)
+	descQueuePaused = prometheus.NewDesc("kolejka_queue_paused",
+		"1 while the queue is paused (it keeps its tasks and hands none out).", []string{"queue"}, nil)
 )
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -88,6 +97,10 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBlobBytes
 	ch <- descBlobs
 	ch <- descCallbacks
+	ch <- descQueueQueued
+	ch <- descQueueRunning
+	ch <- descQueueOldest
+	ch <- descQueuePaused
 }
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
@@ -112,5 +125,20 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCallbacks, prometheus.GaugeValue, float64(failed), "failed")
 	} else {
 		ch <- prometheus.NewInvalidMetric(descCallbacks, err)
+	}
+	if qs, err := c.s.db.Queues(ctx); err == nil {
+		now := c.s.now()
+		for _, q := range qs {
+			paused := 0.0
+			if q.Paused {
+				paused = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descQueueQueued, prometheus.GaugeValue, float64(q.Depth), q.Name)
+			ch <- prometheus.MustNewConstMetric(descQueueRunning, prometheus.GaugeValue, float64(q.Running), q.Name)
+			ch <- prometheus.MustNewConstMetric(descQueueOldest, prometheus.GaugeValue, oldestAge(q, now).Seconds(), q.Name)
+			ch <- prometheus.MustNewConstMetric(descQueuePaused, prometheus.GaugeValue, paused, q.Name)
+		}
+	} else {
+		ch <- prometheus.NewInvalidMetric(descQueueQueued, err)
 	}
 }

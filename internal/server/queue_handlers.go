@@ -10,7 +10,9 @@ package server
 // plus our optional keys: "wait": seconds to wait for work when there is
 // none (long poll, capped at MaxWait), "defaults": {limits for tasks that
 // omit one the node declares}, "heartbeat": true (the node will heartbeat:
-// its tasks get the short lease). Answer: {"tasks": [...], "status": "OK"},
+// its tasks get the short lease), "queues": [names] (extension "queues":
+// the queues the node takes from, higher priority first; none: the default
+// queue). Answer: {"tasks": [...], "status": "OK"},
 // each task as stored but with the limits it runs with on this node.
 //
 // POST /queue/heartbeat/ (processors), body {"tasks": [keys]}; an empty
@@ -29,7 +31,9 @@ package server
 // but not the node's]}. A node that dies instead is handled by its leases,
 // which count the attempt.
 //
-// GET /queue/stats/ (signed in): Kolejka's counts.
+// GET /queue/stats/ (signed in): Kolejka's counts, and beside them
+// "queues": {name: {depth, running, oldest_age_seconds, paused, private,
+// priority}} (extension "queues").
 
 import (
 	"encoding/json"
@@ -38,6 +42,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/api"
+	"github.com/kolejka-go/kolejka/internal/queue"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -53,6 +58,11 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := unrunnableLimits(req.Defaults, "defaults"); err != nil {
+		fail(w, "dequeue: %v", err)
+		return
+	}
+	wanted, err := queue.Wanted(req.Queues)
+	if err != nil {
 		fail(w, "dequeue: %v", err)
 		return
 	}
@@ -78,6 +88,16 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		woken := s.queue.C()
 		dq.Now = s.now()
 		start := time.Now()
+		// The queues are read at every try: a pause or resume made by an
+		// admin command holds from the next one.
+		var held bool
+		if dq.Queues, held, err = s.plan(r.Context(), wanted, u.Name); err != nil {
+			if r.Context().Err() != nil {
+				return
+			}
+			s.internal(w, r, err)
+			return
+		}
 		res, err := s.db.Dequeue(r.Context(), dq)
 		s.metrics.dequeue.Observe(time.Since(start).Seconds())
 		if err != nil {
@@ -102,9 +122,20 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 			ok(w, &api.DequeueAnswer{Tasks: tasks, PassEnv: s.passEnv(res.Tasks)})
 			return
 		}
-		var live bool
-		if deadline, live = s.pause(r, woken, deadline); !live {
+		// A queue the node waits for that is paused or missing may come
+		// back through an admin command in another process, which cannot
+		// wake this poll: look again every queueRecheck.
+		wake := deadline
+		if soon := time.Now().Add(queueRecheck); held && soon.Before(wake) {
+			wake = soon
+		}
+		if _, live := s.pause(r, woken, wake); !live {
 			return
+		}
+		select {
+		case <-s.stopped():
+			deadline = time.Now()
+		default:
 		}
 	}
 }
@@ -220,7 +251,13 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 			assignees[node] = int(n)
 		}
 	}
+	queues, err := s.queueFigures(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	ok(w, &api.StatsAnswer{QueueStats: api.QueueStats{
+		Queues:              queues,
 		TaskAssignedCount:   int(st.Assigned),
 		TaskAssignees:       assignees,
 		TaskCount:           int(st.Total),

@@ -135,7 +135,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 // /settings/ (api.Ext*): callbacks only when some callback hosts are
 // allowed.
 func (s *Server) extensions() []string {
-	ext := []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtTypes,
+	ext := []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtQueues, api.ExtTypes,
 		api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone}
 	if len(s.cfg.CallbackHosts) > 0 {
 		ext = append(ext, api.ExtCallbacks)

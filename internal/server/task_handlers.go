@@ -79,6 +79,9 @@ func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin
 	if queue == "" {
 		queue = spec.DefaultQueue
 	}
+	if err := s.mayQueue(ctx, u, queue); err != nil {
+		return nil, err
+	}
 	desc, err := t.Encode()
 	if err != nil {
 		return nil, &refusal{err.Error()}

@@ -50,7 +50,7 @@ func (e *lifecycleEnv) insert(t *testing.T, key string, owner User, queue, typ s
 func (e *lifecycleEnv) dequeue(t *testing.T, node User, tags ...string) []string {
 	t.Helper()
 	r, err := e.s.Dequeue(e.ctx, DequeueRequest{Node: node.ID, Tags: tags, Concurency: 10, Now: e.now, Heartbeat: true,
-		Lease: func([]spec.Limits, bool) time.Duration { return time.Minute }, Expiry: Expiry{MaxAttempts: 3}})
+		Lease: func([]spec.Limits, bool) time.Duration { return time.Minute }, Expiry: Expiry{MaxAttempts: 3}, Queues: defaultPlan})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -262,6 +262,34 @@ CREATE TABLE type_files (
 );
 CREATE INDEX type_files_ref ON type_files(ref);
 `,
+	// 9: each queue's queued and running tasks, kept by triggers as
+	// task_counts (step 3) is, so that /queue/stats/ and /metrics show
+	// per-queue figures at the same cost with 100k tasks as with ten
+	// (counting a queue of 100k in the index took ~3.5 ms). Only the
+	// states a queue's figures show (0 queued, 1 assigned) are kept.
+	`
+CREATE TABLE queue_counts (
+	queue TEXT    NOT NULL,
+	state INTEGER NOT NULL,
+	n     INTEGER NOT NULL,
+	PRIMARY KEY (queue, state)
+);
+INSERT INTO queue_counts (queue, state, n)
+	SELECT queue, state, COUNT(*) FROM tasks WHERE state IN (0, 1) GROUP BY queue, state;
+CREATE TRIGGER tasks_queue_count_insert AFTER INSERT ON tasks WHEN NEW.state IN (0, 1) BEGIN
+	INSERT INTO queue_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1)
+		ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER tasks_queue_count_delete AFTER DELETE ON tasks WHEN OLD.state IN (0, 1) BEGIN
+	UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
+END;
+CREATE TRIGGER tasks_queue_count_update AFTER UPDATE OF state, queue ON tasks
+	WHEN OLD.state != NEW.state OR OLD.queue != NEW.queue BEGIN
+	UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state AND OLD.state IN (0, 1);
+	INSERT INTO queue_counts (queue, state, n) SELECT NEW.queue, NEW.state, 1 WHERE NEW.state IN (0, 1)
+		ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+END;
+`,
 }
 
 // SchemaVersion is the number of migration steps this program knows.

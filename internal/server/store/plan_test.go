@@ -17,6 +17,8 @@ func TestQueryPlans(t *testing.T) {
 		`SELECT id FROM tasks WHERE state = ? AND id > ? ORDER BY id LIMIT 100`:                                    "tasks_queue",
 		`SELECT 1 FROM tasks WHERE assignee_id = ? AND state = ? AND exclusive = 1`:                                "tasks_assignee",
 		`SELECT MIN(lease_expire) FROM tasks WHERE state = ?`:                                                      "tasks_lease",
+		`SELECT id FROM tasks WHERE queue = 'q' AND state = 0 AND id > 5 ORDER BY id LIMIT 100`:                    "tasks_queue_wait",
+		`SELECT time_queued, time_create FROM tasks WHERE queue = 'q' AND state = 0 ORDER BY id LIMIT 1`:           "tasks_queue_wait",
 		`SELECT id FROM callbacks WHERE state = ? AND next_attempt <= ? ORDER BY next_attempt LIMIT 64`:            "callbacks_due",
 	} {
 		rows, err := s.w.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, 1, 2)

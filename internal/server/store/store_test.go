@@ -93,7 +93,8 @@ func TestDequeueExclusiveAssignment(t *testing.T) {
 			defer wg.Done()
 			for {
 				r, err := s.Dequeue(ctx, DequeueRequest{Node: nodes[i%4].ID, Concurency: 3, Now: time.Now(),
-					Lease: func([]spec.Limits, bool) time.Duration { return time.Hour }, Expiry: Expiry{MaxAttempts: 3}})
+					Lease: func([]spec.Limits, bool) time.Duration { return time.Hour }, Expiry: Expiry{MaxAttempts: 3},
+					Queues: defaultPlan})
 				if err != nil {
 					t.Error(err)
 					return
@@ -144,7 +145,7 @@ func TestCountsKeptByTriggers(t *testing.T) {
 		s.AddReference(ctx, fmt.Sprintf("%064d", i%4), int64(100+i%4), fmt.Sprintf("r%d", i), o.ID, now)
 	}
 	lease := func([]spec.Limits, bool) time.Duration { return time.Millisecond }
-	s.Dequeue(ctx, DequeueRequest{Node: n.ID, Concurency: 4, Now: now, Lease: lease, Expiry: Expiry{MaxAttempts: 2}})
+	s.Dequeue(ctx, DequeueRequest{Node: n.ID, Concurency: 4, Now: now, Lease: lease, Expiry: Expiry{MaxAttempts: 2}, Queues: defaultPlan})
 	s.PostResult(ctx, NewResult{TaskKey: "k0", Poster: n.ID, Description: []byte(`{}`),
 		Fingerprint: func(map[string]string) (string, error) { return "x", nil }, Now: now})
 	s.ExpireLeases(ctx, now.Add(time.Second), Expiry{MaxAttempts: 2}) // k1..k3 back to the queue
@@ -179,6 +180,8 @@ func TestTokenMigration(t *testing.T) {
 	s := open(t, path)
 	// Back to schema 5 with the token table of then.
 	for _, q := range []string{
+		`DROP TRIGGER tasks_queue_count_insert`, `DROP TRIGGER tasks_queue_count_delete`, `DROP TRIGGER tasks_queue_count_update`,
+		`DROP TABLE queue_counts`,
 		`DROP TABLE type_files`, `DROP TABLE types`, `DROP TABLE queues`, `DELETE FROM task_counts WHERE state = 3`,
 		`DROP INDEX tasks_queue_wait`, `DROP INDEX tasks_owner`,
 		`ALTER TABLE tasks DROP COLUMN queue`, `ALTER TABLE tasks DROP COLUMN type_name`,

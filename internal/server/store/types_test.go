@@ -188,7 +188,7 @@ func TestTypeFilesKeptAndGranted(t *testing.T) {
 	}
 	// The origin goes to the node with the task.
 	r, err := f.s.Dequeue(ctx, DequeueRequest{Node: f.node.ID, Concurency: 5, Now: f.now,
-		Lease: func([]spec.Limits, bool) time.Duration { return time.Hour }, Expiry: Expiry{MaxAttempts: 3}})
+		Lease: func([]spec.Limits, bool) time.Duration { return time.Hour }, Expiry: Expiry{MaxAttempts: 3}, Queues: defaultPlan})
 	if err != nil || len(r.Tasks) != 1 || !strings.Contains(string(r.Tasks[0].Origin), `"pass_env": ["HOME"]`) {
 		t.Fatalf("dequeue: %+v %v", r.Tasks, err)
 	}
