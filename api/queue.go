@@ -174,11 +174,15 @@ type QueueStats struct {
 	Queues            map[string]QueueFigures `json:"queues,omitempty"`
 	TaskAssignedCount int                     `json:"task_assigned_count"`
 	// TaskAssignees counts each node's assigned, unresolved tasks.
-	TaskAssignees       map[string]int `json:"task_assignees"`
-	TaskCount           int            `json:"task_count"`
-	TaskResolvedCount   int            `json:"task_resolved_count"`
-	TaskUnassignedCount int            `json:"task_unassigned_count"`
-	TaskUnresolvedCount int            `json:"task_unresolved_count"`
+	TaskAssignees map[string]int `json:"task_assignees"`
+	// TaskCancelledCount counts cancelled tasks (extension "cancel";
+	// written only when there are some). They are in TaskCount but
+	// neither resolved nor unresolved: no result will ever come.
+	TaskCancelledCount  int `json:"task_cancelled_count,omitempty"`
+	TaskCount           int `json:"task_count"`
+	TaskResolvedCount   int `json:"task_resolved_count"`
+	TaskUnassignedCount int `json:"task_unassigned_count"`
+	TaskUnresolvedCount int `json:"task_unresolved_count"`
 }
 
 // QueueFigures are one named queue's figures and settings.

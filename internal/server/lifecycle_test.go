@@ -156,6 +156,17 @@ func TestCancel(t *testing.T) {
 	if got := mustOK(t, bob.do("GET", "/task/result/"+done+"/", nil)); fmt.Sprint(got.json["result"]) != fmt.Sprint(posted.json["result"]) {
 		t.Errorf("result after the refused cancel: %v", got)
 	}
+
+	// The counts: two cancelled tasks are neither work left nor resolved.
+	st := mustOK(t, max.do("GET", "/queue/stats/", nil)).json
+	for k, want := range map[string]float64{"task_count": 3, "task_cancelled_count": 2, "task_resolved_count": 1, "task_unresolved_count": 0, "task_unassigned_count": 0} {
+		if st[k] != want {
+			t.Errorf("stats %s = %v, want %v (%v)", k, st[k], want, st)
+		}
+	}
+	if m := string(max.do("GET", "/metrics", nil).body); !strings.Contains(m, `kolejka_tasks{state="cancelled"} 2`) {
+		t.Errorf("/metrics lacks the cancelled count:\n%s", m)
+	}
 }
 
 // A client long-polling for a result stops as soon as the task is

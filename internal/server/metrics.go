@@ -73,7 +73,7 @@ var (
 	descQueue = prometheus.NewDesc("kolejka_queue_depth",
 		"Tasks waiting for a node.", nil, nil)
 	descTasks = prometheus.NewDesc("kolejka_tasks",
-		"Tasks by state (unassigned, assigned, resolved).", []string{"state"}, nil)
+		"Tasks by state (unassigned, assigned, resolved, cancelled).", []string{"state"}, nil)
 	descBlobBytes = prometheus.NewDesc("kolejka_blob_bytes",
 		"Bytes of blobs stored (each content once).", nil, nil)
 	descBlobs = prometheus.NewDesc("kolejka_blobs",
@@ -111,6 +111,7 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descTasks, prometheus.GaugeValue, float64(st.Unassigned), "unassigned")
 		ch <- prometheus.MustNewConstMetric(descTasks, prometheus.GaugeValue, float64(st.Assigned), "assigned")
 		ch <- prometheus.MustNewConstMetric(descTasks, prometheus.GaugeValue, float64(st.Resolved), "resolved")
+		ch <- prometheus.MustNewConstMetric(descTasks, prometheus.GaugeValue, float64(st.Cancelled), "cancelled")
 	} else {
 		ch <- prometheus.NewInvalidMetric(descTasks, err)
 	}

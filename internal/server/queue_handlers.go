@@ -260,6 +260,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		Queues:              queues,
 		TaskAssignedCount:   int(st.Assigned),
 		TaskAssignees:       assignees,
+		TaskCancelledCount:  int(st.Cancelled),
 		TaskCount:           int(st.Total),
 		TaskResolvedCount:   int(st.Resolved),
 		TaskUnassignedCount: int(st.Unassigned),

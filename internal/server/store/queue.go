@@ -677,6 +677,7 @@ type Stats struct {
 	Unresolved int64
 	Unassigned int64
 	Assigned   int64
+	Cancelled  int64
 	Assignees  map[string]int64 // node name → assigned, unresolved tasks
 }
 
@@ -702,10 +703,13 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 			st.Assigned = n
 		case stateDone:
 			st.Resolved = n
+		case stateCancelled:
+			st.Cancelled = n
 		}
 	}
 	rows.Close()
-	st.Unresolved = st.Total - st.Resolved
+	// Work left: a cancelled task will never be resolved, nor run.
+	st.Unresolved = st.Unassigned + st.Assigned
 	rows, err = s.r.QueryContext(ctx, `
 		SELECT u.name, COUNT(*) FROM tasks t JOIN users u ON u.id = t.assignee_id WHERE t.state = ? GROUP BY u.name`, stateAssigned)
 	if err != nil {
