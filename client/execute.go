@@ -23,6 +23,8 @@ type State struct {
 // ExecuteOptions tune Execute.
 type ExecuteOptions struct {
 	Caps spec.Limits
+	// Queue, if set, is the queue the task waits in (see TaskOptions).
+	Queue string
 	// Interval between polls on servers without long polling (Kolejka's
 	// --interval, default 5 s); with long polling, how often the task's
 	// state is looked at while waiting.

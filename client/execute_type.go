@@ -14,9 +14,12 @@ import (
 // o.Type with them.
 func (c *Client) executeSubmit(ctx context.Context, dir string, o ExecuteOptions) (*spec.Task, error) {
 	if o.Type == nil {
-		return c.TaskPut(ctx, dir, o.Caps)
+		return c.TaskSubmit(ctx, dir, TaskOptions{Caps: o.Caps, Queue: o.Queue})
 	}
 	tt := *o.Type
 	tt.Caps = tt.Caps.Merge(o.Caps)
+	if o.Queue != "" {
+		tt.Queue = o.Queue
+	}
 	return c.TypeTaskPut(ctx, tt)
 }

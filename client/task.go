@@ -30,11 +30,31 @@ const uploadConcurrency = 4
 // whose ID is the key the server assigned. If the task is not stored, the
 // references uploaded for it are deleted again (best effort).
 func (c *Client) TaskPut(ctx context.Context, dir string, caps spec.Limits) (*spec.Task, error) {
+	return c.TaskSubmit(ctx, dir, TaskOptions{Caps: caps})
+}
+
+// TaskOptions are what a submission adds to a task folder's own
+// kolejka_task.json.
+type TaskOptions struct {
+	Caps spec.Limits // caps of its limits, beside the client's own
+	// Queue, if set, replaces the task's "queue" (a server without the
+	// extension "queues" takes only the default queue).
+	Queue string
+}
+
+// TaskSubmit is TaskPut with options.
+func (c *Client) TaskSubmit(ctx context.Context, dir string, o TaskOptions) (*spec.Task, error) {
 	t, err := spec.LoadTask(dir)
 	if err != nil {
 		return nil, err
 	}
-	t.Limits = t.Limits.Merge(c.cfg.Limits, caps)
+	if o.Queue != "" {
+		t.Queue = o.Queue
+	}
+	if t.Queue != "" && t.Queue != spec.DefaultQueue && !c.Settings().Has(api.ExtQueues) {
+		return nil, fmt.Errorf("queue %q: this server has only the default queue: %w", t.Queue, ErrUnsupported)
+	}
+	t.Limits = t.Limits.Merge(c.cfg.Limits, o.Caps)
 	t.ID = "" // the server assigns keys
 	files, uploaded, err := c.uploadFiles(ctx, dir, t.Files)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/client"
+	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -171,5 +173,47 @@ func TestLifecycleBadInput(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%v: exit %d %q, want 2 naming %s", c.args, code, errOut, c.want)
 		}
+	}
+}
+
+// --queue puts a folder's task, or a type's, in the queue it names,
+// whatever the task's own "queue" key says; a queue that is not a name is
+// a usage error (2) and nothing is submitted.
+func TestQueueOption(t *testing.T) {
+	e := setup(t)
+	if err := e.srv.AddQueue(context.Background(), server.Queue{Name: "fast"}); err != nil {
+		t.Fatal(err)
+	}
+	task := t.TempDir()
+	os.WriteFile(filepath.Join(task, spec.TaskFile), []byte(`{"image": "busybox", "args": ["true"], "queue": "default"}`), 0o644)
+	queueOf := func(key string) string {
+		t.Helper()
+		code, out := e.run(t, "task", "show", "--json", key)
+		var shown map[string]any
+		if err := json.Unmarshal([]byte(out), &shown); code != 0 || err != nil {
+			t.Fatalf("task show: %d %v %q", code, err, out)
+		}
+		return fmt.Sprint(shown["queue"])
+	}
+	code, out := e.run(t, "task", "put", "--queue", "fast", task)
+	if code != 0 {
+		t.Fatalf("task put --queue fast: %d", code)
+	}
+	if q := queueOf(strings.TrimSpace(out)); q != "fast" {
+		t.Errorf("task put --queue fast: the task is in %q", q)
+	}
+	code, out = e.run(t, "task", "put", task)
+	if q := queueOf(strings.TrimSpace(out)); code != 0 || q != "default" {
+		t.Errorf("task put without --queue: %d, queue %q", code, q)
+	}
+	if code, _ := e.run(t, "task", "put", "--queue", "no such", task); code != 2 {
+		t.Errorf("task put --queue 'no such': exit %d, want 2", code)
+	}
+	if code, _ := e.run(t, "task", "put", "--queue", "missing", task); code != 7 {
+		t.Errorf("task put --queue missing (no such queue): exit %d, want 7 (the server's refusal)", code)
+	}
+	code, out = e.run(t, "task", "ls", "--json")
+	if n := strings.Count(out, `"key"`); code != 0 || n != 2 {
+		t.Errorf("after two refused submissions %d tasks are listed, want 2: %s", n, out)
 	}
 }

@@ -207,7 +207,7 @@ func taskPut(ctx context.Context, c *cli.Context, cl *client.Client) error {
 	if err != nil {
 		return err
 	}
-	t, err := cl.TaskPut(ctx, c.Args().Get(0), caps)
+	t, err := cl.TaskSubmit(ctx, c.Args().Get(0), client.TaskOptions{Caps: caps, Queue: c.String("queue")})
 	if err != nil {
 		return err
 	}
@@ -256,7 +256,7 @@ func execute(ctx context.Context, c *cli.Context, cl *client.Client) error {
 	if err := settings.Resolve(c, nil, executeSettings(&caps, &interval)); err != nil {
 		return err
 	}
-	return runExecute(ctx, cl, c.Args().Get(0), c.Args().Get(1), client.ExecuteOptions{Caps: caps, Interval: interval, Consume: c.Bool("consume")})
+	return runExecute(ctx, cl, c.Args().Get(0), c.Args().Get(1), client.ExecuteOptions{Caps: caps, Interval: interval, Consume: c.Bool("consume"), Queue: c.String("queue")})
 }
 
 // runExecute is execute's run, of a task folder or (o.Type) a type's task.

@@ -21,6 +21,7 @@ import (
 type env struct {
 	url  string
 	conf string
+	srv  *server.Server
 }
 
 func setup(t *testing.T) *env {
@@ -36,7 +37,7 @@ func setup(t *testing.T) *env {
 	t.Cleanup(func() { hs.Close(); s.Shutdown(context.Background()) })
 	conf := filepath.Join(t.TempDir(), "kolejka.conf")
 	os.WriteFile(conf, []byte("[default]\nserver = "+hs.URL+"\n\n[client]\nusername = alice\npassword = alice-pw\nmemory = 512M\n\n[node]\nusername = node\npassword = node-pw\n"), 0o644)
-	return &env{url: hs.URL, conf: conf}
+	return &env{url: hs.URL, conf: conf, srv: s}
 }
 
 // run runs kolejka-client with args and returns its exit code and stdout.

@@ -128,9 +128,10 @@ func typeRemove(ctx context.Context, c *cli.Context, cl *client.Client) error {
 }
 
 // typeFlags are the options that make `task put` and `execute` submit a
-// task made from a type.
+// task made from a type, and --queue, which both take with or without one.
 func typeFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "queue", Usage: "the `QUEUE` the task waits in (instead of its \"queue\" key, or the default queue)"},
 		&cli.StringFlag{Name: "type", Usage: "submit a task made from type `NAME` (no TASK_DIR then)"},
 		// Read (and refused) when the command runs, so that a malformed
 		// one exits 2; a value is taken whole, commas and all (the app
@@ -166,6 +167,11 @@ func typeOptions(c *cli.Context) (values, files map[string]string, err error) {
 	if c.String("type") == "" && (len(values) > 0 || len(files) > 0) {
 		return nil, nil, cliexit.UsageError("--param and --file need --type NAME")
 	}
+	if q := c.String("queue"); q != "" {
+		if err := spec.CheckName(q); err != nil {
+			return nil, nil, cliexit.UsageError("--queue: %v", err)
+		}
+	}
 	return values, files, nil
 }
 
@@ -198,7 +204,7 @@ func typeTask(c *cli.Context) (*client.TypeTask, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client.TypeTask{Type: c.String("type"), Params: values, Files: files}, nil
+	return &client.TypeTask{Type: c.String("type"), Params: values, Files: files, Queue: c.String("queue")}, nil
 }
 
 func typeTaskPut(ctx context.Context, c *cli.Context, cl *client.Client) error {
