@@ -114,6 +114,9 @@ func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin
 	if errors.As(err, &fe) {
 		return nil, refuse("%s: %v", spec.TaskFile, fe)
 	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, refuse("%s: queue: no queue named %q (it was removed just now)", spec.TaskFile, queue)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kolejka-go/kolejka/internal/queue"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -80,6 +81,9 @@ func keysOf(list []TaskSummary) []string {
 // every user's are asked for).
 func TestListTasksOf(t *testing.T) {
 	e := newLifecycleEnv(t)
+	if err := e.s.AddQueue(e.ctx, queue.Queue{Name: "fast"}, e.now); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 7 {
 		queue, typ := "", ""
 		if i%2 == 1 {

@@ -135,6 +135,11 @@ func TestDequeueOverQueues(t *testing.T) {
 	n, _ := s.CreateUser(ctx, "n", "h", RoleProcessor, now)
 	// Submission order across queues: a0 b0 c0 a1 b1 c1 ... (40 each, so
 	// that pages of every cursor are read past the first).
+	for _, q := range []string{"a", "b", "c", "high", "low"} {
+		if err := s.AddQueue(ctx, queue.Queue{Name: q}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var order []string
 	for i := range 40 {
 		for _, q := range []string{"a", "b", "c"} {
@@ -280,5 +285,22 @@ func TestQueueCountsKeptByTriggers(t *testing.T) {
 	agree("migrated")
 	if q, err := s.Queue(ctx, "b"); err != nil || q.Depth == 0 {
 		t.Errorf("b after migration: %+v %v", q, err)
+	}
+}
+
+// A task for a queue that does not exist (removed between the server's
+// check of its rules and the insert) is refused by the insert itself, and
+// nothing is recorded.
+func TestInsertTaskIntoMissingQueue(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "db.sqlite3"))
+	defer s.Close()
+	ctx := context.Background()
+	o, _ := s.CreateUser(ctx, "o", "h", RoleClient, time.Now())
+	_, err := s.InsertTask(ctx, NewTask{Key: "k", Owner: o.ID, Description: []byte(`{}`), Limits: []byte(`{}`), Queue: "gone", Now: time.Now()})
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `queue "gone"`) {
+		t.Fatalf("insert into a missing queue: %v", err)
+	}
+	if _, err := s.Task(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the refused task was recorded: %v", err)
 	}
 }

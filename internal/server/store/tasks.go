@@ -146,7 +146,8 @@ func checkRefs(ctx context.Context, tx *sql.Tx, files map[string]string, userID 
 }
 
 // InsertTask records a submitted task: a FileErrors if a reference is
-// unknown or not the owner's to use, ErrExists if the key is taken.
+// unknown or not the owner's to use, ErrExists if the key is taken,
+// ErrNotFound if its queue does not exist.
 func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 	requires, err := json.Marshal(nonNil(t.Requires))
 	if err != nil {
@@ -160,6 +161,17 @@ func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 		}
 		if err := checkRefs(ctx, tx, t.Files, t.Owner, t.ReadAll, granted); err != nil {
 			return err
+		}
+		// The caller checked the queue's rules; its existence is checked
+		// again here, in the transaction, so that a queue removed meanwhile
+		// cannot be left holding a task no dequeue plans for.
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM queues WHERE name = ?`, cmp.Or(t.Queue, "default")).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("unable to record task: queue %q: %w", cmp.Or(t.Queue, "default"), ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("unable to read queue: %w", err)
 		}
 		err = tx.QueryRowContext(ctx, `
 			INSERT INTO tasks (key, user_id, description, limits, requires, exclusive, callback_url, state, time_create, time_queued,
