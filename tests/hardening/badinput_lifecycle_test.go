@@ -45,8 +45,8 @@ func TestBadInputLifecycle(t *testing.T) {
 		r.Observe("server %s unchanged", s.state(t))
 	}
 
-	t.Run("BC01", func(t *testing.T) {
-		r := caseOf(t, hardening.BadInput, "BC01", "lifecycle: cancel by someone who is neither the owner nor a manager",
+	t.Run("BL01", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BL01", "lifecycle: cancel by someone who is neither the owner nor a manager",
 			"403 with the reason, for another client, a node and via the owner's session without CSRF; the task keeps running; nothing changed")
 		running := submit("bc01")
 		take("bc01")
@@ -70,8 +70,8 @@ func TestBadInputLifecycle(t *testing.T) {
 		}
 	})
 
-	t.Run("BC02", func(t *testing.T) {
-		r := caseOf(t, hardening.BadInput, "BC02", "lifecycle: cancel of a finished task",
+	t.Run("BL02", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BL02", "lifecycle: cancel of a finished task",
 			"FAIL saying a finished task cannot be cancelled; its result intact byte for byte; nothing changed")
 		done := submit("bc02")
 		take("bc02")
@@ -93,8 +93,8 @@ func TestBadInputLifecycle(t *testing.T) {
 		}
 	})
 
-	t.Run("BC03", func(t *testing.T) {
-		r := caseOf(t, hardening.BadInput, "BC03", "lifecycle: a node posts a result for a task cancelled while it ran",
+	t.Run("BL03", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BL03", "lifecycle: a node posts a result for a task cancelled while it ran",
 			"FAIL saying the task was cancelled; no result stored, the task stays cancelled; nothing changed")
 		cancelled := submit("bc03")
 		take("bc03")
