@@ -10,10 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -174,13 +172,7 @@ func taskCancelCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return cliexit.UsageError("need KEY… (usage: %s)", c.Command.UsageText)
 			}
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			cl, err := connect(ctx, c)
-			if err != nil {
-				return classify(err)
-			}
-			return classify(taskCancel(ctx, c, cl))
+			return connected(c, taskCancel)
 		},
 	}
 }

@@ -98,15 +98,20 @@ func cmd(name, args, usage string, nargs int, flags []cli.Flag, run action) *cli
 			if err := cliexit.NeedArgs(c, nargs, args); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			cl, err := connect(ctx, c)
-			if err != nil {
-				return classify(err)
-			}
-			return classify(run(ctx, c, cl))
+			return connected(c, run)
 		},
 	}
+}
+
+// connected runs run with a client, interruptible, its error classified.
+func connected(c *cli.Context, run action) error {
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cl, err := connect(ctx, c)
+	if err != nil {
+		return classify(err)
+	}
+	return classify(run(ctx, c, cl))
 }
 
 // The variables naming kolejka.conf and its client section.

@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -51,17 +49,6 @@ func cmdArgs(name, args, usage string, least, most int, flags []cli.Flag, run ac
 		return connected(c, run)
 	}
 	return c
-}
-
-// connected runs run with a client, interruptible, its error classified.
-func connected(c *cli.Context, run action) error {
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cl, err := connect(ctx, c)
-	if err != nil {
-		return classify(err)
-	}
-	return classify(run(ctx, c, cl))
 }
 
 func typePut(ctx context.Context, c *cli.Context, cl *client.Client) error {
