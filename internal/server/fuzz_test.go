@@ -209,7 +209,8 @@ func FuzzDequeueBody(f *testing.F) {
 	for _, seed := range []string{
 		`{"concurency": 2, "limits": {"cpus": 4, "memory": "8G"}, "tags": ["a"]}`,
 		`{"concurency": 1, "limits": {}, "tags": [], "wait": 0.001, "heartbeat": true, "defaults": {"cpus": 1}}`,
-		`{"concurency": 1, "wait": "1m"}`, `{"concurrency": 2}`, `{"concurency": 0}`, `{"limits": {"memory": "lots"}}`, `{} {}`, ``,
+		`{"concurency": 1, "wait": "1m"}`, `{"concurency": 1, "queues": ["default", "x"]}`, `{"queues": ["../x"]}`, `{"queues": "a"}`,
+		`{"concurrency": 2}`, `{"concurency": 0}`, `{"limits": {"memory": "lots"}}`, `{} {}`, ``,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -243,6 +244,53 @@ func FuzzDequeueBody(f *testing.F) {
 			if _, err := spec.ParseTask(raw, "handed out"); err != nil {
 				t.Fatalf("a task handed out does not parse: %v", err)
 			}
+		}
+	})
+}
+
+// A task made from a type (POST /type/<name>/task/): whatever the body, no
+// 5xx; a refusal stores nothing; an accepted task has the type's shape,
+// its values inside their own arguments (never more arguments).
+func FuzzTypeTaskBody(f *testing.F) {
+	s := newFuzzServer(f)
+	typ := `{"name": "echo", "type": {"image": "x", "args": ["echo", "{v}", "n={n}"], "stdout": "{out}",
+		"params": {"v": {"default": "d"}, "n": {}, "out": {"default": "out.txt"}}}}`
+	if a := s.call(f, "alice", "POST", "/type/", []byte(typ)); a.status() != "OK" {
+		f.Fatalf("type put: %v", a)
+	}
+	for _, seed := range []string{
+		`{"params": {"n": "5"}}`, `{"params": {"n": "5", "v": "a b", "out": "x/y.txt"}}`, `{"params": {"n": "1", "out": "../x"}}`,
+		`{"params": {"n": "1", "zzz": "1"}}`, `{"params": {}}`, `{"params": {"n": "1"}, "queue": "nope"}`,
+		`{"params": {"n": "\" ], \"image\": \"evil"}}`, `{"params": {"n": "1"}, "limits": {"memory": "1G"}}`,
+		`{"params": {"n": "1"}, "files": {"v": {"reference": "x"}}}`, `{"version": 7, "params": {"n": "1"}}`, `[]`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := s.tasks(t)
+		a := s.call(t, "alice", "POST", "/type/echo/task/", body)
+		// 404: a version of the type that does not exist.
+		mustAnswer(t, a, http.StatusOK, http.StatusNotFound, http.StatusRequestEntityTooLarge)
+		after := s.tasks(t)
+		if a.status() != "OK" {
+			if after != before {
+				t.Fatalf("a refused body stored a task (%d → %d): %v", before, after, a)
+			}
+			return
+		}
+		if after != before+1 {
+			t.Fatalf("an accepted body stored %d tasks", after-before)
+		}
+		raw, _ := json.Marshal(a.json["task"])
+		task, err := spec.ParseTask(raw, "rendered")
+		if err != nil {
+			t.Fatalf("the rendered task does not parse: %v", err)
+		}
+		if task.Image != "x" || len(task.Args) != 3 || task.Args[0] != "echo" || !strings.HasPrefix(task.Args[2], "n=") {
+			t.Fatalf("the rendered task lost the type's shape: image %q, args %q", task.Image, task.Args)
+		}
+		if err := task.Validate(spec.Server); err != nil {
+			t.Fatalf("an accepted task does not validate: %v", err)
 		}
 	})
 }
