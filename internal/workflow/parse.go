@@ -20,11 +20,11 @@ import (
 // Bounds on one run, counted over everything Append adds too: a workflow
 // that grows itself cannot grow without end.
 const (
-	MaxSteps     = 1000   // steps in a run
-	MaxInstances = 10000  // instances in a run: a step counts once per item
-	MaxAttempts  = 100    // retry.attempts of a step
+	MaxSteps     = 1000    // steps in a run
+	MaxInstances = 10000   // instances in a run: a step counts once per item
+	MaxAttempts  = 100     // retry.attempts of a step
 	MaxFileSize  = 4 << 20 // bytes of a kolejka_workflow.json or an items list
-	maxItemLen   = 255    // an item is a file name (DEST/ITEM, OUT/STEP/ITEM)
+	maxItemLen   = 255     // an item is a file name (DEST/ITEM, OUT/STEP/ITEM)
 )
 
 // FileName is the workflow file in a workflow folder, and in a step's
