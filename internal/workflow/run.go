@@ -258,7 +258,7 @@ func (r *Run) Submitted(id ID, key string) error {
 		return fmt.Errorf("unable to record a submission: no instance %s", id)
 	case key == "":
 		return fmt.Errorf("unable to record a submission of %s: an empty task key", id)
-	case in.TaskKey == key:
+	case in.TaskKey == key || slices.Contains(in.Earlier, key):
 		return nil // a replay
 	case in.State != Ready:
 		return fmt.Errorf("unable to record a submission of %s: it is %s, not ready", id, in.State)
@@ -296,7 +296,7 @@ func (r *Run) Ended(key string, status spec.Status) (cancel []string, err error)
 	switch {
 	case status == spec.StatusOK:
 		in.State, in.Status = OK, status
-	case step.retries(status, in.Attempt) && !r.s.Aborted:
+	case step.retries(status, in.Attempt):
 		in.State, in.Status, in.TaskKey = Ready, status, ""
 		in.Earlier = append(in.Earlier, key)
 	default:

@@ -726,3 +726,67 @@ func TestUnmarshalRefuses(t *testing.T) {
 		}
 	}
 }
+
+// Resuming a cancelled run and an aborted one: what was cancelled runs
+// again, OK results stay, and the final step (which may retry after an
+// abort) runs again.
+func TestRetryAfterCancelAndAbort(t *testing.T) {
+	t.Run("cancel", func(t *testing.T) {
+		d := start(t, `{"tasks": {"a": {"task": "a"}, "b": {"task": "b"}, "c": {"task": "c", "after": ["a"]}, "f": {"task": "f"}}, "final": "f"}`)
+		d.submit()
+		d.end("b", 0, spec.StatusOK)
+		kb := d.key(ID{"b", 0})
+		d.r.Cancel()
+		d.persist()
+		if err := d.r.Retry(); err != nil {
+			t.Fatal(err)
+		}
+		d.persist()
+		d.want("a=ready b=ok c=waiting f=waiting", Running)
+		if d.key(ID{"b", 0}) != kb {
+			t.Error("b lost its result")
+		}
+		d.submit()
+		d.end("a", 0, spec.StatusOK)
+		d.submit()
+		d.end("c", 0, spec.StatusOK)
+		d.submit()
+		d.end("f", 0, spec.StatusOK)
+		d.want("a=ok b=ok c=ok f=ok", RunOK)
+	})
+	t.Run("abort", func(t *testing.T) {
+		d := start(t, `{"tasks": {"a": {"task": "a"}, "b": {"task": "b"}, "f": {"task": "f", "retry": {"attempts": 2}}},
+			"on_failure": "abort", "final": "f"}`)
+		d.submit()
+		d.end("a", 0, spec.StatusRE)
+		d.want("a=failed b=cancelled f=ready", Running)
+		d.submit()
+		d.end("f", 0, spec.StatusSE) // the final step retries after an abort too
+		d.want("a=failed b=cancelled f=ready", Running)
+		d.submit()
+		d.end("f", 0, spec.StatusOK)
+		d.want("a=failed b=cancelled f=ok", RunFailed)
+		if err := d.r.Retry(); err != nil {
+			t.Fatal(err)
+		}
+		d.persist()
+		if d.r.Aborted() {
+			t.Error("still aborted")
+		}
+		d.want("a=ready b=ready f=waiting", Running)
+		first := d.submit()
+		// A replayed submission of an earlier try changes nothing.
+		in, _ := d.r.Instance(ID{"f", 0})
+		if err := d.r.Submitted(ID{"f", 0}, in.Earlier[0]); err != nil {
+			t.Errorf("a replayed Submitted of an earlier try: %v", err)
+		}
+		if ids(first) != "a[0] b[0]" {
+			t.Errorf("submitted %s", ids(first))
+		}
+		d.end("a", 0, spec.StatusOK)
+		d.end("b", 0, spec.StatusOK)
+		d.submit()
+		d.end("f", 0, spec.StatusOK)
+		d.want("a=ok b=ok f=ok", RunOK)
+	})
+}
