@@ -203,31 +203,40 @@ func (s *Store) Cancel(ctx context.Context, key string, now time.Time) (CancelRe
 	var out CancelResult
 	var id int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		out = CancelResult{}
-		var state int
-		var assignee sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT id, state, assignee_id FROM tasks WHERE key = ?`, key).Scan(&id, &state, &assignee); err != nil {
-			return rowErr(err, "read task")
-		}
-		out.Was = State(state)
-		switch out.Was {
-		case Done:
-			return ErrFinished
-		case Cancelled:
-			return nil
-		case Assigned:
-			out.Node = assignee.Int64
-		}
-		// time_assign stays: it is when the cancelled run started.
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL, assigned_limits = NULL, time_finish = ?
-			WHERE id = ?`, stateCancelled, us(now), id); err != nil {
-			return fmt.Errorf("unable to cancel task: %w", err)
-		}
-		return nil
+		var err error
+		out, id, err = cancelTask(ctx, tx, key, now)
+		return err
 	})
 	if err == nil && out.Was == Queued {
 		s.forget(id) // no dequeue reads it again
 	}
 	return out, err
+}
+
+// cancelTask is Cancel's body, in the caller's transaction; it returns
+// the task's id, for the caller to forget once committed.
+func cancelTask(ctx context.Context, tx *sql.Tx, key string, now time.Time) (CancelResult, int64, error) {
+	var out CancelResult
+	var id int64
+	var state int
+	var assignee sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT id, state, assignee_id FROM tasks WHERE key = ?`, key).Scan(&id, &state, &assignee); err != nil {
+		return out, 0, rowErr(err, "read task")
+	}
+	out.Was = State(state)
+	switch out.Was {
+	case Done:
+		return out, id, ErrFinished
+	case Cancelled:
+		return out, id, nil
+	case Assigned:
+		out.Node = assignee.Int64
+	}
+	// time_assign stays: it is when the cancelled run started.
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL, assigned_limits = NULL, time_finish = ?
+		WHERE id = ?`, stateCancelled, us(now), id); err != nil {
+		return out, id, fmt.Errorf("unable to cancel task: %w", err)
+	}
+	return out, id, nil
 }
