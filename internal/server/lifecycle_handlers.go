@@ -197,6 +197,7 @@ func (s *Server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
 		if res.Was == store.Assigned {
 			s.queue.Signal() // its node holds one task less: a waiting dequeue may take more
 		}
+		s.advanceRunOf(r.Context(), key) // a step's task cancelled on its own ends it (SE)
 	}
 	ok(w, &api.CancelAnswer{State: api.StateCancelled, Was: stateName(res.Was)})
 }

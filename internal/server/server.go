@@ -134,6 +134,9 @@ func open(cfg Config, owner bool) (*Server, error) {
 		if err := s.recover(context.Background()); err != nil {
 			return fail(err)
 		}
+		// What a crash left undone: results accepted whose runs did not
+		// advance yet.
+		s.advanceRunning(context.Background())
 		s.start()
 	}
 	return s, nil

@@ -252,18 +252,22 @@ func (a *RunTx) Cancel(key string) error {
 	return nil
 }
 
-// Save writes the run's new engine state and its state; a state other
-// than running sets its time_finish, running clears it (a retried run).
-func (a *RunTx) Save(run []byte, state string) error {
+// Save writes the run's new engine state, its steps' sources (nil: as
+// they are) and its state; a state other than running sets its
+// time_finish, running clears it (a retried run).
+func (a *RunTx) Save(run, steps []byte, state string) error {
 	var finish any
 	if state != RunRunning {
 		finish = us(a.now)
 	}
-	if _, err := a.tx.ExecContext(a.ctx, `UPDATE runs SET run = ?, state = ?, time_finish = ? WHERE id = ?`,
-		run, state, finish, a.Row.ID); err != nil {
+	if steps == nil {
+		steps = a.Row.Steps
+	}
+	if _, err := a.tx.ExecContext(a.ctx, `UPDATE runs SET run = ?, steps = ?, state = ?, time_finish = ? WHERE id = ?`,
+		run, steps, state, finish, a.Row.ID); err != nil {
 		return fmt.Errorf("unable to save run: %w", err)
 	}
-	a.Row.Run, a.Row.State = run, state
+	a.Row.Run, a.Row.Steps, a.Row.State = run, steps, state
 	return nil
 }
 

@@ -34,7 +34,7 @@ func TestAdvanceRunAllOrNothing(t *testing.T) {
 		if err := a.Insert(task("t1"), "a", 0, nil); err != nil {
 			return err
 		}
-		if err := a.Save([]byte(`{"v":1}`), RunRunning); err != nil {
+		if err := a.Save([]byte(`{"v":1}`), nil, RunRunning); err != nil {
 			return err
 		}
 		return boom
@@ -55,7 +55,7 @@ func TestAdvanceRunAllOrNothing(t *testing.T) {
 		if err := a.Insert(task("t2"), "b", 1, nil); err != nil {
 			return err
 		}
-		return a.Save([]byte(`{"v":1}`), RunRunning)
+		return a.Save([]byte(`{"v":1}`), nil, RunRunning)
 	})
 	if err != nil || !queued {
 		t.Fatal(queued, err)
@@ -90,7 +90,7 @@ func TestAdvanceRunAllOrNothing(t *testing.T) {
 		if err := a.Cancel("t1"); err != nil { // finished: left as it is
 			return err
 		}
-		return a.Save([]byte(`{"v":2}`), "cancelled")
+		return a.Save([]byte(`{"v":2}`), nil, "cancelled")
 	})
 	if err != nil {
 		t.Fatal(err)
