@@ -263,7 +263,7 @@ func (s *Server) runFor(w http.ResponseWriter, r *http.Request, manage bool) (*s
 	}
 	switch {
 	case manage && row.Owner != u.ID && !u.Roles.Has(store.RoleManager):
-		forbidden(w, "only the owner or a manager changes a workflow run")
+		forbidden(w, "the workflow run belongs to another user (only its owner or a manager changes it)")
 		return nil, row, false
 	case row.Owner != u.ID && !u.Roles.Any(store.RoleInspector|store.RoleManager):
 		forbidden(w, "the workflow run belongs to another user")
