@@ -147,6 +147,9 @@ func TestWorkflowDiamondWithArtifacts(t *testing.T) {
 		inst["b"]["state"] != "waiting" {
 		t.Fatalf("after a's dequeue: %s %v", state, inst)
 	}
+	if a := mustOK(t, alice.do("GET", "/task/task/"+got[0].key+"/", nil)); a.json["run"] != key || a.json["step"] != "a" {
+		t.Errorf("task a shows run %v step %v", a.json["run"], a.json["step"])
+	}
 	mustOK(t, finish(t, node, got[0].key, "OK", map[string][]byte{"a.out": []byte("binary")}))
 	res := mustOK(t, alice.do("GET", "/task/result/"+got[0].key+"/", nil))
 	aOut := fileRef(res.json["result"].(map[string]any), "a.out")
@@ -246,6 +249,19 @@ func TestWorkflowFanOutAndItemsFrom(t *testing.T) {
 			}
 		}
 		mustOK(t, finish(t, node, g.key, "OK", map[string][]byte{"out.txt": []byte(g.key)}))
+	}
+	steps := map[string]bool{}
+	for _, x := range mustOK(t, alice.do("GET", "/task/list/", nil)).json["tasks"].([]any) {
+		ts := x.(map[string]any)
+		if ts["run"] != key {
+			t.Errorf("task %v is of run %v", ts["key"], ts["run"])
+		}
+		steps[ts["step"].(string)] = true
+	}
+	for _, want := range []string{"gen", "t[0]", "t[1]", "t[2]", "u[0]", "u[1]"} {
+		if !steps[want] {
+			t.Errorf("task list lacks step %s: %v", want, steps)
+		}
 	}
 	got = take(t, node)
 	if len(got) != 1 {

@@ -268,7 +268,11 @@ func (s *Server) submitInstance(ctx context.Context, a *store.RunTx, run *workfl
 	nt, inputs, err := s.instanceTask(ctx, a, run, src, &owner, id)
 	var re *refusal
 	if err == nil {
-		err = insertRefusal(a.Insert(nt, id.Step, id.Index, inputs), nt.Queue)
+		item := -1 // a step that runs once
+		if step, _ := run.Step(id.Step); step.Fanned() {
+			item = id.Index
+		}
+		err = insertRefusal(a.Insert(nt, id.Step, item, inputs), nt.Queue)
 	}
 	switch {
 	case err == nil:

@@ -295,8 +295,9 @@ END;
 	// (internal/workflow.Run) and the steps' sources as the server keeps
 	// them (their kolejka_task.json or type request, with references),
 	// both opaque here. tasks.run_id, tasks.step and tasks.item_index say
-	// which run, step and item a task is of (NULL, '' and 0 for a task of
-	// no run); tasks_run serves a run's advance and `workflow show`.
+	// which run, step and instance a task is of (NULL, '' and 0 for a task
+	// of no run; item_index -1 for a step that runs once); tasks_run
+	// serves a run's advance and `workflow show`.
 	`
 CREATE TABLE runs (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,

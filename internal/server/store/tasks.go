@@ -97,7 +97,7 @@ type NewTask struct {
 	Origin      []byte            // tasktype.Origin as JSON, with TypeName
 	RunID       int64             // the workflow run it is a step of (0: none; set by AdvanceRun)
 	Step        string            // with RunID: the step's name
-	Item        int               // with RunID: the instance's index in its step
+	Item        int               // with RunID: the instance's index in a step with items, -1 in one that runs once
 	Now         time.Time
 }
 

@@ -130,7 +130,7 @@ func (s *Store) RunOfTask(ctx context.Context, key string) (string, error) {
 type RunTask struct {
 	Key          string
 	Step         string
-	Item         int
+	Item         int // the instance's index; -1: a step that runs once
 	State        State
 	AssigneeName string
 	TimeCreate   time.Time
