@@ -542,3 +542,39 @@ func writableDB(t *testing.T, e *env) *sql.DB {
 	}
 	return db
 }
+
+// A type step: each instance rendered from the type as POST
+// /type/<name>/task/ renders it, {item} in its params, its file parameter
+// given by reference; its task records the type it came from.
+func TestWorkflowTypeStep(t *testing.T) {
+	_, alice, node := newWorkflowEnv(t)
+	mustOK(t, putType(alice, "echo", false, issueType(alice.upload([]byte("echo $1 $2\n")), "")))
+	src := alice.upload([]byte("source"))
+	wf := `{"tasks": {"s": {"type": "echo", "params": {"n": "{item}"}, "items": ["1", "2"], "files": {"src": "src.txt"}}}}`
+	a := mustOK(t, alice.postJSON("/workflow/", map[string]any{"workflow": json.RawMessage(wf),
+		"files": map[string]any{"s": map[string]any{"src": map[string]any{"name": "in.txt", "reference": src}}}}))
+	key := a.json["key"].(string)
+	got := take(t, node)
+	var args []string
+	for _, g := range got {
+		args = append(args, fmt.Sprint(g.desc["args"]))
+		if fileRef(g.desc, "in.txt") != src {
+			t.Errorf("task %s lacks in.txt by reference: %v", g.key, g.desc["files"])
+		}
+		if a := mustOK(t, alice.do("GET", "/task/task/"+g.key+"/", nil)); a.json["type"] != "echo" {
+			t.Errorf("task %s's type: %v", g.key, a.json["type"])
+		}
+		mustOK(t, finish(t, node, g.key, "OK", nil))
+	}
+	sort.Strings(args)
+	if fmt.Sprint(args) != "[[sh run.sh 1 in.txt] [sh run.sh 2 in.txt]]" {
+		t.Errorf("rendered args %v", args)
+	}
+	if state, _ := runShow(t, alice, key); state != "ok" {
+		t.Errorf("run %s", state)
+	}
+	// A file parameter the step does not declare, and one missing: refused naming them.
+	wantFail(t, alice.postJSON("/workflow/", map[string]any{"workflow": json.RawMessage(wf),
+		"files": map[string]any{"s": map[string]any{"other": map[string]any{"reference": src}}}}),
+		`tasks["s"].files["src"]`, "no reference")
+}
