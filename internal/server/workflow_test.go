@@ -578,3 +578,51 @@ func TestWorkflowTypeStep(t *testing.T) {
 		"files": map[string]any{"s": map[string]any{"other": map[string]any{"reference": src}}}}),
 		`tasks["s"].files["src"]`, "no reference")
 }
+
+// Dynamic shape: a result holding kolejka_workflow.json appends its steps
+// to the run with the step's end, their folders and files read from that
+// result by reference; an append the rules refuse (a step name taken)
+// fails the step that made it, naming why.
+func TestWorkflowAppend(t *testing.T) {
+	_, alice, node := newWorkflowEnv(t)
+	wf := `{"tasks": {"plan": {"task": "x"}, "bad": {"task": "x"}}}`
+	key := putRun(t, alice, wf, map[string]any{"x": wfTask(alice, []string{"x"}, nil, nil)})
+	got := take(t, node)
+	_, inst := runShow(t, alice, key)
+	byStep := map[string]string{}
+	for _, g := range got {
+		byStep[stepOf(inst, g.key)] = g.key
+	}
+	mustOK(t, finish(t, node, byStep["plan"], "OK", map[string][]byte{
+		"kolejka_workflow.json": []byte(`{"tasks": {"extra": {"task": "ex", "after": ["plan"], "items": ["1", "2"]}}}`),
+		"ex/kolejka_task.json":  []byte(`{"image": "busybox:latest", "args": ["run", "{item}"], "files": {"data.txt": {"path": "data.txt"}}}`),
+		"ex/data.txt":           []byte("data"),
+	}))
+	res := mustOK(t, alice.do("GET", "/task/result/"+byStep["plan"]+"/", nil))
+	dataRef := fileRef(res.json["result"].(map[string]any), "ex/data.txt")
+	mustOK(t, finish(t, node, byStep["bad"], "OK", map[string][]byte{
+		"kolejka_workflow.json": []byte(`{"tasks": {"plan": {"task": "x"}}}`),
+	}))
+	got = take(t, node)
+	if len(got) != 2 {
+		_, inst := runShow(t, alice, key)
+		t.Fatalf("appended: %d tasks, want extra's two: %v", len(got), inst)
+	}
+	var args []string
+	for _, g := range got {
+		args = append(args, fmt.Sprint(g.desc["args"]))
+		if r := fileRef(g.desc, "data.txt"); r != dataRef {
+			t.Errorf("extra's data.txt is %q, want the result's %q", r, dataRef)
+		}
+		mustOK(t, finish(t, node, g.key, "OK", nil))
+	}
+	sort.Strings(args)
+	if fmt.Sprint(args) != "[[run 1] [run 2]]" {
+		t.Errorf("extra's args %v", args)
+	}
+	state, inst := runShow(t, alice, key)
+	if state != "failed" || inst["bad"]["state"] != "failed" || !strings.Contains(fmt.Sprint(inst["bad"]["reason"]), `the run already has a step "plan"`) ||
+		inst["extra[1]"]["state"] != "ok" {
+		t.Errorf("end: %s %v", state, inst)
+	}
+}

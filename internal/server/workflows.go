@@ -26,11 +26,13 @@ package server
 // SE; runSources.Refused keeps why, for `workflow show`.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"slices"
 
 	"github.com/kolejka-go/kolejka/api"
@@ -46,7 +48,21 @@ import (
 type runSources struct {
 	Files   map[string]map[string]api.TypeFile `json:"files,omitempty"`
 	Tasks   map[string]json.RawMessage         `json:"tasks,omitempty"`   // by task folder
-	Refused map[string]string                  `json:"refused,omitempty"` // refused key → why
+	Refused map[string]string                  `json:"refused,omitempty"` // refused key (or a task's) → why
+	// Appended: a step a result's kolejka_workflow.json added → the key
+	// of the task whose result holds its folder (its files are that
+	// result's files FOLDER/…).
+	Appended map[string]string `json:"appended,omitempty"`
+	// StepTasks: an appended task step → its FOLDER/kolejka_task.json.
+	StepTasks map[string]json.RawMessage `json:"step_tasks,omitempty"`
+}
+
+// appendDoc is what a result adds to its run: its kolejka_workflow.json
+// and the kolejka_task.json of each task folder it names, by folder (nil:
+// the result has none).
+type appendDoc struct {
+	workflow []byte
+	tasks    map[string][]byte
 }
 
 // refusedPrefix starts the keys of instances whose task could not be made.
@@ -96,12 +112,13 @@ func (s *Server) advanceRunning(ctx context.Context) {
 // (a refusal of a retry), with nothing changed.
 func (s *Server) advanceRun(ctx context.Context, key string, op runOp) error {
 	lists := map[string][]byte{} // task key + "\x00" + path → the file (nil: the result has none)
+	appends := map[string]*appendDoc{}
 	for range maxAdvancePasses {
 		var missing []workflow.NeedItems
-		var cancelled []string
+		var cancelled, wanted []string
 		queued, err := s.db.AdvanceRun(ctx, key, s.now(), func(a *store.RunTx) error {
 			var err error
-			missing, cancelled, err = s.advanceTx(ctx, a, lists, op)
+			missing, wanted, cancelled, err = s.advanceTx(ctx, a, lists, appends, op)
 			return err
 		})
 		if queued {
@@ -110,10 +127,17 @@ func (s *Server) advanceRun(ctx context.Context, key string, op runOp) error {
 		for _, k := range cancelled {
 			s.results.Signal(k)
 		}
-		if err != nil || len(missing) == 0 {
+		if err != nil || len(missing)+len(wanted) == 0 {
 			return err
 		}
 		op = nil // done and committed
+		for _, k := range wanted {
+			doc, err := s.readAppend(ctx, k)
+			if err != nil {
+				return err
+			}
+			appends[k] = doc
+		}
 		for _, n := range missing {
 			data, err := s.resultFile(ctx, n.TaskKey, n.From.Path)
 			if err != nil {
@@ -148,34 +172,66 @@ func (s *Server) resultFile(ctx context.Context, key, path string) ([]byte, erro
 	return data, nil
 }
 
+// readAppend reads the kolejka_workflow.json of task key's result and the
+// kolejka_task.json of each task folder it names (a file that does not
+// parse names none: Append refuses it, naming the problem). A folder
+// that leaves the result's is never read: Append refuses it first, and
+// the result's files are only names, not paths to open.
+func (s *Server) readAppend(ctx context.Context, key string) (*appendDoc, error) {
+	data, err := s.resultFile(ctx, key, workflow.FileName)
+	if err != nil {
+		return nil, err
+	}
+	doc := &appendDoc{workflow: data, tasks: map[string][]byte{}}
+	// Read loosely: the steps name steps of the run, which Parse alone
+	// does not know; Append reads the file strictly.
+	var wf struct {
+		Tasks map[string]struct {
+			Task string `json:"task"`
+		} `json:"tasks"`
+	}
+	_ = json.Unmarshal(data, &wf) // a file that does not parse names no folder: Append names the problem
+	for _, st := range wf.Tasks {
+		if st.Task == "" || doc.tasks[st.Task] != nil {
+			continue
+		}
+		if doc.tasks[st.Task], err = s.resultFile(ctx, key, st.Task+"/"+spec.TaskFile); err != nil {
+			return nil, err
+		}
+	}
+	return doc, nil
+}
+
 // advanceTx is one pass, inside the store's transaction. It returns the
-// lists it needs and has not got, and the tasks it cancelled.
-func (s *Server) advanceTx(ctx context.Context, a *store.RunTx, lists map[string][]byte, op runOp) (missing []workflow.NeedItems, cancelled []string, err error) {
+// lists it needs and has not got, the tasks whose appended steps it needs
+// and has not got, and the tasks it cancelled.
+func (s *Server) advanceTx(ctx context.Context, a *store.RunTx, lists map[string][]byte, appends map[string]*appendDoc, op runOp) (missing []workflow.NeedItems, wanted, cancelled []string, err error) {
 	run := &workflow.Run{}
 	if err := json.Unmarshal(a.Row.Run, run); err != nil {
-		return nil, nil, fmt.Errorf("unable to read run %s: %w", a.Row.Key, err)
+		return nil, nil, nil, fmt.Errorf("unable to read run %s: %w", a.Row.Key, err)
 	}
 	var src runSources
 	if err := json.Unmarshal(a.Row.Steps, &src); err != nil {
-		return nil, nil, fmt.Errorf("unable to read the steps of run %s: %w", a.Row.Key, err)
+		return nil, nil, nil, fmt.Errorf("unable to read the steps of run %s: %w", a.Row.Key, err)
 	}
 	if op == nil && a.Row.State != store.RunRunning {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	var toCancel []string
-	if err := applyEnds(a, run, &toCancel); err != nil {
-		return nil, nil, err
+	wanted, err = applyEnds(a, run, &src, appends, &toCancel)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	if op != nil {
 		c, err := op(run)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		toCancel = append(toCancel, c...)
 	}
 	owner, err := s.db.UserByName(ctx, a.Row.OwnerName)
 	if err != nil {
-		return nil, nil, fmt.Errorf("unable to read the owner of run %s: %w", a.Row.Key, err)
+		return nil, nil, nil, fmt.Errorf("unable to read the owner of run %s: %w", a.Row.Key, err)
 	}
 	for {
 		progress := false
@@ -196,7 +252,7 @@ func (s *Server) advanceTx(ctx context.Context, a *store.RunTx, lists map[string
 		for _, id := range run.Ready() {
 			c, err := s.submitInstance(ctx, a, run, &src, owner, id)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			toCancel = append(toCancel, c...)
 			progress = true
@@ -210,27 +266,31 @@ func (s *Server) advanceTx(ctx context.Context, a *store.RunTx, lists map[string
 			continue
 		}
 		if err := a.Cancel(k); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cancelled = append(cancelled, k)
 	}
 	data, err := json.Marshal(run)
 	if err != nil {
-		return nil, nil, fmt.Errorf("unable to write run %s: %w", a.Row.Key, err)
+		return nil, nil, nil, fmt.Errorf("unable to write run %s: %w", a.Row.Key, err)
 	}
 	steps, err := json.Marshal(&src)
 	if err != nil {
-		return nil, nil, fmt.Errorf("unable to write the steps of run %s: %w", a.Row.Key, err)
+		return nil, nil, nil, fmt.Errorf("unable to write the steps of run %s: %w", a.Row.Key, err)
 	}
 	if err := a.Save(data, steps, string(run.State())); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return missing, cancelled, nil
+	return missing, wanted, cancelled, nil
 }
 
 // applyEnds applies the ends of the run's submitted tasks, adding the
-// tasks an abort cancels to cancel.
-func applyEnds(a *store.RunTx, run *workflow.Run, cancel *[]string) error {
+// tasks an abort cancels to cancel. A task that ended OK with a
+// kolejka_workflow.json in its result ends together with the steps it
+// appends: without that file's bytes (appends) its end waits, and its key
+// is returned for the caller to read them. An append refused ends the
+// step with SE, the refusal kept as the task's reason.
+func applyEnds(a *store.RunTx, run *workflow.Run, src *runSources, appends map[string]*appendDoc, cancel *[]string) (wanted []string, err error) {
 	var keys []string
 	for _, name := range run.Steps() {
 		for _, in := range run.Instances(name) {
@@ -241,7 +301,7 @@ func applyEnds(a *store.RunTx, run *workflow.Run, cancel *[]string) error {
 	}
 	ends, err := a.Ends(keys)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, k := range keys {
 		end, ok := ends[k]
@@ -252,13 +312,101 @@ func applyEnds(a *store.RunTx, run *workflow.Run, cancel *[]string) error {
 		if end.State == store.Done {
 			status = resultStatus(end.Result)
 		}
+		var doc *appendDoc
+		if status == spec.StatusOK {
+			_, err := a.ResultRef(k, workflow.FileName)
+			switch {
+			case err == nil:
+				if doc = appends[k]; doc == nil {
+					wanted = append(wanted, k)
+					continue
+				}
+			case !errors.Is(err, store.ErrNotFound):
+				return nil, err
+			}
+		}
+		if doc != nil {
+			// Append checks the new steps against the run as the end
+			// leaves it: tried on a copy first, so that a refusal can end
+			// the step otherwise.
+			if aerr := tryAppend(run, k, status, doc); aerr != nil {
+				status = spec.StatusSE
+				if src.Refused == nil {
+					src.Refused = map[string]string{}
+				}
+				src.Refused[k] = aerr.Error()
+				doc = nil
+			}
+		}
+		in, _ := instanceOf(run, k)
 		c, err := run.Ended(k, status)
 		if err != nil {
-			return fmt.Errorf("unable to apply the end of task %s: %w", k, err)
+			return nil, fmt.Errorf("unable to apply the end of task %s: %w", k, err)
 		}
 		*cancel = append(*cancel, c...)
+		if doc != nil {
+			if err := appendSteps(run, src, k, in.Step, doc); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return wanted, nil
+}
+
+// tryAppend applies task key's end and its appended steps to a copy of
+// run: the refusal of the append, if any.
+func tryAppend(run *workflow.Run, key string, status spec.Status, doc *appendDoc) error {
+	data, err := json.Marshal(run)
+	if err != nil {
+		return fmt.Errorf("unable to copy a run: %w", err)
+	}
+	probe := &workflow.Run{}
+	if err := json.Unmarshal(data, probe); err != nil {
+		return fmt.Errorf("unable to copy a run: %w", err)
+	}
+	in, _ := instanceOf(run, key)
+	if _, err := probe.Ended(key, status); err != nil {
+		return err
+	}
+	return probe.Append(doc.workflow, in.Step+":"+workflow.FileName)
+}
+
+// appendSteps appends the steps of doc, from the result of task key (of
+// step), to run (tryAppend accepted them just before) and records where
+// their files are.
+func appendSteps(run *workflow.Run, src *runSources, key, step string, doc *appendDoc) error {
+	before := map[string]bool{}
+	for _, name := range run.Steps() {
+		before[name] = true
+	}
+	if err := run.Append(doc.workflow, step+":"+workflow.FileName); err != nil {
+		return fmt.Errorf("unable to append the steps of task %s: %w", key, err)
+	}
+	for _, name := range run.Steps() {
+		if before[name] {
+			continue
+		}
+		if src.Appended == nil {
+			src.Appended, src.StepTasks = map[string]string{}, map[string]json.RawMessage{}
+		}
+		src.Appended[name] = key
+		if st, _ := run.Step(name); st.Task != "" && doc.tasks[st.Task] != nil {
+			src.StepTasks[name] = doc.tasks[st.Task]
+		}
 	}
 	return nil
+}
+
+// instanceOf finds the instance whose current task is key.
+func instanceOf(run *workflow.Run, key string) (workflow.Instance, bool) {
+	for _, name := range run.Steps() {
+		for _, in := range run.Instances(name) {
+			if in.TaskKey == key {
+				return in, true
+			}
+		}
+	}
+	return workflow.Instance{}, false
 }
 
 // submitInstance makes and records instance id's task, or records why it
@@ -305,14 +453,40 @@ func (s *Server) instanceTask(ctx context.Context, a *store.RunTx, run *workflow
 	field := fmt.Sprintf("tasks[%q]", id.Step)
 	var task *spec.Task
 	var origin *tasktype.Origin
+	inputs := map[string]bool{}
+	appKey, appended := src.Appended[id.Step]
 	if step.Type == "" {
+		data := src.Tasks[step.Task]
+		if appended {
+			if data = src.StepTasks[id.Step]; data == nil {
+				return store.NewTask{}, nil, refuse("%s.task: the result of task %s has no %s/%s", field, appKey, step.Task, spec.TaskFile)
+			}
+		}
 		var err error
-		task, err = workflow.RenderTask(src.Tasks[step.Task], step.Task+"/"+spec.TaskFile, in.Item)
+		task, err = workflow.RenderTask(data, step.Task+"/"+spec.TaskFile, in.Item)
 		if err != nil {
 			return store.NewTask{}, nil, refuse("%s: %v", field, err)
 		}
+		if appended {
+			// An appended folder's files are the appending result's.
+			for name, f := range task.Files {
+				if f.Reference != "" {
+					continue
+				}
+				p := path.Join(step.Task, cmp.Or(f.Path, name))
+				ref, err := a.ResultRef(appKey, p)
+				if errors.Is(err, store.ErrNotFound) {
+					return store.NewTask{}, nil, refuse("%s: files[%q]: the result of task %s has no file %q", field, name, appKey, p)
+				}
+				if err != nil {
+					return store.NewTask{}, nil, err
+				}
+				task.Files[name] = spec.File{Reference: ref}
+				inputs[ref] = true
+			}
+		}
 	} else {
-		t, o, err := s.stepType(ctx, run, src, owner, id)
+		t, o, err := s.stepType(ctx, a, run, src, owner, id, inputs)
 		if err != nil {
 			return store.NewTask{}, nil, err
 		}
@@ -322,7 +496,6 @@ func (s *Server) instanceTask(ctx context.Context, a *store.RunTx, run *workflow
 	if err != nil {
 		return store.NewTask{}, nil, err
 	}
-	inputs := map[string]bool{}
 	for _, b := range bindings {
 		ref, err := a.ResultRef(b.TaskKey, b.Path)
 		if errors.Is(err, store.ErrNotFound) {
@@ -353,9 +526,25 @@ func (s *Server) instanceTask(ctx context.Context, a *store.RunTx, run *workflow
 
 // stepType renders a type step's instance: its params with {item}, its
 // file parameters, through the rendering POST /type/<name>/task/ does.
-func (s *Server) stepType(ctx context.Context, run *workflow.Run, src *runSources, owner *store.User, id workflow.ID) (*spec.Task, *tasktype.Origin, error) {
+func (s *Server) stepType(ctx context.Context, a *store.RunTx, run *workflow.Run, src *runSources, owner *store.User, id workflow.ID, inputs map[string]bool) (*spec.Task, *tasktype.Origin, error) {
 	step, _ := run.Step(id.Step)
 	field := fmt.Sprintf("tasks[%q]", id.Step)
+	files := src.Files[id.Step]
+	if appKey, ok := src.Appended[id.Step]; ok {
+		// An appended step's file parameters are the appending result's.
+		files = map[string]api.TypeFile{}
+		for param, p := range step.Files {
+			ref, err := a.ResultRef(appKey, p)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, nil, refuse("%s.files[%q]: the result of task %s has no file %q", field, param, appKey, p)
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			files[param] = api.TypeFile{Name: path.Base(p), Reference: ref}
+			inputs[ref] = true
+		}
+	}
 	row, err := s.db.Type(ctx, step.Type, 0)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !mayUseType(owner, row)) {
 		return nil, nil, refuse("%s.type: no task type named %q", field, step.Type)
@@ -367,7 +556,7 @@ func (s *Server) stepType(ctx context.Context, run *workflow.Run, src *runSource
 	if err != nil {
 		return nil, nil, &refusal{err.Error()}
 	}
-	task, origin, err := typeTask(row, api.TypeTask{Params: params, Files: src.Files[id.Step]})
+	task, origin, err := typeTask(row, api.TypeTask{Params: params, Files: files})
 	var re *refusal
 	if errors.As(err, &re) {
 		return nil, nil, refuse("%s: %s", field, re.msg)
