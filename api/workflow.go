@@ -66,7 +66,7 @@ type WorkflowInstance struct {
 	State      string   `json:"state"`
 	Status     string   `json:"status,omitempty"`
 	TaskKey    string   `json:"task_key,omitempty"`
-	TaskState  string   `json:"task_state,omitempty"` // the task's lifecycle state (unassigned, assigned, resolved, cancelled)
+	TaskState  string   `json:"task_state,omitempty"` // the task's lifecycle state (queued, running, done, cancelled)
 	TimeAssign string   `json:"time_assign,omitempty"`
 	TimeCreate string   `json:"time_create,omitempty"`
 	TimeFinish string   `json:"time_finish,omitempty"`
