@@ -26,6 +26,7 @@ package server
 // SE; runSources.Refused keeps why, for `workflow show`.
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -277,6 +278,10 @@ func (s *Server) advanceTx(ctx context.Context, a *store.RunTx, lists map[string
 	steps, err := json.Marshal(&src)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("unable to write the steps of run %s: %w", a.Row.Key, err)
+	}
+	if bytes.Equal(data, a.Row.Run) && bytes.Equal(steps, a.Row.Steps) && string(run.State()) == a.Row.State {
+		// Nothing moved (the expiry pass's safety net, mostly): no write.
+		return missing, wanted, cancelled, nil
 	}
 	if err := a.Save(data, steps, string(run.State())); err != nil {
 		return nil, nil, nil, err
