@@ -64,6 +64,7 @@ type Server struct {
 	gc        chan string      // a blob may have lost its last reference
 
 	hashes    hashLocks
+	runs      runCache // workflow runs between advances (workflows.go)
 	auth      authCache
 	tokenUses tokenUses
 	metrics   *metrics

@@ -35,6 +35,7 @@ import (
 	"io"
 	"path"
 	"slices"
+	"sync"
 
 	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/auth"
@@ -117,11 +118,16 @@ func (s *Server) advanceRun(ctx context.Context, key string, op runOp) error {
 	for range maxAdvancePasses {
 		var missing []workflow.NeedItems
 		var cancelled, wanted []string
+		var keep cachedRun
 		queued, err := s.db.AdvanceRun(ctx, key, s.now(), func(a *store.RunTx) error {
 			var err error
-			missing, wanted, cancelled, err = s.advanceTx(ctx, a, lists, appends, op)
+			keep = cachedRun{}
+			missing, wanted, cancelled, err = s.advanceTx(ctx, a, lists, appends, op, &keep)
 			return err
 		})
+		if err == nil && keep.run != nil {
+			s.runs.put(key, keep) // committed: the next advance starts from it
+		}
 		if queued {
 			s.queue.Signal()
 		}
@@ -206,10 +212,13 @@ func (s *Server) readAppend(ctx context.Context, key string) (*appendDoc, error)
 // advanceTx is one pass, inside the store's transaction. It returns the
 // lists it needs and has not got, the tasks whose appended steps it needs
 // and has not got, and the tasks it cancelled.
-func (s *Server) advanceTx(ctx context.Context, a *store.RunTx, lists map[string][]byte, appends map[string]*appendDoc, op runOp) (missing []workflow.NeedItems, wanted, cancelled []string, err error) {
-	run := &workflow.Run{}
-	if err := json.Unmarshal(a.Row.Run, run); err != nil {
-		return nil, nil, nil, fmt.Errorf("unable to read run %s: %w", a.Row.Key, err)
+func (s *Server) advanceTx(ctx context.Context, a *store.RunTx, lists map[string][]byte, appends map[string]*appendDoc, op runOp, keep *cachedRun) (missing []workflow.NeedItems, wanted, cancelled []string, err error) {
+	run := s.runs.take(a.Row.Key, a.Row.Run)
+	if run == nil {
+		run = &workflow.Run{}
+		if err := json.Unmarshal(a.Row.Run, run); err != nil {
+			return nil, nil, nil, fmt.Errorf("unable to read run %s: %w", a.Row.Key, err)
+		}
 	}
 	var src runSources
 	if err := json.Unmarshal(a.Row.Steps, &src); err != nil {
@@ -278,6 +287,9 @@ func (s *Server) advanceTx(ctx context.Context, a *store.RunTx, lists map[string
 	steps, err := json.Marshal(&src)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("unable to write the steps of run %s: %w", a.Row.Key, err)
+	}
+	if run.State() == workflow.Running {
+		*keep = cachedRun{data: data, run: run}
 	}
 	if bytes.Equal(data, a.Row.Run) && bytes.Equal(steps, a.Row.Steps) && string(run.State()) == a.Row.State {
 		// Nothing moved (the expiry pass's safety net, mostly): no write.
@@ -588,4 +600,44 @@ func resultStatus(desc []byte) spec.Status {
 		return spec.StatusRE
 	}
 	return spec.StatusSE
+}
+
+// cachedRun is a running run as the last advance committed it: its JSON
+// and the engine's state it decodes to.
+type cachedRun struct {
+	data []byte
+	run  *workflow.Run
+}
+
+// runCache keeps each running run's engine state between advances, so
+// that an advance decodes the run's JSON (most of its cost in a large
+// fan-out) only when another process or a failed advance changed it. An
+// entry is taken out while an advance uses it and put back only once that
+// advance committed; the stored JSON is always the truth (an entry whose
+// bytes differ from it is not used).
+type runCache struct {
+	mu sync.Mutex
+	m  map[string]cachedRun
+}
+
+// take removes run key's entry and returns its state if it is the state
+// data holds, nil otherwise.
+func (c *runCache) take(key string, data []byte) *workflow.Run {
+	c.mu.Lock()
+	e, ok := c.m[key]
+	delete(c.m, key)
+	c.mu.Unlock()
+	if !ok || !bytes.Equal(e.data, data) {
+		return nil
+	}
+	return e.run
+}
+
+func (c *runCache) put(key string, e cachedRun) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedRun{}
+	}
+	c.m[key] = e
 }

@@ -19,6 +19,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -187,22 +189,35 @@ type RunTx struct {
 }
 
 // Ends reads how those of keys that ended (done or cancelled) ended;
-// keys of other runs' tasks are not read.
+// keys of other runs' tasks are not read. One statement per 500 keys: a
+// fan-out's advance asks about every task it has submitted.
 func (a *RunTx) Ends(keys []string) (map[string]TaskEnd, error) {
 	out := map[string]TaskEnd{}
-	for _, k := range keys {
-		var state int
-		var res []byte
-		err := a.tx.QueryRowContext(a.ctx, `
-			SELECT t.state, r.description FROM tasks t LEFT JOIN results r ON r.task_id = t.id
-			WHERE t.key = ? AND t.run_id = ? AND t.state IN (?, ?)`, k, a.Row.ID, stateDone, stateCancelled).Scan(&state, &res)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
+	for chunk := range slices.Chunk(keys, 500) {
+		args := []any{a.Row.ID, stateDone, stateCancelled}
+		for _, k := range chunk {
+			args = append(args, k)
 		}
+		rows, err := queryRows(a.ctx, a.tx, "read the ends of a run's tasks", func(rows *sql.Rows) (struct {
+			key string
+			end TaskEnd
+		}, error) {
+			var v struct {
+				key string
+				end TaskEnd
+			}
+			var state int
+			err := rows.Scan(&v.key, &state, &v.end.Result)
+			v.end.State = State(state)
+			return v, err
+		}, `SELECT t.key, t.state, r.description FROM tasks t LEFT JOIN results r ON r.task_id = t.id
+			WHERE t.run_id = ? AND t.state IN (?, ?) AND t.key IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
-			return nil, fmt.Errorf("unable to read the end of task %s: %w", k, err)
+			return nil, err
 		}
-		out[k] = TaskEnd{State: State(state), Result: res}
+		for _, v := range rows {
+			out[v.key] = v.end
+		}
 	}
 	return out, nil
 }
