@@ -346,7 +346,13 @@ func (s *Server) runDetail(ctx context.Context, row store.RunRow) (api.WorkflowI
 }
 
 func (s *Server) handleWorkflowCancel(w http.ResponseWriter, r *http.Request) {
-	s.changeRun(w, r, "cancelled", func(run *workflow.Run) ([]string, error) { return run.Cancel(), nil })
+	s.changeRun(w, r, "cancelled", func(run *workflow.Run) ([]string, error) {
+		if st := run.State(); st != workflow.Running {
+			// Its state stays what it ended with.
+			return nil, refuse("unable to cancel the run: it has ended (%s)", st)
+		}
+		return run.Cancel(), nil
+	})
 }
 
 func (s *Server) handleWorkflowRetry(w http.ResponseWriter, r *http.Request) {

@@ -199,6 +199,10 @@ func TestWorkflowDiamondWithArtifacts(t *testing.T) {
 	if list := mustOK(t, e.tok("max").do("GET", "/workflow/", nil)).json["workflows"].([]any); len(list) != 1 {
 		t.Errorf("a manager's runs: %v", list)
 	}
+	wantFail(t, alice.do("POST", "/workflow/"+key+"/cancel/", nil), "has ended (ok)")
+	if state, _ := runShow(t, alice, key); state != "ok" {
+		t.Errorf("a refused cancel changed the run: %s", state)
+	}
 	if a := e.tok("bob").do("GET", "/workflow/"+key+"/", nil); a.code != 403 {
 		t.Errorf("bob reads alice's run: %v", a)
 	}
