@@ -194,9 +194,18 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 		if !ownerOrManager(w, u, t.Owner, "task") {
 			return
 		}
-		err := s.db.DeleteTask(r.Context(), key)
+		run, err := s.db.RunOfTask(r.Context(), key)
+		if err == nil {
+			err = s.db.DeleteTask(r.Context(), key)
+		}
 		if err == nil {
 			s.results.Signal(key) // a client waiting for its result learns it is gone
+			if run != "" {
+				// A step's task deleted: its instance ends (SE) and the run goes on.
+				if err := s.advanceRun(r.Context(), run, nil); err != nil {
+					s.log.Error("unable to advance a workflow run", "run", run, "task", key, "error", err)
+				}
+			}
 		}
 		s.answerDeleted(w, r, err)
 	default:

@@ -423,8 +423,8 @@ func TestWorkflowCancelAndRetry(t *testing.T) {
 	}
 }
 
-// A step's task cancelled on its own ends the step (SE), and the run goes
-// on as for a failure.
+// A step's task cancelled or deleted on its own ends the step (SE), and
+// the run goes on as for a failure.
 func TestWorkflowStepTaskCancelled(t *testing.T) {
 	_, alice, _ := newWorkflowEnv(t)
 	wf := `{"tasks": {"a": {"task": "x"}, "b": {"task": "x", "after_failed": ["a"]}}}`
@@ -434,6 +434,12 @@ func TestWorkflowStepTaskCancelled(t *testing.T) {
 	_, inst = runShow(t, alice, key)
 	if inst["a"]["state"] != "failed" || inst["a"]["status"] != "SE" || inst["b"]["state"] != "submitted" {
 		t.Fatalf("after a's task was cancelled: %v", inst)
+	}
+	// Deleted, b's task ends its step as well: the run does not wait for it.
+	mustOK(t, alice.do("DELETE", "/task/task/"+inst["b"]["task_key"].(string)+"/", nil))
+	state, inst := runShow(t, alice, key)
+	if state != "failed" || inst["b"]["state"] != "failed" || inst["b"]["status"] != "SE" {
+		t.Fatalf("after b's task was deleted: %s %v", state, inst)
 	}
 }
 

@@ -3,9 +3,9 @@ package server
 // This file owns the driver of workflow runs (issue 17): the server, not a
 // client, advances a run as its tasks end. Each advance is one store
 // transaction (store.AdvanceRun) that reads the run, applies the ends of
-// its submitted tasks (a result's status; a task cancelled on its own ends
-// as SE), gives items_from steps their lists, submits the instances that
-// became ready (their tasks made and checked as every submission is:
+// its submitted tasks (a result's status; a task cancelled or deleted on
+// its own ends as SE), gives items_from steps their lists, submits the
+// instances that became ready (their tasks made and checked as every submission is:
 // prepare, typeTask) and cancels what an abort cancels, then saves the
 // run: a crash at any moment leaves the run as it was before or after the
 // whole advance, so no step is lost and none submitted twice.
@@ -325,7 +325,7 @@ func applyEnds(a *store.RunTx, run *workflow.Run, src *runSources, appends map[s
 		if !ok {
 			continue
 		}
-		status := spec.StatusSE // cancelled on its own: no result
+		status := spec.StatusSE // cancelled or deleted on its own: no result
 		if end.State == store.Done {
 			status = resultStatus(end.Result)
 		}

@@ -188,13 +188,15 @@ type RunTx struct {
 	queued bool
 }
 
-// Ends reads how those of keys that ended (done or cancelled) ended;
-// keys of other runs' tasks are not read. One statement per 500 keys: a
-// fan-out's advance asks about every task it has submitted.
+// Ends reads how those of keys that ended (done or cancelled) ended; a
+// key of no task of this run (a task deleted by its owner) ends as
+// Cancelled, so that the run does not wait for it forever. One statement
+// per 500 keys: a fan-out's advance asks about every task it has
+// submitted.
 func (a *RunTx) Ends(keys []string) (map[string]TaskEnd, error) {
 	out := map[string]TaskEnd{}
 	for chunk := range slices.Chunk(keys, 500) {
-		args := []any{a.Row.ID, stateDone, stateCancelled}
+		args := []any{a.Row.ID}
 		for _, k := range chunk {
 			args = append(args, k)
 		}
@@ -211,12 +213,21 @@ func (a *RunTx) Ends(keys []string) (map[string]TaskEnd, error) {
 			v.end.State = State(state)
 			return v, err
 		}, `SELECT t.key, t.state, r.description FROM tasks t LEFT JOIN results r ON r.task_id = t.id
-			WHERE t.run_id = ? AND t.state IN (?, ?) AND t.key IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
+			WHERE t.run_id = ? AND t.key IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
+		found := make(map[string]bool, len(rows))
 		for _, v := range rows {
-			out[v.key] = v.end
+			found[v.key] = true
+			if v.end.State == Done || v.end.State == Cancelled {
+				out[v.key] = v.end
+			}
+		}
+		for _, k := range chunk {
+			if !found[k] {
+				out[k] = TaskEnd{State: Cancelled}
+			}
 		}
 	}
 	return out, nil

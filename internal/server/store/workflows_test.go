@@ -81,7 +81,8 @@ func TestAdvanceRunAllOrNothing(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(ends) != 1 || ends["t1"].State != Done || string(ends["t1"].Result) != `{"status": "OK"}` {
+		// t2 runs; "other" is no task of this run: as if deleted, it ended.
+		if len(ends) != 2 || ends["t1"].State != Done || string(ends["t1"].Result) != `{"status": "OK"}` || ends["other"].State != Cancelled {
 			t.Errorf("ends %+v", ends)
 		}
 		if err := a.Cancel("t2"); err != nil {
