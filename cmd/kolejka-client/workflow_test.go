@@ -76,6 +76,16 @@ func TestWorkflowCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || info.State != "ok" || len(info.Steps) != 2 {
 		t.Fatalf("workflow show --json: %d %q", code, out)
 	}
+	res2 := filepath.Join(t.TempDir(), "out2")
+	if code, out := e.run(t, "workflow", "execute", dir, res2); code != 0 || strings.TrimSpace(out) != "ok" {
+		t.Fatalf("workflow execute: %d %q", code, out)
+	}
+	if data, err := os.ReadFile(filepath.Join(res2, "b", "y", "out.txt")); err != nil || string(data) != "run y" {
+		t.Errorf("execute's b/y: %q %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(res2, client.WorkflowResultFile)); err != nil {
+		t.Error(err)
+	}
 	if code, _ := e.run(t, "workflow", "retry", key); code == 0 {
 		t.Error("retry of an ok run succeeded")
 	}
