@@ -42,7 +42,9 @@ type TaskSummary struct {
 	Node       string `json:"node,omitempty"` // the node of the last hand-out
 	Owner      string `json:"owner"`
 	Queue      string `json:"queue"`
+	Run        string `json:"run,omitempty"` // the workflow run it is a step of (ExtWorkflows)
 	State      string `json:"state"`
+	Step       string `json:"step,omitempty"` // with run: "step" or "step[i]" for an instance of a step with items
 	TimeCreate string `json:"time_create"`
 	TimeFinish string `json:"time_finish,omitempty"`
 	Type       string `json:"type,omitempty"`

@@ -40,6 +40,9 @@ const (
 	// ExtQueues: named queues (docs/queues.md): DequeueRequest.Queues, a
 	// task's "queue" key, QueueStats.Queues.
 	ExtQueues = "queues"
+	// ExtWorkflows: workflow runs under /workflow/ (WorkflowPut,
+	// WorkflowAnswer, ...), advanced by the server (docs/workflows.md).
+	ExtWorkflows = "workflows"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A

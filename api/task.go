@@ -40,8 +40,12 @@ type TaskAnswer struct {
 	// ResultStatus is the verdict of its result, if it has one
 	// (ExtTaskDetail; "status" is the answer's own).
 	ResultStatus string `json:"result_status,omitempty"`
+	// Run is the workflow run the task is a step of, Step the step
+	// ("step[i]" for an instance of a step with items) (ExtWorkflows).
+	Run string `json:"run,omitempty"`
 	// State is queued, running, done or cancelled (ExtTaskDetail).
 	State string `json:"state"`
+	Step  string `json:"step,omitempty"`
 	Envelope
 	Task json.RawMessage `json:"task"`
 	// TimeCreate, TimeStart (the last hand-out) and TimeFinish (result

@@ -50,6 +50,11 @@ func (s *Server) expired(r store.ExpiryResult) {
 		for _, k := range r.Failed {
 			s.results.Signal(k)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		for _, k := range r.Failed {
+			s.advanceRunOf(ctx, k) // a step's server-made SE result ends it
+		}
+		cancel()
 		s.queue.Signal() // the scan window may have room now
 	}
 	if r.Callback {
@@ -69,6 +74,11 @@ func (s *Server) expiryLoop() {
 			return true
 		}
 		s.expired(r)
+		// The safety net: a run an advance failed to move (an error, a
+		// crash between a result and its advance) moves now.
+		ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+		s.advanceRunning(ctx)
+		cancel()
 		return true
 	})
 }

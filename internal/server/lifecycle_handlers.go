@@ -143,6 +143,7 @@ func (s *Server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 		out.Tasks = append(out.Tasks, api.TaskSummary{
 			Attempts: t.Attempts, Key: t.Key, Node: t.Node, Owner: t.OwnerName, Queue: t.Queue, State: stateName(t.State),
 			TimeCreate: djangoTime(t.TimeCreate), TimeFinish: djangoTimeOrEmpty(t.TimeFinish), Type: t.TypeName,
+			Run: t.Run, Step: stepName(t.Run, t.Step, t.Item),
 		})
 	}
 	ok(w, out)
@@ -160,6 +161,7 @@ func (s *Server) taskAnswer(ctx context.Context, key string) (*api.TaskAnswer, e
 		Attempts:    d.Attempts, Node: d.Node, Origin: d.Origin, Queue: d.Queue, Resolved: d.HasResult, ResultStatus: d.ResultStatus,
 		State: stateName(d.State), Task: d.Description, Type: d.TypeName,
 		TimeCreate: djangoTime(d.TimeCreate), TimeStart: djangoTimeOrEmpty(d.TimeStart), TimeFinish: djangoTimeOrEmpty(d.TimeFinish),
+		Run: d.Run, Step: stepName(d.Run, d.Step, d.Item),
 	}
 	if !d.HasResult {
 		a.Assignee = d.AssigneeName
@@ -197,6 +199,7 @@ func (s *Server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
 		if res.Was == store.Assigned {
 			s.queue.Signal() // its node holds one task less: a waiting dequeue may take more
 		}
+		s.advanceRunOf(r.Context(), key) // a step's task cancelled on its own ends it (SE)
 	}
 	ok(w, &api.CancelAnswer{State: api.StateCancelled, Was: stateName(res.Was)})
 }
@@ -235,4 +238,13 @@ func (s *Server) handleTaskClone(w http.ResponseWriter, r *http.Request) {
 	if s.answerSubmit(w, r, err) {
 		ok(w, &api.NewTaskAnswer{Task: desc})
 	}
+}
+
+// stepName names a task's step in its run: "step", or "step[i]" for an
+// instance of a step with items (item -1: a step that runs once).
+func stepName(run, step string, item int) string {
+	if run == "" || item < 0 {
+		return step
+	}
+	return step + "[" + strconv.Itoa(item) + "]"
 }

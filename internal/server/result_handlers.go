@@ -96,6 +96,9 @@ func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
 		if posted.Callback {
 			s.wakeCallbacks()
 		}
+		// A step of a workflow run: the run goes on now (its dependents
+		// are queued before the node hears back).
+		s.advanceRunOf(r.Context(), res.ID)
 	}
 	ok(w, &api.ResultAnswer{Result: posted.Description})
 }

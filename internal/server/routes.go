@@ -22,6 +22,9 @@ package server
 //	/queue/stats/              counts
 //	/type/[<name>/]            task types: list, put; read, remove (extension "types")
 //	/type/<name>/task/         submit a task made from a type (extension "types")
+//	/workflow/[<key>/]         workflow runs: list, put; read (extension "workflows")
+//	/workflow/<key>/cancel/    cancel a run and its tasks (extension "workflows")
+//	/workflow/<key>/retry/     run again what failed, was cancelled or skipped (extension "workflows")
 //	/metrics                   Prometheus
 //
 // Checks happen in Kolejka's order: CSRF (Django's middleware, before any
@@ -89,6 +92,10 @@ func (s *Server) routes() http.Handler {
 		{name: "/type/", pattern: "type/{$}", handler: s.handleTypes},
 		{name: "/type/<name>/", pattern: "type/{name}/{$}", handler: s.handleType},
 		{name: "/type/<name>/task/", pattern: "type/{name}/task/{$}", handler: s.handleTypeTask},
+		{name: "/workflow/", pattern: "workflow/{$}", handler: s.handleWorkflows},
+		{name: "/workflow/<key>/", pattern: "workflow/{key}/{$}", handler: s.handleWorkflow},
+		{name: "/workflow/<key>/cancel/", pattern: "workflow/{key}/cancel/{$}", handler: s.handleWorkflowCancel},
+		{name: "/workflow/<key>/retry/", pattern: "workflow/{key}/retry/{$}", handler: s.handleWorkflowRetry},
 		{name: "/metrics", pattern: "metrics", handler: s.metrics.handler().ServeHTTP, public: true},
 		{name: "other", pattern: "", handler: func(w http.ResponseWriter, _ *http.Request) { notFound(w) }, public: true},
 	}

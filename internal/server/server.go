@@ -64,6 +64,7 @@ type Server struct {
 	gc        chan string      // a blob may have lost its last reference
 
 	hashes    hashLocks
+	runs      runCache // workflow runs between advances (workflows.go)
 	auth      authCache
 	tokenUses tokenUses
 	metrics   *metrics
@@ -134,6 +135,9 @@ func open(cfg Config, owner bool) (*Server, error) {
 		if err := s.recover(context.Background()); err != nil {
 			return fail(err)
 		}
+		// What a crash left undone: results accepted whose runs did not
+		// advance yet.
+		s.advanceRunning(context.Background())
 		s.start()
 	}
 	return s, nil

@@ -57,38 +57,67 @@ func refuse(format string, args ...any) error { return &refusal{fmt.Sprintf(form
 // what it was rendered from. It returns the stored description. Errors
 // the user caused are *refusal.
 func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin *tasktype.Origin) ([]byte, error) {
+	nt, err := s.prepare(ctx, u, t, origin)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.db.InsertTask(ctx, nt)
+	if err := insertRefusal(err, nt.Queue); err != nil {
+		return nil, err
+	}
+	s.queue.Signal()
+	return nt.Description, nil
+}
+
+// insertRefusal turns the store's refusals of a task insert into
+// *refusal; other errors pass as they are.
+func insertRefusal(err error, queue string) error {
+	var fe store.FileErrors
+	if errors.As(err, &fe) {
+		return refuse("%s: %v", spec.TaskFile, fe)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse("%s: queue: no queue named %q (it was removed just now)", spec.TaskFile, queue)
+	}
+	return err
+}
+
+// prepare makes the checks of submit, every one but the store's (the
+// references, the queue's existence), and returns the task to record:
+// submit inserts it alone, a workflow run's advance in its transaction.
+func (s *Server) prepare(ctx context.Context, u *store.User, t *spec.Task, origin *tasktype.Origin) (store.NewTask, error) {
 	// The server names the task; whatever id it carried is replaced, so a
 	// client cannot pick (or collide with) another task's key.
 	t.ID = auth.RandomKey(16)
 	if err := t.Validate(spec.Server); err != nil {
-		return nil, &refusal{err.Error()}
+		return store.NewTask{}, &refusal{err.Error()}
 	}
 	if err := unrunnableLimits(t.Limits, "limits"); err != nil {
 		// Accepted, it would fail on its node (SE) after waiting its turn.
-		return nil, refuse("%s: %v", spec.TaskFile, err)
+		return store.NewTask{}, refuse("%s: %v", spec.TaskFile, err)
 	}
 	files := references(t.Files)
 	t.Limits = t.Limits.Merge(s.cfg.Limits)
 	if t.CallbackURL != "" && !s.callbackAllowed(t.CallbackURL) {
 		if len(s.cfg.CallbackHosts) == 0 {
-			return nil, refuse("%s: callback_url: this server delivers no callbacks (no callback hosts are allowed)", spec.TaskFile)
+			return store.NewTask{}, refuse("%s: callback_url: this server delivers no callbacks (no callback hosts are allowed)", spec.TaskFile)
 		}
-		return nil, refuse("%s: callback_url: the host of %q is not among the allowed callback hosts", spec.TaskFile, t.CallbackURL)
+		return store.NewTask{}, refuse("%s: callback_url: the host of %q is not among the allowed callback hosts", spec.TaskFile, t.CallbackURL)
 	}
 	queue := t.Queue
 	if queue == "" {
 		queue = spec.DefaultQueue
 	}
 	if err := s.mayQueue(ctx, u, queue); err != nil {
-		return nil, err
+		return store.NewTask{}, err
 	}
 	desc, err := t.Encode()
 	if err != nil {
-		return nil, &refusal{err.Error()}
+		return store.NewTask{}, &refusal{err.Error()}
 	}
 	limits, err := t.Limits.MarshalJSON()
 	if err != nil {
-		return nil, &refusal{err.Error()}
+		return store.NewTask{}, &refusal{err.Error()}
 	}
 	nt := store.NewTask{
 		Key:         t.ID,
@@ -106,22 +135,10 @@ func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin
 	if origin != nil {
 		nt.TypeName, nt.TypeVersion = origin.Type, origin.Version
 		if nt.Origin, err = json.Marshal(origin); err != nil {
-			return nil, fmt.Errorf("unable to encode the task's origin: %w", err)
+			return store.NewTask{}, fmt.Errorf("unable to encode the task's origin: %w", err)
 		}
 	}
-	_, err = s.db.InsertTask(ctx, nt)
-	var fe store.FileErrors
-	if errors.As(err, &fe) {
-		return nil, refuse("%s: %v", spec.TaskFile, fe)
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, refuse("%s: queue: no queue named %q (it was removed just now)", spec.TaskFile, queue)
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.queue.Signal()
-	return desc, nil
+	return nt, nil
 }
 
 // answerSubmit answers a failed submission (a FAIL for a refusal, 500
@@ -177,9 +194,18 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 		if !ownerOrManager(w, u, t.Owner, "task") {
 			return
 		}
-		err := s.db.DeleteTask(r.Context(), key)
+		run, err := s.db.RunOfTask(r.Context(), key)
+		if err == nil {
+			err = s.db.DeleteTask(r.Context(), key)
+		}
 		if err == nil {
 			s.results.Signal(key) // a client waiting for its result learns it is gone
+			if run != "" {
+				// A step's task deleted: its instance ends (SE) and the run goes on.
+				if err := s.advanceRun(r.Context(), run, nil); err != nil {
+					s.log.Error("unable to advance a workflow run", "run", run, "task", key, "error", err)
+				}
+			}
 		}
 		s.answerDeleted(w, r, err)
 	default:

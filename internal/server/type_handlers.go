@@ -242,10 +242,24 @@ func (s *Server) handleTypeTask(w http.ResponseWriter, r *http.Request) {
 	if !found {
 		return
 	}
+	task, origin, err := typeTask(row, req)
+	if err != nil {
+		s.answerSubmit(w, r, err)
+		return
+	}
+	desc, err := s.submit(r.Context(), u, task, origin)
+	if s.answerSubmit(w, r, err) {
+		ok(w, &api.NewTaskAnswer{Task: desc})
+	}
+}
+
+// typeTask renders the task req asks of the type version row: the one
+// rendering of a type's task, for POST /type/<name>/task/ and a workflow's
+// type steps. Errors the user caused are *refusal.
+func typeTask(row store.TypeRow, req api.TypeTask) (*spec.Task, *tasktype.Origin, error) {
 	_, typ, err := typeInfo(row)
 	if err != nil {
-		s.internal(w, r, err)
-		return
+		return nil, nil, err
 	}
 	// A file parameter's file takes the name the user gave it (its
 	// placeholder stands for that name), else the parameter's own.
@@ -258,8 +272,7 @@ func (s *Server) handleTypeTask(w http.ResponseWriter, r *http.Request) {
 	}
 	task, origin, err := typ.Render(req.Params, names)
 	if err != nil {
-		fail(w, "%v", err)
-		return
+		return nil, nil, &refusal{err.Error()}
 	}
 	for param, f := range req.Files {
 		task.Files[names[param]] = spec.File{Reference: f.Reference}
@@ -268,10 +281,7 @@ func (s *Server) handleTypeTask(w http.ResponseWriter, r *http.Request) {
 		task.Queue = req.Queue
 	}
 	task.Limits = task.Limits.Merge(req.Limits)
-	desc, err := s.submit(r.Context(), u, task, origin)
-	if s.answerSubmit(w, r, err) {
-		ok(w, &api.NewTaskAnswer{Task: desc})
-	}
+	return task, origin, nil
 }
 
 // passEnv is the dequeue answer's "pass_env": for each task made from a

@@ -52,12 +52,18 @@ type TaskSummary struct {
 	Attempts   int
 	TimeCreate time.Time
 	TimeFinish time.Time // zero: not finished
+	Run        string    // the key of the workflow run it is a step of, if any
+	Step       string    // with Run: the step
+	Item       int       // with Run: the instance's index in its step
 }
 
 // lastNode names the node of a task's last hand-out (task_nodes keeps
 // them; a hand-back removes its row).
 const lastNode = `COALESCE((SELECT u.name FROM task_nodes n JOIN users u ON u.id = n.user_id
 	WHERE n.task_id = t.id ORDER BY n.attempt DESC LIMIT 1), '')`
+
+// runOf is the key of the run task t is a step of, ” if none.
+const runOf = `COALESCE((SELECT r.key FROM runs r WHERE r.id = t.run_id), '')`
 
 // ListTasksOf lists tasks newest first. A user's own tasks are read from
 // the index tasks_owner(user_id, id) backwards; every user's from the
@@ -81,7 +87,7 @@ func (s *Store) ListTasksOf(ctx context.Context, q TaskQuery) ([]TaskSummary, er
 		var state int
 		var tc int64
 		var tf sql.NullInt64
-		err := rows.Scan(&ts.Key, &ts.OwnerName, &state, &ts.Queue, &ts.TypeName, &ts.Node, &ts.Attempts, &tc, &tf)
+		err := rows.Scan(&ts.Key, &ts.OwnerName, &state, &ts.Queue, &ts.TypeName, &ts.Node, &ts.Attempts, &tc, &tf, &ts.Run, &ts.Step, &ts.Item)
 		ts.State, ts.TimeCreate, ts.TimeFinish = State(state), fromUS(tc), fromNullUS(tf)
 		return ts, err
 	}, query, args...)
@@ -90,7 +96,7 @@ func (s *Store) ListTasksOf(ctx context.Context, q TaskQuery) ([]TaskSummary, er
 // listSQL is ListTasksOf's query: before, if not 0, is the id of the
 // task the page starts after.
 func listSQL(q TaskQuery, before int64) (string, []any) {
-	query := `SELECT t.key, o.name, t.state, t.queue, t.type_name, ` + lastNode + `, t.attempts, t.time_create, t.time_finish
+	query := `SELECT t.key, o.name, t.state, t.queue, t.type_name, ` + lastNode + `, t.attempts, t.time_create, t.time_finish, ` + runOf + `, t.step, t.item_index
 		FROM tasks t JOIN users o ON o.id = t.user_id WHERE 1 = 1`
 	var args []any
 	if q.Owner != 0 {
@@ -136,6 +142,9 @@ type TaskDetail struct {
 	TimeStart    time.Time // the last hand-out; zero: never handed out
 	TimeFinish   time.Time // result accepted or cancelled; zero: neither
 	ResultStatus string    // the result's verdict ("status"), if it has a result
+	Run          string    // the key of the workflow run it is a step of, if any
+	Step         string    // with Run: the step
+	Item         int       // with Run: the instance's index in its step
 }
 
 // TaskDetail reads a task with its queue, type, origin, hand-outs, times
@@ -152,8 +161,8 @@ func (s *Store) TaskDetail(ctx context.Context, key string) (TaskDetail, error) 
 		return TaskDetail{}, rowErr(err, "read task")
 	}
 	var tf sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT queue, type_name, origin, time_finish FROM tasks WHERE id = ?`, d.ID).
-		Scan(&d.Queue, &d.TypeName, &d.Origin, &tf); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT t.queue, t.type_name, t.origin, t.time_finish, `+runOf+`, t.step, t.item_index FROM tasks t WHERE t.id = ?`, d.ID).
+		Scan(&d.Queue, &d.TypeName, &d.Origin, &tf, &d.Run, &d.Step, &d.Item); err != nil {
 		return TaskDetail{}, rowErr(err, "read task")
 	}
 	d.TimeFinish = fromNullUS(tf)
@@ -203,31 +212,40 @@ func (s *Store) Cancel(ctx context.Context, key string, now time.Time) (CancelRe
 	var out CancelResult
 	var id int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		out = CancelResult{}
-		var state int
-		var assignee sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT id, state, assignee_id FROM tasks WHERE key = ?`, key).Scan(&id, &state, &assignee); err != nil {
-			return rowErr(err, "read task")
-		}
-		out.Was = State(state)
-		switch out.Was {
-		case Done:
-			return ErrFinished
-		case Cancelled:
-			return nil
-		case Assigned:
-			out.Node = assignee.Int64
-		}
-		// time_assign stays: it is when the cancelled run started.
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL, assigned_limits = NULL, time_finish = ?
-			WHERE id = ?`, stateCancelled, us(now), id); err != nil {
-			return fmt.Errorf("unable to cancel task: %w", err)
-		}
-		return nil
+		var err error
+		out, id, err = cancelTask(ctx, tx, key, now)
+		return err
 	})
 	if err == nil && out.Was == Queued {
 		s.forget(id) // no dequeue reads it again
 	}
 	return out, err
+}
+
+// cancelTask is Cancel's body, in the caller's transaction; it returns
+// the task's id, for the caller to forget once committed.
+func cancelTask(ctx context.Context, tx *sql.Tx, key string, now time.Time) (CancelResult, int64, error) {
+	var out CancelResult
+	var id int64
+	var state int
+	var assignee sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT id, state, assignee_id FROM tasks WHERE key = ?`, key).Scan(&id, &state, &assignee); err != nil {
+		return out, 0, rowErr(err, "read task")
+	}
+	out.Was = State(state)
+	switch out.Was {
+	case Done:
+		return out, id, ErrFinished
+	case Cancelled:
+		return out, id, nil
+	case Assigned:
+		out.Node = assignee.Int64
+	}
+	// time_assign stays: it is when the cancelled run started.
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL, assigned_limits = NULL, time_finish = ?
+		WHERE id = ?`, stateCancelled, us(now), id); err != nil {
+		return out, id, fmt.Errorf("unable to cancel task: %w", err)
+	}
+	return out, id, nil
 }

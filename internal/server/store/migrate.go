@@ -290,6 +290,32 @@ CREATE TRIGGER tasks_queue_count_update AFTER UPDATE OF state, queue ON tasks
 		ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
 END;
 `,
+	// 10: workflow runs (issue 17). runs holds each run: its owner, its
+	// state ('running', 'ok', 'failed', 'cancelled'), the engine's JSON
+	// (internal/workflow.Run) and the steps' sources as the server keeps
+	// them (their kolejka_task.json or type request, with references),
+	// both opaque here. tasks.run_id, tasks.step and tasks.item_index say
+	// which run, step and instance a task is of (NULL, '' and 0 for a task
+	// of no run; item_index -1 for a step that runs once); tasks_run
+	// serves a run's advance and `workflow show`.
+	`
+CREATE TABLE runs (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	key         TEXT    NOT NULL UNIQUE,
+	user_id     INTEGER NOT NULL REFERENCES users(id),
+	state       TEXT    NOT NULL,
+	run         BLOB    NOT NULL,
+	steps       BLOB    NOT NULL,
+	time_create INTEGER NOT NULL,
+	time_finish INTEGER
+);
+CREATE INDEX runs_owner ON runs(user_id, id);
+CREATE INDEX runs_state ON runs(state, id);
+ALTER TABLE tasks ADD COLUMN run_id INTEGER;
+ALTER TABLE tasks ADD COLUMN step TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN item_index INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tasks_run ON tasks(run_id, id);
+`,
 }
 
 // SchemaVersion is the number of migration steps this program knows.

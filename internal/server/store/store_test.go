@@ -179,7 +179,7 @@ func TestTokenMigration(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, path)
 	// Back to schema 5 with the token table of then.
-	for _, q := range []string{
+	for _, q := range append(undoStep10(),
 		`DROP TRIGGER tasks_queue_count_insert`, `DROP TRIGGER tasks_queue_count_delete`, `DROP TRIGGER tasks_queue_count_update`,
 		`DROP TABLE queue_counts`,
 		`DROP TABLE type_files`, `DROP TABLE types`, `DROP TABLE queues`, `DELETE FROM task_counts WHERE state = 3`,
@@ -190,7 +190,7 @@ func TestTokenMigration(t *testing.T) {
 		`ALTER TABLE tokens DROP COLUMN id`, `ALTER TABLE tokens DROP COLUMN prefix`,
 		`ALTER TABLE tokens DROP COLUMN time_expire`, `ALTER TABLE tokens DROP COLUMN time_used`,
 		`UPDATE schema_version SET version = 5`,
-	} {
+	) {
 		if _, err := s.w.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

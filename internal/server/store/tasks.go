@@ -95,6 +95,9 @@ type NewTask struct {
 	TypeName    string            // the task type it was rendered from, if any
 	TypeVersion int               // with TypeName: its version, whose files the task may use
 	Origin      []byte            // tasktype.Origin as JSON, with TypeName
+	RunID       int64             // the workflow run it is a step of (0: none; set by AdvanceRun)
+	Step        string            // with RunID: the step's name
+	Item        int               // with RunID: the instance's index in a step with items, -1 in one that runs once
 	Now         time.Time
 }
 
@@ -155,9 +158,29 @@ func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 	}
 	var id int64
 	err = s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		id, err = insertTask(ctx, tx, t, string(requires), nil)
+		return err
+	})
+	return id, err
+}
+
+// insertTask is InsertTask's body, in the caller's transaction: a run's
+// advance inserts its steps' tasks together with the run's new state.
+// extra are references the task may use beyond its owner's and its type's
+// (a run's inputs).
+func insertTask(ctx context.Context, tx *sql.Tx, t NewTask, requires string, extra map[string]bool) (int64, error) {
+	var id int64
+	err := func() error {
 		granted, err := typeRefs(ctx, tx, t.TypeName, t.TypeVersion, t.Owner)
 		if err != nil {
 			return err
+		}
+		for r := range extra {
+			if granted == nil {
+				granted = map[string]bool{}
+			}
+			granted[r] = true
 		}
 		if err := checkRefs(ctx, tx, t.Files, t.Owner, t.ReadAll, granted); err != nil {
 			return err
@@ -173,12 +196,16 @@ func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 		if err != nil {
 			return fmt.Errorf("unable to read queue: %w", err)
 		}
+		var runID any // NULL for a task of no run
+		if t.RunID != 0 {
+			runID = t.RunID
+		}
 		err = tx.QueryRowContext(ctx, `
 			INSERT INTO tasks (key, user_id, description, limits, requires, exclusive, callback_url, state, time_create, time_queued,
-				queue, type_name, origin)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			t.Key, t.Owner, t.Description, t.Limits, string(requires), t.Exclusive, t.CallbackURL, stateQueued, us(t.Now), us(t.Now),
-			cmp.Or(t.Queue, "default"), t.TypeName, t.Origin).Scan(&id)
+				queue, type_name, origin, run_id, step, item_index)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			t.Key, t.Owner, t.Description, t.Limits, requires, t.Exclusive, t.CallbackURL, stateQueued, us(t.Now), us(t.Now),
+			cmp.Or(t.Queue, "default"), t.TypeName, t.Origin, runID, t.Step, t.Item).Scan(&id)
 		if isUnique(err) {
 			return fmt.Errorf("unable to record task %s: %w", t.Key, ErrExists)
 		}
@@ -191,7 +218,7 @@ func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 			}
 		}
 		return nil
-	})
+	}()
 	return id, err
 }
 

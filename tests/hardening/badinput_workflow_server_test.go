@@ -1,0 +1,95 @@
+package hardening_test
+
+// Workflow runs through the server's HTTP API (/workflow/, extension
+// "workflows"), over real HTTP to a real server on a real SQLite file: a
+// bad put, or a use of another user's run or files, is refused naming the
+// step and the field, and nothing changes — every row of every table, the
+// blob files and the temp files are the same before and after.
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/kolejka-go/kolejka/tests/hardening"
+)
+
+func TestBadInputWorkflowServer(t *testing.T) {
+	t.Parallel()
+	s := newAPIServer(t, nil)
+	alice, bob := s.bearer("alice"), s.bearer("bob")
+	task := `{` + typeBody + `, "args": ["true"]}`
+	put := func(c *apiClient, wf, tasks string) answer {
+		body, _ := json.Marshal(map[string]any{"workflow": json.RawMessage(wf), "tasks": json.RawMessage(tasks)})
+		return c.do(t, "POST", "/workflow/", body)
+	}
+	// Bob's run, with a step that ran: its key and its task's key are what
+	// alice must not reach.
+	a := put(bob, `{"tasks": {"b": {"task": "b"}}}`, `{"b": `+task+`}`)
+	if a.status() != "OK" {
+		t.Fatalf("bob's put: %v", a)
+	}
+	bobRun := a.json["key"].(string)
+	bobRef, _ := bob.upload(t, []byte("bob's file\n"))
+	check := func(t *testing.T, r *hardening.Row, send func() answer, code int, status string, want []string) {
+		t.Helper()
+		before := s.state(t)
+		a := send()
+		r.Observe("%v", a)
+		if a.code != code || (status != "" && a.status() != status) {
+			t.Errorf("got %v, want %d %s", a, code, status)
+		}
+		checkFragments(t, a.text(), want)
+		if after := s.state(t); !after.equal(before) {
+			t.Errorf("the server changed: %v → %v", before, after)
+		}
+		r.Observe("server %s unchanged", s.state(t))
+	}
+
+	t.Run("BF05", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BF05", "workflow (server): another user's reference among a task step's files",
+			`FAIL naming tasks["a"].files["f"].reference and whose it is; no run, no task stored`)
+		check(t, r, func() answer {
+			return put(alice, `{"tasks": {"a": {"task": "a"}}}`,
+				`{"a": {`+typeBody+`, "args": ["true"], "files": {"f": {"reference": "`+bobRef+`"}}}}`)
+		}, 200, "FAIL", []string{`tasks["a"].files["f"].reference`, "belongs to another user"})
+	})
+	t.Run("BF06", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BF06", "workflow (server): another user's run key as the step of an input and of items_from",
+			"FAIL naming the input and items_from fields: the key names no step of this run; nothing stored")
+		check(t, r, func() answer {
+			return put(alice, `{"tasks": {"a": {"task": "a", "inputs": {"x": "`+bobRun+`:out.txt"}, "items_from": "`+bobRun+`:list.json"}}}`,
+				`{"a": `+task+`}`)
+		}, 200, "FAIL", []string{`tasks["a"].inputs["x"]`, `tasks["a"].items_from`, bobRun})
+	})
+	t.Run("BF07", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BF07", "workflow (server): a cycle a → b → c → a",
+			"FAIL naming the cycle in order; nothing stored")
+		check(t, r, func() answer {
+			return put(alice, `{"tasks": {"a": {"task": "t", "after": ["c"]}, "b": {"task": "t", "after": ["a"]}, "c": {"task": "t", "after_any": ["b"]}}}`,
+				`{"t": `+task+`}`)
+		}, 200, "FAIL", []string{`tasks["a"]: a cycle: a → b → c → a`})
+	})
+	t.Run("BF08", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BF08", "workflow (server): bad steps: a fanned task with an unknown placeholder, an input path leaving the folder, a step without its task",
+			"FAIL naming each step and field at once; nothing stored")
+		check(t, r, func() answer {
+			return put(alice, `{"tasks": {"a": {"task": "a", "items": ["1", "2"]}, "b": {"task": "b", "after": ["a"], "inputs": {"x": "a:../../etc/passwd"}}}}`,
+				`{"a": {`+typeBody+`, "args": ["{nope}"]}, "b": `+task+`}`)
+		}, 200, "FAIL", []string{`tasks["b"].inputs["x"]`, "leaves the folder"})
+		check(t, r, func() answer {
+			return put(alice, `{"tasks": {"a": {"task": "a", "items": ["1", "2"]}, "b": {"task": "b", "after": ["a"]}}}`,
+				`{"a": {`+typeBody+`, "args": ["{nope}"]}}`)
+		}, 200, "FAIL", []string{`tasks["a"]`, "{nope}", `tasks["b"].task`, "no kolejka_task.json"})
+	})
+	t.Run("BF09", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BF09", "workflow (server): another user's run read, cancelled, retried",
+			"403 each, naming why; the run and its tasks unchanged")
+		for _, send := range []func() answer{
+			func() answer { return alice.do(t, "GET", "/workflow/"+bobRun+"/", nil) },
+			func() answer { return alice.do(t, "POST", "/workflow/"+bobRun+"/cancel/", nil) },
+			func() answer { return alice.do(t, "POST", "/workflow/"+bobRun+"/retry/", nil) },
+		} {
+			check(t, r, send, 403, "", []string{"another user"})
+		}
+	})
+}
