@@ -34,7 +34,7 @@ import (
 )
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	cfg    server.Config
 	srv    *server.Server
@@ -45,7 +45,7 @@ type env struct {
 }
 
 // newEnv starts a server; options adjust its configuration.
-func newEnv(t *testing.T, opts ...func(*server.Config)) *env {
+func newEnv(t testing.TB, opts ...func(*server.Config)) *env {
 	t.Helper()
 	cfg := server.Config{
 		DataDir: t.TempDir(),
@@ -94,7 +94,7 @@ func (e *env) polling(poll func()) {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("KOLEJKA_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -8,17 +8,32 @@ import (
 	"time"
 )
 
-// Step hand-off, measured: in a chain of 200 steps, the time from posting
-// a step's result to holding its dependent's task (the result post, which
-// advances the run before it answers, and one dequeue), against the same
-// result post and dequeue of plain tasks queued before. The dependent is
-// there at the first dequeue after the result's answer: the run advanced
-// before the node heard back. Figures are logged (go test -v -run
-// TestWorkflowHandoff ./internal/server/).
-func TestWorkflowHandoff(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a measurement")
+// Step hand-off: in a chain of 200 steps, the time from posting a step's
+// result to holding its dependent's task (the result post, which advances
+// the run before it answers, and one dequeue), against the same result
+// post and dequeue of plain tasks queued before, in the same run. The
+// dependent is there at the first dequeue after the result's answer: the
+// run advanced before the node heard back. Reported as p50/p99 in ms
+// (go test -run '^$' -bench WorkflowHandoff -benchtime 1x ./internal/server/).
+func BenchmarkWorkflowHandoff(b *testing.B) {
+	for b.Loop() {
+		chain, plain := workflowHandoff(b)
+		b.ReportMetric(ms(quantile(chain, .5)), "step-p50-ms")
+		b.ReportMetric(ms(quantile(chain, .99)), "step-p99-ms")
+		b.ReportMetric(ms(quantile(plain, .5)), "plain-p50-ms")
+		b.ReportMetric(ms(quantile(plain, .99)), "plain-p99-ms")
 	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func quantile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(p*float64(len(s)-1))]
+}
+
+func workflowHandoff(t testing.TB) (chain, plain []time.Duration) {
 	_, alice, node := newWorkflowEnv(t)
 	const n = 200
 	steps := map[string]any{"s0": map[string]any{"task": "x"}}
@@ -42,7 +57,7 @@ func TestWorkflowHandoff(t *testing.T) {
 		mustOK(t, finish(t, node, got[0].key, "OK", nil))
 		return times
 	}
-	chain := measure("step")
+	chain = measure("step")
 	// The same with plain tasks: n queued first, taken one at a time.
 	for range n {
 		alice.submit(simpleTask(), nil)
@@ -56,29 +71,29 @@ func TestWorkflowHandoff(t *testing.T) {
 		return out
 	}
 	got := plainTake()
-	var plain []time.Duration
 	for i := 1; i < n; i++ {
 		start := time.Now()
 		mustOK(t, finish(t, node, got[0].key, "OK", nil))
 		got = plainTake()
 		plain = append(plain, time.Since(start))
 	}
-	q := func(d []time.Duration, p float64) time.Duration {
-		s := slices.Clone(d)
-		slices.Sort(s)
-		return s[int(p*float64(len(s)-1))]
-	}
-	t.Logf("step hand-off (result post + dequeue of the dependent): p50 %v p99 %v", q(chain, .5), q(chain, .99))
-	t.Logf("plain (result post + dequeue of a queued task):         p50 %v p99 %v", q(plain, .5), q(plain, .99))
+	return chain, plain
 }
 
-// A 1 000-item fan-out, measured: put, every task taken and its result
-// posted by one node (the run advanced at each result), against the same
-// 1 000 tasks submitted on their own, taken and posted. Logged.
-func TestWorkflowFanOut1000(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a measurement")
+// A 1 000-item fan-out: put, every task taken and its result posted by one
+// node (the run advanced at each result), against the same 1 000 tasks
+// submitted on their own, taken and posted, in the same run (go test
+// -run '^$' -bench WorkflowFanOut1000 -benchtime 1x ./internal/server/).
+func BenchmarkWorkflowFanOut1000(b *testing.B) {
+	for b.Loop() {
+		put, run, plain := workflowFanOut1000(b)
+		b.ReportMetric(put.Seconds(), "put-s")
+		b.ReportMetric(run.Seconds(), "fanout-s")
+		b.ReportMetric(plain.Seconds(), "plain-s")
 	}
+}
+
+func workflowFanOut1000(t testing.TB) (put, run, plain time.Duration) {
 	_, alice, node := newWorkflowEnv(t)
 	items := make([]string, 1000)
 	for i := range items {
@@ -100,11 +115,11 @@ func TestWorkflowFanOut1000(t *testing.T) {
 	}
 	start := time.Now()
 	key := putRun(t, alice, string(wf), map[string]any{"x": wfTask(alice, []string{"x", "{item}"}, nil, nil)})
-	put := time.Since(start)
+	put = time.Since(start)
 	if n := drain(); n != 1000 {
 		t.Fatalf("%d tasks ran, want 1000", n)
 	}
-	run := time.Since(start)
+	run = time.Since(start)
 	if state, _ := runShow(t, alice, key); state != "ok" {
 		t.Fatalf("run %s", state)
 	}
@@ -115,6 +130,6 @@ func TestWorkflowFanOut1000(t *testing.T) {
 	if n := drain(); n != 1000 {
 		t.Fatalf("%d plain tasks ran, want 1000", n)
 	}
-	plain := time.Since(start)
-	t.Logf("1 000-item fan-out: put %v (1 000 tasks queued), all run %v; 1 000 tasks submitted on their own and run: %v", put, run, plain)
+	plain = time.Since(start)
+	return put, run, plain
 }

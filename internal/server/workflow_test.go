@@ -35,7 +35,7 @@ func wfTask(c *tokenClient, args []string, extra map[string]any, files map[strin
 }
 
 // putRun posts a run and returns its key.
-func putRun(t *testing.T, c *tokenClient, wf string, tasks map[string]any) string {
+func putRun(t testing.TB, c *tokenClient, wf string, tasks map[string]any) string {
 	t.Helper()
 	a := mustOK(t, c.postJSON("/workflow/", map[string]any{"workflow": json.RawMessage(wf), "tasks": tasks}))
 	return a.json["key"].(string)
@@ -48,7 +48,7 @@ type taken struct {
 }
 
 // take dequeues every task queued now (as node), by the step each is of.
-func take(t *testing.T, node *tokenClient) []taken {
+func take(t testing.TB, node *tokenClient) []taken {
 	t.Helper()
 	a := mustOK(t, node.postJSON("/queue/dequeue/", map[string]any{"concurency": 1000, "limits": map[string]any{}, "tags": []string{}}))
 	var out []taken
@@ -60,7 +60,7 @@ func take(t *testing.T, node *tokenClient) []taken {
 }
 
 // finish posts a result of task key with status and files.
-func finish(t *testing.T, node *tokenClient, key, status string, files map[string][]byte) answer {
+func finish(t testing.TB, node *tokenClient, key, status string, files map[string][]byte) answer {
 	t.Helper()
 	fs := map[string]any{}
 	for name, data := range files {
@@ -75,7 +75,7 @@ func finish(t *testing.T, node *tokenClient, key, status string, files map[strin
 
 // runShow reads a run: its state and, by "step" or "step[i]", each
 // instance.
-func runShow(t *testing.T, c *tokenClient, key string) (string, map[string]map[string]any) {
+func runShow(t testing.TB, c *tokenClient, key string) (string, map[string]map[string]any) {
 	t.Helper()
 	a := mustOK(t, c.do("GET", "/workflow/"+key+"/", nil))
 	wf := a.json["workflow"].(map[string]any)
@@ -112,7 +112,7 @@ func fileRef(d map[string]any, name string) string {
 	return s
 }
 
-func newWorkflowEnv(t *testing.T) (*env, *tokenClient, *tokenClient) {
+func newWorkflowEnv(t testing.TB) (*env, *tokenClient, *tokenClient) {
 	e := newEnv(t)
 	e.standardUsers()
 	return e, e.tok("alice"), e.tok("node")
