@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeFolder writes files (path → content) under a new temporary folder.
+func writeFolder(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// The issue's example workflow on a grid of real processes, through
+// `kolejka-client workflow execute`: compile builds a.out; test runs once
+// per item with it bound as prog (by reference, from compile's result);
+// report runs after every test item and reads each item's out.txt from a
+// folder with one entry per item. A second run has a failing step, retried
+// once and then failed: the step after it is skipped, its after_failed
+// step and the final step run, and the run's verdict is failed.
+func TestGridWorkflow(t *testing.T) {
+	g := newGrid(t)
+	g.StartForeman("a", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const limits = `"image": "kolejka-test:latest", "limits": {"time": "10s", "memory": "64M"}`
+	dir := writeFolder(t, map[string]string{
+		"kolejka_workflow.json": `{"tasks": {
+			"compile": {"task": "compile"},
+			"test":    {"task": "test", "after": ["compile"], "items": ["1", "2", "3"], "inputs": {"prog": "compile:a.out"}},
+			"report":  {"task": "report", "after_any": ["test"], "inputs": {"results": "test:out.txt"}}
+		}, "on_failure": "continue"}`,
+		"compile/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "echo built > a.out"], "collect": [{"glob": "a.out"}]}`,
+		"test/kolejka_task.json":    `{` + limits + `, "args": ["sh", "-c", "cat prog; echo item {item}"], "stdout": "out.txt"}`,
+		"report/kolejka_task.json":  `{` + limits + `, "args": ["sh", "-c", "cat results/1 results/2 results/3"], "stdout": "out.txt"}`,
+	})
+	out := filepath.Join(t.TempDir(), "out")
+	if _, errOut, code := g.KolejkaClient(ctx, "workflow", "execute", dir, out); code != 0 {
+		t.Fatalf("workflow execute: exit %d: %s", code, errOut)
+	}
+	report, err := os.ReadFile(filepath.Join(out, "report", "out.txt"))
+	if want := "built\nitem 1\nbuilt\nitem 2\nbuilt\nitem 3\n"; err != nil || string(report) != want {
+		t.Errorf("report's output %q (%v), want %q", report, err, want)
+	}
+	for _, item := range []string{"1", "2", "3"} {
+		if b, err := os.ReadFile(filepath.Join(out, "test", item, "out.txt")); err != nil || string(b) != "built\nitem "+item+"\n" {
+			t.Errorf("test item %s's result: %q (%v)", item, b, err)
+		}
+	}
+	var summary map[string]any
+	if b, err := os.ReadFile(filepath.Join(out, "kolejka_workflow_result.json")); err != nil || json.Unmarshal(b, &summary) != nil {
+		t.Fatalf("kolejka_workflow_result.json: %v", err)
+	}
+	if summary["state"] != "ok" {
+		t.Errorf("the run's state %v, want ok: %v", summary["state"], summary)
+	}
+
+	// A failing step: retried twice on RE, then failed; its after_failed
+	// step and the final step run; the step after it is skipped.
+	dir = writeFolder(t, map[string]string{
+		"kolejka_workflow.json": `{"tasks": {
+			"flaky":   {"task": "fail", "retry": {"attempts": 2, "on": ["RE"]}},
+			"next":    {"task": "ok", "after": ["flaky"]},
+			"rescue":  {"task": "ok", "after_failed": ["flaky"]},
+			"cleanup": {"task": "ok"}
+		}, "final": "cleanup"}`,
+		"fail/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "exit 3"]}`,
+		"ok/kolejka_task.json":   `{` + limits + `, "args": ["true"]}`,
+	})
+	key, errOut, code := g.KolejkaClient(ctx, "workflow", "put", dir)
+	key = strings.TrimSpace(key)
+	if code != 0 || key == "" {
+		t.Fatalf("workflow put: exit %d: %s", code, errOut)
+	}
+	out = filepath.Join(t.TempDir(), "out")
+	if _, errOut, code := g.KolejkaClient(ctx, "workflow", "get", key, out); code != 0 && code != 1 {
+		t.Fatalf("workflow get: exit %d: %s", code, errOut)
+	}
+	show, _, code := g.KolejkaClient(ctx, "workflow", "show", "--json", key)
+	var run struct {
+		State string `json:"state"`
+		Steps []struct {
+			Name      string `json:"name"`
+			Instances []struct {
+				State   string   `json:"state"`
+				Status  string   `json:"status"`
+				Earlier []string `json:"earlier"` // the keys of earlier tries
+			} `json:"instances"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(show), &run); code != 0 || err != nil {
+		t.Fatalf("workflow show --json: exit %d %v: %s", code, err, show)
+	}
+	states := map[string]string{}
+	for _, s := range run.Steps {
+		if len(s.Instances) == 1 {
+			states[s.Name] = s.Instances[0].State + "/" + s.Instances[0].Status
+		}
+		if s.Name == "flaky" && (len(s.Instances) != 1 || len(s.Instances[0].Earlier) != 1) {
+			t.Errorf("flaky ran %+v: want two tries (one earlier key)", s.Instances)
+		}
+	}
+	if run.State != "failed" || !strings.HasPrefix(states["flaky"], "failed/RE") || !strings.HasPrefix(states["next"], "skipped") ||
+		states["rescue"] != "ok/OK" || states["cleanup"] != "ok/OK" {
+		t.Errorf("the failing run: %s %v\n%s", run.State, states, show)
+	}
+}
