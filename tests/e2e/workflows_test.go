@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,46 @@ func TestGridWorkflow(t *testing.T) {
 	if run.State != "failed" || !strings.HasPrefix(states["flaky"], "failed/RE") || !strings.HasPrefix(states["next"], "skipped") ||
 		states["rescue"] != "ok/OK" || states["cleanup"] != "ok/OK" {
 		t.Errorf("the failing run: %s %v\n%s", run.State, states, show)
+	}
+}
+
+// A fan-out decided at run time, on a grid of real processes: plan writes
+// a list of 100 items, work runs once per item (items_from), and sum reads
+// every item's output from a folder with one entry per item.
+func TestGridWorkflowFanOut100(t *testing.T) {
+	g := newGrid(t)
+	g.StartForeman("a", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	const limits = `"image": "kolejka-test:latest", "limits": {"time": "10s", "memory": "64M"}`
+	dir := writeFolder(t, map[string]string{
+		"kolejka_workflow.json": `{"tasks": {
+			"plan": {"task": "plan"},
+			"work": {"task": "work", "after": ["plan"], "items_from": "plan:list.json"},
+			"sum":  {"task": "sum", "after": ["work"], "inputs": {"outs": "work:out.txt"}}
+		}}`,
+		"plan/kolejka_task.json": `{` + limits + `, "args": ["sh", "plan.sh"], "files": {"plan.sh": {"path": "plan.sh"}},
+			"collect": [{"glob": "list.json"}]}`,
+		"plan/plan.sh": `i=1; sep=""; printf "[" > list.json
+while [ $i -le 100 ]; do printf '%s"%d"' "$sep" $i >> list.json; sep=","; i=$((i+1)); done
+printf "]" >> list.json
+`,
+		"work/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "echo {item}"], "stdout": "out.txt"}`,
+		"sum/kolejka_task.json":  `{` + limits + `, "args": ["sh", "-c", "cat outs/* | sort -n | tr '\\n' ' '"], "stdout": "out.txt"}`,
+	})
+	out := filepath.Join(t.TempDir(), "out")
+	if _, errOut, code := g.KolejkaClient(ctx, "workflow", "execute", dir, out); code != 0 {
+		t.Fatalf("workflow execute: exit %d: %s", code, errOut)
+	}
+	var want strings.Builder
+	for i := 1; i <= 100; i++ {
+		want.WriteString(strconv.Itoa(i) + " ")
+	}
+	if sum, err := os.ReadFile(filepath.Join(out, "sum", "out.txt")); err != nil || string(sum) != want.String() {
+		t.Errorf("sum's output %q (%v), want every item once: %q", sum, err, want.String())
+	}
+	items, err := os.ReadDir(filepath.Join(out, "work"))
+	if err != nil || len(items) != 100 {
+		t.Errorf("%d result folders of work (%v), want 100", len(items), err)
 	}
 }
