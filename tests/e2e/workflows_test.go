@@ -162,3 +162,78 @@ printf "]" >> list.json
 		t.Errorf("%d result folders of work (%v), want 100", len(items), err)
 	}
 }
+
+// A run that grows while it goes, and a resume, on a grid of real
+// processes: gen's result holds a kolejka_workflow.json and the folder of
+// the step it adds, which then runs; a failed run retried keeps its OK
+// step's task and result and runs the failed step again as a new task.
+func TestGridWorkflowAppendAndRetry(t *testing.T) {
+	g := newGrid(t)
+	g.StartForeman("a", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const limits = `"image": "kolejka-test:latest", "limits": {"time": "10s", "memory": "64M"}`
+	dir := writeFolder(t, map[string]string{
+		"kolejka_workflow.json": `{"tasks": {"gen": {"task": "gen"}}}`,
+		"gen/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "mkdir x && cp x.json x/kolejka_task.json && cp wf.json kolejka_workflow.json"],
+			"files": {"x.json": {"path": "x.json"}, "wf.json": {"path": "wf.json"}},
+			"collect": [{"glob": "kolejka_workflow.json"}, {"glob": "x/kolejka_task.json"}]}`,
+		"gen/wf.json": `{"tasks": {"extra": {"task": "x", "after": ["gen"]}}}`,
+		"gen/x.json":  `{` + limits + `, "args": ["sh", "-c", "echo appended"], "stdout": "out.txt"}`,
+	})
+	out := filepath.Join(t.TempDir(), "out")
+	if _, errOut, code := g.KolejkaClient(ctx, "workflow", "execute", dir, out); code != 0 {
+		t.Fatalf("workflow execute: exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "extra", "out.txt")); err != nil || string(b) != "appended\n" {
+		t.Errorf("the appended step's output %q (%v)", b, err)
+	}
+
+	dir = writeFolder(t, map[string]string{
+		"kolejka_workflow.json":  `{"tasks": {"good": {"task": "ok"}, "bad": {"task": "fail", "after": ["good"]}}}`,
+		"fail/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "exit 3"]}`,
+		"ok/kolejka_task.json":   `{` + limits + `, "args": ["true"]}`,
+	})
+	key, errOut, code := g.KolejkaClient(ctx, "workflow", "put", dir)
+	key = strings.TrimSpace(key)
+	if code != 0 {
+		t.Fatalf("workflow put: exit %d: %s", code, errOut)
+	}
+	type instance struct {
+		State   string   `json:"state"`
+		TaskKey string   `json:"task_key"`
+		Earlier []string `json:"earlier"`
+	}
+	shown := func() (string, map[string]instance) {
+		t.Helper()
+		g.KolejkaClient(ctx, "workflow", "get", key, filepath.Join(t.TempDir(), "out")) // waits for the end
+		show, _, code := g.KolejkaClient(ctx, "workflow", "show", "--json", key)
+		var run struct {
+			State string `json:"state"`
+			Steps []struct {
+				Name      string     `json:"name"`
+				Instances []instance `json:"instances"`
+			} `json:"steps"`
+		}
+		if err := json.Unmarshal([]byte(show), &run); code != 0 || err != nil {
+			t.Fatalf("workflow show --json: exit %d %v: %s", code, err, show)
+		}
+		out := map[string]instance{}
+		for _, s := range run.Steps {
+			out[s.Name] = s.Instances[0]
+		}
+		return run.State, out
+	}
+	state, before := shown()
+	if state != "failed" || before["good"].State != "ok" || before["bad"].State != "failed" {
+		t.Fatalf("the first run: %s %+v", state, before)
+	}
+	if _, errOut, code := g.KolejkaClient(ctx, "workflow", "retry", key); code != 0 {
+		t.Fatalf("workflow retry: exit %d: %s", code, errOut)
+	}
+	state, after := shown()
+	if state != "failed" || after["good"].TaskKey != before["good"].TaskKey || after["bad"].TaskKey == before["bad"].TaskKey ||
+		len(after["bad"].Earlier) != len(before["bad"].Earlier)+1 {
+		t.Errorf("after retry: %s %+v; before %+v: the OK step must keep its task, the failed one run again", state, after, before)
+	}
+}
