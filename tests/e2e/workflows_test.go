@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 )
 
 // writeFolder writes files (path → content) under a new temporary folder.
@@ -235,5 +237,86 @@ func TestGridWorkflowAppendAndRetry(t *testing.T) {
 	if state != "failed" || after["good"].TaskKey != before["good"].TaskKey || after["bad"].TaskKey == before["bad"].TaskKey ||
 		len(after["bad"].Earlier) != len(before["bad"].Earlier)+1 {
 		t.Errorf("after retry: %s %+v; before %+v: the OK step must keep its task, the failed one run again", state, after, before)
+	}
+}
+
+// kill -9 of the server in the middle of a run, with real foremen: after
+// the restart the run ends ok, every instance ran as exactly one task, and
+// the step after the fan-out got every item's output.
+func TestGridWorkflowServerKill9(t *testing.T) {
+	g := newGrid(t)
+	g.StartForeman("a", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const limits = `"image": "kolejka-test:latest", "limits": {"time": "20s", "memory": "64M"}`
+	items := make([]string, 20)
+	for i := range items {
+		items[i] = strconv.Quote(strconv.Itoa(i + 1))
+	}
+	dir := writeFolder(t, map[string]string{
+		"kolejka_workflow.json": `{"tasks": {
+			"work": {"task": "work", "items": [` + strings.Join(items, ",") + `]},
+			"sum":  {"task": "sum", "after": ["work"], "inputs": {"outs": "work:out.txt"}}
+		}}`,
+		"work/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "sleep 0.3; echo {item}"], "stdout": "out.txt"}`,
+		"sum/kolejka_task.json":  `{` + limits + `, "args": ["sh", "-c", "cat outs/* | wc -l"], "stdout": "out.txt"}`,
+	})
+	key, errOut, code := g.KolejkaClient(ctx, "workflow", "put", dir)
+	key = strings.TrimSpace(key)
+	if code != 0 {
+		t.Fatalf("workflow put: exit %d: %s", code, errOut)
+	}
+	type run struct {
+		State string `json:"state"`
+		Steps []struct {
+			Name      string `json:"name"`
+			Instances []struct {
+				State   string   `json:"state"`
+				Earlier []string `json:"earlier"`
+			} `json:"instances"`
+		} `json:"steps"`
+	}
+	show := func() (r run) {
+		out, _, _ := g.KolejkaClient(ctx, "workflow", "show", "--json", key)
+		json.Unmarshal([]byte(out), &r)
+		return r
+	}
+	gridtest.WaitFor(t, "five items done", time.Minute, func() bool {
+		n := 0
+		for _, s := range show().Steps {
+			for _, i := range s.Instances {
+				if i.State == "ok" {
+					n++
+				}
+			}
+		}
+		return n >= 5
+	})
+	g.Server.Kill9()
+	g.StartServer()
+
+	out := filepath.Join(t.TempDir(), "out")
+	if _, errOut, code := g.KolejkaClient(ctx, "workflow", "get", key, out); code != 0 {
+		t.Fatalf("workflow get after the restart: exit %d: %s", code, errOut)
+	}
+	r := show()
+	instances := 0
+	for _, s := range r.Steps {
+		for _, i := range s.Instances {
+			instances++
+			if i.State != "ok" || len(i.Earlier) != 0 {
+				t.Errorf("step %s: an instance %s after %d earlier tasks, want ok at its first", s.Name, i.State, len(i.Earlier))
+			}
+		}
+	}
+	if r.State != "ok" || instances != 21 {
+		t.Errorf("after kill -9: run %s with %d instances, want ok with 21", r.State, instances)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "sum", "out.txt")); err != nil || strings.TrimSpace(string(b)) != "20" {
+		t.Errorf("sum saw %q lines (%v), want 20", b, err)
+	}
+	list, _, _ := g.KolejkaClient(ctx, "task", "ls", "--json", "--limit", "1000")
+	if n := strings.Count(list, `"key"`); n != 21 {
+		t.Errorf("%d tasks on the server, want 21 (one per instance)", n)
 	}
 }
