@@ -182,8 +182,17 @@ func (c *Client) workflowCall(ctx context.Context, method, path string) (*Workfl
 
 // WorkflowWait reads run key every poll until it ended.
 func (c *Client) WorkflowWait(ctx context.Context, key string, poll time.Duration) (*WorkflowInfo, error) {
+	return c.WorkflowWatch(ctx, key, poll, nil)
+}
+
+// WorkflowWatch is WorkflowWait that also shows seen every reading of the
+// run, the last (ended) one included.
+func (c *Client) WorkflowWatch(ctx context.Context, key string, poll time.Duration, seen func(*WorkflowInfo)) (*WorkflowInfo, error) {
 	for {
 		info, err := c.WorkflowShow(ctx, key)
+		if err == nil && seen != nil {
+			seen(info)
+		}
 		if err != nil || info.State != string(workflow.Running) {
 			return info, err
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -136,6 +137,9 @@ func workflowExecute(ctx context.Context, c *cli.Context, cl *client.Client) err
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "run %s\n", key)
+	if _, err := cl.WorkflowWatch(ctx, key, workflowPoll, progress(os.Stderr)); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
 	info, err := cl.WorkflowGet(ctx, key, c.Args().Get(1), workflowPoll)
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "interrupted: run %s goes on (kolejka-client workflow get %s OUT)\n", key, key)
@@ -145,4 +149,39 @@ func workflowExecute(ctx context.Context, c *cli.Context, cl *client.Client) err
 	}
 	fmt.Println(info.State)
 	return nil
+}
+
+// progress prints a run's progress to w whenever it changes: a line of its
+// instances counted by state ("3 ok, 1 submitted, 6 waiting"), and a line
+// for each instance that ended not OK, once.
+func progress(w io.Writer) func(*client.WorkflowInfo) {
+	var last string
+	told := map[string]bool{}
+	return func(info *client.WorkflowInfo) {
+		counts := map[string]int{}
+		for _, st := range info.Steps {
+			for _, in := range st.Instances {
+				counts[in.State]++
+				name := st.Name
+				if in.Item != "" {
+					name += "[" + in.Item + "]"
+				}
+				if (in.State == "failed" || in.State == "skipped" || in.State == "cancelled") && !told[name] {
+					told[name] = true
+					fmt.Fprintf(w, "  %s %s %s\n", name, in.State, in.Status)
+				}
+			}
+		}
+		var parts []string
+		for _, state := range []string{"ok", "submitted", "ready", "waiting", "failed", "skipped", "cancelled"} {
+			if counts[state] > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", counts[state], state))
+			}
+		}
+		line := fmt.Sprintf("run %s %s: %s", info.Key, info.State, strings.Join(parts, ", "))
+		if line != last {
+			last = line
+			fmt.Fprintln(w, line)
+		}
+	}
 }

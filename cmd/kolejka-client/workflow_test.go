@@ -77,8 +77,16 @@ func TestWorkflowCommands(t *testing.T) {
 		t.Fatalf("workflow show --json: %d %q", code, out)
 	}
 	res2 := filepath.Join(t.TempDir(), "out2")
-	if code, out := e.run(t, "workflow", "execute", dir, res2); code != 0 || strings.TrimSpace(out) != "ok" {
+	code, out, progress := e.runBoth(t, "workflow", "execute", dir, res2)
+	if code != 0 || strings.TrimSpace(out) != "ok" {
 		t.Fatalf("workflow execute: %d %q", code, out)
+	}
+	// Live progress on stderr: the run's counts as they change, the last
+	// one the ended run's.
+	lines := strings.Split(strings.TrimSpace(progress), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(lines[0], "run ") || !strings.Contains(last, " ok: ") || !strings.Contains(last, " ok") ||
+		strings.Contains(last, "waiting") || strings.Contains(last, "submitted") {
+		t.Errorf("workflow execute's progress:\n%s", progress)
 	}
 	if data, err := os.ReadFile(filepath.Join(res2, "b", "y", "out.txt")); err != nil || string(data) != "run y" {
 		t.Errorf("execute's b/y: %q %v", data, err)
