@@ -320,3 +320,46 @@ func TestGridWorkflowServerKill9(t *testing.T) {
 		t.Errorf("%d tasks on the server, want 21 (one per instance)", n)
 	}
 }
+
+// on_failure "abort" on a grid of real processes: the first failure
+// cancels what has not ended (a long task, queued or running on its node),
+// the final step still runs, and the run is failed.
+func TestGridWorkflowAbort(t *testing.T) {
+	g := newGrid(t)
+	g.StartForeman("a", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const limits = `"image": "kolejka-test:latest", "limits": {"time": "120s", "memory": "64M"}`
+	dir := writeFolder(t, map[string]string{
+		"kolejka_workflow.json": `{"tasks": {
+			"bad":     {"task": "fail"},
+			"slow":    {"task": "slow"},
+			"cleanup": {"task": "ok"}
+		}, "on_failure": "abort", "final": "cleanup"}`,
+		"fail/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "exit 3"]}`,
+		"slow/kolejka_task.json": `{` + limits + `, "args": ["sleep", "100"]}`,
+		"ok/kolejka_task.json":   `{` + limits + `, "args": ["true"]}`,
+	})
+	out := filepath.Join(t.TempDir(), "out")
+	_, errOut, code := g.KolejkaClient(ctx, "workflow", "execute", dir, out)
+	var summary struct {
+		State string `json:"state"`
+		Steps []struct {
+			Name      string `json:"name"`
+			Instances []struct {
+				State string `json:"state"`
+			} `json:"instances"`
+		} `json:"steps"`
+	}
+	b, err := os.ReadFile(filepath.Join(out, "kolejka_workflow_result.json"))
+	if err != nil || json.Unmarshal(b, &summary) != nil {
+		t.Fatalf("workflow execute: exit %d %s; no summary: %v", code, errOut, err)
+	}
+	states := map[string]string{}
+	for _, s := range summary.Steps {
+		states[s.Name] = s.Instances[0].State
+	}
+	if summary.State != "failed" || states["bad"] != "failed" || states["slow"] != "cancelled" || states["cleanup"] != "ok" {
+		t.Errorf("after abort: run %s, steps %v; want failed, bad failed, slow cancelled, cleanup ok", summary.State, states)
+	}
+}
