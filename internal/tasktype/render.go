@@ -46,22 +46,22 @@ func (t *Type) Render(values, files map[string]string) (*spec.Task, *Origin, err
 		prm, ok := t.params[name]
 		switch {
 		case !ok:
-			p.Add(entry("params", name), "unknown parameter (%s)", declared(t.params))
+			p.Add(spec.EntryPath("params", name), "unknown parameter (%s)", declared(t.params))
 		case prm.File:
-			p.Add(entry("params", name), "is a file parameter: give it a file, not a value")
+			p.Add(spec.EntryPath("params", name), "is a file parameter: give it a file, not a value")
 		case !utf8.ValidString(values[name]):
-			p.Add(entry("params", name), "the value is not valid UTF-8")
+			p.Add(spec.EntryPath("params", name), "the value is not valid UTF-8")
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		prm, ok := t.params[name]
 		switch {
 		case !ok:
-			p.Add(entry("params", name), "unknown parameter (%s)", declared(t.params))
+			p.Add(spec.EntryPath("params", name), "unknown parameter (%s)", declared(t.params))
 		case !prm.File:
-			p.Add(entry("params", name), "is a value parameter: give it a value, not a file")
+			p.Add(spec.EntryPath("params", name), "is a value parameter: give it a value, not a file")
 		case !utf8.ValidString(files[name]):
-			p.Add(entry("params", name), "the file name is not valid UTF-8")
+			p.Add(spec.EntryPath("params", name), "the file name is not valid UTF-8")
 		}
 	}
 	effective := map[string]string{}
@@ -70,7 +70,7 @@ func (t *Type) Render(values, files map[string]string) (*spec.Task, *Origin, err
 		prm := t.params[name]
 		if prm.File {
 			if _, ok := files[name]; !ok {
-				p.Add(entry("params", name), "missing (a file parameter: give it a file)")
+				p.Add(spec.EntryPath("params", name), "missing (a file parameter: give it a file)")
 			}
 			continue
 		}
@@ -79,7 +79,7 @@ func (t *Type) Render(values, files map[string]string) (*spec.Task, *Origin, err
 			v, ok = *prm.Default, true
 		}
 		if !ok {
-			p.Add(entry("params", name), "missing (required: it has no default)")
+			p.Add(spec.EntryPath("params", name), "missing (required: it has no default)")
 			continue
 		}
 		effective[name] = v
@@ -140,23 +140,23 @@ func (t *Type) render(values, files map[string]string) (*spec.Task, error) {
 		orig := strings.TrimSuffix(strings.TrimPrefix(f.field, `files[`), `]`)
 		orig, _ = strconv.Unquote(orig)
 		if other, dup := from[s]; dup {
-			used := append(params(f.pieces), trace[entry("files", s)]...)
-			p.AddError(traced(t.file, entry("files", s), fmt.Sprintf("files %q and %q both become %q", other, orig, s), used, all))
+			used := append(params(f.pieces), trace[spec.EntryPath("files", s)]...)
+			p.AddError(traced(t.file, spec.EntryPath("files", s), fmt.Sprintf("files %q and %q both become %q", other, orig, s), used, all))
 			continue
 		}
 		from[s] = orig
 		renderedFiles[s] = task.Files[orig]
-		trace[entry("files", s)] = params(f.pieces)
+		trace[spec.EntryPath("files", s)] = params(f.pieces)
 	}
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		fname := files[name]
 		if orig, dup := from[fname]; dup {
-			p.Add(entry("params", name), "file %q clashes with the type's file %q", fname, orig)
+			p.Add(spec.EntryPath("params", name), "file %q clashes with the type's file %q", fname, orig)
 			continue
 		}
 		from[fname] = "{" + name + "}"
 		renderedFiles[fname] = spec.File{Path: fname}
-		trace[entry("files", fname)] = []string{name}
+		trace[spec.EntryPath("files", fname)] = []string{name}
 	}
 	task.Files = renderedFiles
 	if err := p.Err(); err != nil {
@@ -213,7 +213,7 @@ func traced(file, field, problem string, used []string, values map[string]string
 		}
 		shown = append(shown, fmt.Sprintf("%s = %q", name, values[name]))
 	}
-	return &spec.Error{File: file, Field: entry("params", first), Problem: fmt.Sprintf("with %s, %s: %s", strings.Join(shown, ", "), field, problem)}
+	return &spec.Error{File: file, Field: spec.EntryPath("params", first), Problem: fmt.Sprintf("with %s, %s: %s", strings.Join(shown, ", "), field, problem)}
 }
 
 // flatten lists the members of an errors.Join, or err alone.

@@ -4,9 +4,7 @@ package tasktype
 // the placeholders of its templated fields.
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -76,7 +74,7 @@ func Parse(data []byte, file string) (*Type, error) {
 	}
 	p := spec.NewProblems(file)
 	t := &Type{file: file, template: task, params: map[string]Param{}}
-	keys, vals, err := members(data)
+	keys, vals, err := spec.Members(data)
 	if err != nil { // spec read it, so only a reader disagreement lands here
 		p.Add("", "%v", err)
 		return nil, p.Err()
@@ -115,13 +113,13 @@ func readParams(p *spec.Problems, raw json.RawMessage) map[string]Param {
 	if isNull(raw) {
 		return out
 	}
-	names, vals, err := members(raw)
+	names, vals, err := spec.Members(raw)
 	if err != nil {
-		p.Add("params", "expected an object of parameters, got %s", describe(raw))
+		p.Add("params", "expected an object of parameters, got %s", spec.Describe(raw))
 		return out
 	}
 	for i, name := range names {
-		field := entry("params", name)
+		field := spec.EntryPath("params", name)
 		if _, dup := out[name]; dup {
 			p.Add(field, "key given more than once")
 			continue
@@ -140,9 +138,9 @@ func readParam(p *spec.Problems, field string, raw json.RawMessage) Param {
 	if isNull(raw) {
 		return prm
 	}
-	keys, vals, err := members(raw)
+	keys, vals, err := spec.Members(raw)
 	if err != nil {
-		p.Add(field, "expected an object with default and/or file, got %s", describe(raw))
+		p.Add(field, "expected an object with default and/or file, got %s", spec.Describe(raw))
 		return prm
 	}
 	seen := map[string]bool{}
@@ -160,7 +158,7 @@ func readParam(p *spec.Problems, field string, raw json.RawMessage) Param {
 			}
 			var s string
 			if v[0] != '"' || json.Unmarshal(v, &s) != nil {
-				p.Add(kf, "expected a string, got %s", describe(v))
+				p.Add(kf, "expected a string, got %s", spec.Describe(v))
 				continue
 			}
 			prm.Default = &s
@@ -170,7 +168,7 @@ func readParam(p *spec.Problems, field string, raw json.RawMessage) Param {
 				prm.File = true
 			case "false", "null":
 			default:
-				p.Add(kf, "expected true or false, got %s", describe(v))
+				p.Add(kf, "expected true or false, got %s", spec.Describe(v))
 			}
 		default:
 			p.Add(kf, "unknown key (known keys: default, file)")
@@ -188,7 +186,7 @@ func readPassEnv(p *spec.Problems, raw json.RawMessage) []string {
 	}
 	var list []json.RawMessage
 	if raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
-		p.Add("pass_env", "expected a list of variable names, got %s", describe(raw))
+		p.Add("pass_env", "expected a list of variable names, got %s", spec.Describe(raw))
 		return nil
 	}
 	var out []string
@@ -196,7 +194,7 @@ func readPassEnv(p *spec.Problems, raw json.RawMessage) []string {
 		field := "pass_env[" + strconv.Itoa(i) + "]"
 		var s string
 		if v[0] != '"' || json.Unmarshal(v, &s) != nil {
-			p.Add(field, "expected a string, got %s", describe(v))
+			p.Add(field, "expected a string, got %s", spec.Describe(v))
 			continue
 		}
 		switch {
@@ -233,14 +231,14 @@ func (t *Type) compile(p *spec.Problems) {
 		add("args["+strconv.Itoa(i)+"]", a, func(r *spec.Task, s string) { r.Args[i] = s })
 	}
 	for _, k := range slices.Sorted(maps.Keys(task.Environment)) {
-		add(entry("environment", k), task.Environment[k], func(r *spec.Task, s string) { r.Environment[k] = s })
+		add(spec.EntryPath("environment", k), task.Environment[k], func(r *spec.Task, s string) { r.Environment[k] = s })
 	}
 	add("stdin", task.Stdin, func(r *spec.Task, s string) { r.Stdin = s })
 	add("stdout", task.Stdout, func(r *spec.Task, s string) { r.Stdout = s })
 	add("stderr", task.Stderr, func(r *spec.Task, s string) { r.Stderr = s })
 	// File names are set by render, which also checks that they stay apart.
 	for _, k := range slices.Sorted(maps.Keys(task.Files)) {
-		add(entry("files", k), k, nil)
+		add(spec.EntryPath("files", k), k, nil)
 	}
 }
 
@@ -251,50 +249,4 @@ func declared(params map[string]Param) string {
 	return "declared: " + strings.Join(slices.Sorted(maps.Keys(params)), ", ")
 }
 
-// members reads a JSON object's keys and raw values in order, repeated keys
-// included (encoding/json's maps would merge them).
-func members(raw []byte) ([]string, []json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, nil, errors.New("expected an object")
-	}
-	var keys []string
-	var vals []json.RawMessage
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, err
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, nil, err
-		}
-		keys = append(keys, tok.(string))
-		vals = append(vals, v)
-	}
-	return keys, vals, nil
-}
-
 func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
-
-// describe names a raw value's type for "expected X, got Y" messages.
-func describe(raw json.RawMessage) string {
-	switch {
-	case len(raw) == 0:
-		return "nothing"
-	case raw[0] == '{':
-		return "an object"
-	case raw[0] == '[':
-		return "a list"
-	case raw[0] == '"':
-		return "a string"
-	case raw[0] == 't' || raw[0] == 'f':
-		return "a boolean"
-	case raw[0] == 'n':
-		return "null"
-	}
-	return "the number " + string(raw)
-}
-
-// entry is spec's path of a free-form map's entry: files["in.txt"].
-func entry(parent, key string) string { return parent + "[" + strconv.Quote(key) + "]" }

@@ -4,7 +4,6 @@ package workflow
 // the checks of the graph they make (names, cycles, ancestors, bounds).
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,7 +148,7 @@ func read(p *spec.Problems, data []byte, top bool) *Workflow {
 		p.Add("", "not valid UTF-8")
 		return nil
 	}
-	keys, vals, err := members(data)
+	keys, vals, err := spec.Members(data)
 	if err != nil {
 		p.Add("", "expected a JSON object: %v", err)
 		return nil
@@ -193,16 +192,16 @@ func read(p *spec.Problems, data []byte, top bool) *Workflow {
 }
 
 func readSteps(p *spec.Problems, w *Workflow, raw json.RawMessage) {
-	names, vals, err := members(raw)
+	names, vals, err := spec.Members(raw)
 	if err != nil {
-		p.Add("tasks", "expected an object of steps by name, got %s", describe(raw))
+		p.Add("tasks", "expected an object of steps by name, got %s", spec.Describe(raw))
 		return
 	}
 	if len(names) == 0 {
 		p.Add("tasks", "no steps")
 	}
 	for i, name := range names {
-		field := entry("tasks", name)
+		field := spec.EntryPath("tasks", name)
 		if _, dup := w.Steps[name]; dup {
 			p.Add(field, "step given more than once")
 			continue
@@ -221,9 +220,9 @@ func readSteps(p *spec.Problems, w *Workflow, raw json.RawMessage) {
 
 func readStep(p *spec.Problems, field string, raw json.RawMessage) *Step {
 	s := &Step{}
-	keys, vals, err := members(raw)
+	keys, vals, err := spec.Members(raw)
 	if err != nil {
-		p.Add(field, "expected an object, got %s", describe(raw))
+		p.Add(field, "expected an object, got %s", spec.Describe(raw))
 		return s
 	}
 	seen := map[string]bool{}
@@ -308,7 +307,7 @@ func readInputs(p *spec.Problems, field string, raw json.RawMessage) map[string]
 		src, _ := parseSource(m[dest])
 		for other := range out {
 			if strings.HasPrefix(dest, other+"/") {
-				p.Add(entry(field, dest), "lies inside input %q", other)
+				p.Add(spec.EntryPath(field, dest), "lies inside input %q", other)
 			}
 		}
 		out[dest] = src
@@ -338,9 +337,9 @@ func readItems(p *spec.Problems, field string, raw json.RawMessage) []string {
 
 func readRetry(p *spec.Problems, field string, raw json.RawMessage) *Retry {
 	r := &Retry{}
-	keys, vals, err := members(raw)
+	keys, vals, err := spec.Members(raw)
 	if err != nil {
-		p.Add(field, "expected an object with attempts and on, got %s", describe(raw))
+		p.Add(field, "expected an object with attempts and on, got %s", spec.Describe(raw))
 		return nil
 	}
 	seen := map[string]bool{}
@@ -355,7 +354,7 @@ func readRetry(p *spec.Problems, field string, raw json.RawMessage) *Retry {
 		case "attempts":
 			n, err := strconv.Atoi(string(v))
 			if err != nil || n < 1 || n > MaxAttempts {
-				p.Add(kf, "expected a whole number from 1 to %d, got %s", MaxAttempts, describe(v))
+				p.Add(kf, "expected a whole number from 1 to %d, got %s", MaxAttempts, spec.Describe(v))
 			}
 			r.Attempts = n
 		case "on":
@@ -407,7 +406,7 @@ func checkGraph(p *spec.Problems, news map[string]*Step, old map[string]*Step, f
 	ok := true
 	for _, name := range names {
 		s := all[name]
-		field := entry("tasks", name)
+		field := spec.EntryPath("tasks", name)
 		for _, l := range []struct {
 			key  string
 			list []string
@@ -431,11 +430,11 @@ func checkGraph(p *spec.Problems, news map[string]*Step, old map[string]*Step, f
 		return // cycles and ancestors need every edge to land somewhere
 	}
 	for _, cycle := range cycles(all, names) {
-		p.Add(entry("tasks", cycle[0]), "a cycle: %s", strings.Join(cycle, " → "))
+		p.Add(spec.EntryPath("tasks", cycle[0]), "a cycle: %s", strings.Join(cycle, " → "))
 	}
 	for _, name := range names {
 		s := all[name]
-		field := entry("tasks", name)
+		field := spec.EntryPath("tasks", name)
 		var anc map[string]bool
 		ancestor := func(src string) string {
 			if src == name {
@@ -457,7 +456,7 @@ func checkGraph(p *spec.Problems, news map[string]*Step, old map[string]*Step, f
 		}
 		for _, dest := range slices.Sorted(maps.Keys(s.Inputs)) {
 			if problem := ancestor(s.Inputs[dest].Step); problem != "" {
-				p.Add(entry(field+".inputs", dest), "%s", problem)
+				p.Add(spec.EntryPath(field+".inputs", dest), "%s", problem)
 			}
 		}
 		if s.ItemsFrom != nil {
@@ -617,7 +616,7 @@ func itemProblem(it string, before []string) string {
 func str(p *spec.Problems, field string, raw json.RawMessage) (string, bool) {
 	var s string
 	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		p.Add(field, "expected a string, got %s", describe(raw))
+		p.Add(field, "expected a string, got %s", spec.Describe(raw))
 		return "", false
 	}
 	return s, true
@@ -626,7 +625,7 @@ func str(p *spec.Problems, field string, raw json.RawMessage) (string, bool) {
 func strList(p *spec.Problems, field string, raw json.RawMessage) ([]string, bool) {
 	var list []json.RawMessage
 	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
-		p.Add(field, "expected a list of strings, got %s", describe(raw))
+		p.Add(field, "expected a list of strings, got %s", spec.Describe(raw))
 		return nil, false
 	}
 	out := make([]string, 0, len(list))
@@ -655,14 +654,14 @@ func names(p *spec.Problems, field string, raw json.RawMessage) []string {
 
 // strMap reads an object of strings; check says what is wrong with an entry.
 func strMap(p *spec.Problems, field string, raw json.RawMessage, check func(k, v string) string) map[string]string {
-	keys, vals, err := members(raw)
+	keys, vals, err := spec.Members(raw)
 	if err != nil {
-		p.Add(field, "expected an object of strings, got %s", describe(raw))
+		p.Add(field, "expected an object of strings, got %s", spec.Describe(raw))
 		return nil
 	}
 	out := map[string]string{}
 	for i, k := range keys {
-		f := entry(field, k)
+		f := spec.EntryPath(field, k)
 		if _, dup := out[k]; dup {
 			p.Add(f, "key given more than once")
 			continue
@@ -679,55 +678,3 @@ func strMap(p *spec.Problems, field string, raw json.RawMessage, check func(k, v
 	}
 	return out
 }
-
-// members reads a JSON object's keys and raw values in order, repeated keys
-// included (encoding/json's maps would merge them).
-func members(raw []byte) ([]string, []json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, nil, errors.New("expected an object")
-	}
-	var keys []string
-	var vals []json.RawMessage
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, err
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, nil, err
-		}
-		keys = append(keys, tok.(string))
-		vals = append(vals, v)
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, nil, err
-	}
-	if dec.More() {
-		return nil, nil, errors.New("data after the object")
-	}
-	return keys, vals, nil
-}
-
-// describe names a raw value's type for "expected X, got Y" messages.
-func describe(raw json.RawMessage) string {
-	switch {
-	case len(raw) == 0:
-		return "nothing"
-	case raw[0] == '{':
-		return "an object"
-	case raw[0] == '[':
-		return "a list"
-	case raw[0] == '"':
-		return "a string"
-	case raw[0] == 't' || raw[0] == 'f':
-		return "a boolean"
-	case raw[0] == 'n':
-		return "null"
-	}
-	return "the number " + string(raw)
-}
-
-// entry is spec's path of a map's entry: tasks["test"].
-func entry(parent, key string) string { return parent + "[" + strconv.Quote(key) + "]" }

@@ -68,7 +68,7 @@ func (r *Run) Params(id ID) (map[string]string, error) {
 	for _, k := range slices.Sorted(maps.Keys(out)) {
 		v, problem := substitute(out[k], in.Item)
 		if problem != "" {
-			p.Add(entry(entry("tasks", id.Step)+".params", k), "%s", problem)
+			p.Add(spec.EntryPath(spec.EntryPath("tasks", id.Step)+".params", k), "%s", problem)
 		}
 		out[k] = v
 	}

@@ -379,7 +379,7 @@ func (r *Run) Expand(step string, data []byte) (cancel []string, err error) {
 
 func (r *Run) readItems(step string, data []byte, file string) ([]string, error) {
 	p := spec.NewProblems(file)
-	field := entry("tasks", step) + ".items_from"
+	field := spec.EntryPath("tasks", step) + ".items_from"
 	var raw json.RawMessage
 	switch {
 	case len(data) > MaxFileSize:
@@ -453,7 +453,7 @@ func (r *Run) Append(data []byte, file string) error {
 	}
 	for _, name := range slices.Sorted(maps.Keys(w.Steps)) {
 		if _, dup := r.s.Steps[name]; dup {
-			p.Add(entry("tasks", name), "the run already has a step %q", name)
+			p.Add(spec.EntryPath("tasks", name), "the run already has a step %q", name)
 		}
 	}
 	if err := p.Err(); err != nil {
