@@ -265,6 +265,24 @@ func getBy(w http.ResponseWriter, r *http.Request) *store.User {
 	return u
 }
 
+// listOrPost dispatches a collection (/type/, /workflow/): a POST goes to
+// post and nil is returned; a GET or HEAD by a signed-in user returns the
+// user, for the listing; anything else is answered (403 not signed in,
+// 405) and nil is returned.
+func listOrPost(w http.ResponseWriter, r *http.Request, post http.HandlerFunc) *store.User {
+	switch r.Method {
+	case http.MethodPost:
+		post(w, r)
+		return nil
+	case http.MethodGet, http.MethodHead:
+		return signedIn(w, r)
+	}
+	if signedIn(w, r) != nil {
+		notAllowed(w, "GET", "HEAD", "POST")
+	}
+	return nil
+}
+
 // postBy admits a POST by a signed-in user with any of roles and returns
 // the user; otherwise it answers (403 not signed in, 405, 403 refusal, in
 // that order, so that an anonymous caller learns nothing more) and returns

@@ -45,18 +45,7 @@ func mayUseType(u *store.User, t store.TypeRow) bool {
 }
 
 func (s *Server) handleTypes(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodPost:
-		s.handleTypePut(w, r)
-		return
-	case http.MethodGet, http.MethodHead:
-	default:
-		if signedIn(w, r) != nil {
-			notAllowed(w, "GET", "HEAD", "POST")
-		}
-		return
-	}
-	u := signedIn(w, r)
+	u := listOrPost(w, r, s.handleTypePut)
 	if u == nil {
 		return
 	}

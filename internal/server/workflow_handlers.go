@@ -41,18 +41,7 @@ import (
 const sampleItem = "item"
 
 func (s *Server) handleWorkflows(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodPost:
-		s.handleWorkflowPut(w, r)
-		return
-	case http.MethodGet, http.MethodHead:
-	default:
-		if signedIn(w, r) != nil {
-			notAllowed(w, "GET", "HEAD", "POST")
-		}
-		return
-	}
-	u := signedIn(w, r)
+	u := listOrPost(w, r, s.handleWorkflowPut)
 	if u == nil {
 		return
 	}
