@@ -105,4 +105,24 @@ func TestBadInputQueues(t *testing.T) {
 		unchanged(t, r, "", refusedPost(node, "/queue/dequeue/", `{"queues": ["judge", "../x"]}`, "dequeue: queues[1]", `"../x" is not a name`))
 		unchanged(t, r, "", refusedPost(node, "/queue/dequeue/", `{"queues": "judge"}`, "dequeue", "queues"))
 	})
+	t.Run("BQ05", func(t *testing.T) {
+		r := caseOf(t, hardening.Hostile, "BQ05", "queue: a node that is not among a private queue's nodes asks for it, alone and beside the default queue",
+			"nothing of the private queue handed out; its task stays queued; nothing changed")
+		for _, body := range []string{
+			`{"concurency": 5, "limits": {}, "tags": [], "queues": ["judge"]}`,
+			`{"concurency": 5, "limits": {}, "tags": [], "queues": ["judge", "default"]}`,
+		} {
+			unchanged(t, r, "", func() (string, string, []string) {
+				a := s.bearer("node2").do(t, "POST", "/queue/dequeue/", []byte(body))
+				if a.status() != "OK" || len(a.json["tasks"].([]any)) != 0 {
+					t.Errorf("node2's dequeue %s: %v, want OK with no tasks", body, a)
+				}
+				return a.String(), "", nil
+			})
+		}
+		// The queue's own node still gets it: the refusal above was the rule's.
+		if a := node.mustPost(t, "/queue/dequeue/", `{"concurency": 5, "limits": {}, "tags": [], "queues": ["judge"]}`); len(a.json["tasks"].([]any)) != 1 {
+			t.Errorf("judge's node got %v, want its one task", a)
+		}
+	})
 }
