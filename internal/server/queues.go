@@ -18,8 +18,10 @@ import (
 	"github.com/kolejka-go/kolejka/spec"
 )
 
-// mayQueue refuses a submission by u to the queue named name that does
-// not exist or that u may not submit to, naming the queue.
+// mayQueue refuses a task of u for the queue named name that does not
+// exist or that u may not submit to, naming the queue: the check of a
+// workflow's steps at its put (a task inserted now has the store apply
+// the same rules in its transaction).
 func (s *Server) mayQueue(ctx context.Context, u *store.User, name string) error {
 	q, err := s.db.QueueRule(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {

@@ -62,7 +62,7 @@ func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin
 		return nil, err
 	}
 	_, err = s.db.InsertTask(ctx, nt)
-	if err := insertRefusal(err, nt.Queue); err != nil {
+	if err := insertRefusal(err); err != nil {
 		return nil, err
 	}
 	s.queue.Signal()
@@ -71,13 +71,14 @@ func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin
 
 // insertRefusal turns the store's refusals of a task insert into
 // *refusal; other errors pass as they are.
-func insertRefusal(err error, queue string) error {
+func insertRefusal(err error) error {
 	var fe store.FileErrors
 	if errors.As(err, &fe) {
 		return refuse("%s: %v", spec.TaskFile, fe)
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		return refuse("%s: queue: no queue named %q (it was removed just now)", spec.TaskFile, queue)
+	var qe *store.QueueError
+	if errors.As(err, &qe) {
+		return refuse("%s: queue: %v", spec.TaskFile, qe)
 	}
 	return err
 }
@@ -108,9 +109,6 @@ func (s *Server) prepare(ctx context.Context, u *store.User, t *spec.Task, origi
 	if queue == "" {
 		queue = spec.DefaultQueue
 	}
-	if err := s.mayQueue(ctx, u, queue); err != nil {
-		return store.NewTask{}, err
-	}
 	desc, err := t.Encode()
 	if err != nil {
 		return store.NewTask{}, &refusal{err.Error()}
@@ -130,6 +128,7 @@ func (s *Server) prepare(ctx context.Context, u *store.User, t *spec.Task, origi
 		CallbackURL: t.CallbackURL,
 		Files:       files,
 		Queue:       queue,
+		Submitter:   u.Name,
 		Now:         s.now(),
 	}
 	if origin != nil {

@@ -169,7 +169,13 @@ func (s *Server) checkPut(ctx context.Context, u *store.User, put api.WorkflowPu
 			for f, file := range task.Files {
 				refs[fmt.Sprintf("%s.files[%q]", field, f)] = file.Reference
 			}
-			if _, err := s.prepare(ctx, u, task, origin); err != nil {
+			nt, err := s.prepare(ctx, u, task, origin)
+			if err == nil {
+				// The queue's rules, which a submission applies as it
+				// inserts: the run's tasks are inserted only later.
+				err = s.mayQueue(ctx, u, nt.Queue)
+			}
+			if err != nil {
 				var re *refusal
 				if !errors.As(err, &re) {
 					return nil, nil, err

@@ -437,7 +437,7 @@ func (s *Server) submitInstance(ctx context.Context, a *store.RunTx, run *workfl
 		if step, _ := run.Step(id.Step); step.Fanned() {
 			item = id.Index
 		}
-		err = insertRefusal(a.Insert(nt, id.Step, item, inputs), nt.Queue)
+		err = insertRefusal(a.Insert(nt, id.Step, item, inputs))
 	}
 	switch {
 	case err == nil:

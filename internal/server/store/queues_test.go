@@ -117,7 +117,12 @@ func insertIn(t testing.TB, s *Store, owner int64, key, q string, now time.Time)
 	if q == "" {
 		q = spec.DefaultQueue
 	}
-	if _, err := s.InsertTask(context.Background(), NewTask{Key: key, Owner: owner, Description: []byte(`{}`), Limits: []byte(`{}`),
+	// The owner's name, for a private queue's rules.
+	var name string
+	if err := s.r.QueryRow(`SELECT name FROM users WHERE id = ?`, owner).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.InsertTask(context.Background(), NewTask{Key: key, Owner: owner, Submitter: name, Description: []byte(`{}`), Limits: []byte(`{}`),
 		Queue: q, Now: now}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,19 +298,39 @@ func TestQueueCountsKeptByTriggers(t *testing.T) {
 	}
 }
 
-// A task for a queue that does not exist (removed between the server's
-// check of its rules and the insert) is refused by the insert itself, and
-// nothing is recorded.
-func TestInsertTaskIntoMissingQueue(t *testing.T) {
+// A task for a queue that does not exist, or that is private to others,
+// is refused by the insert itself (its transaction reads the queue's
+// rules), and nothing is recorded.
+func TestInsertTaskQueueRules(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "db.sqlite3"))
 	defer s.Close()
 	ctx := context.Background()
-	o, _ := s.CreateUser(ctx, "o", "h", RoleClient, time.Now())
-	_, err := s.InsertTask(ctx, NewTask{Key: "k", Owner: o.ID, Description: []byte(`{}`), Limits: []byte(`{}`), Queue: "gone", Now: time.Now()})
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `queue "gone"`) {
-		t.Fatalf("insert into a missing queue: %v", err)
+	now := time.Now()
+	o, _ := s.CreateUser(ctx, "o", "h", RoleClient, now)
+	if _, err := s.CreateUser(ctx, "p", "h", RoleClient, now); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := s.Task(ctx, "k"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("the refused task was recorded: %v", err)
+	if err := s.AddQueue(ctx, queue.Queue{Name: "mine", Private: true, Submitters: []string{"p"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		queue string
+		is    error
+		says  string
+	}{
+		{"gone", ErrNotFound, `no queue named "gone"`},
+		{"mine", queue.ErrDenied, `queue "mine" is private: user o`},
+	} {
+		_, err := s.InsertTask(ctx, NewTask{Key: "k", Owner: o.ID, Submitter: "o", Description: []byte(`{}`), Limits: []byte(`{}`), Queue: c.queue, Now: now})
+		var qe *QueueError
+		if !errors.As(err, &qe) || !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("insert into %s: %v, want a QueueError saying %q", c.queue, err, c.says)
+		}
+		if _, err := s.Task(ctx, "k"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("the refused task was recorded: %v", err)
+		}
+	}
+	if _, err := s.InsertTask(ctx, NewTask{Key: "k", Owner: o.ID, Submitter: "p", Description: []byte(`{}`), Limits: []byte(`{}`), Queue: "mine", Now: now}); err != nil {
+		t.Errorf("a submitter of the private queue: %v", err)
 	}
 }

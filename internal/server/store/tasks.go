@@ -21,6 +21,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kolejka-go/kolejka/internal/queue"
 )
 
 // FileError is a task or result file whose reference cannot be used.
@@ -84,7 +86,8 @@ func (s State) String() string {
 type NewTask struct {
 	Key         string
 	Owner       int64
-	ReadAll     bool // the owner may use any user's references (inspectors, managers)
+	Submitter   string // the owner's name, for the queue's rules
+	ReadAll     bool   // the owner may use any user's references (inspectors, managers)
 	Description []byte
 	Limits      []byte // JSON limits object
 	Requires    []string
@@ -150,7 +153,8 @@ func checkRefs(ctx context.Context, tx *sql.Tx, files map[string]string, userID 
 
 // InsertTask records a submitted task: a FileErrors if a reference is
 // unknown or not the owner's to use, ErrExists if the key is taken,
-// ErrNotFound if its queue does not exist.
+// a *QueueError if its queue does not exist or does not take the
+// submitter's tasks.
 func (s *Store) InsertTask(ctx context.Context, t NewTask) (int64, error) {
 	requires, err := json.Marshal(nonNil(t.Requires))
 	if err != nil {
@@ -185,16 +189,8 @@ func insertTask(ctx context.Context, tx *sql.Tx, t NewTask, requires string, ext
 		if err := checkRefs(ctx, tx, t.Files, t.Owner, t.ReadAll, granted); err != nil {
 			return err
 		}
-		// The caller checked the queue's rules; its existence is checked
-		// again here, in the transaction, so that a queue removed meanwhile
-		// cannot be left holding a task no dequeue plans for.
-		var one int
-		err = tx.QueryRowContext(ctx, `SELECT 1 FROM queues WHERE name = ?`, cmp.Or(t.Queue, "default")).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("unable to record task: queue %q: %w", cmp.Or(t.Queue, "default"), ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("unable to read queue: %w", err)
+		if err := mayQueue(ctx, tx, cmp.Or(t.Queue, "default"), t.Submitter); err != nil {
+			return err
 		}
 		var runID any // NULL for a task of no run
 		if t.RunID != 0 {
@@ -313,4 +309,43 @@ func (s *Store) TaskFileRefs(ctx context.Context, key string) (map[string]string
 		out[n] = r
 	}
 	return out, rows.Err()
+}
+
+// QueueError is a task refused by its queue: the queue does not exist
+// (Err is ErrNotFound) or is private to others (Err wraps queue.ErrDenied).
+type QueueError struct {
+	Queue string
+	Err   error
+}
+
+func (e *QueueError) Error() string {
+	if errors.Is(e.Err, ErrNotFound) {
+		return fmt.Sprintf("no queue named %q", e.Queue)
+	}
+	return e.Err.Error()
+}
+
+func (e *QueueError) Unwrap() error { return e.Err }
+
+// mayQueue applies the rules of queue name to a task of submitter, in the
+// inserting transaction: a queue removed or made private meanwhile cannot
+// be left holding a task its rules refuse.
+func mayQueue(ctx context.Context, tx *sql.Tx, name, submitter string) error {
+	var q queue.Queue
+	var subs string
+	err := tx.QueryRowContext(ctx, `SELECT private, submitters FROM queues WHERE name = ?`, name).Scan(&q.Private, &subs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return &QueueError{Queue: name, Err: ErrNotFound}
+	}
+	if err != nil {
+		return fmt.Errorf("unable to read queue: %w", err)
+	}
+	if err := json.Unmarshal([]byte(subs), &q.Submitters); err != nil {
+		return fmt.Errorf("unable to read queue %q: %w", name, err)
+	}
+	q.Name = name
+	if err := q.MaySubmit(submitter); err != nil {
+		return &QueueError{Queue: name, Err: err}
+	}
+	return nil
 }
