@@ -8,3 +8,7 @@ func SetPauseHook(c *Config, f func()) { c.pausing = f }
 // SetCollectHook makes f called after each periodic garbage-collection
 // pass of a server opened with c.
 func SetCollectHook(c *Config, f func()) { c.collected = f }
+
+// OweRun marks run as one an advance failed on, as a failing advance does:
+// the next expiry pass advances it.
+func OweRun(s *Server, run string) { s.owed.add(run) }

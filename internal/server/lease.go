@@ -74,10 +74,10 @@ func (s *Server) expiryLoop() {
 			return true
 		}
 		s.expired(r)
-		// The safety net: a run an advance failed to move (an error, a
-		// crash between a result and its advance) moves now.
+		// The safety net: a run an advance failed on moves now (a crash
+		// between a result and its advance is the startup's, Open).
 		ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
-		s.advanceRunning(ctx)
+		s.advanceOwed(ctx)
 		cancel()
 		return true
 	})

@@ -65,6 +65,7 @@ type Server struct {
 
 	hashes    hashLocks
 	runs      runCache // workflow runs between advances (workflows.go)
+	owed      owedRuns // runs whose advance failed, for the expiry pass
 	auth      authCache
 	tokenUses tokenUses
 	metrics   *metrics

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
 )
@@ -634,5 +635,42 @@ func TestWorkflowAppend(t *testing.T) {
 	if state != "failed" || inst["bad"]["state"] != "failed" || !strings.Contains(fmt.Sprint(inst["bad"]["reason"]), `the run already has a step "plan"`) ||
 		inst["extra[1]"]["state"] != "ok" {
 		t.Errorf("end: %s %v", state, inst)
+	}
+}
+
+// The expiry pass's safety net: a run whose advance failed (here: the
+// advance undone in the database, and the run marked as owed, as a failed
+// advance marks it) is advanced by the next pass, each dependent queued
+// once.
+func TestWorkflowOwedRunAdvancedByExpiry(t *testing.T) {
+	e := newEnv(t, func(c *server.Config) { c.ExpiryInterval = 20 * time.Millisecond })
+	e.standardUsers()
+	alice, node := e.tok("alice"), e.tok("node")
+	wf := `{"tasks": {"a": {"task": "x"}, "b": {"task": "x", "after": ["a"], "items": ["1", "2"]}}}`
+	key := putRun(t, alice, wf, map[string]any{"x": wfTask(alice, []string{"x", "{item}"}, nil, nil)})
+	got := take(t, node)
+	var before []byte
+	if err := e.db().QueryRow(`SELECT run FROM runs WHERE key = ?`, key).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, finish(t, node, got[0].key, "OK", nil))
+	w := writableDB(t, e)
+	defer w.Close()
+	if _, err := w.Exec(`DELETE FROM tasks WHERE step = 'b'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Exec(`UPDATE runs SET run = ? WHERE key = ?`, before, key); err != nil {
+		t.Fatal(err)
+	}
+	server.OweRun(e.srv, key)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.count("tasks") != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the owed run was not advanced: %d tasks, want 3", e.count("tasks"))
+		}
+		time.Sleep(10 * time.Millisecond) // the pass has no announcement: poll the count
+	}
+	if got := take(t, node); len(got) != 2 {
+		t.Errorf("after the pass: %d tasks handed out, want b's two", len(got))
 	}
 }

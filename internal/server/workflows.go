@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"slices"
 	"sync"
@@ -79,12 +80,13 @@ const maxAdvancePasses = 8
 // cancel or retry the run. nil: nothing.
 type runOp func(r *workflow.Run) (cancel []string, err error)
 
-// advanceRunOf advances the run task key is a step of, if any; errors are
-// logged (the next pass of the expiry loop tries again).
+// advanceRunOf advances the run task key is a step of, if any. A failed
+// advance is logged and left to the next expiry pass (owed).
 func (s *Server) advanceRunOf(ctx context.Context, taskKey string) {
 	run, err := s.db.RunOfTask(ctx, taskKey)
 	if err != nil {
 		s.log.Error("unable to find the run of a task", "task", taskKey, "error", err)
+		s.owed.add("") // which run is unknown: every running one
 		return
 	}
 	if run == "" {
@@ -92,21 +94,72 @@ func (s *Server) advanceRunOf(ctx context.Context, taskKey string) {
 	}
 	if err := s.advanceRun(ctx, run, nil); err != nil {
 		s.log.Error("unable to advance a workflow run", "run", run, "task", taskKey, "error", err)
+		s.owed.add(run)
 	}
 }
 
-// advanceRunning advances every running run (startup, expiry passes).
+// advanceRunning advances every running run: at startup, where a crash may
+// have come between a result and its run's advance.
 func (s *Server) advanceRunning(ctx context.Context) {
 	keys, err := s.db.RunningRuns(ctx)
 	if err != nil {
 		s.log.Error("unable to list running workflow runs", "error", err)
+		s.owed.add("")
 		return
 	}
 	for _, k := range keys {
 		if err := s.advanceRun(ctx, k, nil); err != nil {
 			s.log.Error("unable to advance a workflow run", "run", k, "error", err)
+			s.owed.add(k)
 		}
 	}
+}
+
+// advanceOwed advances the runs whose advance failed since the last call
+// (the expiry pass's safety net): a run that moves as its results arrive
+// costs the pass nothing.
+func (s *Server) advanceOwed(ctx context.Context) {
+	runs, all := s.owed.take()
+	if all {
+		s.advanceRunning(ctx)
+		return
+	}
+	for _, k := range runs {
+		if err := s.advanceRun(ctx, k, nil); err != nil {
+			s.log.Error("unable to advance a workflow run", "run", k, "error", err)
+			s.owed.add(k)
+		}
+	}
+}
+
+// owedRuns are the runs an advance failed on, to be advanced again; "" in
+// add means a run that could not be named: every running run.
+type owedRuns struct {
+	mu   sync.Mutex
+	runs map[string]bool
+	all  bool
+}
+
+func (o *owedRuns) add(run string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if run == "" {
+		o.all = true
+		return
+	}
+	if o.runs == nil {
+		o.runs = map[string]bool{}
+	}
+	o.runs[run] = true
+}
+
+// take empties the set and returns what it held, in order.
+func (o *owedRuns) take() (runs []string, all bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	runs, all = slices.Sorted(maps.Keys(o.runs)), o.all
+	o.runs, o.all = nil, false
+	return runs, all
 }
 
 // advanceRun advances run key, doing op (if not nil) in the same
