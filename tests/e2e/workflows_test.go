@@ -13,6 +13,11 @@ import (
 	"github.com/kolejka-go/kolejka/internal/gridtest"
 )
 
+// limits is the start of every step's kolejka_task.json here: the test
+// image, and limits no step comes near (the abort's long step is killed
+// by its cancel, never by its time limit).
+const limits = `"image": "kolejka-test:latest", "limits": {"time": "120s", "memory": "64M"}`
+
 // writeFolder writes files (path → content) under a new temporary folder.
 func writeFolder(t *testing.T, files map[string]string) string {
 	t.Helper()
@@ -41,7 +46,6 @@ func TestGridWorkflow(t *testing.T) {
 	g.StartForeman("a", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	const limits = `"image": "kolejka-test:latest", "limits": {"time": "10s", "memory": "64M"}`
 	dir := writeFolder(t, map[string]string{
 		"kolejka_workflow.json": `{"tasks": {
 			"compile": {"task": "compile"},
@@ -132,7 +136,6 @@ func TestGridWorkflowFanOut100(t *testing.T) {
 	g.StartForeman("a", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	const limits = `"image": "kolejka-test:latest", "limits": {"time": "10s", "memory": "64M"}`
 	dir := writeFolder(t, map[string]string{
 		"kolejka_workflow.json": `{"tasks": {
 			"plan": {"task": "plan"},
@@ -174,7 +177,6 @@ func TestGridWorkflowAppendAndRetry(t *testing.T) {
 	g.StartForeman("a", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	const limits = `"image": "kolejka-test:latest", "limits": {"time": "10s", "memory": "64M"}`
 	dir := writeFolder(t, map[string]string{
 		"kolejka_workflow.json": `{"tasks": {"gen": {"task": "gen"}}}`,
 		"gen/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "mkdir x && cp x.json x/kolejka_task.json && cp wf.json kolejka_workflow.json"],
@@ -248,7 +250,6 @@ func TestGridWorkflowServerKill9(t *testing.T) {
 	g.StartForeman("a", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	const limits = `"image": "kolejka-test:latest", "limits": {"time": "20s", "memory": "64M"}`
 	items := make([]string, 20)
 	for i := range items {
 		items[i] = strconv.Quote(strconv.Itoa(i + 1))
@@ -329,7 +330,6 @@ func TestGridWorkflowAbort(t *testing.T) {
 	g.StartForeman("a", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const limits = `"image": "kolejka-test:latest", "limits": {"time": "120s", "memory": "64M"}`
 	dir := writeFolder(t, map[string]string{
 		"kolejka_workflow.json": `{"tasks": {
 			"bad":     {"task": "fail"},
