@@ -43,6 +43,10 @@ const (
 	// ExtWorkflows: workflow runs under /workflow/ (WorkflowPut,
 	// WorkflowAnswer, ...), advanced by the server (docs/workflows.md).
 	ExtWorkflows = "workflows"
+	// ExtTriggers: schedules under /schedule/, triggers under /trigger/
+	// and webhooks POST /trigger/<name>/ (TriggerPut, TriggerAnswer, ...;
+	// docs/triggers.md).
+	ExtTriggers = "triggers"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A
