@@ -15,6 +15,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/server/auth"
 	"github.com/kolejka-go/kolejka/internal/server/store"
+	"github.com/kolejka-go/kolejka/internal/trigger"
 )
 
 // Role is a set of Kolejka's groups; combine with |.
@@ -99,6 +100,21 @@ func (s *Server) NewToken(ctx context.Context, name string) (string, error) {
 // NewTokenFor is NewToken valid for age (≤ 0: the configured TokenAge),
 // also returning the token's row as ListTokens shows it.
 func (s *Server) NewTokenFor(ctx context.Context, name string, age time.Duration) (string, Token, error) {
+	return s.NewScopedToken(ctx, name, "", age)
+}
+
+// NewScopedToken is NewTokenFor for a token that may only fire the user's
+// trigger named trigger ("": a token that may do all the user may). The
+// trigger need not exist yet: the token fires whatever the user puts
+// under that name.
+func (s *Server) NewScopedToken(ctx context.Context, name, triggerName string, age time.Duration) (string, Token, error) {
+	scope := ""
+	if triggerName != "" {
+		if err := trigger.CheckName(triggerName); err != nil {
+			return "", Token{}, fmt.Errorf("trigger: %w", err)
+		}
+		scope = "trigger:" + triggerName
+	}
 	if age <= 0 {
 		age = s.cfg.TokenAge
 	}
@@ -109,7 +125,7 @@ func (s *Server) NewTokenFor(ctx context.Context, name string, age time.Duration
 		// The prefix shown is "kt_" and 8 hex digits of the secret's 64:
 		// enough for its holder to recognise it, 224 bits left unknown.
 		var row Token
-		row, err = s.db.CreateToken(ctx, name, auth.Digest(token), token[:3+8], now, now.Add(age))
+		row, err = s.db.CreateToken(ctx, name, auth.Digest(token), token[:3+8], scope, now, now.Add(age))
 		if errors.Is(err, store.ErrExists) {
 			continue // two digests share their first 48 bits: draw again
 		}

@@ -96,6 +96,14 @@ func (s *Server) routes() http.Handler {
 		{name: "/workflow/<key>/", pattern: "workflow/{key}/{$}", handler: s.handleWorkflow},
 		{name: "/workflow/<key>/cancel/", pattern: "workflow/{key}/cancel/{$}", handler: s.handleWorkflowCancel},
 		{name: "/workflow/<key>/retry/", pattern: "workflow/{key}/retry/{$}", handler: s.handleWorkflowRetry},
+		{name: "/schedule/", pattern: "schedule/{$}", handler: s.handleSchedules},
+		{name: "/schedule/<name>/", pattern: "schedule/{name}/{$}", handler: s.handleSchedule},
+		{name: "/schedule/<name>/pause/", pattern: "schedule/{name}/pause/{$}", handler: s.handleSchedulePause},
+		{name: "/schedule/<name>/resume/", pattern: "schedule/{name}/resume/{$}", handler: s.handleScheduleResume},
+		{name: "/trigger/", pattern: "trigger/{$}", handler: s.handleTriggerList},
+		{name: "/trigger/<name>/", pattern: "trigger/{name}/{$}", handler: s.handleTrigger},
+		{name: "/trigger/<name>/pause/", pattern: "trigger/{name}/pause/{$}", handler: s.handleTriggerPause},
+		{name: "/trigger/<name>/resume/", pattern: "trigger/{name}/resume/{$}", handler: s.handleTriggerResume},
 		{name: "/metrics", pattern: "metrics", handler: s.metrics.handler().ServeHTTP, public: true},
 		{name: "other", pattern: "", handler: func(w http.ResponseWriter, _ *http.Request) { notFound(w) }, public: true},
 	}
@@ -180,6 +188,12 @@ func (s *Server) wrap(rt route) http.Handler {
 				} else {
 					forbidden(w, "invalid bearer token")
 				}
+				return
+			}
+			if c.user != nil && c.user.Scope != "" && !scopeAllows(c.user.Scope, rt.name, r) {
+				// A webhook's token: it fires its trigger and does nothing
+				// else, not even read.
+				forbidden(w, "this token may only fire "+c.user.Scope+" (POST /trigger/"+strings.TrimPrefix(c.user.Scope, "trigger:")+"/)")
 				return
 			}
 			if !auth.Safe(r.Method) && !c.token {

@@ -61,7 +61,9 @@ type Server struct {
 	queue     notify.Broadcast // a task became available (submitted, requeued)
 	results   notify.Keyed     // a task got its result (or was deleted)
 	callbacks chan struct{}    // an outbox row was added
-	gc        chan string      // a blob may have lost its last reference
+	// triggerWake: a schedule was put or resumed, a task or run ended.
+	triggerWake chan struct{}
+	gc          chan string // a blob may have lost its last reference
 
 	hashes    hashLocks
 	runs      runCache // workflow runs between advances (workflows.go)
@@ -101,12 +103,13 @@ func open(cfg Config, owner bool) (*Server, error) {
 		return nil, fmt.Errorf("unable to create data folder: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		callbacks: make(chan struct{}, 1),
-		gc:        make(chan string, 1024),
-		stop:      make(chan struct{}),
-		servers:   map[*http.Server]struct{}{},
+		cfg:         cfg,
+		log:         cfg.Logger,
+		callbacks:   make(chan struct{}, 1),
+		triggerWake: make(chan struct{}, 1),
+		gc:          make(chan string, 1024),
+		stop:        make(chan struct{}),
+		servers:     map[*http.Server]struct{}{},
 	}
 	if owner {
 		if s.lock, err = lockDir(cfg.DataDir); err != nil {
@@ -196,7 +199,7 @@ func (s *Server) recover(ctx context.Context) error {
 
 // start runs the background loops.
 func (s *Server) start() {
-	for _, loop := range []func(){s.expiryLoop, s.gcLoop, s.callbackLoop} {
+	for _, loop := range []func(){s.expiryLoop, s.gcLoop, s.callbackLoop, s.triggerLoop} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()

@@ -58,6 +58,10 @@ type runSources struct {
 	Appended map[string]string `json:"appended,omitempty"`
 	// StepTasks: an appended task step → its FOLDER/kolejka_task.json.
 	StepTasks map[string]json.RawMessage `json:"step_tasks,omitempty"`
+	// Trigger and TriggerKey: what fired the trigger that started the
+	// run (triggers.go), bound into each step's task as a fired task's.
+	Trigger    map[string]string `json:"trigger,omitempty"`
+	TriggerKey string            `json:"trigger_key,omitempty"`
 }
 
 // appendDoc is what a result adds to its run: its kolejka_workflow.json
@@ -89,6 +93,7 @@ func (s *Server) advanceRunOf(ctx context.Context, taskKey string) {
 		s.owed.add("") // which run is unknown: every running one
 		return
 	}
+	s.wakeTriggers() // a result may fire a result trigger
 	if run == "" {
 		return
 	}
@@ -183,6 +188,9 @@ func (s *Server) advanceRun(ctx context.Context, key string, op runOp) error {
 		}
 		if queued {
 			s.queue.Signal()
+		}
+		if err == nil && keep.run == nil {
+			s.wakeTriggers() // the run may have ended: a run trigger may fire
 		}
 		for _, k := range cancelled {
 			s.results.Signal(k)
@@ -583,6 +591,12 @@ func (s *Server) instanceTask(ctx context.Context, a *store.RunTx, run *workflow
 		task.Files[b.Dest] = spec.File{Reference: ref}
 		inputs[ref] = true
 	}
+	if err := bindTrigger(task, fireSource{key: src.TriggerKey, files: src.Trigger}); err != nil {
+		return store.NewTask{}, nil, refuse("%s: %v", field, err)
+	}
+	for _, ref := range src.Trigger {
+		inputs[ref] = true
+	}
 	nt, err := s.prepare(ctx, owner, task, origin)
 	if err != nil {
 		var re *refusal
@@ -637,23 +651,7 @@ func (s *Server) stepType(ctx context.Context, a *store.RunTx, run *workflow.Run
 // resultStatus is the status of a stored result: its "status", or, from a
 // node that sends none (Kolejka's), OK for exit code 0 and RE otherwise;
 // SE for a result that cannot be read.
-func resultStatus(desc []byte) spec.Status {
-	var res struct {
-		Status spec.Status `json:"status"`
-		Result *int        `json:"result"`
-	}
-	switch {
-	case json.Unmarshal(desc, &res) != nil:
-		return spec.StatusSE
-	case res.Status.Valid():
-		return res.Status
-	case res.Result != nil && *res.Result == 0:
-		return spec.StatusOK
-	case res.Result != nil:
-		return spec.StatusRE
-	}
-	return spec.StatusSE
-}
+func resultStatus(desc []byte) spec.Status { return store.ResultStatus(desc) }
 
 // cachedRun is a running run as the last advance committed it: its JSON
 // and the engine's state it decodes to.

@@ -316,6 +316,66 @@ ALTER TABLE tasks ADD COLUMN step TEXT NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN item_index INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX tasks_run ON tasks(run_id, id);
 `,
+	// 11: schedules and triggers (issue 18). triggers holds each of a
+	// user's schedules and triggers (kind 'schedule', 'result', 'run',
+	// 'request'; one name space per user), its put as accepted (opaque
+	// JSON) and, for a schedule, its next tick (next_fire, µs; NULL for
+	// the others). trigger_files keeps the references its target uses
+	// alive, as type_files does a type's. fires records each firing
+	// before (in the same transaction as) the work it starts: UNIQUE
+	// (trigger_id, fire) is what makes a tick, a result or a request fire
+	// once. depth is how many firings led to it (a loop's guard).
+	// trigger_events is the outbox of ends that may fire result and run
+	// triggers, written in the transaction that stores the end. A scoped
+	// token (tokens.scope, 'trigger:NAME') may only fire that trigger.
+	`
+CREATE TABLE triggers (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	user_id     INTEGER NOT NULL REFERENCES users(id),
+	name        TEXT    NOT NULL,
+	kind        TEXT    NOT NULL,
+	version     INTEGER NOT NULL,
+	paused      INTEGER NOT NULL DEFAULT 0,
+	spec        BLOB    NOT NULL,
+	next_fire   INTEGER,
+	time_create INTEGER NOT NULL,
+	UNIQUE (user_id, name)
+);
+CREATE INDEX triggers_due ON triggers(next_fire);
+CREATE INDEX triggers_owner_kind ON triggers(user_id, kind);
+CREATE TABLE trigger_files (
+	trigger_id INTEGER NOT NULL REFERENCES triggers(id) ON DELETE CASCADE,
+	name       TEXT    NOT NULL,
+	ref        TEXT    NOT NULL REFERENCES refs(key),
+	PRIMARY KEY (trigger_id, name)
+);
+CREATE INDEX trigger_files_ref ON trigger_files(ref);
+CREATE TABLE fires (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	trigger_id  INTEGER NOT NULL REFERENCES triggers(id) ON DELETE CASCADE,
+	fire        TEXT    NOT NULL,
+	state       TEXT    NOT NULL,
+	started     TEXT    NOT NULL DEFAULT '',
+	key         TEXT    NOT NULL DEFAULT '',
+	reason      TEXT    NOT NULL DEFAULT '',
+	depth       INTEGER NOT NULL DEFAULT 0,
+	time_create INTEGER NOT NULL,
+	UNIQUE (trigger_id, fire)
+);
+CREATE INDEX fires_key ON fires(key);
+CREATE INDEX fires_trigger ON fires(trigger_id, id);
+CREATE TABLE trigger_events (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	user_id     INTEGER NOT NULL,
+	kind        TEXT    NOT NULL,
+	key         TEXT    NOT NULL,
+	status      TEXT    NOT NULL,
+	queue       TEXT    NOT NULL DEFAULT '',
+	type_name   TEXT    NOT NULL DEFAULT '',
+	time_create INTEGER NOT NULL
+);
+ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // SchemaVersion is the number of migration steps this program knows.

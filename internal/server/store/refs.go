@@ -39,13 +39,16 @@ type BlobInfo struct {
 type InUseError struct {
 	Ref  string
 	Task string // task key ("" for a type)
-	What string // "task", "result" or "type"
-	Type string // with What "type": the type and its version
+	What string // "task", "result", "type" or "trigger"
+	Type string // with What "type": the type and its version; "trigger": the trigger's name
 }
 
 func (e *InUseError) Error() string {
 	if e.What == "type" {
 		return fmt.Sprintf("reference %s is a file of task type %s: remove the type first", e.Ref, e.Type)
+	}
+	if e.What == "trigger" {
+		return fmt.Sprintf("reference %s is a file of the target of schedule or trigger %s: remove it first", e.Ref, e.Type)
 	}
 	return fmt.Sprintf("reference %s is used by the %s of task %s: delete that first", e.Ref, e.What, e.Task)
 }
@@ -162,6 +165,14 @@ func inUse(ctx context.Context, tx *sql.Tx, ref string) error {
 	}
 	if typ != "" {
 		return &InUseError{Ref: ref, What: "type", Type: typ}
+	}
+	var trigger string
+	err = tx.QueryRowContext(ctx, `SELECT g.name FROM trigger_files f JOIN triggers g ON g.id = f.trigger_id WHERE f.ref = ? LIMIT 1`, ref).Scan(&trigger)
+	if err == nil {
+		return &InUseError{Ref: ref, What: "trigger", Type: trigger}
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("unable to check reference use: %w", err)
 	}
 	return nil
 }
@@ -297,6 +308,7 @@ func (s *Store) SweepUploads(ctx context.Context, before time.Time, limit int) (
 				AND NOT EXISTS (SELECT 1 FROM task_files f WHERE f.ref = r.key)
 				AND NOT EXISTS (SELECT 1 FROM result_files f WHERE f.ref = r.key)
 				AND NOT EXISTS (SELECT 1 FROM type_files f WHERE f.ref = r.key)
+				AND NOT EXISTS (SELECT 1 FROM trigger_files f WHERE f.ref = r.key)
 			ORDER BY r.time_create LIMIT ?`, us(before), int(RoleClient), limit)
 		if err != nil {
 			return err

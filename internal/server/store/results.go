@@ -120,6 +120,9 @@ func (s *Store) PostResult(ctx context.Context, r NewResult) (PostedResult, erro
 			stateDone, r.Poster, us(r.Now), id); err != nil {
 			return fmt.Errorf("unable to resolve task: %w", err)
 		}
+		if err := taskEvent(ctx, tx, id, string(ResultStatus(r.Description)), r.Now); err != nil {
+			return err
+		}
 		out.Description, out.Created, out.Late = r.Description, true, !current
 		if url != "" {
 			if err := queueCallback(ctx, tx, r.TaskKey, url, taskDesc, r.Description, r.Now); err != nil {

@@ -233,11 +233,11 @@ func TestTokenClash(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest := strings.Repeat("ab", 32)
-	if _, err := s.CreateToken(ctx, "node", digest, "kt_", now, now.Add(time.Hour)); err != nil {
+	if _, err := s.CreateToken(ctx, "node", digest, "kt_", "", now, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{digest, digest[:TokenIDLength] + strings.Repeat("cd", 26)} {
-		if _, err := s.CreateToken(ctx, "node", d, "kt_", now, now.Add(time.Hour)); !errors.Is(err, ErrExists) {
+		if _, err := s.CreateToken(ctx, "node", d, "kt_", "", now, now.Add(time.Hour)); !errors.Is(err, ErrExists) {
 			t.Errorf("digest %s…: %v, want ErrExists", d[:TokenIDLength+4], err)
 		}
 	}

@@ -53,6 +53,9 @@ type User struct {
 	Name     string
 	Roles    Role
 	Password string // PHC hash
+	// Scope, for a user signed in by a scoped token, is all the token may
+	// do: "trigger:NAME", fire the user's trigger NAME. "" for any other.
+	Scope string
 }
 
 // CreateUser adds a user; ErrExists if the name is taken.
@@ -154,6 +157,7 @@ type Token struct {
 	TimeCreate time.Time
 	TimeExpire time.Time // zero: never (tokens made before expiry existed)
 	TimeUsed   time.Time // zero: no use recorded (see RecordTokenUses)
+	Scope      string    // "" or "trigger:NAME" (User.Scope)
 }
 
 // TokenIDLength is how many hex digits of its digest name a token.
@@ -163,13 +167,13 @@ const TokenIDLength = 12
 // valid until expire. ErrNotFound if there is no such user; ErrExists if
 // another token has the same id (the first TokenIDLength digits of the
 // digest: the caller makes a new token).
-func (s *Store) CreateToken(ctx context.Context, name, digest, prefix string, now, expire time.Time) (Token, error) {
-	t := Token{ID: digest[:TokenIDLength], Prefix: prefix, User: name, TimeCreate: now.UTC(), TimeExpire: expire.UTC()}
+func (s *Store) CreateToken(ctx context.Context, name, digest, prefix, scope string, now, expire time.Time) (Token, error) {
+	t := Token{ID: digest[:TokenIDLength], Prefix: prefix, User: name, TimeCreate: now.UTC(), TimeExpire: expire.UTC(), Scope: scope}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `
-			INSERT INTO tokens (hash, user_id, time_create, id, prefix, time_expire)
-			SELECT ?, id, ?, ?, ?, ? FROM users WHERE name = ?`,
-			digest, us(now), t.ID, prefix, us(expire), name)
+			INSERT INTO tokens (hash, user_id, time_create, id, prefix, time_expire, scope)
+			SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE name = ?`,
+			digest, us(now), t.ID, prefix, us(expire), scope, name)
 		// A digest already stored clashes on tokens_id too (the id is its
 		// start), which SQLite checks before the table's primary key: any
 		// clash is a UNIQUE one (TestTokenClash).
@@ -198,13 +202,13 @@ func (s *Store) TokenUser(ctx context.Context, digest string, now time.Time) (Us
 	var expire, used sql.NullInt64
 	var id sql.NullString
 	err := s.r.QueryRowContext(ctx, `
-		SELECT u.id, u.name, u.roles, t.id, t.prefix, t.time_create, t.time_expire, t.time_used
+		SELECT u.id, u.name, u.roles, t.id, t.prefix, t.time_create, t.time_expire, t.time_used, t.scope
 		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, digest).
-		Scan(&u.ID, &u.Name, &roles, &id, &t.Prefix, &tc, &expire, &used)
+		Scan(&u.ID, &u.Name, &roles, &id, &t.Prefix, &tc, &expire, &used, &t.Scope)
 	if err != nil {
 		return User{}, Token{}, rowErr(err, "read token")
 	}
-	u.Roles = Role(roles)
+	u.Roles, u.Scope = Role(roles), t.Scope
 	t.ID, t.User, t.TimeCreate, t.TimeExpire, t.TimeUsed = id.String, u.Name, fromUS(tc), fromNullUS(expire), fromNullUS(used)
 	if expire.Valid && expire.Int64 <= us(now) {
 		return User{}, t, ErrExpired
@@ -243,12 +247,12 @@ func (s *Store) Tokens(ctx context.Context, name string) ([]Token, error) {
 		var id sql.NullString
 		var tc int64
 		var expire, used sql.NullInt64
-		if err := rows.Scan(&id, &t.Prefix, &tc, &expire, &used); err != nil {
+		if err := rows.Scan(&id, &t.Prefix, &tc, &expire, &used, &t.Scope); err != nil {
 			return Token{}, err
 		}
 		t.ID, t.TimeCreate, t.TimeExpire, t.TimeUsed = id.String, fromUS(tc), fromNullUS(expire), fromNullUS(used)
 		return t, nil
-	}, `SELECT id, prefix, time_create, time_expire, time_used FROM tokens WHERE user_id = ? ORDER BY time_create, id`, uid)
+	}, `SELECT id, prefix, time_create, time_expire, time_used, scope FROM tokens WHERE user_id = ? ORDER BY time_create, id`, uid)
 }
 
 // RevokeTokens deletes the tokens of user name with the given ids, or all

@@ -57,21 +57,30 @@ type RunRow struct {
 func (s *Store) InsertRun(ctx context.Context, r NewRun, files map[string]string, readAll bool) (int64, error) {
 	var id int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if err := checkRefs(ctx, tx, files, r.Owner, readAll, nil); err != nil {
-			return err
-		}
-		err := tx.QueryRowContext(ctx, `
-			INSERT INTO runs (key, user_id, state, run, steps, time_create) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			r.Key, r.Owner, r.State, r.Run, r.Steps, us(r.Now)).Scan(&id)
-		if isUnique(err) {
-			return fmt.Errorf("unable to record run %s: %w", r.Key, ErrExists)
-		}
-		if err != nil {
-			return fmt.Errorf("unable to record run: %w", err)
-		}
-		return nil
+		var err error
+		id, err = insertRun(ctx, tx, r, files, readAll)
+		return err
 	})
 	return id, err
+}
+
+// insertRun is InsertRun's body, in the caller's transaction (a trigger's
+// firing records itself and its run together).
+func insertRun(ctx context.Context, tx *sql.Tx, r NewRun, files map[string]string, readAll bool) (int64, error) {
+	if err := checkRefs(ctx, tx, files, r.Owner, readAll, nil); err != nil {
+		return 0, err
+	}
+	var id int64
+	err := tx.QueryRowContext(ctx, `
+		INSERT INTO runs (key, user_id, state, run, steps, time_create) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		r.Key, r.Owner, r.State, r.Run, r.Steps, us(r.Now)).Scan(&id)
+	if isUnique(err) {
+		return 0, fmt.Errorf("unable to record run %s: %w", r.Key, ErrExists)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("unable to record run: %w", err)
+	}
+	return id, nil
 }
 
 const runColumns = `r.id, r.key, r.user_id, u.name, r.state, r.run, r.steps, r.time_create, r.time_finish`
@@ -292,6 +301,11 @@ func (a *RunTx) Save(run, steps []byte, state string) error {
 	if _, err := a.tx.ExecContext(a.ctx, `UPDATE runs SET run = ?, steps = ?, state = ?, time_finish = ? WHERE id = ?`,
 		run, steps, state, finish, a.Row.ID); err != nil {
 		return fmt.Errorf("unable to save run: %w", err)
+	}
+	if state != RunRunning && a.Row.State == RunRunning {
+		if err := runEvent(a.ctx, a.tx, a.Row.ID, state, a.now); err != nil {
+			return err
+		}
 	}
 	a.Row.Run, a.Row.Steps, a.Row.State = run, steps, state
 	return nil

@@ -113,6 +113,13 @@ func TestAdvanceRunAllOrNothing(t *testing.T) {
 // undoStep10 takes a database back before schema step 10, for the tests of
 // earlier steps' migrations.
 func undoStep10() []string {
-	return []string{`DROP INDEX tasks_run`, `ALTER TABLE tasks DROP COLUMN run_id`, `ALTER TABLE tasks DROP COLUMN step`,
-		`ALTER TABLE tasks DROP COLUMN item_index`, `DROP TABLE runs`}
+	return append(undoStep11(), `DROP INDEX tasks_run`, `ALTER TABLE tasks DROP COLUMN run_id`, `ALTER TABLE tasks DROP COLUMN step`,
+		`ALTER TABLE tasks DROP COLUMN item_index`, `DROP TABLE runs`)
+}
+
+// undoStep11 takes a database of step 11 back to step 10's tables (the
+// caller sets schema_version).
+func undoStep11() []string {
+	return []string{`DROP TABLE trigger_events`, `DROP TABLE fires`, `DROP TABLE trigger_files`, `DROP TABLE triggers`,
+		`ALTER TABLE tokens DROP COLUMN scope`}
 }
