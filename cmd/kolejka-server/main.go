@@ -5,7 +5,7 @@
 //	kolejka-server [--data DIR] serve [--listen ADDR] [--prefix P] [--tls-cert F --tls-key F] …
 //	kolejka-server adduser [--clients] [--processors] [--inspectors] [--managers] NAME PASSWORD
 //	kolejka-server passwd NAME PASSWORD
-//	kolejka-server token [create] [--age AGE] NAME
+//	kolejka-server token [create] [--age AGE] [--trigger TRIGGER] NAME
 //	kolejka-server token list NAME
 //	kolejka-server token revoke NAME ID|TOKEN... | --all NAME
 //	kolejka-server lstask [--assigned[=false]] [--resolved[=false]] [--long]
@@ -19,6 +19,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -226,8 +227,13 @@ func tokenCommand() *cli.Command {
 			Value: settings.PositiveDuration(age),
 		}
 	}
-	ageFlags := func() []cli.Flag { return settings.Flags([]settings.Setting{ageSetting(nil)}) }
-	createUsage := "kolejka-server token [create] [--age AGE] NAME"
+	ageFlags := func() []cli.Flag {
+		return append(settings.Flags([]settings.Setting{ageSetting(nil)}), &cli.StringFlag{
+			Name:  "trigger",
+			Usage: "a token that may only fire the user's trigger `TRIGGER` (its webhook, POST /trigger/TRIGGER/) and do nothing else",
+		})
+	}
+	createUsage := "kolejka-server token [create] [--age AGE] [--trigger TRIGGER] NAME"
 	create := func(c *cli.Context) error {
 		// Not NeedArgs: token's own usage lists list and revoke too.
 		if err := cliexit.NoFlagsAfterArgs(c); err != nil {
@@ -241,12 +247,16 @@ func tokenCommand() *cli.Command {
 			return err
 		}
 		return withAdminSettings(c, func(srv *server.Server) error {
-			tok, row, err := srv.NewTokenFor(c.Context, c.Args().Get(0), age)
+			tok, row, err := srv.NewScopedToken(c.Context, c.Args().Get(0), c.String("trigger"), age)
 			if err != nil {
-				return cliexit.UsageIf(err, server.ErrNotFound)
+				return cliexit.UsageIf(err, server.ErrNotFound, server.ErrInvalid)
 			}
 			fmt.Fprintln(c.App.Writer, tok)
-			fmt.Fprintf(c.App.ErrWriter, "Token %s of '%s' expires %s.\n", row.ID, row.User, row.TimeExpire.Format(time.RFC3339))
+			scope := ""
+			if row.Scope != "" {
+				scope = " (it may only fire " + row.Scope + ")"
+			}
+			fmt.Fprintf(c.App.ErrWriter, "Token %s of '%s' expires %s%s.\n", row.ID, row.User, row.TimeExpire.Format(time.RFC3339), scope)
 			return nil
 		})
 	}
@@ -288,7 +298,7 @@ func tokenCommand() *cli.Command {
 							return t.Format(time.RFC3339)
 						}
 						tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "ID\tTOKEN\tCREATED\tEXPIRES\tLAST USED")
+						fmt.Fprintln(tw, "ID\tTOKEN\tCREATED\tEXPIRES\tLAST USED\tSCOPE")
 						now := time.Now()
 						for _, t := range tokens {
 							prefix := "?"
@@ -299,7 +309,7 @@ func tokenCommand() *cli.Command {
 							if !t.TimeExpire.IsZero() && !t.TimeExpire.After(now) {
 								expires += " (expired)"
 							}
-							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, prefix, stamp(t.TimeCreate, "-"), expires, stamp(t.TimeUsed, "-"))
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, prefix, stamp(t.TimeCreate, "-"), expires, stamp(t.TimeUsed, "-"), cmp.Or(t.Scope, "all"))
 						}
 						return tw.Flush()
 					})

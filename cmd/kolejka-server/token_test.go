@@ -27,7 +27,7 @@ func TestTokenCommands(t *testing.T) {
 	row := func(list, token string) []string {
 		for _, l := range strings.Split(list, "\n") {
 			f := strings.Fields(l)
-			if len(f) == 5 && strings.HasPrefix(token, strings.TrimSuffix(f[1], "…")) {
+			if len(f) == 6 && strings.HasPrefix(token, strings.TrimSuffix(f[1], "…")) {
 				return f
 			}
 		}
@@ -50,6 +50,19 @@ func TestTokenCommands(t *testing.T) {
 	if r1[4] != "-" {
 		t.Errorf("an unused token shows last used %q", r1[4])
 	}
+	if r1[5] != "all" {
+		t.Errorf("an unscoped token shows scope %q", r1[5])
+	}
+	hook, errOut := must(0, "token", "--trigger", "hook", "alice")
+	if !strings.Contains(errOut, "only fire trigger:hook") {
+		t.Errorf("a scoped token's note: %q", errOut)
+	}
+	list, _ = must(0, "token", "list", "alice")
+	if r := row(list, strings.TrimSpace(hook)); r == nil || r[5] != "trigger:hook" {
+		t.Errorf("the scoped token's row %v in\n%s", r, list)
+	}
+	must(0, "token", "revoke", "alice", strings.TrimSpace(hook))
+	must(2, "token", "--trigger", "bad/name", "alice")
 	must(2, "token", "--age", "0", "alice")
 	must(2, "token", "list", "nobody")
 	must(2, "token", "revoke", "alice", "000000000000")

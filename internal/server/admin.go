@@ -111,7 +111,7 @@ func (s *Server) NewScopedToken(ctx context.Context, name, triggerName string, a
 	scope := ""
 	if triggerName != "" {
 		if err := trigger.CheckName(triggerName); err != nil {
-			return "", Token{}, fmt.Errorf("trigger: %w", err)
+			return "", Token{}, fmt.Errorf("%w: trigger: %w", ErrInvalid, err)
 		}
 		scope = "trigger:" + triggerName
 	}

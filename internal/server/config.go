@@ -124,6 +124,10 @@ type Config struct {
 	// long poll starts waiting for an event, collected after each full
 	// pass of the garbage collector; tests act on what they announce.
 	pausing, collected func()
+	// firing is called by a trigger's firing at "recorded" (its work is
+	// in the store's transaction, not yet committed) and "committed"
+	// (before the work after the commit: a run's first advance).
+	firing func(phase string)
 }
 
 // Defaults of Config.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,17 +19,37 @@ import (
 // TestMain runs the test binary re-executed as a bare server (for the
 // crash test, which kill -9s it) when it is started as that helper.
 func TestMain(m *testing.M) {
-	testenv.RunHelpers(testenv.Helpers{"server": runChild})
+	testenv.RunHelpers(testenv.Helpers{"server": runChild, "server-die-at-fire": runDyingChild})
 	os.Exit(m.Run())
 }
 
 // runChild serves dir on a loopback port it prints as "listening ADDR".
-func runChild(dir string) int {
-	srv, err := server.Open(server.Config{
+func runChild(dir string) int { return serveChild(dir, "") }
+
+// runDyingChild is runChild whose first firing of a trigger kills it
+// (SIGKILL, as kill -9) at the phase its argument names after the folder:
+// "DIR|recorded" (the firing's transaction not committed) or
+// "DIR|committed" (committed, the run not advanced).
+func runDyingChild(arg string) int {
+	dir, phase, _ := strings.Cut(arg, "|")
+	return serveChild(dir, phase)
+}
+
+func serveChild(dir, dieAt string) int {
+	cfg := server.Config{
 		DataDir:    dir,
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		GCInterval: time.Hour,
-	})
+	}
+	if dieAt != "" {
+		server.SetFireHook(&cfg, func(phase string) {
+			if phase == dieAt {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {} // the signal is on its way
+			}
+		})
+	}
+	srv, err := server.Open(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -130,6 +130,7 @@ func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource)
 			}
 		}
 		d.State, d.Started, d.Key = store.FireStarted, started, key
+		s.hook("recorded")
 		return d, nil
 	})
 	if err != nil {
@@ -138,6 +139,7 @@ func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource)
 	if res.Replay {
 		return res, nil
 	}
+	s.hook("committed")
 	if res.Queued {
 		s.queue.Signal()
 	}
@@ -162,6 +164,13 @@ func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource)
 	}
 	s.log.Info("trigger fired", "trigger", row.Name, "owner", row.OwnerName, "fire", src.fire, "state", res.Fire.State, "key", res.Fire.Key, "reason", res.Fire.Reason)
 	return res, nil
+}
+
+// hook calls the test's firing hook, if any.
+func (s *Server) hook(phase string) {
+	if s.cfg.firing != nil {
+		s.cfg.firing(phase)
+	}
 }
 
 // startWork makes the target's work for src and records it in the
