@@ -77,9 +77,10 @@ func ParseSchedule(cronExpr, tz, every string) (*Schedule, error) {
 	}
 	loc := time.UTC
 	if tz != "" {
-		// "Local" is the server's own zone, which a user cannot know.
+		// "Local" and "localtime" are the server's own zone, which a user
+		// cannot know.
 		l, err := time.LoadLocation(tz)
-		if err != nil || tz == "Local" {
+		if err != nil || tz == "Local" || tz == "localtime" {
 			return nil, fmt.Errorf("tz: unknown time zone %q (an IANA zone such as Europe/Warsaw)", tz)
 		}
 		loc = l
@@ -176,7 +177,7 @@ const forwardSteps = 16
 
 // Due says whether a schedule whose stored next tick is next fires at now.
 // If next is after now it does not: due is false, tick is zero and
-// following is next. Otherwise tick is the latest tick of the series that
+// following is next. A zero next (First found no tick) is never due. Otherwise tick is the latest tick of the series that
 // is not after now, and following the first tick strictly after now, to be
 // stored as the next: ticks missed while the server was down coalesce into
 // one firing, not one per missed tick. next itself counts as a tick of the
@@ -188,7 +189,7 @@ const forwardSteps = 16
 // years) is not walked tick by tick but searched. following can be zero as
 // in First: no tick within five years.
 func (s *Schedule) Due(next, now time.Time) (tick, following time.Time, due bool) {
-	if next.After(now) {
+	if next.IsZero() || next.After(now) {
 		return time.Time{}, next, false
 	}
 	if s.spec == nil {

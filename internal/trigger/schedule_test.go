@@ -50,6 +50,7 @@ func TestParseScheduleRefusals(t *testing.T) {
 		{"TZ without a space", "TZ=UTC", "", "", []string{"cron: ", "give the zone as tz"}},
 		{"unknown tz", "0 0 * * *", "Mars/Olympus", "", []string{`tz: unknown time zone "Mars/Olympus"`}},
 		{"Local tz", "0 0 * * *", "Local", "", []string{`tz: unknown time zone "Local"`}},
+		{"localtime tz", "0 0 * * *", "localtime", "", []string{`tz: unknown time zone "localtime"`}},
 		{"tz path", "0 0 * * *", "../../etc/passwd", "", []string{`tz: unknown time zone`}},
 		{"never fires", "0 0 30 2 *", "", "", []string{"cron: ", "never fires"}},
 		{"never fires, 31 April", "0 0 31 4,6,9,11 *", "Europe/Warsaw", "", []string{"cron: ", "never fires"}},
@@ -224,6 +225,7 @@ func TestDueCron(t *testing.T) {
 		due             bool
 	}{
 		{"not yet", at(12, 15, 0), at(12, 14, 59), time.Time{}, at(12, 15, 0), false},
+		{"no next tick", time.Time{}, at(12, 14, 59), time.Time{}, time.Time{}, false},
 		{"on the tick", at(12, 15, 0), at(12, 15, 0), at(12, 15, 0), at(12, 30, 0), true},
 		{"between ticks", at(12, 15, 0), at(12, 29, 59), at(12, 15, 0), at(12, 30, 0), true},
 		{"an hour late: one firing", at(11, 0, 0), at(12, 7, 0), at(12, 0, 0), at(12, 15, 0), true},
