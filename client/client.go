@@ -233,6 +233,12 @@ func (c *Client) cookie(name string) string {
 // headers: Referer always, X-CSRFToken on mutating requests, or a bearer
 // token when configured.
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	return c.doHeader(ctx, method, path, body, contentType, nil)
+}
+
+// doHeader is do with header's fields added to the request (a webhook's
+// Idempotency-Key).
+func (c *Client) doHeader(ctx context.Context, method, path string, body io.Reader, contentType string, header http.Header) (*http.Response, error) {
 	u := c.base.ResolveReference(&url.URL{Path: path})
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		u = c.base.ResolveReference(&url.URL{Path: path[:i], RawQuery: path[i+1:]})
@@ -240,6 +246,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range header {
+		req.Header[http.CanonicalHeaderKey(k)] = v
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)

@@ -225,13 +225,26 @@ type TypeTask struct {
 // exist, before anything is uploaded. If the task is not stored, the
 // references uploaded for it are deleted again (best effort).
 func (c *Client) TypeTaskPut(ctx context.Context, tt TypeTask) (*spec.Task, error) {
-	t, err := c.Type(ctx, tt.Type, tt.Version)
+	body, uploaded, err := c.typeTaskBuild(ctx, tt)
 	if err != nil {
 		return nil, err
 	}
+	encode := func() ([]byte, error) { return json.Marshal(body) }
+	return postStored(ctx, c, "type/"+url.PathEscape(tt.Type)+"/task/", "task", encode, uploaded, spec.ParseTask)
+}
+
+// typeTaskBuild renders the task tt describes with the type the server
+// holds (refusing a bad parameter by name) and uploads its file
+// parameters: the body to post (TypeTaskPut, or a trigger's target) and
+// the references it made. On failure it has deleted them again.
+func (c *Client) typeTaskBuild(ctx context.Context, tt TypeTask) (api.TypeTask, []string, error) {
+	t, err := c.Type(ctx, tt.Type, tt.Version)
+	if err != nil {
+		return api.TypeTask{}, nil, err
+	}
 	typ, err := tasktype.Parse(t.Type, "type "+tt.Type)
 	if err != nil {
-		return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
+		return api.TypeTask{}, nil, fmt.Errorf("%v: %w", err, ErrProtocol)
 	}
 	typ.Name, typ.Version = t.Info.Name, t.Info.Version
 	names := make(map[string]string, len(tt.Files))
@@ -239,7 +252,7 @@ func (c *Client) TypeTaskPut(ctx context.Context, tt TypeTask) (*spec.Task, erro
 		names[param] = filepath.Base(path)
 	}
 	if _, _, err := typ.Render(tt.Params, names); err != nil {
-		return nil, err
+		return api.TypeTask{}, nil, err
 	}
 	var missing []error
 	for _, param := range slices.Sorted(maps.Keys(tt.Files)) {
@@ -248,7 +261,7 @@ func (c *Client) TypeTaskPut(ctx context.Context, tt TypeTask) (*spec.Task, erro
 		}
 	}
 	if err := errors.Join(missing...); err != nil {
-		return nil, err
+		return api.TypeTask{}, nil, err
 	}
 	body := api.TypeTask{
 		Files:   make(map[string]api.TypeFile, len(tt.Files)),
@@ -262,11 +275,10 @@ func (c *Client) TypeTaskPut(ctx context.Context, tt TypeTask) (*spec.Task, erro
 		ref, err := c.BlobPut(ctx, tt.Files[param])
 		if err != nil {
 			c.discard(ctx, uploaded)
-			return nil, fmt.Errorf("params[%q]: %w", param, err)
+			return api.TypeTask{}, nil, fmt.Errorf("params[%q]: %w", param, err)
 		}
 		uploaded = append(uploaded, ref.Key)
 		body.Files[param] = api.TypeFile{Name: names[param], Reference: ref.Key}
 	}
-	encode := func() ([]byte, error) { return json.Marshal(body) }
-	return postStored(ctx, c, "type/"+url.PathEscape(tt.Type)+"/task/", "task", encode, uploaded, spec.ParseTask)
+	return body, uploaded, nil
 }

@@ -45,23 +45,35 @@ func (c *Client) needWorkflows() error {
 // store the run, the references uploaded for it are deleted again (best
 // effort).
 func (c *Client) WorkflowPut(ctx context.Context, dir string) (string, error) {
-	if err := c.needWorkflows(); err != nil {
+	put, uploaded, err := c.workflowBuild(ctx, dir)
+	if err != nil {
 		return "", err
+	}
+	return c.workflowPost(ctx, put, uploaded)
+}
+
+// workflowBuild reads and checks the workflow folder dir and uploads the
+// files of its steps: the put to post (WorkflowPut, or a trigger's
+// target) and the references it made. On failure it has deleted them
+// again.
+func (c *Client) workflowBuild(ctx context.Context, dir string) (api.WorkflowPut, []string, error) {
+	if err := c.needWorkflows(); err != nil {
+		return api.WorkflowPut{}, nil, err
 	}
 	file := filepath.Join(dir, workflow.FileName)
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("unable to load the workflow: %w", err)
+		return api.WorkflowPut{}, nil, fmt.Errorf("unable to load the workflow: %w", err)
 	}
 	wf, err := workflow.Parse(data, file)
 	if err != nil {
-		return "", err
+		return api.WorkflowPut{}, nil, err
 	}
 	put := api.WorkflowPut{Workflow: data, Tasks: map[string]json.RawMessage{}, Files: map[string]map[string]api.TypeFile{}}
 	var uploaded []string
-	fail := func(err error) (string, error) {
+	fail := func(err error) (api.WorkflowPut, []string, error) {
 		c.discard(ctx, uploaded)
-		return "", err
+		return api.WorkflowPut{}, nil, err
 	}
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range wf.Steps {
@@ -106,15 +118,22 @@ func (c *Client) WorkflowPut(ctx context.Context, dir string) (string, error) {
 			put.Files[name] = files
 		}
 	}
+	return put, uploaded, nil
+}
+
+// workflowPost posts a built workflow put as a new run and returns its
+// key; if the server does not store it, the references uploaded for it
+// are deleted again (best effort).
+func (c *Client) workflowPost(ctx context.Context, put api.WorkflowPut, uploaded []string) (string, error) {
 	body, err := json.Marshal(put)
-	if err != nil {
-		return fail(err)
+	if err == nil {
+		var out api.WorkflowPutAnswer
+		if err = c.call(ctx, http.MethodPost, "workflow/", body, "application/json", &out); err == nil {
+			return out.Key, nil
+		}
 	}
-	var out api.WorkflowPutAnswer
-	if err := c.call(ctx, http.MethodPost, "workflow/", body, "application/json", &out); err != nil {
-		return fail(err)
-	}
-	return out.Key, nil
+	c.discard(ctx, uploaded)
+	return "", err
 }
 
 // workflowTask reads a step's task folder and uploads its files: its

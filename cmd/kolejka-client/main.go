@@ -82,6 +82,8 @@ func app() *cli.App {
 				), execute), 1, "RESULT_DIR", typeExecute),
 			typeCommand(),
 			workflowCommand(),
+			scheduleCommand(),
+			triggerCommand(),
 		},
 	}
 }

@@ -131,24 +131,10 @@ func typeFlags() []cli.Flag {
 // typeOptions reads --param and --file: a usage error naming the option
 // for one without "=", an empty name, or a name given twice.
 func typeOptions(c *cli.Context) (values, files map[string]string, err error) {
-	read := func(flag string) (map[string]string, error) {
-		out := map[string]string{}
-		for _, s := range c.StringSlice(flag) {
-			name, value, found := strings.Cut(s, "=")
-			if !found || name == "" {
-				return nil, cliexit.UsageError("--%s %q: expected NAME=VALUE", flag, s)
-			}
-			if _, dup := out[name]; dup {
-				return nil, cliexit.UsageError("--%s %s: parameter %q given more than once", flag, s, name)
-			}
-			out[name] = value
-		}
-		return out, nil
-	}
-	if values, err = read("param"); err != nil {
+	if values, err = nameValues(c, "param"); err != nil {
 		return nil, nil, err
 	}
-	if files, err = read("file"); err != nil {
+	if files, err = nameValues(c, "file"); err != nil {
 		return nil, nil, err
 	}
 	if c.String("type") == "" && (len(values) > 0 || len(files) > 0) {
@@ -160,6 +146,24 @@ func typeOptions(c *cli.Context) (values, files map[string]string, err error) {
 		}
 	}
 	return values, files, nil
+}
+
+// nameValues reads the NAME=VALUE values of the repeated option flag: a
+// usage error naming the option for one without "=", an empty name, or a
+// name given twice.
+func nameValues(c *cli.Context, flag string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range c.StringSlice(flag) {
+		name, value, found := strings.Cut(s, "=")
+		if !found || name == "" {
+			return nil, cliexit.UsageError("--%s %q: expected NAME=VALUE", flag, s)
+		}
+		if _, dup := out[name]; dup {
+			return nil, cliexit.UsageError("--%s %s: parameter %q given more than once", flag, s, name)
+		}
+		out[name] = value
+	}
+	return out, nil
 }
 
 // withType gives command c (task put, execute) the type options: with
