@@ -42,7 +42,7 @@ func TestScheduleKill9BetweenTickAndSubmission(t *testing.T) {
 			ts := httptest.NewServer(adm.Handler())
 			alice := &tokenClient{t: t, base: ts.URL + adm.Config().Prefix, token: tokens["alice"], hc: &http.Client{}}
 			wf := `{"tasks": {"a": {"task": "x"}, "b": {"task": "x", "after": ["a"]}}}`
-			mustOK(t, alice.postJSON("/schedule/", map[string]any{"name": "hourly", "every": "1h",
+			mustOK(t, alice.postJSON("/schedule/", map[string]any{"name": "hourly", "every": "1H",
 				"target": map[string]any{"workflow": map[string]any{"workflow": json.RawMessage(wf), "tasks": map[string]any{"x": wfTask(alice, []string{"true"}, nil, nil)}}}}))
 			ts.Close()
 			adm.Close()
