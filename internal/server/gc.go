@@ -56,7 +56,8 @@ func (s *Server) collect(ctx context.Context, hash string) (bool, error) {
 	return true, s.blobs.Remove(hash)
 }
 
-// collectGarbage removes expired sessions and tokens, stale node uploads
+// collectGarbage removes expired sessions and tokens, the firings of each
+// trigger past its latest keepFires, stale node uploads
 // (store.SweepUploads) and every unreferenced blob.
 func (s *Server) collectGarbage(ctx context.Context) {
 	now := s.now()
@@ -70,6 +71,11 @@ func (s *Server) collectGarbage(ctx context.Context) {
 		s.log.Error("garbage collection", "error", err)
 	} else if n > 0 {
 		s.log.Info("removed expired bearer tokens", "count", n)
+	}
+	if n, err := s.db.PruneFires(ctx, keepFires); err != nil {
+		s.log.Error("garbage collection", "error", err)
+	} else if n > 0 {
+		s.log.Info("removed old firings of triggers", "count", n)
 	}
 	s.sweepUploads(ctx, now)
 	total := 0

@@ -291,6 +291,9 @@ func (s *Server) answerTrigger(w http.ResponseWriter, r *http.Request, row store
 			return
 		}
 		for _, f := range fires {
+			if f.TaskKnown {
+				f.Status = stateName(f.TaskState)
+			}
 			info.Fires = append(info.Fires, api.TriggerFire{
 				Fire: f.Fire, Key: f.Key, Reason: f.Reason, Started: f.Started, State: f.State, Status: f.Status,
 				Time: f.TimeCreate.UTC().Format(time.RFC3339Nano),

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
 )
@@ -148,4 +149,166 @@ func toStrings(v any) []string {
 		out = append(out, x.(string))
 	}
 	return out
+}
+
+// A schedule on the test's clock: every 10 s with overlap forbid. No tick
+// before its time; a tick while the last task is queued is skipped; six
+// missed ticks fire once (the latest) and the next is after now; overlap
+// replace cancels the task still queued; a paused schedule does not fire
+// and, resumed, does not fire the ticks it missed; a restart after an
+// hour fires once.
+func TestScheduleOnTheTestsClock(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, withClock(clk))
+	e.standardUsers()
+	alice, node := e.tok("alice"), e.tok("node")
+	put := func(overlap string) {
+		t.Helper()
+		mustOK(t, alice.postJSON("/schedule/", map[string]any{"name": "tick", "every": "10s", "overlap": overlap,
+			"target": map[string]any{"task": simpleTask()}}))
+	}
+	put("forbid")
+	pass := func() []map[string]any {
+		t.Helper()
+		server.DispatchTriggers(e.srv)
+		_, fires := triggerShow(t, alice, "schedule", "tick")
+		return fires
+	}
+	if f := pass(); len(f) != 0 {
+		t.Fatalf("fired before its first tick: %v", f)
+	}
+	clk.Advance(10 * time.Second)
+	f := pass()
+	if len(f) != 1 || f[0]["state"] != "started" || f[0]["status"] != "queued" {
+		t.Fatalf("the first tick: %v", f)
+	}
+	first := f[0]["key"].(string)
+	clk.Advance(10 * time.Second)
+	if f = pass(); len(f) != 2 || f[0]["state"] != "skipped" || !strings.Contains(f[0]["reason"].(string), first) {
+		t.Fatalf("a tick while the task is queued, overlap forbid: %v", f)
+	}
+	got := take(t, node)
+	mustOK(t, finish(t, node, got[0].key, "OK", nil))
+	// Six ticks missed: one firing, at the latest.
+	clk.Advance(65 * time.Second)
+	if f = pass(); len(f) != 3 || f[0]["state"] != "started" {
+		t.Fatalf("after six missed ticks: %v", f)
+	}
+	info, _ := triggerShow(t, alice, "schedule", "tick")
+	next, _ := time.Parse(time.RFC3339Nano, info["next_fire"].(string))
+	if !next.After(clk.Now()) || next.After(clk.Now().Add(10*time.Second)) {
+		t.Fatalf("next tick %v; now %v", next, clk.Now())
+	}
+	tick, _ := time.Parse(time.RFC3339Nano, f[0]["fire"].(string))
+	if tick.After(clk.Now()) || clk.Now().Sub(tick) >= 10*time.Second {
+		t.Fatalf("the missed ticks fired at %v, not the latest before %v", tick, clk.Now())
+	}
+	queued := f[0]["key"].(string)
+	// Overlap replace: the queued task is cancelled, the new one queued.
+	put("replace")
+	clk.Advance(10 * time.Second)
+	if f = pass(); len(f) != 4 || f[0]["state"] != "started" || f[1]["status"] != "cancelled" {
+		t.Fatalf("overlap replace: %v", f)
+	}
+	if a := mustOK(t, alice.do("GET", "/task/task/"+queued+"/", nil)); a.json["state"] != "cancelled" {
+		t.Fatalf("the replaced task: %v", a)
+	}
+	// Paused: no firing; resumed: not the ticks it missed.
+	mustOK(t, alice.postJSON("/schedule/tick/pause/", nil))
+	clk.Advance(time.Minute)
+	if f = pass(); len(f) != 4 {
+		t.Fatalf("a paused schedule fired: %v", f)
+	}
+	mustOK(t, alice.postJSON("/schedule/tick/resume/", nil))
+	if f = pass(); len(f) != 4 {
+		t.Fatalf("a resumed schedule fired the ticks it missed: %v", f)
+	}
+	clk.Advance(10 * time.Second)
+	if f = pass(); len(f) != 5 {
+		t.Fatalf("a resumed schedule's next tick: %v", f)
+	}
+	// Down for an hour: one firing at startup.
+	e.stop()
+	clk.Advance(time.Hour)
+	e.start()
+	alice = e.tok("alice")
+	waitFor(t, "the firing of the hour's ticks at startup", func() bool {
+		_, f = triggerShow(t, alice, "schedule", "tick")
+		return len(f) >= 6
+	})
+	server.DispatchTriggers(e.srv)
+	if _, f = triggerShow(t, alice, "schedule", "tick"); len(f) != 6 {
+		t.Fatalf("after an hour down: %v", f)
+	}
+}
+
+// A run trigger fires when a workflow run ends (ok), with the run's key
+// in KOLEJKA_TRIGGER_KEY of its task; a run that fails does not match
+// status ok. A workflow target from a result trigger binds the result's
+// files into every step. The references a trigger's target uses cannot
+// be deleted while it exists.
+func TestRunTriggerAndWorkflowTarget(t *testing.T) {
+	e, alice, node := newWorkflowEnv(t)
+	ref := alice.upload([]byte("script\n"))
+	mustOK(t, alice.postJSON("/trigger/", map[string]any{"name": "done", "kind": "run",
+		"on":     map[string]any{"status": []string{"ok"}},
+		"target": map[string]any{"task": map[string]any{"image": "busybox:latest", "args": []string{"sh", "s"}, "files": map[string]any{"s": map[string]any{"reference": ref}}}}}))
+	if a := alice.do("DELETE", "/blob/reference/"+ref+"/", nil); a.status() == "OK" || !strings.Contains(a.String(), "done") {
+		t.Fatalf("deleting a reference the trigger uses: %v", a)
+	}
+	okRun := putRun(t, alice, `{"tasks": {"a": {"task": "x"}}}`, map[string]any{"x": wfTask(alice, []string{"true"}, nil, nil)})
+	badRun := putRun(t, alice, `{"tasks": {"a": {"task": "x"}}}`, map[string]any{"x": wfTask(alice, []string{"true"}, nil, nil)})
+	_, okInst := runShow(t, alice, okRun)
+	_, badInst := runShow(t, alice, badRun)
+	if got := take(t, node); len(got) != 2 {
+		t.Fatalf("queued: %v", got)
+	}
+	mustOK(t, finish(t, node, badInst["a"]["task_key"].(string), "RE", nil))
+	mustOK(t, finish(t, node, okInst["a"]["task_key"].(string), "OK", nil))
+	var fired []map[string]any
+	waitFor(t, "the run trigger fires", func() bool {
+		_, fired = triggerShow(t, alice, "trigger", "done")
+		return len(fired) >= 1
+	})
+	server.DispatchTriggers(e.srv)
+	if _, fired = triggerShow(t, alice, "trigger", "done"); len(fired) != 1 || fired[0]["fire"] != "run:"+okRun || fired[0]["state"] != "started" {
+		t.Fatalf("firings: %v", fired)
+	}
+	got := take(t, node)
+	if len(got) != 1 || got[0].key != fired[0]["key"] {
+		t.Fatalf("queued after the run ended: %v", got)
+	}
+	if env, _ := got[0].desc["environment"].(map[string]any); env["KOLEJKA_TRIGGER_KEY"] != okRun {
+		t.Errorf("environment %v", got[0].desc["environment"])
+	}
+	// A result trigger whose target is a workflow: every step gets the
+	// result's files under trigger/.
+	mustOK(t, alice.postJSON("/type/", map[string]any{"name": "gen", "type": simpleTask()}))
+	wf := map[string]any{"workflow": json.RawMessage(`{"tasks": {"a": {"task": "x"}, "b": {"task": "x", "after": ["a"]}}}`),
+		"tasks": map[string]any{"x": wfTask(alice, []string{"cat", "trigger/data"}, nil, nil)}}
+	mustOK(t, alice.postJSON("/trigger/", map[string]any{"name": "flow", "kind": "result",
+		"on": map[string]any{"type": "gen"}, "target": map[string]any{"workflow": wf}}))
+	src := mustOK(t, alice.postJSON("/type/gen/task/", map[string]any{})).json["task"].(map[string]any)["id"].(string)
+	take(t, node)
+	mustOK(t, finish(t, node, src, "OK", map[string][]byte{"data": []byte("payload")}))
+	waitFor(t, "the workflow target starts", func() bool {
+		_, fired = triggerShow(t, alice, "trigger", "flow")
+		return len(fired) == 1
+	})
+	run := fired[0]["key"].(string)
+	if fired[0]["started"] != "workflow" {
+		t.Fatalf("firing %v", fired[0])
+	}
+	resRef := fileRef(mustOK(t, alice.do("GET", "/task/result/"+src+"/", nil)).json["result"].(map[string]any), "data")
+	for _, step := range []string{"a", "b"} {
+		tasks := take(t, node)
+		if len(tasks) != 1 || fileRef(tasks[0].desc, "trigger/data") != resRef {
+			t.Fatalf("step %s of run %s: %v", step, run, tasks)
+		}
+		mustOK(t, finish(t, node, tasks[0].key, "OK", nil))
+	}
+	waitFor(t, "the fired run ends ok", func() bool {
+		state, _ := runShow(t, alice, run)
+		return state == "ok"
+	})
 }

@@ -235,8 +235,7 @@ func (s *Store) SetNextTick(ctx context.Context, id int64, next time.Time) error
 	return err
 }
 
-// FireRow is one firing, with where the work it started is: Status, a
-// task's lifecycle state or result status, a run's state.
+// FireRow is one firing, with where the work it started is.
 type FireRow struct {
 	ID         int64
 	Fire       string
@@ -246,7 +245,12 @@ type FireRow struct {
 	Reason     string
 	Depth      int
 	TimeCreate time.Time
-	Status     string
+	// Status is the result's status of a task that has one, a run's
+	// state, "deleted" for work that is gone; else the task's state is
+	// TaskState (TaskKnown).
+	Status    string
+	TaskState State
+	TaskKnown bool
 }
 
 // Fires lists trigger id's latest firings, newest first, at most limit.
@@ -265,7 +269,7 @@ func (s *Store) Fires(ctx context.Context, id int64, limit int) ([]FireRow, erro
 		case len(result) > 0:
 			f.Status = string(ResultStatus(result))
 		case state.Valid:
-			f.Status = State(state.Int64).String()
+			f.TaskState, f.TaskKnown = State(state.Int64), true
 		case f.Key != "":
 			f.Status = "deleted"
 		}
