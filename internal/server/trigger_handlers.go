@@ -354,9 +354,9 @@ func (s *Server) pauseTrigger(w http.ResponseWriter, r *http.Request, schedules,
 }
 
 // handleWebhook fires a request trigger of the caller: POST
-// /trigger/<name>/, a JSON object of parameters as the body. The request
-// is checked whole first (a refusal records nothing); a replay with the
-// same Idempotency-Key answers what the first request started.
+// /trigger/<name>/, a JSON object of parameters as the body. A request
+// the target refuses records nothing; a replay with the same
+// Idempotency-Key answers what the first request started.
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	u, body := s.postBody(w, r, store.RoleClient, "only clients fire triggers", s.cfg.MaxJSONBody)
 	if u == nil {
@@ -387,23 +387,15 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		id = auth.RandomKey(16)
 	}
-	src := fireSource{fire: "request:" + id, params: params}
-	put, err := readSpec(row)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	if err := s.checkRequest(r.Context(), u, put, src); err != nil {
-		s.answerSubmit(w, r, err)
-		return
-	}
-	res, err := s.fire(r.Context(), row, src)
+	// strict: a request the target refuses (an unknown parameter, a
+	// missing one) is a FAIL naming it, and records no firing.
+	res, err := s.fire(r.Context(), row, fireSource{fire: "request:" + id, params: params, strict: true})
 	if errors.Is(err, store.ErrTriggerGone) {
 		fail(w, "trigger %s was paused or removed", row.Name)
 		return
 	}
 	if err != nil {
-		s.internal(w, r, err)
+		s.answerSubmit(w, r, err)
 		return
 	}
 	if res.Fire.State != store.FireStarted {
@@ -411,22 +403,6 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ok(w, &api.TriggerFireAnswer{Key: res.Fire.Key, Started: res.Fire.Started})
-}
-
-// checkRequest makes a webhook's work without recording it: a request the
-// target refuses (an unknown parameter, a missing one) is a FAIL naming it
-// and records no firing.
-func (s *Server) checkRequest(ctx context.Context, u *store.User, put api.TriggerPut, src fireSource) error {
-	if put.Target.Workflow != nil {
-		_, _, err := s.targetRun(ctx, u, put, src)
-		return err
-	}
-	task, origin, err := s.targetTask(ctx, u, put.Target, put.Kind, src)
-	if err != nil {
-		return err
-	}
-	_, err = s.prepare(ctx, u, task, origin)
-	return err
 }
 
 // scopeAllows reports whether a token of scope may make request r on

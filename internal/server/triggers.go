@@ -66,6 +66,10 @@ type fireSource struct {
 	params map[string]string // a webhook's parameters
 	depth  int               // the depth of the firing that started key (0: none)
 	next   time.Time         // a schedule's next tick after this one
+	// strict: a target that refuses the firing records nothing, and fire
+	// returns the *refusal (a webhook's request is bad input, answered
+	// as such); else the firing is recorded as refused, with why.
+	strict bool
 }
 
 // readSpec reads a trigger's stored put (written by this server).
@@ -113,7 +117,7 @@ func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource)
 		}
 		started, key, err := s.startWork(ctx, f, &owner, put, src)
 		var re *refusal
-		if errors.As(err, &re) {
+		if errors.As(err, &re) && !src.strict {
 			d.State, d.Reason = store.FireRefused, re.msg
 			return d, nil
 		}
