@@ -23,6 +23,7 @@ type metrics struct {
 	requeued  prometheus.Counter
 	failed    prometheus.Counter
 	callbacks *prometheus.CounterVec
+	firings   *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -54,8 +55,12 @@ func newMetrics(s *Server) *metrics {
 			Name: "kolejka_callbacks_total",
 			Help: "Callback delivery attempts by outcome (delivered, retried, failed).",
 		}, []string{"outcome"}),
+		firings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kolejka_trigger_firings_total",
+			Help: "Firings of schedules and triggers by kind (schedule, result, run, request) and state (started, skipped, refused).",
+		}, []string{"kind", "state"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.dequeue, m.requeued, m.failed, m.callbacks,
+	m.reg.MustRegister(m.requests, m.latency, m.dequeue, m.requeued, m.failed, m.callbacks, m.firings,
 		&dbCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

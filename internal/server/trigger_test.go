@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -141,6 +142,25 @@ func TestWebhookScopedToken(t *testing.T) {
 	if len(fired) != 1 {
 		t.Fatalf("firings: %v", fired)
 	}
+	resp, err := http.Get(e.base + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `kolejka_trigger_firings_total{kind="request",state="started"} 1`) {
+		t.Errorf("metrics lack the firing:\n%s", grepLines(string(body), "trigger"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func toStrings(v any) []string {

@@ -144,6 +144,7 @@ func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource)
 		return res, nil
 	}
 	s.hook("committed")
+	s.metrics.firings.WithLabelValues(row.Kind, res.Fire.State).Inc()
 	if res.Queued {
 		s.queue.Signal()
 	}
