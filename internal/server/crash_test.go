@@ -35,6 +35,43 @@ func startChild(t *testing.T, dir string) *child {
 	return &child{h: h, base: "http://" + addr + "/"}
 }
 
+// crashFolder makes a data folder with users alice (a client) and node (a
+// processor) for a server in another process, and their bearer tokens.
+func crashFolder(t *testing.T) (string, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	adm := openAdminWithTokens(t, dir)
+	adm.srv.Close()
+	return dir, adm.tokens
+}
+
+// adminServer is a server opened on a folder with alice and node.
+type adminServer struct {
+	srv    *server.Server
+	tokens map[string]string
+}
+
+// openAdminWithTokens opens dir with users alice (a client) and node (a
+// processor) and makes their bearer tokens; the caller closes it.
+func openAdminWithTokens(t *testing.T, dir string) adminServer {
+	t.Helper()
+	adm, err := server.Open(server.Config{DataDir: dir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tokens := map[string]string{}
+	for name, role := range map[string]server.Role{"alice": server.Clients, "node": server.Processors} {
+		if err := adm.AddUser(ctx, name, "pw", role); err != nil {
+			t.Fatal(err)
+		}
+		if tokens[name], err = adm.NewToken(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return adminServer{srv: adm, tokens: tokens}
+}
+
 func (c *child) kill(t *testing.T) {
 	t.Helper()
 	c.h.Kill()
@@ -53,20 +90,7 @@ type acked struct {
 // the same folder; everything acknowledged is intact, no blob file under a
 // final name is partial, and unfinished uploads are cleaned up.
 func TestCrashSafety(t *testing.T) {
-	dir := t.TempDir()
-	adm, err := server.Open(server.Config{DataDir: dir, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	tokens := map[string]string{}
-	for name, role := range map[string]server.Role{"alice": server.Clients, "node": server.Processors} {
-		if err := adm.AddUser(ctx, name, "pw", role); err != nil {
-			t.Fatal(err)
-		}
-		tokens[name], _ = adm.NewToken(ctx, name)
-	}
-	adm.Close()
+	dir, tokens := crashFolder(t)
 
 	ch := startChild(t, dir)
 	client := func(name string) *tokenClient {

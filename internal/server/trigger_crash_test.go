@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"net/http"
@@ -25,18 +24,8 @@ func TestScheduleKill9BetweenTickAndSubmission(t *testing.T) {
 	for _, phase := range []string{"recorded", "committed"} {
 		t.Run(phase, func(t *testing.T) {
 			dir := t.TempDir()
-			adm, err := server.Open(server.Config{DataDir: dir, Logger: testLogger(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := context.Background()
-			tokens := map[string]string{}
-			for name, role := range map[string]server.Role{"alice": server.Clients, "node": server.Processors} {
-				if err := adm.AddUser(ctx, name, "pw", role); err != nil {
-					t.Fatal(err)
-				}
-				tokens[name], _ = adm.NewToken(ctx, name)
-			}
+			a := openAdminWithTokens(t, dir)
+			adm, tokens := a.srv, a.tokens
 			// The schedule is put through the API of a server in this
 			// process; an hour apart, its ticks never come by themselves.
 			ts := httptest.NewServer(adm.Handler())

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
@@ -23,20 +21,7 @@ import (
 // result: none lost (the startup's advance queues what the crash left
 // undone), none doubled (each advance is one transaction).
 func TestWorkflowKill9(t *testing.T) {
-	dir := t.TempDir()
-	adm, err := server.Open(server.Config{DataDir: dir, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	tokens := map[string]string{}
-	for name, role := range map[string]server.Role{"alice": server.Clients, "node": server.Processors} {
-		if err := adm.AddUser(ctx, name, "pw", role); err != nil {
-			t.Fatal(err)
-		}
-		tokens[name], _ = adm.NewToken(ctx, name)
-	}
-	adm.Close()
+	dir, tokens := crashFolder(t)
 	ch := startChild(t, dir)
 	as := func(name string) *tokenClient {
 		return &tokenClient{t: t, base: ch.base, token: tokens[name], hc: &http.Client{Timeout: 10 * time.Second}}

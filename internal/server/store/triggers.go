@@ -531,17 +531,7 @@ func (f *FireTx) LastStarted() (last FireRow, going, ok bool, err error) {
 // CancelTask cancels task key, as Store.Cancel does; a task that ended is
 // left as it is.
 func (f *FireTx) CancelTask(key string) error {
-	res, id, err := cancelTask(f.ctx, f.tx, key, f.now)
-	if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if res.Was == Queued {
-		f.forget = append(f.forget, id)
-	}
-	return nil
+	return cancelIn(f.ctx, f.tx, key, f.now, &f.forget)
 }
 
 // encodeRequires is the JSON of a task's requires, as tasks.requires

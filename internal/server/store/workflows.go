@@ -274,7 +274,15 @@ func (a *RunTx) Insert(t NewTask, step string, item int, inputs map[string]bool)
 // Cancel cancels task key, as Store.Cancel does; a task that has its
 // result or is cancelled already is left as it is.
 func (a *RunTx) Cancel(key string) error {
-	res, id, err := cancelTask(a.ctx, a.tx, key, a.now)
+	return cancelIn(a.ctx, a.tx, key, a.now, &a.forget)
+}
+
+// cancelIn cancels task key in a transaction that also does other work
+// (a run's advance, a trigger's firing): a task that ended or is gone is
+// left as it is; a queued one's id joins forget, for the dequeue's cache
+// once the transaction commits.
+func cancelIn(ctx context.Context, tx *sql.Tx, key string, now time.Time, forget *[]int64) error {
+	res, id, err := cancelTask(ctx, tx, key, now)
 	if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -282,7 +290,7 @@ func (a *RunTx) Cancel(key string) error {
 		return err
 	}
 	if res.Was == Queued {
-		a.forget = append(a.forget, id)
+		*forget = append(*forget, id)
 	}
 	return nil
 }
