@@ -87,10 +87,6 @@ func readSpec(row store.TriggerRow) (api.TriggerPut, error) {
 // as refused, with why. store.ErrTriggerGone if the trigger was removed
 // or paused meanwhile.
 func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource) (store.FireResult, error) {
-	put, err := readSpec(row)
-	if err != nil {
-		return store.FireResult{}, err
-	}
 	owner, err := s.db.UserByName(ctx, row.OwnerName)
 	if err != nil {
 		return store.FireResult{}, fmt.Errorf("unable to read the owner of trigger %s: %w", row.Name, err)
@@ -99,6 +95,12 @@ func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource)
 	res, err := s.db.Fire(ctx, row.ID, src.fire, true, s.now(), func(f *store.FireTx) (store.Fired, error) {
 		replaceRun = ""
 		d := store.Fired{Depth: src.depth + 1, Next: src.next}
+		// The trigger as the transaction reads it: a put since row was
+		// read fires its new version.
+		put, err := readSpec(f.Trigger)
+		if err != nil {
+			return d, err
+		}
 		if src.depth >= maxTriggerDepth {
 			d.State, d.Reason = store.FireRefused, fmt.Sprintf("%s was started by a chain of %d firings (at most %d): a loop of triggers?", src.key, src.depth, maxTriggerDepth)
 			return d, nil
@@ -106,7 +108,6 @@ func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource)
 		var last store.FireRow
 		going := false
 		if put.Kind == api.TriggerSchedule && put.Overlap != api.OverlapAllow {
-			var err error
 			if last, going, _, err = f.LastStarted(); err != nil {
 				return d, err
 			}
@@ -389,9 +390,10 @@ func (s *Server) checkTarget(ctx context.Context, u *store.User, put api.Trigger
 		return nil, nil, err
 	}
 	for name, f := range task.Files {
-		if !strings.HasPrefix(name, triggerDir) || src.files == nil {
-			refs[fmt.Sprintf("target.files[%q]", name)] = f.Reference
+		if put.Kind == api.TriggerResult && strings.HasPrefix(name, triggerDir) {
+			return nil, nil, refuse("target: files[%q]: %s is where a firing binds the triggering result's files", name, triggerDir)
 		}
+		refs[fmt.Sprintf("target.files[%q]", name)] = f.Reference
 	}
 	return []trigger.Work{{Queue: nt.Queue, Type: nt.TypeName}}, refs, nil
 }

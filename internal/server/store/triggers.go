@@ -378,8 +378,8 @@ func runEvent(ctx context.Context, tx *sql.Tx, id int64, state string, now time.
 func (s *Store) DepthOf(ctx context.Context, key string) (int, error) {
 	var d sql.NullInt64
 	err := s.r.QueryRowContext(ctx, `
-		SELECT MAX(f.depth) FROM fires f WHERE f.key = ?
-			OR f.key = (SELECT r.key FROM tasks t JOIN runs r ON r.id = t.run_id WHERE t.key = ?)`, key, key).Scan(&d)
+		SELECT MAX(f.depth) FROM fires f
+		WHERE f.key IN (?, (SELECT r.key FROM tasks t JOIN runs r ON r.id = t.run_id WHERE t.key = ?))`, key, key).Scan(&d)
 	if err != nil {
 		return 0, fmt.Errorf("unable to read a firing's depth: %w", err)
 	}
