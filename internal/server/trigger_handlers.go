@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -133,7 +134,12 @@ func (s *Server) handleTriggerPut(w http.ResponseWriter, r *http.Request, schedu
 	var ke *store.KindError
 	switch {
 	case errors.As(err, &fe):
-		fail(w, "%s", fe.Error())
+		// Each File is already a field's name (target.files["x"]).
+		msgs := make([]string, len(fe))
+		for i, e := range fe {
+			msgs[i] = fmt.Sprintf("%s.reference: reference %q %s", e.File, e.Ref, e.Problem)
+		}
+		fail(w, "%s", strings.Join(msgs, "\n"))
 		return
 	case errors.As(err, &ke):
 		fail(w, "name: %v", ke)

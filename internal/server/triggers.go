@@ -382,6 +382,15 @@ func (s *Server) checkTarget(ctx context.Context, u *store.User, put api.Trigger
 	if err != nil {
 		return nil, nil, err
 	}
+	// A firing binds the result's files under trigger/: a file of the
+	// task's own there would collide with one at some firing.
+	if put.Kind == api.TriggerResult {
+		for _, name := range slices.Sorted(maps.Keys(task.Files)) {
+			if strings.HasPrefix(name, triggerDir) {
+				return nil, nil, refuse("target: files[%q]: a result trigger binds the triggering result's files under %s; the task may have none of its own there", name, triggerDir)
+			}
+		}
+	}
 	nt, err := s.prepare(ctx, u, task, origin)
 	if err == nil {
 		err = s.mayQueue(ctx, u, nt.Queue)
