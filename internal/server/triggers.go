@@ -399,9 +399,6 @@ func (s *Server) checkTarget(ctx context.Context, u *store.User, put api.Trigger
 		return nil, nil, err
 	}
 	for name, f := range task.Files {
-		if put.Kind == api.TriggerResult && strings.HasPrefix(name, triggerDir) {
-			return nil, nil, refuse("target: files[%q]: %s is where a firing binds the triggering result's files", name, triggerDir)
-		}
 		refs[fmt.Sprintf("target.files[%q]", name)] = f.Reference
 	}
 	return []trigger.Work{{Queue: nt.Queue, Type: nt.TypeName}}, refs, nil
