@@ -13,10 +13,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 
 	"github.com/kolejka-go/kolejka/api"
+	"github.com/kolejka-go/kolejka/internal/tasktype"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -43,15 +45,16 @@ type Target struct {
 	Workflow string            // a workflow folder: its kolejka_workflow.json and task folders
 }
 
-// BuildTarget checks the local target t and uploads its files: the
-// target to put and the references it made (to delete, with Discard, if
-// the put is refused). A task folder becomes its kolejka_task.json with
-// each file's reference and its limits capped as TaskSubmit caps them; a
-// type is rendered here first, as TypeTaskPut does, so that a wrong
-// parameter is refused by name before anything is uploaded; a workflow
-// folder is checked and uploaded as WorkflowPut does. On failure the
-// references it made are deleted again.
-func (c *Client) BuildTarget(ctx context.Context, t Target) (api.TriggerTarget, []string, error) {
+// BuildTarget checks the local target t of a schedule or trigger of kind
+// (api.TriggerSchedule, …) and uploads its files: the target to put and
+// the references it made (to delete, with Discard, if the put is
+// refused). A task folder becomes its kolejka_task.json with each file's
+// reference and its limits capped as TaskSubmit caps them; a type is
+// rendered here first, as TypeTaskPut does, so that a wrong parameter is
+// refused by name before anything is uploaded (with the parameters its
+// firings give: fireParams); a workflow folder is checked and uploaded as
+// WorkflowPut does. On failure the references it made are deleted again.
+func (c *Client) BuildTarget(ctx context.Context, kind string, t Target) (api.TriggerTarget, []string, error) {
 	n := 0
 	for _, s := range []string{t.Task, t.Type, t.Workflow} {
 		if s != "" {
@@ -71,11 +74,16 @@ func (c *Client) BuildTarget(ctx context.Context, t Target) (api.TriggerTarget, 
 	case t.Task != "":
 		return c.taskTarget(ctx, t)
 	case t.Type != "":
-		body, uploaded, err := c.typeTaskBuild(ctx, TypeTask{Type: t.Type, Params: t.Params, Files: t.Files, Queue: t.Queue, Caps: t.Caps})
+		params, err := c.fireParams(ctx, kind, t)
 		if err != nil {
 			return api.TriggerTarget{}, nil, err
 		}
-		return api.TriggerTarget{Type: t.Type, Params: body.Params, Files: body.Files, Queue: body.Queue, Limits: body.Limits}, uploaded, nil
+		body, uploaded, err := c.typeTaskBuild(ctx, TypeTask{Type: t.Type, Params: params, Files: t.Files, Queue: t.Queue, Caps: t.Caps})
+		if err != nil {
+			return api.TriggerTarget{}, nil, err
+		}
+		// The put carries the parameters given; the firings give the rest.
+		return api.TriggerTarget{Type: t.Type, Params: t.Params, Files: body.Files, Queue: body.Queue, Limits: body.Limits}, uploaded, nil
 	default:
 		put, uploaded, err := c.workflowBuild(ctx, t.Workflow)
 		if err != nil {
@@ -83,6 +91,43 @@ func (c *Client) BuildTarget(ctx context.Context, t Target) (api.TriggerTarget, 
 		}
 		return api.TriggerTarget{Workflow: &put}, uploaded, nil
 	}
+}
+
+// sampleValue stands for a parameter a firing gives, in the render check
+// of a put.
+const sampleValue = "sample"
+
+// fireParams are t's parameters for the render check of a put of kind,
+// with a sample for each one its firings give, as the server checks a
+// put: a request's body gives the type's required value parameters, and
+// a result or run trigger gives the key of what fired it in a declared
+// "trigger" parameter. Without them a webhook of a type with a required
+// parameter could not be put.
+func (c *Client) fireParams(ctx context.Context, kind string, t Target) (map[string]string, error) {
+	if kind != api.TriggerRequest && kind != api.TriggerResult && kind != api.TriggerRun {
+		return t.Params, nil
+	}
+	info, err := c.Type(ctx, t.Type, 0)
+	if err != nil {
+		return nil, err
+	}
+	typ, err := tasktype.Parse(info.Type, "type "+t.Type)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrProtocol)
+	}
+	params := maps.Clone(t.Params)
+	if params == nil {
+		params = map[string]string{}
+	}
+	for name, p := range typ.Params() {
+		if _, given := params[name]; given || p.File {
+			continue
+		}
+		if (kind == api.TriggerRequest && p.Default == nil) || (kind != api.TriggerRequest && name == "trigger") {
+			params[name] = sampleValue
+		}
+	}
+	return params, nil
 }
 
 // taskTarget is BuildTarget of a task folder: what TaskSubmit would post,
@@ -145,7 +190,7 @@ func (c *Client) triggerPut(ctx context.Context, path string, put api.TriggerPut
 	var uploaded []string
 	if target != nil {
 		var err error
-		if put.Target, uploaded, err = c.BuildTarget(ctx, *target); err != nil {
+		if put.Target, uploaded, err = c.BuildTarget(ctx, put.Kind, *target); err != nil {
 			return 0, err
 		}
 	}

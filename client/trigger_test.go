@@ -234,6 +234,54 @@ func TestTriggerPutTypeTarget(t *testing.T) {
 	}
 }
 
+// The parameters a firing gives are not missing at the put: a request's
+// body gives the type's required value parameters, a result or run
+// trigger's source gives "trigger"; the put carries only the ones given.
+// A schedule gives neither: the same put is refused naming the parameter.
+func TestTriggerPutTypeTargetFireParams(t *testing.T) {
+	s := &triggerServer{t: t, extensions: []string{api.ExtTriggers, api.ExtTypes}, types: map[string]string{
+		"build": `{"image": "kolejka-test:latest", "args": ["echo", "{rev}", "{mode}"], "params": {"rev": {}, "mode": {"default": "fast"}}}`,
+		"chain": `{"image": "kolejka-test:latest", "args": ["echo", "{trigger}"], "params": {"trigger": {}}}`,
+	}}
+	cl := s.start()
+	ctx := context.Background()
+	for _, c := range []struct {
+		kind, typ string
+		refused   string // "": put
+	}{
+		{api.TriggerRequest, "build", ""},
+		{api.TriggerResult, "chain", ""},
+		{api.TriggerRun, "chain", ""},
+		{api.TriggerResult, "build", `params["rev"]`},
+		{api.TriggerSchedule, "build", `params["rev"]`},
+		{api.TriggerSchedule, "chain", `params["trigger"]`},
+	} {
+		s.puts = map[string][]byte{}
+		put := api.TriggerPut{Name: "t", Kind: c.kind}
+		var err error
+		if c.kind == api.TriggerSchedule {
+			put.Every = "1m"
+			_, err = cl.SchedulePut(ctx, put, &client.Target{Type: c.typ})
+		} else {
+			_, err = cl.TriggerPut(ctx, put, &client.Target{Type: c.typ})
+		}
+		if c.refused != "" {
+			if err == nil || !strings.Contains(err.Error(), c.refused) || len(s.puts) != 0 {
+				t.Errorf("%s of type %s: %v (puts %v), want refused naming %s", c.kind, c.typ, err, s.puts, c.refused)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s of type %s: %v", c.kind, c.typ, err)
+			continue
+		}
+		sent, err := api.ParseTriggerPut(s.puts["/trigger/"])
+		if err != nil || len(sent.Target.Params) != 0 {
+			t.Errorf("%s of type %s put params %v (%v): the samples of the check were sent", c.kind, c.typ, sent.Target.Params, err)
+		}
+	}
+}
+
 // A target is exactly one of a task folder, a type and a workflow folder;
 // a put needs a valid name; both refused before anything is sent.
 func TestTriggerPutBadInput(t *testing.T) {

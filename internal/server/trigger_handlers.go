@@ -412,8 +412,13 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // scopeAllows reports whether a token of scope may make request r on
-// route: a trigger's token fires that trigger, and nothing else.
+// route: a trigger's token fires that trigger, and nothing else but read
+// the server's settings (the same for everyone), which every client reads
+// when it connects: without them kolejka-client could not fire it.
 func scopeAllows(scope string, route string, r *http.Request) bool {
+	if route == "/settings/" && r.Method == http.MethodGet {
+		return true
+	}
 	return route == "/trigger/<name>/" && r.Method == http.MethodPost && scope == triggerScope(r.PathValue("name")) &&
 		r.URL.Query().Get("owner") == ""
 }

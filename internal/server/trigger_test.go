@@ -105,7 +105,8 @@ func TestTriggerLoopRefused(t *testing.T) {
 
 // A webhook: the trigger's scoped token fires it (and answers the key),
 // a replay with the same Idempotency-Key answers the same key, the
-// scoped token can do nothing else, a wrong token is refused.
+// scoped token can do nothing else but read the settings, a wrong token
+// is refused.
 func TestWebhookScopedToken(t *testing.T) {
 	e, alice, node := newWorkflowEnv(t)
 	mustOK(t, alice.postJSON("/type/", map[string]any{"name": "build", "type": map[string]any{
@@ -123,6 +124,10 @@ func TestWebhookScopedToken(t *testing.T) {
 	got := take(t, node)
 	if len(got) != 1 || got[0].key != key || !strings.Contains(strings.Join(toStrings(got[0].desc["args"]), " "), "abc123") {
 		t.Fatalf("the webhook's task: %+v", got)
+	}
+	// The server's settings, which every client reads when it connects.
+	if a := hook.do("GET", "/settings/", nil); a.code != 200 || a.status() != "OK" {
+		t.Errorf("the scoped token cannot read the settings: %v", a)
 	}
 	if a := hook.do("GET", "/trigger/", nil); a.code != 403 {
 		t.Errorf("the scoped token lists triggers: %v", a)
