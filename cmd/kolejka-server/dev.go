@@ -63,9 +63,9 @@ func devCommand() *cli.Command {
 			"a node (kolejka-foreman, runc runtime, every core) and a user with a token; then remove it all (as root)",
 		UsageText: "kolejka-server dev [--listen ADDR] [--testimage DIR]",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Value: devListen, Usage: "address to listen on (default: a free port of 127.0.0.1)"},
+			&cli.StringFlag{Name: "listen", Value: devListen, Usage: "address to listen on (port 0: a free one)"},
 			&cli.StringFlag{Name: "testimage", EnvVars: []string{"KOLEJKA_TESTIMAGE"},
-				Usage: "the folder `make testimage` made, imported as " + devImage + " (default: build/testimage of the tree this binary was built in, if there)"},
+				Usage: "the test image's `DIR` (as make testimage makes it), imported as " + devImage + " (default: build/testimage of the tree whose bin/ holds this binary, if there)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := cliexit.NoFlagsAfterArgs(c); err != nil {
