@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -60,6 +63,7 @@ func startDevGrid(t *testing.T) *devGrid {
 		if g.p.Running() {
 			g.p.Kill9()
 		}
+		g.sweep()
 		if t.Failed() {
 			data, _ := os.ReadFile(g.out)
 			t.Logf("stdout:\n%s\nlog:\n%s", data, gridtest.Tail(logFile))
@@ -136,6 +140,62 @@ func (g *devGrid) interrupt(within time.Duration) {
 	}
 }
 
+// sweep removes what a grid killed or failing to stop left, so that a
+// failed test leaves no container behind on the machine: its node and the
+// processes in its cgroups are killed, its mounts detached, its cgroups removed (its
+// folder goes with the test's TempDir).
+func (g *devGrid) sweep() {
+	if g.banner["cgroups"] == "" {
+		return
+	}
+	// Its node first (a process group of its own, outside the cgroups):
+	// its command line names the grid's folder.
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmdline), g.banner["data"]+"/") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	for _, root := range g.cgroupDirs() {
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.Name() == "cgroup.procs" {
+				data, _ := os.ReadFile(p)
+				for _, f := range strings.Fields(string(data)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			}
+			return nil
+		})
+	}
+	if mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(g.banner["data"])); err == nil {
+		slices.SortFunc(mounts, func(a, b *mountinfo.Info) int { return len(b.Mountpoint) - len(a.Mountpoint) })
+		for _, m := range mounts {
+			_ = syscall.Unmount(m.Mountpoint, syscall.MNT_DETACH)
+		}
+	}
+	gridtest.WaitFor(g.t, "the grid's killed processes to leave their cgroups", 10*time.Second, func() bool {
+		for _, root := range g.cgroupDirs() {
+			var dirs []string
+			_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				_ = syscall.Rmdir(dirs[i])
+			}
+		}
+		return len(g.cgroupDirs()) == 0
+	})
+}
+
 // assertNothingLeft checks that the grid's folder, its cgroups and its
 // mounts are gone, and its TMPDIR is as empty as it began.
 func (g *devGrid) assertNothingLeft() {
@@ -192,7 +252,9 @@ func TestDevGrid(t *testing.T) {
 // included.
 func TestDevGridSecondInterrupt(t *testing.T) {
 	g := startDevGrid(t)
-	const marker = "sleep 1234.5"
+	// A command line no other test's task has, even one of an earlier
+	// run of this test.
+	marker := fmt.Sprintf("sleep 1234.%d", time.Now().UnixNano()%1e6)
 	task := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "`+marker+`"], "limits": {"time": "60s"}}`)
 	out, errOut, code := g.client(context.Background(), "task", "put", task)
 	if code != 0 {
