@@ -131,34 +131,29 @@ func runDev(c *cli.Context) (err error) {
 	// the command ends.
 	defer func() { err = errors.Join(err, g.stop(sigs)) }()
 
+	served := false
+	defer func() {
+		if !served {
+			ln.Close()
+		}
+	}()
 	g.srv, err = server.Open(server.Config{DataDir: filepath.Join(g.dir, "server"), Logger: slog.Default()})
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	password := rand.Text()
+	passwords := map[string]string{devUser: rand.Text(), devNode: rand.Text()}
 	tokens := map[string]string{}
 	for name, roles := range map[string]server.Role{devUser: server.Clients | server.Managers, devNode: server.Processors} {
-		if err := g.srv.AddUser(c.Context, name, rand.Text(), roles); err != nil {
-			ln.Close()
+		if err := g.srv.AddUser(c.Context, name, passwords[name], roles); err != nil {
 			return err
 		}
 		if tokens[name], err = g.srv.NewToken(c.Context, name); err != nil {
-			ln.Close()
 			return err
 		}
 	}
-	if _, _, err := g.srv.SetPassword(c.Context, devUser, password); err != nil {
-		ln.Close()
-		return err
-	}
-	// SetPassword revoked the token made before it.
-	if tokens[devUser], err = g.srv.NewToken(c.Context, devUser); err != nil {
-		ln.Close()
-		return err
-	}
 	g.addr = ln.Addr().String()
 	g.served = make(chan error, 1)
+	served = true
 	go func() { g.served <- g.srv.Serve(context.Background(), ln) }()
 	url := "http://" + g.addr
 
@@ -180,7 +175,7 @@ func runDev(c *cli.Context) (err error) {
 	}
 	line("server", "%s/", url)
 	line("ui", "%s/ui/", url)
-	line("user", "%s (client, manager), password %s", devUser, password)
+	line("user", "%s (client, manager), password %s", devUser, passwords[devUser])
 	line("token", "%s", tokens[devUser])
 	line("node", "%s (processor): runc runtime, %s", devNode, capacity)
 	line("image", "%s", imageNote)
@@ -196,7 +191,7 @@ func runDev(c *cli.Context) (err error) {
 		return fmt.Errorf("the server stopped: %w", err)
 	case err := <-g.nodeEnd:
 		g.nodeEnd <- err // for stop
-		return fmt.Errorf("the node stopped: %v", err)
+		return fmt.Errorf("the node stopped by itself (its log is above): %v", err)
 	}
 	return nil
 }

@@ -226,7 +226,7 @@ func TestDevGrid(t *testing.T) {
 	res := filepath.Join(t.TempDir(), "result")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	_, errOut, code := g.client(ctx, "execute", filepath.Join(testenv.RepoRoot(t), "testdata", "tasks", "hello"), res)
+	out, errOut, code := g.client(ctx, "execute", filepath.Join(testenv.RepoRoot(t), "testdata", "tasks", "hello"), res)
 	if code != 0 {
 		t.Fatalf("kolejka-client execute: exit %d: %s", code, errOut)
 	}
@@ -234,9 +234,21 @@ func TestDevGrid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ := os.ReadFile(filepath.Join(res, "stdout"))
-	if r.Status != spec.StatusOK || !strings.HasPrefix(string(out), "Linux ") {
-		t.Errorf("hello: status %s, stdout %q; want OK and uname's line", r.Status, out)
+	stdout, _ := os.ReadFile(filepath.Join(res, "stdout"))
+	if r.Status != spec.StatusOK || !strings.HasPrefix(string(stdout), "Linux ") {
+		t.Errorf("hello: status %s, stdout %q; want OK and uname's line", r.Status, stdout)
+	}
+	// The printed password signs the user in: task ls lists the task
+	// just run (a header and its line).
+	user, password, ok := strings.Cut(g.banner["user"], ", password ")
+	name, _, _ := strings.Cut(user, " ")
+	if !ok || name == "" || password == "" {
+		t.Fatalf("user line %q: want NAME (roles), password PASSWORD", g.banner["user"])
+	}
+	out, errOut, code = gridtest.RunCommand(ctx, filepath.Join(g.bin, "kolejka-client"), "--server", g.banner["server"],
+		"--username", name, "--password", password, "task", "ls")
+	if code != 0 || strings.Count(out, "\n") < 2 {
+		t.Errorf("task ls as %s with the printed password: exit %d, %q %s", name, code, out, errOut)
 	}
 	// The task ran below the node's own cgroup: its removal at the end is
 	// what shows that no task process is left.
