@@ -370,8 +370,8 @@ func (g *devGrid) stopNode(sigs <-chan os.Signal) error {
 	case <-time.After(devNodeStop):
 	}
 	_ = g.node.Process.Kill()
-	<-g.nodeEnd
-	return fmt.Errorf("the node did not stop in %v and was killed: its tasks' containers may be left", devNodeStop)
+	err := <-g.nodeEnd
+	return fmt.Errorf("the node did not stop in %v and was killed (%v): its tasks' containers may be left", devNodeStop, err)
 }
 
 func nodeExit(err error) error {

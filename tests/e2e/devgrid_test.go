@@ -24,13 +24,12 @@ import (
 
 // devGrid is a `kolejka-server dev` process and what its banner says.
 type devGrid struct {
-	t       *testing.T
-	bin     string
-	tmp     string // its TMPDIR: the grid's folder goes there
-	p       *gridtest.Proc
-	out     string // its stdout
-	banner  map[string]string
-	cgroups []string // the node's cgroup root in each hierarchy
+	t      *testing.T
+	bin    string
+	tmp    string // its TMPDIR: the grid's folder goes there
+	p      *gridtest.Proc
+	out    string // its stdout
+	banner map[string]string
 }
 
 // startDevGrid starts `kolejka-server dev` with the test image and waits
@@ -226,7 +225,7 @@ func TestDevGrid(t *testing.T) {
 	res := filepath.Join(t.TempDir(), "result")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, errOut, code := g.client(ctx, "execute", filepath.Join(testenv.RepoRoot(t), "testdata", "tasks", "hello"), res)
+	_, errOut, code := g.client(ctx, "execute", filepath.Join(testenv.RepoRoot(t), "testdata", "tasks", "hello"), res)
 	if code != 0 {
 		t.Fatalf("kolejka-client execute: exit %d: %s", code, errOut)
 	}
@@ -245,7 +244,7 @@ func TestDevGrid(t *testing.T) {
 	if !ok || name == "" || password == "" {
 		t.Fatalf("user line %q: want NAME (roles), password PASSWORD", g.banner["user"])
 	}
-	out, errOut, code = gridtest.RunCommand(ctx, filepath.Join(g.bin, "kolejka-client"), "--server", g.banner["server"],
+	out, errOut, code := gridtest.RunCommand(ctx, filepath.Join(g.bin, "kolejka-client"), "--server", g.banner["server"],
 		"--username", name, "--password", password, "task", "ls")
 	if code != 0 || strings.Count(out, "\n") < 2 {
 		t.Errorf("task ls as %s with the printed password: exit %d, %q %s", name, code, out, errOut)
