@@ -48,13 +48,12 @@ testimage: $(TESTIMAGE)/rootfs.tar
 $(TESTIMAGE)/rootfs.tar: testdata/image/build.sh $(wildcard testdata/image/src/*) $(wildcard testdata/image/mkarchive/*.go)
 	testdata/image/build.sh $(TESTIMAGE)
 
-# Build everything, import the test image and run a real task in a container.
+# Build everything and make the test image; start the one-machine grid
+# (`kolejka-server dev`), run testdata/tasks/hello on it through
+# `kolejka-client execute`, show the result and stop the grid, which
+# removes all it made (testdata/demo.sh).
 demo: build testimage
-	$(BIN)/kolejka-worker image import kolejka-test:latest $(TESTIMAGE)/rootfs.tar
-	rm -rf /tmp/kolejka-demo-result
-	$(BIN)/kolejka-worker -v execute testdata/tasks/hello /tmp/kolejka-demo-result
-	cat /tmp/kolejka-demo-result/kolejka_result.json; echo
-	cat /tmp/kolejka-demo-result/stdout
+	testdata/demo.sh $(BIN) $(TESTIMAGE)
 
 # Every test but the hardening suite's (`make hardening` runs it: kept out
 # of here so that CI does not run it twice). Tests needing root, cgroups or

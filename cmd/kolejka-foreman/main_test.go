@@ -108,6 +108,8 @@ func TestSettingsRefused(t *testing.T) {
 		"bad interval":   {"--config-file", good, "--interval", "-1"},
 		"bad size":       {"--config-file", good, "--cache-size", "1GiB"},
 		"bad file value": {"--config-file", writeConf(t, "[foreman]\nconcurency = many\n")},
+		"root cgroup":    {"--config-file", writeConf(t, "[foreman]\ncgroup_root = /\n")},
+		"relative group": {"--config-file", writeConf(t, "[foreman]\ncgroup_root = kolejka\n")},
 		"missing file":   {"--config-file", filepath.Join(t.TempDir(), "none.conf")},
 	} {
 		if _, code := resolve(t, args...); code != cliexit.Usage {
@@ -158,6 +160,8 @@ image = 10G
 runtime = docker
 images = /srv/images
 init_path = /opt/kolejka-init
+state = /srv/state
+cgroup_root = /kolejka-node1
 output_limit = 1M
 cache = /srv/cache
 cache_size = 2G
@@ -181,7 +185,7 @@ defaults = cpus=1,memory=256M
 		t.Errorf("limits %s, want %s", s.Limits, want)
 	}
 	if s.Runtime != "docker" || s.Images != "/srv/images" || s.InitPath != "/opt/kolejka-init" || s.OutputLimit != 1<<20 ||
-		s.Cache != "/srv/cache" || s.CacheSize != 2<<30 || s.MemoryReserve != 1<<30 {
+		s.Cache != "/srv/cache" || s.CacheSize != 2<<30 || s.MemoryReserve != 1<<30 || s.State != "/srv/state" || s.CgroupRoot != "/kolejka-node1" {
 		t.Errorf("our keys: %+v", s)
 	}
 	if s.Defaults.String() != limits(t, "cpus", "1", "memory", "256M").String() {
@@ -194,7 +198,8 @@ defaults = cpus=1,memory=256M
 		t.Fatalf("exit %d", code)
 	}
 	if s.Dir != defaultDir || s.Interval != foreman.DefaultInterval || s.Concurrency != foreman.DefaultConcurrency || !s.AutoTags ||
-		s.MemoryReserve != foreman.DefaultMemoryReserve || s.Defaults.String() != "cpus=1" || !s.Limits.IsZero() {
+		s.MemoryReserve != foreman.DefaultMemoryReserve || s.Defaults.String() != "cpus=1" || !s.Limits.IsZero() ||
+		s.State != "" || s.CgroupRoot != "" {
 		t.Errorf("defaults: %+v", s)
 	}
 
@@ -216,6 +221,7 @@ pull = maybe
 memory = lots
 cache_size = 1GiB
 defaults = cpus
+cgroup_root = kolejka/../x
 `)
 	a := app()
 	var err error
@@ -226,7 +232,7 @@ defaults = cpus
 	if code := cliexit.Run(a, []string{"kolejka-foreman", "--config-file", path}); code != cliexit.Usage {
 		t.Fatalf("exit %d, want %d", code, cliexit.Usage)
 	}
-	for _, key := range []string{"interval", "concurency", "pull", "memory", "cache_size", "defaults"} {
+	for _, key := range []string{"interval", "concurency", "pull", "memory", "cache_size", "defaults", "cgroup_root"} {
 		if !strings.Contains(err.Error(), path+": [foreman] "+key+":") {
 			t.Errorf("error does not name %s: %v", key, err)
 		}

@@ -29,7 +29,11 @@ func openNode(ctx context.Context, o options, log *slog.Logger) (*foreman.Forema
 	if err != nil {
 		return nil, err
 	}
-	rt, err := runtimes.Open(o.Runtime, runtimes.Options{ImageRoot: o.Images, Pull: o.Pull})
+	ro := runtimes.Options{ImageRoot: o.Images, Pull: o.Pull}
+	if o.State != "" {
+		ro.RuncState = filepath.Join(o.State, "runc")
+	}
+	rt, err := runtimes.Open(o.Runtime, ro)
 	if err != nil {
 		return nil, fmt.Errorf("unable to open the runtime: %w", err)
 	}
@@ -119,8 +123,14 @@ func newWorker(ctx context.Context, rt worker.Runtime, scratch string, tags []st
 	if err := os.MkdirAll(scratch, 0o700); err != nil {
 		return nil, fmt.Errorf("unable to create %s: %w", scratch, err)
 	}
+	stateDir := ""
+	if o.State != "" {
+		stateDir = filepath.Join(o.State, "worker")
+	}
 	w, err := worker.New(ctx, worker.Config{
 		Temp:        scratch,
+		StateDir:    stateDir,
+		CgroupRoot:  o.CgroupRoot,
 		Tags:        tags,
 		OutputLimit: o.OutputLimit,
 		InitPath:    o.InitPath,

@@ -5,6 +5,9 @@ package main
 // on top (package settings resolves them).
 
 import (
+	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -30,6 +33,14 @@ type options struct {
 	Images   string // images: the runc runtime's image store folder
 	InitPath string // init_path: kolejka-init (default: beside the executable)
 	Pull     bool   // pull: docker pulls the task's image before every run
+
+	// State (state) holds the worker's run registry (State/worker) and
+	// the runc runtime's container state (State/runc); "" is /run/kolejka.
+	State string
+	// CgroupRoot (cgroup_root) is the cgroup every run's group goes under
+	// ("": kolejka below the node's delegated group). A node of its own
+	// there, as `kolejka-server dev` makes, can be removed whole after.
+	CgroupRoot string
 
 	Dir         string        // temp: the node's folder (defaultDir)
 	Cache       string        // cache: the caches' folder (default <temp>/cache)
@@ -90,6 +101,8 @@ func (o *options) table(clientSection string) []settings.Setting {
 		node(str("runtime", "runc (default), docker or host; [foreman] runtime"), "runtime", settings.String(&o.Runtime)),
 		node(str("images", "the runc runtime's image store (default "+runtimes.DefaultImageRoot+"); [foreman] images"), "images", settings.String(&o.Images)),
 		node(nil, "init_path", settings.String(&o.InitPath)),
+		node(nil, "state", settings.String(&o.State)),
+		node(nil, "cgroup_root", cgroupPath(&o.CgroupRoot)),
 		node(&cli.BoolFlag{Name: "pull", Usage: "docker runtime: pull the task's image before every run; [foreman] pull"}, "pull", settings.Bool(&o.Pull)),
 		node(str("temp", "the node's folder: tasks in progress, caches (default "+defaultDir+"); [foreman] temp"), "temp", settings.String(&o.Dir)),
 		node(str("cache", "the caches' folder (default TEMP/cache); [foreman] cache"), "cache", settings.String(&o.Cache)),
@@ -131,4 +144,16 @@ func load(c *cli.Context) (options, error) {
 		return o, err
 	}
 	return o, settings.Resolve(c, f, o.table(clientSection))
+}
+
+// cgroupPath stores a cgroup's path: absolute and clean, not the root.
+func cgroupPath(dst *string) settings.Value {
+	return func(v string) error {
+		v = strings.TrimSpace(v)
+		if !strings.HasPrefix(v, "/") || path.Clean(v) != v || v == "/" {
+			return fmt.Errorf("%q is not a cgroup below the root: want a clean absolute path such as /kolejka-node", v)
+		}
+		*dst = v
+		return nil
+	}
 }

@@ -3,6 +3,7 @@
 // [server] data in kolejka.conf, else /var/lib/kolejka/server):
 //
 //	kolejka-server [--data DIR] serve [--listen ADDR] [--prefix P] [--tls-cert F --tls-key F] …
+//	kolejka-server dev [--listen ADDR] [--testimage DIR]   (a whole grid on a temporary folder: dev.go)
 //	kolejka-server adduser [--clients] [--processors] [--inspectors] [--managers] NAME PASSWORD
 //	kolejka-server passwd NAME PASSWORD
 //	kolejka-server token [create] [--age AGE] [--trigger TRIGGER] NAME
@@ -59,7 +60,7 @@ func app() *cli.App {
 			return nil
 		},
 		Commands: []*cli.Command{
-			serveCommand(), configCommand(), adduserCommand(), passwdCommand(), tokenCommand(),
+			serveCommand(), devCommand(), configCommand(), adduserCommand(), passwdCommand(), tokenCommand(),
 			lstaskCommand(), rmtaskCommand(), unassignCommand(),
 			queueCommand(),
 		},

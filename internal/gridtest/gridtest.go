@@ -114,6 +114,18 @@ func Start(t testing.TB, name, log string, argv ...string) *Proc {
 	return p
 }
 
+// Adopt is a Proc of a command the caller made and started itself (an
+// environment or output files of its own), logging into log from its
+// start.
+func Adopt(cmd *exec.Cmd, name, log string) *Proc {
+	p := &Proc{Name: name, Cmd: cmd, Log: log, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p
+}
+
 // StartOwned is Start for a process nothing else stops: it is killed at
 // the end of the test if it still runs.
 func StartOwned(t testing.TB, name, log string, argv ...string) *Proc {
