@@ -9,7 +9,9 @@
 // dependency) and checks what a Debian administrator relies on: the files in
 // place, the server's user and the folders, the units enabled but not
 // started, `kolejka-worker execute` of testdata/tasks/hello in a runc
-// container, and a purge that takes back what the postinst made.
+// container, the same task through a grid of the three (the server as its
+// user, a foreman, the client), and a purge that takes back what the
+// postinst made.
 package packages_test
 
 import (
@@ -57,11 +59,36 @@ done >/out/files
 ls /etc/systemd/system/multi-user.target.wants/ >/out/enabled
 getent passwd kolejka >/out/user
 grep -h '^ExecStart=' /usr/lib/systemd/system/kolejka-*.service >/out/exec
-# Nothing of ours may run after the install: enabled, not started.
-ps -eo comm= | grep '^kolejka' >/out/running || true
+# Nothing of ours may run after the install: enabled, not started (the
+# base has no ps).
+cat /proc/[0-9]*/comm | grep '^kolejka' >/out/running || true
 
 kolejka-worker image import kolejka-test:latest /image/rootfs.tar
 kolejka-worker execute /task /out/result || echo "exit $?" >/out/execute
+
+# The three packages as one grid, as the units would run them: the server
+# as its user on its data folder, reading kolejka.conf through the group
+# kolejka; a foreman with the node's account; the client as alice.
+cat >/etc/kolejka/kolejka.conf <<'CONF'
+[client]
+server = http://127.0.0.1:8000
+username = node1
+password = node password
+CONF
+chgrp kolejka /etc/kolejka/kolejka.conf
+chmod 0640 /etc/kolejka/kolejka.conf
+runuser -u kolejka -- kolejka-server adduser --processors node1 'node password'
+runuser -u kolejka -- kolejka-server adduser --clients alice 'alice password'
+runuser -u kolejka -- kolejka-server serve >/out/server.log 2>&1 &
+server=$!
+kolejka-foreman --config-file /etc/kolejka/kolejka.conf >/out/foreman.log 2>&1 &
+foreman=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8000) 2>/dev/null && break; sleep 0.1; done
+timeout 60 env KOLEJKA_USERNAME=alice KOLEJKA_PASSWORD='alice password' kolejka-client execute /task /out/grid-result \
+	|| echo "exit $?" >/out/client
+stat -c '%U' /var/lib/kolejka/server/* >/out/server-files
+kill "$foreman" "$server"
+wait || true
 
 apt-get purge -y -q kolejka-node
 ls /etc/systemd/system/multi-user.target.wants/ >/out/enabled-after-purge
@@ -171,6 +198,26 @@ func TestDebianPackages(t *testing.T) {
 	}
 	for _, bad := range hello.Check(filepath.Join(out, "result"), res, worker.DefaultOutputLimit) {
 		t.Errorf("testdata/tasks/hello: %s", bad)
+	}
+
+	// The same task through the installed grid: server, foreman, client.
+	if failed, err := os.ReadFile(filepath.Join(out, "client")); err == nil {
+		server, _ := os.ReadFile(filepath.Join(out, "server.log"))
+		foreman, _ := os.ReadFile(filepath.Join(out, "foreman.log"))
+		t.Errorf("kolejka-client execute: %s\nserver:\n%s\nforeman:\n%s\n%s", failed, tail(server), tail(foreman), log)
+	} else {
+		res, err := spec.LoadResult(filepath.Join(out, "grid-result"))
+		if err != nil {
+			t.Fatalf("no result of testdata/tasks/hello from the grid: %v\n%s", err, log)
+		}
+		for _, bad := range hello.Check(filepath.Join(out, "grid-result"), res, worker.DefaultOutputLimit) {
+			t.Errorf("testdata/tasks/hello through the grid: %s", bad)
+		}
+	}
+	for _, owner := range lines(t, out, "server-files") {
+		if owner != "kolejka" {
+			t.Errorf("the server's data folder holds a file of %s, want kolejka's only", owner)
+		}
 	}
 
 	// The purge takes the node's enablement and folder back, leaves the
