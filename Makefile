@@ -72,7 +72,7 @@ install: build
 # (dist/nfpm/) from `make install PREFIX=/usr` into a staging root.
 # VERSION: `git describe` of the last v* tag (v1.2.0-3-gabc → 1.2.0+3.gabc),
 # else 0.0.0~git<date>.<commit>.
-VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null) && echo "$${v\#v}" | sed 's/-/+/; s/-/./g' || \
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//; s/-/+/; s/-/./g' | grep . || \
 	git log -1 --format='0.0.0~git%cd.%h' --date=format:%Y%m%d 2>/dev/null || echo 0.0.0)
 ARCH    ?= $(shell $(GO) env GOARCH)
 PACKAGES = $(CURDIR)/build/packages

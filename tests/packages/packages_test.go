@@ -39,6 +39,9 @@ const suite = "bookworm"
 // packages`); without it the test runs `make packages`.
 const packagesEnv = "KOLEJKA_PACKAGES"
 
+// repoName is the Docker repository of the Debian roots' images.
+const repoName = "kolejka-packages-test"
+
 // names are the packages `make packages` makes.
 var names = []string{"kolejka-server", "kolejka-node", "kolejka-client"}
 
@@ -319,12 +322,20 @@ func debianImage(t *testing.T, repo string) string {
 		}
 	}
 	// One tag per tarball: a remade tarball is imported again.
-	tag := fmt.Sprintf("kolejka-packages-test:%s-%d", suite, fi.ModTime().Unix())
+	tag := fmt.Sprintf("%s:%s-%d", repoName, suite, fi.ModTime().Unix())
 	if exec.Command("docker", "image", "inspect", tag).Run() == nil {
 		return tag
 	}
 	if out, err := exec.Command("docker", "import", tarball, tag).CombinedOutput(); err != nil {
 		t.Fatalf("docker import %s: %v\n%s", tarball, err, out)
+	}
+	// The images of earlier tarballs are of no more use.
+	if out, err := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repoName).Output(); err == nil {
+		for _, old := range strings.Fields(string(out)) {
+			if old != tag {
+				_ = exec.Command("docker", "rmi", old).Run() // one left behind costs disk only
+			}
+		}
 	}
 	return tag
 }
