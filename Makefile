@@ -21,7 +21,7 @@ export GOFLAGS := $(strip $(GOFLAGS) -tags=$(GOTAGS))
 # kolejka-observer (a judge's tool for sessions of its own): static, no cgo.
 STATIC_LDFLAGS = -s -w -extldflags=-static
 
-.PHONY: all deps test-deps build testimage demo test test-v2 hardening bench lint fmt fuzz clean
+.PHONY: all deps test-deps build install packages testimage demo test test-v2 hardening bench lint fmt fuzz clean
 
 all: build
 
@@ -41,6 +41,51 @@ build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-init ./cmd/kolejka-observer
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/kolejka-worker ./cmd/kolejka-server ./cmd/kolejka-client ./cmd/kolejka-foreman
 
+# Install the binaries, the systemd units (their paths rewritten to
+# PREFIX's), the docs the units name and a commented kolejka.conf: under
+# PREFIX, into DESTDIR when set (a staging root, as packages are made).
+# Units go where systemd looks for the PREFIX (/usr/local/lib/systemd/system
+# for /usr/local, /usr/lib/systemd/system for /usr); the example goes where
+# Debian keeps examples (share/doc/kolejka/examples/). Enabling the units
+# and writing /etc/kolejka/kolejka.conf stay the administrator's (or a
+# package's) to do.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR  ?= $(PREFIX)/share/doc/kolejka
+COMMANDS = kolejka-server kolejka-client kolejka-foreman kolejka-worker kolejka-init kolejka-observer
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -m 0755 $(addprefix $(BIN)/,$(COMMANDS)) $(DESTDIR)$(BINDIR)/
+	for u in dist/systemd/*.service; do \
+		sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/share/doc/kolejka/|$(DOCDIR)/|g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+	install -m 0644 docs/grid-node.md docs/observer.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 internal/server/README.md $(DESTDIR)$(DOCDIR)/server.md
+	install -m 0644 dist/kolejka.conf $(DESTDIR)$(DOCDIR)/examples/kolejka.conf
+
+# Debian packages in build/packages: kolejka-server, kolejka-node
+# (foreman, worker, init, observer) and kolejka-client, made by nfpm
+# (dist/nfpm/) from `make install PREFIX=/usr` into a staging root.
+# VERSION: `git describe` of the last v* tag (v1.2.0-3-gabc → 1.2.0+3.gabc),
+# else 0.0.0~git<date>.<commit>.
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//; s/-/+/; s/-/./g' | grep . || \
+	git log -1 --format='0.0.0~git%cd.%h' --date=format:%Y%m%d 2>/dev/null || echo 0.0.0)
+ARCH    ?= $(shell $(GO) env GOARCH)
+PACKAGES = $(CURDIR)/build/packages
+STAGE    = $(CURDIR)/build/stage
+packages: $(NFPM)
+	rm -rf $(PACKAGES) $(STAGE)
+	$(MAKE) install PREFIX=/usr DESTDIR=$(STAGE)
+	mkdir -p $(PACKAGES)
+	for p in kolejka-server kolejka-node kolejka-client; do \
+		VERSION='$(VERSION)' ARCH='$(ARCH)' \
+			$(NFPM) package --packager deb --config dist/nfpm/$$p.yaml --target $(PACKAGES)/ || exit 1; \
+	done
+
 # The test image: Debian's busybox-static and the tiny static C programs of src/,
 # as a rootfs tar, a `docker save` tar and an OCI layout.
 testimage: $(TESTIMAGE)/rootfs.tar
@@ -59,14 +104,15 @@ demo: build testimage
 # of here so that CI does not run it twice). Tests needing root, cgroups or
 # Docker skip without them, and fail instead when KOLEJKA_REQUIRE_PRIVILEGED=1
 # (as CI sets it).
-# What the tests need beyond the build (skopeo, runc, iproute2, a Docker
-# engine): installed as root through apt, else named and left (their tests
-# skip).
+# What the tests need beyond the build (skopeo, runc, iproute2, debootstrap,
+# a Docker engine): installed as root through apt, else named and left
+# (their tests skip). The packages' test (tests/packages) installs the
+# packages built here (KOLEJKA_PACKAGES) into a clean Debian root.
 test-deps:
 	testdata/host-deps.sh
 
-test: test-deps build testimage lint
-	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) $(GOTEST) $$($(GO) list ./... | grep -v '/hardening$$')
+test: test-deps build testimage packages lint
+	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) KOLEJKA_PACKAGES=$(PACKAGES) $(GOTEST) $$($(GO) list ./... | grep -v '/hardening$$')
 
 # The node's tests (cgroup, observer, the runc and host runtimes, a
 # foreman against a server) on a real cgroup v2 kernel: Debian's
@@ -112,6 +158,10 @@ fuzz:
 		done; \
 	done
 
+# The packager of `make packages`, nfpm, installed as the linters below are.
+NFPM_VERSION = v2.48.0
+NFPM         = $(TOOLS)/nfpm-$(NFPM_VERSION)
+
 # Linters beyond go vet, pinned so that every machine (CI's clean clone
 # too) judges the tree alike: staticcheck whole, and the golangci-lint
 # checks of .golangci.yml (defects that lose data or leak resources). Each
@@ -134,6 +184,11 @@ $(GOLANGCI_LINT):
 	mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(TOOLS)/golangci-lint $@
+
+$(NFPM):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS= $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	mv $(TOOLS)/nfpm $@
 
 lint: $(STATICCHECK) $(GOLANGCI_LINT)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
