@@ -82,10 +82,20 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		Lease:      s.lease,
 		Expiry:     s.expiryPolicy(),
 	}
+	defer s.noteDequeue(r.Context(), u.ID, req)()
 	for {
 		// Take the channel first: a task submitted during the dequeue
 		// transaction wakes us.
 		woken := s.queue.C()
+		// A drained node gets nothing, at once (nodes.go).
+		if drained, err := s.nodeDrained(r.Context(), u.ID); err != nil || drained {
+			if err != nil {
+				s.internal(w, r, err)
+			} else {
+				emptyDequeue(w)
+			}
+			return
+		}
 		dq.Now = s.now()
 		start := time.Now()
 		// The queues are read at every try: a pause or resume made by an
@@ -129,7 +139,7 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		if soon := time.Now().Add(queueRecheck); held && soon.Before(wake) {
 			wake = soon
 		}
-		if _, live := s.pause(r, woken, wake); !live {
+		if !s.awaitWork(r, woken, wake, u.ID) {
 			return
 		}
 		select {
@@ -159,6 +169,42 @@ func (s *Server) pause(r *http.Request, woken <-chan struct{}, deadline time.Tim
 		return deadline, false
 	}
 	return deadline, true
+}
+
+// awaitWork is one wait of a dequeue's long poll, like pause, that also
+// ends when the node is drained by an admin command in another process
+// (which cannot wake it): it rereads the flag every queueRecheck. It
+// returns false when the request ended meanwhile.
+func (s *Server) awaitWork(r *http.Request, woken <-chan struct{}, wake time.Time, node int64) bool {
+	if s.cfg.pausing != nil {
+		s.cfg.pausing()
+	}
+	for {
+		until := wake
+		if soon := time.Now().Add(queueRecheck); soon.Before(until) {
+			until = soon
+		}
+		timer := time.NewTimer(time.Until(until))
+		select {
+		case <-woken:
+			timer.Stop()
+			return true
+		case <-s.stopped():
+			timer.Stop()
+			return true
+		case <-r.Context().Done():
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
+		if !time.Now().Before(wake) {
+			return true
+		}
+		if drained, err := s.nodeDrained(r.Context(), node); err != nil || drained {
+			// The dequeue's next try answers (or fails) for it.
+			return true
+		}
+	}
 }
 
 // withLimits is a stored task with the limits it runs with on its node.
@@ -204,6 +250,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	s.noteHeartbeat(r.Context(), u.ID)
 	ok(w, &api.HeartbeatAnswer{Lease: spec.FormatTime(s.cfg.LeaseTime), Lost: res.Lost, Tasks: res.Held})
 }
 
