@@ -62,6 +62,7 @@ func app() *cli.App {
 			serveCommand(), configCommand(), adduserCommand(), passwdCommand(), tokenCommand(),
 			lstaskCommand(), rmtaskCommand(), unassignCommand(),
 			queueCommand(),
+			nodeCommand(),
 		},
 	}
 }
