@@ -119,3 +119,33 @@ func TestNodeTable(t *testing.T) {
 		t.Errorf("refused drains added nodes: %+v", nodes)
 	}
 }
+
+// undoStep12 takes a database of step 12 back to step 11's tables (the
+// caller sets schema_version).
+func undoStep12() []string { return []string{`DROP TABLE nodes`} }
+
+// A database of step 11 migrates: its processors have no node row until
+// they come.
+func TestNodeMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.sqlite3")
+	ctx := context.Background()
+	s := open(t, path)
+	a, _ := s.CreateUser(ctx, "a", "h", RoleProcessor, time.Now())
+	for _, q := range append(undoStep12(), `UPDATE schema_version SET version = 11`) {
+		if _, err := s.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	s = open(t, path)
+	defer s.Close()
+	if nodes, err := s.Nodes(ctx); err != nil || len(nodes) != 0 {
+		t.Fatalf("nodes after migration: %+v %v", nodes, err)
+	}
+	if err := s.NoteNode(ctx, NodeNote{Node: a.ID, Seen: time.Now(), Dequeue: true}); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, _ := s.Nodes(ctx); len(nodes) != 1 || nodes[0].Name != "a" {
+		t.Errorf("after a dequeue: %+v", nodes)
+	}
+}
