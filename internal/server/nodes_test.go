@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,14 @@ func TestNodesSeen(t *testing.T) {
 
 	if got := nodesOf(t, max); len(got) != 0 {
 		t.Fatalf("nodes before any came: %+v", got)
+	}
+	// A dequeue with a bad capacity is a FAIL naming it and notes nothing.
+	bad := n.postJSON("/queue/dequeue/", map[string]any{"capacity": map[string]any{"memory": "lots"}})
+	if bad.status() != "FAIL" || !strings.Contains(bad.message(), "dequeue capacity") || !strings.Contains(bad.message(), "memory") {
+		t.Errorf("a bad capacity: %v", bad)
+	}
+	if got := nodesOf(t, max); len(got) != 0 {
+		t.Fatalf("a refused dequeue noted its node: %+v", got)
 	}
 	dequeue(t, n, map[string]any{"concurency": 2, "limits": map[string]any{"cpus": 3, "memory": "2G"}, "tags": []string{"gpu"},
 		"capacity": map[string]any{"cpus": 4, "memory": "8G"}, "queues": []string{"default"}, "defaults": map[string]any{"time": "30s"}})
