@@ -12,8 +12,11 @@ package server
 // omit one the node declares}, "heartbeat": true (the node will heartbeat:
 // its tasks get the short lease), "queues": [names] (extension "queues":
 // the queues the node takes from, higher priority first; none: the default
-// queue). Answer: {"tasks": [...], "status": "OK"},
-// each task as stored but with the limits it runs with on this node.
+// queue), "capacity": {what the node offers in all} (extension "nodes",
+// shown on /node/). Answer: {"tasks": [...], "status": "OK"}, each task as
+// stored but with the limits it runs with on this node; a drained node
+// (nodes.go) gets {"tasks": []} at once. Every dequeue and heartbeat is
+// noted as the node's contact (nodes.go).
 //
 // POST /queue/heartbeat/ (processors), body {"tasks": [keys]}; an empty
 // body, {} or an empty list means all the node's tasks. Answer: {"tasks": [keys still held, leases extended],
@@ -88,12 +91,15 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		// transaction wakes us.
 		woken := s.queue.C()
 		// A drained node gets nothing, at once (nodes.go).
-		if drained, err := s.nodeDrained(r.Context(), u.ID); err != nil || drained {
-			if err != nil {
+		drained, err := s.nodeDrained(r.Context(), u.ID)
+		if err != nil {
+			if r.Context().Err() == nil {
 				s.internal(w, r, err)
-			} else {
-				emptyDequeue(w)
 			}
+			return
+		}
+		if drained {
+			emptyDequeue(w)
 			return
 		}
 		dq.Now = s.now()
