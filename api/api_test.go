@@ -38,7 +38,7 @@ func answers() map[string]any {
 		"settings": api.OK(&api.SettingsAnswer{Settings: api.Settings{
 			BlobHashAlgorithm: "sha256",
 			Extensions: []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtQueues, api.ExtTypes,
-				api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers},
+				api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes},
 			LeaseTime:     "60.0s",
 			MaxResultBody: "16777216b",
 			MaxWait:       "60.0s",
@@ -85,6 +85,8 @@ func answers() map[string]any {
 		"dequeue-pass-env": api.OK(&api.DequeueAnswer{PassEnv: map[string][]string{"KEY1": {"LANG"}},
 			Tasks: []json.RawMessage{json.RawMessage(typeTaskDequeued)}}),
 		"type-delete": deleted(),
+		"node-drain":  api.OK(&api.NodeAnswer{Node: neverSeen()}),
+		"nodes":       api.OK(&api.NodesAnswer{LeaseTime: "60.0s", Nodes: []api.Node{neverSeen()}}),
 	}
 }
 
@@ -96,6 +98,11 @@ const (
 	typeTaskDequeued = `{"args":["sh","run.sh","2"],"collect":[],"environment":{},"files":{"run.sh":{"reference":"KEY2"}},"id":"KEY1","image":"busybox:latest","limits":{"cpus":1,"memory":"1073741824b","time":"3600.0s"},"requires":[]}`
 )
 
+// neverSeen is node3 of the recorded walk, drained before it came.
+func neverSeen() api.Node {
+	return api.Node{Drained: true, Health: api.HealthCrit, Name: "node3", Queues: []string{}, Running: []string{}, Tags: []string{}}
+}
+
 func typeInfo() api.TypeInfo {
 	one := "1"
 	return api.TypeInfo{Name: "echo", Owner: "alice", Params: map[string]api.TypeParam{"n": {Default: &one}},
@@ -105,10 +112,10 @@ func typeInfo() api.TypeInfo {
 const unknownKey = "0123456789abcdef0123456789abcdef"
 
 func requests() map[string]any {
-	cpus, mem, limit := int64(4), int64(2<<30), 10*time.Second
+	cpus, mem, limit, all := int64(4), int64(2<<30), 10*time.Second, int64(8)
 	return map[string]any{
 		"dequeue": &api.DequeueRequest{
-			Concurrency: 2, Defaults: spec.Limits{Time: &limit}, Heartbeat: true,
+			Capacity: spec.Limits{CPUs: &all}, Concurrency: 2, Defaults: spec.Limits{Time: &limit}, Heartbeat: true,
 			Limits: spec.Limits{CPUs: &cpus, Memory: &mem}, Tags: []string{"gpu", "fast"}, Wait: api.Seconds(250 * time.Millisecond),
 		},
 		"dequeue-kolejka": &api.DequeueRequest{Concurrency: 1, Limits: spec.Limits{CPUs: &cpus}, Tags: []string{}},
@@ -221,6 +228,8 @@ func TestParseDequeue(t *testing.T) {
 		{body: `{"queues": ["gpu", "judge.v2"]}`, want: api.DequeueRequest{Concurrency: 1, Queues: []string{"gpu", "judge.v2"}}},
 		{body: `{"queues": ["gpu", "../x"]}`, err: []string{`dequeue: queues[1]: "../x" is not a name`}},
 		{body: `{"queues": "gpu"}`, err: []string{"dequeue: ", "queues"}},
+		{body: `{"capacity": {"cpus": 2}}`, want: api.DequeueRequest{Concurrency: 1, Capacity: spec.Limits{CPUs: &cpus}}},
+		{body: `{"capacity": {"memory": "lots"}}`, err: []string{"dequeue capacity", "memory", `"lots" is not a size`}},
 	} {
 		got, err := api.ParseDequeue([]byte(c.body))
 		if c.err == nil {

@@ -13,10 +13,13 @@ import (
 )
 
 // DequeueRequest is the body of POST /queue/dequeue/: a node asks for
-// tasks. Kolejka's foreman sends concurency, limits and tags; defaults,
-// heartbeat and wait are our extensions, sent only to a server that
-// announces them.
+// tasks. Kolejka's foreman sends concurency, limits and tags; capacity,
+// defaults, heartbeat, queues and wait are our extensions, sent only to a
+// server that announces them.
 type DequeueRequest struct {
+	// Capacity is what the node offers tasks in all (extension "nodes";
+	// our foreman's), shown beside the free limits on /node/.
+	Capacity spec.Limits `json:"capacity,omitzero"`
 	// Concurrency is how many tasks the node takes at most (Kolejka's key
 	// is spelled "concurency"); a request without it means 1.
 	Concurrency int `json:"concurency"`
@@ -48,6 +51,7 @@ func ParseDequeue(body []byte) (DequeueRequest, error) {
 	// The limits and the wait stay raw until the object's keys are known
 	// good, so that each is then read with the name its errors give it.
 	var raw struct {
+		Capacity    json.RawMessage `json:"capacity"`
 		Concurrency *int            `json:"concurency"`
 		Defaults    json.RawMessage `json:"defaults"`
 		Heartbeat   bool            `json:"heartbeat"`
@@ -76,6 +80,9 @@ func ParseDequeue(body []byte) (DequeueRequest, error) {
 		return DequeueRequest{}, err
 	}
 	if req.Defaults, err = parseLimits(raw.Defaults, "dequeue defaults"); err != nil {
+		return DequeueRequest{}, err
+	}
+	if req.Capacity, err = parseLimits(raw.Capacity, "dequeue capacity"); err != nil {
 		return DequeueRequest{}, err
 	}
 	if len(raw.Wait) > 0 {

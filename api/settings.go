@@ -47,6 +47,9 @@ const (
 	// and webhooks POST /trigger/<name>/ (TriggerPut, TriggerAnswer, ...;
 	// docs/triggers.md).
 	ExtTriggers = "triggers"
+	// ExtNodes: GET /node/ (NodesAnswer), POST /node/<name>/drain/ and
+	// /undrain/ (NodeAnswer); DequeueRequest.Capacity.
+	ExtNodes = "nodes"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A

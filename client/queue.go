@@ -32,6 +32,9 @@ type DequeueRequest struct {
 	// Queues are the queues the node takes from, higher priority first by
 	// the server's rules (extension "queues"); none: the default queue.
 	Queues []string
+	// Capacity is what the node offers in all, shown on the server's
+	// /node/ (extension "nodes"; not sent to a server without it).
+	Capacity spec.Limits
 }
 
 // Dequeue takes tasks for this node (a processor's call). The tasks come
@@ -65,6 +68,9 @@ func (c *Client) DequeueTasks(ctx context.Context, req DequeueRequest) (Dequeued
 		body.Defaults = req.Defaults
 	}
 	body.Heartbeat = req.Heartbeat && s.Has(api.ExtHeartbeat)
+	if s.Has(api.ExtNodes) {
+		body.Capacity = req.Capacity
+	}
 	if len(req.Queues) > 0 {
 		switch {
 		case s.Has(api.ExtQueues):

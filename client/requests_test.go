@@ -82,14 +82,14 @@ func TestRequestsKeepTheirBytes(t *testing.T) {
 	ctx := context.Background()
 	got := map[string][]byte{}
 	const unknown = "0123456789abcdef0123456789abcdef"
-	cpus, mem, limit := int64(4), int64(2<<30), 10*time.Second
+	cpus, mem, limit, all := int64(4), int64(2<<30), 10*time.Second, int64(8)
 
 	rc := &recorder{bodies: map[string][]byte{}}
 	g := startServer(t, rc.wrap(false))
 	n := g.as(t, "node")
 	if _, err := n.Dequeue(ctx, client.DequeueRequest{
 		Concurrency: 2, Free: spec.Limits{CPUs: &cpus, Memory: &mem}, Tags: []string{"gpu", "fast"},
-		Defaults: spec.Limits{Time: &limit}, Wait: 250 * time.Millisecond, Heartbeat: true,
+		Defaults: spec.Limits{Time: &limit}, Wait: 250 * time.Millisecond, Heartbeat: true, Capacity: spec.Limits{CPUs: &all},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +111,7 @@ func TestRequestsKeepTheirBytes(t *testing.T) {
 	k := startServer(t, plain.wrap(true))
 	if _, err := k.as(t, "node").Dequeue(ctx, client.DequeueRequest{
 		Concurrency: 1, Free: spec.Limits{CPUs: &cpus}, Defaults: spec.Limits{Time: &limit}, Wait: time.Second, Heartbeat: true,
+		Capacity: spec.Limits{CPUs: &all},
 	}); err != nil {
 		t.Fatal(err)
 	}

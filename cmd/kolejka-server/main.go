@@ -63,6 +63,7 @@ func app() *cli.App {
 			serveCommand(), devCommand(), configCommand(), adduserCommand(), passwdCommand(), tokenCommand(),
 			lstaskCommand(), rmtaskCommand(), unassignCommand(),
 			queueCommand(),
+			nodeCommand(),
 		},
 	}
 }

@@ -128,7 +128,7 @@ func (g *grid) start() {
 			body, _ := io.ReadAll(r.Body)
 			var m map[string]any
 			json.Unmarshal(body, &m)
-			for _, k := range []string{"wait", "heartbeat", "defaults"} {
+			for _, k := range []string{"wait", "heartbeat", "defaults", "capacity", "queues"} {
 				if _, ok := m[k]; ok {
 					g.extKeys.Add(1)
 				}

@@ -47,6 +47,7 @@ func (f *Foreman) dequeueLoop() {
 				Wait:        wait,
 				Heartbeat:   true,
 				Queues:      f.cfg.Queues,
+				Capacity:    f.cfg.Capacity,
 			})
 			return err
 		})

@@ -88,6 +88,13 @@ func TestNodeRunsTasks(t *testing.T) {
 	if !n.Blobs().Has(sum([]byte(input))) {
 		t.Error("the input is not in the blob cache")
 	}
+	// The server shows the node with the capacity it declares (extension
+	// "nodes") beside its tags.
+	seen, err := g.srv.Node(context.Background(), "node")
+	if err != nil || seen.Capacity.Memory == nil || *seen.Capacity.Memory != 2<<30 || seen.Capacity.CPUs == nil ||
+		int(*seen.Capacity.CPUs) != len(n.Cores()) || !slices.Equal(seen.Tags, []string{"test"}) || seen.LastDequeue == "" {
+		t.Errorf("the server shows the node as %+v %v", seen, err)
+	}
 }
 
 // An exclusive task runs alone: the node starts nothing beside it and

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
@@ -124,6 +125,12 @@ func TestAnswersKeepTheirBytes(t *testing.T) {
 	cancelled.body = bytes.ReplaceAll(cancelled.body, []byte(first), []byte("KEY1"))
 	record("result-cancelled", cancelled)
 	record("task-clone", alice.do("POST", "/task/task/"+first+"/clone/", nil))
+
+	// Nodes (extension "nodes"): node3 never came, so its answer holds no
+	// time of day.
+	e.user("node3", server.Processors)
+	record("node-drain", max.do("POST", "/node/node3/drain/", nil))
+	record("nodes", e.tok("node3").do("GET", "/node/", nil))
 
 	testenv.Golden(t, answersDir, got, *update, "answer")
 }

@@ -12,8 +12,11 @@ package server
 // omit one the node declares}, "heartbeat": true (the node will heartbeat:
 // its tasks get the short lease), "queues": [names] (extension "queues":
 // the queues the node takes from, higher priority first; none: the default
-// queue). Answer: {"tasks": [...], "status": "OK"},
-// each task as stored but with the limits it runs with on this node.
+// queue), "capacity": {what the node offers in all} (extension "nodes",
+// shown on /node/). Answer: {"tasks": [...], "status": "OK"}, each task as
+// stored but with the limits it runs with on this node; a drained node
+// (nodes.go) gets {"tasks": []} at once. Every dequeue and heartbeat is
+// noted as the node's contact (nodes.go).
 //
 // POST /queue/heartbeat/ (processors), body {"tasks": [keys]}; an empty
 // body, {} or an empty list means all the node's tasks. Answer: {"tasks": [keys still held, leases extended],
@@ -82,10 +85,23 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		Lease:      s.lease,
 		Expiry:     s.expiryPolicy(),
 	}
+	defer s.noteDequeue(r.Context(), u.ID, req)()
 	for {
 		// Take the channel first: a task submitted during the dequeue
 		// transaction wakes us.
 		woken := s.queue.C()
+		// A drained node gets nothing, at once (nodes.go).
+		drained, err := s.nodeDrained(r.Context(), u.ID)
+		if err != nil {
+			if r.Context().Err() == nil {
+				s.internal(w, r, err)
+			}
+			return
+		}
+		if drained {
+			emptyDequeue(w)
+			return
+		}
 		dq.Now = s.now()
 		start := time.Now()
 		// The queues are read at every try: a pause or resume made by an
@@ -129,7 +145,7 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		if soon := time.Now().Add(queueRecheck); held && soon.Before(wake) {
 			wake = soon
 		}
-		if _, live := s.pause(r, woken, wake); !live {
+		if !s.awaitWork(r, woken, wake, u.ID) {
 			return
 		}
 		select {
@@ -159,6 +175,42 @@ func (s *Server) pause(r *http.Request, woken <-chan struct{}, deadline time.Tim
 		return deadline, false
 	}
 	return deadline, true
+}
+
+// awaitWork is one wait of a dequeue's long poll, like pause, that also
+// ends when the node is drained by an admin command in another process
+// (which cannot wake it): it rereads the flag every queueRecheck. It
+// returns false when the request ended meanwhile.
+func (s *Server) awaitWork(r *http.Request, woken <-chan struct{}, wake time.Time, node int64) bool {
+	if s.cfg.pausing != nil {
+		s.cfg.pausing()
+	}
+	for {
+		until := wake
+		if soon := time.Now().Add(queueRecheck); soon.Before(until) {
+			until = soon
+		}
+		timer := time.NewTimer(time.Until(until))
+		select {
+		case <-woken:
+			timer.Stop()
+			return true
+		case <-s.stopped():
+			timer.Stop()
+			return true
+		case <-r.Context().Done():
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
+		if !time.Now().Before(wake) {
+			return true
+		}
+		if drained, err := s.nodeDrained(r.Context(), node); err != nil || drained {
+			// The dequeue's next try answers (or fails) for it.
+			return true
+		}
+	}
 }
 
 // withLimits is a stored task with the limits it runs with on its node.
@@ -204,6 +256,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	s.noteHeartbeat(r.Context(), u.ID)
 	ok(w, &api.HeartbeatAnswer{Lease: spec.FormatTime(s.cfg.LeaseTime), Lost: res.Lost, Tasks: res.Held})
 }
 

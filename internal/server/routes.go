@@ -25,6 +25,9 @@ package server
 //	/workflow/[<key>/]         workflow runs: list, put; read (extension "workflows")
 //	/workflow/<key>/cancel/    cancel a run and its tasks (extension "workflows")
 //	/workflow/<key>/retry/     run again what failed, was cancelled or skipped (extension "workflows")
+//	/node/[<name>/]            nodes: list; read (extension "nodes")
+//	/node/<name>/drain/        hand a node no new task (extension "nodes")
+//	/node/<name>/undrain/      hand it tasks again (extension "nodes")
 //	/metrics                   Prometheus
 //
 // Checks happen in Kolejka's order: CSRF (Django's middleware, before any
@@ -104,6 +107,10 @@ func (s *Server) routes() http.Handler {
 		{name: "/trigger/<name>/", pattern: "trigger/{name}/{$}", handler: s.handleTrigger},
 		{name: "/trigger/<name>/pause/", pattern: "trigger/{name}/pause/{$}", handler: s.handleTriggerPause},
 		{name: "/trigger/<name>/resume/", pattern: "trigger/{name}/resume/{$}", handler: s.handleTriggerResume},
+		{name: "/node/", pattern: "node/{$}", handler: s.handleNodes},
+		{name: "/node/<name>/", pattern: "node/{name}/{$}", handler: s.handleNode},
+		{name: "/node/<name>/drain/", pattern: "node/{name}/drain/{$}", handler: s.handleNodeDrain},
+		{name: "/node/<name>/undrain/", pattern: "node/{name}/undrain/{$}", handler: s.handleNodeUndrain},
 		{name: "/metrics", pattern: "metrics", handler: s.metrics.handler().ServeHTTP, public: true},
 		{name: "other", pattern: "", handler: func(w http.ResponseWriter, _ *http.Request) { notFound(w) }, public: true},
 	}

@@ -69,6 +69,7 @@ type Server struct {
 	runs      runCache // workflow runs between advances (workflows.go)
 	owed      owedRuns // runs whose advance failed, for the expiry pass
 	auth      authCache
+	nodes     nodeBook // what each node last said (nodes.go)
 	tokenUses tokenUses
 	metrics   *metrics
 	handler   http.Handler

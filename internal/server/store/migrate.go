@@ -376,6 +376,28 @@ CREATE TABLE trigger_events (
 );
 ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT '';
 `,
+	// 12: nodes (issue 19): what the server last heard from each processor
+	// that dequeued, heartbeated or was drained. last_seen is the last
+	// contact (µs; NULL: never, a node drained before it first came),
+	// written at most every few seconds per node; last_dequeue is the last
+	// dequeue, whose free limits, capacity (our foreman's), defaults (JSON
+	// limits), tags, queues (JSON lists) and concurency the other columns
+	// hold. A drained node is handed no new task.
+	`
+CREATE TABLE nodes (
+	user_id      INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+	last_seen    INTEGER,
+	last_dequeue INTEGER,
+	free         BLOB    NOT NULL DEFAULT '{}',
+	capacity     BLOB    NOT NULL DEFAULT '{}',
+	defaults     BLOB    NOT NULL DEFAULT '{}',
+	tags         TEXT    NOT NULL DEFAULT '[]',
+	queues       TEXT    NOT NULL DEFAULT '[]',
+	concurency   INTEGER NOT NULL DEFAULT 0,
+	drained      INTEGER NOT NULL DEFAULT 0,
+	time_create  INTEGER NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the number of migration steps this program knows.
