@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -71,7 +72,12 @@ func djangoTimeOrEmpty(t time.Time) string {
 // naming the parameter when one is bad, and whether all=1 was asked by a
 // user who may not (403).
 func listQuery(r *http.Request, u *store.User) (q store.TaskQuery, problem string, forbiddenAll bool) {
-	v := r.URL.Query()
+	return taskQuery(r.URL.Query(), u)
+}
+
+// taskQuery reads a task listing's parameters (state, queue, type, limit,
+// all, before) for user u, as listQuery says.
+func taskQuery(v url.Values, u *store.User) (q store.TaskQuery, problem string, forbiddenAll bool) {
 	q = store.TaskQuery{Owner: u.ID, Limit: defaultListLimit, Queue: v.Get("queue"), Type: v.Get("type"), Before: v.Get("before")}
 	if s := v.Get("state"); s != "" {
 		st, ok := stateOf(s)

@@ -25,6 +25,7 @@ package server
 //	/workflow/[<key>/]         workflow runs: list, put; read (extension "workflows")
 //	/workflow/<key>/cancel/    cancel a run and its tasks (extension "workflows")
 //	/workflow/<key>/retry/     run again what failed, was cancelled or skipped (extension "workflows")
+//	/ui/…                      the web UI (package ui; its forms send the CSRF token as a field)
 //	/metrics                   Prometheus
 //
 // Checks happen in Kolejka's order: CSRF (Django's middleware, before any
@@ -66,6 +67,7 @@ type route struct {
 	pattern string // ServeMux pattern below the prefix
 	handler http.HandlerFunc
 	public  bool // no sign-in, no CSRF (index, metrics)
+	form    bool // the CSRF token may come as a form field (the web UI's forms)
 }
 
 func (s *Server) routes() http.Handler {
@@ -104,6 +106,7 @@ func (s *Server) routes() http.Handler {
 		{name: "/trigger/<name>/", pattern: "trigger/{name}/{$}", handler: s.handleTrigger},
 		{name: "/trigger/<name>/pause/", pattern: "trigger/{name}/pause/{$}", handler: s.handleTriggerPause},
 		{name: "/trigger/<name>/resume/", pattern: "trigger/{name}/resume/{$}", handler: s.handleTriggerResume},
+		{name: "/ui/", pattern: "ui/", handler: s.ui.ServeHTTP, form: true},
 		{name: "/metrics", pattern: "metrics", handler: s.metrics.handler().ServeHTTP, public: true},
 		{name: "other", pattern: "", handler: func(w http.ResponseWriter, _ *http.Request) { notFound(w) }, public: true},
 	}
@@ -197,7 +200,11 @@ func (s *Server) wrap(rt route) http.Handler {
 				return
 			}
 			if !auth.Safe(r.Method) && !c.token {
-				if err := auth.CheckCSRF(r, r.TLS != nil, s.cfg.TrustedOrigins); err != nil {
+				check := auth.CheckCSRF
+				if rt.form {
+					check = auth.CheckCSRFForm
+				}
+				if err := check(r, r.TLS != nil, s.cfg.TrustedOrigins); err != nil {
 					forbidden(w, "CSRF verification failed: "+err.Error())
 					return
 				}
