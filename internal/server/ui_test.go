@@ -385,3 +385,51 @@ func TestUILiveStream(t *testing.T) {
 		t.Fatal("the stream outlived the server's shutdown")
 	}
 }
+
+func TestUIWorkflow(t *testing.T) {
+	e := newEnv(t)
+	e.standardUsers()
+	alice := e.tok("alice")
+	wf := `{"tasks": {
+		"a": {"task": "x"},
+		"b": {"task": "x", "after": ["a"]},
+		"c": {"task": "x", "after_failed": ["a"]},
+		"d": {"task": "x", "after_any": ["b", "c"]}}}`
+	key := putRun(t, alice, wf, map[string]any{"x": wfTask(alice, []string{"true"}, nil, nil)})
+
+	b := e.browser()
+	b.signIn("alice")
+	p := b.get("ui/workflow/" + key + "/")
+	if p.code != 200 {
+		t.Fatalf("run page: %d", p.code)
+	}
+	for _, want := range []string{`class="step st-submitted" data-step="a"`, `class="step st-waiting" data-step="b"`,
+		`class="edge e-after"`, `class="edge e-after_failed"`, `class="edge e-after_any"`, `data-step="d"`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the graph lacks %s", want)
+		}
+	}
+	if n := strings.Count(p.body, `<line class="edge`); n != 4 {
+		t.Errorf("%d edges, want 4", n)
+	}
+	bob := e.browser()
+	bob.signIn("bob")
+	if p := bob.get("ui/workflow/" + key + "/"); p.code != http.StatusForbidden {
+		t.Fatalf("bob opens alice's run: %d", p.code)
+	}
+	if p := bob.post("ui/workflow/"+key+"/cancel/", url.Values{}, true); p.code != http.StatusForbidden {
+		t.Fatalf("bob cancels alice's run: %d", p.code)
+	}
+	if p := b.post("ui/workflow/"+key+"/cancel/", url.Values{}, true); p.code != http.StatusSeeOther {
+		t.Fatalf("cancel: %d %s", p.code, p.body)
+	}
+	if st, _ := runShow(t, alice, key); st != "cancelled" {
+		t.Fatalf("after the UI's cancel the run is %s", st)
+	}
+	if p := b.post("ui/workflow/"+key+"/cancel/", url.Values{}, true); p.code != http.StatusBadRequest || !strings.Contains(p.body, "has ended") {
+		t.Fatalf("cancelling an ended run: %d", p.code)
+	}
+	if p := b.get("ui/workflows/"); !strings.Contains(p.body, key) {
+		t.Fatal("the run is not listed")
+	}
+}

@@ -38,7 +38,7 @@ type TaskQuery struct {
 	State  *State // only tasks in this state
 	Queue  string // only tasks of this queue
 	Type   string // only tasks rendered from this task type
-	Status string // only finished tasks whose result has this status ("OK", "TLE", …)
+	Status string // only tasks that finished with this status ("OK", "TLE", …)
 	Before string // only tasks submitted before this one (its key): the next page
 	Limit  int    // at most this many (≤ 0: 50)
 }
@@ -57,11 +57,12 @@ type TaskSummary struct {
 	Run        string    // the key of the workflow run it is a step of, if any
 	Step       string    // with Run: the step
 	Item       int       // with Run: the instance's index in its step
-	Status     string    // the result's status, if it has a result
+	Status     string    // the status it finished with (its result's), if done
 }
 
-// resultStatus is the status of task t's result, empty if none.
-const resultStatus = `COALESCE((SELECT json_extract(r.description, '$.status') FROM results r WHERE r.task_id = t.id), '')`
+// resultStatus is the status task t finished with (its result's), empty
+// if none.
+const resultStatus = `t.status`
 
 // lastNode names the node of a task's last hand-out (task_nodes keeps
 // them; a hand-back removes its row).
@@ -280,7 +281,7 @@ func (s *Store) FinishedPerMinute(ctx context.Context, since time.Time) ([]Minut
 		err := rows.Scan(&minute, &state, &m.Status, &m.N)
 		m.Minute, m.State = time.Unix(minute*60, 0).UTC(), State(state)
 		return m, err
-	}, `SELECT t.time_finish / 60000000 AS minute, t.state, `+resultStatus+`, COUNT(*)
+	}, `SELECT t.time_finish / 60000000 AS minute, t.state, t.status, COUNT(*)
 		FROM tasks t WHERE t.time_finish >= ? AND t.time_finish IS NOT NULL
 		GROUP BY 1, 2, 3 ORDER BY 1`, us(since))
 }

@@ -120,6 +120,11 @@ func undoStep10() []string {
 // undoStep11 takes a database of step 11 back to step 10's tables (the
 // caller sets schema_version).
 func undoStep11() []string {
-	return []string{`DROP TABLE trigger_events`, `DROP TABLE fires`, `DROP TABLE trigger_files`, `DROP TABLE triggers`,
-		`ALTER TABLE tokens DROP COLUMN scope`}
+	return append(undoStep12(), `DROP TABLE trigger_events`, `DROP TABLE fires`, `DROP TABLE trigger_files`, `DROP TABLE triggers`,
+		`ALTER TABLE tokens DROP COLUMN scope`)
+}
+
+// undoStep12 takes a database of step 12 back to step 11's tables.
+func undoStep12() []string {
+	return []string{`DROP INDEX tasks_finish`, `ALTER TABLE tasks DROP COLUMN status`}
 }

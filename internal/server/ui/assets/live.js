@@ -28,18 +28,19 @@
         setState(row.querySelector(".state"), t.state);
         const status = row.querySelector(".status");
         if (status) status.textContent = t.status || "";
-        if (single && before !== t.state) refreshTask();
+        if (single && before !== t.state) refresh([".attempts", "#result", ".actions", ".facts"]);
       },
     });
   }
-  // A task's page fetches itself again and swaps in what changed with its
-  // state (attempts, result, buttons), without reloading.
-  function refreshTask() {
+  // A page fetches itself again and swaps in the parts (selectors) that
+  // change with a state (attempts, result, buttons, a run's steps),
+  // without reloading.
+  function refresh(selectors) {
     fetch(location.href, { credentials: "same-origin" })
       .then((r) => r.text())
       .then((html) => {
         const doc = new DOMParser().parseFromString(html, "text/html");
-        for (const sel of [".attempts", "#result", ".actions", ".facts"]) {
+        for (const sel of selectors) {
           const now = document.querySelector(sel), fresh = doc.querySelector(sel);
           if (now && fresh) now.replaceWith(fresh);
         }
@@ -47,8 +48,11 @@
   }
   const run = document.querySelector("[data-live-run]");
   if (run) {
+    let first = true;
     follow("run=" + encodeURIComponent(run.dataset.liveRun), {
       run: (ev) => {
+        if (!first) refresh(["table.steps", ".facts", ".actions"]);
+        first = false;
         for (const [name, state] of Object.entries(ev.steps)) {
           const g = run.querySelector('[data-step="' + CSS.escape(name) + '"]');
           if (!g) continue;
