@@ -4,7 +4,6 @@ package ui
 
 import (
 	"encoding/json"
-	"errors"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -441,5 +440,3 @@ func stateName(s store.State) string {
 	}
 	return s.String()
 }
-
-var _ = errors.New
