@@ -41,6 +41,7 @@ type page struct {
 	code     int
 	location string
 	body     string
+	header   http.Header
 }
 
 func (b *browser) do(req *http.Request) page {
@@ -52,7 +53,7 @@ func (b *browser) do(req *http.Request) page {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return page{code: resp.StatusCode, location: resp.Header.Get("Location"), body: string(body)}
+	return page{code: resp.StatusCode, location: resp.Header.Get("Location"), body: string(body), header: resp.Header}
 }
 
 func (b *browser) get(path string) page {
@@ -245,6 +246,12 @@ func TestUIEscapes(t *testing.T) {
 	f := b.get("ui/task/" + key + "/file/" + url.PathEscape(name))
 	if f.code != 200 || f.body != "x" {
 		t.Fatalf("download %q: %d %q", name, f.code, f.body)
+	}
+	if cd, ct := f.header.Get("Content-Disposition"), f.header.Get("Content-Type"); !strings.HasPrefix(cd, "attachment;") || ct != "application/octet-stream" {
+		t.Fatalf("download served as %q, %q", ct, cd)
+	}
+	if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
+		t.Fatalf("the page's Content-Security-Policy is %q", csp)
 	}
 	bob := e.browser()
 	bob.signIn("bob")
