@@ -440,3 +440,53 @@ func TestUIWorkflow(t *testing.T) {
 		t.Fatal("the run is not listed")
 	}
 }
+
+func TestUITypesAndTriggers(t *testing.T) {
+	e := newEnv(t)
+	e.standardUsers()
+	alice := e.tok("alice")
+	mustOK(t, putType(alice, "secret", false, simpleTask()))
+	mustOK(t, putType(alice, "shared", true, map[string]any{"image": "busybox:latest", "args": []string{"echo", "{who}"},
+		"params": map[string]any{"who": map[string]any{"default": "<b>world</b>"}}}))
+	mustOK(t, alice.postJSON("/schedule/", map[string]any{"name": "nightly", "cron": "0 3 * * *", "target": map[string]any{"type": "secret"}}))
+
+	a, bob, ivy := e.browser(), e.browser(), e.browser()
+	a.signIn("alice")
+	bob.signIn("bob")
+	ivy.signIn("ivy")
+	if p := a.get("ui/types/"); !strings.Contains(p.body, `href="/kolejka/ui/type/secret/"`) || !strings.Contains(p.body, `href="/kolejka/ui/type/shared/"`) {
+		t.Fatalf("alice's types: %d\n%s", p.code, p.body)
+	}
+	if p := a.get("ui/type/shared/"); p.code != 200 || !strings.Contains(p.body, "&lt;b&gt;world&lt;/b&gt;") {
+		t.Fatalf("the shared type's page: %d", p.code)
+	}
+	// As GET /type/<name>/: another's private type does not exist.
+	if p := bob.get("ui/type/secret/"); p.code != http.StatusNotFound {
+		t.Fatalf("bob opens alice's private type: %d", p.code)
+	}
+	if p := bob.get("ui/type/shared/"); p.code != 200 {
+		t.Fatalf("bob opens a public type: %d", p.code)
+	}
+	if p := bob.get("ui/types/"); strings.Contains(p.body, "type/secret/") {
+		t.Fatal("bob's list shows alice's private type")
+	}
+	if p := a.get("ui/triggers/"); !strings.Contains(p.body, `href="/kolejka/ui/trigger/alice/nightly/"`) || !strings.Contains(p.body, "0 3 * * *") {
+		t.Fatalf("alice's schedules: %s", p.body)
+	}
+	if p := a.get("ui/trigger/alice/nightly/"); p.code != 200 || !strings.Contains(p.body, "None yet.") {
+		t.Fatalf("the schedule's page: %d", p.code)
+	}
+	// Naming another user's schedule: inspectors and managers only.
+	if p := bob.get("ui/trigger/alice/nightly/"); p.code != http.StatusForbidden {
+		t.Fatalf("bob opens alice's schedule: %d", p.code)
+	}
+	if p := bob.get("ui/triggers/"); strings.Contains(p.body, "nightly") {
+		t.Fatal("bob's list shows alice's schedule")
+	}
+	if p := ivy.get("ui/trigger/alice/nightly/"); p.code != 200 {
+		t.Fatalf("ivy opens alice's schedule: %d", p.code)
+	}
+	if p := ivy.get("ui/trigger/alice/nosuch/"); p.code != http.StatusNotFound {
+		t.Fatalf("an unknown schedule: %d", p.code)
+	}
+}
