@@ -139,10 +139,13 @@ func TestUIBrowser(t *testing.T) {
 	p.MustEval(`() => { window.stillHere = "yes" }`) // gone if the page reloads
 	taskKeys(t, node.dequeue(1, map[string]any{}, []string{}))
 	see(p, row, "^running$")
-	mustOK(t, node.resultPut(map[string]any{"id": key, "result": 0, "status": "OK", "stdout": "stdout", "tags": []string{}},
+	mustOK(t, node.resultPut(map[string]any{"id": key, "result": 0, "status": "OK", "stdout": "stdout", "tags": []string{},
+		"stats": map[string]any{"time": "0.25s", "cpu": map[string]any{"usage": "0.12s"}, "memory": map[string]any{"max_usage": "3M"}}},
 		map[string][]byte{"stdout": []byte("hello from the grid\n")}))
 	see(p, row, "^done$")
 	see(p, `tr[data-task="`+key+`"] td.status`, "^OK$")
+	see(p, `tr[data-task="`+key+`"] td.node`, "^node$")
+	see(p, `tr[data-task="`+key+`"] td.finished`, `^\d{4}-\d\d-\d\d `)
 	if v := p.MustEval(`() => window.stillHere`).Str(); v != "yes" {
 		t.Fatal("the table reloaded instead of updating in place")
 	}
@@ -151,6 +154,7 @@ func TestUIBrowser(t *testing.T) {
 	// Its page: the result, its output, the file to download.
 	click(p, `tr[data-task="`+key+`"] td a`)
 	see(p, "pre.preview", "hello from the grid")
+	see(p, "table.stats", "memory.max_usage")
 	if href := p.MustElement(`ul.files a`).MustProperty("href").Str(); !strings.HasSuffix(href, "/ui/task/"+key+"/file/stdout") {
 		t.Fatalf("the result's file links to %s", href)
 	}

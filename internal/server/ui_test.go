@@ -367,7 +367,7 @@ func TestUILiveStream(t *testing.T) {
 		t.Fatalf("first event %s", d)
 	}
 	taskKeys(t, e.py("node").dequeue(1, map[string]any{}, []string{}))
-	if d := next(); !strings.Contains(d, `"state":"running"`) {
+	if d := next(); !strings.Contains(d, `"state":"running"`) || !strings.Contains(d, `"node":"node"`) {
 		t.Fatalf("after dequeue: %s", d)
 	}
 	mustOK(t, e.tok("node").postJSON("/task/result/", map[string]any{"id": key, "result": 0, "status": "OK"}))

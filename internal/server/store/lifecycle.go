@@ -292,7 +292,9 @@ type TaskState struct {
 	Owner    int64
 	Assignee int64 // 0: none
 	State    State
-	Status   string // the result's status, if it has a result
+	Status   string    // the status it finished with, if done
+	Node     string    // the node of the last hand-out, if any
+	Finish   time.Time // zero: not finished
 }
 
 // TaskStates reads the states of those of keys that exist, in one query
@@ -308,9 +310,10 @@ func (s *Store) TaskStates(ctx context.Context, keys []string) ([]TaskState, err
 	return queryRows(ctx, s.r, "read task states", func(rows *sql.Rows) (TaskState, error) {
 		var ts TaskState
 		var state int
-		err := rows.Scan(&ts.Key, &ts.Owner, &ts.Assignee, &state, &ts.Status)
-		ts.State = State(state)
+		var tf sql.NullInt64
+		err := rows.Scan(&ts.Key, &ts.Owner, &ts.Assignee, &state, &ts.Status, &ts.Node, &tf)
+		ts.State, ts.Finish = State(state), fromNullUS(tf)
 		return ts, err
-	}, `SELECT t.key, t.user_id, COALESCE(t.assignee_id, 0), t.state, `+resultStatus+`
+	}, `SELECT t.key, t.user_id, COALESCE(t.assignee_id, 0), t.state, `+resultStatus+`, `+lastNode+`, t.time_finish
 		FROM tasks t WHERE t.key IN (?`+strings.Repeat(", ?", len(keys)-1)+`)`, args...)
 }

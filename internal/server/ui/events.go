@@ -20,6 +20,8 @@ type taskEvent struct {
 	Key    string `json:"key"`
 	State  string `json:"state"`
 	Status string `json:"status,omitempty"`
+	Node   string `json:"node,omitempty"`
+	Finish string `json:"finish,omitempty"` // as the table writes it
 }
 
 // runEvent is a "run" event's data.
@@ -87,7 +89,7 @@ func (u *UI) sendChanges(w http.ResponseWriter, r *http.Request, keys []string, 
 			return err
 		}
 		for _, t := range states {
-			if err := send(w, "task", t.Key, taskEvent{Key: t.Key, State: stateName(t.State), Status: t.Status}, sent); err != nil {
+			if err := send(w, "task", t.Key, taskEvent{Key: t.Key, State: stateName(t.State), Status: t.Status, Node: t.Node, Finish: when(t.Finish)}, sent); err != nil {
 				return err
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -175,6 +176,31 @@ type taskData struct {
 	ResultMap  map[string]any
 	Preview    string // the start of the result's stdout file
 	PreviewOf  string
+	Stats      []measure // the result's measured stats, flattened
+}
+
+// measure is one measured value of a result's stats ("memory.max_usage").
+type measure struct{ Name, Value string }
+
+// flatten lists the scalars of a result's stats by their dotted paths,
+// sorted, leaving out what was not measured (empty objects).
+func flatten(prefix string, v any, out []measure) []measure {
+	switch v := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = flatten(strings.TrimPrefix(prefix+"."+k, "."), v[k], out)
+		}
+	case nil:
+	default:
+		b, _ := json.Marshal(v)
+		out = append(out, measure{Name: prefix, Value: strings.Trim(string(b), `"`)})
+	}
+	return out
 }
 
 // previewBytes is how much of a result's stdout the task page shows.
@@ -195,6 +221,7 @@ func (u *UI) task(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(v.Description, &d.Spec)
 	if len(v.Result) > 0 {
 		_ = json.Unmarshal(v.Result, &d.ResultMap)
+		d.Stats = flatten("", d.ResultMap["stats"], nil)
 		if out, _ := d.ResultMap["stdout"].(string); out != "" {
 			if f, _, err := u.b.ResultFile(r.Context(), usr, key, out); err == nil {
 				buf := make([]byte, previewBytes)

@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -67,5 +69,20 @@ func TestRunGraph(t *testing.T) {
 	}
 	if g.W != 2*margin+4*nodeW+3*colGap || g.H != 2*margin+nodeH {
 		t.Fatalf("size %dx%d", g.W, g.H)
+	}
+}
+
+// A result's stats are listed by dotted path; what was not measured is
+// left out.
+func TestFlattenStats(t *testing.T) {
+	var stats any
+	if err := json.Unmarshal([]byte(`{"cpu": {"usage": "1.5s", "user": "1.0s"}, "cpus": {"0": {"usage": "1.5s"}}, "gpus": {},
+		"memory": {"max_usage": 1048576}, "time": "2.0s"}`), &stats); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(flatten("", stats, nil))
+	want := "[{cpu.usage 1.5s} {cpu.user 1.0s} {cpus.0.usage 1.5s} {memory.max_usage 1048576} {time 2.0s}]"
+	if got != want {
+		t.Fatalf("flatten: %s, want %s", got, want)
 	}
 }

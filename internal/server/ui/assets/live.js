@@ -26,8 +26,10 @@
         if (!row) return;
         const before = row.querySelector(".state").textContent;
         setState(row.querySelector(".state"), t.state);
-        const status = row.querySelector(".status");
-        if (status) status.textContent = t.status || "";
+        for (const [sel, value] of [[".status", t.status], [".node", t.node], [".finished", t.finish]]) {
+          const cell = row.querySelector(sel);
+          if (cell) cell.textContent = value || "";
+        }
         if (single && before !== t.state) refresh([".attempts", "#result", ".actions", ".facts"]);
       },
     });
