@@ -4,6 +4,7 @@ package ui
 
 import (
 	"encoding/json"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -225,7 +226,7 @@ func (u *UI) task(w http.ResponseWriter, r *http.Request) {
 		if out, _ := d.ResultMap["stdout"].(string); out != "" {
 			if f, _, err := u.b.ResultFile(r.Context(), usr, key, out); err == nil {
 				buf := make([]byte, previewBytes)
-				n, _ := f.Read(buf)
+				n, _ := io.ReadFull(f, buf) // a shorter file is all there is
 				f.Close()
 				d.Preview, d.PreviewOf = strings.ToValidUTF8(string(buf[:n]), "\uFFFD"), out
 			}
