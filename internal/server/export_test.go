@@ -32,3 +32,6 @@ func SetFireHook(c *Config, f func(phase string)) { c.firing = f }
 
 // SetUIPoll sets how often the web UI's live streams read the store.
 func SetUIPoll(c *Config, d time.Duration) { c.uiPoll = d }
+
+// SetUIStreams caps the web UI's open live streams.
+func SetUIStreams(c *Config, n int) { c.uiStreams = n }

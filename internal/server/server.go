@@ -136,7 +136,7 @@ func open(cfg Config, owner bool) (*Server, error) {
 		return fail(err)
 	}
 	s.metrics = newMetrics(s)
-	s.ui, err = ui.New(uiBackend{s}, ui.Options{Prefix: cfg.Prefix, Log: s.log, PollEvery: cfg.uiPoll})
+	s.ui, err = ui.New(uiBackend{s}, ui.Options{Prefix: cfg.Prefix, Log: s.log, PollEvery: cfg.uiPoll, Streams: cfg.uiStreams})
 	if err != nil {
 		return fail(err)
 	}

@@ -490,3 +490,40 @@ func TestUITypesAndTriggers(t *testing.T) {
 		t.Fatalf("an unknown schedule: %d", p.code)
 	}
 }
+
+// Live streams are capped: one more than allowed is 503 (the browser's
+// EventSource tries again), and a closed stream frees its place.
+func TestUIStreamCap(t *testing.T) {
+	e := newEnv(t, func(c *server.Config) { server.SetUIStreams(c, 1) })
+	e.standardUsers()
+	key := e.tok("alice").submit(simpleTask(), nil)
+	b := e.browser()
+	b.signIn("alice")
+	open := func() (*http.Response, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", b.root+"ui/events/?tasks="+key, nil)
+		resp, err := b.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, cancel
+	}
+	first, stop := open()
+	if first.StatusCode != 200 {
+		t.Fatalf("the first stream: %d", first.StatusCode)
+	}
+	second, stop2 := open()
+	body, _ := io.ReadAll(second.Body)
+	stop2()
+	if second.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "too many live streams") {
+		t.Fatalf("a stream over the cap: %d %s", second.StatusCode, body)
+	}
+	stop()
+	first.Body.Close()
+	waitFor(t, "the closed stream frees its place", func() bool {
+		r, c := open()
+		defer c()
+		defer r.Body.Close()
+		return r.StatusCode == 200
+	})
+}

@@ -5,7 +5,7 @@ package ui
 // and status whenever one of them changes, "run" with a run's state and
 // its steps' states. It reads the store every PollEvery, only what the
 // caller may read (the backend's rules), and ends when the client goes or
-// the server shuts down.
+// the server shuts down. At most Options.Streams are open at once.
 
 import (
 	"encoding/json"
@@ -43,6 +43,15 @@ func (u *UI) events(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(keys) == 0 && run == "" {
 		u.fail(w, r, &Refused{Code: http.StatusBadRequest, Msg: "tasks or run: name what to follow"})
+		return
+	}
+	select {
+	case u.open <- struct{}{}:
+		defer func() { <-u.open }()
+	default:
+		// The browser's EventSource tries again (retry: 2 s); the page
+		// still reads as it is.
+		u.fail(w, r, &Refused{Code: http.StatusServiceUnavailable, Msg: fmt.Sprintf("too many live streams (%d) open: try again later", u.opt.Streams)})
 		return
 	}
 	flusher, ok := w.(interface{ Flush() })

@@ -120,6 +120,7 @@ type Options struct {
 	Log       *slog.Logger  // where failures are logged
 	PollEvery time.Duration // how often a live stream reads the store (default 1 s)
 	MaxStream int           // the most tasks one live stream follows (default 200)
+	Streams   int           // the most live streams open at once (default 256); more are 503
 }
 
 // UI serves the pages.
@@ -129,6 +130,7 @@ type UI struct {
 	base string // Prefix + "ui/"
 	tmpl map[string]*template.Template
 	mux  *http.ServeMux
+	open chan struct{} // a token per open live stream
 }
 
 // New makes the UI over b.
@@ -139,10 +141,13 @@ func New(b Backend, opt Options) (*UI, error) {
 	if opt.MaxStream <= 0 {
 		opt.MaxStream = 200
 	}
+	if opt.Streams <= 0 {
+		opt.Streams = 256
+	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	u := &UI{b: b, opt: opt, base: opt.Prefix + "ui/", tmpl: map[string]*template.Template{}}
+	u := &UI{b: b, opt: opt, base: opt.Prefix + "ui/", tmpl: map[string]*template.Template{}, open: make(chan struct{}, opt.Streams)}
 	funcs := template.FuncMap{
 		"base":    func() string { return u.base },
 		"when":    when,
