@@ -12,7 +12,7 @@ set -euo pipefail
 log() { printf '\n=== %s\n' "$*"; }
 
 need_pkgs=()
-for cmd_pkg in gcc:gcc make:make git:git ip:iproute2 dpkg-deb:dpkg skopeo:skopeo runc:runc python3:python3 debootstrap:debootstrap; do
+for cmd_pkg in gcc:gcc make:make git:git ip:iproute2 dpkg-deb:dpkg skopeo:skopeo runc:runc python3:python3 debootstrap:debootstrap chromium:chromium; do
 	command -v "${cmd_pkg%%:*}" >/dev/null || need_pkgs+=("${cmd_pkg##*:}")
 done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] || need_pkgs+=(libc6-dev)

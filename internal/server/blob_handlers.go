@@ -107,7 +107,7 @@ func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	readable := ref.Owner == u.ID || u.Roles.Any(store.RoleInspector|store.RoleManager)
+	readable := ref.Owner == u.ID || overseer(u)
 	if !readable && u.Roles.Has(store.RoleProcessor) {
 		var err error
 		if readable, err = s.db.ReferenceUsedByAssignee(r.Context(), key, u.ID); err != nil {
@@ -200,7 +200,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	if s.lookupFailed(w, r, err) {
 		return
 	}
-	if !u.Roles.Any(store.RoleInspector | store.RoleManager) {
+	if !overseer(u) {
 		forbidden(w, "only inspectors and managers read blobs by hash")
 		return
 	}

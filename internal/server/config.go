@@ -124,6 +124,11 @@ type Config struct {
 	// long poll starts waiting for an event, collected after each full
 	// pass of the garbage collector; tests act on what they announce.
 	pausing, collected func()
+	// uiPoll is how often the web UI's live streams read the store (0:
+	// the UI's default, a second).
+	uiPoll time.Duration
+	// uiStreams caps the web UI's open live streams (0: the UI's default).
+	uiStreams int
 	// firing is called by a trigger's firing at "recorded" (its work is
 	// in the store's transaction, not yet committed) and "committed"
 	// (before the work after the commit: a run's first advance).

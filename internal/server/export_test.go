@@ -1,6 +1,9 @@
 package server
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SetPauseHook makes f called each time a long poll of a server opened
 // with c starts waiting for an event (a task, a result, its deadline), so
@@ -26,3 +29,9 @@ func DispatchTriggers(s *Server) {
 // SetFireHook makes f called by each firing of a trigger at "recorded"
 // (inside its transaction) and "committed" (after it).
 func SetFireHook(c *Config, f func(phase string)) { c.firing = f }
+
+// SetUIPoll sets how often the web UI's live streams read the store.
+func SetUIPoll(c *Config, d time.Duration) { c.uiPoll = d }
+
+// SetUIStreams caps the web UI's open live streams.
+func SetUIStreams(c *Config, n int) { c.uiStreams = n }

@@ -17,7 +17,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -70,7 +72,12 @@ func djangoTimeOrEmpty(t time.Time) string {
 // naming the parameter when one is bad, and whether all=1 was asked by a
 // user who may not (403).
 func listQuery(r *http.Request, u *store.User) (q store.TaskQuery, problem string, forbiddenAll bool) {
-	v := r.URL.Query()
+	return taskQuery(r.URL.Query(), u)
+}
+
+// taskQuery reads a task listing's parameters (state, queue, type, limit,
+// all, before) for user u, as listQuery says.
+func taskQuery(v url.Values, u *store.User) (q store.TaskQuery, problem string, forbiddenAll bool) {
 	q = store.TaskQuery{Owner: u.ID, Limit: defaultListLimit, Queue: v.Get("queue"), Type: v.Get("type"), Before: v.Get("before")}
 	if s := v.Get("state"); s != "" {
 		st, ok := stateOf(s)
@@ -99,7 +106,7 @@ func listQuery(r *http.Request, u *store.User) (q store.TaskQuery, problem strin
 	switch v.Get("all") {
 	case "", "0", "false":
 	case "1", "true":
-		if !u.Roles.Any(store.RoleInspector | store.RoleManager) {
+		if !overseer(u) {
 			return q, "", true
 		}
 		q.Owner = 0
@@ -172,26 +179,54 @@ func (s *Server) taskAnswer(ctx context.Context, key string) (*api.TaskAnswer, e
 	return a, nil
 }
 
-func (s *Server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
-	u, key, t := lookup(s, w, r, "key", s.db.Task)
-	if u == nil {
-		return
+// mayCancelTask: a task's owner and managers cancel it; otherwise the
+// refusal.
+func mayCancelTask(u *store.User, owner int64) string {
+	if owner != u.ID && !u.Roles.Has(store.RoleManager) {
+		return "only the owner or a manager cancels a task"
 	}
-	if t.Owner != u.ID && !u.Roles.Has(store.RoleManager) {
-		forbidden(w, "only the owner or a manager cancels a task")
-		return
+	return ""
+}
+
+// overseer: inspectors and managers read every user's tasks, runs, types,
+// schedules and triggers (and list them all).
+func overseer(u *store.User) bool {
+	return u.Roles.Any(store.RoleInspector | store.RoleManager)
+}
+
+// ownerOrOverseer: what owner owns is read by its owner, inspectors and
+// managers (a task's result, a task to clone).
+func ownerOrOverseer(u *store.User, owner int64) bool {
+	return owner == u.ID || overseer(u)
+}
+
+// mayCloneTask: clients among a task's owner, inspectors and managers
+// submit it again; otherwise the refusal.
+func mayCloneTask(u *store.User, owner int64) string {
+	if !ownerOrOverseer(u, owner) {
+		return "the task belongs to another user"
 	}
-	if r.Method != http.MethodPost {
-		notAllowed(w, "POST")
-		return
+	if !u.Roles.Has(store.RoleClient) {
+		return "only clients submit tasks"
 	}
-	res, err := s.db.Cancel(r.Context(), key, s.now())
-	switch {
-	case errors.Is(err, store.ErrFinished):
-		fail(w, "task %s is finished (it has its result); a finished task cannot be cancelled", key)
-		return
-	case s.lookupFailed(w, r, err):
-		return
+	return ""
+}
+
+// errFinishedTask is a cancel of a task that has its result, as the API
+// words it.
+func errFinishedTask(key string) error {
+	return refuse("task %s is finished (it has its result); a finished task cannot be cancelled", key)
+}
+
+// cancelTask cancels task key for u (allowed by mayCancelTask) and wakes
+// whoever the cancel concerns. A finished task is a refusal.
+func (s *Server) cancelTask(ctx context.Context, u *store.User, key string) (store.CancelResult, error) {
+	res, err := s.db.Cancel(ctx, key, s.now())
+	if errors.Is(err, store.ErrFinished) {
+		return res, errFinishedTask(key)
+	}
+	if err != nil {
+		return res, err
 	}
 	if res.Was != store.Cancelled {
 		s.log.Info("task cancelled", "task", key, "by", u.Name, "was", stateName(res.Was))
@@ -199,17 +234,60 @@ func (s *Server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
 		if res.Was == store.Assigned {
 			s.queue.Signal() // its node holds one task less: a waiting dequeue may take more
 		}
-		s.advanceRunOf(r.Context(), key) // a step's task cancelled on its own ends it (SE)
+		s.advanceRunOf(ctx, key) // a step's task cancelled on its own ends it (SE)
+	}
+	return res, nil
+}
+
+func (s *Server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
+	u, key, t := lookup(s, w, r, "key", s.db.Task)
+	if u == nil {
+		return
+	}
+	if why := mayCancelTask(u, t.Owner); why != "" {
+		forbidden(w, why)
+		return
+	}
+	if r.Method != http.MethodPost {
+		notAllowed(w, "POST")
+		return
+	}
+	res, err := s.cancelTask(r.Context(), u, key)
+	var ref *refusal
+	switch {
+	case errors.As(err, &ref):
+		fail(w, "%s", ref.msg)
+		return
+	case s.lookupFailed(w, r, err):
+		return
 	}
 	ok(w, &api.CancelAnswer{State: api.StateCancelled, Was: stateName(res.Was)})
 }
 
+// cloneTask submits task d again as u's (allowed by mayCloneTask); it
+// returns the new task's description, or the submission's refusal.
+func (s *Server) cloneTask(ctx context.Context, u *store.User, d store.TaskDetail) ([]byte, error) {
+	t, err := spec.ParseTask(d.Description, "task "+d.Key)
+	if err != nil {
+		return nil, err
+	}
+	var origin *tasktype.Origin
+	if len(d.Origin) > 0 {
+		origin = new(tasktype.Origin)
+		if err := json.Unmarshal(d.Origin, origin); err != nil {
+			return nil, fmt.Errorf("unable to read the origin of task %s: %w", d.Key, err)
+		}
+	}
+	return s.submit(ctx, u, t, origin)
+}
+
 func (s *Server) handleTaskClone(w http.ResponseWriter, r *http.Request) {
-	u, key, d := lookup(s, w, r, "key", s.db.TaskDetail)
+	u, _, d := lookup(s, w, r, "key", s.db.TaskDetail)
 	if u == nil {
 		return
 	}
-	if d.Owner != u.ID && !u.Roles.Any(store.RoleInspector|store.RoleManager) {
+	// Reading first (403 for another's task), then the method, then the role.
+	if !ownerOrOverseer(u, d.Owner) {
 		forbidden(w, "the task belongs to another user")
 		return
 	}
@@ -217,24 +295,11 @@ func (s *Server) handleTaskClone(w http.ResponseWriter, r *http.Request) {
 		notAllowed(w, "POST")
 		return
 	}
-	if !u.Roles.Has(store.RoleClient) {
-		forbidden(w, "only clients submit tasks")
+	if why := mayCloneTask(u, d.Owner); why != "" {
+		forbidden(w, why)
 		return
 	}
-	t, err := spec.ParseTask(d.Description, "task "+key)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	var origin *tasktype.Origin
-	if len(d.Origin) > 0 {
-		origin = new(tasktype.Origin)
-		if err := json.Unmarshal(d.Origin, origin); err != nil {
-			s.internal(w, r, err)
-			return
-		}
-	}
-	desc, err := s.submit(r.Context(), u, t, origin)
+	desc, err := s.cloneTask(r.Context(), u, d)
 	if s.answerSubmit(w, r, err) {
 		ok(w, &api.NewTaskAnswer{Task: desc})
 	}

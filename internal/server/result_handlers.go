@@ -169,7 +169,7 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 			s.internal(w, r, err)
 			return
 		}
-		if t.Owner != u.ID && !u.Roles.Any(store.RoleInspector|store.RoleManager) {
+		if !ownerOrOverseer(u, t.Owner) {
 			cancel()
 			forbidden(w, "the task belongs to another user")
 			return

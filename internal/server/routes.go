@@ -28,6 +28,7 @@ package server
 //	/node/[<name>/]            nodes: list; read (extension "nodes")
 //	/node/<name>/drain/        hand a node no new task (extension "nodes")
 //	/node/<name>/undrain/      hand it tasks again (extension "nodes")
+//	/ui/…                      the web UI (package ui; its forms send the CSRF token as a field)
 //	/metrics                   Prometheus
 //
 // Checks happen in Kolejka's order: CSRF (Django's middleware, before any
@@ -69,6 +70,7 @@ type route struct {
 	pattern string // ServeMux pattern below the prefix
 	handler http.HandlerFunc
 	public  bool // no sign-in, no CSRF (index, metrics)
+	form    bool // the CSRF token may come as a form field (the web UI's forms)
 }
 
 func (s *Server) routes() http.Handler {
@@ -111,6 +113,7 @@ func (s *Server) routes() http.Handler {
 		{name: "/node/<name>/", pattern: "node/{name}/{$}", handler: s.handleNode},
 		{name: "/node/<name>/drain/", pattern: "node/{name}/drain/{$}", handler: s.handleNodeDrain},
 		{name: "/node/<name>/undrain/", pattern: "node/{name}/undrain/{$}", handler: s.handleNodeUndrain},
+		{name: "/ui/", pattern: "ui/", handler: s.ui.ServeHTTP, form: true},
 		{name: "/metrics", pattern: "metrics", handler: s.metrics.handler().ServeHTTP, public: true},
 		{name: "other", pattern: "", handler: func(w http.ResponseWriter, _ *http.Request) { notFound(w) }, public: true},
 	}
@@ -204,7 +207,11 @@ func (s *Server) wrap(rt route) http.Handler {
 				return
 			}
 			if !auth.Safe(r.Method) && !c.token {
-				if err := auth.CheckCSRF(r, r.TLS != nil, s.cfg.TrustedOrigins); err != nil {
+				check := auth.CheckCSRF
+				if rt.form {
+					check = auth.CheckCSRFForm
+				}
+				if err := check(r, r.TLS != nil, s.cfg.TrustedOrigins); err != nil {
 					forbidden(w, "CSRF verification failed: "+err.Error())
 					return
 				}

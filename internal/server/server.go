@@ -41,6 +41,7 @@ import (
 	"github.com/kolejka-go/kolejka/internal/server/blobs"
 	"github.com/kolejka-go/kolejka/internal/server/notify"
 	"github.com/kolejka-go/kolejka/internal/server/store"
+	"github.com/kolejka-go/kolejka/internal/server/ui"
 )
 
 // File names inside the data folder.
@@ -73,6 +74,7 @@ type Server struct {
 	tokenUses tokenUses
 	metrics   *metrics
 	handler   http.Handler
+	ui        *ui.UI // the web UI, under <prefix>ui/
 
 	stop     chan struct{} // closed by Shutdown/Close: loops and long polls end
 	stopOnce sync.Once
@@ -135,6 +137,10 @@ func open(cfg Config, owner bool) (*Server, error) {
 		return fail(err)
 	}
 	s.metrics = newMetrics(s)
+	s.ui, err = ui.New(uiBackend{s}, ui.Options{Prefix: cfg.Prefix, Log: s.log, PollEvery: cfg.uiPoll, Streams: cfg.uiStreams})
+	if err != nil {
+		return fail(err)
+	}
 	s.handler = s.routes()
 	if owner {
 		if err := s.recover(context.Background()); err != nil {

@@ -25,8 +25,8 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 // ensureCSRFCookie (re)sends the csrftoken cookie, making one if the
-// request has none.
-func (s *Server) ensureCSRFCookie(w http.ResponseWriter, r *http.Request) {
+// request has none, and returns its value.
+func (s *Server) ensureCSRFCookie(w http.ResponseWriter, r *http.Request) string {
 	token := ""
 	if c, err := r.Cookie(auth.CSRFCookie); err == nil && validCSRFToken(c.Value) {
 		token = c.Value
@@ -35,6 +35,7 @@ func (s *Server) ensureCSRFCookie(w http.ResponseWriter, r *http.Request) {
 		token = auth.RandomKey(16)
 	}
 	s.setCSRFCookie(w, r, token)
+	return token
 }
 
 func (s *Server) setCSRFCookie(w http.ResponseWriter, r *http.Request, token string) {
@@ -71,64 +72,82 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			fail(w, "login: the body is not a form (%v)", err)
 			return
 		}
-		name, password := form.Get("username"), form.Get("password")
-		u, err := s.db.UserByName(r.Context(), name)
-		if errors.Is(err, store.ErrNotFound) {
-			auth.WasteTime(password)
-			s.ensureCSRFCookie(w, r)
-			fail(w, "invalid username or password")
-			return
-		}
-		if err != nil {
+		good, err = s.signIn(w, r, form.Get("username"), form.Get("password"))
+		switch {
+		case err != nil:
 			s.internal(w, r, err)
-			return
-		}
-		good, err = auth.CheckPassword(u.Password, password)
-		if err != nil || !good {
-			if err != nil {
-				s.log.Error("unreadable password hash", "user", u.Name, "error", err)
-			}
-			s.ensureCSRFCookie(w, r)
+		case !good:
 			fail(w, "invalid username or password")
-			return
+		default:
+			ok(w, &api.Envelope{})
 		}
-		if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
-			s.auth.drop("s:" + auth.Digest(c.Value))
-			if err := s.db.DeleteSession(r.Context(), auth.Digest(c.Value)); err != nil {
-				s.internal(w, r, err)
-				return
-			}
-		}
-		id := auth.RandomKey(32)
-		now := s.now()
-		if err := s.db.CreateSession(r.Context(), auth.Digest(id), u.ID, now, now.Add(s.cfg.SessionAge)); err != nil {
-			s.internal(w, r, err)
-			return
-		}
-		http.SetCookie(w, &http.Cookie{
-			Name: auth.SessionCookie, Value: id, Path: "/", MaxAge: int(s.cfg.SessionAge.Seconds()),
-			HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
-		})
-		// Django rotates the CSRF token at login.
-		s.setCSRFCookie(w, r, auth.RandomKey(16))
-		ok(w, &api.Envelope{})
 	default:
 		notAllowed(w, "GET", "HEAD", "POST")
 	}
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if err := s.signOut(w, r); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	ok(w, &api.Envelope{})
+}
+
+// signIn checks name and password and, when they match, starts a session:
+// it drops the request's old one, sets the sessionid cookie and rotates
+// csrftoken as Django does. On a mismatch it (re)sends csrftoken and
+// returns false. The API's /login/ and the UI's sign-in both use it.
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request, name, password string) (bool, error) {
+	u, err := s.db.UserByName(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		auth.WasteTime(password)
+		s.ensureCSRFCookie(w, r)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	good, err := auth.CheckPassword(u.Password, password)
+	if err != nil || !good {
+		if err != nil {
+			s.log.Error("unreadable password hash", "user", u.Name, "error", err)
+		}
+		s.ensureCSRFCookie(w, r)
+		return false, nil
+	}
 	if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
 		s.auth.drop("s:" + auth.Digest(c.Value))
 		if err := s.db.DeleteSession(r.Context(), auth.Digest(c.Value)); err != nil {
-			s.internal(w, r, err)
-			return
+			return false, err
+		}
+	}
+	id := auth.RandomKey(32)
+	now := s.now()
+	if err := s.db.CreateSession(r.Context(), auth.Digest(id), u.ID, now, now.Add(s.cfg.SessionAge)); err != nil {
+		return false, err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: auth.SessionCookie, Value: id, Path: "/", MaxAge: int(s.cfg.SessionAge.Seconds()),
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+	})
+	// Django rotates the CSRF token at login.
+	s.setCSRFCookie(w, r, auth.RandomKey(16))
+	return true, nil
+}
+
+// signOut ends the request's session, if any, and (re)sends csrftoken.
+func (s *Server) signOut(w http.ResponseWriter, r *http.Request) error {
+	if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
+		s.auth.drop("s:" + auth.Digest(c.Value))
+		if err := s.db.DeleteSession(r.Context(), auth.Digest(c.Value)); err != nil {
+			return err
 		}
 		http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1,
 			HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	}
 	s.ensureCSRFCookie(w, r)
-	ok(w, &api.Envelope{})
+	return nil
 }
 
 // extensions are what this server offers beyond Kolejka, announced in

@@ -120,7 +120,7 @@ func (s *Server) prepare(ctx context.Context, u *store.User, t *spec.Task, origi
 	nt := store.NewTask{
 		Key:         t.ID,
 		Owner:       u.ID,
-		ReadAll:     u.Roles.Any(store.RoleInspector | store.RoleManager),
+		ReadAll:     overseer(u),
 		Description: desc,
 		Limits:      limits,
 		Requires:    t.Requires,
@@ -167,7 +167,7 @@ func references(files map[string]spec.File) map[string]string {
 }
 
 func canReadTask(u *store.User, t store.Task) bool {
-	return t.Owner == u.ID || (t.Assignee != 0 && t.Assignee == u.ID) || u.Roles.Any(store.RoleInspector|store.RoleManager)
+	return t.Owner == u.ID || (t.Assignee != 0 && t.Assignee == u.ID) || overseer(u)
 }
 
 func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {

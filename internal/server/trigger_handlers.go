@@ -45,7 +45,7 @@ func (s *Server) handleTriggers(w http.ResponseWriter, r *http.Request, schedule
 		if u == nil {
 			return
 		}
-		rows, err := s.db.Triggers(r.Context(), u.ID, u.Roles.Any(store.RoleInspector|store.RoleManager), schedules)
+		rows, err := s.db.Triggers(r.Context(), u.ID, overseer(u), schedules)
 		if err != nil {
 			s.internal(w, r, err)
 			return
@@ -128,7 +128,7 @@ func (s *Server) handleTriggerPut(w http.ResponseWriter, r *http.Request, schedu
 	}
 	version, err := s.db.PutTrigger(r.Context(), store.NewTrigger{
 		Owner: u.ID, Name: put.Name, Kind: put.Kind, Spec: data, Files: refs,
-		ReadAll: u.Roles.Any(store.RoleInspector | store.RoleManager), NextFire: next, Now: s.now(),
+		ReadAll: overseer(u), NextFire: next, Now: s.now(),
 	})
 	var fe store.FileErrors
 	var ke *store.KindError
@@ -205,9 +205,8 @@ func (s *Server) checkTriggerPut(_ context.Context, _ *store.User, put api.Trigg
 func (s *Server) triggerFor(w http.ResponseWriter, r *http.Request, u *store.User, schedules, change bool) (store.TriggerRow, bool) {
 	owner := u.ID
 	if name := r.URL.Query().Get("owner"); name != "" && name != u.Name {
-		may := u.Roles.Has(store.RoleManager) || (!change && u.Roles.Has(store.RoleInspector))
-		if !may {
-			forbidden(w, "only managers (inspectors, to read) name another user's schedules and triggers")
+		if why := mayNameTriggerOwner(u, change); why != "" {
+			forbidden(w, why)
 			return store.TriggerRow{}, false
 		}
 		o, err := s.db.UserByName(r.Context(), name)
@@ -225,6 +224,15 @@ func (s *Server) triggerFor(w http.ResponseWriter, r *http.Request, u *store.Use
 		return store.TriggerRow{}, false
 	}
 	return row, true
+}
+
+// mayNameTriggerOwner: managers name another user's schedules and
+// triggers, inspectors only to read (change false); otherwise the refusal.
+func mayNameTriggerOwner(u *store.User, change bool) string {
+	if u.Roles.Has(store.RoleManager) || (!change && u.Roles.Has(store.RoleInspector)) {
+		return ""
+	}
+	return "only managers (inspectors, to read) name another user's schedules and triggers"
 }
 
 func (s *Server) handleSchedule(w http.ResponseWriter, r *http.Request) {
@@ -285,28 +293,34 @@ func (s *Server) handleOneTrigger(w http.ResponseWriter, r *http.Request, schedu
 
 // answerTrigger answers with the trigger and its n latest firings.
 func (s *Server) answerTrigger(w http.ResponseWriter, r *http.Request, row store.TriggerRow, n int) {
-	info, err := triggerInfo(row)
+	info, err := s.triggerDetail(r.Context(), row, n)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	if n > 0 {
-		fires, err := s.db.Fires(r.Context(), row.ID, n)
-		if err != nil {
-			s.internal(w, r, err)
-			return
-		}
-		for _, f := range fires {
-			if f.TaskKnown {
-				f.Status = stateName(f.TaskState)
-			}
-			info.Fires = append(info.Fires, api.TriggerFire{
-				Fire: f.Fire, Key: f.Key, Reason: f.Reason, Started: f.Started, State: f.State, Status: f.Status,
-				Time: f.TimeCreate.UTC().Format(time.RFC3339Nano),
-			})
-		}
-	}
 	ok(w, &api.TriggerAnswer{Trigger: info})
+}
+
+// triggerDetail describes a trigger with its n latest firings.
+func (s *Server) triggerDetail(ctx context.Context, row store.TriggerRow, n int) (api.TriggerInfo, error) {
+	info, err := triggerInfo(row)
+	if err != nil || n <= 0 {
+		return info, err
+	}
+	fires, err := s.db.Fires(ctx, row.ID, n)
+	if err != nil {
+		return info, err
+	}
+	for _, f := range fires {
+		if f.TaskKnown {
+			f.Status = stateName(f.TaskState)
+		}
+		info.Fires = append(info.Fires, api.TriggerFire{
+			Fire: f.Fire, Key: f.Key, Reason: f.Reason, Started: f.Started, State: f.State, Status: f.Status,
+			Time: f.TimeCreate.UTC().Format(time.RFC3339Nano),
+		})
+	}
+	return info, nil
 }
 
 func (s *Server) handleSchedulePause(w http.ResponseWriter, r *http.Request) {

@@ -183,7 +183,7 @@ func (s *Server) hook(phase string) {
 // firing's transaction: ("task"|"workflow", its key). Errors the user
 // caused (a target that does not validate now) are *refusal.
 func (s *Server) startWork(ctx context.Context, f *store.FireTx, u *store.User, put api.TriggerPut, src fireSource) (started, key string, err error) {
-	readAll := u.Roles.Any(store.RoleInspector | store.RoleManager)
+	readAll := overseer(u)
 	if put.Target.Workflow != nil {
 		nr, refs, err := s.targetRun(ctx, u, put, src)
 		if err != nil {

@@ -41,7 +41,7 @@ func typeFile(name string, version int) string {
 // mayUseType: the type's owner, anyone for a public type, inspectors and
 // managers for every type.
 func mayUseType(u *store.User, t store.TypeRow) bool {
-	return t.Owner == u.ID || t.Public || u.Roles.Any(store.RoleInspector|store.RoleManager)
+	return t.Owner == u.ID || t.Public || overseer(u)
 }
 
 func (s *Server) handleTypes(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +49,7 @@ func (s *Server) handleTypes(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	rows, err := s.db.Types(r.Context(), u.ID, u.Roles.Any(store.RoleInspector|store.RoleManager))
+	rows, err := s.db.Types(r.Context(), u.ID, overseer(u))
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -140,7 +140,7 @@ func (s *Server) handleTypePut(w http.ResponseWriter, r *http.Request) {
 	}
 	version, err := s.db.PutType(r.Context(), store.NewType{
 		Owner:       u.ID,
-		ReadAll:     u.Roles.Any(store.RoleInspector | store.RoleManager),
+		ReadAll:     overseer(u),
 		Name:        req.Name,
 		Public:      req.Public,
 		Description: desc.Bytes(),

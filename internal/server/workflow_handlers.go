@@ -45,7 +45,7 @@ func (s *Server) handleWorkflows(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	rows, err := s.db.Runs(r.Context(), u.ID, u.Roles.Any(store.RoleInspector|store.RoleManager))
+	rows, err := s.db.Runs(r.Context(), u.ID, overseer(u))
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -93,7 +93,7 @@ func (s *Server) handleWorkflowPut(w http.ResponseWriter, r *http.Request) {
 	}
 	key := auth.RandomKey(16)
 	_, err = s.db.InsertRun(r.Context(), store.NewRun{Key: key, Owner: u.ID, State: store.RunRunning, Run: runJSON, Steps: steps, Now: s.now()},
-		refs, u.Roles.Any(store.RoleInspector|store.RoleManager))
+		refs, overseer(u))
 	var fe store.FileErrors
 	if errors.As(err, &fe) {
 		msgs := make([]string, len(fe))
@@ -256,15 +256,23 @@ func (s *Server) runFor(w http.ResponseWriter, r *http.Request, manage bool) (*s
 	if u == nil {
 		return nil, row, false
 	}
-	switch {
-	case manage && row.Owner != u.ID && !u.Roles.Has(store.RoleManager):
-		forbidden(w, "the workflow run belongs to another user (only its owner or a manager changes it)")
-		return nil, row, false
-	case row.Owner != u.ID && !u.Roles.Any(store.RoleInspector|store.RoleManager):
-		forbidden(w, "the workflow run belongs to another user")
+	if why := mayRun(u, row, manage); why != "" {
+		forbidden(w, why)
 		return nil, row, false
 	}
 	return u, row, true
+}
+
+// mayRun: a run is read by its owner, inspectors and managers, and
+// changed (manage) by its owner and managers; otherwise the refusal.
+func mayRun(u *store.User, row store.RunRow, manage bool) string {
+	switch {
+	case manage && row.Owner != u.ID && !u.Roles.Has(store.RoleManager):
+		return "the workflow run belongs to another user (only its owner or a manager changes it)"
+	case !ownerOrOverseer(u, row.Owner):
+		return "the workflow run belongs to another user"
+	}
+	return ""
 }
 
 func (s *Server) handleWorkflow(w http.ResponseWriter, r *http.Request) {
@@ -340,23 +348,29 @@ func (s *Server) runDetail(ctx context.Context, row store.RunRow) (api.WorkflowI
 	return info, nil
 }
 
+// cancelRun cancels a running run and its tasks.
+func cancelRun(run *workflow.Run) ([]string, error) {
+	if st := run.State(); st != workflow.Running {
+		// Its state stays what it ended with.
+		return nil, refuse("unable to cancel the run: it has ended (%s)", st)
+	}
+	return run.Cancel(), nil
+}
+
+// retryRun runs again what failed, was cancelled or skipped.
+func retryRun(run *workflow.Run) ([]string, error) {
+	if err := run.Retry(); err != nil {
+		return nil, &refusal{err.Error()}
+	}
+	return nil, nil
+}
+
 func (s *Server) handleWorkflowCancel(w http.ResponseWriter, r *http.Request) {
-	s.changeRun(w, r, "cancelled", func(run *workflow.Run) ([]string, error) {
-		if st := run.State(); st != workflow.Running {
-			// Its state stays what it ended with.
-			return nil, refuse("unable to cancel the run: it has ended (%s)", st)
-		}
-		return run.Cancel(), nil
-	})
+	s.changeRun(w, r, "cancelled", cancelRun)
 }
 
 func (s *Server) handleWorkflowRetry(w http.ResponseWriter, r *http.Request) {
-	s.changeRun(w, r, "retried", func(run *workflow.Run) ([]string, error) {
-		if err := run.Retry(); err != nil {
-			return nil, &refusal{err.Error()}
-		}
-		return nil, nil
-	})
+	s.changeRun(w, r, "retried", retryRun)
 }
 
 // changeRun cancels or retries a run (op, in the run's advance).

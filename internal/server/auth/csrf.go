@@ -59,16 +59,43 @@ func CheckCSRF(r *http.Request, secure bool, trusted []string) error {
 	if err := checkReferer(r, secure, trusted); err != nil {
 		return err
 	}
+	return checkToken(r, r.Header.Get(CSRFHeader))
+}
+
+// checkToken compares the token a request carries with its cookie.
+func checkToken(r *http.Request, token string) error {
 	c, err := r.Cookie(CSRFCookie)
 	if err != nil || c.Value == "" {
 		return ErrCSRFCookie
 	}
-	h := r.Header.Get(CSRFHeader)
-	if h == "" || subtle.ConstantTimeCompare([]byte(h), []byte(c.Value)) != 1 {
+	if token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(c.Value)) != 1 {
 		return ErrCSRFToken
 	}
 	return nil
 }
+
+// CSRFField is the form field an HTML form carries the token in (Django's
+// name).
+const CSRFField = "csrfmiddlewaretoken"
+
+// CheckCSRFForm is CheckCSRF that also takes the token from the form
+// field CSRFField of a form-encoded body, as Django does for its forms
+// (the header wins when both are given). It parses the form: only for
+// handlers that read the body as a form, of at most maxFormBody bytes.
+func CheckCSRFForm(r *http.Request, secure bool, trusted []string) error {
+	if err := checkReferer(r, secure, trusted); err != nil {
+		return err
+	}
+	token := r.Header.Get(CSRFHeader)
+	if token == "" {
+		r.Body = http.MaxBytesReader(nil, r.Body, maxFormBody)
+		token = r.PostFormValue(CSRFField)
+	}
+	return checkToken(r, token)
+}
+
+// maxFormBody bounds a form's body: the UI's forms are a few fields.
+const maxFormBody = 64 << 10
 
 func checkReferer(r *http.Request, secure bool, trusted []string) error {
 	ref := r.Header.Get("Referer")

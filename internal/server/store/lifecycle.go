@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,7 @@ type TaskQuery struct {
 	State  *State // only tasks in this state
 	Queue  string // only tasks of this queue
 	Type   string // only tasks rendered from this task type
+	Status string // only tasks that finished with this status ("OK", "TLE", …)
 	Before string // only tasks submitted before this one (its key): the next page
 	Limit  int    // at most this many (≤ 0: 50)
 }
@@ -55,7 +57,12 @@ type TaskSummary struct {
 	Run        string    // the key of the workflow run it is a step of, if any
 	Step       string    // with Run: the step
 	Item       int       // with Run: the instance's index in its step
+	Status     string    // the status it finished with (its result's), if done
 }
+
+// resultStatus is the status task t finished with (its result's), empty
+// if none.
+const resultStatus = `t.status`
 
 // lastNode names the node of a task's last hand-out (task_nodes keeps
 // them; a hand-back removes its row).
@@ -68,7 +75,7 @@ const runOf = `COALESCE((SELECT r.key FROM runs r WHERE r.id = t.run_id), '')`
 // ListTasksOf lists tasks newest first. A user's own tasks are read from
 // the index tasks_owner(user_id, id) backwards; every user's from the
 // primary key backwards, or tasks_queue(state, id) with a state filter.
-// Filters the index does not serve (queue, type) are applied to rows as
+// Filters the index does not serve (queue, type, status) are applied to rows as
 // they come, so a rare queue or type may read more rows than the page
 // holds. ErrNotFound if Before names no task.
 func (s *Store) ListTasksOf(ctx context.Context, q TaskQuery) ([]TaskSummary, error) {
@@ -87,7 +94,7 @@ func (s *Store) ListTasksOf(ctx context.Context, q TaskQuery) ([]TaskSummary, er
 		var state int
 		var tc int64
 		var tf sql.NullInt64
-		err := rows.Scan(&ts.Key, &ts.OwnerName, &state, &ts.Queue, &ts.TypeName, &ts.Node, &ts.Attempts, &tc, &tf, &ts.Run, &ts.Step, &ts.Item)
+		err := rows.Scan(&ts.Key, &ts.OwnerName, &state, &ts.Queue, &ts.TypeName, &ts.Node, &ts.Attempts, &tc, &tf, &ts.Run, &ts.Step, &ts.Item, &ts.Status)
 		ts.State, ts.TimeCreate, ts.TimeFinish = State(state), fromUS(tc), fromNullUS(tf)
 		return ts, err
 	}, query, args...)
@@ -96,7 +103,7 @@ func (s *Store) ListTasksOf(ctx context.Context, q TaskQuery) ([]TaskSummary, er
 // listSQL is ListTasksOf's query: before, if not 0, is the id of the
 // task the page starts after.
 func listSQL(q TaskQuery, before int64) (string, []any) {
-	query := `SELECT t.key, o.name, t.state, t.queue, t.type_name, ` + lastNode + `, t.attempts, t.time_create, t.time_finish, ` + runOf + `, t.step, t.item_index
+	query := `SELECT t.key, o.name, t.state, t.queue, t.type_name, ` + lastNode + `, t.attempts, t.time_create, t.time_finish, ` + runOf + `, t.step, t.item_index, ` + resultStatus + `
 		FROM tasks t JOIN users o ON o.id = t.user_id WHERE 1 = 1`
 	var args []any
 	if q.Owner != 0 {
@@ -118,6 +125,10 @@ func listSQL(q TaskQuery, before int64) (string, []any) {
 	if q.Type != "" {
 		query += ` AND t.type_name = ?`
 		args = append(args, q.Type)
+	}
+	if q.Status != "" {
+		query += ` AND t.state = 2 AND ` + resultStatus + ` = ?`
+		args = append(args, q.Status)
 	}
 	query += ` ORDER BY t.id DESC LIMIT ?`
 	args = append(args, q.Limit)
@@ -248,4 +259,61 @@ func cancelTask(ctx context.Context, tx *sql.Tx, key string, now time.Time) (Can
 		return out, id, fmt.Errorf("unable to cancel task: %w", err)
 	}
 	return out, id, nil
+}
+
+// MinuteCount is how many tasks ended in one minute in one way.
+type MinuteCount struct {
+	Minute time.Time // the minute's start
+	State  State     // Done or Cancelled
+	Status string    // with Done: the result's status
+	N      int
+}
+
+// FinishedPerMinute counts the tasks that ended (a result or a cancel)
+// since since, by minute, state and result status, oldest first. It reads
+// the index tasks_finish, so it costs the rows of the span, not of the
+// table.
+func (s *Store) FinishedPerMinute(ctx context.Context, since time.Time) ([]MinuteCount, error) {
+	return queryRows(ctx, s.r, "count finished tasks", func(rows *sql.Rows) (MinuteCount, error) {
+		var m MinuteCount
+		var minute int64
+		var state int
+		err := rows.Scan(&minute, &state, &m.Status, &m.N)
+		m.Minute, m.State = time.Unix(minute*60, 0).UTC(), State(state)
+		return m, err
+	}, `SELECT t.time_finish / 60000000 AS minute, t.state, t.status, COUNT(*)
+		FROM tasks t WHERE t.time_finish >= ? AND t.time_finish IS NOT NULL
+		GROUP BY 1, 2, 3 ORDER BY 1`, us(since))
+}
+
+// TaskState is a task's state as a live page follows it.
+type TaskState struct {
+	Key      string
+	Owner    int64
+	Assignee int64 // 0: none
+	State    State
+	Status   string    // the status it finished with, if done
+	Node     string    // the node of the last hand-out, if any
+	Finish   time.Time // zero: not finished
+}
+
+// TaskStates reads the states of those of keys that exist, in one query
+// (at most a few hundred keys: a page's).
+func (s *Store) TaskStates(ctx context.Context, keys []string) ([]TaskState, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	return queryRows(ctx, s.r, "read task states", func(rows *sql.Rows) (TaskState, error) {
+		var ts TaskState
+		var state int
+		var tf sql.NullInt64
+		err := rows.Scan(&ts.Key, &ts.Owner, &ts.Assignee, &state, &ts.Status, &ts.Node, &tf)
+		ts.State, ts.Finish = State(state), fromNullUS(tf)
+		return ts, err
+	}, `SELECT t.key, t.user_id, COALESCE(t.assignee_id, 0), t.state, `+resultStatus+`, `+lastNode+`, t.time_finish
+		FROM tasks t WHERE t.key IN (?`+strings.Repeat(", ?", len(keys)-1)+`)`, args...)
 }

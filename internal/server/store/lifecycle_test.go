@@ -297,3 +297,59 @@ func TestListPlans(t *testing.T) {
 		}
 	}
 }
+
+// FinishedPerMinute counts ends by minute, state and status, from the
+// index on time_finish: what ended before the span is left out.
+func TestFinishedPerMinute(t *testing.T) {
+	e := newLifecycleEnv(t)
+	for _, k := range []string{"f1", "f2", "f3", "f4"} {
+		e.insert(t, k, e.alice, "", "")
+	}
+	got := e.dequeue(t, e.node)
+	if len(got) != 4 {
+		t.Fatalf("dequeued %v", got)
+	}
+	for k, status := range map[string]string{"f1": "OK", "f2": "OK", "f3": "TLE"} {
+		if err := e.post(e.node, k, status); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.s.Cancel(e.ctx, "f4", e.now); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := e.s.FinishedPerMinute(e.ctx, e.now.Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, m := range ms {
+		if !m.Minute.Equal(e.now.Truncate(time.Minute)) {
+			t.Errorf("minute %v, want %v", m.Minute, e.now.Truncate(time.Minute))
+		}
+		counts[m.State.String()+"/"+m.Status] += m.N
+	}
+	want := map[string]int{Done.String() + "/OK": 2, Done.String() + "/TLE": 1, Cancelled.String() + "/": 1}
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("counts %v, want %v", counts, want)
+	}
+	if ms, err := e.s.FinishedPerMinute(e.ctx, e.now.Add(time.Minute)); err != nil || len(ms) != 0 {
+		t.Fatalf("after the ends: %v %v", ms, err)
+	}
+	var plan string
+	rows, err := e.s.r.Query(`EXPLAIN QUERY PLAN SELECT t.time_finish / 60000000, t.state, t.status, COUNT(*) FROM tasks t WHERE t.time_finish >= ? AND t.time_finish IS NOT NULL GROUP BY 1, 2, 3`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var a, b, c int
+		var d string
+		if err := rows.Scan(&a, &b, &c, &d); err != nil {
+			t.Fatal(err)
+		}
+		plan += d + "\n"
+	}
+	rows.Close()
+	if !strings.Contains(plan, "COVERING INDEX tasks_finish") {
+		t.Errorf("the count does not use the index tasks_finish:\n%s", plan)
+	}
+}

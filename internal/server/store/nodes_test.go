@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"path/filepath"
 	"reflect"
@@ -122,7 +123,7 @@ func TestNodeTable(t *testing.T) {
 
 // undoStep12 takes a database of step 12 back to step 11's tables (the
 // caller sets schema_version).
-func undoStep12() []string { return []string{`DROP TABLE nodes`} }
+func undoStep12() []string { return append(undoStep13(), `DROP TABLE nodes`) }
 
 // A database of step 11 migrates: its processors have no node row until
 // they come.
@@ -147,5 +148,54 @@ func TestNodeMigration(t *testing.T) {
 	}
 	if nodes, _ := s.Nodes(ctx); len(nodes) != 1 || nodes[0].Name != "a" {
 		t.Errorf("after a dequeue: %+v", nodes)
+	}
+}
+
+// A database of step 12 migrates: each done task gets its result's
+// status on its row (a status given, or OK/RE by the exit code), the
+// others none.
+func TestTaskStatusMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.sqlite3")
+	ctx := context.Background()
+	s := open(t, path)
+	u, _ := s.CreateUser(ctx, "alice", "h", RoleClient, time.Now())
+	now := time.Now()
+	for i, res := range []string{`{"status": "TLE", "result": 1}`, `{"result": 0}`, `{"result": 3}`, ``} {
+		key := fmt.Sprintf("t%d", i)
+		if _, err := s.w.Exec(`INSERT INTO tasks (key, user_id, description, limits, requires, exclusive, state, time_create, time_queued)
+			VALUES (?, ?, '{}', '{}', '[]', 0, ?, ?, ?)`, key, u.ID, map[bool]int{true: stateQueued, false: stateDone}[res == ""], us(now), us(now)); err != nil {
+			t.Fatal(err)
+		}
+		if res != "" {
+			if _, err := s.w.Exec(`INSERT INTO results (task_id, user_id, description, fingerprint, time_create)
+				SELECT id, NULL, ?, 'x', ? FROM tasks WHERE key = ?`, res, us(now), key); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, q := range append(undoStep13(), `UPDATE schema_version SET version = 12`) {
+		if _, err := s.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	s = open(t, path)
+	defer s.Close()
+	got := map[string]string{}
+	rows, err := s.r.Query(`SELECT key, status FROM tasks`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, st string
+		if err := rows.Scan(&k, &st); err != nil {
+			t.Fatal(err)
+		}
+		got[k] = st
+	}
+	want := map[string]string{"t0": "TLE", "t1": "OK", "t2": "RE", "t3": ""}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("statuses after migration: %v, want %v", got, want)
 	}
 }

@@ -643,7 +643,7 @@ func serverFailure(ctx context.Context, tx *sql.Tx, id int64, now time.Time, why
 		return false, fmt.Errorf("unable to record SE result: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `
-		UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL, time_finish = ? WHERE id = ?`, stateDone, us(now), id); err != nil {
+		UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL, time_finish = ?, status = ? WHERE id = ?`, stateDone, us(now), string(spec.StatusSE), id); err != nil {
 		return false, fmt.Errorf("unable to resolve task: %w", err)
 	}
 	if err := taskEvent(ctx, tx, id, string(spec.StatusSE), now); err != nil {

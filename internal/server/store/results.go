@@ -116,8 +116,8 @@ func (s *Store) PostResult(ctx context.Context, r NewResult) (PostedResult, erro
 		}
 		// The task keeps the node that resolved it as its assignee, as in
 		// Kolejka (lstask --assigned lists resolved tasks too).
-		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, assignee_id = ?, lease_expire = NULL, time_finish = ? WHERE id = ?`,
-			stateDone, r.Poster, us(r.Now), id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, assignee_id = ?, lease_expire = NULL, time_finish = ?, status = ? WHERE id = ?`,
+			stateDone, r.Poster, us(r.Now), string(ResultStatus(r.Description)), id); err != nil {
 			return fmt.Errorf("unable to resolve task: %w", err)
 		}
 		if err := taskEvent(ctx, tx, id, string(ResultStatus(r.Description)), r.Now); err != nil {

@@ -123,3 +123,8 @@ func undoStep11() []string {
 	return append(undoStep12(), `DROP TABLE trigger_events`, `DROP TABLE fires`, `DROP TABLE trigger_files`, `DROP TABLE triggers`,
 		`ALTER TABLE tokens DROP COLUMN scope`)
 }
+
+// undoStep13 takes a database of step 13 back to step 12's tables.
+func undoStep13() []string {
+	return []string{`DROP INDEX tasks_finish`, `ALTER TABLE tasks DROP COLUMN status`}
+}
