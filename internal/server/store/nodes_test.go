@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"testing"
