@@ -67,6 +67,14 @@ install: build
 	install -m 0644 internal/server/README.md $(DESTDIR)$(DOCDIR)/server.md
 	install -m 0644 dist/kolejka.conf $(DESTDIR)$(DOCDIR)/examples/kolejka.conf
 
+# Pinned tools (the linters, the packager) live in build/tools, each under
+# a name that carries its version (see the linters below). Defined before
+# any rule names them: make reads a rule's prerequisites as it meets them.
+TOOLS = $(CURDIR)/build/tools
+# The packager of `make packages`, nfpm, installed as the linters are.
+NFPM_VERSION = v2.48.0
+NFPM         = $(TOOLS)/nfpm-$(NFPM_VERSION)
+
 # Debian packages in build/packages: kolejka-server, kolejka-node
 # (foreman, worker, init, observer) and kolejka-client, made by nfpm
 # (dist/nfpm/) from `make install PREFIX=/usr` into a staging root.
@@ -158,10 +166,6 @@ fuzz:
 		done; \
 	done
 
-# The packager of `make packages`, nfpm, installed as the linters below are.
-NFPM_VERSION = v2.48.0
-NFPM         = $(TOOLS)/nfpm-$(NFPM_VERSION)
-
 # Linters beyond go vet, pinned so that every machine (CI's clean clone
 # too) judges the tree alike: staticcheck whole, and the golangci-lint
 # checks of .golangci.yml (defects that lose data or leak resources). Each
@@ -171,7 +175,6 @@ NFPM         = $(TOOLS)/nfpm-$(NFPM_VERSION)
 # the tools'.
 STATICCHECK_VERSION   = v0.8.2
 GOLANGCI_LINT_VERSION = v2.15.0
-TOOLS         = $(CURDIR)/build/tools
 STATICCHECK   = $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 GOLANGCI_LINT = $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
