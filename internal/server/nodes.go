@@ -313,22 +313,31 @@ func mayDrainNodes(u *store.User) string {
 	return ""
 }
 
+// mayReadNodes: managers, inspectors and processors read nodes (a
+// processor itself); otherwise the refusal.
+func mayReadNodes(u *store.User) string {
+	if !readsAllNodes(u) && !u.Roles.Has(store.RoleProcessor) {
+		return "only managers, inspectors and processors read nodes"
+	}
+	return ""
+}
+
 // nodesFor lists the nodes u reads (GET /node/ and the web UI): every
 // node for managers and inspectors, itself for a processor; for anyone
-// else why is the refusal.
+// else why is the refusal (mayReadNodes).
 func (s *Server) nodesFor(ctx context.Context, u *store.User) (nodes []api.Node, why string, err error) {
-	switch {
-	case readsAllNodes(u):
+	if why := mayReadNodes(u); why != "" {
+		return nil, why, nil
+	}
+	if readsAllNodes(u) {
 		nodes, err = s.Nodes(ctx)
 		return nodes, "", err
-	case u.Roles.Has(store.RoleProcessor):
-		n, err := s.Node(ctx, u.Name)
-		if err != nil {
-			return nil, "", err
-		}
-		return []api.Node{n}, "", nil
 	}
-	return nil, "only managers, inspectors and processors read nodes", nil
+	n, err := s.Node(ctx, u.Name)
+	if err != nil {
+		return nil, "", err
+	}
+	return []api.Node{n}, "", nil
 }
 
 func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {

@@ -4,7 +4,7 @@ package server
 // of the server, answered with the functions the API's handlers use for
 // the same questions (canReadTask, mayCancelTask, mayCloneTask,
 // ownerOrOverseer, overseer, mayRun, mayUseType, mayNameTriggerOwner,
-// taskQuery, nodesFor, mayReadNode, mayDrainNodes) and the same actions
+// taskQuery, nodesFor, mayReadNodes, mayReadNode, mayDrainNodes) and the same actions
 // (signIn, cancelTask, cloneTask, advanceRun with cancelRun or retryRun,
 // SetQueuePaused, SetNodeDrained). A refusal is a
 // *ui.Refused with the status code the API answers.
@@ -358,6 +358,10 @@ func (b uiBackend) Trigger(ctx context.Context, u *store.User, ref ui.TriggerRef
 	}
 	return b.s.triggerDetail(ctx, row, 20)
 }
+
+// ReadsNodes says whether u reads nodes (mayReadNodes), for the
+// navigation's link.
+func (b uiBackend) ReadsNodes(u *store.User) bool { return mayReadNodes(u) == "" }
 
 // Nodes lists the nodes u reads as GET /node/ does (nodesFor: managers
 // and inspectors all, a processor itself, clients none: 403).

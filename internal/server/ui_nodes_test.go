@@ -118,7 +118,7 @@ func TestUINodes(t *testing.T) {
 	if p := ivy.post("ui/node/node/drain/", url.Values{}, true); p.code != http.StatusForbidden || !strings.Contains(p.body, "only managers drain") {
 		t.Errorf("inspector drains: %d %s", p.code, p.body)
 	}
-	if p := ivy.get("ui/node/node/"); p.code != 200 || strings.Contains(p.body, "/drain/") {
+	if p := ivy.get("ui/node/node/"); p.code != 200 || strings.Contains(p.body, "/drain/") || !strings.Contains(p.body, `href="/kolejka/ui/nodes/"`) {
 		t.Errorf("inspector's node page: %d", p.code)
 	}
 	// A client: 403 as GET /node/ answers, no panel, no link.
@@ -141,6 +141,9 @@ func TestUINodes(t *testing.T) {
 	n2.signIn("node2")
 	if p := n2.get("ui/nodes/"); p.code != 200 || nodeRow(p.body, "node2") == "" || nodeRow(p.body, "node") != "" {
 		t.Errorf("node2's nodes page: %d\n%s", p.code, p.body)
+	}
+	if ov := n2.get("ui/"); !strings.Contains(ov.body, `href="/kolejka/ui/nodes/"`) || !strings.Contains(ov.body, `data-node="node2"`) || strings.Contains(ov.body, `data-node="node"`) {
+		t.Errorf("node2's overview:\n%s", ov.body)
 	}
 	if p := n2.get("ui/node/node/"); p.code != http.StatusForbidden {
 		t.Errorf("node2 opens node's page: %d", p.code)

@@ -7,15 +7,39 @@ package ui
 import (
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/kolejka-go/kolejka/api"
 )
 
-// healthCounts counts nodes by health, for the overview.
-type healthCounts struct{ OK, Warn, Crit, Drained int }
+// healthCounts counts nodes by health, for the overview, with its short
+// list: the worst first, at most overviewNodes, More left out.
+type healthCounts struct {
+	OK, Warn, Crit, Drained int
+	List                    []api.Node
+	More                    int
+}
+
+// overviewNodes is how many nodes the overview lists.
+const overviewNodes = 12
+
+func healthRank(h string) int {
+	switch h {
+	case api.HealthCrit:
+		return 0
+	case api.HealthWarn:
+		return 1
+	}
+	return 2
+}
 
 func countHealth(nodes []api.Node) healthCounts {
-	var c healthCounts
+	c := healthCounts{List: slices.Clone(nodes)}
+	// Stable: by name within a health, as the server lists them.
+	slices.SortStableFunc(c.List, func(a, b api.Node) int { return healthRank(a.Health) - healthRank(b.Health) })
+	if len(c.List) > overviewNodes {
+		c.List, c.More = c.List[:overviewNodes], len(c.List)-overviewNodes
+	}
 	for _, n := range nodes {
 		switch n.Health {
 		case api.HealthOK:

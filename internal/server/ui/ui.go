@@ -115,7 +115,9 @@ type Backend interface {
 	Overview(ctx context.Context, u *store.User) (Overview, error)
 	PauseQueue(ctx context.Context, u *store.User, name string, paused bool) error
 
-	// Nodes lists the nodes u reads; Node reads one (the list's rules).
+	// ReadsNodes says whether u may open the nodes page (for the link).
+	ReadsNodes(u *store.User) bool
+	// Nodes lists the nodes u reads; Node reads one (the API's rules).
 	Nodes(ctx context.Context, u *store.User) (NodeList, error)
 	Node(ctx context.Context, u *store.User, name string) (api.Node, bool, error) // bool: u may drain it
 	DrainNode(ctx context.Context, u *store.User, name string, drained bool) error
@@ -195,6 +197,7 @@ type page struct {
 	User  *store.User
 	CSRF  string
 	Nav   string // the navigation entry to mark
+	Nodes bool   // the caller reads nodes: the navigation links them
 	Flash string // a refusal or failure to show above the content
 	Data  any
 }
@@ -202,6 +205,7 @@ type page struct {
 // render writes template name with data, status code.
 func (u *UI) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
 	p.User = u.b.User(r)
+	p.Nodes = p.User != nil && u.b.ReadsNodes(p.User)
 	p.CSRF = u.b.CSRFToken(w, r)
 	var buf strings.Builder
 	if err := u.tmpl[name].Execute(&buf, p); err != nil {
@@ -260,8 +264,6 @@ func hasRole(u *store.User, role string) bool {
 		return u.Roles.Has(store.RoleManager)
 	case "inspector":
 		return u.Roles.Has(store.RoleInspector)
-	case "processor":
-		return u.Roles.Has(store.RoleProcessor)
 	}
 	return false
 }
