@@ -296,28 +296,62 @@ func (s *Server) SetNodeDrained(ctx context.Context, name string, drained bool) 
 // itself.
 func readsAllNodes(u *store.User) bool { return u.Roles.Any(store.RoleInspector | store.RoleManager) }
 
+// mayReadNode: managers, inspectors and the node itself read a node;
+// otherwise the refusal.
+func mayReadNode(u *store.User, name string) string {
+	if !readsAllNodes(u) && name != u.Name {
+		return "only managers, inspectors and the node itself read a node"
+	}
+	return ""
+}
+
+// mayDrainNodes: managers drain and undrain nodes; otherwise the refusal.
+func mayDrainNodes(u *store.User) string {
+	if !u.Roles.Has(store.RoleManager) {
+		return "only managers drain and undrain nodes"
+	}
+	return ""
+}
+
+// mayReadNodes: managers, inspectors and processors read nodes (a
+// processor itself); otherwise the refusal.
+func mayReadNodes(u *store.User) string {
+	if !readsAllNodes(u) && !u.Roles.Has(store.RoleProcessor) {
+		return "only managers, inspectors and processors read nodes"
+	}
+	return ""
+}
+
+// nodesFor lists the nodes u reads (GET /node/ and the web UI): every
+// node for managers and inspectors, itself for a processor; for anyone
+// else why is the refusal (mayReadNodes).
+func (s *Server) nodesFor(ctx context.Context, u *store.User) (nodes []api.Node, why string, err error) {
+	if why := mayReadNodes(u); why != "" {
+		return nil, why, nil
+	}
+	if readsAllNodes(u) {
+		nodes, err = s.Nodes(ctx)
+		return nodes, "", err
+	}
+	n, err := s.Node(ctx, u.Name)
+	if err != nil {
+		return nil, "", err
+	}
+	return []api.Node{n}, "", nil
+}
+
 func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
 	u := getBy(w, r)
 	if u == nil {
 		return
 	}
-	var nodes []api.Node
+	nodes, why, err := s.nodesFor(r.Context(), u)
 	switch {
-	case readsAllNodes(u):
-		var err error
-		if nodes, err = s.Nodes(r.Context()); err != nil {
-			s.internal(w, r, err)
-			return
-		}
-	case u.Roles.Has(store.RoleProcessor):
-		n, err := s.Node(r.Context(), u.Name)
-		if err != nil {
-			s.internal(w, r, err)
-			return
-		}
-		nodes = []api.Node{n}
-	default:
-		forbidden(w, "only managers, inspectors and processors read nodes")
+	case err != nil:
+		s.internal(w, r, err)
+		return
+	case why != "":
+		forbidden(w, why)
 		return
 	}
 	ok(w, &api.NodesAnswer{LeaseTime: spec.FormatTime(s.cfg.LeaseTime), Nodes: nodes})
@@ -328,8 +362,8 @@ func (s *Server) handleNode(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	if !readsAllNodes(u) && name != u.Name {
-		forbidden(w, "only managers, inspectors and the node itself read a node")
+	if why := mayReadNode(u, name); why != "" {
+		forbidden(w, why)
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -343,7 +377,16 @@ func (s *Server) handleNodeDrain(w http.ResponseWriter, r *http.Request)   { s.d
 func (s *Server) handleNodeUndrain(w http.ResponseWriter, r *http.Request) { s.drainNode(w, r, false) }
 
 func (s *Server) drainNode(w http.ResponseWriter, r *http.Request, drained bool) {
-	if postBy(w, r, store.RoleManager, "only managers drain and undrain nodes") == nil {
+	u := signedIn(w, r)
+	if u == nil {
+		return
+	}
+	if r.Method != http.MethodPost {
+		notAllowed(w, "POST")
+		return
+	}
+	if why := mayDrainNodes(u); why != "" {
+		forbidden(w, why)
 		return
 	}
 	n, err := s.SetNodeDrained(r.Context(), r.PathValue("name"), drained)
@@ -351,9 +394,9 @@ func (s *Server) drainNode(w http.ResponseWriter, r *http.Request, drained bool)
 		return
 	}
 	if drained {
-		s.log.Info("node drained", "node", n.Name, "by", callerOf(r).user.Name)
+		s.log.Info("node drained", "node", n.Name, "by", u.Name)
 	} else {
-		s.log.Info("node undrained", "node", n.Name, "by", callerOf(r).user.Name)
+		s.log.Info("node undrained", "node", n.Name, "by", u.Name)
 	}
 	ok(w, &api.NodeAnswer{Node: n})
 }

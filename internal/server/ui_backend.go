@@ -4,8 +4,9 @@ package server
 // of the server, answered with the functions the API's handlers use for
 // the same questions (canReadTask, mayCancelTask, mayCloneTask,
 // ownerOrOverseer, overseer, mayRun, mayUseType, mayNameTriggerOwner,
-// taskQuery) and the same actions (signIn, cancelTask, cloneTask,
-// advanceRun with cancelRun or retryRun, SetQueuePaused). A refusal is a
+// taskQuery, nodesFor, mayReadNodes, mayReadNode, mayDrainNodes) and the same actions
+// (signIn, cancelTask, cloneTask, advanceRun with cancelRun or retryRun,
+// SetQueuePaused, SetNodeDrained). A refusal is a
 // *ui.Refused with the status code the API answers.
 
 import (
@@ -213,8 +214,9 @@ func (b uiBackend) ResultFile(ctx context.Context, u *store.User, key, name stri
 }
 
 // Overview reads the queues' figures (as /queue/stats/, for anyone signed
-// in) and the last day's ends by minute.
-func (b uiBackend) Overview(ctx context.Context, _ *store.User) (ui.Overview, error) {
+// in), the last day's ends by minute, and the nodes u reads (nodesFor;
+// none shown to a client).
+func (b uiBackend) Overview(ctx context.Context, u *store.User) (ui.Overview, error) {
 	now := b.s.now()
 	qs, err := b.s.db.Queues(ctx)
 	if err != nil {
@@ -224,7 +226,11 @@ func (b uiBackend) Overview(ctx context.Context, _ *store.User) (ui.Overview, er
 	if err != nil {
 		return ui.Overview{}, err
 	}
-	return ui.Overview{Queues: qs, Finished: fin, Now: now}, nil
+	nodes, why, err := b.s.nodesFor(ctx, u)
+	if err != nil {
+		return ui.Overview{}, err
+	}
+	return ui.Overview{Queues: qs, Finished: fin, Now: now, Nodes: nodes, ShowNodes: why == ""}, nil
 }
 
 // PauseQueue pauses or resumes a queue: managers only, the web's
@@ -351,4 +357,52 @@ func (b uiBackend) Trigger(ctx context.Context, u *store.User, ref ui.TriggerRef
 		return api.TriggerInfo{}, err
 	}
 	return b.s.triggerDetail(ctx, row, 20)
+}
+
+// ReadsNodes says whether u reads nodes (mayReadNodes), for the
+// navigation's link.
+func (b uiBackend) ReadsNodes(u *store.User) bool { return mayReadNodes(u) == "" }
+
+// Nodes lists the nodes u reads as GET /node/ does (nodesFor: managers
+// and inspectors all, a processor itself, clients none: 403).
+func (b uiBackend) Nodes(ctx context.Context, u *store.User) (ui.NodeList, error) {
+	nodes, why, err := b.s.nodesFor(ctx, u)
+	if err != nil {
+		return ui.NodeList{}, err
+	}
+	if why != "" {
+		return ui.NodeList{}, forbid(why)
+	}
+	return ui.NodeList{Nodes: nodes, Lease: b.s.cfg.LeaseTime, MayDrain: mayDrainNodes(u) == ""}, nil
+}
+
+// Node reads a node as GET /node/<name>/ does: a name that is no node is
+// 404, another's node 403 (mayReadNode).
+func (b uiBackend) Node(ctx context.Context, u *store.User, name string) (api.Node, bool, error) {
+	n, err := b.s.Node(ctx, name)
+	if err != nil {
+		return api.Node{}, false, err
+	}
+	if why := mayReadNode(u, name); why != "" {
+		return api.Node{}, false, forbid(why)
+	}
+	return n, mayDrainNodes(u) == "", nil
+}
+
+// DrainNode drains or undrains a node: POST /node/<name>/drain/'s rule
+// (mayDrainNodes) and action (SetNodeDrained).
+func (b uiBackend) DrainNode(ctx context.Context, u *store.User, name string, drained bool) error {
+	if why := mayDrainNodes(u); why != "" {
+		return forbid(why)
+	}
+	n, err := b.s.SetNodeDrained(ctx, name, drained)
+	if err != nil {
+		return err
+	}
+	if drained {
+		b.s.log.Info("node drained", "node", n.Name, "by", u.Name)
+	} else {
+		b.s.log.Info("node undrained", "node", n.Name, "by", u.Name)
+	}
+	return nil
 }

@@ -5,7 +5,7 @@ package server_test
 // the client package go queued → running → done without reloading (the
 // test plays the node through the API, choosing when), open its result,
 // cancel a running task, pause a queue as a manager, follow a workflow's
-// graph. It saves screenshots into docs/ui/.
+// graph, drain a node. It saves screenshots into docs/ui/.
 
 import (
 	"context"
@@ -191,6 +191,23 @@ func TestUIBrowser(t *testing.T) {
 	mp.MustNavigate(e.base + "ui/").MustWaitLoad()
 	see(mp, "figcaption", `^2 finished`)
 	screenshot(t, mp, "overview")
+
+	// The manager drains the node on the nodes page; an undrain through the
+	// API shows there without a reload (the table is fetched again).
+	dequeue(t, e.tok("node2"), map[string]any{"concurency": 2, "limits": map[string]any{"cpus": 2, "memory": "6G"},
+		"capacity": map[string]any{"cpus": 2, "memory": "6G"}, "tags": []string{"gpu", "fast"}, "queues": []string{"default"}})
+	mp.MustNavigate(e.base + "ui/nodes/").MustWaitLoad()
+	see(mp, `tr[data-node="node2"] td.capacity`, "^cpus=2 memory=6G$")
+	see(mp, `tr[data-node="node"] td.health`, "^ok$")
+	click(mp, `tr[data-node="node"] button`)
+	see(mp, `tr[data-node="node"] td.drained`, "^drained$")
+	screenshot(t, mp, "nodes")
+	mp.MustEval(`() => { window.stillHere = "yes" }`)
+	mustOK(t, e.tok("max").do("POST", "/node/node/undrain/", nil))
+	see(mp, `tr[data-node="node"] td.drained`, "^no$")
+	if v := mp.MustEval(`() => window.stillHere`).Str(); v != "yes" {
+		t.Fatal("the nodes page reloaded instead of updating in place")
+	}
 
 	// A workflow's graph, its steps changing colour as they end.
 	alice := e.tok("alice")

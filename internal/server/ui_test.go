@@ -514,6 +514,7 @@ func TestUIStreamCap(t *testing.T) {
 	}
 	second, stop2 := open()
 	body, _ := io.ReadAll(second.Body)
+	second.Body.Close()
 	stop2()
 	if second.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "too many live streams") {
 		t.Fatalf("a stream over the cap: %d %s", second.StatusCode, body)

@@ -24,12 +24,16 @@ func TestBadInputUI(t *testing.T) {
 	if err := s.srv.AddUser(context.Background(), "max", "max-password", server.Managers); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.srv.AddUser(context.Background(), "ivy", "ivy-password", server.Inspectors); err != nil {
+		t.Fatal(err)
+	}
 	alice, node := s.bearer("alice"), s.bearer("node")
-	aliceUI, bobUI, maxUI := s.sessionOf(t, "alice"), s.sessionOf(t, "bob"), s.sessionOf(t, "max")
+	aliceUI, bobUI, maxUI, ivyUI := s.sessionOf(t, "alice"), s.sessionOf(t, "bob"), s.sessionOf(t, "max"), s.sessionOf(t, "ivy")
 	const evil = `<script>alert("x")</script>`
 	a := alice.mustPost(t, "/task/task/", `{"image": "kolejka-test:latest", "args": ["echo", "`+strings.ReplaceAll(evil, `"`, `\"`)+`"]}`)
 	key := a.json["task"].(map[string]any)["id"].(string)
-	node.mustPost(t, "/queue/dequeue/", `{"concurency": 1, "limits": {}, "tags": []}`)
+	const evilTag = `<b onmouseover=alert(1)>gpu</b>`
+	node.mustPost(t, "/queue/dequeue/", `{"concurency": 1, "limits": {}, "tags": ["`+evilTag+`"]}`)
 	out, _ := node.upload(t, []byte("output: "+evil))
 	evilName := `<img src=x onerror=alert(1)>`
 	node.mustPost(t, "/task/result/", fmt.Sprintf(`{"id": %q, "result": 0, "status": "OK", "stdout": "stdout", "files": {"stdout": {"reference": %q}, %q: {"reference": %q}}}`,
@@ -75,7 +79,7 @@ func TestBadInputUI(t *testing.T) {
 
 	t.Run("BU02", func(t *testing.T) {
 		r := caseOf(t, hardening.BadInput, "BU02", "web UI: forged form posts (no CSRF token, a wrong one, a foreign Referer)",
-			"403 CSRF verification failed before anything happens: cancel, clone, sign-out, queue pause; nothing changed")
+			"403 CSRF verification failed before anything happens: cancel, clone, sign-out, queue pause, node drain; nothing changed")
 		unchanged(t, r, func() {
 			for _, c := range []struct {
 				who  *apiClient
@@ -86,6 +90,7 @@ func TestBadInputUI(t *testing.T) {
 				{aliceUI, "/ui/task/" + queued + "/clone/", nil},
 				{aliceUI, "/ui/logout/", nil},
 				{maxUI, "/ui/queue/default/pause/", nil},
+				{maxUI, "/ui/node/node/drain/", nil},
 			} {
 				for name, body := range map[string][]byte{
 					"no token":    form(url.Values{}),
@@ -128,5 +133,43 @@ func TestBadInputUI(t *testing.T) {
 		if f.code != 200 || string(f.body) != "output: "+evil {
 			t.Errorf("download: %d %q", f.code, f.body)
 		}
+	})
+	t.Run("BU04", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BU04", "web UI: nodes: a client opens them, a client or an inspector drains, HTML in a node's tags",
+			"403 as GET /node/ and POST /node/<name>/drain/ answer (an inspector reads, drains nothing, sees no drain button); tags shown escaped; nothing changed")
+		unchanged(t, r, func() {
+			for _, c := range []struct {
+				who          *apiClient
+				name, method string
+				path         string
+				want         int
+			}{
+				{aliceUI, "alice", "GET", "/ui/nodes/", 403},
+				{aliceUI, "alice", "GET", "/ui/node/node/", 403},
+				{aliceUI, "alice", "POST", "/ui/node/node/drain/", 403},
+				{ivyUI, "ivy", "POST", "/ui/node/node/drain/", 403},
+				{ivyUI, "ivy", "GET", "/ui/nodes/", 200},
+			} {
+				var body []byte
+				if c.method == "POST" {
+					body = form(url.Values{"csrfmiddlewaretoken": {c.who.cookie("csrftoken")}})
+				}
+				a := c.who.do(t, c.method, c.path, body, formType)
+				r.Observe("%s %s %s: %d", c.name, c.method, c.path, a.code)
+				if a.code != c.want {
+					t.Errorf("%s %s %s: %d, want %d", c.name, c.method, c.path, a.code, c.want)
+				}
+				if c.want == 200 && strings.Contains(string(a.body), "/drain/") {
+					t.Errorf("the inspector's nodes page has a drain form")
+				}
+			}
+			for _, p := range []string{"/ui/nodes/", "/ui/node/node/"} {
+				page := string(maxUI.do(t, "GET", p, nil).body)
+				if strings.Contains(page, "<b onmouseover") || !strings.Contains(page, "&lt;b onmouseover=alert(1)&gt;gpu&lt;/b&gt;") {
+					t.Errorf("%s does not show the tag escaped", p)
+				}
+				r.Observe("%s: the tag escaped", p)
+			}
+		})
 	})
 }

@@ -34,6 +34,10 @@ func (u *UI) routes() {
 	m.HandleFunc("GET "+b+"queues/{$}", u.queues)
 	m.HandleFunc("POST "+b+"queue/{name}/pause/{$}", func(w http.ResponseWriter, r *http.Request) { u.queuePause(w, r, true) })
 	m.HandleFunc("POST "+b+"queue/{name}/resume/{$}", func(w http.ResponseWriter, r *http.Request) { u.queuePause(w, r, false) })
+	m.HandleFunc("GET "+b+"nodes/{$}", u.nodes)
+	m.HandleFunc("GET "+b+"node/{name}/{$}", u.node)
+	m.HandleFunc("POST "+b+"node/{name}/drain/{$}", func(w http.ResponseWriter, r *http.Request) { u.nodeDrain(w, r, true) })
+	m.HandleFunc("POST "+b+"node/{name}/undrain/{$}", func(w http.ResponseWriter, r *http.Request) { u.nodeDrain(w, r, false) })
 	m.HandleFunc("GET "+b+"workflows/{$}", u.workflows)
 	m.HandleFunc("GET "+b+"workflow/{key}/{$}", u.workflow)
 	m.HandleFunc("POST "+b+"workflow/{key}/cancel/{$}", func(w http.ResponseWriter, r *http.Request) { u.workflowChange(w, r, false) })
@@ -107,6 +111,7 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request) {
 type overviewData struct {
 	Overview
 	Hour, Day chart
+	Health    healthCounts
 }
 
 func (u *UI) overview(w http.ResponseWriter, r *http.Request) {
@@ -120,8 +125,9 @@ func (u *UI) overview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := overviewData{Overview: o,
-		Hour: finishedChart(o.Finished, o.Now, time.Hour, time.Minute),
-		Day:  finishedChart(o.Finished, o.Now, 24*time.Hour, 15*time.Minute)}
+		Hour:   finishedChart(o.Finished, o.Now, time.Hour, time.Minute),
+		Day:    finishedChart(o.Finished, o.Now, 24*time.Hour, 15*time.Minute),
+		Health: countHealth(o.Nodes)}
 	u.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: d})
 }
 

@@ -73,6 +73,17 @@ type Overview struct {
 	Queues   []store.QueueInfo
 	Finished []store.MinuteCount // since a day ago
 	Now      time.Time
+	// Nodes are the nodes the caller reads (ShowNodes; none for a client).
+	Nodes     []api.Node
+	ShowNodes bool
+}
+
+// NodeList is the nodes page: the nodes the caller reads, the lease their
+// health is measured against, and whether the caller drains them.
+type NodeList struct {
+	Nodes    []api.Node
+	Lease    time.Duration
+	MayDrain bool
 }
 
 // TriggerRef names a schedule or trigger: its owner and name.
@@ -103,6 +114,13 @@ type Backend interface {
 
 	Overview(ctx context.Context, u *store.User) (Overview, error)
 	PauseQueue(ctx context.Context, u *store.User, name string, paused bool) error
+
+	// ReadsNodes says whether u may open the nodes page (for the link).
+	ReadsNodes(u *store.User) bool
+	// Nodes lists the nodes u reads; Node reads one (the API's rules).
+	Nodes(ctx context.Context, u *store.User) (NodeList, error)
+	Node(ctx context.Context, u *store.User, name string) (api.Node, bool, error) // bool: u may drain it
+	DrainNode(ctx context.Context, u *store.User, name string, drained bool) error
 
 	Runs(ctx context.Context, u *store.User) ([]api.WorkflowInfo, error)
 	Run(ctx context.Context, u *store.User, key string) (api.WorkflowInfo, bool, error) // bool: u may change it
@@ -149,15 +167,17 @@ func New(b Backend, opt Options) (*UI, error) {
 	}
 	u := &UI{b: b, opt: opt, base: opt.Prefix + "ui/", tmpl: map[string]*template.Template{}, open: make(chan struct{}, opt.Streams)}
 	funcs := template.FuncMap{
-		"base":    func() string { return u.base },
-		"when":    when,
-		"ago":     func(t time.Time) string { return ago(b.Now(), t) },
-		"state":   stateName,
-		"join":    strings.Join,
-		"pretty":  pretty,
-		"hasRole": func(usr *store.User, role string) bool { return hasRole(usr, role) },
+		"base":      func() string { return u.base },
+		"when":      when,
+		"ago":       func(t time.Time) string { return ago(b.Now(), t) },
+		"state":     stateName,
+		"join":      strings.Join,
+		"pretty":    pretty,
+		"hasRole":   func(usr *store.User, role string) bool { return hasRole(usr, role) },
+		"drainArgs": func(n api.Node, csrf, back string) drainArgs { return drainArgs{n, csrf, back} },
+		"age":       func(secs float64) string { return ago(b.Now(), b.Now().Add(-time.Duration(secs*float64(time.Second)))) },
 	}
-	pages := []string{"login", "overview", "tasks", "task", "queues", "workflows", "workflow", "types", "type", "triggers", "trigger", "error"}
+	pages := []string{"login", "overview", "tasks", "task", "queues", "workflows", "workflow", "types", "type", "triggers", "trigger", "nodes", "node", "error"}
 	for _, p := range pages {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html", "templates/"+p+".html")
 		if err != nil {
@@ -177,6 +197,7 @@ type page struct {
 	User  *store.User
 	CSRF  string
 	Nav   string // the navigation entry to mark
+	Nodes bool   // the caller reads nodes: the navigation links them
 	Flash string // a refusal or failure to show above the content
 	Data  any
 }
@@ -184,6 +205,7 @@ type page struct {
 // render writes template name with data, status code.
 func (u *UI) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
 	p.User = u.b.User(r)
+	p.Nodes = p.User != nil && u.b.ReadsNodes(p.User)
 	p.CSRF = u.b.CSRFToken(w, r)
 	var buf strings.Builder
 	if err := u.tmpl[name].Execute(&buf, p); err != nil {

@@ -1,7 +1,8 @@
 // Live updates for Kolejka's web UI: a page that follows tasks (an
 // element with data-live-tasks="K1 K2 …") or a workflow run (an SVG with
 // data-live-run="KEY") opens one EventSource and changes what it shows as
-// events come. Without this script the pages read the same, only still.
+// events come; a part with data-refresh is fetched again now and then.
+// Without this script the pages read the same, only still.
 "use strict";
 (function () {
   const base = document.body.dataset.base;
@@ -47,6 +48,12 @@
           if (now && fresh) now.replaceWith(fresh);
         }
       });
+  }
+  // A part with data-refresh="N" and an id (the nodes' health and last
+  // contact) is fetched again every N seconds.
+  for (const el of document.querySelectorAll("[data-refresh][id]")) {
+    const secs = Number(el.dataset.refresh) || 5;
+    setInterval(() => refresh(["#" + CSS.escape(el.id)]), secs * 1000);
   }
   const run = document.querySelector("[data-live-run]");
   if (run) {
