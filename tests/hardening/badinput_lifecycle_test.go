@@ -40,7 +40,7 @@ func TestBadInputLifecycle(t *testing.T) {
 		before := s.state(t)
 		fn()
 		if after := s.state(t); !after.equal(before) {
-			t.Errorf("the server changed: %v → %v", before, after)
+			t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
 		}
 		r.Observe("server %s unchanged", s.state(t))
 	}

@@ -40,7 +40,7 @@ func TestBadInputQueues(t *testing.T) {
 		r.Observe("%s%s", label, observed)
 		checkFragments(t, said, want)
 		if after := s.state(t); !after.equal(before) {
-			t.Errorf("%sthe server changed: %v → %v", label, before, after)
+			t.Errorf("%sthe server changed (tables %v): %v → %v", label, before.changed(after), before, after)
 		}
 	}
 	refusedPost := func(c *apiClient, path, body string, want ...string) func() (string, string, []string) {

@@ -398,7 +398,7 @@ func TestBadInputServer(t *testing.T) {
 				}
 				after := s.state(t)
 				if !after.equal(before) {
-					t.Errorf("%sthe server changed: %v → %v", label, before, after)
+					t.Errorf("%sthe server changed (tables %v): %v → %v", label, before.changed(after), before, after)
 				}
 			}
 			r.Observe("server %s unchanged", s.state(t))
@@ -427,7 +427,7 @@ func TestBadInputServer(t *testing.T) {
 			gridtest.WaitFor(t, "the server to count the cut upload", 10*time.Second, func() bool { return s.metric(t, sample) != seen })
 			r.Observe("400s on /blob/reference/: %q → %q", seen, s.metric(t, sample))
 			if after := s.state(t); !after.equal(before) {
-				t.Errorf("the server changed: %v → %v", before, after)
+				t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
 			}
 			r.Observe("server %s unchanged", s.state(t))
 		})

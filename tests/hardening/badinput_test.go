@@ -277,7 +277,7 @@ func TestBadInputClient(t *testing.T) {
 				}
 			}
 			if after := s.state(t); !after.equal(before) {
-				t.Errorf("the server changed: %v → %v", before, after)
+				t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
 			}
 			r.Observe("server %s unchanged; the user's folder unchanged", before)
 		})
@@ -305,7 +305,7 @@ func TestBadInputClient(t *testing.T) {
 			t.Errorf("files left in the target folder: %v", left)
 		}
 		if after := s.state(t); !after.equal(before) {
-			t.Errorf("the server changed: %v → %v", before, after)
+			t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
 		}
 		r.Observe("target folder empty; server %s unchanged", before)
 	})

@@ -85,7 +85,7 @@ func unchanged(t *testing.T, s *apiServer, r *hardening.Row, send func() answer,
 	}
 	checkFragments(t, a.text(), want)
 	if after := s.state(t); !after.equal(before) {
-		t.Errorf("the server changed: %v → %v", before, after)
+		t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
 	}
 	r.Observe("server %s unchanged", s.state(t))
 	return a

@@ -46,7 +46,7 @@ func TestBadInputUI(t *testing.T) {
 		before := s.state(t)
 		fn()
 		if after := s.state(t); !after.equal(before) {
-			t.Errorf("the server changed: %v → %v", before, after)
+			t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
 		}
 		r.Observe("server %s unchanged", s.state(t))
 	}

@@ -42,7 +42,7 @@ func TestBadInputWorkflowServer(t *testing.T) {
 		}
 		checkFragments(t, a.text(), want)
 		if after := s.state(t); !after.equal(before) {
-			t.Errorf("the server changed: %v → %v", before, after)
+			t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
 		}
 		r.Observe("server %s unchanged", s.state(t))
 	}

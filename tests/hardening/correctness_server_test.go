@@ -164,7 +164,7 @@ func TestCorrectnessServerBadInput(t *testing.T) {
 		}
 		checkFragments(t, got.text(), []string{"larger than 8192 bytes"})
 		if after := s.state(t); !after.equal(before) {
-			t.Errorf("the server changed: %v → %v", before, after)
+			t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
 		}
 		r.Observe("server %s unchanged", s.state(t))
 	})

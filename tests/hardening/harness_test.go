@@ -260,8 +260,9 @@ func treeDigest(t testing.TB, root string) string {
 // serverState is what "nothing changed" compares on a server: every row of
 // every table, the blob files in place and the upload temp files.
 type serverState struct {
-	digest string         // of every row of every table
-	rows   map[string]int // per table
+	digest string            // of every row of every table
+	rows   map[string]int    // per table
+	tables map[string]string // each table's digest: what names a change
 	blobs  []string       // blob files in place (their hashes)
 	temp   []string       // upload temp files
 }
@@ -272,6 +273,23 @@ func (s serverState) String() string {
 		parts = append(parts, fmt.Sprintf("%s=%d", tb, s.rows[tb]))
 	}
 	return fmt.Sprintf("db %s (%s), %d blob files, %d temp files", s.digest, strings.Join(parts, " "), len(s.blobs), len(s.temp))
+}
+
+// changed names the tables whose rows differ between s and o.
+func (s serverState) changed(o serverState) []string {
+	var out []string
+	for name, d := range s.tables {
+		if o.tables[name] != d {
+			out = append(out, name)
+		}
+	}
+	for name := range o.tables {
+		if _, ok := s.tables[name]; !ok {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (s serverState) equal(o serverState) bool {
@@ -286,7 +304,7 @@ func stateOf(t testing.TB, data string) serverState {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	st := serverState{rows: map[string]int{}}
+	st := serverState{rows: map[string]int{}, tables: map[string]string{}}
 	tables, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
 	if err != nil {
 		t.Fatalf("reading the server's tables: %v", err)
@@ -300,7 +318,15 @@ func stateOf(t testing.TB, data string) serverState {
 	tables.Close()
 	h := sha256.New()
 	for _, name := range names {
-		rows, err := db.Query(`SELECT * FROM "` + name + `"`)
+		query := `SELECT * FROM "` + name + `"`
+		if name == "nodes" {
+			// What a node's request tells of the node (that it exists,
+			// when it was last heard, what it had free) is noted for every
+			// request it makes, refused or not; which nodes are drained is
+			// state a request may change.
+			query = `SELECT user_id FROM nodes WHERE drained = 1`
+		}
+		rows, err := db.Query(query)
 		if err != nil {
 			t.Fatalf("reading %s: %v", name, err)
 		}
@@ -321,6 +347,8 @@ func stateOf(t testing.TB, data string) serverState {
 		sort.Strings(lines)
 		st.rows[name] = len(lines)
 		fmt.Fprintf(h, "%s\n%s\n", name, strings.Join(lines, "\n"))
+		sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+		st.tables[name] = hex.EncodeToString(sum[:8])
 	}
 	st.digest = hex.EncodeToString(h.Sum(nil))[:16]
 	root := filepath.Join(data, server.BlobsDir)
