@@ -1,9 +1,7 @@
 package image
 
-// SIF images built here from the test image's rootfs.tar with Debian's
-// squashfs-tools (mksquashfs) and github.com/apptainer/sif/v2, as
-// `apptainer build` lays them out: a primary system partition holding a
-// squashfs of the root.
+// SIF images built by siftest, from the test image's rootfs.tar and from
+// small trees, some made hostile.
 
 import (
 	"bytes"
@@ -12,103 +10,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/apptainer/sif/v2/pkg/sif"
 
 	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/worker/image/siftest"
 )
-
-// requireSquashfsTools skips (fails under KOLEJKA_REQUIRE_PRIVILEGED=1)
-// without squashfs-tools.
-func requireSquashfsTools(t testing.TB) {
-	t.Helper()
-	for _, tool := range []string{"mksquashfs", "unsquashfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Missing(t, "%s is not installed (apt-get install squashfs-tools)", tool)
-		}
-	}
-}
-
-// mksquashfs makes a squashfs of dir; extra options go first.
-func mksquashfs(t testing.TB, dir string, extra ...string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "root.squashfs")
-	args := append([]string{dir, out, "-noappend", "-no-progress", "-quiet", "-no-xattrs"}, extra...)
-	if os.Geteuid() != 0 {
-		args = append(args, "-all-root")
-	}
-	if b, err := exec.Command("mksquashfs", args...).CombinedOutput(); err != nil {
-		t.Fatalf("mksquashfs %v: %v\n%s", args, err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// sifObject is one data object of a SIF file.
-type sifObject struct {
-	typ  sif.DataType
-	data []byte
-	fs   sif.FSType // for partitions
-	part sif.PartType
-}
-
-func rootPartition(squashfs []byte) sifObject {
-	return sifObject{typ: sif.DataPartition, data: squashfs, fs: sif.FsSquash, part: sif.PartPrimSys}
-}
-
-// writeSIF writes a SIF file holding objs at path.
-func writeSIF(t testing.TB, path string, objs ...sifObject) string {
-	t.Helper()
-	var dis []sif.DescriptorInput
-	for _, o := range objs {
-		var opts []sif.DescriptorInputOpt
-		if o.typ == sif.DataPartition {
-			opts = append(opts, sif.OptPartitionMetadata(o.fs, o.part, runtime.GOARCH))
-		}
-		di, err := sif.NewDescriptorInput(o.typ, bytes.NewReader(o.data), opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dis = append(dis, di)
-	}
-	f, err := sif.CreateContainerAtPath(path, sif.OptCreateWithDescriptors(dis...), sif.OptCreateDeterministic())
-	if err != nil {
-		t.Fatalf("creating SIF %s: %v", path, err)
-	}
-	if err := f.UnloadContainer(); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// buildTestSIF turns the test image's rootfs.tar into a SIF file in a
-// temporary folder and returns its path.
-func buildTestSIF(t testing.TB, rootfsTar string) string {
-	t.Helper()
-	requireSquashfsTools(t)
-	root := filepath.Join(t.TempDir(), "rootfs")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := exec.Command("tar", "-xf", rootfsTar, "-C", root).CombinedOutput(); err != nil {
-		t.Fatalf("unpacking %s: %v\n%s", rootfsTar, err, b)
-	}
-	return writeSIF(t, filepath.Join(t.TempDir(), "image.sif"), rootPartition(mksquashfs(t, root)))
-}
-
-// BuildTestSIF is buildTestSIF for the package's external tests (a task
-// run through the runc runtime, which imports this package).
-var BuildTestSIF = buildTestSIF
 
 func TestImportSIF(t *testing.T) {
 	dir := testImageDir(t)
-	sifPath := buildTestSIF(t, filepath.Join(dir, "rootfs.tar"))
+	sifPath := siftest.FromRootfsTar(t, filepath.Join(dir, "rootfs.tar"))
 	s := openStore(t)
 	img := mustImport(t, s, "kolejka-test:sif", sifPath)
 	fromTar := mustImport(t, s, "kolejka-test:rootfs", filepath.Join(dir, "rootfs.tar"))
@@ -166,7 +79,7 @@ func hostileSquashfs(t testing.TB, build func(root string), patches ...string) [
 		t.Fatal(err)
 	}
 	build(root)
-	b := mksquashfs(t, root, "-noI", "-noD", "-noF")
+	b := siftest.Squashfs(t, root, "-noI", "-noD", "-noF")
 	for i := 0; i+1 < len(patches); i += 2 {
 		from, to := []byte(patches[i]), []byte(patches[i+1])
 		if len(from) != len(to) || bytes.Count(b, from) != 1 {
@@ -178,14 +91,14 @@ func hostileSquashfs(t testing.TB, build func(root string), patches ...string) [
 }
 
 func TestImportRefusesBadSIF(t *testing.T) {
-	requireSquashfsTools(t)
+	siftest.RequireTools(t)
 	// A small good root: one file.
 	small := t.TempDir()
 	writeFile(t, filepath.Join(small, "etc", "hostname"), []byte("box\n"))
-	good := mksquashfs(t, small)
+	good := siftest.Squashfs(t, small)
 	big := t.TempDir()
 	writeFile(t, filepath.Join(big, "text"), bytes.Repeat([]byte("some text to compress\n"), 5000))
-	text := mksquashfs(t, big)
+	text := siftest.Squashfs(t, big)
 	outside := t.TempDir() // where the hostile images aim
 
 	tests := []struct {
@@ -195,22 +108,22 @@ func TestImportRefusesBadSIF(t *testing.T) {
 		want   string // in the message
 	}{
 		{"no root partition", Limits{}, func(t *testing.T, dir string) string {
-			return writeSIF(t, filepath.Join(dir, "noroot.sif"), sifObject{typ: sif.DataGeneric, data: []byte("just data")})
+			return siftest.Write(t, filepath.Join(dir, "noroot.sif"), siftest.Object{Type: sif.DataGeneric, Data: []byte("just data")})
 		}, "has no primary system partition"},
 		{"root partition not squashfs", Limits{}, func(t *testing.T, dir string) string {
-			return writeSIF(t, filepath.Join(dir, "ext3.sif"),
-				sifObject{typ: sif.DataPartition, data: good, fs: sif.FsExt3, part: sif.PartPrimSys})
+			return siftest.Write(t, filepath.Join(dir, "ext3.sif"),
+				siftest.Object{Type: sif.DataPartition, Data: good, FS: sif.FsExt3, Part: sif.PartPrimSys})
 		}, "is Ext3, not squashfs"},
 		{"squashfs magic wrong", Limits{}, func(t *testing.T, dir string) string {
-			return writeSIF(t, filepath.Join(dir, "magic.sif"), rootPartition(bytes.Repeat([]byte("not a squashfs "), 20)))
+			return siftest.Write(t, filepath.Join(dir, "magic.sif"), siftest.RootPartition(bytes.Repeat([]byte("not a squashfs "), 20)))
 		}, "is not a squashfs"},
 		{"truncated in the partition", Limits{}, func(t *testing.T, dir string) string {
-			p := writeSIF(t, filepath.Join(dir, "cut.sif"), rootPartition(good))
+			p := siftest.Write(t, filepath.Join(dir, "cut.sif"), siftest.RootPartition(good))
 			b := readFile(t, p)
 			return writeFile(t, p, []byte(b[:len(b)-len(good)/2]))
 		}, "past the end of the"},
 		{"truncated in the header", Limits{}, func(t *testing.T, dir string) string {
-			p := writeSIF(t, filepath.Join(dir, "head.sif"), rootPartition(good))
+			p := siftest.Write(t, filepath.Join(dir, "head.sif"), siftest.RootPartition(good))
 			return writeFile(t, p, []byte(readFile(t, p)[:200]))
 		}, "not a readable SIF file"},
 		{"corrupt squashfs tables", Limits{}, func(t *testing.T, dir string) string {
@@ -218,7 +131,7 @@ func TestImportRefusesBadSIF(t *testing.T) {
 			for i := 96; i < len(bad); i++ {
 				bad[i] = byte(i*7 + 3)
 			}
-			return writeSIF(t, filepath.Join(dir, "corrupt.sif"), rootPartition(bad))
+			return siftest.Write(t, filepath.Join(dir, "corrupt.sif"), siftest.RootPartition(bad))
 		}, "squashfs root partition is unreadable"},
 		{"corrupt file data", Limits{}, func(t *testing.T, dir string) string {
 			// The tables read well (the listing passes); the one file's
@@ -229,19 +142,19 @@ func TestImportRefusesBadSIF(t *testing.T) {
 			for i := 96; i < int(inodes); i++ {
 				bad[i] = byte(i*7 + 3)
 			}
-			return writeSIF(t, filepath.Join(dir, "data.sif"), rootPartition(bad))
+			return siftest.Write(t, filepath.Join(dir, "data.sif"), siftest.RootPartition(bad))
 		}, "unable to extract the squashfs root partition"},
 		{"too many bytes", Limits{MaxBytes: 3}, func(t *testing.T, dir string) string {
-			return writeSIF(t, filepath.Join(dir, "big.sif"), rootPartition(good))
+			return siftest.Write(t, filepath.Join(dir, "big.sif"), siftest.RootPartition(good))
 		}, "holds more than 3 bytes (Limits.MaxBytes)"},
 		{"too many entries", Limits{MaxEntries: 2}, func(t *testing.T, dir string) string {
-			return writeSIF(t, filepath.Join(dir, "many.sif"), rootPartition(good))
+			return siftest.Write(t, filepath.Join(dir, "many.sif"), siftest.RootPartition(good))
 		}, "more than 2 entries (Limits.MaxEntries)"},
 		{"name with ../", Limits{}, func(t *testing.T, dir string) string {
 			sq := hostileSquashfs(t, func(root string) {
 				writeFile(t, filepath.Join(root, "PLACEHOLDERxxxxx"), []byte("escaped\n"))
 			}, "PLACEHOLDERxxxxx", "../../../../pwn1")
-			return writeSIF(t, filepath.Join(dir, "dotdot.sif"), rootPartition(sq))
+			return siftest.Write(t, filepath.Join(dir, "dotdot.sif"), siftest.RootPartition(sq))
 		}, "squashfs root partition is unreadable"},
 		{"symlink then a file through it", Limits{}, func(t *testing.T, dir string) string {
 			sq := hostileSquashfs(t, func(root string) {
@@ -250,7 +163,7 @@ func TestImportRefusesBadSIF(t *testing.T) {
 				}
 				writeFile(t, filepath.Join(root, "DIRxxx", "pwn2"), []byte("escaped\n"))
 			}, "DIRxxx", "LINKxx")
-			return writeSIF(t, filepath.Join(dir, "through.sif"), rootPartition(sq))
+			return siftest.Write(t, filepath.Join(dir, "through.sif"), siftest.RootPartition(sq))
 		}, "squashfs root partition is unreadable"},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,102 @@
+// Package siftest builds SIF (Singularity / Apptainer) images for tests, as
+// `apptainer build` lays them out: a primary system partition holding a
+// squashfs of the root, made by Debian's squashfs-tools (mksquashfs) and
+// wrapped by github.com/apptainer/sif/v2.
+package siftest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/apptainer/sif/v2/pkg/sif"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
+)
+
+// RequireTools skips t (fails it under KOLEJKA_REQUIRE_PRIVILEGED=1)
+// without squashfs-tools.
+func RequireTools(t testing.TB) {
+	t.Helper()
+	for _, tool := range []string{"mksquashfs", "unsquashfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Missing(t, "%s is not installed (apt-get install squashfs-tools)", tool)
+		}
+	}
+}
+
+// Squashfs makes a squashfs of dir; extra are more mksquashfs options.
+// Without root the owners become root (mksquashfs -all-root), as an
+// unprivileged `apptainer build` makes them.
+func Squashfs(t testing.TB, dir string, extra ...string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "root.squashfs")
+	args := append([]string{dir, out, "-noappend", "-no-progress", "-quiet", "-no-xattrs"}, extra...)
+	if os.Geteuid() != 0 {
+		args = append(args, "-all-root")
+	}
+	if b, err := exec.Command("mksquashfs", args...).CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs %v: %v\n%s", args, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Object is one data object of a SIF file.
+type Object struct {
+	Type sif.DataType
+	Data []byte
+	FS   sif.FSType   // for partitions
+	Part sif.PartType // for partitions
+}
+
+// RootPartition is the object a SIF's root file system lives in.
+func RootPartition(squashfs []byte) Object {
+	return Object{Type: sif.DataPartition, Data: squashfs, FS: sif.FsSquash, Part: sif.PartPrimSys}
+}
+
+// Write writes a SIF file holding objs at path and returns path.
+func Write(t testing.TB, path string, objs ...Object) string {
+	t.Helper()
+	var dis []sif.DescriptorInput
+	for _, o := range objs {
+		var opts []sif.DescriptorInputOpt
+		if o.Type == sif.DataPartition {
+			opts = append(opts, sif.OptPartitionMetadata(o.FS, o.Part, runtime.GOARCH))
+		}
+		di, err := sif.NewDescriptorInput(o.Type, bytes.NewReader(o.Data), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dis = append(dis, di)
+	}
+	f, err := sif.CreateContainerAtPath(path, sif.OptCreateWithDescriptors(dis...), sif.OptCreateDeterministic())
+	if err != nil {
+		t.Fatalf("creating SIF %s: %v", path, err)
+	}
+	if err := f.UnloadContainer(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// FromRootfsTar turns a root file system tar (the test image's rootfs.tar)
+// into a SIF file in a temporary folder and returns its path.
+func FromRootfsTar(t testing.TB, rootfsTar string) string {
+	t.Helper()
+	RequireTools(t)
+	root := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("tar", "-xf", rootfsTar, "-C", root).CombinedOutput(); err != nil {
+		t.Fatalf("unpacking %s: %v\n%s", rootfsTar, err, b)
+	}
+	return Write(t, filepath.Join(t.TempDir(), "image.sif"), RootPartition(Squashfs(t, root)))
+}
