@@ -68,28 +68,6 @@ func TestImportSIF(t *testing.T) {
 	}
 }
 
-// A squashfs with an entry that tries to leave the root: mksquashfs only
-// writes good names, so the test writes the image uncompressed (-noI: the
-// directory table is plain bytes) with placeholder names and then puts the
-// hostile names in their place, same length.
-func hostileSquashfs(t testing.TB, build func(root string), patches ...string) []byte {
-	t.Helper()
-	root := filepath.Join(t.TempDir(), "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	build(root)
-	b := siftest.Squashfs(t, root, "-noI", "-noD", "-noF")
-	for i := 0; i+1 < len(patches); i += 2 {
-		from, to := []byte(patches[i]), []byte(patches[i+1])
-		if len(from) != len(to) || bytes.Count(b, from) != 1 {
-			t.Fatalf("placeholder %q: %d times in the squashfs, want once (and %q of the same length)", from, bytes.Count(b, from), to)
-		}
-		b = bytes.Replace(b, from, to, 1)
-	}
-	return b
-}
-
 func TestImportRefusesBadSIF(t *testing.T) {
 	siftest.RequireTools(t)
 	// A small good root: one file.
@@ -151,13 +129,13 @@ func TestImportRefusesBadSIF(t *testing.T) {
 			return siftest.Write(t, filepath.Join(dir, "many.sif"), siftest.RootPartition(good))
 		}, "more than 2 entries (Limits.MaxEntries)"},
 		{"name with ../", Limits{}, func(t *testing.T, dir string) string {
-			sq := hostileSquashfs(t, func(root string) {
+			sq := siftest.Hostile(t, func(root string) {
 				writeFile(t, filepath.Join(root, "PLACEHOLDERxxxxx"), []byte("escaped\n"))
 			}, "PLACEHOLDERxxxxx", "../../../../pwn1")
 			return siftest.Write(t, filepath.Join(dir, "dotdot.sif"), siftest.RootPartition(sq))
 		}, "squashfs root partition is unreadable"},
 		{"symlink then a file through it", Limits{}, func(t *testing.T, dir string) string {
-			sq := hostileSquashfs(t, func(root string) {
+			sq := siftest.Hostile(t, func(root string) {
 				if err := os.Symlink(outside, filepath.Join(root, "LINKxx")); err != nil {
 					t.Fatal(err)
 				}

@@ -100,3 +100,26 @@ func FromRootfsTar(t testing.TB, rootfsTar string) string {
 	}
 	return Write(t, filepath.Join(t.TempDir(), "image.sif"), RootPartition(Squashfs(t, root)))
 }
+
+// Hostile makes a squashfs with entries mksquashfs would never write: build
+// fills a tree with placeholder names, the image is written uncompressed
+// (-noI: the directory table is plain bytes), and each placeholder in
+// patches (from, to, from, to, ...) is replaced by the hostile name of the
+// same length, e.g. "../../x" or the name of a symlink beside it.
+func Hostile(t testing.TB, build func(root string), patches ...string) []byte {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	build(root)
+	b := Squashfs(t, root, "-noI", "-noD", "-noF")
+	for i := 0; i+1 < len(patches); i += 2 {
+		from, to := []byte(patches[i]), []byte(patches[i+1])
+		if len(from) != len(to) || bytes.Count(b, from) != 1 {
+			t.Fatalf("placeholder %q: %d times in the squashfs, want once (and %q of the same length)", from, bytes.Count(b, from), to)
+		}
+		b = bytes.Replace(b, from, to, 1)
+	}
+	return b
+}
