@@ -81,6 +81,12 @@ func TestBadInputSIF(t *testing.T) {
 				}, "DIRxxx", "LINKxx")
 				return []siftest.Object{siftest.RootPartition(sq)}
 			}, 0, []string{"duplicate names"}},
+		{"BI17", "SIF: the root partition is for another CPU", "refused naming both architectures; store unchanged",
+			func(t *testing.T) []siftest.Object {
+				o := siftest.RootPartition(good)
+				o.Arch = siftest.OtherArch()
+				return []siftest.Object{o}
+			}, 0, []string{"the root partition is for " + siftest.OtherArch(), "this machine is"}},
 	}
 	for _, c := range cases {
 		t.Run(c.id, func(t *testing.T) {

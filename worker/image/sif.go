@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,6 +72,11 @@ func planSIF(ctx context.Context, j *job, path string, f *os.File, limits Limits
 	if err != nil {
 		return nil, badArchive(path, "partition %d: %w", d.ID(), err)
 	}
+	// A root for another CPU would fail only when a task starts; "unknown"
+	// (the SIF does not say) is taken as this machine's.
+	if arch != runtime.GOARCH && arch != "unknown" {
+		return nil, badArchive(path, "the root partition is for %s; this machine is %s", arch, runtime.GOARCH)
+	}
 	if fsType != sif.FsSquash {
 		return nil, badArchive(path, "the root partition (%d) is %s, not squashfs", d.ID(), fsType)
 	}
@@ -92,7 +98,11 @@ func planSIF(ctx context.Context, j *job, path string, f *os.File, limits Limits
 	if err := runUnsquashfs(ctx, unsquashfs, path, d.Offset(), "-dest", tree); err != nil {
 		return nil, err
 	}
-	_ = arch // the architecture is informational: images of the test suite say amd64 and run anywhere busybox does
+	// unsquashfs makes the folder from the squashfs's root inode: a
+	// directory, in any squashfs it reads without error.
+	if fi, err := os.Lstat(tree); err != nil || !fi.IsDir() {
+		return nil, badArchive(path, "the squashfs's root is not a directory")
+	}
 	return &plan{
 		format: FormatSIF,
 		layers: []layer{{

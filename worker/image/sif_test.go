@@ -10,8 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/apptainer/sif/v2/pkg/sif"
 
@@ -92,6 +95,11 @@ func TestImportRefusesBadSIF(t *testing.T) {
 			return siftest.Write(t, filepath.Join(dir, "ext3.sif"),
 				siftest.Object{Type: sif.DataPartition, Data: good, FS: sif.FsExt3, Part: sif.PartPrimSys})
 		}, "is Ext3, not squashfs"},
+		{"root for another CPU", Limits{}, func(t *testing.T, dir string) string {
+			o := siftest.RootPartition(good)
+			o.Arch = siftest.OtherArch()
+			return siftest.Write(t, filepath.Join(dir, "arch.sif"), o)
+		}, "the root partition is for " + siftest.OtherArch()},
 		{"squashfs magic wrong", Limits{}, func(t *testing.T, dir string) string {
 			return siftest.Write(t, filepath.Join(dir, "magic.sif"), siftest.RootPartition(bytes.Repeat([]byte("not a squashfs "), 20)))
 		}, "is not a squashfs"},
@@ -160,4 +168,62 @@ func TestImportRefusesBadSIF(t *testing.T) {
 			}
 		})
 	}
+}
+
+// What a squashfs can hold beyond plain files comes through as the tar path
+// treats it: hard links stay one file, modes (setuid, sticky, 0700
+// folders), fifos, symlinks (absolute ones too), owners and times are
+// kept, device nodes are skipped with a note.
+func TestImportSIFKeepsTheTree(t *testing.T) {
+	siftest.RequireTools(t)
+	testenv.RequireRootUser(t)
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "bin", "tool"), []byte("#!/bin/sh\necho tool\n"))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Chmod(filepath.Join(root, "bin", "tool"), os.ModeSetuid|0o755))
+	must(os.Link(filepath.Join(root, "bin", "tool"), filepath.Join(root, "bin", "tool-again")))
+	must(os.Symlink("/bin/tool", filepath.Join(root, "bin", "abs")))
+	must(os.Mkdir(filepath.Join(root, "private"), 0o700))
+	must(os.Chown(filepath.Join(root, "private"), 1234, 5678))
+	must(syscall.Mkfifo(filepath.Join(root, "fifo"), 0o640))
+	must(os.Mkdir(filepath.Join(root, "dev"), 0o755))
+	must(syscall.Mknod(filepath.Join(root, "dev", "null"), syscall.S_IFCHR|0o666, 1<<8|3))
+	when := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	must(os.Chtimes(filepath.Join(root, "bin", "tool"), when, when))
+
+	p := siftest.Write(t, filepath.Join(t.TempDir(), "tree.sif"), siftest.RootPartition(siftest.Squashfs(t, root)))
+	img := mustImport(t, openStore(t), "tree:sif", p)
+	r := img.Rootfs
+	assertMode(t, filepath.Join(r, "bin", "tool"), 0o755|os.ModeSetuid)
+	assertLink(t, filepath.Join(r, "bin", "abs"), "/bin/tool")
+	assertMode(t, filepath.Join(r, "private"), 0o700|os.ModeDir)
+	assertMode(t, filepath.Join(r, "fifo"), 0o640|os.ModeNamedPipe)
+	assertMissing(t, filepath.Join(r, "dev", "null"))
+	a, b := statOf(t, filepath.Join(r, "bin", "tool")), statOf(t, filepath.Join(r, "bin", "tool-again"))
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Errorf("bin/tool and bin/tool-again: inodes %d and %d, %d links; want one file with two names", a.Ino, b.Ino, a.Nlink)
+	}
+	if st := statOf(t, filepath.Join(r, "private")); st.Uid != 1234 || st.Gid != 5678 {
+		t.Errorf("private: owner %d:%d, want 1234:5678", st.Uid, st.Gid)
+	}
+	if fi, err := os.Stat(filepath.Join(r, "bin", "tool")); err != nil || !fi.ModTime().Equal(when) {
+		t.Errorf("bin/tool: mtime %v (%v), want %v", fi.ModTime(), err, when)
+	}
+	if !slices.ContainsFunc(img.Notes, func(n string) bool { return strings.Contains(n, "skipped 1 device node(s): /dev/null") }) {
+		t.Errorf("Notes = %v, want the skipped /dev/null", img.Notes)
+	}
+}
+
+func statOf(t testing.TB, p string) *syscall.Stat_t {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t)
 }

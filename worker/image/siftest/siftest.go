@@ -54,6 +54,7 @@ type Object struct {
 	Data []byte
 	FS   sif.FSType   // for partitions
 	Part sif.PartType // for partitions
+	Arch string       // for partitions, as GOARCH says it; "" this machine's
 }
 
 // RootPartition is the object a SIF's root file system lives in.
@@ -68,7 +69,11 @@ func Write(t testing.TB, path string, objs ...Object) string {
 	for _, o := range objs {
 		var opts []sif.DescriptorInputOpt
 		if o.Type == sif.DataPartition {
-			opts = append(opts, sif.OptPartitionMetadata(o.FS, o.Part, runtime.GOARCH))
+			arch := o.Arch
+			if arch == "" {
+				arch = runtime.GOARCH
+			}
+			opts = append(opts, sif.OptPartitionMetadata(o.FS, o.Part, arch))
 		}
 		di, err := sif.NewDescriptorInput(o.Type, bytes.NewReader(o.Data), opts...)
 		if err != nil {
@@ -122,4 +127,12 @@ func Hostile(t testing.TB, build func(root string), patches ...string) []byte {
 		b = bytes.Replace(b, from, to, 1)
 	}
 	return b
+}
+
+// OtherArch is a CPU architecture SIF knows that this machine is not.
+func OtherArch() string {
+	if runtime.GOARCH == "arm64" {
+		return "amd64"
+	}
+	return "arm64"
 }
