@@ -170,7 +170,8 @@ func imageCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name: "import",
-				Usage: "import a rootfs tar, a `docker save` tar or an OCI layout (folder or tar) as NAME; " +
+				Usage: "import a rootfs tar, a `docker save` tar, an OCI layout (folder or tar) or a Singularity/Apptainer " +
+					"SIF file (its squashfs root; needs unsquashfs from squashfs-tools) as NAME; " +
 					"with the docker runtime, also load it into the Docker engine",
 				UsageText: "kolejka-worker image import [--runtime NAME] NAME FILE",
 				Flags:     []cli.Flag{runtimeFlag("the runtime the image is for (default: [worker] runtime, else runc): " + runtimeUsage)},

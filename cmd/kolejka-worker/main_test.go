@@ -11,11 +11,13 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/worker/image/siftest"
 )
 
 // `image import` with the docker runtime (by flag or by [worker] runtime)
 // loads the image into the engine under its name, from each format the
-// store takes; the engine can then run it.
+// store takes (a SIF file through the store's unpacked root); the engine
+// can then run it.
 func TestImageImportLoadsIntoTheEngine(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireDocker(t)
@@ -38,12 +40,17 @@ func TestImageImportLoadsIntoTheEngine(t *testing.T) {
 		{"kolejka-import-test/save:1", "docker-save.tar", []string{"--config-file", plain, "image", "import", "--runtime", "docker"}},
 		{"kolejka-import-test/rootfs:1", "rootfs.tar", []string{"--config-file", withDocker, "image", "import"}},
 		{"kolejka-import-test/oci:1", "oci", []string{"--config-file", plain, "image", "import", "--runtime", "docker"}},
+		{"kolejka-import-test/sif:1", siftest.FromRootfsTar(t, filepath.Join(img, "rootfs.tar")), []string{"--config-file", plain, "image", "import", "--runtime", "docker"}},
 	} {
-		t.Run(c.file, func(t *testing.T) {
+		t.Run(filepath.Base(c.file), func(t *testing.T) {
 			ctx := context.Background()
 			cli.ImageRemove(ctx, c.name, client.ImageRemoveOptions{Force: true})
 			t.Cleanup(func() { cli.ImageRemove(ctx, c.name, client.ImageRemoveOptions{Force: true}) })
-			args := append(append([]string{"kolejka-worker"}, c.args...), c.name, filepath.Join(img, c.file))
+			file := c.file
+			if !filepath.IsAbs(file) {
+				file = filepath.Join(img, file)
+			}
+			args := append(append([]string{"kolejka-worker"}, c.args...), c.name, file)
 			if err := app().Run(args); err != nil {
 				t.Fatalf("%v: %v", args, err)
 			}

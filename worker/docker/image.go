@@ -68,9 +68,13 @@ func readMessages(r io.Reader) error {
 // not matter to tasks: the runtime sets the entrypoint and the environment
 // of every container.
 func (r *Runtime) ImportImage(ctx context.Context, img *image.Image, path string) error {
-	format, err := archiveFormat(path)
-	if err != nil {
-		return fmt.Errorf("unable to import %s into the Docker engine: %w", img.Name, err)
+	// A SIF file is no tar: the engine gets the store's unpacked root.
+	format := image.FormatSIF
+	if img.Format != image.FormatSIF {
+		var err error
+		if format, err = archiveFormat(path); err != nil {
+			return fmt.Errorf("unable to import %s into the Docker engine: %w", img.Name, err)
+		}
 	}
 	if format == image.FormatRootfsTar && img.Format != image.FormatRootfsTar {
 		format = image.FormatOCI // a tar with neither manifest.json nor a rootfs: OCI

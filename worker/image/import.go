@@ -31,7 +31,9 @@ import (
 //     at its top: a `docker save` archive (newer docker writes archives that
 //     are OCI layouts too; manifest.json is preferred then);
 //   - a tar with oci-layout and index.json: an OCI image layout;
-//   - any other tar: a root file system.
+//   - any other tar: a root file system;
+//   - a Singularity / Apptainer SIF file: its squashfs root partition is
+//     the root file system (see sif.go).
 //
 // If a docker save or OCI archive holds several images, the one named name
 // (RepoTags, or the OCI ref name / io.containerd.image.name annotation) is
@@ -67,7 +69,7 @@ func (s *Store) importImage(ctx context.Context, norm, path string) (*Image, err
 	}
 	defer j.close()
 
-	p, closeSrc, err := s.plan(j, norm, path)
+	p, closeSrc, err := s.plan(ctx, j, norm, path)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +99,7 @@ func (s *Store) importImage(ctx context.Context, norm, path string) (*Image, err
 		if err != nil {
 			return nil, err
 		}
-		if p.format == FormatRootfsTar {
+		if p.format == FormatRootfsTar || p.format == FormatSIF {
 			p.id = diffID
 		}
 	}
@@ -124,7 +126,7 @@ func (s *Store) importImage(ctx context.Context, norm, path string) (*Image, err
 }
 
 // plan opens the input and reads its metadata.
-func (s *Store) plan(j *job, name, path string) (*plan, func(), error) {
+func (s *Store) plan(ctx context.Context, j *job, name, path string) (*plan, func(), error) {
 	nothing := func() {}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -153,6 +155,14 @@ func (s *Store) plan(j *job, name, path string) (*plan, func(), error) {
 		return nil, nothing, err
 	}
 	closeF := func() { f.Close() }
+	if isSIF(f) {
+		p, err := planSIF(ctx, j, path, f, s.limits)
+		if err != nil {
+			closeF()
+			return nil, nothing, err
+		}
+		return p, closeF, nil
+	}
 	if f, err = s.decompressed(j, path, f); err != nil {
 		closeF()
 		return nil, nothing, err

@@ -98,12 +98,12 @@ var (
 // Image is one name in the store and the content it points to.
 type Image struct {
 	Name    string    // normalized reference, e.g. docker.io/library/busybox:latest
-	ID      string    // "sha256:<hex>": docker/OCI config digest, or sha256 of the uncompressed rootfs tar
+	ID      string    // "sha256:<hex>": docker/OCI config digest, or sha256 of the uncompressed rootfs tar (for a SIF, of the tar its squashfs reads as)
 	Rootfs  string    // absolute path of the read-only unpacked root file system
 	Size    int64     // bytes of regular files in Rootfs (hard links counted once)
 	Created time.Time // when this name was imported
 	Env     []string  // the image config's environment, if any (informational: tasks do not get it)
-	Format  string    // what it was imported from: FormatRootfsTar, FormatDockerSave or FormatOCI
+	Format  string    // what it was imported from: FormatRootfsTar, FormatDockerSave, FormatOCI or FormatSIF
 	Notes   []string  // what the import changed on the way, e.g. device nodes it skipped
 }
 
