@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need on this machine and a fresh Debian or Ubuntu
-# lacks: the tools (gcc, make, git, ip, dpkg-deb, skopeo, runc, python3, and
+# lacks: the tools (gcc, make, git, ip, dpkg-deb, skopeo, runc, python3, docker-registry, and
 # debootstrap for the packages' test), libc's
 # static archive, and a Docker engine, started if none answers (libseccomp's
 # headers come with `make deps`, which every build runs). It
@@ -12,7 +12,7 @@ set -euo pipefail
 log() { printf '\n=== %s\n' "$*"; }
 
 need_pkgs=()
-for cmd_pkg in gcc:gcc make:make git:git ip:iproute2 dpkg-deb:dpkg skopeo:skopeo runc:runc python3:python3 debootstrap:debootstrap chromium:chromium; do
+for cmd_pkg in gcc:gcc make:make git:git ip:iproute2 dpkg-deb:dpkg skopeo:skopeo runc:runc python3:python3 docker-registry:docker-registry debootstrap:debootstrap chromium:chromium; do
 	command -v "${cmd_pkg%%:*}" >/dev/null || need_pkgs+=("${cmd_pkg##*:}")
 done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] || need_pkgs+=(libc6-dev)
