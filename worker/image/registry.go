@@ -383,7 +383,7 @@ func registryError(where, what string, err error) error {
 		case http.StatusNotFound:
 			return fmt.Errorf("%w in the registry: %s: %s: %w", ErrNotFound, where, what, err)
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%w: %s: %s: %w (set them in registry_auth or ~/.docker/config.json)", ErrUnauthorized, where, what, err)
+			return fmt.Errorf("%w (HTTP %d): %s: %s: %w (set them in registry_auth or ~/.docker/config.json)", ErrUnauthorized, te.StatusCode, where, what, err)
 		}
 	}
 	// go-containerregistry's digest checks (its verify.Error is internal):
