@@ -236,3 +236,38 @@ func tlsConfigFor(t testing.TB, file string) *tls.Config {
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
+
+// BenchmarkRegistryFirstRun: the first task of an image the node lacks
+// (pull from the loopback registry, verify, unpack, publish, then run
+// `true`) against `skopeo copy` of the same image from the same registry
+// into an OCI layout (fetch and verify only, no unpack, no run), in the
+// same run. Each round starts from an empty store and an empty folder.
+func BenchmarkRegistryFirstRun(b *testing.B) {
+	r := startRegistry(b)
+	r.push(b, "kolejka-test:latest")
+	ref := r.host + "/kolejka-test:latest"
+	var ours, theirs []float64
+	for i := 0; i < max(b.N, 5); i++ {
+		rt, _ := pullingRuntime(b, r, image.RegistryConfig{CAFile: r.caFile, AuthFile: r.authFile})
+		e := workertest.NewEnv(b, rt)
+		dir := b.TempDir()
+		os.WriteFile(filepath.Join(dir, spec.TaskFile), []byte(`{"image": "`+ref+`", "args": ["true"]}`), 0o644)
+		start := time.Now()
+		res, err := e.W.Execute(b.Context(), dir, filepath.Join(b.TempDir(), "r"), worker.Options{})
+		ours = append(ours, time.Since(start).Seconds()*1000)
+		if err != nil || res.Status != spec.StatusOK {
+			b.Fatalf("%v %+v", err, res)
+		}
+
+		start = time.Now()
+		cmd := exec.Command("skopeo", "copy", "--quiet", "--src-creds", r.creds, "--src-cert-dir", r.certDir,
+			"docker://"+ref, "oci:"+filepath.Join(b.TempDir(), "oci")+":latest")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("skopeo copy: %v\n%s", err, out)
+		}
+		theirs = append(theirs, time.Since(start).Seconds()*1000)
+	}
+	b.ReportMetric(median(ours), "first-run-ms")
+	b.ReportMetric(median(theirs), "skopeo-copy-ms")
+	b.ReportMetric(median(ours)/median(theirs), "ratio")
+}
