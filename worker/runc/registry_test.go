@@ -21,16 +21,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/image"
+	"github.com/kolejka-go/kolejka/worker/image/registrytest"
 	"github.com/kolejka-go/kolejka/worker/runc"
 	"github.com/kolejka-go/kolejka/worker/workertest"
 )
@@ -270,4 +275,72 @@ func BenchmarkRegistryFirstRun(b *testing.B) {
 	b.ReportMetric(median(ours), "first-run-ms")
 	b.ReportMetric(median(theirs), "skopeo-copy-ms")
 	b.ReportMetric(median(ours)/median(theirs), "ratio")
+}
+
+// With always (--pull, pull = yes) the runtime pulls before every task: a
+// tag moved to a new image runs the new one; without, the store's copy
+// runs until the name is removed.
+func TestPullAlwaysFollowsAMovedTag(t *testing.T) {
+	testenv.RequireRoot(t)
+	requireSeccomp(t)
+	r := registrytest.New(t)
+	base, err := tarball.ImageFromPath(filepath.Join(testenv.TestImage(t), "docker-save.tar"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMark := func(mark string) v1.Image {
+		marked := registrytest.Image(t, "linux", runtime.GOARCH, map[string]string{"mark": mark})
+		layers, err := marked.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(base, layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	ref := r.Host + "/judge:moving"
+	r.Push(t, "judge:moving", withMark("one"))
+
+	dir := t.TempDir()
+	store, err := image.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := image.NewRegistry(image.RegistryConfig{Insecure: []string{r.Host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazy, err := runc.New(filepath.Join(dir, "state"), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazy.PullFrom(reg, false)
+	always, err := runc.New(filepath.Join(dir, "state"), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	always.PullFrom(reg, true)
+
+	mark := func(rt *runc.Runtime) string {
+		t.Helper()
+		e := workertest.NewEnv(t, rt)
+		out, res, err := e.Run(t, task(t, `{"image": "`+ref+`", "args": ["cat", "/mark"], "stdout": "out"}`), worker.Options{})
+		if err != nil || res.Status != spec.StatusOK {
+			t.Fatalf("%v %+v", err, res)
+		}
+		b, _ := os.ReadFile(filepath.Join(out, "out"))
+		return string(b)
+	}
+	if got := mark(lazy); got != "one" {
+		t.Fatalf("first run: mark %q", got)
+	}
+	r.Push(t, "judge:moving", withMark("two"))
+	if got := mark(lazy); got != "one" {
+		t.Errorf("without always: mark %q, want the store's one", got)
+	}
+	if got := mark(always); got != "two" {
+		t.Errorf("with always: mark %q, want the moved tag's two", got)
+	}
 }
