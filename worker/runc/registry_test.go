@@ -344,3 +344,59 @@ func TestPullAlwaysFollowsAMovedTag(t *testing.T) {
 		t.Errorf("with always: mark %q, want the moved tag's two", got)
 	}
 }
+
+// An image neither the store nor the registry has, and one whose layer is
+// corrupt: the task ends SE naming the image and the problem, and the
+// store stays empty.
+func TestPullFailureIsASystemError(t *testing.T) {
+	testenv.RequireRoot(t)
+	requireSeccomp(t)
+	r := registrytest.New(t)
+	img := registrytest.Image(t, "linux", runtime.GOARCH, map[string]string{"a": "1"})
+	r.Push(t, "corrupt:1", img)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.CorruptBlob(h)
+	dir := t.TempDir()
+	store, err := image.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runc.New(filepath.Join(dir, "state"), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := image.NewRegistry(image.RegistryConfig{Insecure: []string{r.Host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.PullFrom(reg, false)
+	e := workertest.NewEnv(t, rt)
+	for ref, want := range map[string][]string{
+		r.Host + "/nosuch:1":  {"image not found", "import it", "in the registry"},
+		r.Host + "/corrupt:1": {"layer " + h.String(), "does not match its digest"},
+	} {
+		_, res, err := e.Run(t, task(t, `{"image": "`+ref+`", "args": ["true"]}`), worker.Options{})
+		if res == nil || res.Status != spec.StatusSE || err == nil {
+			t.Fatalf("%s: %v %+v, want SE", ref, err, res)
+		}
+		for _, w := range append(want, ref) {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", ref, err, w)
+			}
+		}
+	}
+	if imgs, err := store.List(); err != nil || len(imgs) != 0 {
+		t.Errorf("store after failed pulls: %v %v", imgs, err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(store.Root(), "tmp")); len(entries) != 0 {
+		t.Errorf("tmp/ holds %d entries", len(entries))
+	}
+	e.AssertClean(t)
+}
