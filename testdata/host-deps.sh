@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on this machine and a fresh Debian or Ubuntu
 # lacks: the tools (gcc, make, git, ip, dpkg-deb, skopeo, runc, python3,
-# squashfs-tools for the SIF images, and debootstrap for the packages' test), libc's
+# docker-registry for the registry pulls' test, squashfs-tools for the SIF
+# images, and debootstrap for the packages' test), libc's
 # static archive, and a Docker engine, started if none answers (libseccomp's
 # headers come with `make deps`, which every build runs). It
 # needs root and apt-get; without them it says what is missing and leaves
@@ -12,7 +13,7 @@ set -euo pipefail
 log() { printf '\n=== %s\n' "$*"; }
 
 need_pkgs=()
-for cmd_pkg in gcc:gcc make:make git:git ip:iproute2 dpkg-deb:dpkg skopeo:skopeo runc:runc python3:python3 debootstrap:debootstrap chromium:chromium mksquashfs:squashfs-tools; do
+for cmd_pkg in gcc:gcc make:make git:git ip:iproute2 dpkg-deb:dpkg skopeo:skopeo runc:runc python3:python3 docker-registry:docker-registry debootstrap:debootstrap chromium:chromium mksquashfs:squashfs-tools; do
 	command -v "${cmd_pkg%%:*}" >/dev/null || need_pkgs+=("${cmd_pkg##*:}")
 done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] || need_pkgs+=(libc6-dev)

@@ -167,6 +167,9 @@ cache = /srv/cache
 cache_size = 2G
 memory_reserve = 1G
 defaults = cpus=1,memory=256M
+registry_auth = /srv/auth.json
+registry_ca = /srv/ca.pem
+registry_insecure = 127.0.0.1:5000, localhost:5001
 `))
 	if code != 0 {
 		t.Fatalf("exit %d", code)
@@ -187,6 +190,10 @@ defaults = cpus=1,memory=256M
 	if s.Runtime != "docker" || s.Images != "/srv/images" || s.InitPath != "/opt/kolejka-init" || s.OutputLimit != 1<<20 ||
 		s.Cache != "/srv/cache" || s.CacheSize != 2<<30 || s.MemoryReserve != 1<<30 || s.State != "/srv/state" || s.CgroupRoot != "/kolejka-node1" {
 		t.Errorf("our keys: %+v", s)
+	}
+	if s.Registry.AuthFile != "/srv/auth.json" || s.Registry.CAFile != "/srv/ca.pem" ||
+		!slices.Equal(s.Registry.Insecure, []string{"127.0.0.1:5000", "localhost:5001"}) {
+		t.Errorf("registry keys: %+v", s.Registry)
 	}
 	if s.Defaults.String() != limits(t, "cpus", "1", "memory", "256M").String() {
 		t.Errorf("defaults %s", s.Defaults)

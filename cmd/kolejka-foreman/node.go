@@ -29,7 +29,7 @@ func openNode(ctx context.Context, o options, log *slog.Logger) (*foreman.Forema
 	if err != nil {
 		return nil, err
 	}
-	ro := runtimes.Options{ImageRoot: o.Images, Pull: o.Pull}
+	ro := runtimes.Options{ImageRoot: o.Images, Pull: o.Pull, Registry: &o.Registry}
 	if o.State != "" {
 		ro.RuncState = filepath.Join(o.State, "runc")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/kolejka-go/kolejka/cmd/internal/settings"
 	"github.com/kolejka-go/kolejka/internal/foreman"
 	"github.com/kolejka-go/kolejka/spec"
+	"github.com/kolejka-go/kolejka/worker/image"
 	"github.com/kolejka-go/kolejka/worker/runtimes"
 )
 
@@ -32,7 +33,10 @@ type options struct {
 	Runtime  string // runtime: runc (default), docker, host
 	Images   string // images: the runc runtime's image store folder
 	InitPath string // init_path: kolejka-init (default: beside the executable)
-	Pull     bool   // pull: docker pulls the task's image before every run
+	Pull     bool   // pull: pull the task's image before every run (docker; runc from its registry)
+	// Registry (registry_auth, registry_ca, registry_insecure): how the
+	// runc runtime reaches registries for images it lacks.
+	Registry image.RegistryConfig
 
 	// State (state) holds the worker's run registry (State/worker) and
 	// the runc runtime's container state (State/runc); "" is /run/kolejka.
@@ -101,9 +105,12 @@ func (o *options) table(clientSection string) []settings.Setting {
 		node(str("runtime", "runc (default), docker or host; [foreman] runtime"), "runtime", settings.String(&o.Runtime)),
 		node(str("images", "the runc runtime's image store (default "+runtimes.DefaultImageRoot+"); [foreman] images"), "images", settings.String(&o.Images)),
 		node(nil, "init_path", settings.String(&o.InitPath)),
+		node(nil, "registry_auth", settings.String(&o.Registry.AuthFile)),
+		node(nil, "registry_ca", settings.String(&o.Registry.CAFile)),
+		node(nil, "registry_insecure", settings.List(&o.Registry.Insecure)),
 		node(nil, "state", settings.String(&o.State)),
 		node(nil, "cgroup_root", cgroupPath(&o.CgroupRoot)),
-		node(&cli.BoolFlag{Name: "pull", Usage: "docker runtime: pull the task's image before every run; [foreman] pull"}, "pull", settings.Bool(&o.Pull)),
+		node(&cli.BoolFlag{Name: "pull", Usage: "pull the task's image before every run (docker; runc: from its registry, reusing what the store holds); [foreman] pull"}, "pull", settings.Bool(&o.Pull)),
 		node(str("temp", "the node's folder: tasks in progress, caches (default "+defaultDir+"); [foreman] temp"), "temp", settings.String(&o.Dir)),
 		node(str("cache", "the caches' folder (default TEMP/cache); [foreman] cache"), "cache", settings.String(&o.Cache)),
 		node(str("cache-size", "budget of the input file cache (default 1G; -1 unbounded); [foreman] cache_size"), "cache_size", settings.SizeOrUnbounded(&o.CacheSize)),

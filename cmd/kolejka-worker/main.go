@@ -1,6 +1,6 @@
 // Command kolejka-worker runs one Kolejka task on this machine, with no
 // server: `kolejka-worker execute TASK_DIR RESULT_DIR`. It also manages the
-// local images of the runc runtime (`image import|ls|rm`); with the docker
+// local images of the runc runtime (`image import|pull|ls|rm`); with the docker
 // runtime, `image import` loads the image into the Docker engine as well.
 //
 // Exit codes: 0 the task ran and its result was written (whatever its
@@ -66,6 +66,7 @@ type options struct {
 	images   string
 	initPath string
 	output   int64
+	registry image.RegistryConfig
 	// caps are [worker]'s caps of every task; execute's limit options are
 	// the task's own (worker.Options.Caps), not these.
 	caps spec.Limits
@@ -80,6 +81,9 @@ func (o *options) table() []settings.Setting {
 			Section: section, Key: "temp", Value: settings.String(&o.temp)},
 		{Section: section, Key: "images", Value: settings.String(&o.images)},
 		{Section: section, Key: "init_path", Value: settings.String(&o.initPath)},
+		{Section: section, Key: "registry_auth", Value: settings.String(&o.registry.AuthFile)},
+		{Section: section, Key: "registry_ca", Value: settings.String(&o.registry.CAFile)},
+		{Section: section, Key: "registry_insecure", Value: settings.List(&o.registry.Insecure)},
 		{Flag: &cli.StringFlag{Name: "output-limit", Usage: "cap of each stdout/stderr file (default 64M); past it the task is killed, verdict OLE"},
 			Section: section, Key: "output_limit", Value: settings.Size(&o.output)},
 	}, settings.FileLimits(&o.caps, section)...)
@@ -101,7 +105,7 @@ func runtimeFlag(usage string) cli.Flag { return &cli.StringFlag{Name: "runtime"
 func executeCommand() *cli.Command {
 	flags := append(settings.Flags(new(options).table()),
 		&cli.BoolFlag{Name: "consume", Usage: "take the task's files without copying (hard links where possible) and remove the task folder once the result is written; never on a failure"},
-		&cli.BoolFlag{Name: "pull", Usage: "docker runtime: pull the task's image before every run (otherwise only when the engine lacks it); accepted and ignored by runc and host, which use local images"},
+		&cli.BoolFlag{Name: "pull", Usage: "pull the task's image from its registry before the run (otherwise only when the local store or the engine lacks it); ignored by host"},
 	)
 	return &cli.Command{
 		Name:      "execute",
@@ -117,7 +121,7 @@ func executeCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			rt, err := runtimes.Open(s.runtime, runtimes.Options{ImageRoot: s.images, Pull: c.Bool("pull")})
+			rt, err := runtimes.Open(s.runtime, runtimes.Options{ImageRoot: s.images, Pull: c.Bool("pull"), Registry: &s.registry})
 			if err != nil {
 				return cliexit.WithCode(cliexit.Usage, err)
 			}
@@ -209,6 +213,35 @@ func imageCommand() *cli.Command {
 						if err := engine.ImportImage(c.Context, img, c.Args().Get(1)); err != nil {
 							return err
 						}
+					}
+					fmt.Printf("%s %s\n", img.Name, img.ID)
+					return nil
+				},
+			},
+			{
+				Name: "pull",
+				Usage: "pull NAME (registry/name:tag or name@sha256:…) from its registry into the runc runtime's store, " +
+					"even if the store has it; [worker] registry_auth, registry_ca and registry_insecure say how",
+				UsageText: "kolejka-worker image pull NAME",
+				Action: func(c *cli.Context) error {
+					if err := cliexit.NeedArgs(c, 1, "NAME"); err != nil {
+						return err
+					}
+					s, err := load(c)
+					if err != nil {
+						return err
+					}
+					reg, err := image.NewRegistry(s.registry)
+					if err != nil {
+						return cliexit.WithCode(cliexit.Usage, err)
+					}
+					st, err := runtimes.OpenImages(runtimes.Options{ImageRoot: s.images})
+					if err != nil {
+						return err
+					}
+					img, err := st.Pull(c.Context, reg, c.Args().Get(0))
+					if err != nil {
+						return cliexit.UsageIf(err, image.ErrBadArchive, image.ErrNotFound, image.ErrInvalidName)
 					}
 					fmt.Printf("%s %s\n", img.Name, img.ID)
 					return nil

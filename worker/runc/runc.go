@@ -43,8 +43,10 @@ const idPrefix = "kolejka-"
 
 // Runtime runs tasks in libcontainer containers.
 type Runtime struct {
-	stateRoot string
-	images    *image.Store
+	stateRoot  string
+	images     *image.Store
+	registry   *image.Registry // set by PullFrom: pull missing images
+	alwaysPull bool
 }
 
 var _ worker.Runtime = (*Runtime)(nil)
@@ -71,7 +73,7 @@ func (r *Runtime) Check(l spec.Limits) error { return nil }
 
 // Start implements worker.Runtime.
 func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Process, err error) {
-	img, release, err := r.images.Acquire(c.Image)
+	img, release, err := r.acquire(ctx, c.Image)
 	if err != nil {
 		return nil, fmt.Errorf("unable to use image %q: %w: %w", c.Image, worker.ErrImage, err)
 	}

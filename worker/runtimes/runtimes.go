@@ -31,7 +31,9 @@ func Names() []string { return []string{"runc", "host", "docker"} }
 type Options struct {
 	ImageRoot string // the runc image store; default DefaultImageRoot
 	RuncState string // libcontainer's state root; default runc.DefaultStateRoot
-	Pull      bool   // docker: pull the task's image before every run
+	Pull      bool   // docker, and runc with Registry: pull the task's image before every run
+	// Registry, if set, makes the runc runtime pull images it lacks.
+	Registry *image.RegistryConfig
 }
 
 // Open returns the runtime called name.
@@ -46,7 +48,18 @@ func Open(name string, o Options) (worker.Runtime, error) {
 			slog.Warn("this build's runc runtime has no seccomp filter (build with -tags seccomp, as make does): " +
 				"tasks may create user namespaces and reach kernel surface they never need")
 		}
-		return runc.New(o.RuncState, store)
+		rt, err := runc.New(o.RuncState, store)
+		if err != nil {
+			return nil, err
+		}
+		if o.Registry != nil {
+			reg, err := image.NewRegistry(*o.Registry)
+			if err != nil {
+				return nil, err
+			}
+			rt.PullFrom(reg, o.Pull)
+		}
+		return rt, nil
 	case "host":
 		cg, err := cgroup.Host()
 		if err != nil {
