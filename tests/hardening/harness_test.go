@@ -263,8 +263,8 @@ type serverState struct {
 	digest string            // of every row of every table
 	rows   map[string]int    // per table
 	tables map[string]string // each table's digest: what names a change
-	blobs  []string       // blob files in place (their hashes)
-	temp   []string       // upload temp files
+	blobs  []string          // blob files in place (their hashes)
+	temp   []string          // upload temp files
 }
 
 func (s serverState) String() string {
