@@ -54,7 +54,7 @@ const inside = `set -eu
 # by Docker: make them writable for the worker's task groups.
 for d in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$d"; done
 
-apt-get install -y -q /debs/*.deb
+apt-get install -y -q --no-install-recommends /debs/*.deb
 dpkg-query -W -f '${Package} ${Status}\n' kolejka-server kolejka-node kolejka-client >/out/status
 for f in /usr/bin/kolejka-* /usr/lib/systemd/system/kolejka-*.service /usr/share/doc/kolejka*/examples/kolejka.conf /var/lib/kolejka/* /etc/kolejka; do
 	stat -c '%n %a %U' "$f"
