@@ -127,4 +127,3 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 		notAllowed(w, "GET", "HEAD", "DELETE")
 	}
 }
-

@@ -173,4 +173,3 @@ func (s *Store) ReferenceOfImage(ctx context.Context, ref string) (bool, error) 
 	}
 	return true, nil
 }
-
