@@ -71,7 +71,9 @@ func TestBadInputImagesServer(t *testing.T) {
 	t.Run("BI22", func(t *testing.T) {
 		r := caseOf(t, hardening.BadInput, "BI22", "image push: a manifest naming a blob the user may not read (another user's reference; an unknown one)",
 			"FAIL naming manifest.blobs[0] and why; nothing stored")
-		check(t, r, func() answer { return push(alice, "x:1", bobRef, "sha256:"+sha256Hex(bytes.NewReader(other)), len(other)) }, 200, "FAIL",
+		check(t, r, func() answer {
+			return push(alice, "x:1", bobRef, "sha256:"+sha256Hex(bytes.NewReader(other)), len(other))
+		}, 200, "FAIL",
 			[]string{"manifest.blobs[0]", "belongs to another user"})
 		check(t, r, func() answer { return push(alice, "x:1", "0123456789abcdef", digest, len(data)) }, 200, "FAIL",
 			[]string{"manifest.blobs[0]", "is unknown"})
@@ -98,7 +100,9 @@ func TestBadInputImagesServer(t *testing.T) {
 	t.Run("BI25", func(t *testing.T) {
 		r := caseOf(t, hardening.BadInput, "BI25", "image: another user's image pushed over or removed; a node pushes",
 			"FAIL naming the owner; 403 for the removal and the node; nothing stored or removed")
-		check(t, r, func() answer { return push(bob, "mine:1", bobRef, "sha256:"+sha256Hex(bytes.NewReader(other)), len(other)) }, 200, "FAIL",
+		check(t, r, func() answer {
+			return push(bob, "mine:1", bobRef, "sha256:"+sha256Hex(bytes.NewReader(other)), len(other))
+		}, 200, "FAIL",
 			[]string{"name", "belongs to user alice"})
 		check(t, r, func() answer { return bob.do(t, "DELETE", "/image/mine:1/", nil) }, 403, "", []string{"owner or a manager"})
 		check(t, r, func() answer { return push(node, "n:1", ref, digest, len(data)) }, 403, "", []string{"only clients"})
