@@ -11,12 +11,18 @@ import (
 	"strings"
 )
 
-// ImageArchive is the one kind of manifest this server knows: the pushed
-// file itself, one blob, in any format the node's image store imports
-// (a `docker save` tar, an OCI layout tar, a root filesystem tar, …; the
-// node detects which). A kind is named so that layer-level manifests can
-// come later without breaking nodes that know only this one.
-const ImageArchive = "archive"
+// Kinds of image manifest.
+const (
+	// ImageArchive: the pushed file itself, one blob, in any format the
+	// node's image store imports (a root filesystem tar, a SIF file, an
+	// archive of several images, …; the node detects which).
+	ImageArchive = "archive"
+	// ImageOCI: an OCI image split into blobs, each stored once however
+	// many images share it: blobs[0] the OCI image manifest, blobs[1] its
+	// config, then its layers in order. The node assembles an OCI layout
+	// from them and imports it, which checks every digest.
+	ImageOCI = "oci"
+)
 
 // ImageBlob is one blob of an image: the reference the server keeps it
 // under and its content digest and size, which the node checks.
@@ -28,17 +34,23 @@ type ImageBlob struct {
 
 // ImageManifest says what an image is made of.
 type ImageManifest struct {
-	Kind  string      `json:"kind"` // ImageArchive
+	Kind  string      `json:"kind"` // ImageArchive, ImageOCI
 	Blobs []ImageBlob `json:"blobs"`
 }
 
 // Check reports the first problem of a manifest as sent by a client.
 func (m *ImageManifest) Check() error {
-	if m.Kind != ImageArchive {
-		return fmt.Errorf("manifest: kind: %q is not known (known: %q)", m.Kind, ImageArchive)
-	}
-	if len(m.Blobs) != 1 {
-		return fmt.Errorf("manifest: blobs: an %q manifest has exactly one blob, not %d", ImageArchive, len(m.Blobs))
+	switch m.Kind {
+	case ImageArchive:
+		if len(m.Blobs) != 1 {
+			return fmt.Errorf("manifest: blobs: an %q manifest has exactly one blob, not %d", ImageArchive, len(m.Blobs))
+		}
+	case ImageOCI:
+		if len(m.Blobs) < 2 {
+			return fmt.Errorf("manifest: blobs: an %q manifest has its image manifest, its config and its layers, not %d blobs", ImageOCI, len(m.Blobs))
+		}
+	default:
+		return fmt.Errorf("manifest: kind: %q is not known (known: %q, %q)", m.Kind, ImageArchive, ImageOCI)
 	}
 	for i, b := range m.Blobs {
 		hex, found := strings.CutPrefix(b.Digest, "sha256:")

@@ -36,10 +36,13 @@ func imagePath(name string) string { return "image/" + url.PathEscape(name) + "/
 // ImagePush stores the image in path under name on the server and returns
 // the name as the server normalized it. path is any archive a node's
 // image store imports (a `docker save` tar, an OCI layout tar, a root
-// filesystem tar, …) or an OCI layout folder, which is sent as a tar of
-// it. The node detects the format when it imports the image: the server
-// keeps bytes. If the server refuses the image, the reference uploaded
-// for it is deleted again (best effort).
+// filesystem tar, …) or an OCI layout folder. A `docker save` or OCI
+// layout of one image is sent as its blobs (manifest, config, layers:
+// kind "oci"), each uploaded only when the server lacks it (found by
+// hash), so layers shared between images are stored and sent once;
+// anything else is sent whole (kind "archive") and the node detects its
+// format when it imports it. If the server refuses the image, the
+// references uploaded for it are deleted again (best effort).
 func (c *Client) ImagePush(ctx context.Context, name, path string) (string, error) {
 	if err := c.needImages(); err != nil {
 		return "", err
@@ -48,38 +51,61 @@ func (c *Client) ImagePush(ctx context.Context, name, path string) (string, erro
 	if err != nil {
 		return "", fmt.Errorf("unable to push %s: %w", path, err)
 	}
-	if fi.IsDir() {
-		tmp, err := os.CreateTemp("", "kolejka-image-*.tar")
-		if err != nil {
-			return "", fmt.Errorf("unable to pack %s: %w", path, err)
-		}
-		defer os.Remove(tmp.Name())
-		err = tarFolder(tmp, path)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return "", fmt.Errorf("unable to pack %s: %w", path, err)
-		}
-		path = tmp.Name()
-	}
-	ref, err := c.BlobPut(ctx, path)
+	tmp, err := os.MkdirTemp("", "kolejka-image-")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("unable to push %s: %w", path, err)
 	}
-	body, err := json.Marshal(api.ImagePut{Name: name, Manifest: api.ImageManifest{
-		Kind:  api.ImageArchive,
-		Blobs: []api.ImageBlob{{Reference: ref.Key, Digest: "sha256:" + ref.Blob, Size: ref.Size}},
-	}})
+	defer os.RemoveAll(tmp)
+	files, split, err := splitImage(path, tmp)
 	if err != nil {
+		return "", fmt.Errorf("unable to push %s: %w", path, err)
+	}
+	manifest := api.ImageManifest{Kind: api.ImageOCI}
+	if !split {
+		manifest.Kind = api.ImageArchive
+		if fi.IsDir() {
+			packed := filepath.Join(tmp, "image.tar")
+			if err := tarFolderTo(packed, path); err != nil {
+				return "", fmt.Errorf("unable to pack %s: %w", path, err)
+			}
+			path = packed
+		}
+		files = []layerFile{{path: path}}
+	}
+	var uploaded []string
+	for _, f := range files {
+		ref, err := c.BlobPut(ctx, f.path)
+		if err != nil {
+			c.discard(ctx, uploaded)
+			return "", err
+		}
+		uploaded = append(uploaded, ref.Key)
+		manifest.Blobs = append(manifest.Blobs, api.ImageBlob{Reference: ref.Key, Digest: "sha256:" + ref.Blob, Size: ref.Size})
+	}
+	body, err := json.Marshal(api.ImagePut{Name: name, Manifest: manifest})
+	if err != nil {
+		c.discard(ctx, uploaded)
 		return "", err
 	}
 	var out api.ImagePutAnswer
 	if err := c.call(ctx, http.MethodPost, "image/", body, "application/json", &out); err != nil {
-		c.discard(ctx, []string{ref.Key})
+		c.discard(ctx, uploaded)
 		return "", err
 	}
 	return out.Name, nil
+}
+
+// tarFolderTo writes a tar of dir to the file dst.
+func tarFolderTo(dst, dir string) error {
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	err = tarFolder(f, dir)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // tarFolder writes the regular files and folders under dir to w as a tar
@@ -161,15 +187,4 @@ func (c *Client) ImageRemove(ctx context.Context, name string) error {
 		return err
 	}
 	return c.call(ctx, http.MethodDelete, imagePath(name), nil, "", nil)
-}
-
-// ImageFetch downloads the archive of the image m describes into path,
-// checked against the manifest's digest (a mismatch is ErrIntegrity and
-// leaves nothing at path).
-func (c *Client) ImageFetch(ctx context.Context, m *api.ImageManifest, path string) error {
-	if err := m.Check(); err != nil {
-		return fmt.Errorf("the server's %v: %w", err, ErrProtocol)
-	}
-	b := m.Blobs[0]
-	return c.BlobGetExpect(ctx, b.Reference, b.Digest[len("sha256:"):], path)
 }

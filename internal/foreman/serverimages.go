@@ -2,17 +2,24 @@ package foreman
 
 // This file brings a task's image from the server (extension "images")
 // when the node's store lacks it: the manifest from GET /image/<name>/,
-// the archive through the blob API checked against the manifest's digest,
-// then an import into the node's store, which checks the archive itself.
+// its blobs through the node's blob cache, each checked against the
+// manifest's digest, then an import into the node's store, which checks
+// the image itself (every layer's digest and diff_id).
 // The image cache then keeps it within the node's image budget as any
 // image a task used.
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/client"
@@ -76,18 +83,72 @@ func (f *Foreman) ensureImage(ctx context.Context, j *job) error {
 	if err != nil {
 		return fmt.Errorf("unable to read image %s from the server: %w", j.task.Image, err)
 	}
+	if err := img.Manifest.Check(); err != nil {
+		return fmt.Errorf("unable to use image %s from the server: %w", img.Info.Name, err)
+	}
 	dir, err := os.MkdirTemp(f.jobsDir, "image-")
 	if err != nil {
 		return fmt.Errorf("unable to fetch image %s: %w", j.task.Image, err)
 	}
 	defer os.RemoveAll(dir)
-	archive := filepath.Join(dir, "archive")
-	if err := f.cl.ImageFetch(ctx, &img.Manifest, archive); err != nil {
+	src, hits, err := f.assembleImage(ctx, dir, &img.Manifest)
+	if err != nil {
 		return fmt.Errorf("unable to fetch image %s from the server: %w", img.Info.Name, err)
 	}
-	if err := imp.Import(ctx, j.task.Image, archive); err != nil {
+	if err := imp.Import(ctx, j.task.Image, src); err != nil {
 		return fmt.Errorf("unable to import image %s fetched from the server: %w", img.Info.Name, err)
 	}
-	j.log.Info("image fetched from the server", "image", img.Info.Name, "bytes", img.Info.Size)
+	j.log.Info("image fetched from the server", "image", img.Info.Name, "kind", img.Manifest.Kind,
+		"blobs", len(img.Manifest.Blobs), "cached", hits, "bytes", img.Info.Size)
 	return nil
+}
+
+// assembleImage brings the blobs of m into dir through the node's blob
+// cache (a layer another image brought is not fetched again; every
+// download is checked against its digest) and returns what to import:
+// the archive itself, or an OCI layout made of the blobs.
+func (f *Foreman) assembleImage(ctx context.Context, dir string, m *api.ImageManifest) (src string, hits int, err error) {
+	bring := func(b api.ImageBlob, dst string) error {
+		sum := strings.TrimPrefix(b.Digest, "sha256:")
+		hit, err := f.blobs.Link(ctx, sum, dst, func(ctx context.Context, path string) error {
+			return f.retrying(ctx, func(ctx context.Context) error {
+				return f.cl.BlobGetExpect(ctx, b.Reference, sum, path)
+			})
+		})
+		if hit {
+			hits++
+		}
+		return err
+	}
+	if m.Kind == api.ImageArchive {
+		src = filepath.Join(dir, "archive")
+		return src, hits, bring(m.Blobs[0], src)
+	}
+	src = filepath.Join(dir, "layout")
+	blobs := filepath.Join(src, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o700); err != nil {
+		return "", hits, err
+	}
+	for _, b := range m.Blobs {
+		dst := filepath.Join(blobs, strings.TrimPrefix(b.Digest, "sha256:"))
+		if _, err := os.Lstat(dst); err == nil {
+			continue // listed twice
+		}
+		if err := bring(b, dst); err != nil {
+			return "", hits, err
+		}
+	}
+	index, err := json.Marshal(ocispec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.Digest(m.Blobs[0].Digest), Size: m.Blobs[0].Size}},
+	})
+	if err != nil {
+		return "", hits, err
+	}
+	if err := os.WriteFile(filepath.Join(src, "index.json"), index, 0o600); err != nil {
+		return "", hits, err
+	}
+	layout := []byte(`{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion + `"}`)
+	return src, hits, os.WriteFile(filepath.Join(src, ocispec.ImageLayoutFile), layout, 0o600)
 }

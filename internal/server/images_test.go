@@ -44,6 +44,12 @@ func TestImagePushListReadRemove(t *testing.T) {
 	wantFail(t, alice.postJSON("/image/", map[string]any{"name": "t6", "manifest": map[string]any{"kind": "layers", "blobs": []any{}}}),
 		"manifest: kind", "layers")
 	wantFail(t, alice.do("POST", "/image/", []byte(`{"name": "t7", "typo": 1}`)), "image:", "typo")
+	oneBlob := []any{map[string]any{"reference": ref, "digest": digest, "size": len(data)}}
+	wantFail(t, alice.postJSON("/image/", map[string]any{"name": "t8", "manifest": map[string]any{"kind": "oci", "blobs": oneBlob}}),
+		"manifest: blobs", "not 1 blobs")
+	twoBlobs := append(oneBlob, map[string]any{"reference": bobRef, "digest": "sha256:" + sha(other), "size": len(other)})
+	wantFail(t, alice.postJSON("/image/", map[string]any{"name": "t9", "manifest": map[string]any{"kind": "oci", "blobs": twoBlobs}}),
+		"manifest.blobs[1]", "belongs to another user")
 	wantFail(t, pushImage(bob, "kolejka-test", bobRef, "sha256:"+sha(other), len(other)), "name", "belongs to user alice")
 	if a := pushImage(node, "n", ref, digest, len(data)); a.code != 403 {
 		t.Errorf("a processor's push: %v", a)

@@ -52,13 +52,28 @@ func TestGridImageThroughServer(t *testing.T) {
 	}
 	run(1)
 	run(2)
-	if n := len(gridtest.LogLines(g.Nodes["a"].Log, "image fetched from the server")); n != 1 {
-		t.Errorf("the image was fetched %d times, want once", n)
+	fetched := gridtest.LogLines(g.Nodes["a"].Log, "image fetched from the server")
+	if len(fetched) != 1 || !strings.Contains(fetched[0], "kind=oci blobs=3 cached=0") {
+		t.Errorf("the image was fetched %d times, want once, as its 3 blobs (manifest, config, layer): %q", len(fetched), fetched)
+	}
+
+	// The same image under another name: its blobs are in the node's
+	// cache, none is fetched again.
+	if _, errOut, code := client("image", "push", "kolejka-test:again", archive); code != 0 {
+		t.Fatalf("image push again: exit %d %s", code, errOut)
+	}
+	dir := gridtest.WriteTask(t, `{"image": "kolejka-test:again", "args": ["true"], "limits": {"time": "20s"}}`)
+	if _, errOut, code := client("execute", dir, filepath.Join(t.TempDir(), "result")); code != 0 {
+		t.Fatalf("task naming kolejka-test:again: exit %d: %s", code, errOut)
+	}
+	fetched = gridtest.LogLines(g.Nodes["a"].Log, "image fetched from the server")
+	if len(fetched) != 2 || !strings.Contains(fetched[1], "cached=3") {
+		t.Errorf("the second name's blobs were not all found in the cache: %q", fetched)
 	}
 
 	// An image nobody has: the usual verdict for a missing image, and a
 	// log line naming it.
-	dir := gridtest.WriteTask(t, `{"image": "nosuch:1", "args": ["true"], "limits": {"time": "5s"}}`)
+	dir = gridtest.WriteTask(t, `{"image": "nosuch:1", "args": ["true"], "limits": {"time": "5s"}}`)
 	res := filepath.Join(t.TempDir(), "result")
 	client("execute", dir, res)
 	if st := resultStatus(t, res); st != "SE" {
@@ -72,7 +87,7 @@ func TestGridImageThroughServer(t *testing.T) {
 	if _, errOut, code := client("image", "rm", gridtest.TestImage); code != 0 {
 		t.Fatalf("image rm: exit %d %s", code, errOut)
 	}
-	if out, _, _ := client("image", "ls"); strings.Contains(out, "kolejka-test") {
+	if out, _, _ := client("image", "ls"); strings.Contains(out, "kolejka-test:latest") || !strings.Contains(out, "kolejka-test:again") {
 		t.Errorf("image ls after rm: %q", out)
 	}
 	run(3)

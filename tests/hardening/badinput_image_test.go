@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,5 +194,37 @@ func TestBadInputImagesNode(t *testing.T) {
 			t.Fatalf("image push: %d %s", code, errOut)
 		}
 		run(t, r, "junk:1", "unable to import image docker.io/library/junk:1")
+	})
+	t.Run("BI29", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BI29", "image fetch: an oci manifest whose blobs are no image (its image manifest names a layer it does not list)",
+			"the node's import of the assembled layout refuses it: SE, its log naming the image; nothing imported")
+		dir := t.TempDir()
+		config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("a", 64) + `"]}}`)
+		manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` +
+			sha256Hex(bytes.NewReader(config)) + `","size":` + fmt.Sprint(len(config)) + `},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:` + strings.Repeat("b", 64) + `","size":10}]}`)
+		var blobs []any
+		for i, data := range [][]byte{manifest, config} {
+			p := filepath.Join(dir, fmt.Sprint(i))
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ref, err := g.Alice.BlobPut(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs = append(blobs, map[string]any{"reference": ref.Key, "digest": "sha256:" + ref.Blob, "size": ref.Size})
+		}
+		body, _ := json.Marshal(map[string]any{"name": "broken:1", "manifest": map[string]any{"kind": "oci", "blobs": blobs}})
+		req, _ := http.NewRequest("POST", "http://"+g.Addr+"/image/", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+g.Tokens["alice"])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("push: HTTP %d", resp.StatusCode)
+		}
+		run(t, r, "broken:1", "unable to import image docker.io/library/broken:1")
 	})
 }
