@@ -67,13 +67,15 @@ func (f *Foreman) ensureImage(ctx context.Context, j *job) error {
 	if !isImporter || j.task.Image == "" || !f.cl.Settings().Has(api.ExtImages) {
 		return nil
 	}
+	// An unreadable store or an invalid name is the runtime's to report,
+	// as without a server.
 	if has, err := imp.Has(j.task.Image); err != nil || has {
-		return err // an unreadable store is the runtime's to report
+		return nil
 	}
 	f.imageFetch.Lock()
 	defer f.imageFetch.Unlock()
 	if has, err := imp.Has(j.task.Image); err != nil || has {
-		return err
+		return nil
 	}
 	img, err := f.cl.Image(ctx, j.task.Image)
 	if errors.Is(err, client.ErrNotFound) {
