@@ -52,7 +52,7 @@ func splitImage(src, tmp string) (blobs []layerFile, ok bool, err error) {
 			return nil, false, err
 		}
 	}
-	has := func(name string) bool { _, err := os.Stat(filepath.Join(dir, name)); return err == nil }
+	has := func(name string) bool { return exists(filepath.Join(dir, name)) }
 	switch {
 	case has(ocispec.ImageLayoutFile) && has("index.json"):
 		return splitOCI(dir)
@@ -74,7 +74,7 @@ func extractTar(src, dir string) (isTar bool, err error) {
 	tr := tar.NewReader(f)
 	for first := true; ; first = false {
 		hdr, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return !first, nil
 		}
 		if err != nil {
@@ -108,20 +108,22 @@ func extractTar(src, dir string) (isTar bool, err error) {
 	}
 }
 
-func readJSONFile(p string, v any) error {
+// readJSON reads the metadata file p into v and reports whether it could:
+// a missing, oversized or malformed file means the image is not split
+// here, and the node's import of the whole archive says what is wrong.
+func readJSON(p string, v any) bool {
 	f, err := os.Open(p)
 	if err != nil {
-		return err
+		return false
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxSplitMetadata+1))
-	if err != nil {
-		return err
-	}
-	if len(b) > maxSplitMetadata {
-		return fmt.Errorf("%s: over %d bytes", p, maxSplitMetadata)
-	}
-	return json.Unmarshal(b, v)
+	return err == nil && len(b) <= maxSplitMetadata && json.Unmarshal(b, v) == nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // inside is the file name under dir, "" when name leaves it.
@@ -135,10 +137,7 @@ func inside(dir, name string) string {
 
 func splitOCI(dir string) ([]layerFile, bool, error) {
 	var index ocispec.Index
-	if err := readJSONFile(filepath.Join(dir, "index.json"), &index); err != nil {
-		return nil, false, nil // the node's import says what is wrong
-	}
-	if len(index.Manifests) != 1 || index.Manifests[0].MediaType != ocispec.MediaTypeImageManifest {
+	if !readJSON(filepath.Join(dir, "index.json"), &index) || len(index.Manifests) != 1 || index.Manifests[0].MediaType != ocispec.MediaTypeImageManifest {
 		return nil, false, nil
 	}
 	blob := func(d digest.Digest) string {
@@ -149,7 +148,7 @@ func splitOCI(dir string) ([]layerFile, bool, error) {
 	}
 	mp := blob(index.Manifests[0].Digest)
 	var m ocispec.Manifest
-	if mp == "" || readJSONFile(mp, &m) != nil || blob(m.Config.Digest) == "" {
+	if mp == "" || !readJSON(mp, &m) || blob(m.Config.Digest) == "" {
 		return nil, false, nil
 	}
 	out := []layerFile{{path: mp}, {path: blob(m.Config.Digest)}}
@@ -170,7 +169,7 @@ func splitDocker(dir, tmp string) ([]layerFile, bool, error) {
 		Config string
 		Layers []string
 	}
-	if err := readJSONFile(filepath.Join(dir, "manifest.json"), &entries); err != nil || len(entries) != 1 {
+	if !readJSON(filepath.Join(dir, "manifest.json"), &entries) || len(entries) != 1 {
 		return nil, false, nil
 	}
 	e := entries[0]
@@ -185,9 +184,12 @@ func splitDocker(dir, tmp string) ([]layerFile, bool, error) {
 		}
 		return ocispec.Descriptor{MediaType: mediaType, Digest: digest.NewDigestFromEncoded(digest.SHA256, sum), Size: size}, nil
 	}
+	if !exists(config) {
+		return nil, false, nil // the node's import of the whole archive says what is missing
+	}
 	cd, err := desc(config, ocispec.MediaTypeImageConfig)
 	if err != nil {
-		return nil, false, nil
+		return nil, false, err
 	}
 	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cd}
 	m.SchemaVersion = 2
@@ -197,13 +199,16 @@ func splitDocker(dir, tmp string) ([]layerFile, bool, error) {
 		if p == "" {
 			return nil, false, nil
 		}
+		if !exists(p) {
+			return nil, false, nil
+		}
 		mt, err := layerMediaType(p)
 		if err != nil {
-			return nil, false, nil
+			return nil, false, err
 		}
 		d, err := desc(p, mt)
 		if err != nil {
-			return nil, false, nil
+			return nil, false, err
 		}
 		m.Layers = append(m.Layers, d)
 		out = append(out, layerFile{path: p, mediaType: mt})
