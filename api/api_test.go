@@ -38,7 +38,7 @@ func answers() map[string]any {
 		"settings": api.OK(&api.SettingsAnswer{Settings: api.Settings{
 			BlobHashAlgorithm: "sha256",
 			Extensions: []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtQueues, api.ExtTypes,
-				api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes},
+				api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes, api.ExtImages},
 			LeaseTime:     "60.0s",
 			MaxResultBody: "16777216b",
 			MaxWait:       "60.0s",
@@ -85,8 +85,13 @@ func answers() map[string]any {
 		"dequeue-pass-env": api.OK(&api.DequeueAnswer{PassEnv: map[string][]string{"KEY1": {"LANG"}},
 			Tasks: []json.RawMessage{json.RawMessage(typeTaskDequeued)}}),
 		"type-delete": deleted(),
-		"node-drain":  api.OK(&api.NodeAnswer{Node: neverSeen()}),
-		"nodes":       api.OK(&api.NodesAnswer{LeaseTime: "60.0s", Nodes: []api.Node{neverSeen()}}),
+		"image-put":   api.OK(&api.ImagePutAnswer{Name: "docker.io/library/busybox:latest"}),
+		"images":      api.OK(&api.ImagesAnswer{Images: []api.ImageInfo{imageInfo()}}),
+		"image-get": api.OK(&api.ImageAnswer{Info: imageInfo(), Manifest: api.ImageManifest{Kind: api.ImageArchive, Blobs: []api.ImageBlob{
+			{Reference: "KEY1", Digest: "sha256:b2be85082235449a2ad77521d9e1b209c3a52a5806553636442d6fe3daa2ce6a", Size: 17}}}}),
+		"image-delete": deleted(),
+		"node-drain":   api.OK(&api.NodeAnswer{Node: neverSeen()}),
+		"nodes":        api.OK(&api.NodesAnswer{LeaseTime: "60.0s", Nodes: []api.Node{neverSeen()}}),
 	}
 }
 
@@ -107,6 +112,10 @@ func typeInfo() api.TypeInfo {
 	one := "1"
 	return api.TypeInfo{Name: "echo", Owner: "alice", Params: map[string]api.TypeParam{"n": {Default: &one}},
 		PassEnv: []string{"LANG"}, Public: true, TimeCreate: "TIME", Version: 1}
+}
+
+func imageInfo() api.ImageInfo {
+	return api.ImageInfo{Name: "docker.io/library/busybox:latest", Owner: "alice", Size: 17, TimeCreate: "TIME"}
 }
 
 const unknownKey = "0123456789abcdef0123456789abcdef"

@@ -50,6 +50,10 @@ const (
 	// ExtNodes: GET /node/ (NodesAnswer), POST /node/<name>/drain/ and
 	// /undrain/ (NodeAnswer); DequeueRequest.Capacity.
 	ExtNodes = "nodes"
+	// ExtImages: images under /image/ (ImagePut, ImageAnswer, ...) that
+	// nodes fetch and import when a task names one they lack
+	// (docs/images.md).
+	ExtImages = "images"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A

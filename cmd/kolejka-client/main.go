@@ -81,6 +81,7 @@ func app() *cli.App {
 					&cli.BoolFlag{Name: "consume", Usage: "remove the task folder once the result is saved"},
 				), execute), 1, "RESULT_DIR", typeExecute),
 			typeCommand(),
+			imageCommand(),
 			workflowCommand(),
 			scheduleCommand(),
 			triggerCommand(),

@@ -169,14 +169,17 @@ type Config struct {
 
 // Foreman is one node. See the package documentation for its lifecycle.
 type Foreman struct {
-	cfg       Config
-	log       *slog.Logger
-	cl        *client.Client
-	blobs     *BlobCache
-	images    *ImageCache
-	jobsDir   string
-	lock      *os.File
-	heartbeat time.Duration // period
+	cfg    Config
+	log    *slog.Logger
+	cl     *client.Client
+	blobs  *BlobCache
+	images *ImageCache
+	// imageFetch makes fetches of images from the server one at a time
+	// (serverimages.go).
+	imageFetch sync.Mutex
+	jobsDir    string
+	lock       *os.File
+	heartbeat  time.Duration // period
 
 	// jobsCtx is the parent of every task's context: a hard stop cancels it.
 	jobsCtx    context.Context

@@ -126,6 +126,13 @@ func (f *Foreman) execute(j *job) (*spec.Result, func()) {
 		j.log.Error("unable to bring the task's inputs", "error", err)
 		return f.systemError(j, fmt.Errorf("unable to bring the task's inputs: %w", err)), nil
 	}
+	if err := f.ensureImage(ctx, j); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		j.log.Error("unable to bring the task's image", "error", err)
+		return f.systemError(j, err), nil
+	}
 	var release func()
 	if f.images != nil {
 		release, _ = f.images.Acquire(ctx, j.task.Image)

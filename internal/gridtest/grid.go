@@ -37,6 +37,9 @@ type Grid struct {
 	Alice      *client.Client
 	// OutputLimit is the foremen's output_limit.
 	OutputLimit int64
+	// NodeImages gives a node its own image store folder instead of the
+	// shared one holding the test image (set before its first start).
+	NodeImages map[string]string
 }
 
 // GridOptions shape a grid; the zero value is a server on a free loopback
@@ -52,7 +55,7 @@ type GridOptions struct {
 func NewGrid(t testing.TB, bin string, o GridOptions) *Grid {
 	t.Helper()
 	g := &Grid{T: t, Bin: bin, Dir: t.TempDir(), Data: o.Data, Addr: o.Addr, ServerArgs: o.ServerArgs,
-		Tokens: map[string]string{}, Nodes: map[string]*Node{}, OutputLimit: o.OutputLimit}
+		Tokens: map[string]string{}, Nodes: map[string]*Node{}, OutputLimit: o.OutputLimit, NodeImages: map[string]string{}}
 	if g.Data == "" {
 		g.Data = filepath.Join(g.Dir, "data")
 	}
@@ -164,6 +167,10 @@ func (g *Grid) StartForeman(name string, wrap []string, extra ...string) *Node {
 		// Its own run registry and runc state: a worker sweeps the dead runs
 		// it finds in its registry, and another test's worker (tests of
 		// other packages run at the same time) must not sweep this node's.
+		images := g.NodeImages[name]
+		if images == "" {
+			images = Images(g.T)
+		}
 		conf := fmt.Sprintf(`[client]
 server = http://%s
 token = %s
@@ -177,7 +184,7 @@ output_limit = %d
 concurency = 2
 interval = 1
 tags = node:%s
-`, g.Addr, g.Tokens[name], n.Temp, filepath.Join(n.Temp, "state"), Images(g.T), g.OutputLimit, name)
+`, g.Addr, g.Tokens[name], n.Temp, filepath.Join(n.Temp, "state"), images, g.OutputLimit, name)
 		conf += strings.Join(extra, "\n") + "\n"
 		if err := os.WriteFile(n.Conf, []byte(conf), 0o600); err != nil {
 			g.T.Fatal(err)

@@ -115,6 +115,15 @@ func TestAnswersKeepTheirBytes(t *testing.T) {
 	record("dequeue-pass-env", node.postJSON("/queue/dequeue/", map[string]any{"concurency": 1, "limits": map[string]any{}, "tags": []string{}}))
 	record("type-delete", alice.do("DELETE", "/type/echo/", nil))
 
+	// Images (extension "images").
+	archive := []byte("an image archive\n")
+	imageRef := alice.upload(archive)
+	record("image-put", alice.postJSON("/image/", map[string]any{"name": "busybox", "manifest": map[string]any{
+		"kind": "archive", "blobs": []any{map[string]any{"reference": imageRef, "digest": "sha256:" + sha(archive), "size": len(archive)}}}}))
+	record("images", node.do("GET", "/image/", nil))
+	record("image-get", node.do("GET", "/image/busybox/", nil))
+	record("image-delete", alice.do("DELETE", "/image/busybox/", nil))
+
 	// The lifecycle (extensions task_list, cancel, clone).
 	first := alice.submit(simpleTask(), nil)
 	alice.submit(simpleTask(), nil)

@@ -114,6 +114,14 @@ func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 			s.internal(w, r, err)
 			return
 		}
+		// Any task may name any image: a node fetches its blobs before
+		// the task that needs them runs.
+		if !readable && r.Method != http.MethodDelete {
+			if readable, err = s.db.ReferenceOfImage(r.Context(), key); err != nil {
+				s.internal(w, r, err)
+				return
+			}
+		}
 	}
 	if !readable {
 		// A shared type's files are part of it: `type get` reads them.

@@ -20,6 +20,7 @@ package server
 //	/queue/heartbeat/          extend leases (extension)
 //	/queue/release/            hand tasks back (extension)
 //	/queue/stats/              counts
+//	/image/[<name>/]           images: list, push; read, remove (extension "images")
 //	/type/[<name>/]            task types: list, put; read, remove (extension "types")
 //	/type/<name>/task/         submit a task made from a type (extension "types")
 //	/workflow/[<key>/]         workflow runs: list, put; read (extension "workflows")
@@ -94,6 +95,8 @@ func (s *Server) routes() http.Handler {
 		{name: "/queue/heartbeat/", pattern: "queue/heartbeat/{$}", handler: s.handleHeartbeat},
 		{name: "/queue/release/", pattern: "queue/release/{$}", handler: s.handleRelease},
 		{name: "/queue/stats/", pattern: "queue/stats/{$}", handler: s.handleStats},
+		{name: "/image/", pattern: "image/{$}", handler: s.handleImages},
+		{name: "/image/<name>/", pattern: "image/{name}/{$}", handler: s.handleImage},
 		{name: "/type/", pattern: "type/{$}", handler: s.handleTypes},
 		{name: "/type/<name>/", pattern: "type/{name}/{$}", handler: s.handleType},
 		{name: "/type/<name>/task/", pattern: "type/{name}/task/{$}", handler: s.handleTypeTask},

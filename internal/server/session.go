@@ -155,7 +155,7 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) error {
 // allowed.
 func (s *Server) extensions() []string {
 	ext := []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtQueues, api.ExtTypes,
-		api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes}
+		api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes, api.ExtImages}
 	if len(s.cfg.CallbackHosts) > 0 {
 		ext = append(ext, api.ExtCallbacks)
 	}

@@ -409,6 +409,26 @@ CREATE TABLE nodes (
 ALTER TABLE tasks ADD COLUMN status TEXT NOT NULL DEFAULT '';
 CREATE INDEX tasks_finish ON tasks(time_finish, state, status) WHERE time_finish IS NOT NULL;
 `,
+	// 14, images through the server: an image's name (normalized, global,
+	// its first pusher's), its manifest (JSON, api.ImageManifest) and its
+	// blobs' references in image_files, which keep them alive as
+	// type_files do a type's.
+	`
+CREATE TABLE images (
+	id          INTEGER PRIMARY KEY,
+	user_id     INTEGER NOT NULL REFERENCES users(id),
+	name        TEXT    NOT NULL UNIQUE,
+	manifest    BLOB    NOT NULL,
+	size        INTEGER NOT NULL,
+	time_create INTEGER NOT NULL
+);
+CREATE TABLE image_files (
+	image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+	ref      TEXT    NOT NULL REFERENCES refs(key),
+	PRIMARY KEY (image_id, ref)
+);
+CREATE INDEX image_files_ref ON image_files(ref);
+`,
 }
 
 // backfills fill, after a step's SQL and in its transaction, what portable

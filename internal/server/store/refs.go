@@ -39,13 +39,16 @@ type BlobInfo struct {
 type InUseError struct {
 	Ref  string
 	Task string // task key ("" for a type)
-	What string // "task", "result", "type" or "trigger"
-	Type string // with What "type": the type and its version; "trigger": the trigger's name
+	What string // "task", "result", "type", "trigger" or "image"
+	Type string // with What "type": the type and its version; "trigger": the trigger's name; "image": the image's
 }
 
 func (e *InUseError) Error() string {
 	if e.What == "type" {
 		return fmt.Sprintf("reference %s is a file of task type %s: remove the type first", e.Ref, e.Type)
+	}
+	if e.What == "image" {
+		return fmt.Sprintf("reference %s is a blob of image %s: remove the image first", e.Ref, e.Type)
 	}
 	if e.What == "trigger" {
 		return fmt.Sprintf("reference %s is a file of the target of schedule or trigger %s: remove it first", e.Ref, e.Type)
@@ -170,6 +173,14 @@ func inUse(ctx context.Context, tx *sql.Tx, ref string) error {
 	err = tx.QueryRowContext(ctx, `SELECT g.name FROM trigger_files f JOIN triggers g ON g.id = f.trigger_id WHERE f.ref = ? LIMIT 1`, ref).Scan(&trigger)
 	if err == nil {
 		return &InUseError{Ref: ref, What: "trigger", Type: trigger}
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("unable to check reference use: %w", err)
+	}
+	var img string
+	err = tx.QueryRowContext(ctx, `SELECT i.name FROM image_files f JOIN images i ON i.id = f.image_id WHERE f.ref = ? LIMIT 1`, ref).Scan(&img)
+	if err == nil {
+		return &InUseError{Ref: ref, What: "image", Type: img}
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("unable to check reference use: %w", err)
@@ -309,6 +320,7 @@ func (s *Store) SweepUploads(ctx context.Context, before time.Time, limit int) (
 				AND NOT EXISTS (SELECT 1 FROM result_files f WHERE f.ref = r.key)
 				AND NOT EXISTS (SELECT 1 FROM type_files f WHERE f.ref = r.key)
 				AND NOT EXISTS (SELECT 1 FROM trigger_files f WHERE f.ref = r.key)
+				AND NOT EXISTS (SELECT 1 FROM image_files f WHERE f.ref = r.key)
 			ORDER BY r.time_create LIMIT ?`, us(before), int(RoleClient), limit)
 		if err != nil {
 			return err

@@ -126,5 +126,10 @@ func undoStep11() []string {
 
 // undoStep13 takes a database of step 13 back to step 12's tables.
 func undoStep13() []string {
-	return []string{`DROP INDEX tasks_finish`, `ALTER TABLE tasks DROP COLUMN status`}
+	return append(undoStep14(), `DROP INDEX tasks_finish`, `ALTER TABLE tasks DROP COLUMN status`)
+}
+
+// undoStep14 takes a database of step 14 back to step 13's tables.
+func undoStep14() []string {
+	return []string{`DROP TABLE image_files`, `DROP TABLE images`}
 }
