@@ -164,9 +164,6 @@ func (g *Grid) StartForeman(name string, wrap []string, extra ...string) *Node {
 	if n == nil {
 		n = &Node{Name: name, Temp: filepath.Join(g.Dir, "node-"+name), Log: filepath.Join(g.Dir, "foreman-"+name+".log")}
 		n.Conf = filepath.Join(g.Dir, "foreman-"+name+".conf")
-		// Its own run registry and runc state: a worker sweeps the dead runs
-		// it finds in its registry, and another test's worker (tests of
-		// other packages run at the same time) must not sweep this node's.
 		images := g.NodeImages[name]
 		if images == "" {
 			images = Images(g.T)
@@ -177,14 +174,13 @@ token = %s
 
 [foreman]
 temp = %s
-state = %s
 runtime = runc
 images = %s
 output_limit = %d
 concurency = 2
 interval = 1
 tags = node:%s
-`, g.Addr, g.Tokens[name], n.Temp, filepath.Join(n.Temp, "state"), images, g.OutputLimit, name)
+`, g.Addr, g.Tokens[name], n.Temp, images, g.OutputLimit, name)
 		conf += strings.Join(extra, "\n") + "\n"
 		if err := os.WriteFile(n.Conf, []byte(conf), 0o600); err != nil {
 			g.T.Fatal(err)

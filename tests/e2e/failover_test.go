@@ -94,9 +94,10 @@ func TestGridForemanKilledMidTask(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(killed.Temp, "jobs")); len(entries) != 0 {
 		t.Errorf("download folders of the dead foreman left: %d", len(entries))
 	}
-	if orphan && len(gridtest.LogLines(killed.Log, "sweeping leftovers of a dead run")) == 0 {
-		t.Error("the restarted foreman did not sweep the dead run")
-	}
+	// Who swept the dead run is not asserted: the node's run registry is
+	// the host's (/run/kolejka), and another worker on the host (a test of
+	// another package running meanwhile) may sweep it before the restarted
+	// foreman does. That it was swept is: no process of it is left (above).
 	g.Nodes[other].P.Signal(syscall.SIGTERM) // drain the other node: the next task must go to the restarted one
 	if code, ok := g.Nodes[other].P.Wait(20 * time.Second); !ok || code != 0 {
 		t.Fatalf("draining node %s: exit %d (ended %v)", other, code, ok)
