@@ -117,7 +117,7 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 	if !ok {
 		deadline = time.Now().Add(time.Minute)
 	}
-	conn, err := g.accept(deadline, died)
+	conn, err := g.accept(ctx, deadline, died)
 	if err != nil {
 		return 0, err
 	}
@@ -131,8 +131,16 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 		return 0, err
 	}
 	_ = conn.SetReadDeadline(deadline)
+	// An interrupted run (ctx cancelled) stops waiting at once: a
+	// kolejka-init stopped (SIGSTOP) or starved before its report must not
+	// hold the run for the whole deadline.
+	unhook := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	buf := make([]byte, 64)
 	n, err := conn.Read(buf)
+	unhook()
+	if ctx.Err() != nil && (err != nil || n == 0) {
+		return 0, fmt.Errorf("kolejka-init did not report the task's start: %w", context.Cause(ctx))
+	}
 	if err != nil || n == 0 {
 		return 0, fmt.Errorf("kolejka-init ended before starting the task: %v", err)
 	}
@@ -151,9 +159,9 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 }
 
 // accept waits until deadline for kolejka-init's connection, or until died
-// closes: a container that dies before connecting must not leave us
-// waiting for the whole deadline.
-func (g *gate) accept(deadline time.Time, died <-chan struct{}) (*net.UnixConn, error) {
+// closes or ctx ends: a container that dies before connecting, or a run
+// interrupted, must not leave us waiting for the whole deadline.
+func (g *gate) accept(ctx context.Context, deadline time.Time, died <-chan struct{}) (*net.UnixConn, error) {
 	_ = g.ln.SetDeadline(deadline)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -161,10 +169,15 @@ func (g *gate) accept(deadline time.Time, died <-chan struct{}) (*net.UnixConn, 
 		select {
 		case <-died:
 			_ = g.ln.SetDeadline(time.Now())
+		case <-ctx.Done(): // interrupted: stop waiting
+			_ = g.ln.SetDeadline(time.Now())
 		case <-stop:
 		}
 	}()
 	conn, err := g.ln.AcceptUnix()
+	if err != nil && ctx.Err() != nil && !isClosed(died) {
+		return nil, fmt.Errorf("kolejka-init did not reach the gate: %w", context.Cause(ctx))
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && isClosed(died) {
 		// kolejka-init can connect and end (a command it could not start)
 		// before we accept: its connection waits in the backlog, which an
