@@ -442,3 +442,21 @@ func loginAttempt(t *testing.T, s *apiServer, form string) answer {
 	c.do(t, "GET", "/logout/", nil)
 	return c.do(t, "POST", "/login/", []byte(form), header("Content-Type", "application/x-www-form-urlencoded"))
 }
+
+// unchanged runs send and checks its answer (code, status, the fragments
+// it must name) and that the server's state is what it was before.
+func unchanged(t *testing.T, s *apiServer, r *hardening.Row, send func() answer, code int, status string, want []string) answer {
+	t.Helper()
+	before := s.state(t)
+	a := send()
+	r.Observe("%v", a)
+	if a.code != code || (status != "" && a.status() != status) {
+		t.Errorf("got %v, want %d %s", a, code, status)
+	}
+	checkFragments(t, a.text(), want)
+	if after := s.state(t); !after.equal(before) {
+		t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
+	}
+	r.Observe("server %s unchanged", s.state(t))
+	return a
+}

@@ -34,17 +34,7 @@ func TestBadInputTaskTypesServer(t *testing.T) {
 	// Each row: the request, what its answer must be and name.
 	check := func(t *testing.T, r *hardening.Row, send func() answer, code int, status string, want []string) {
 		t.Helper()
-		before := s.state(t)
-		a := send()
-		r.Observe("%v", a)
-		if a.code != code || (status != "" && a.status() != status) {
-			t.Errorf("got %v, want %d %s", a, code, status)
-		}
-		checkFragments(t, a.text(), want)
-		if after := s.state(t); !after.equal(before) {
-			t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
-		}
-		r.Observe("server %s unchanged", s.state(t))
+		unchanged(t, s, r, send, code, status, want)
 	}
 
 	t.Run("BT06", func(t *testing.T) {

@@ -73,24 +73,6 @@ func fires(t testing.TB, c *apiClient, name string) []map[string]any {
 	return out
 }
 
-// unchanged runs send and checks its answer (code, status, the fragments
-// it must name) and that the server's state is what it was before.
-func unchanged(t *testing.T, s *apiServer, r *hardening.Row, send func() answer, code int, status string, want []string) answer {
-	t.Helper()
-	before := s.state(t)
-	a := send()
-	r.Observe("%v", a)
-	if a.code != code || (status != "" && a.status() != status) {
-		t.Errorf("got %v, want %d %s", a, code, status)
-	}
-	checkFragments(t, a.text(), want)
-	if after := s.state(t); !after.equal(before) {
-		t.Errorf("the server changed (tables %v): %v → %v", before.changed(after), before, after)
-	}
-	r.Observe("server %s unchanged", s.state(t))
-	return a
-}
-
 func TestBadInputTriggerServer(t *testing.T) {
 	t.Parallel()
 	s := triggerServer(t)
