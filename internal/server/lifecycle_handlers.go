@@ -35,25 +35,10 @@ const (
 	maxListLimit     = 1000
 )
 
-// stateName is a task state as the lifecycle's messages name it.
-func stateName(s store.State) string {
-	switch s {
-	case store.Queued:
-		return api.StateQueued
-	case store.Assigned:
-		return api.StateRunning
-	case store.Done:
-		return api.StateDone
-	case store.Cancelled:
-		return api.StateCancelled
-	}
-	return s.String()
-}
-
 // stateOf reads a state's name (api.States).
 func stateOf(name string) (store.State, bool) {
 	for _, s := range []store.State{store.Queued, store.Assigned, store.Done, store.Cancelled} {
-		if stateName(s) == name {
+		if s.Lifecycle() == name {
 			return s, true
 		}
 	}
@@ -148,7 +133,7 @@ func (s *Server) handleTaskList(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		out.Tasks = append(out.Tasks, api.TaskSummary{
-			Attempts: t.Attempts, Key: t.Key, Node: t.Node, Owner: t.OwnerName, Queue: t.Queue, State: stateName(t.State),
+			Attempts: t.Attempts, Key: t.Key, Node: t.Node, Owner: t.OwnerName, Queue: t.Queue, State: t.State.Lifecycle(),
 			TimeCreate: djangoTime(t.TimeCreate), TimeFinish: djangoTimeOrEmpty(t.TimeFinish), Type: t.TypeName,
 			Run: t.Run, Step: stepName(t.Run, t.Step, t.Item),
 		})
@@ -166,7 +151,7 @@ func (s *Server) taskAnswer(ctx context.Context, key string) (*api.TaskAnswer, e
 	a := &api.TaskAnswer{
 		Assignments: make([]api.Attempt, 0, len(d.History)),
 		Attempts:    d.Attempts, Node: d.Node, Origin: d.Origin, Queue: d.Queue, Resolved: d.HasResult, ResultStatus: d.ResultStatus,
-		State: stateName(d.State), Task: d.Description, Type: d.TypeName,
+		State: d.State.Lifecycle(), Task: d.Description, Type: d.TypeName,
 		TimeCreate: djangoTime(d.TimeCreate), TimeStart: djangoTimeOrEmpty(d.TimeStart), TimeFinish: djangoTimeOrEmpty(d.TimeFinish),
 		Run: d.Run, Step: stepName(d.Run, d.Step, d.Item),
 	}
@@ -229,7 +214,7 @@ func (s *Server) cancelTask(ctx context.Context, u *store.User, key string) (sto
 		return res, err
 	}
 	if res.Was != store.Cancelled {
-		s.log.Info("task cancelled", "task", key, "by", u.Name, "was", stateName(res.Was))
+		s.log.Info("task cancelled", "task", key, "by", u.Name, "was", res.Was.Lifecycle())
 		s.results.Signal(key) // a client waiting for its result stops now
 		if res.Was == store.Assigned {
 			s.queue.Signal() // its node holds one task less: a waiting dequeue may take more
@@ -261,7 +246,7 @@ func (s *Server) handleTaskCancel(w http.ResponseWriter, r *http.Request) {
 	case s.lookupFailed(w, r, err):
 		return
 	}
-	ok(w, &api.CancelAnswer{State: api.StateCancelled, Was: stateName(res.Was)})
+	ok(w, &api.CancelAnswer{State: api.StateCancelled, Was: res.Was.Lifecycle()})
 }
 
 // cloneTask submits task d again as u's (allowed by mayCloneTask); it

@@ -313,7 +313,7 @@ func (s *Server) triggerDetail(ctx context.Context, row store.TriggerRow, n int)
 	}
 	for _, f := range fires {
 		if f.TaskKnown {
-			f.Status = stateName(f.TaskState)
+			f.Status = f.TaskState.Lifecycle()
 		}
 		info.Fires = append(info.Fires, api.TriggerFire{
 			Fire: f.Fire, Key: f.Key, Reason: f.Reason, Started: f.Started, State: f.State, Status: f.Status,

@@ -337,7 +337,7 @@ func (s *Server) runDetail(ctx context.Context, row store.RunRow) (api.WorkflowI
 				wi.Reason = why
 			}
 			if t, ok := byKey[key]; ok {
-				wi.TaskState, wi.Node = stateName(t.State), t.AssigneeName
+				wi.TaskState, wi.Node = t.State.Lifecycle(), t.AssigneeName
 				wi.TimeCreate = djangoTime(t.TimeCreate)
 				wi.TimeAssign, wi.TimeFinish = djangoTimeOrEmpty(t.TimeAssign), djangoTimeOrEmpty(t.TimeFinish)
 			}

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/queue"
 )
 
@@ -65,6 +66,22 @@ const (
 	Assigned State = stateAssigned
 	Done     State = stateDone
 )
+
+// Lifecycle is the state as the API's lifecycle names it (queued,
+// running, done, cancelled): the one naming the API and the web UI show.
+func (s State) Lifecycle() string {
+	switch s {
+	case Queued:
+		return api.StateQueued
+	case Assigned:
+		return api.StateRunning
+	case Done:
+		return api.StateDone
+	case Cancelled:
+		return api.StateCancelled
+	}
+	return s.String()
+}
 
 func (s State) String() string {
 	switch s {

@@ -98,7 +98,7 @@ func (u *UI) sendChanges(w http.ResponseWriter, r *http.Request, keys []string, 
 			return err
 		}
 		for _, t := range states {
-			if err := send(w, "task", t.Key, taskEvent{Key: t.Key, State: stateName(t.State), Status: t.Status, Node: t.Node, Finish: when(t.Finish)}, sent); err != nil {
+			if err := send(w, "task", t.Key, taskEvent{Key: t.Key, State: t.State.Lifecycle(), Status: t.Status, Node: t.Node, Finish: when(t.Finish)}, sent); err != nil {
 				return err
 			}
 		}

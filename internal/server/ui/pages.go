@@ -463,18 +463,3 @@ func ago(now, t time.Time) string {
 	}
 	return strconv.Itoa(int(d.Hours()/24)) + " d"
 }
-
-// stateName is a task state as the API names it.
-func stateName(s store.State) string {
-	switch s {
-	case store.Queued:
-		return api.StateQueued
-	case store.Assigned:
-		return api.StateRunning
-	case store.Done:
-		return api.StateDone
-	case store.Cancelled:
-		return api.StateCancelled
-	}
-	return s.String()
-}

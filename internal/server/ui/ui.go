@@ -170,7 +170,7 @@ func New(b Backend, opt Options) (*UI, error) {
 		"base":      func() string { return u.base },
 		"when":      when,
 		"ago":       func(t time.Time) string { return ago(b.Now(), t) },
-		"state":     stateName,
+		"state":     store.State.Lifecycle,
 		"join":      strings.Join,
 		"pretty":    pretty,
 		"hasRole":   func(usr *store.User, role string) bool { return hasRole(usr, role) },
