@@ -1,0 +1,49 @@
+package hardening_test
+
+// Nodes as the server knows them (extension "nodes"): a processor or a
+// client that reaches for another node's drain, or a node declaring a
+// capacity that is not one, is refused, and nothing changes (which nodes
+// are drained: the state a request may change; stateOf leaves out what a
+// node's own requests note of it).
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kolejka-go/kolejka/tests/hardening"
+)
+
+func TestBadInputNodes(t *testing.T) {
+	t.Parallel()
+	s := newAPIServer(t, nil)
+	node, node2, alice := s.bearer("node"), s.bearer("node2"), s.bearer("alice")
+	// Both nodes have been seen.
+	for _, c := range []*apiClient{node, node2} {
+		if a := c.do(t, "POST", "/queue/dequeue/", []byte(`{"concurency": 1, "limits": {}, "tags": []}`)); a.status() != "OK" {
+			t.Fatalf("dequeue: %v", a)
+		}
+	}
+	t.Run("BN01", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BN01", "nodes: a node drains another node, or itself; a client drains a node or lists the nodes",
+			"403 naming who may; no node drained; a node's list shows only itself")
+		unchanged(t, s, r, func() answer { return node2.do(t, "POST", "/node/node/drain/", nil) }, 403, "", []string{"only managers"})
+		unchanged(t, s, r, func() answer { return node.do(t, "POST", "/node/node/drain/", nil) }, 403, "", []string{"only managers"})
+		unchanged(t, s, r, func() answer { return alice.do(t, "POST", "/node/node/drain/", nil) }, 403, "", nil)
+		unchanged(t, s, r, func() answer { return alice.do(t, "GET", "/node/", nil) }, 403, "", nil)
+		a := node2.do(t, "GET", "/node/", nil)
+		r.Observe("node2's list: %v", a)
+		if a.status() != "OK" || strings.Contains(a.text(), `"name":"node"`) || !strings.Contains(a.text(), `"node2"`) {
+			t.Errorf("node2's list of nodes: %v; want itself only", a)
+		}
+	})
+	t.Run("BN02", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BN02", "nodes: a dequeue whose capacity is not a set of limits (memory \"lots\", cpus -1)",
+			"FAIL naming capacity; no task handed out; nothing changed")
+		for _, body := range []string{
+			`{"concurency": 1, "limits": {}, "tags": [], "capacity": {"memory": "lots"}}`,
+			`{"concurency": 1, "limits": {}, "tags": [], "capacity": {"cpus": -1}}`,
+		} {
+			unchanged(t, s, r, func() answer { return node.do(t, "POST", "/queue/dequeue/", []byte(body)) }, 200, "FAIL", []string{"capacity"})
+		}
+	})
+}
