@@ -204,15 +204,24 @@ func TestNodeLostTaskIsKilled(t *testing.T) {
 	marker := fmt.Sprintf("62.%d", time.Now().UnixNano()%1000000)
 	key := g.submit(shTask("sleep "+marker, ""), nil)
 	waitFor(t, "the task running", 10*time.Second, func() bool { return processes("sleep "+marker) > 0 })
-	// The admin takes it back and another node gets it (the node's only
-	// slot is busy, so it cannot take it again itself).
+	// The admin takes it back and another node gets it. The node is
+	// drained meanwhile: once it learns of the loss its slot is free, and
+	// it could take the task back before node2 asks (a slow machine did).
+	// node2 never heartbeats: it takes the task with the long lease of a
+	// node without heartbeats, so the task is not requeued under the test.
+	if _, err := g.srv.SetNodeDrained(context.Background(), "node", true); err != nil {
+		t.Fatal(err)
+	}
 	if keys, err := g.srv.Unassign(context.Background(), 0); err != nil || !slices.Equal(keys, []string{key}) {
 		t.Fatalf("unassign: %v %v", keys, err)
 	}
 	other := g.client("node2")
-	tasks, err := other.Dequeue(context.Background(), client.DequeueRequest{Concurrency: 1, Heartbeat: true})
+	tasks, err := other.Dequeue(context.Background(), client.DequeueRequest{Concurrency: 1})
 	if err != nil || len(tasks) != 1 || tasks[0].ID != key {
 		t.Fatalf("node2's dequeue: %v %v", tasks, err)
+	}
+	if _, err := g.srv.SetNodeDrained(context.Background(), "node", false); err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, "the lost task killed", 5*time.Second, func() bool { return processes("sleep "+marker) == 0 })
 	waitFor(t, "the node to forget the task", 5*time.Second, func() bool { return len(n.heldKeys()) == 0 })
