@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/testenv"
@@ -260,4 +261,24 @@ func TestExplicitCores(t *testing.T) {
 			t.Errorf("cores %v: %v %v", bad, res.Status, err)
 		}
 	}
+}
+
+// A task that ends past its time limit is TLE even when the limit's timer
+// runs late and finds it already ended: the verdict agrees with the time
+// the result reports.
+func TestLateTimerStillJudgesTLE(t *testing.T) {
+	e := newEnv(t)
+	worker.DelayTimeLimit(t, 3*time.Second)
+	dir := writeTask(t, `{"image": "x", "args": ["sleep", "0.6"], "limits": {"time": "300ms"}}`, nil)
+	_, res, err := e.Run(t, dir, worker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stats.Time == nil || *res.Stats.Time < 300*time.Millisecond {
+		t.Fatalf("time %v: the task did not outlive its limit", res.Stats.Time)
+	}
+	if res.Status != spec.StatusTLE {
+		t.Errorf("status %s with time %v over a limit of 300ms, want TLE", res.Status, *res.Stats.Time)
+	}
+	e.AssertClean(t)
 }
