@@ -74,10 +74,8 @@ func KeepBusy(t testing.TB, socket string) func() int {
 	go func() {
 		defer wg.Done()
 		for i := 0; ctx.Err() == nil; i++ {
-			if err := judge(ctx, bin, socket, judges.Path()+"/"+strconv.Itoa(i), cg); err != nil {
-				if ctx.Err() == nil {
-					t.Errorf("the busy loop's kolejka-observer run: %v", err)
-				}
+			if err := judge(bin, socket, judges.Path()+"/"+strconv.Itoa(i), cg); err != nil {
+				t.Errorf("the busy loop's kolejka-observer run: %v", err)
 				return
 			}
 			runs.Add(1)
@@ -97,11 +95,17 @@ func KeepBusy(t testing.TB, socket string) func() int {
 // judge runs one `kolejka-observer run -- true` in a new group p, as a
 // judge runs in its task's group (each its own: on v2 a group that got a
 // session below it takes no more processes), and removes the group after.
-func judge(ctx context.Context, bin, socket, p string, cg *cgroup.Hierarchy) error {
+// A run is never cut short: a judge killed while the daemon makes its
+// session would have the daemon make the session's group (and its missing
+// parents) after this removed them, and leave them behind. The timeout
+// only bounds a hung run.
+func judge(bin, socket, p string, cg *cgroup.Hierarchy) error {
 	g, err := cg.Create(p, nil)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	// Gated until it is in its group: with no "go", it never runs.
 	cmd := exec.CommandContext(ctx, "sh", "-c", `read x && exec "$@"`, "sh", bin, "--socket", socket, "run", "--", "true")
 	stdin, err := cmd.StdinPipe()
