@@ -105,6 +105,15 @@ type Image struct {
 	Env     []string  // the image config's environment, if any (informational: tasks do not get it)
 	Format  string    // what it was imported from: FormatRootfsTar, FormatDockerSave, FormatOCI or FormatSIF
 	Notes   []string  // what the import changed on the way, e.g. device nodes it skipped
+	// Layers are the diff_ids of the image's layers, bottom first, each
+	// stored once in the layer store whatever number of images use it
+	// (none for a rootfs tar or a SIF: one tree of their own).
+	Layers []string
+	// Manifest is the digest of the image manifest the name was imported
+	// or pulled with (OCI layouts and pulls; "" otherwise). For a pull by
+	// tag it is the digest of the bytes the registry served, checked
+	// against the config and layers they name.
+	Manifest string
 }
 
 // Formats an image can be imported from (Image.Format).
@@ -183,7 +192,7 @@ func Open(root string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("unable to open image store: %w", err)
 	}
-	for _, d := range []string{s.tmpDir(), s.namesDir(), filepath.Join(abs, "content")} {
+	for _, d := range []string{s.tmpDir(), s.namesDir(), filepath.Join(abs, "content"), s.layersDir()} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("unable to open image store: %w", err)
 		}
@@ -235,9 +244,10 @@ func notFound(name string) error {
 
 // nameRecord is names/<sha256 of name>.json.
 type nameRecord struct {
-	Name    string    `json:"name"`
-	ID      string    `json:"id"`
-	Created time.Time `json:"created"`
+	Name     string    `json:"name"`
+	ID       string    `json:"id"`
+	Manifest string    `json:"manifest,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // contentRecord is content/<alg>/<hex>/image.json.
@@ -247,6 +257,7 @@ type contentRecord struct {
 	Env    []string `json:"env,omitempty"`
 	Format string   `json:"format"`
 	Notes  []string `json:"notes,omitempty"`
+	Layers []string `json:"layers,omitempty"` // diff_ids, bottom first: layers/<alg>/<hex>
 }
 
 // readJSONFile decodes one of the store's own files, strictly.
@@ -308,8 +319,10 @@ func (s *Store) image(rec *nameRecord) (*Image, error) {
 		Size:    c.Size,
 		Created: rec.Created,
 		Env:     c.Env,
-		Format:  c.Format,
-		Notes:   c.Notes,
+		Format:   c.Format,
+		Notes:    c.Notes,
+		Layers:   c.Layers,
+		Manifest: rec.Manifest,
 	}, nil
 }
 
@@ -559,7 +572,69 @@ func (s *Store) collectLocked() (trash []trashEntry, busy []string, err error) {
 			}
 		}
 	}
-	return trash, busy, errors.Join(errs...)
+	ltrash, err := s.collectLayersLocked()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return append(trash, ltrash...), busy, errors.Join(errs...)
+}
+
+// collectLayersLocked claims the layers no content lists and no import
+// holds; it runs after the content collection, under the exclusive store
+// lock. Content it cannot read (damaged by hand; `image rm` of its name
+// deletes it) keeps every layer, and is no error here, so that Open still
+// works: a layer deleted under an image would be gone for good, a layer
+// kept too long only takes space.
+func (s *Store) collectLayersLocked() ([]trashEntry, error) {
+	used := map[string]bool{}
+	contentRoot := filepath.Join(s.root, "content")
+	algs, err := os.ReadDir(contentRoot)
+	if err != nil {
+		return nil, err
+	}
+	for _, alg := range algs {
+		dirs, err := os.ReadDir(filepath.Join(contentRoot, alg.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range dirs {
+			var c contentRecord
+			if err := readJSONFile(filepath.Join(contentRoot, alg.Name(), d.Name(), "image.json"), &c); err != nil {
+				return nil, nil //nolint:nilerr // see above
+			}
+			for _, l := range c.Layers {
+				used[l] = true
+			}
+		}
+	}
+	var trash []trashEntry
+	var errs []error
+	algs, err = os.ReadDir(s.layersDir())
+	if err != nil {
+		return nil, err
+	}
+	for _, alg := range algs {
+		dirs, err := os.ReadDir(filepath.Join(s.layersDir(), alg.Name()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, d := range dirs {
+			id := alg.Name() + ":" + d.Name()
+			if used[id] {
+				continue
+			}
+			t, err := s.claimContent(filepath.Join(s.layersDir(), alg.Name(), d.Name()))
+			switch {
+			case errors.Is(err, flock.ErrLocked): // an import about to use it
+			case err != nil:
+				errs = append(errs, fmt.Errorf("unable to delete layer %s: %w", id, err))
+			default:
+				trash = append(trash, t)
+			}
+		}
+	}
+	return trash, errors.Join(errs...)
 }
 
 // claimContent moves an unreferenced content folder into a locked
