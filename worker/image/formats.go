@@ -20,8 +20,8 @@ import (
 
 // plan is what an archive holds for the image being imported.
 type plan struct {
-	format string
-	id     digest.Digest // "" for a rootfs tar: the digest of its content, known once read
+	format   string
+	id       digest.Digest // "" for a rootfs tar: the digest of its content, known once read
 	env      []string
 	layers   []layer
 	manifest digest.Digest // of the image manifest (OCI layouts and pulls), "" if none

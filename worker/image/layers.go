@@ -45,7 +45,7 @@ import (
 // Whiteout names of the image-spec layer format (layer.md).
 const (
 	whiteoutPrefix = ".wh."
-	whiteoutMeta   = ".wh..wh."    // aufs metadata: never part of the file system
+	whiteoutMeta   = ".wh..wh."     // aufs metadata: never part of the file system
 	whiteoutOpaque = ".wh..wh..opq" // the folder hides what lower layers put in it
 )
 

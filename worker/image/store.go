@@ -313,12 +313,12 @@ func (s *Store) image(rec *nameRecord) (*Image, error) {
 		return nil, fmt.Errorf("unable to read image %s: %w", rec.Name, err)
 	}
 	return &Image{
-		Name:    rec.Name,
-		ID:      c.ID,
-		Rootfs:  filepath.Join(dir, "rootfs"),
-		Size:    c.Size,
-		Created: rec.Created,
-		Env:     c.Env,
+		Name:     rec.Name,
+		ID:       c.ID,
+		Rootfs:   filepath.Join(dir, "rootfs"),
+		Size:     c.Size,
+		Created:  rec.Created,
+		Env:      c.Env,
 		Format:   c.Format,
 		Notes:    c.Notes,
 		Layers:   c.Layers,
