@@ -33,8 +33,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"io"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -184,6 +186,58 @@ type assembler struct {
 	l       layer
 	chown   bool
 	times   []dirTime
+	copies  map[uint64]string // inode in the layer → its copy in rootfs, see link
+}
+
+// link hard links the layer file src to dst. A file whose inode has run
+// out of links (EMLINK: ext4 allows 65000, and a busybox layer links one
+// binary ~400 times per image) is copied instead, once per image: its
+// other names in this image link to the copy.
+func (a *assembler) link(src, dst string, fi fs.FileInfo) error {
+	err := os.Link(src, dst)
+	if !errors.Is(err, unix.EMLINK) {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return err
+	}
+	if c, ok := a.copies[st.Ino]; ok {
+		if err := os.Link(c, dst); !errors.Is(err, unix.EMLINK) {
+			return err
+		}
+	}
+	if err := copyFile(src, dst); err != nil {
+		return err
+	}
+	if err := a.meta(src, dst, false); err != nil {
+		return err
+	}
+	if err := copyXattrs(src, dst); err != nil {
+		return err
+	}
+	if a.copies == nil {
+		a.copies = map[uint64]string{}
+	}
+	a.copies[st.Ino] = dst
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 type dirTime struct {
@@ -266,7 +320,7 @@ func (a *assembler) dir(src, dst, name string) error {
 		}
 		switch mode := fi.Mode(); {
 		case mode.IsRegular():
-			if err := os.Link(s, d); err != nil {
+			if err := a.link(s, d, fi); err != nil {
 				return fmt.Errorf("unable to link %s from layer %s: %w", filepath.Join(name, n), a.l.diffID, err)
 			}
 		case mode&fs.ModeSymlink != 0:
@@ -322,8 +376,8 @@ func (a *assembler) meta(src, dst string, isDir bool) error {
 	return unix.UtimesNanoAt(unix.AT_FDCWD, dst, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// copyXattrs copies a folder's extended attributes (files share theirs
-// through the hard link). Best effort, as the unpack is (BestEffortXattrs).
+// copyXattrs copies extended attributes of a folder (or of a copied file:
+// linked files share theirs). Best effort, as the unpack is (BestEffortXattrs).
 func copyXattrs(src, dst string) error {
 	buf := make([]byte, 64<<10)
 	n, err := unix.Llistxattr(src, buf)
@@ -349,4 +403,68 @@ func writeJSONFile(p string, v any) error {
 		return err
 	}
 	return os.WriteFile(p, b, 0o600)
+}
+
+// DiskUsage is the bytes of file contents the store holds on disk, each
+// counted once however many images share it: the layers' (an image's
+// rootfs links to them) plus the images made of one tree of their own
+// (rootfs tars, SIFs). Image.Size, by contrast, is one image's whole
+// size, shared layers included: a budget over all images should use
+// DiskUsage, not a sum of Image.Size.
+func (s *Store) DiskUsage() (int64, error) {
+	var total int64
+	err := s.eachRecord(s.layersDir(), "layer.json", func(b []byte) error {
+		var r layerRecord
+		if err := json.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		total += r.Size
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("unable to measure the image store: %w", err)
+	}
+	err = s.eachRecord(filepath.Join(s.root, "content"), "image.json", func(b []byte) error {
+		var c contentRecord
+		if err := json.Unmarshal(b, &c); err != nil {
+			return err
+		}
+		if len(c.Layers) == 0 {
+			total += c.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("unable to measure the image store: %w", err)
+	}
+	return total, nil
+}
+
+// eachRecord calls f with the file name of every <alg>/<hex> folder under
+// dir that has one (folders being collected meanwhile are skipped).
+func (s *Store) eachRecord(dir, name string, f func([]byte) error) error {
+	algs, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, alg := range algs {
+		ds, err := os.ReadDir(filepath.Join(dir, alg.Name()))
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			p := filepath.Join(dir, alg.Name(), d.Name(), name)
+			b, err := os.ReadFile(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := f(b); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+	}
+	return nil
 }

@@ -207,7 +207,7 @@ func (s *Store) pull(ctx context.Context, reg *Registry, norm string) (*Image, e
 			return nil, fmt.Errorf("%w %q: %w", ErrInvalidName, norm, err)
 		}
 		if got := want.Algorithm().FromBytes(desc.Manifest); got != want {
-			return nil, badArchive(ref.String(), "the registry served a manifest whose bytes hash to %s, not to the digest asked for (corrupt or tampered)", got)
+			return nil, badArchive(ref.String(), "the manifest served does not match the digest asked for: its bytes hash to %s (corrupt or tampered)", got)
 		}
 	}
 	img, raw, mDigest, err := s.platformImage(ref, desc)
