@@ -68,12 +68,13 @@ func (s *Store) importImage(ctx context.Context, norm, path string) (*Image, err
 		return nil, err
 	}
 	defer j.close()
-	return s.importJob(ctx, j, norm, path)
+	return s.importJob(ctx, j, norm, path, path)
 }
 
 // importJob imports in the job j; a pull passes the job that already holds
-// the stored layers it did not download.
-func (s *Store) importJob(ctx context.Context, j *job, norm, path string) (*Image, error) {
+// the stored layers it did not download, and the image reference as where
+// (the name errors about layers give the input, instead of path).
+func (s *Store) importJob(ctx context.Context, j *job, norm, path, where string) (*Image, error) {
 	p, closeSrc, err := s.plan(ctx, j, norm, path)
 	if err != nil {
 		return nil, err
@@ -96,7 +97,7 @@ func (s *Store) importJob(ctx context.Context, j *job, norm, path string) (*Imag
 			return nil, fmt.Errorf("unable to check layer %s: %w", l.diffID, err)
 		}
 		if !held && l.missing != "" {
-			return nil, badArchive(path, "%s", l.missing)
+			return nil, badArchive(where, "%s", l.missing)
 		}
 	}
 
@@ -113,7 +114,7 @@ func (s *Store) importJob(ctx context.Context, j *job, norm, path string) (*Imag
 		return nil, err
 	}
 	chown := os.Geteuid() == 0
-	u := newUnpacker(ctx, path, rootfs, s.limits, chown)
+	u := newUnpacker(ctx, where, rootfs, s.limits, chown)
 	var layers []string
 	for _, l := range p.layers {
 		if !l.whiteouts {
@@ -136,7 +137,7 @@ func (s *Store) importJob(ctx context.Context, j *job, norm, path string) (*Imag
 				return nil, err
 			}
 		}
-		if err := assemble(path, l, s.layerTree(j, l.diffID), rootfs, chown); err != nil {
+		if err := assemble(where, l, s.layerTree(j, l.diffID), rootfs, chown); err != nil {
 			return nil, err
 		}
 		layers = append(layers, string(l.diffID))

@@ -231,7 +231,7 @@ func (s *Store) pull(ctx context.Context, reg *Registry, norm string) (*Image, e
 	if err := s.fetchLayout(ref.String(), j, img, v, dir); err != nil {
 		return nil, err
 	}
-	return s.importJob(ctx, j, norm, dir)
+	return s.importJob(ctx, j, norm, dir, ref.String())
 }
 
 // verifiedImage is what a pulled manifest names, checked: the manifest's
