@@ -1,6 +1,9 @@
 // Package image is the local image store of the runc runtime: container
 // images unpacked once into read-only root file systems on local disk,
-// deduplicated by content and shared by every task that runs them.
+// deduplicated by content and shared by every task that runs them. The
+// layers of docker save, OCI and registry images are stored once each, by
+// diff_id, and shared between images: an image's root file system is made
+// of hard links into its layers (see layers.go).
 //
 // The lifecycle of an image, in the style of containerd's content store:
 //
@@ -16,16 +19,21 @@
 //   - Remove drops a name. Content that no other name points to is deleted
 //     at once unless a task holds it; then it stays until a later Remove,
 //     Open or GC finds it free.
-//   - GC deletes content that no name points to and no task holds.
+//   - GC deletes content that no name points to and no task holds, and
+//     layers that no content lists and no import holds.
+//   - Pull fetches from a registry what the store lacks (layers it holds by
+//     diff_id are not downloaded), checks the manifest (by digest: its
+//     bytes; by tag: the config and layers it names) and imports it.
 //
 // Published content is never modified: tasks mount it as the lower layer of
 // their overlay, so a change would show through in running tasks.
 //
 // Durability: an Import that returned survives a crash or power loss (the
-// unpacked tree is synced with syncfs(2) before the rename that publishes
-// it; name files are written with fsync and renamed). A crash at any point
-// leaves either the old state or the new one, plus leftovers in tmp/ that
-// the next Open removes.
+// unpacked tree is synced with syncfs(2) before the renames that publish
+// its layers and its content; name files are written with fsync and
+// renamed). A crash at any point leaves either the old state or the new
+// one, plus leftovers in tmp/ and layers no content lists, which the next
+// Open removes.
 //
 // Several processes (the worker CLI, foreman-run workers) may use one store
 // folder at once. They coordinate with flock(2) only, never with in-process
@@ -37,6 +45,10 @@
 //     unpacking and deleting trees happen outside it.
 //   - content/<alg>/<hex>/lock: LOCK_SH per running task (Acquire); the
 //     collector deletes content only if LOCK_EX|LOCK_NB on it succeeds.
+//   - layers/<alg>/<hex>/lock: LOCK_SH by an import that reuses the layer,
+//     from the check (under the shared store lock) until its image is
+//     published; the collector deletes a layer no content lists only if
+//     LOCK_EX|LOCK_NB on it succeeds.
 //   - tmp/<entry>: each in-flight import or deletion holds LOCK_EX on its
 //     folder; cleanup removes only entries whose lock it can take, so it
 //     never pulls a folder from under a live import in another process.
@@ -45,10 +57,15 @@
 //
 //	lock                            the store lock (empty file)
 //	names/<sha256 of name>.json     {"name", "id", "created"}: one per name
-//	content/<alg>/<hex>/image.json  what Import learned: ID, size, env, format, notes
+//	content/<alg>/<hex>/image.json  what Import learned: ID, size, env, format, notes, layers
 //	content/<alg>/<hex>/lock        task locks (empty file)
-//	content/<alg>/<hex>/rootfs/     the unpacked root file system
-//	tmp/import-*/                   imports in progress (or left by a crash)
+//	content/<alg>/<hex>/rootfs/     the root file system (of hard links into its layers)
+//	layers/<alg>/<hex>/tree/        one layer (by diff_id), whiteouts kept as .wh. files
+//	layers/<alg>/<hex>/layer.json   {"diff_id", "size"}
+//	layers/<alg>/<hex>/lock         import locks (empty file)
+//	tmp/import-*/                   imports in progress (or left by a crash), with
+//	                                the layers they unpacked, renamed into layers/
+//	                                with the image
 //	tmp/trash-*/                    content being deleted
 //
 // The store root is created with mode 0700: an unpacked image may contain
