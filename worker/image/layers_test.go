@@ -375,3 +375,68 @@ func digestOf(t *testing.T, s string) digest.Digest {
 	}
 	return d
 }
+
+// Pulls of two images sharing a base layer, at once, with collections
+// running meanwhile: both images are whole, the base is in layers/ once,
+// and a collection never takes a layer from under an import.
+func TestConcurrentPullsShareLayers(t *testing.T) {
+	r := registrytest.New(t)
+	base := map[string]string{"lib/base.so": strings.Repeat("b", 256<<10)}
+	for _, n := range []string{"a", "b", "c"} {
+		r.Push(t, "judge/"+n+":1", registrytest.Image(t, "linux", runtime.GOARCH, base, map[string]string{"which": n}))
+	}
+	reg := testRegistry(t, RegistryConfig{Insecure: []string{r.Host}})
+	s := openStore(t)
+	done := make(chan struct{})
+	gcErr := make(chan error, 1)
+	go func() {
+		defer close(gcErr)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := s.GC(); err != nil {
+				gcErr <- err
+				return
+			}
+		}
+	}()
+	errs := make(chan error, 3)
+	for _, n := range []string{"a", "b", "c"} {
+		go func() {
+			img, err := s.Pull(t.Context(), reg, r.Host+"/judge/"+n+":1")
+			if err == nil && (readFile(t, filepath.Join(img.Rootfs, "which")) != n || readFile(t, filepath.Join(img.Rootfs, "lib/base.so")) != base["lib/base.so"]) {
+				err = errors.New(n + ": wrong content")
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(done)
+	if err := <-gcErr; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	if ids := layerIDs(t, s); len(ids) != 4 {
+		t.Errorf("layers %v, want the base once and three tops", ids)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		img, err := s.Get(r.Host + "/judge/" + n + ":1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range img.Layers {
+			if _, err := os.Stat(layerFile(s, l, "")); err != nil {
+				t.Errorf("%s: layer %s missing: %v", n, l, err)
+			}
+		}
+	}
+}
