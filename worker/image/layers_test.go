@@ -440,3 +440,30 @@ func TestConcurrentPullsShareLayers(t *testing.T) {
 		}
 	}
 }
+
+// A task holding an image keeps its layers: Remove frees them only once
+// the task ends.
+func TestHeldImageKeepsItsLayers(t *testing.T) {
+	s := openStore(t)
+	p := writeFile(t, filepath.Join(t.TempDir(), "save.tar"), tarOf(t, dockerSaveFiles(t,
+		testImage{tags: []string{"held:1"}, layers: [][]byte{mkTar(t, reg("a", "a\n", 0o644)), mkTar(t, reg("b", "b\n", 0o644))}})))
+	img := mustImport(t, s, "held:1", p)
+	_, release, err := s.Acquire("held:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove("held:1"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Remove of a held image: %v, want ErrInUse", err)
+	}
+	if err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	if ids := layerIDs(t, s); len(ids) != 2 || readFile(t, filepath.Join(img.Rootfs, "b")) != "b\n" {
+		t.Errorf("while held: layers %v", ids)
+	}
+	release()
+	if err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	assertEmptyStore(t, s)
+}
