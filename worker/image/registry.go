@@ -2,7 +2,8 @@ package image
 
 // Pull: fetch an image from its registry (the OCI distribution protocol, by
 // go-containerregistry) into an OCI image layout in tmp/, then Import that
-// layout, so a pull is verified and published exactly as an import is.
+// layout, so a pull is verified and published exactly as an import is. The
+// layout leaves out the layers the store holds; the import uses those.
 
 import (
 	"bytes"
@@ -160,12 +161,18 @@ func (r *Registry) isInsecure(host string) bool { return slices.Contains(r.hosts
 // Pull fetches the image name refers to (by tag or digest; an index is
 // resolved to linux and this machine's architecture) and stores it under
 // name, as Import does: fetched into tmp/, every blob verified against its
-// digest, unpacked and published atomically. If the store already holds
-// the image's content (same config digest), only the manifests are read
-// and the name is pointed at it. Errors name the image, the blob and the
-// problem: ErrNotFound (no such image in the registry), ErrUnauthorized,
-// ErrBadArchive (a corrupt blob, a manifest not matching its digest, no
-// image for this platform); on any error the store is unchanged.
+// digest, unpacked and published atomically. The manifest is checked: by
+// digest, its bytes against the digest asked for (an index entry's against
+// the digest the index gives); by tag, the config served against the
+// digest the manifest names, and one diff_id per layer; Image.Manifest
+// records its digest. Layers the store holds (by diff_id, from any image)
+// are not downloaded. If the store already holds the image's content (same
+// config digest), only the manifest and config are read and the name is
+// pointed at it. Errors name the image, the blob and the problem:
+// ErrNotFound (no such image in the registry), ErrUnauthorized,
+// ErrBadArchive (a corrupt blob, a manifest, config or layer not matching
+// what names it, no image for this platform); on any error the store is
+// unchanged.
 func (s *Store) Pull(ctx context.Context, reg *Registry, ref string) (*Image, error) {
 	norm, err := NormalizeName(ref)
 	if err != nil {
