@@ -41,6 +41,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/kolejka-go/kolejka/internal/atomicfile"
 	"github.com/kolejka-go/kolejka/internal/flock"
 )
 
@@ -154,7 +155,8 @@ func (s *Store) publishLayersLocked(j *job) error {
 		if err := os.RemoveAll(final); err != nil {
 			return err
 		}
-		if err := os.Rename(dir, final); err != nil {
+		// Synced before the image that lists it is published.
+		if err := atomicfile.Rename(dir, final); err != nil {
 			return fmt.Errorf("unable to publish layer %s: %w", d, err)
 		}
 	}
