@@ -131,8 +131,16 @@ func (s *Store) importJob(ctx context.Context, j *job, norm, path, where string)
 		// A layer: unpacked once into the layer store (unless it is
 		// there), then its tree linked into the rootfs. Layers the store
 		// holds cost nothing of the import's budget.
-		_, held := j.held[l.diffID]
-		if _, done := j.unpacked[l.diffID]; !held && !done {
+		// Asked again: an import running alongside may have published
+		// the layer since the check above.
+		_, done := j.unpacked[l.diffID]
+		held := false
+		if !done {
+			if held, err = s.holdLayer(j, l.diffID); err != nil {
+				return nil, fmt.Errorf("unable to check layer %s: %w", l.diffID, err)
+			}
+		}
+		if !held && !done {
 			if err := s.unpackLayer(j, u, l); err != nil {
 				return nil, err
 			}
