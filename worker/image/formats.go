@@ -20,10 +20,11 @@ import (
 
 // plan is what an archive holds for the image being imported.
 type plan struct {
-	format string
-	id     digest.Digest // "" for a rootfs tar: the digest of its content, known once read
-	env    []string
-	layers []layer
+	format   string
+	id       digest.Digest // "" for a rootfs tar: the digest of its content, known once read
+	env      []string
+	layers   []layer
+	manifest digest.Digest // of the image manifest (OCI layouts and pulls), "" if none
 }
 
 // layer is one tar stream to apply.
@@ -34,6 +35,7 @@ type layer struct {
 	size      int64                                // size of the stored bytes, verified if >= 0
 	diffID    digest.Digest                        // digest of the uncompressed tar, verified if set
 	whiteouts bool                                 // a layer (.wh. files delete) rather than a plain rootfs tar
+	missing   string                               // why the layer cannot be read, if it is not in the archive (fine if the store has it)
 }
 
 // Media types of the docker (schema 2) formats OCI layouts may hold too.
@@ -273,7 +275,7 @@ func planOCI(src source, name string, limits Limits) (*plan, error) {
 			ErrNotFound, src, len(index.Manifests), name, strings.Join(labels, ", "))
 	}
 
-	manifest, err := ociManifest(src, desc, limits, 0)
+	manifest, manifestDigest, err := ociManifest(src, desc, limits, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +294,7 @@ func planOCI(src source, name string, limits Limits) (*plan, error) {
 		return nil, badArchive(src.String(), "manifest %s lists %d layers but its config has %d diff_ids",
 			desc.Digest, len(manifest.Layers), len(config.RootFS.DiffIDs))
 	}
-	p := &plan{format: FormatOCI, id: manifest.Config.Digest, env: config.Config.Env}
+	p := &plan{format: FormatOCI, id: manifest.Config.Digest, env: config.Config.Env, manifest: manifestDigest}
 	for i, l := range manifest.Layers {
 		if !slices.Contains(layerMediaTypes, l.MediaType) {
 			return nil, badArchive(src.String(), "layer %s has media type %q, which is not a layer tar", l.Digest, l.MediaType)
@@ -301,8 +303,10 @@ func planOCI(src source, name string, limits Limits) (*plan, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A pull leaves out the layers the store holds.
+		missing := ""
 		if !src.has(blob) {
-			return nil, badArchive(src.String(), "manifest %s names layer %s, which is not in the layout", desc.Digest, blob)
+			missing = fmt.Sprintf("manifest %s names layer %s, which is not in the layout", desc.Digest, blob)
 		}
 		if err := config.RootFS.DiffIDs[i].Validate(); err != nil {
 			return nil, badArchive(src.String(), "config %s: diff_id %d: %w", manifest.Config.Digest, i, err)
@@ -314,6 +318,7 @@ func planOCI(src source, name string, limits Limits) (*plan, error) {
 			size:      l.Size,
 			diffID:    config.RootFS.DiffIDs[i],
 			whiteouts: true,
+			missing:   missing,
 		})
 	}
 	return p, nil
@@ -321,29 +326,29 @@ func planOCI(src source, name string, limits Limits) (*plan, error) {
 
 // ociManifest resolves a descriptor to an image manifest, choosing this
 // machine's platform (linux/GOARCH) in image indexes.
-func ociManifest(src source, desc ocispec.Descriptor, limits Limits, depth int) (*ocispec.Manifest, error) {
+func ociManifest(src source, desc ocispec.Descriptor, limits Limits, depth int) (*ocispec.Manifest, digest.Digest, error) {
 	if depth > 4 {
-		return nil, badArchive(src.String(), "image indexes nested too deep at %s", desc.Digest)
+		return nil, "", badArchive(src.String(), "image indexes nested too deep at %s", desc.Digest)
 	}
 	b, err := readBlob(src, desc, limits.MaxMetadataBytes)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	what := "manifest " + string(desc.Digest)
 	switch desc.MediaType {
 	case ocispec.MediaTypeImageManifest, dockerManifest:
 		var m ocispec.Manifest
 		if err := decodeJSON(src, what, b, &m); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if err := m.Config.Digest.Validate(); err != nil {
-			return nil, badArchive(src.String(), "%s: config digest: %w", what, err)
+			return nil, "", badArchive(src.String(), "%s: config digest: %w", what, err)
 		}
-		return &m, nil
+		return &m, desc.Digest, nil
 	case ocispec.MediaTypeImageIndex, dockerManifestList:
 		var idx ocispec.Index
 		if err := decodeJSON(src, "index "+string(desc.Digest), b, &idx); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		var platforms []string
 		for _, m := range idx.Manifests {
@@ -357,9 +362,9 @@ func ociManifest(src source, desc ocispec.Descriptor, limits Limits, depth int) 
 		if len(idx.Manifests) == 1 && idx.Manifests[0].Platform == nil {
 			return ociManifest(src, idx.Manifests[0], limits, depth+1)
 		}
-		return nil, badArchive(src.String(), "index %s has no image for linux/%s (it has: %s)",
+		return nil, "", badArchive(src.String(), "index %s has no image for linux/%s (it has: %s)",
 			desc.Digest, runtime.GOARCH, strings.Join(platforms, ", "))
 	default:
-		return nil, badArchive(src.String(), "%s has media type %q, neither an image manifest nor an index", desc.Digest, desc.MediaType)
+		return nil, "", badArchive(src.String(), "%s has media type %q, neither an image manifest nor an index", desc.Digest, desc.MediaType)
 	}
 }

@@ -297,6 +297,23 @@ func contentIDs(t testing.TB, s *Store) []string {
 	return ids
 }
 
+// layerIDs lists the layer folders on disk as diff_ids.
+func layerIDs(t testing.TB, s *Store) []string {
+	t.Helper()
+	var ids []string
+	algs, err := os.ReadDir(filepath.Join(s.Root(), "layers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range algs {
+		for _, d := range dirNames(t, filepath.Join(s.Root(), "layers", a.Name())) {
+			ids = append(ids, a.Name()+":"+d)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 func dirNames(t testing.TB, p string) []string {
 	t.Helper()
 	ds, err := os.ReadDir(p)
@@ -319,6 +336,9 @@ func assertEmptyStore(t testing.TB, s *Store) {
 	}
 	if n := dirNames(t, filepath.Join(s.Root(), "names")); len(n) != 0 {
 		t.Errorf("names left behind: %v", n)
+	}
+	if ids := layerIDs(t, s); len(ids) != 0 {
+		t.Errorf("layers left behind: %v", ids)
 	}
 	if n := dirNames(t, filepath.Join(s.Root(), "tmp")); len(n) != 0 {
 		t.Errorf("tmp/ left behind: %v", n)

@@ -68,7 +68,13 @@ func (s *Store) importImage(ctx context.Context, norm, path string) (*Image, err
 		return nil, err
 	}
 	defer j.close()
+	return s.importJob(ctx, j, norm, path, path)
+}
 
+// importJob imports in the job j; a pull passes the job that already holds
+// the stored layers it did not download, and the image reference as where
+// (the name errors about layers give the input, instead of path).
+func (s *Store) importJob(ctx context.Context, j *job, norm, path, where string) (*Image, error) {
 	p, closeSrc, err := s.plan(ctx, j, norm, path)
 	if err != nil {
 		return nil, err
@@ -76,8 +82,22 @@ func (s *Store) importImage(ctx context.Context, norm, path string) (*Image, err
 	defer closeSrc()
 
 	if p.id != "" {
-		if img, err := s.link(norm, p.id); img != nil || err != nil {
+		if img, err := s.link(norm, p.id, p.manifest); img != nil || err != nil {
 			return img, err
+		}
+	}
+	// Before anything is unpacked: each layer of an image must be in the
+	// archive or in the store.
+	for _, l := range p.layers {
+		if !l.whiteouts {
+			continue
+		}
+		held, err := s.holdLayer(j, l.diffID)
+		if err != nil {
+			return nil, fmt.Errorf("unable to check layer %s: %w", l.diffID, err)
+		}
+		if !held && l.missing != "" {
+			return nil, badArchive(where, "%s", l.missing)
 		}
 	}
 
@@ -93,25 +113,49 @@ func (s *Store) importImage(ctx context.Context, norm, path string) (*Image, err
 	if err := os.Chmod(rootfs, 0o755); err != nil {
 		return nil, err
 	}
-	u := newUnpacker(ctx, path, rootfs, s.limits, os.Geteuid() == 0)
+	chown := os.Geteuid() == 0
+	u := newUnpacker(ctx, where, rootfs, s.limits, chown)
+	var layers []string
 	for _, l := range p.layers {
-		diffID, err := u.apply(l)
-		if err != nil {
+		if !l.whiteouts {
+			// A root file system tar (or a SIF's): one tree, unpacked in
+			// place, its digest the ID.
+			u.dest = rootfs
+			diffID, err := u.apply(l)
+			if err != nil {
+				return nil, err
+			}
+			p.id = diffID
+			continue
+		}
+		// A layer: unpacked once into the layer store (unless it is
+		// there), then its tree linked into the rootfs. Layers the store
+		// holds cost nothing of the import's budget.
+		// Asked again: an import running alongside may have published
+		// the layer since the check above.
+		_, done := j.unpacked[l.diffID]
+		held := false
+		if !done {
+			if held, err = s.holdLayer(j, l.diffID); err != nil {
+				return nil, fmt.Errorf("unable to check layer %s: %w", l.diffID, err)
+			}
+		}
+		if !held && !done {
+			if err := s.unpackLayer(j, u, l); err != nil {
+				return nil, err
+			}
+		}
+		if err := assemble(where, l, s.layerTree(j, l.diffID), rootfs, chown); err != nil {
 			return nil, err
 		}
-		if p.format == FormatRootfsTar || p.format == FormatSIF {
-			p.id = diffID
-		}
+		layers = append(layers, string(l.diffID))
 	}
 	size, err := diskSize(rootfs)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := json.Marshal(contentRecord{ID: string(p.id), Size: size, Env: p.env, Format: p.format, Notes: u.notes()})
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(content, "image.json"), rec, 0o600); err != nil {
+	rec := contentRecord{ID: string(p.id), Size: size, Env: p.env, Format: p.format, Notes: u.notes(), Layers: layers}
+	if err := writeJSONFile(filepath.Join(content, "image.json"), rec); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(content, "lock"), nil, 0o600); err != nil {
@@ -122,7 +166,7 @@ func (s *Store) importImage(ctx context.Context, norm, path string) (*Image, err
 	if err := unix.Syncfs(int(j.lock.Fd())); err != nil {
 		return nil, fmt.Errorf("unable to sync the unpacked image: %w", err)
 	}
-	return s.publish(norm, p.id, content)
+	return s.publish(j, norm, p.id, p.manifest, content)
 }
 
 // plan opens the input and reads its metadata.
@@ -235,7 +279,7 @@ func (s *Store) decompressed(j *job, path string, f *os.File) (*os.File, error) 
 
 // link points name at already stored content with this ID, if there is
 // some; (nil, nil) means there is none and the image must be unpacked.
-func (s *Store) link(name string, id digest.Digest) (*Image, error) {
+func (s *Store) link(name string, id, manifest digest.Digest) (*Image, error) {
 	unlock, err := s.lockStore(flock.Exclusive)
 	if err != nil {
 		return nil, err
@@ -247,17 +291,21 @@ func (s *Store) link(name string, id digest.Digest) (*Image, error) {
 		}
 		return nil, err
 	}
-	return s.writeName(name, id)
+	return s.writeName(name, id, manifest)
 }
 
-// publish moves unpacked content into place (unless the same ID got there
-// first: then ours is dropped with the job) and points name at it.
-func (s *Store) publish(name string, id digest.Digest, content string) (*Image, error) {
+// publish moves the layers the job unpacked and then its content into
+// place (unless the same ID got there first: then ours is dropped with the
+// job) and points name at it.
+func (s *Store) publish(j *job, name string, id, manifest digest.Digest, content string) (*Image, error) {
 	unlock, err := s.lockStore(flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if err := s.publishLayersLocked(j); err != nil {
+		return nil, err
+	}
 	final := s.contentDir(id)
 	if _, err := os.Stat(filepath.Join(final, "image.json")); errors.Is(err, fs.ErrNotExist) {
 		parent := filepath.Dir(final)
@@ -270,12 +318,12 @@ func (s *Store) publish(name string, id digest.Digest, content string) (*Image, 
 	} else if err != nil {
 		return nil, err
 	}
-	return s.writeName(name, id)
+	return s.writeName(name, id, manifest)
 }
 
 // writeName points name at id; the caller holds the store lock exclusively.
-func (s *Store) writeName(name string, id digest.Digest) (*Image, error) {
-	rec := nameRecord{Name: name, ID: string(id), Created: time.Now().UTC()}
+func (s *Store) writeName(name string, id, manifest digest.Digest) (*Image, error) {
+	rec := nameRecord{Name: name, ID: string(id), Manifest: string(manifest), Created: time.Now().UTC()}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
@@ -289,8 +337,10 @@ func (s *Store) writeName(name string, id digest.Digest) (*Image, error) {
 // job is an import's folder in tmp/, locked for as long as the import runs
 // so that cleanups in other processes leave it alone.
 type job struct {
-	dir  string
-	lock *os.File
+	dir      string
+	lock     *os.File
+	held     map[digest.Digest]*os.File // stored layers it uses, locked shared (see layers.go)
+	unpacked map[digest.Digest]string   // layers it unpacked: their folders in dir
 }
 
 // newJob creates and locks the folder under the shared store lock, which
@@ -310,13 +360,16 @@ func (s *Store) newJob() (*job, error) {
 		_ = os.Remove(dir)
 		return nil, fmt.Errorf("unable to start import: %w", err)
 	}
-	return &job{dir: dir, lock: lock}, nil
+	return &job{dir: dir, lock: lock, held: map[digest.Digest]*os.File{}, unpacked: map[digest.Digest]string{}}, nil
 }
 
 // close deletes what is left of the job (everything, unless it was
 // published) and then drops the lock.
 func (j *job) close() {
 	_ = os.RemoveAll(j.dir)
+	for _, f := range j.held {
+		_ = f.Close()
+	}
 	_ = j.lock.Close()
 }
 

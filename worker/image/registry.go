@@ -2,9 +2,11 @@ package image
 
 // Pull: fetch an image from its registry (the OCI distribution protocol, by
 // go-containerregistry) into an OCI image layout in tmp/, then Import that
-// layout, so a pull is verified and published exactly as an import is.
+// layout, so a pull is verified and published exactly as an import is. The
+// layout leaves out the layers the store holds; the import uses those.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -159,12 +161,18 @@ func (r *Registry) isInsecure(host string) bool { return slices.Contains(r.hosts
 // Pull fetches the image name refers to (by tag or digest; an index is
 // resolved to linux and this machine's architecture) and stores it under
 // name, as Import does: fetched into tmp/, every blob verified against its
-// digest, unpacked and published atomically. If the store already holds
-// the image's content (same config digest), only the manifests are read
-// and the name is pointed at it. Errors name the image, the blob and the
-// problem: ErrNotFound (no such image in the registry), ErrUnauthorized,
-// ErrBadArchive (a corrupt blob, a manifest not matching its digest, no
-// image for this platform); on any error the store is unchanged.
+// digest, unpacked and published atomically. The manifest is checked: by
+// digest, its bytes against the digest asked for (an index entry's against
+// the digest the index gives); by tag, the config served against the
+// digest the manifest names, and one diff_id per layer; Image.Manifest
+// records its digest. Layers the store holds (by diff_id, from any image)
+// are not downloaded. If the store already holds the image's content (same
+// config digest), only the manifest and config are read and the name is
+// pointed at it. Errors name the image, the blob and the problem:
+// ErrNotFound (no such image in the registry), ErrUnauthorized,
+// ErrBadArchive (a corrupt blob, a manifest, config or layer not matching
+// what names it, no image for this platform); on any error the store is
+// unchanged.
 func (s *Store) Pull(ctx context.Context, reg *Registry, ref string) (*Image, error) {
 	norm, err := NormalizeName(ref)
 	if err != nil {
@@ -198,19 +206,26 @@ func (s *Store) pull(ctx context.Context, reg *Registry, norm string) (*Image, e
 	if err != nil {
 		return nil, registryError(ref.String(), "manifest", err)
 	}
-	img, err := s.platformImage(ref, desc)
+	// By digest: the bytes served must be the ones asked for (by tag there
+	// is nothing to check them against but what they name, below).
+	if d, ok := ref.(name.Digest); ok {
+		want, err := digest.Parse(d.DigestStr())
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: %w", ErrInvalidName, norm, err)
+		}
+		if got := want.Algorithm().FromBytes(desc.Manifest); got != want {
+			return nil, badArchive(ref.String(), "the manifest served does not match the digest asked for: its bytes hash to %s (corrupt or tampered)", got)
+		}
+	}
+	img, raw, mDigest, err := s.platformImage(ref, desc)
 	if err != nil {
 		return nil, err
 	}
-	configName, err := img.ConfigName()
+	v, err := s.verifyImage(ref.String(), img, raw, mDigest)
 	if err != nil {
-		return nil, registryError(ref.String(), "config", err)
+		return nil, err
 	}
-	id := digest.Digest(configName.String())
-	if err := id.Validate(); err != nil {
-		return nil, badArchive(ref.String(), "config digest: %w", err)
-	}
-	if img, err := s.link(norm, id); img != nil || err != nil {
+	if img, err := s.link(norm, v.config, mDigest); img != nil || err != nil {
 		return img, err
 	}
 
@@ -220,27 +235,89 @@ func (s *Store) pull(ctx context.Context, reg *Registry, norm string) (*Image, e
 	}
 	defer j.close()
 	dir := filepath.Join(j.dir, "layout")
-	if err := s.fetchLayout(ref.String(), img, dir); err != nil {
+	if err := s.fetchLayout(ref.String(), j, img, v, dir); err != nil {
 		return nil, err
 	}
-	return s.importImage(ctx, norm, dir)
+	return s.importJob(ctx, j, norm, dir, ref.String())
+}
+
+// verifiedImage is what a pulled manifest names, checked: the manifest's
+// own bytes and digest, the config whose bytes hash to the digest the
+// manifest gives, and the diff_ids of that config, one per layer.
+type verifiedImage struct {
+	manifest     []byte
+	manifestType string
+	digest       digest.Digest
+	config       digest.Digest
+	configJSON   []byte
+	diffIDs      []digest.Digest
+}
+
+// verifyImage checks that the config the registry serves is the one the
+// manifest names and that it lists a diff_id for each layer. The layers
+// are checked as they are unpacked: their compressed bytes against the
+// manifest's digests, their tar streams against the config's diff_ids.
+func (s *Store) verifyImage(where string, img v1.Image, raw []byte, mDigest digest.Digest) (*verifiedImage, error) {
+	// Parsed from the bytes whose digest was checked, not from whatever
+	// go-containerregistry kept.
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, badArchive(where, "manifest %s: %w", mDigest, err)
+	}
+	config := digest.Digest(m.Config.Digest.String())
+	if err := config.Validate(); err != nil {
+		return nil, badArchive(where, "manifest %s: config digest: %w", mDigest, err)
+	}
+	configJSON, err := img.RawConfigFile()
+	if err != nil {
+		return nil, registryError(where, "config "+string(config), err)
+	}
+	if int64(len(configJSON)) > s.limits.MaxMetadataBytes {
+		return nil, badArchive(where, "config %s is %d bytes, over the limit of %d (Limits.MaxMetadataBytes)", config, len(configJSON), s.limits.MaxMetadataBytes)
+	}
+	if got := config.Algorithm().FromBytes(configJSON); got != config {
+		return nil, badArchive(where, "manifest %s names config %s, but the config served hashes to %s (corrupt or tampered)", mDigest, config, got)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(configJSON))
+	if err != nil {
+		return nil, badArchive(where, "config %s: %w", config, err)
+	}
+	if len(m.Layers) > s.limits.MaxLayers {
+		return nil, badArchive(where, "the image has %d layers, over the limit of %d (Limits.MaxLayers)", len(m.Layers), s.limits.MaxLayers)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, badArchive(where, "manifest %s lists %d layers but config %s has %d diff_ids", mDigest, len(m.Layers), config, len(cfg.RootFS.DiffIDs))
+	}
+	v := &verifiedImage{manifest: raw, manifestType: string(m.MediaType), digest: mDigest, config: config, configJSON: configJSON}
+	if v.manifestType == "" {
+		v.manifestType = ocispec.MediaTypeImageManifest
+	}
+	for i, d := range cfg.RootFS.DiffIDs {
+		diffID := digest.Digest(d.String())
+		if err := diffID.Validate(); err != nil {
+			return nil, badArchive(where, "config %s: diff_id %d: %w", config, i, err)
+		}
+		v.diffIDs = append(v.diffIDs, diffID)
+	}
+	return v, nil
 }
 
 // platformImage is the image of linux/GOARCH: desc itself, or its entry in
-// an index.
-func (s *Store) platformImage(ref name.Reference, desc *remote.Descriptor) (v1.Image, error) {
-	if desc.Size > s.limits.MaxMetadataBytes {
-		return nil, badArchive(ref.String(), "manifest %s is %d bytes, over the limit of %d (Limits.MaxMetadataBytes)", desc.Digest, desc.Size, s.limits.MaxMetadataBytes)
+// an index; with the raw bytes of its manifest and their digest, which for
+// an index entry is checked against the digest the index gives.
+func (s *Store) platformImage(ref name.Reference, desc *remote.Descriptor) (v1.Image, []byte, digest.Digest, error) {
+	if desc.Size > s.limits.MaxMetadataBytes || int64(len(desc.Manifest)) > s.limits.MaxMetadataBytes {
+		return nil, nil, "", badArchive(ref.String(), "manifest %s is %d bytes, over the limit of %d (Limits.MaxMetadataBytes)", desc.Digest, max(desc.Size, int64(len(desc.Manifest))), s.limits.MaxMetadataBytes)
 	}
 	switch {
 	case desc.MediaType.IsIndex():
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return nil, registryError(ref.String(), "index", err)
+			return nil, nil, "", registryError(ref.String(), "index", err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
-			return nil, registryError(ref.String(), "index", err)
+			return nil, nil, "", registryError(ref.String(), "index", err)
 		}
 		var platforms []string
 		for _, m := range im.Manifests {
@@ -248,65 +325,61 @@ func (s *Store) platformImage(ref name.Reference, desc *remote.Descriptor) (v1.I
 				continue
 			}
 			if m.Platform.OS == "linux" && m.Platform.Architecture == runtime.GOARCH && m.MediaType.IsImage() {
+				what := "manifest " + m.Digest.String()
 				img, err := idx.Image(m.Digest)
 				if err != nil {
-					return nil, registryError(ref.String(), "manifest "+m.Digest.String(), err)
+					return nil, nil, "", registryError(ref.String(), what, err)
 				}
-				return img, nil
+				raw, err := img.RawManifest()
+				if err != nil {
+					return nil, nil, "", registryError(ref.String(), what, err)
+				}
+				if int64(len(raw)) > s.limits.MaxMetadataBytes {
+					return nil, nil, "", badArchive(ref.String(), "%s is %d bytes, over the limit of %d (Limits.MaxMetadataBytes)", what, len(raw), s.limits.MaxMetadataBytes)
+				}
+				want := digest.Digest(m.Digest.String())
+				if err := want.Validate(); err != nil {
+					return nil, nil, "", badArchive(ref.String(), "index %s: %s: %w", desc.Digest, what, err)
+				}
+				if got := want.Algorithm().FromBytes(raw); got != want {
+					return nil, nil, "", badArchive(ref.String(), "index %s names %s, but the manifest served hashes to %s (corrupt or tampered)", desc.Digest, what, got)
+				}
+				return img, raw, want, nil
 			}
 			platforms = append(platforms, m.Platform.OS+"/"+m.Platform.Architecture)
 		}
-		return nil, badArchive(ref.String(), "index %s has no image for linux/%s (it has: %s)",
+		return nil, nil, "", badArchive(ref.String(), "index %s has no image for linux/%s (it has: %s)",
 			desc.Digest, runtime.GOARCH, strings.Join(platforms, ", "))
 	case desc.MediaType.IsImage():
 		img, err := desc.Image()
 		if err != nil {
-			return nil, registryError(ref.String(), "manifest", err)
+			return nil, nil, "", registryError(ref.String(), "manifest", err)
 		}
 		// A single image names its platform only in its config.
 		cfg, err := img.ConfigFile()
 		if err != nil {
-			return nil, registryError(ref.String(), "config", err)
+			return nil, nil, "", registryError(ref.String(), "config", err)
 		}
 		if (cfg.OS != "" && cfg.OS != "linux") || (cfg.Architecture != "" && cfg.Architecture != runtime.GOARCH) {
-			return nil, badArchive(ref.String(), "image %s is for %s/%s, not linux/%s", desc.Digest, cfg.OS, cfg.Architecture, runtime.GOARCH)
+			return nil, nil, "", badArchive(ref.String(), "image %s is for %s/%s, not linux/%s", desc.Digest, cfg.OS, cfg.Architecture, runtime.GOARCH)
 		}
-		return img, nil
+		return img, desc.Manifest, digest.SHA256.FromBytes(desc.Manifest), nil
 	default:
-		return nil, badArchive(ref.String(), "%s has media type %q, neither an image manifest nor an index", desc.Digest, desc.MediaType)
+		return nil, nil, "", badArchive(ref.String(), "%s has media type %q, neither an image manifest nor an index", desc.Digest, desc.MediaType)
 	}
 }
 
-// fetchLayout writes img as an OCI image layout in dir: the manifest and
-// config as the registry served them (their digests checked by the import)
-// and the layers, each verified against its digest as it arrives.
-func (s *Store) fetchLayout(where string, img v1.Image, dir string) error {
-	manifest, err := img.RawManifest()
-	if err != nil {
-		return registryError(where, "manifest", err)
-	}
-	mDigest, err := img.Digest()
-	if err != nil {
-		return registryError(where, "manifest", err)
-	}
-	mediaType, err := img.MediaType()
-	if err != nil {
-		return registryError(where, "manifest", err)
-	}
-	config, err := img.RawConfigFile()
-	if err != nil {
-		return registryError(where, "config", err)
-	}
-	configName, err := img.ConfigName()
-	if err != nil {
-		return registryError(where, "config", err)
-	}
+// fetchLayout writes the verified image as an OCI image layout in dir: the
+// manifest and config as checked, and the layers the store does not hold
+// (by diff_id; the job holds those it has until the import publishes),
+// each verified against its digest as it arrives and again by the import.
+func (s *Store) fetchLayout(where string, j *job, img v1.Image, v *verifiedImage, dir string) error {
 	layers, err := img.Layers()
 	if err != nil {
 		return registryError(where, "manifest", err)
 	}
-	if len(layers) > s.limits.MaxLayers {
-		return badArchive(where, "the image has %d layers, over the limit of %d (Limits.MaxLayers)", len(layers), s.limits.MaxLayers)
+	if len(layers) != len(v.diffIDs) {
+		return badArchive(where, "manifest %s lists %d layers but its config has %d diff_ids", v.digest, len(layers), len(v.diffIDs))
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o700); err != nil {
 		return err
@@ -314,29 +387,41 @@ func (s *Store) fetchLayout(where string, img v1.Image, dir string) error {
 	index, err := json.Marshal(ocispec.Index{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{{MediaType: string(mediaType), Digest: digest.Digest(mDigest.String()), Size: int64(len(manifest))}},
+		Manifests: []ocispec.Descriptor{{MediaType: v.manifestType, Digest: v.digest, Size: int64(len(v.manifest))}},
 	})
 	if err != nil {
 		return err
 	}
+	for _, d := range []digest.Digest{v.digest, v.config} {
+		if err := os.MkdirAll(filepath.Join(dir, "blobs", string(d.Algorithm())), 0o700); err != nil {
+			return err
+		}
+	}
 	for file, data := range map[string][]byte{
 		ocispec.ImageLayoutFile: []byte(`{"imageLayoutVersion":"1.0.0"}`),
 		"index.json":            index,
-		blobFile(mDigest):       manifest,
-		blobFile(configName):    config,
+		blobPathOf(v.digest):    v.manifest,
+		blobPathOf(v.config):    v.configJSON,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, file), data, 0o600); err != nil {
 			return err
 		}
 	}
 	var total int64
-	for _, l := range layers {
+	for i, l := range layers {
 		h, err := l.Digest()
 		if err != nil {
 			return registryError(where, "layer", err)
 		}
 		if h.Algorithm != "sha256" {
 			return badArchive(where, "layer %s: only sha256 digests are supported", h)
+		}
+		held, err := s.holdLayer(j, v.diffIDs[i])
+		if err != nil {
+			return fmt.Errorf("unable to check layer %s: %w", v.diffIDs[i], err)
+		}
+		if held {
+			continue // shared with an image the store holds: not downloaded again
 		}
 		n, err := s.fetchLayer(l, filepath.Join(dir, blobFile(h)), s.limits.MaxBytes-total)
 		if err != nil {
@@ -348,6 +433,10 @@ func (s *Store) fetchLayout(where string, img v1.Image, dir string) error {
 }
 
 func blobFile(h v1.Hash) string { return filepath.Join("blobs", h.Algorithm, h.Hex) }
+
+func blobPathOf(d digest.Digest) string {
+	return filepath.Join("blobs", string(d.Algorithm()), d.Encoded())
+}
 
 // fetchLayer copies one layer's compressed bytes to path, at most limit of
 // them. The same blob listed twice is fetched once.

@@ -13,7 +13,7 @@ import (
 	"github.com/kolejka-go/kolejka/worker/image/registrytest"
 )
 
-func testRegistry(t *testing.T, c RegistryConfig) *Registry {
+func testRegistry(t testing.TB, c RegistryConfig) *Registry {
 	t.Helper()
 	// No credentials of the machine's user reach the test.
 	t.Setenv("HOME", t.TempDir())

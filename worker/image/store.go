@@ -1,6 +1,9 @@
 // Package image is the local image store of the runc runtime: container
 // images unpacked once into read-only root file systems on local disk,
-// deduplicated by content and shared by every task that runs them.
+// deduplicated by content and shared by every task that runs them. The
+// layers of docker save, OCI and registry images are stored once each, by
+// diff_id, and shared between images: an image's root file system is made
+// of hard links into its layers (see layers.go).
 //
 // The lifecycle of an image, in the style of containerd's content store:
 //
@@ -16,16 +19,21 @@
 //   - Remove drops a name. Content that no other name points to is deleted
 //     at once unless a task holds it; then it stays until a later Remove,
 //     Open or GC finds it free.
-//   - GC deletes content that no name points to and no task holds.
+//   - GC deletes content that no name points to and no task holds, and
+//     layers that no content lists and no import holds.
+//   - Pull fetches from a registry what the store lacks (layers it holds by
+//     diff_id are not downloaded), checks the manifest (by digest: its
+//     bytes; by tag: the config and layers it names) and imports it.
 //
 // Published content is never modified: tasks mount it as the lower layer of
 // their overlay, so a change would show through in running tasks.
 //
 // Durability: an Import that returned survives a crash or power loss (the
-// unpacked tree is synced with syncfs(2) before the rename that publishes
-// it; name files are written with fsync and renamed). A crash at any point
-// leaves either the old state or the new one, plus leftovers in tmp/ that
-// the next Open removes.
+// unpacked tree is synced with syncfs(2) before the renames that publish
+// its layers and its content; name files are written with fsync and
+// renamed). A crash at any point leaves either the old state or the new
+// one, plus leftovers in tmp/ and layers no content lists, which the next
+// Open removes.
 //
 // Several processes (the worker CLI, foreman-run workers) may use one store
 // folder at once. They coordinate with flock(2) only, never with in-process
@@ -37,6 +45,10 @@
 //     unpacking and deleting trees happen outside it.
 //   - content/<alg>/<hex>/lock: LOCK_SH per running task (Acquire); the
 //     collector deletes content only if LOCK_EX|LOCK_NB on it succeeds.
+//   - layers/<alg>/<hex>/lock: LOCK_SH by an import that reuses the layer,
+//     from the check (under the shared store lock) until its image is
+//     published; the collector deletes a layer no content lists only if
+//     LOCK_EX|LOCK_NB on it succeeds.
 //   - tmp/<entry>: each in-flight import or deletion holds LOCK_EX on its
 //     folder; cleanup removes only entries whose lock it can take, so it
 //     never pulls a folder from under a live import in another process.
@@ -45,10 +57,15 @@
 //
 //	lock                            the store lock (empty file)
 //	names/<sha256 of name>.json     {"name", "id", "created"}: one per name
-//	content/<alg>/<hex>/image.json  what Import learned: ID, size, env, format, notes
+//	content/<alg>/<hex>/image.json  what Import learned: ID, size, env, format, notes, layers
 //	content/<alg>/<hex>/lock        task locks (empty file)
-//	content/<alg>/<hex>/rootfs/     the unpacked root file system
-//	tmp/import-*/                   imports in progress (or left by a crash)
+//	content/<alg>/<hex>/rootfs/     the root file system (of hard links into its layers)
+//	layers/<alg>/<hex>/tree/        one layer (by diff_id), whiteouts kept as .wh. files
+//	layers/<alg>/<hex>/layer.json   {"diff_id", "size"}
+//	layers/<alg>/<hex>/lock         import locks (empty file)
+//	tmp/import-*/                   imports in progress (or left by a crash), with
+//	                                the layers they unpacked, renamed into layers/
+//	                                with the image
 //	tmp/trash-*/                    content being deleted
 //
 // The store root is created with mode 0700: an unpacked image may contain
@@ -105,6 +122,15 @@ type Image struct {
 	Env     []string  // the image config's environment, if any (informational: tasks do not get it)
 	Format  string    // what it was imported from: FormatRootfsTar, FormatDockerSave, FormatOCI or FormatSIF
 	Notes   []string  // what the import changed on the way, e.g. device nodes it skipped
+	// Layers are the diff_ids of the image's layers, bottom first, each
+	// stored once in the layer store whatever number of images use it
+	// (none for a rootfs tar or a SIF: one tree of their own).
+	Layers []string
+	// Manifest is the digest of the image manifest the name was imported
+	// or pulled with (OCI layouts and pulls; "" otherwise). For a pull by
+	// tag it is the digest of the bytes the registry served, checked
+	// against the config and layers they name.
+	Manifest string
 }
 
 // Formats an image can be imported from (Image.Format).
@@ -183,7 +209,7 @@ func Open(root string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("unable to open image store: %w", err)
 	}
-	for _, d := range []string{s.tmpDir(), s.namesDir(), filepath.Join(abs, "content")} {
+	for _, d := range []string{s.tmpDir(), s.namesDir(), filepath.Join(abs, "content"), s.layersDir()} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("unable to open image store: %w", err)
 		}
@@ -235,9 +261,10 @@ func notFound(name string) error {
 
 // nameRecord is names/<sha256 of name>.json.
 type nameRecord struct {
-	Name    string    `json:"name"`
-	ID      string    `json:"id"`
-	Created time.Time `json:"created"`
+	Name     string    `json:"name"`
+	ID       string    `json:"id"`
+	Manifest string    `json:"manifest,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // contentRecord is content/<alg>/<hex>/image.json.
@@ -247,6 +274,7 @@ type contentRecord struct {
 	Env    []string `json:"env,omitempty"`
 	Format string   `json:"format"`
 	Notes  []string `json:"notes,omitempty"`
+	Layers []string `json:"layers,omitempty"` // diff_ids, bottom first: layers/<alg>/<hex>
 }
 
 // readJSONFile decodes one of the store's own files, strictly.
@@ -302,14 +330,16 @@ func (s *Store) image(rec *nameRecord) (*Image, error) {
 		return nil, fmt.Errorf("unable to read image %s: %w", rec.Name, err)
 	}
 	return &Image{
-		Name:    rec.Name,
-		ID:      c.ID,
-		Rootfs:  filepath.Join(dir, "rootfs"),
-		Size:    c.Size,
-		Created: rec.Created,
-		Env:     c.Env,
-		Format:  c.Format,
-		Notes:   c.Notes,
+		Name:     rec.Name,
+		ID:       c.ID,
+		Rootfs:   filepath.Join(dir, "rootfs"),
+		Size:     c.Size,
+		Created:  rec.Created,
+		Env:      c.Env,
+		Format:   c.Format,
+		Notes:    c.Notes,
+		Layers:   c.Layers,
+		Manifest: rec.Manifest,
 	}, nil
 }
 
@@ -559,7 +589,69 @@ func (s *Store) collectLocked() (trash []trashEntry, busy []string, err error) {
 			}
 		}
 	}
-	return trash, busy, errors.Join(errs...)
+	ltrash, err := s.collectLayersLocked()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return append(trash, ltrash...), busy, errors.Join(errs...)
+}
+
+// collectLayersLocked claims the layers no content lists and no import
+// holds; it runs after the content collection, under the exclusive store
+// lock. Content it cannot read (damaged by hand; `image rm` of its name
+// deletes it) keeps every layer, and is no error here, so that Open still
+// works: a layer deleted under an image would be gone for good, a layer
+// kept too long only takes space.
+func (s *Store) collectLayersLocked() ([]trashEntry, error) {
+	used := map[string]bool{}
+	contentRoot := filepath.Join(s.root, "content")
+	algs, err := os.ReadDir(contentRoot)
+	if err != nil {
+		return nil, err
+	}
+	for _, alg := range algs {
+		dirs, err := os.ReadDir(filepath.Join(contentRoot, alg.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range dirs {
+			var c contentRecord
+			if err := readJSONFile(filepath.Join(contentRoot, alg.Name(), d.Name(), "image.json"), &c); err != nil {
+				return nil, nil //nolint:nilerr // see above
+			}
+			for _, l := range c.Layers {
+				used[l] = true
+			}
+		}
+	}
+	var trash []trashEntry
+	var errs []error
+	algs, err = os.ReadDir(s.layersDir())
+	if err != nil {
+		return nil, err
+	}
+	for _, alg := range algs {
+		dirs, err := os.ReadDir(filepath.Join(s.layersDir(), alg.Name()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, d := range dirs {
+			id := alg.Name() + ":" + d.Name()
+			if used[id] {
+				continue
+			}
+			t, err := s.claimContent(filepath.Join(s.layersDir(), alg.Name(), d.Name()))
+			switch {
+			case errors.Is(err, flock.ErrLocked): // an import about to use it
+			case err != nil:
+				errs = append(errs, fmt.Errorf("unable to delete layer %s: %w", id, err))
+			default:
+				trash = append(trash, t)
+			}
+		}
+	}
+	return trash, errors.Join(errs...)
 }
 
 // claimContent moves an unreferenced content folder into a locked

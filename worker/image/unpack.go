@@ -41,6 +41,7 @@ type unpacker struct {
 	archive     string
 	dest        string
 	chown       bool // preserve owners (needs root)
+	ownTree     bool // each layer goes into a tree of its own (the layer store), whiteouts kept
 	bytesLeft   int64
 	entriesLeft int64
 	limits      Limits
@@ -123,7 +124,9 @@ func (u *unpacker) apply(l layer) (digest.Digest, error) {
 	}()
 	opts := &archive.TarOptions{NoLchown: !u.chown, BestEffortXattrs: true}
 	var werr error
-	if l.whiteouts {
+	// A layer unpacked on its own into the layer store keeps its whiteouts
+	// as files (assemble applies them); UnpackLayer would drop them.
+	if l.whiteouts && !u.ownTree {
 		_, werr = archive.UnpackLayer(u.dest, pr, opts)
 	} else {
 		werr = archive.Unpack(pr, u.dest, opts)

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -397,6 +398,106 @@ func TestPullFailureIsASystemError(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(store.Root(), "tmp")); len(entries) != 0 {
 		t.Errorf("tmp/ holds %d entries", len(entries))
+	}
+	e.AssertClean(t)
+}
+
+// pushImage writes img as a docker save archive and copies it to repoTag
+// in the registry with skopeo.
+func (r *realRegistry) pushImage(t testing.TB, repoTag string, img v1.Image) {
+	t.Helper()
+	tag, err := name.NewTag(repoTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "save.tar")
+	if err := tarball.WriteToFile(archive, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("skopeo", "copy", "--quiet", "--dest-creds", r.creds, "--dest-cert-dir", r.certDir,
+		"docker-archive:"+archive, "docker://"+r.host+"/"+repoTag)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+}
+
+// Two images built on the test image, pulled from a real registry by the
+// tasks that name them: the base layers are on disk once, and removing one
+// image leaves the other running.
+func TestPulledImagesShareLayers(t *testing.T) {
+	r := startRegistry(t)
+	base, err := tarball.ImageFromPath(filepath.Join(testenv.TestImage(t), "docker-save.tar"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseLayers, err := base.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMark := func(mark string) v1.Image {
+		marked := registrytest.Image(t, "linux", runtime.GOARCH, map[string]string{"mark": mark})
+		layers, err := marked.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(base, layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	r.pushImage(t, "judge/a:1", withMark("a"))
+	r.pushImage(t, "judge/b:1", withMark("b"))
+	rt, store := pullingRuntime(t, r, image.RegistryConfig{CAFile: r.caFile, AuthFile: r.authFile})
+	e := workertest.NewEnv(t, rt)
+	mark := func(ref string) string {
+		t.Helper()
+		out, res, err := e.Run(t, task(t, `{"image": "`+ref+`", "args": ["cat", "/mark"], "stdout": "out"}`), worker.Options{})
+		if err != nil || res.Status != spec.StatusOK {
+			t.Fatalf("%s: %v %+v", ref, err, res)
+		}
+		b, _ := os.ReadFile(filepath.Join(out, "out"))
+		return string(b)
+	}
+	refA, refB := r.host+"/judge/a:1", r.host+"/judge/b:1"
+	if got := mark(refA); got != "a" {
+		t.Fatalf("a: mark %q", got)
+	}
+	if got := mark(refB); got != "b" {
+		t.Fatalf("b: mark %q", got)
+	}
+	layerDirs := func() []string {
+		t.Helper()
+		ds, err := os.ReadDir(filepath.Join(store.Root(), "layers", "sha256"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.Name())
+		}
+		return out
+	}
+	imgA, err := store.Get(refA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Distinct base layers (an image may list one twice) plus one mark each.
+	distinct := map[string]bool{}
+	for _, l := range imgA.Layers[:len(baseLayers)] {
+		distinct[l] = true
+	}
+	if got, want := len(layerDirs()), len(distinct)+2; got != want {
+		t.Errorf("%d layer folders, want %d (the base once)", got, want)
+	}
+	if err := store.Remove(refA); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(layerDirs()), len(distinct)+1; got != want {
+		t.Errorf("after removing a: %d layer folders, want %d", got, want)
+	}
+	if got := mark(refB); got != "b" {
+		t.Errorf("b after a was removed: mark %q", got)
 	}
 	e.AssertClean(t)
 }

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"io"
 	"log"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -126,6 +127,14 @@ func (r *Registry) ServeManifest(h v1.Hash, body []byte) {
 	r.manifests[h.String()] = body
 }
 
+// ServeManifestAt is ServeManifest for a request by tag (or by digest):
+// reference is the last element of the request path.
+func (r *Registry) ServeManifestAt(reference string, body []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.manifests[reference] = body
+}
+
 // Fetched lists the digests of the blobs downloaded so far, in order.
 func (r *Registry) Fetched() []string {
 	r.mu.Lock()
@@ -177,7 +186,10 @@ func Image(t testing.TB, os, arch string, layers ...map[string]string) v1.Image 
 	for _, files := range layers {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
-		for n, body := range files {
+		// In name order: the same files make the same layer, so tests can
+		// build images that share one.
+		for _, n := range slices.Sorted(maps.Keys(files)) {
+			body := files[n]
 			if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
 				t.Fatal(err)
 			}
