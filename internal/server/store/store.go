@@ -57,7 +57,10 @@ const (
 type Store struct {
 	w    *sql.DB // the one writer connection
 	r    *sql.DB // readers
-	path string
+	path string // the SQLite file, or the PostgreSQL URL without its password
+
+	// postgres: the database is PostgreSQL (postgres.go), not SQLite.
+	postgres bool
 
 	// cands caches queued tasks as the scheduler sees them, by task id:
 	// reading a task's limits costs ~15 µs (units, big numbers), a map
@@ -78,8 +81,9 @@ type Options struct {
 	Readers int
 }
 
-// Open opens (creating if needed) the database file at path and brings
-// its schema up to date.
+// Open opens the database and brings its schema up to date: path is a
+// SQLite file (created if needed) or a postgres:// URL (IsPostgres) of an
+// existing PostgreSQL database.
 func Open(path string, o Options) (*Store, error) {
 	sync := strings.ToUpper(o.Synchronous)
 	if sync == "" {
@@ -93,6 +97,9 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	if o.Readers <= 0 {
 		o.Readers = 8
+	}
+	if IsPostgres(path) {
+		return openPostgres(path, o)
 	}
 	// The writer gets a 64 MiB page cache (SQLite's default is 2 MiB): a
 	// task insert touches pages all over the key index, and with 100k
@@ -153,14 +160,22 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// Path is the database file.
+// Path is the database file, or the PostgreSQL URL without its password.
 func (s *Store) Path() string { return s.path }
 
 // write runs fn in one immediate transaction, committed if fn returns nil.
+// On PostgreSQL the transaction first takes the advisory write lock, so
+// that it runs alone among the writes of every process, as on SQLite.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("unable to begin transaction: %w", err)
+	}
+	if s.postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(writeLock)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("unable to take the write lock: %w", err)
+		}
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
@@ -184,7 +199,8 @@ func fromNullUS(v sql.NullInt64) time.Time {
 	return fromUS(v.Int64)
 }
 
+// isUnique is a unique violation, on either database.
 func isUnique(err error) bool {
 	var e sqlite3.Error
-	return errors.As(err, &e) && e.ExtendedCode == sqlite3.ErrConstraintUnique
+	return errors.As(err, &e) && e.ExtendedCode == sqlite3.ErrConstraintUnique || isUniquePG(err)
 }
