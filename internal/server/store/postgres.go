@@ -148,9 +148,9 @@ func (c *rebindConn) ExecContext(ctx context.Context, query string, args []drive
 func (c *rebindConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	return c.c.QueryContext(ctx, rebind(query), ints(args))
 }
-func (c *rebindConn) Ping(ctx context.Context) error                   { return c.c.Ping(ctx) }
-func (c *rebindConn) ResetSession(ctx context.Context) error           { return c.c.ResetSession(ctx) }
-func (c *rebindConn) CheckNamedValue(v *driver.NamedValue) error       { return c.c.CheckNamedValue(v) }
+func (c *rebindConn) Ping(ctx context.Context) error             { return c.c.Ping(ctx) }
+func (c *rebindConn) ResetSession(ctx context.Context) error     { return c.c.ResetSession(ctx) }
+func (c *rebindConn) CheckNamedValue(v *driver.NamedValue) error { return c.c.CheckNamedValue(v) }
 
 func ints(args []driver.NamedValue) []driver.NamedValue {
 	for i, a := range args {

@@ -57,7 +57,7 @@ const (
 type Store struct {
 	w    *sql.DB // the one writer connection
 	r    *sql.DB // readers
-	path string // the SQLite file, or the PostgreSQL URL without its password
+	path string  // the SQLite file, or the PostgreSQL URL without its password
 
 	// postgres: the database is PostgreSQL (postgres.go), not SQLite.
 	postgres bool
