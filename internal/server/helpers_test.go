@@ -31,6 +31,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 )
 
 type env struct {
@@ -51,6 +52,9 @@ func newEnv(t testing.TB, opts ...func(*server.Config)) *env {
 		DataDir: t.TempDir(),
 		Prefix:  "/kolejka/",
 		Logger:  testLogger(t),
+	}
+	if os.Getenv("KOLEJKA_TEST_DATABASE") == "postgres" {
+		cfg.Database = pgtest.Database(t) // the whole suite on PostgreSQL
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -161,9 +165,18 @@ func (e *env) standardUsers() {
 	e.user("max", server.Managers)
 }
 
-// db opens the server's database read-only, for counting rows.
+// db opens the server's database read-only, for counting rows. On
+// PostgreSQL the tests' own SQL must use $1, … where it has parameters.
 func (e *env) db() *sql.DB {
 	e.t.Helper()
+	if e.cfg.Database != "" {
+		db, err := sql.Open("pgx", e.cfg.Database)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(func() { db.Close() })
+		return db
+	}
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(e.dir, server.DatabaseFile)+"?mode=ro&_busy_timeout=5000")
 	if err != nil {
 		e.t.Fatal(err)

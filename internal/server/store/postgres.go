@@ -95,9 +95,11 @@ func pgReason(err error) error {
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) && ce.Unwrap() != nil {
-		return ce.Unwrap()
+		err = ce.Unwrap()
 	}
-	return err
+	// One line: pgx lists each attempt (with and without TLS) on its own.
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	return errors.New(first)
 }
 
 // isUniquePG is a PostgreSQL unique violation.
