@@ -31,6 +31,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 )
 
@@ -165,15 +166,18 @@ func (e *env) standardUsers() {
 	e.user("max", server.Managers)
 }
 
-// db opens the server's database read-only, for counting rows. On
-// PostgreSQL the tests' own SQL must use $1, … where it has parameters.
+// db opens the server's database read-only, for counting rows (on
+// PostgreSQL read-write, placeholders as the store's).
 func (e *env) db() *sql.DB {
 	e.t.Helper()
 	if e.cfg.Database != "" {
-		db, err := sql.Open("pgx", e.cfg.Database)
+		db, err := store.OpenSQL(e.cfg.Database)
 		if err != nil {
 			e.t.Fatal(err)
 		}
+		// Tests count rows often and close late: a kept connection each
+		// would use up the cluster's.
+		db.SetMaxIdleConns(0)
 		e.t.Cleanup(func() { db.Close() })
 		return db
 	}

@@ -40,7 +40,7 @@ func TestPostgresCycle(t *testing.T) {
 		t.Errorf("result %s lacks %s", r.body, out)
 	}
 	var state int
-	if err := e.db().QueryRow(`SELECT state FROM tasks WHERE key = $1`, key).Scan(&state); err != nil || state != 2 {
+	if err := e.db().QueryRow(`SELECT state FROM tasks WHERE key = ?`, key).Scan(&state); err != nil || state != 2 {
 		t.Errorf("the task's row in PostgreSQL: state %d, %v; want 2 (done)", state, err)
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, server.DatabaseFile)); err == nil {

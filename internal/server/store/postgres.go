@@ -50,6 +50,17 @@ func Redact(database string) string {
 	return u.Redacted()
 }
 
+// OpenSQL opens a bare database/sql handle on a PostgreSQL database
+// that takes the store's SQL as it is written ("?" placeholders): for
+// tests and tools that read the store's tables directly.
+func OpenSQL(addr string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(addr)
+	if err != nil {
+		return nil, fmt.Errorf("unable to open database %s: not a valid PostgreSQL URL", Redact(addr))
+	}
+	return sql.OpenDB(rebindConnector{stdlib.GetConnector(*cfg)}), nil
+}
+
 // openPostgres opens the writer and reader pools of the database at the
 // URL addr and brings its schema up to date.
 func openPostgres(addr string, o Options) (*Store, error) {
