@@ -38,14 +38,16 @@ func IsPostgres(database string) bool {
 }
 
 // Redact is a database setting with any password in it replaced by
-// "xxxxx", for logs and errors.
+// "xxxxx", for logs and errors (any URL: a mistyped scheme carries one as
+// well).
 func Redact(database string) string {
-	if !IsPostgres(database) {
-		return database
+	scheme, _, ok := strings.Cut(database, "://")
+	if !ok {
+		return database // a file
 	}
 	u, err := url.Parse(database)
 	if err != nil {
-		return "postgres://(unparsable URL)"
+		return scheme + "://(a URL that does not parse)"
 	}
 	return u.Redacted()
 }
