@@ -19,11 +19,11 @@ import (
 
 func TestRebind(t *testing.T) {
 	for in, want := range map[string]string{
-		`SELECT a FROM t WHERE b = ? AND c = ?`:             `SELECT a FROM t WHERE b = $1 AND c = $2`,
-		`SELECT '?' || ? FROM t WHERE "odd?" = ?`:           `SELECT '?' || $1 FROM t WHERE "odd?" = $2`,
+		`SELECT a FROM t WHERE b = ? AND c = ?`:              `SELECT a FROM t WHERE b = $1 AND c = $2`,
+		`SELECT '?' || ? FROM t WHERE "odd?" = ?`:            `SELECT '?' || $1 FROM t WHERE "odd?" = $2`,
 		`SELECT 'it''s ?', ? -- why?` + "\n" + `WHERE x = ?`: `SELECT 'it''s ?', $1 -- why?` + "\n" + `WHERE x = $2`,
-		`SELECT 1`: `SELECT 1`,
-		`SELECT ?`: `SELECT $1`,
+		`SELECT 1`:                  `SELECT 1`,
+		`SELECT ?`:                  `SELECT $1`,
 		`WHERE a = 'unterminated ?`: `WHERE a = 'unterminated ?`,
 	} {
 		if got := rebind(in); got != want {
