@@ -1,7 +1,9 @@
-// Package store keeps the server's metadata in one SQLite file: users,
+// Package store keeps the server's metadata in one SQLite file, or in a
+// PostgreSQL database ([server] database = postgres://…): users,
 // sessions and tokens, blobs and their references, tasks with their
 // assignments and leases, results, and the outbox of callbacks. Every SQL
-// statement of the server lives in this package.
+// statement of the server lives in this package, written once for both
+// databases ("?" placeholders, rewritten for PostgreSQL; see postgres.go).
 //
 // Durability: the database runs in WAL mode. With synchronous=NORMAL (the
 // default) a committed transaction survives a crash of the server process
@@ -16,6 +18,17 @@
 // than in SQLite's busy-sleep loop. Reads use a separate pool and see the
 // last committed state (WAL readers never block the writer). Other
 // processes (the admin commands) wait for the lock up to the busy timeout.
+//
+// On PostgreSQL, several processes (the admin commands, later several
+// servers) may write the same database. Every write transaction first
+// takes one transaction-scoped advisory lock (pg_advisory_xact_lock), so
+// writes run one at a time across all of them, in the same serial order
+// SQLite gives: the read-then-write logic of a dequeue or a result stays
+// correct without row locks or retries, at the price of write throughput
+// bounded by one writer (docs/scaling.md). Under READ COMMITTED each
+// statement after the lock sees every write committed before it.
+// Readers use a pool of read-only sessions. Durability is PostgreSQL's
+// (synchronous_commit); the synchronous option is SQLite's only.
 package store
 
 import (
@@ -185,6 +198,16 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("unable to commit: %w", err)
 	}
 	return nil
+}
+
+// snapshot is a read transaction whose statements all see one state: a
+// SQLite read transaction does; PostgreSQL's default (READ COMMITTED)
+// takes a new snapshot per statement, REPEATABLE READ one for all.
+func (s *Store) snapshot() *sql.TxOptions {
+	if s.postgres {
+		return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	return &sql.TxOptions{ReadOnly: true}
 }
 
 // us is the database's time: microseconds since the epoch, UTC.
