@@ -41,6 +41,7 @@ func runDyingChild(arg string) int {
 func serveChild(dir, dieAt string) int {
 	cfg := server.Config{
 		DataDir:    dir,
+		Database:   childDatabase(dir),
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		GCInterval: time.Hour,
 	}

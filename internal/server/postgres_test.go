@@ -5,6 +5,7 @@ package server_test
 // setting stopping the start with one line that names it.
 
 import (
+	"database/sql"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 )
 
@@ -80,4 +82,51 @@ func TestPostgresBadSetting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testDatabaseFile names, in a data folder, the PostgreSQL database that
+// servers opened on the folder use, in this process and in the ones the
+// crash tests start and kill (KOLEJKA_TEST_DATABASE=postgres).
+const testDatabaseFile = "test-database"
+
+// folderDatabase is the database setting for a server on dir: "" (SQLite
+// in dir) unless the suite runs on PostgreSQL, then dir's own database,
+// made on first use.
+func folderDatabase(t testing.TB, dir string) string {
+	t.Helper()
+	if os.Getenv("KOLEJKA_TEST_DATABASE") != "postgres" {
+		return ""
+	}
+	if u := childDatabase(dir); u != "" {
+		return u
+	}
+	u := pgtest.Database(t)
+	if err := os.WriteFile(filepath.Join(dir, testDatabaseFile), []byte(u), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// childDatabase is what folderDatabase recorded in dir, for a server in
+// another process.
+func childDatabase(dir string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, testDatabaseFile))
+	return string(b)
+}
+
+// folderDB opens the database of a server on dir for the test's own SQL
+// (placeholders "?" on both databases).
+func folderDB(t testing.TB, dir, sqliteParams string) *sql.DB {
+	t.Helper()
+	var db *sql.DB
+	var err error
+	if u := childDatabase(dir); u != "" {
+		db, err = store.OpenSQL(u)
+	} else {
+		db, err = sql.Open("sqlite3", "file:"+filepath.Join(dir, server.DatabaseFile)+"?"+sqliteParams)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
