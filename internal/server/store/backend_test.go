@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 			os.Exit(2)
 		}
 		testBackend = b
-		fmt.Printf("--- store tests on %s\n", b)
+		fmt.Printf("# store tests on %s\n", b)
 		if c := m.Run(); c != 0 {
 			code = c
 		}

@@ -173,7 +173,7 @@ func (c *Cluster) Exec(t testing.TB, db, query string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer conn.Close() //nolint:errcheck // a test's connection; the statement's error is the news
 	if _, err := conn.ExecContext(context.Background(), query); err != nil {
 		t.Fatalf("unable to run %q: %v", query, err)
 	}
@@ -192,7 +192,7 @@ func Database(t testing.TB) string {
 		conn, err := sql.Open("pgx", c.URL(User, Password, "postgres"))
 		if err == nil {
 			_, _ = conn.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
-			conn.Close()
+			_ = conn.Close()
 		}
 	})
 	return c.URL(User, Password, name)
