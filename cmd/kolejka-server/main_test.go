@@ -14,6 +14,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/cmd/internal/cliexit"
 	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 )
 
 // asMain is the helper (testenv.RunHelpers) that makes the re-executed
@@ -23,7 +24,9 @@ const asMain = "main"
 
 func TestMain(m *testing.M) {
 	testenv.RunHelpers(testenv.Helpers{asMain: func(string) int { return cliexit.Run(app(), os.Args) }})
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
 }
 
 // run runs the command in-process and returns its exit code and output

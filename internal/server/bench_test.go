@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 )
 
 // benchClient is a keep-alive bearer client that does not use testing.T
@@ -87,9 +88,9 @@ func cycle(client, node *benchClient, tag string, n int) error {
 	return err
 }
 
-func benchServer(b *testing.B, clients int, dir string) (*server.Server, *httptest.Server, []*benchClient) {
+func benchServer(b *testing.B, clients int, dir, database string) (*server.Server, *httptest.Server, []*benchClient) {
 	b.Helper()
-	srv, err := server.Open(server.Config{DataDir: dir, Logger: testLogger(nil)})
+	srv, err := server.Open(server.Config{DataDir: dir, Database: database, Logger: testLogger(nil)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -139,29 +140,36 @@ func BenchmarkCycle(b *testing.B) {
 	type variant struct {
 		name string
 		dir  func(b *testing.B) string
+		db   func(b *testing.B) string // "": SQLite in dir
 	}
-	variants := []variant{{"disk", func(b *testing.B) string { return b.TempDir() }}}
+	sqlite := func(*testing.B) string { return "" }
+	variants := []variant{{"disk", func(b *testing.B) string { return b.TempDir() }, sqlite}}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		variants = append(variants, variant{"tmpfs", func(b *testing.B) string {
+		tmpfs := func(b *testing.B) string {
 			d, err := os.MkdirTemp("/dev/shm", "kolejka-bench-")
 			if err != nil {
 				b.Skip(err)
 			}
 			b.Cleanup(func() { os.RemoveAll(d) })
 			return d
-		}})
+		}
+		// tmpfs-postgres: the blobs on tmpfs, the metadata in PostgreSQL
+		// on loopback (pgtest's cluster, fsync off): against "tmpfs", what
+		// PostgreSQL costs where neither database waits for a disk.
+		variants = append(variants, variant{"tmpfs", tmpfs, sqlite},
+			variant{"tmpfs-postgres", tmpfs, func(b *testing.B) string { return pgtest.Database(b) }})
 	}
 	for _, v := range variants {
 		for _, clients := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/clients=%d", v.name, clients), func(b *testing.B) {
-				benchCycles(b, clients, v.dir(b))
+				benchCycles(b, clients, v.dir(b), v.db(b))
 			})
 		}
 	}
 }
 
-func benchCycles(b *testing.B, clients int, dir string) {
-	_, _, cs := benchServer(b, clients, dir)
+func benchCycles(b *testing.B, clients int, dir, database string) {
+	_, _, cs := benchServer(b, clients, dir, database)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup

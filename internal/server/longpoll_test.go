@@ -95,7 +95,7 @@ func TestLongPoll(t *testing.T) {
 // refuses new connections.
 func TestGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
-	cfg := server.Config{DataDir: dir, Logger: testLogger(t)}
+	cfg := server.Config{DataDir: dir, Database: folderDatabase(t, dir), Logger: testLogger(t)}
 	paused := make(chan struct{}, 1)
 	server.SetPauseHook(&cfg, func() {
 		select {
@@ -147,7 +147,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("still accepting after Shutdown")
 	}
 	// The folder is free again.
-	srv2, err := server.Open(server.Config{DataDir: dir, Logger: testLogger(t)})
+	srv2, err := server.Open(server.Config{DataDir: dir, Database: folderDatabase(t, dir), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -157,12 +157,12 @@ func TestGracefulShutdown(t *testing.T) {
 // One server per data folder.
 func TestDataFolderLock(t *testing.T) {
 	e := newEnv(t)
-	_, err := server.Open(server.Config{DataDir: e.dir, Logger: testLogger(t)})
+	_, err := server.Open(server.Config{DataDir: e.dir, Database: e.cfg.Database, Logger: testLogger(t)})
 	if err == nil || !errorsIs(err, server.ErrLocked) {
 		t.Fatalf("second Open: %v, want ErrLocked", err)
 	}
 	// The admin API opens next to a running server.
-	adm, err := server.OpenAdmin(server.Config{DataDir: e.dir, Logger: testLogger(t)})
+	adm, err := server.OpenAdmin(server.Config{DataDir: e.dir, Database: e.cfg.Database, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("OpenAdmin: %v", err)
 	}

@@ -1,15 +1,12 @@
 package server_test
 
 import (
-	"database/sql"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
@@ -36,10 +33,7 @@ func TestScheduleKill9BetweenTickAndSubmission(t *testing.T) {
 			ts.Close()
 			adm.Close()
 			// Its tick is due now.
-			db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, server.DatabaseFile)+"?_busy_timeout=5000")
-			if err != nil {
-				t.Fatal(err)
-			}
+			db := folderDB(t, dir, "_busy_timeout=5000")
 			due := time.Now().Add(-time.Second).UnixMicro()
 			if _, err := db.Exec(`UPDATE triggers SET next_fire = ?`, due); err != nil {
 				t.Fatal(err)

@@ -143,7 +143,8 @@ func TestWorkflowKill9(t *testing.T) {
 		t.Fatalf("run %s: %v", state, inst)
 	}
 	ch.kill(t)
-	db := (&env{t: t, dir: dir}).db()
+	db := folderDB(t, dir, "mode=ro")
+	defer db.Close()
 	var tasks, distinct, ok int
 	db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT step || ':' || item_index), SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END) FROM tasks`).Scan(&tasks, &distinct, &ok)
 	if tasks != 41 || distinct != 41 || ok != 41 {

@@ -115,7 +115,7 @@ func (s *Store) PutImage(ctx context.Context, img NewImage) error {
 			return fmt.Errorf("unable to record image %s: %w", img.Name, err)
 		}
 		for _, b := range img.Blobs {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO image_files (image_id, ref) VALUES (?, ?)`, id, b.Ref); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO image_files (image_id, ref) VALUES (?, ?) ON CONFLICT DO NOTHING`, id, b.Ref); err != nil {
 				return fmt.Errorf("unable to record image blob: %w", err)
 			}
 		}

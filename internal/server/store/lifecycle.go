@@ -161,7 +161,7 @@ type TaskDetail struct {
 // TaskDetail reads a task with its queue, type, origin, hand-outs, times
 // and its result's verdict, in one read transaction.
 func (s *Store) TaskDetail(ctx context.Context, key string) (TaskDetail, error) {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.r.BeginTx(ctx, s.snapshot())
 	if err != nil {
 		return TaskDetail{}, fmt.Errorf("unable to begin read: %w", err)
 	}

@@ -431,6 +431,90 @@ CREATE INDEX image_files_ref ON image_files(ref);
 `,
 }
 
+// pgSteps are the steps whose SQLite text pgDDL cannot translate, as
+// PostgreSQL runs them: SQLite's triggers are PostgreSQL trigger
+// functions. Each keeps its step's meaning (same tables, same counts); a
+// step added here is written in both dialects at once.
+var pgSteps = map[int]string{
+	3: `
+CREATE TABLE task_counts (
+	state BIGINT PRIMARY KEY,
+	n     BIGINT NOT NULL
+);
+INSERT INTO task_counts (state, n)
+	SELECT s, (SELECT COUNT(*) FROM tasks WHERE state = s) FROM (SELECT 0 AS s UNION ALL SELECT 1 UNION ALL SELECT 2) AS states;
+CREATE FUNCTION tasks_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') THEN
+		UPDATE task_counts SET n = n - 1 WHERE state = OLD.state;
+	END IF;
+	IF TG_OP IN ('UPDATE', 'INSERT') THEN
+		UPDATE task_counts SET n = n + 1 WHERE state = NEW.state;
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION tasks_count();
+CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks FOR EACH ROW EXECUTE FUNCTION tasks_count();
+CREATE TRIGGER tasks_count_update AFTER UPDATE OF state ON tasks
+	FOR EACH ROW WHEN (OLD.state <> NEW.state) EXECUTE FUNCTION tasks_count();
+CREATE TABLE blob_totals (
+	id    BIGINT PRIMARY KEY CHECK (id = 0),
+	count BIGINT NOT NULL,
+	bytes BIGINT NOT NULL
+);
+INSERT INTO blob_totals (id, count, bytes) SELECT 0, COUNT(*), COALESCE(SUM(size), 0) FROM blobs;
+CREATE FUNCTION blobs_total() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		UPDATE blob_totals SET count = count + 1, bytes = bytes + NEW.size WHERE id = 0;
+	ELSE
+		UPDATE blob_totals SET count = count - 1, bytes = bytes - OLD.size WHERE id = 0;
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER blobs_total_insert AFTER INSERT ON blobs FOR EACH ROW EXECUTE FUNCTION blobs_total();
+CREATE TRIGGER blobs_total_delete AFTER DELETE ON blobs FOR EACH ROW EXECUTE FUNCTION blobs_total();
+`,
+	9: `
+CREATE TABLE queue_counts (
+	queue TEXT   NOT NULL,
+	state BIGINT NOT NULL,
+	n     BIGINT NOT NULL,
+	PRIMARY KEY (queue, state)
+);
+INSERT INTO queue_counts (queue, state, n)
+	SELECT queue, state, COUNT(*) FROM tasks WHERE state IN (0, 1) GROUP BY queue, state;
+CREATE FUNCTION tasks_queue_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state IN (0, 1) THEN
+		UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
+	END IF;
+	IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state IN (0, 1) THEN
+		INSERT INTO queue_counts (queue, state, n) VALUES (NEW.queue, NEW.state, 1)
+			ON CONFLICT (queue, state) DO UPDATE SET n = queue_counts.n + 1;
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER tasks_queue_count_insert AFTER INSERT ON tasks
+	FOR EACH ROW WHEN (NEW.state IN (0, 1)) EXECUTE FUNCTION tasks_queue_count();
+CREATE TRIGGER tasks_queue_count_delete AFTER DELETE ON tasks
+	FOR EACH ROW WHEN (OLD.state IN (0, 1)) EXECUTE FUNCTION tasks_queue_count();
+CREATE TRIGGER tasks_queue_count_update AFTER UPDATE OF state, queue ON tasks
+	FOR EACH ROW WHEN (OLD.state <> NEW.state OR OLD.queue <> NEW.queue) EXECUTE FUNCTION tasks_queue_count();
+`,
+}
+
+// stepSQL is step i's (1-based) text for this store's database.
+func (s *Store) stepSQL(i int) string {
+	if !s.postgres {
+		return migrations[i-1]
+	}
+	if q, ok := pgSteps[i]; ok {
+		return q
+	}
+	return pgDDL(migrations[i-1])
+}
+
 // backfills fill, after a step's SQL and in its transaction, what portable
 // SQL cannot compute: step → the fill.
 var backfills = map[int]func(ctx context.Context, tx *sql.Tx) error{
@@ -462,7 +546,13 @@ func fillTaskStatus(ctx context.Context, tx *sql.Tx) error {
 func SchemaVersion() int { return len(migrations) }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	// In a write transaction: on PostgreSQL another server process may
+	// be migrating the same database.
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("unable to create schema_version: %w", err)
 	}
 	for {
@@ -495,7 +585,7 @@ func (s *Store) step(ctx context.Context) (done bool, err error) {
 			done = true
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		if _, err := tx.ExecContext(ctx, s.stepSQL(v+1)); err != nil {
 			return fmt.Errorf("unable to migrate database to version %d: %w", v+1, err)
 		}
 		if fill := backfills[v+1]; fill != nil {

@@ -439,15 +439,15 @@ func (s *Store) Heartbeat(ctx context.Context, node int64, keys []string, until 
 		out = HeartbeatResult{Held: []string{}, Lost: []string{}}
 		if keys == nil {
 			held, err := queryColumn[string](ctx, tx, "extend leases", `
-				UPDATE tasks SET lease_expire = MAX(lease_expire, ?), heartbeat = 1
-				WHERE assignee_id = ? AND state = ? RETURNING key`, us(until), node, stateAssigned)
+				UPDATE tasks SET lease_expire = CASE WHEN lease_expire > ? THEN lease_expire ELSE ? END, heartbeat = 1
+				WHERE assignee_id = ? AND state = ? RETURNING key`, us(until), us(until), node, stateAssigned)
 			out.Held = append(out.Held, held...)
 			return err
 		}
 		for _, k := range keys {
 			res, err := tx.ExecContext(ctx, `
-				UPDATE tasks SET lease_expire = MAX(lease_expire, ?), heartbeat = 1
-				WHERE key = ? AND assignee_id = ? AND state = ?`, us(until), k, node, stateAssigned)
+				UPDATE tasks SET lease_expire = CASE WHEN lease_expire > ? THEN lease_expire ELSE ? END, heartbeat = 1
+				WHERE key = ? AND assignee_id = ? AND state = ?`, us(until), us(until), k, node, stateAssigned)
 			if err != nil {
 				return fmt.Errorf("unable to extend lease: %w", err)
 			}
@@ -493,7 +493,7 @@ func (s *Store) Release(ctx context.Context, node int64, keys []string, now time
 			var attempt int
 			err := tx.QueryRowContext(ctx, `
 				UPDATE tasks SET state = ?, assignee_id = NULL, time_assign = NULL, lease_expire = NULL, assigned_limits = NULL,
-					attempts = MAX(attempts - 1, 0), time_queued = ?
+					attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, time_queued = ?
 				WHERE key = ? AND assignee_id = ? AND state = ? RETURNING id, attempts + 1`,
 				stateQueued, us(now), k, node, stateAssigned).Scan(&id, &attempt)
 			if errors.Is(err, sql.ErrNoRows) {

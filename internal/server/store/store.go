@@ -1,7 +1,9 @@
-// Package store keeps the server's metadata in one SQLite file: users,
+// Package store keeps the server's metadata in one SQLite file, or in a
+// PostgreSQL database ([server] database = postgres://…): users,
 // sessions and tokens, blobs and their references, tasks with their
 // assignments and leases, results, and the outbox of callbacks. Every SQL
-// statement of the server lives in this package.
+// statement of the server lives in this package, written once for both
+// databases ("?" placeholders, rewritten for PostgreSQL; see postgres.go).
 //
 // Durability: the database runs in WAL mode. With synchronous=NORMAL (the
 // default) a committed transaction survives a crash of the server process
@@ -16,6 +18,17 @@
 // than in SQLite's busy-sleep loop. Reads use a separate pool and see the
 // last committed state (WAL readers never block the writer). Other
 // processes (the admin commands) wait for the lock up to the busy timeout.
+//
+// On PostgreSQL, several processes (the admin commands, later several
+// servers) may write the same database. Every write transaction first
+// takes one transaction-scoped advisory lock (pg_advisory_xact_lock), so
+// writes run one at a time across all of them, in the same serial order
+// SQLite gives: the read-then-write logic of a dequeue or a result stays
+// correct without row locks or retries, at the price of write throughput
+// bounded by one writer (docs/scaling.md). Under READ COMMITTED each
+// statement after the lock sees every write committed before it.
+// Readers use a pool of read-only sessions. Durability is PostgreSQL's
+// (synchronous_commit); the synchronous option is SQLite's only.
 package store
 
 import (
@@ -57,7 +70,10 @@ const (
 type Store struct {
 	w    *sql.DB // the one writer connection
 	r    *sql.DB // readers
-	path string
+	path string  // the SQLite file, or the PostgreSQL URL without its password
+
+	// postgres: the database is PostgreSQL (postgres.go), not SQLite.
+	postgres bool
 
 	// cands caches queued tasks as the scheduler sees them, by task id:
 	// reading a task's limits costs ~15 µs (units, big numbers), a map
@@ -78,8 +94,9 @@ type Options struct {
 	Readers int
 }
 
-// Open opens (creating if needed) the database file at path and brings
-// its schema up to date.
+// Open opens the database and brings its schema up to date: path is a
+// SQLite file (created if needed) or a postgres:// URL (IsPostgres) of an
+// existing PostgreSQL database.
 func Open(path string, o Options) (*Store, error) {
 	sync := strings.ToUpper(o.Synchronous)
 	if sync == "" {
@@ -93,6 +110,9 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	if o.Readers <= 0 {
 		o.Readers = 8
+	}
+	if IsPostgres(path) {
+		return openPostgres(path, o)
 	}
 	// The writer gets a 64 MiB page cache (SQLite's default is 2 MiB): a
 	// task insert touches pages all over the key index, and with 100k
@@ -153,14 +173,22 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// Path is the database file.
+// Path is the database file, or the PostgreSQL URL without its password.
 func (s *Store) Path() string { return s.path }
 
 // write runs fn in one immediate transaction, committed if fn returns nil.
+// On PostgreSQL the transaction first takes the advisory write lock, so
+// that it runs alone among the writes of every process, as on SQLite.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("unable to begin transaction: %w", err)
+	}
+	if s.postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(writeLock)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("unable to take the write lock: %w", err)
+		}
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
@@ -170,6 +198,16 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("unable to commit: %w", err)
 	}
 	return nil
+}
+
+// snapshot is a read transaction whose statements all see one state: a
+// SQLite read transaction does; PostgreSQL's default (READ COMMITTED)
+// takes a new snapshot per statement, REPEATABLE READ one for all.
+func (s *Store) snapshot() *sql.TxOptions {
+	if s.postgres {
+		return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	return &sql.TxOptions{ReadOnly: true}
 }
 
 // us is the database's time: microseconds since the epoch, UTC.
@@ -184,7 +222,8 @@ func fromNullUS(v sql.NullInt64) time.Time {
 	return fromUS(v.Int64)
 }
 
+// isUnique is a unique violation, on either database.
 func isUnique(err error) bool {
 	var e sqlite3.Error
-	return errors.As(err, &e) && e.ExtendedCode == sqlite3.ErrConstraintUnique
+	return errors.As(err, &e) && e.ExtendedCode == sqlite3.ErrConstraintUnique || isUniquePG(err)
 }

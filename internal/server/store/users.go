@@ -62,15 +62,15 @@ type User struct {
 func (s *Store) CreateUser(ctx context.Context, name, passwordHash string, roles Role, now time.Time) (User, error) {
 	var u User
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, password, roles, time_create) VALUES (?, ?, ?, ?)`,
-			name, passwordHash, int(roles), us(now))
+		var id int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO users (name, password, roles, time_create) VALUES (?, ?, ?, ?) RETURNING id`,
+			name, passwordHash, int(roles), us(now)).Scan(&id)
 		if isUnique(err) {
 			return fmt.Errorf("unable to add user %q: %w", name, ErrExists)
 		}
 		if err != nil {
 			return fmt.Errorf("unable to add user %q: %w", name, err)
 		}
-		id, _ := res.LastInsertId()
 		u = User{ID: id, Name: name, Roles: roles, Password: passwordHash}
 		return nil
 	})
