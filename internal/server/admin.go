@@ -179,7 +179,7 @@ func (s *Server) RemoveTasks(ctx context.Context, keys ...string) (int, error) {
 			return n, err
 		}
 		n++
-		s.results.Signal(k)
+		s.signalResult(k)
 	}
 	return n, nil
 }
@@ -193,7 +193,7 @@ func (s *Server) Unassign(ctx context.Context, age time.Duration) ([]string, err
 		return nil, err
 	}
 	if len(keys) > 0 {
-		s.queue.Signal()
+		s.signalQueue()
 	}
 	return keys, nil
 }

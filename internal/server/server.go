@@ -206,7 +206,7 @@ func (s *Server) recover(ctx context.Context) error {
 
 // start runs the background loops.
 func (s *Server) start() {
-	for _, loop := range []func(){s.expiryLoop, s.gcLoop, s.callbackLoop, s.triggerLoop} {
+	for _, loop := range []func(){s.expiryLoop, s.gcLoop, s.callbackLoop, s.triggerLoop, s.relayLoop} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()
