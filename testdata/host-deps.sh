@@ -2,7 +2,8 @@
 # Installs what the tests need on this machine and a fresh Debian or Ubuntu
 # lacks: the tools (gcc, make, git, ip, dpkg-deb, skopeo, runc, python3,
 # docker-registry for the registry pulls' test, squashfs-tools for the SIF
-# images, and debootstrap for the packages' test), libc's
+# images, debootstrap for the packages' test, and postgresql, whose initdb
+# and pg_ctl the store's PostgreSQL tests run a cluster with), libc's
 # static archive, and a Docker engine, started if none answers (libseccomp's
 # headers come with `make deps`, which every build runs). It
 # needs root and apt-get; without them it says what is missing and leaves
@@ -16,6 +17,8 @@ need_pkgs=()
 for cmd_pkg in gcc:gcc make:make git:git ip:iproute2 dpkg-deb:dpkg skopeo:skopeo runc:runc python3:python3 docker-registry:docker-registry debootstrap:debootstrap chromium:chromium mksquashfs:squashfs-tools; do
 	command -v "${cmd_pkg%%:*}" >/dev/null || need_pkgs+=("${cmd_pkg##*:}")
 done
+# PostgreSQL's server binaries are off PATH, in /usr/lib/postgresql/VERSION/bin.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_pkgs+=(postgresql)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] || need_pkgs+=(libc6-dev)
 if ! docker info >/dev/null 2>&1; then
 	command -v dockerd >/dev/null || need_pkgs+=(docker.io)

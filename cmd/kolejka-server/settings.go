@@ -17,6 +17,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/cmd/internal/settings"
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -99,6 +100,12 @@ var dataField = field{"data", "data folder (database and blobs; default: [server
 	func(o *options) settings.Value { return settings.String(&o.DataDir) },
 	func(o *options) string { return o.DataDir }}
 
+// databaseField is --database, a flag of every command too: the admin
+// commands open the database the server uses.
+var databaseField = field{"database", "PostgreSQL database, postgres://user:password@host:port/db (default: the SQLite file kolejka.sqlite3 in the data folder)",
+	func(o *options) settings.Value { return settings.String(&o.Database) },
+	func(o *options) string { return store.Redact(o.Database) }}
+
 // limitsField is the caps: the limit keys of [server] and the limit flags
 // on top, key by key (settings.Limits); `config` prints them in one line.
 var limitsField = field{name: "limits", show: func(o *options) string { return o.Limits.String() }}
@@ -157,6 +164,7 @@ func table(o *options, fields []field) []settings.Setting {
 func globalFlags() []cli.Flag {
 	return append(settings.Flags([]settings.Setting{
 		dataField.setting(new(options)),
+		databaseField.setting(new(options)),
 		settings.File(new(string), envVar("config-file")),
 	}),
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log requests and events (serve logs them anyway)"},
@@ -178,7 +186,7 @@ func load(c *cli.Context, serve bool) (options, error) {
 	if err != nil {
 		return o, err
 	}
-	fields := []field{dataField}
+	fields := []field{dataField, databaseField}
 	if serve {
 		fields = append(fields, serveFields()...)
 	}
@@ -188,7 +196,7 @@ func load(c *cli.Context, serve bool) (options, error) {
 // printConfig writes the effective options as a [server] section.
 func printConfig(w io.Writer, o options) {
 	fmt.Fprintf(w, "[%s]\n", section)
-	for _, f := range append([]field{dataField}, serveFields()...) {
+	for _, f := range append([]field{dataField, databaseField}, serveFields()...) {
 		if strings.HasPrefix(f.name, "tls-") && o.TLSCert == "" {
 			continue // no TLS: no TLS lines
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/server/notify"
+	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -20,6 +21,11 @@ type Config struct {
 	// DataDir holds the database (kolejka.sqlite3) and the blob store
 	// (blobs/); created on first start.
 	DataDir string
+	// Database, when set, is a PostgreSQL database for the metadata
+	// instead of the SQLite file in DataDir: a URL
+	// postgres://user:password@host:port/db?… (store.IsPostgres). The
+	// database must exist; the server creates its tables.
+	Database string
 	// Prefix is the URL path the API lives under, starting and ending with
 	// "/" (default "/"), e.g. "/kolejka/".
 	Prefix string
@@ -193,6 +199,9 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c, fmt.Errorf("invalid configuration: %w: TLS needs both a certificate and a key", ErrConfig)
+	}
+	if c.Database != "" && !store.IsPostgres(c.Database) {
+		return c, fmt.Errorf("invalid configuration: %w: database must be a postgres:// URL (or unset for the SQLite file in the data folder), not %q", ErrConfig, store.Redact(c.Database))
 	}
 	s := strings.ToUpper(c.Synchronous)
 	switch s {

@@ -97,7 +97,7 @@ func TestTokenListAndRevoke(t *testing.T) {
 	mustOK(t, use(t2))
 	// By the token itself, from another process (the admin command): the
 	// running server stops taking it within the auth cache's lifetime.
-	adm, err := server.OpenAdmin(server.Config{DataDir: e.dir, Logger: testLogger(t)})
+	adm, err := server.OpenAdmin(server.Config{DataDir: e.dir, Database: e.cfg.Database, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,8 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/clock"
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/server/store"
+	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 )
 
 type env struct {
@@ -51,6 +53,9 @@ func newEnv(t testing.TB, opts ...func(*server.Config)) *env {
 		DataDir: t.TempDir(),
 		Prefix:  "/kolejka/",
 		Logger:  testLogger(t),
+	}
+	if os.Getenv("KOLEJKA_TEST_DATABASE") == "postgres" {
+		cfg.Database = pgtest.Database(t) // the whole suite on PostgreSQL
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -161,9 +166,21 @@ func (e *env) standardUsers() {
 	e.user("max", server.Managers)
 }
 
-// db opens the server's database read-only, for counting rows.
+// db opens the server's database read-only, for counting rows (on
+// PostgreSQL read-write, placeholders as the store's).
 func (e *env) db() *sql.DB {
 	e.t.Helper()
+	if e.cfg.Database != "" {
+		db, err := store.OpenSQL(e.cfg.Database)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		// Tests count rows often and close late: a kept connection each
+		// would use up the cluster's.
+		db.SetMaxIdleConns(0)
+		e.t.Cleanup(func() { db.Close() })
+		return db
+	}
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(e.dir, server.DatabaseFile)+"?mode=ro&_busy_timeout=5000")
 	if err != nil {
 		e.t.Fatal(err)

@@ -157,12 +157,12 @@ func TestGracefulShutdown(t *testing.T) {
 // One server per data folder.
 func TestDataFolderLock(t *testing.T) {
 	e := newEnv(t)
-	_, err := server.Open(server.Config{DataDir: e.dir, Logger: testLogger(t)})
+	_, err := server.Open(server.Config{DataDir: e.dir, Database: e.cfg.Database, Logger: testLogger(t)})
 	if err == nil || !errorsIs(err, server.ErrLocked) {
 		t.Fatalf("second Open: %v, want ErrLocked", err)
 	}
 	// The admin API opens next to a running server.
-	adm, err := server.OpenAdmin(server.Config{DataDir: e.dir, Logger: testLogger(t)})
+	adm, err := server.OpenAdmin(server.Config{DataDir: e.dir, Database: e.cfg.Database, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("OpenAdmin: %v", err)
 	}

@@ -14,13 +14,16 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/server"
 	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 )
 
 // TestMain runs the test binary re-executed as a bare server (for the
 // crash test, which kill -9s it) when it is started as that helper.
 func TestMain(m *testing.M) {
 	testenv.RunHelpers(testenv.Helpers{"server": runChild, "server-die-at-fire": runDyingChild})
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
 }
 
 // runChild serves dir on a loopback port it prints as "listening ADDR".

@@ -266,7 +266,7 @@ func TestNodeDrainFromAdmin(t *testing.T) {
 	e := newEnv(t, func(c *server.Config) { c.MaxWait = wait })
 	e.standardUsers()
 	n := e.tok("node")
-	admin, err := server.OpenAdmin(server.Config{DataDir: e.dir, Logger: testLogger(t)})
+	admin, err := server.OpenAdmin(server.Config{DataDir: e.dir, Database: e.cfg.Database, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

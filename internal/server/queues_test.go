@@ -121,7 +121,7 @@ func TestQueueResumeFromAnotherProcess(t *testing.T) {
 	e.standardUsers()
 	addQueues(t, e)
 	key := e.tok("alice").submit(task(map[string]any{"queue": "held"}), nil)
-	admin, err := server.OpenAdmin(server.Config{DataDir: e.dir})
+	admin, err := server.OpenAdmin(server.Config{DataDir: e.dir, Database: e.cfg.Database})
 	if err != nil {
 		t.Fatal(err)
 	}

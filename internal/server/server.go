@@ -128,8 +128,12 @@ func open(cfg Config, owner bool) (*Server, error) {
 		}
 		return nil, err
 	}
-	s.db, err = store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.Options{Synchronous: cfg.Synchronous})
-	if err != nil {
+	if cfg.Database != "" {
+		s.db, err = store.Open(cfg.Database, store.Options{Synchronous: cfg.Synchronous})
+		if err != nil {
+			return fail(fmt.Errorf("database setting: %w", err))
+		}
+	} else if s.db, err = store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.Options{Synchronous: cfg.Synchronous}); err != nil {
 		return fail(err)
 	}
 	s.blobs, err = blobs.Open(filepath.Join(cfg.DataDir, BlobsDir))

@@ -547,6 +547,9 @@ func TestWorkflowPutRefused(t *testing.T) {
 // writableDB opens the stopped server's database for writing.
 func writableDB(t *testing.T, e *env) *sql.DB {
 	t.Helper()
+	if e.cfg.Database != "" {
+		return e.db()
+	}
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(e.dir, server.DatabaseFile)+"?_busy_timeout=5000&_foreign_keys=1")
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 	"github.com/kolejka-go/kolejka/tests/hardening"
 	"github.com/kolejka-go/kolejka/worker/runc"
 )
@@ -53,6 +54,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	gridtest.Cleanup()
+	pgtest.Stop()
 	os.Exit(code)
 }
 

@@ -81,7 +81,7 @@ func (s *Store) CallbackFailed(ctx context.Context, id int64, why string, next t
 // CallbackCounts is the number of pending and failed callbacks.
 func (s *Store) CallbackCounts(ctx context.Context) (pending, failed int64, err error) {
 	err = s.r.QueryRowContext(ctx, `
-		SELECT COALESCE(SUM(state = ?), 0), COALESCE(SUM(state = ?), 0) FROM callbacks`, callbackPending, callbackFailed).
+		SELECT COUNT(CASE WHEN state = ? THEN 1 END), COUNT(CASE WHEN state = ? THEN 1 END) FROM callbacks`, callbackPending, callbackFailed).
 		Scan(&pending, &failed)
 	if err != nil {
 		return 0, 0, fmt.Errorf("unable to count callbacks: %w", err)

@@ -133,7 +133,7 @@ func TestNodeMigration(t *testing.T) {
 	s := open(t, path)
 	a, _ := s.CreateUser(ctx, "a", "h", RoleProcessor, time.Now())
 	for _, q := range append(undoStep12(), `UPDATE schema_version SET version = 11`) {
-		if _, err := s.w.Exec(q); err != nil {
+		if _, err := s.w.Exec(undoSQL(q)); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
@@ -174,7 +174,7 @@ func TestTaskStatusMigration(t *testing.T) {
 		}
 	}
 	for _, q := range append(undoStep13(), `UPDATE schema_version SET version = 12`) {
-		if _, err := s.w.Exec(q); err != nil {
+		if _, err := s.w.Exec(undoSQL(q)); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}

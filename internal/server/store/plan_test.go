@@ -10,6 +10,7 @@ import (
 // The hot queries must be index searches, never scans of the tasks table
 // (a dequeue with 100k queued tasks depends on it).
 func TestQueryPlans(t *testing.T) {
+	sqliteOnly(t, "SQLite's query plans")
 	s := open(t, filepath.Join(t.TempDir(), "db.sqlite3"))
 	defer s.Close()
 	for q, index := range map[string]string{

@@ -38,16 +38,29 @@ func IsPostgres(database string) bool {
 }
 
 // Redact is a database setting with any password in it replaced by
-// "xxxxx", for logs and errors.
+// "xxxxx", for logs and errors (any URL: a mistyped scheme carries one as
+// well).
 func Redact(database string) string {
-	if !IsPostgres(database) {
-		return database
+	scheme, _, ok := strings.Cut(database, "://")
+	if !ok {
+		return database // a file
 	}
 	u, err := url.Parse(database)
 	if err != nil {
-		return "postgres://(unparsable URL)"
+		return scheme + "://(a URL that does not parse)"
 	}
 	return u.Redacted()
+}
+
+// OpenSQL opens a bare database/sql handle on a PostgreSQL database
+// that takes the store's SQL as it is written ("?" placeholders): for
+// tests and tools that read the store's tables directly.
+func OpenSQL(addr string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(addr)
+	if err != nil {
+		return nil, fmt.Errorf("unable to open database %s: not a valid PostgreSQL URL", Redact(addr))
+	}
+	return sql.OpenDB(rebindConnector{stdlib.GetConnector(*cfg)}), nil
 }
 
 // openPostgres opens the writer and reader pools of the database at the
@@ -95,9 +108,11 @@ func pgReason(err error) error {
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) && ce.Unwrap() != nil {
-		return ce.Unwrap()
+		err = ce.Unwrap()
 	}
-	return err
+	// One line: pgx lists each attempt (with and without TLS) on its own.
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	return errors.New(first)
 }
 
 // isUniquePG is a PostgreSQL unique violation.

@@ -279,7 +279,7 @@ func TestQueueCountsKeptByTriggers(t *testing.T) {
 	s = open(t, path)
 	for _, q := range append(undoStep10(), `DROP TRIGGER tasks_queue_count_insert`, `DROP TRIGGER tasks_queue_count_delete`,
 		`DROP TRIGGER tasks_queue_count_update`, `DROP TABLE queue_counts`, `UPDATE schema_version SET version = 8`) {
-		if _, err := s.w.Exec(q); err != nil {
+		if _, err := s.w.Exec(undoSQL(q)); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}

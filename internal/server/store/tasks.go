@@ -294,7 +294,7 @@ type TaskFilter struct {
 
 // ListTasks lists tasks in submission order.
 func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
-	q := `SELECT ` + taskColumns + ` ` + taskFrom + ` WHERE 1`
+	q := `SELECT ` + taskColumns + ` ` + taskFrom + ` WHERE 1 = 1`
 	var args []any
 	if f.Assigned != nil {
 		if *f.Assigned {
@@ -304,8 +304,12 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 		}
 	}
 	if f.Resolved != nil {
-		q += ` AND (t.state = ?) = ?`
-		args = append(args, stateDone, *f.Resolved)
+		if *f.Resolved {
+			q += ` AND t.state = ?`
+		} else {
+			q += ` AND t.state <> ?`
+		}
+		args = append(args, stateDone)
 	}
 	return queryRows(ctx, s.r, "list tasks", func(rows *sql.Rows) (Task, error) { return scanTask(rows) }, q+` ORDER BY t.id`, args...)
 }

@@ -177,7 +177,7 @@ func (s *Store) Triggers(ctx context.Context, owner int64, all, schedules bool) 
 		cond = `g.kind = 'schedule'`
 	}
 	return queryRows(ctx, s.r, "list triggers", func(rows *sql.Rows) (TriggerRow, error) { return scanTrigger(rows) },
-		`SELECT `+triggerColumns+` `+triggerFrom+` WHERE `+cond+` AND (? OR g.user_id = ?) ORDER BY u.name, g.name`, all, owner)
+		`SELECT `+triggerColumns+` `+triggerFrom+` WHERE `+cond+` AND (? = 1 OR g.user_id = ?) ORDER BY u.name, g.name`, boolInt(all), owner)
 }
 
 // TriggersOf lists owner's triggers of kind (all of them with kind ""),
