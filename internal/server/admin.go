@@ -82,7 +82,7 @@ func (s *Server) SetPassword(ctx context.Context, name, password string) (sessio
 	if err != nil {
 		return 0, 0, err
 	}
-	s.auth.clear() // the user's sessions and tokens ended
+	s.forgetCredentials("") // the user's sessions and tokens ended
 	return sessions, tokens, nil
 }
 
@@ -157,7 +157,7 @@ func (s *Server) RevokeTokens(ctx context.Context, name string, ids ...string) (
 	if err != nil {
 		return 0, err
 	}
-	s.auth.clear()
+	s.forgetCredentials("")
 	return n, nil
 }
 

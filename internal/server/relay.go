@@ -1,9 +1,10 @@
 package server
 
-// This file owns the wake-ups between replicas: every change that wakes
-// this process's long polls (signalQueue, signalResult) is published
-// through the configured notify.Relay too, and what any replica publishes
-// wakes the long polls here (relayLoop). With a relay, long polls also
+// This file owns the messages between replicas: every change that wakes
+// this process's long polls (signalQueue, signalResult) or ends a cached
+// credential (forgetCredentials) is published through the configured
+// notify.Relay too, and what any replica publishes does the same here
+// (relayLoop). With a relay, long polls also
 // re-read the database every relayRecheck, so a wake-up the relay lost
 // delays a waiter by that much at most.
 
@@ -19,6 +20,10 @@ import (
 const (
 	msgQueue  = "q"  // a task became available
 	msgResult = "r:" // + task key: the task got its result, or ended
+	// msgAuth + a credential's cache key: it ended (a sign-out); msgAuth
+	// alone: every cached credential may have (a user removed, a password
+	// changed).
+	msgAuth = "a:"
 )
 
 // defaultRelayRecheck is how often a long poll re-reads when a relay is
@@ -41,16 +46,35 @@ func (s *Server) signalResult(key string) {
 	}
 }
 
+// forgetCredentials drops credential key ("" for all) from the cache of
+// who a credential is, here and in every replica, so that a sign-out or a
+// removed user holds at once everywhere.
+func (s *Server) forgetCredentials(key string) {
+	if key == "" {
+		s.auth.clear()
+	} else {
+		s.auth.drop(key)
+	}
+	if s.cfg.Relay != nil {
+		s.cfg.Relay.Publish(msgAuth + key)
+	}
+}
+
 // relayed is what another replica (or this one) published.
 func (s *Server) relayed(msg string) {
 	switch {
 	case msg == notify.Gap:
 		s.queue.Signal()
 		s.results.SignalAll()
+		s.auth.clear()
 	case msg == msgQueue:
 		s.queue.Signal()
 	case strings.HasPrefix(msg, msgResult):
 		s.results.Signal(strings.TrimPrefix(msg, msgResult))
+	case msg == msgAuth:
+		s.auth.clear()
+	case strings.HasPrefix(msg, msgAuth):
+		s.auth.drop(strings.TrimPrefix(msg, msgAuth))
 	}
 }
 

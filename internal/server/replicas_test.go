@@ -8,6 +8,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -109,4 +110,45 @@ func TestReplicasRecheckWithoutWakeUp(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the waiting dequeue did not find the task at its recheck")
 	}
+}
+
+// A credential ended through one process (a sign-out in a replica, tokens
+// revoked by an admin command) is refused by every replica at once, not
+// after the cache of credentials lapses (5 s).
+func TestReplicasForgetEndedCredentials(t *testing.T) {
+	rs := replicas(t, 2, time.Minute)
+	a, b := rs[0], rs[1]
+	py := a.py("alice")
+	session := py.cookie("sessionid")
+	onB := newPyClient(t, b.base)
+	u := mustURL(b.base)
+	onB.jar.SetCookies(u, []*http.Cookie{{Name: "sessionid", Value: session}})
+	if r := onB.get("/task/list/"); r.code != 200 {
+		t.Fatalf("the session from replica a on replica b: %v", r)
+	}
+	if r := b.tok("bob").do("GET", "/task/list/", nil); r.code != 200 {
+		t.Fatalf("bob's token on replica b: %v", r)
+	}
+	refused := func(what string, get func() answer) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for get().code == 200 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still accepted by replica b 2 s later", what)
+			}
+			time.Sleep(10 * time.Millisecond) // the poll's period
+		}
+	}
+	py.get("/logout/")
+	refused("a session signed out in replica a", func() answer { return onB.get("/task/list/") })
+
+	admin, err := server.OpenAdmin(server.Config{DataDir: t.TempDir(), Database: a.cfg.Database, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RevokeTokens(context.Background(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	refused("a token revoked by an admin command", func() answer { return b.tok("bob").do("GET", "/task/list/", nil) })
 }

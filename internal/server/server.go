@@ -143,8 +143,10 @@ func open(cfg Config, owner bool) (*Server, error) {
 	} else if s.db, err = store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.Options{Synchronous: cfg.Synchronous}); err != nil {
 		return fail(err)
 	}
-	if cfg.Database != "" && cfg.Relay == nil && owner {
-		// Replicas on one PostgreSQL database wake each other's long polls.
+	if cfg.Database != "" && cfg.Relay == nil {
+		// Replicas on one PostgreSQL database wake each other's long polls
+		// and drop each other's ended credentials; an admin command's
+		// changes reach them too.
 		relay, err := pgrelay.New(context.Background(), cfg.Database, s.log)
 		if err != nil {
 			return fail(fmt.Errorf("database setting: %w", err))

@@ -24,7 +24,7 @@ type Relay interface {
 	// Listen calls deliver for every message published by any replica,
 	// and with Gap after each (re)connection, until ctx ends.
 	Listen(ctx context.Context, deliver func(msg string)) error
-	// Close stops publishing (messages not yet sent are dropped).
+	// Close sends what is still queued, briefly, and stops publishing.
 	Close() error
 }
 

@@ -4,8 +4,8 @@
 // one installation hear each other and no other installation's.
 //
 // Publishing goes through one connection of its own, in the background:
-// messages queue in memory, repeated ones are sent once, and a batch costs
-// one round trip. Listening holds another connection; after it is lost the
+// messages queue in memory, repeated ones are sent once, a batch costs one
+// round trip, and Close sends what is still queued. Listening holds another connection; after it is lost the
 // relay reconnects (backing off up to maxBackoff) and delivers notify.Gap,
 // since notifications sent while no session listened are gone for good.
 package pgrelay
@@ -29,6 +29,7 @@ const (
 	queueLen   = 4096 // messages waiting to be sent; beyond, new ones are dropped
 	maxBatch   = 256  // messages sent in one round trip
 	maxBackoff = 2 * time.Second
+	closeGrace = 2 * time.Second
 	// maxPayload is below PostgreSQL's 8000-byte limit on a payload.
 	maxPayload = 7900
 )
@@ -68,13 +69,18 @@ func (r *Relay) Publish(msg string) {
 	}
 	select {
 	case <-r.closed:
+		return
+	default:
+	}
+	select {
 	case r.out <- msg:
 	default:
 		r.log.Warn("relay: queue full, message dropped")
 	}
 }
 
-// Close stops the publisher and waits for it.
+// Close sends what is queued (for at most closeGrace), then stops the
+// publisher.
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() { close(r.closed) })
 	<-r.done
@@ -84,11 +90,16 @@ func (r *Relay) Close() error {
 // publish sends queued messages until Close, reconnecting after a failure.
 func (r *Relay) publish(conn *pgx.Conn) {
 	defer close(r.done)
+	// After Close the publisher has closeGrace to send what is queued (an
+	// admin command publishes and exits at once).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		<-r.closed
-		cancel()
+		select {
+		case <-r.closed:
+			time.AfterFunc(closeGrace, cancel)
+		case <-ctx.Done():
+		}
 	}()
 	defer func() {
 		if conn != nil {
@@ -99,9 +110,13 @@ func (r *Relay) publish(conn *pgx.Conn) {
 	for {
 		var first string
 		select {
-		case <-r.closed:
-			return
 		case first = <-r.out:
+		default:
+			select {
+			case <-r.closed:
+				return // nothing left to send
+			case first = <-r.out:
+			}
 		}
 		batch := collect(first, r.out)
 		for {

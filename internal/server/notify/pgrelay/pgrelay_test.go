@@ -156,3 +156,21 @@ func TestNewRefusesAWrongAddress(t *testing.T) {
 		t.Fatal("a database that does not exist was accepted")
 	}
 }
+
+// Close sends what is still queued: an admin command publishes and exits.
+func TestCloseSendsWhatIsQueued(t *testing.T) {
+	url := pgtest.Database(t)
+	b := newRelay(t, url)
+	got := listen(t, b)
+	next(t, got)
+	a, err := pgrelay.New(context.Background(), url, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Publish("a:")
+	a.Close()
+	if m := next(t, got); m != "a:" {
+		t.Fatalf("delivered %q, want a:", m)
+	}
+	a.Publish("after") // a closed relay drops it, without blocking
+}
