@@ -44,7 +44,9 @@ func TestReplicasWakeEachOther(t *testing.T) {
 
 	t.Run("a task submitted through one wakes a dequeue waiting in another", func(t *testing.T) {
 		done := make(chan []string, 1)
-		b.polling(func() { done <- ids(dequeue(t, b.tok("node"), map[string]any{"wait": wait.Seconds(), "concurency": 1})) })
+		b.polling(func() {
+			done <- ids(dequeue(t, b.tok("node"), map[string]any{"wait": wait.Seconds(), "concurency": 1}))
+		})
 		start := time.Now()
 		key := a.tok("alice").submit(simpleTask(), nil)
 		select {
