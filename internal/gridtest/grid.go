@@ -40,6 +40,17 @@ type Grid struct {
 	// NodeImages gives a node its own image store folder instead of the
 	// shared one holding the test image (set before its first start).
 	NodeImages map[string]string
+	// Replicas are the servers of a grid of several (GridOptions.Replicas),
+	// each on its own address and data folder, behind Proxy at Addr;
+	// Server is the first.
+	Replicas []*Replica
+	Proxy    *Proxy
+}
+
+// Replica is one kolejka-server process of a grid of several.
+type Replica struct {
+	Addr, Data string
+	P          *Proc
 }
 
 // GridOptions shape a grid; the zero value is a server on a free loopback
@@ -49,6 +60,11 @@ type GridOptions struct {
 	Data        string   // "" is a folder of the test's
 	ServerArgs  []string // extra `serve` flags
 	OutputLimit int64    // the foremen's output_limit; 0 is 1 MiB
+	// ServerConf is the servers' (and admin commands') kolejka.conf.
+	ServerConf string
+	// Replicas > 1 starts that many servers (one database and blob store
+	// in ServerConf, each its own data folder) behind a round-robin Proxy.
+	Replicas int
 }
 
 // NewGrid makes the users and starts the server with the commands in bin.
@@ -62,18 +78,34 @@ func NewGrid(t testing.TB, bin string, o GridOptions) *Grid {
 	if g.OutputLimit == 0 {
 		g.OutputLimit = 1 << 20
 	}
-	if err := os.WriteFile(filepath.Join(g.Dir, "empty.conf"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(g.Dir, "empty.conf"), []byte(o.ServerConf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, u := range [][]string{{"alice", "--clients"}, {"a", "--processors"}, {"b", "--processors"}} {
 		g.Admin("adduser", u[1], u[0], u[0]+"-password")
 		g.Tokens[u[0]] = strings.TrimSpace(g.Admin("token", u[0]))
 	}
-	if g.Addr == "" {
-		g.Addr = FreeAddr(t, "127.0.0.1")
-	}
-	g.StartServer()
 	t.Cleanup(g.StopAll)
+	if o.Replicas > 1 {
+		var addrs []string
+		for i := range o.Replicas {
+			r := &Replica{Addr: FreeAddr(t, "127.0.0.1"), Data: filepath.Join(g.Dir, fmt.Sprintf("data-%d", i))}
+			if i == 0 {
+				r.Data = g.Data
+			}
+			g.Replicas = append(g.Replicas, r)
+			addrs = append(addrs, r.Addr)
+			g.StartReplica(i)
+		}
+		g.Server = g.Replicas[0].P
+		g.Proxy = NewProxy(t, addrs)
+		g.Addr = g.Proxy.Addr()
+	} else {
+		if g.Addr == "" {
+			g.Addr = FreeAddr(t, "127.0.0.1")
+		}
+		g.StartServer()
+	}
 	conf := fmt.Sprintf("[client]\nserver = http://%s\ntoken = %s\n", g.Addr, g.Tokens["alice"])
 	if err := os.WriteFile(filepath.Join(g.Dir, "alice.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -125,20 +157,33 @@ func (g *Grid) Admin(args ...string) string {
 // it answers.
 func (g *Grid) StartServer() {
 	g.T.Helper()
+	g.Server = g.startServer(g.Data, g.Addr, filepath.Join(g.Dir, "server.log"))
+}
+
+// StartReplica (re)starts replica i of a grid of several and waits until
+// it answers.
+func (g *Grid) StartReplica(i int) {
+	g.T.Helper()
+	r := g.Replicas[i]
+	r.P = g.startServer(r.Data, r.Addr, filepath.Join(g.Dir, fmt.Sprintf("server-%d.log", i)))
+}
+
+func (g *Grid) startServer(data, addr, log string) *Proc {
+	g.T.Helper()
 	argv := append([]string{filepath.Join(g.Bin, "kolejka-server"), "--config-file", filepath.Join(g.Dir, "empty.conf"),
-		"--data", g.Data, "serve", "--listen", g.Addr}, g.ServerArgs...)
-	g.Server = Start(g.T, "kolejka-server", filepath.Join(g.Dir, "server.log"), argv...)
+		"--data", data, "serve", "--listen", addr}, g.ServerArgs...)
+	p := Start(g.T, "kolejka-server", log, argv...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://" + g.Addr + "/")
+		resp, err := http.Get("http://" + addr + "/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return p
 			}
 		}
-		if !g.Server.Running() || time.Now().After(deadline) {
-			g.T.Fatalf("the server did not come up (%v); log:\n%s", err, Tail(g.Server.Log))
+		if !p.Running() || time.Now().After(deadline) {
+			g.T.Fatalf("the server did not come up (%v); log:\n%s", err, Tail(p.Log))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -210,14 +255,27 @@ func (g *Grid) StopAll() {
 			}
 		}
 	}
-	if g.Server != nil && g.Server.Running() {
-		g.Server.Signal(syscall.SIGTERM)
-		if _, ok := g.Server.Wait(20 * time.Second); !ok {
-			g.Server.Kill9()
+	servers := []*Proc{g.Server}
+	if len(g.Replicas) > 0 {
+		servers = servers[:0]
+		for _, r := range g.Replicas {
+			servers = append(servers, r.P)
+		}
+	}
+	for _, p := range servers {
+		if p != nil && p.Running() {
+			p.Signal(syscall.SIGTERM)
+			if _, ok := p.Wait(20 * time.Second); !ok {
+				p.Kill9()
+			}
 		}
 	}
 	if g.T.Failed() {
-		g.T.Logf("server log:\n%s", Tail(g.Server.Log))
+		for _, p := range servers {
+			if p != nil {
+				g.T.Logf("server log %s:\n%s", p.Log, Tail(p.Log))
+			}
+		}
 		for _, n := range g.Nodes {
 			g.T.Logf("foreman %s log:\n%s", n.Name, Tail(n.Log))
 		}

@@ -82,7 +82,7 @@ func (s *Server) SetPassword(ctx context.Context, name, password string) (sessio
 	if err != nil {
 		return 0, 0, err
 	}
-	s.auth.clear() // the user's sessions and tokens ended
+	s.forgetCredentials("") // the user's sessions and tokens ended
 	return sessions, tokens, nil
 }
 
@@ -157,7 +157,7 @@ func (s *Server) RevokeTokens(ctx context.Context, name string, ids ...string) (
 	if err != nil {
 		return 0, err
 	}
-	s.auth.clear()
+	s.forgetCredentials("")
 	return n, nil
 }
 
@@ -179,7 +179,7 @@ func (s *Server) RemoveTasks(ctx context.Context, keys ...string) (int, error) {
 			return n, err
 		}
 		n++
-		s.results.Signal(k)
+		s.signalResult(k)
 	}
 	return n, nil
 }
@@ -193,7 +193,7 @@ func (s *Server) Unassign(ctx context.Context, age time.Duration) ([]string, err
 		return nil, err
 	}
 	if len(keys) > 0 {
-		s.queue.Signal()
+		s.signalQueue()
 	}
 	return keys, nil
 }

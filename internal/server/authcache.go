@@ -4,8 +4,10 @@ package server
 // a session cookie or a bearer token, and looking it up is a database read
 // (a cgo call) on every request; the cache answers repeated ones from
 // memory for a few seconds. Logging out and changing a password in this
-// process drop entries at once; a change made by an admin command in
-// another process is seen within authCacheTTL. It also owns the record of
+// process drop entries at once, and in every replica through the relay
+// (forgetCredentials, relay.go); a change made by an admin command in
+// another process is seen within authCacheTTL, or at once on PostgreSQL
+// (the admin command publishes it too). It also owns the record of
 // bearer tokens' last use (tokenUses).
 
 import (

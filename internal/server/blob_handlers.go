@@ -80,9 +80,12 @@ func (s *Server) handleReferenceNew(w http.ResponseWriter, r *http.Request) {
 // commitBlob moves an uploaded blob into place and records it with a new
 // reference, holding the hash lock across both (see gc.go).
 func (s *Server) commitBlob(r *http.Request, tmp *blobs.Temp, owner int64) (store.Reference, error) {
-	mu := s.hashes.of(tmp.Blob.Hash)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock, err := s.lockBlob(r.Context(), tmp.Blob.Hash)
+	if err != nil {
+		tmp.Discard()
+		return store.Reference{}, err
+	}
+	defer unlock()
 	if err := tmp.Commit(); err != nil {
 		return store.Reference{}, err
 	}
@@ -234,9 +237,11 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 
 // deleteBlob removes a blob and all its references, holding its lock.
 func (s *Server) deleteBlob(r *http.Request, hash string) error {
-	mu := s.hashes.of(hash)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock, err := s.lockBlob(r.Context(), hash)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := s.db.DeleteBlob(r.Context(), hash); err != nil {
 		return err
 	}

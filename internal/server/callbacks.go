@@ -105,7 +105,18 @@ func (s *Server) callbackLoop() {
 
 // deliver makes one attempt and records its outcome.
 func (s *Server) deliver(ctx context.Context, client *http.Client, c store.Callback) {
-	err := s.post(ctx, client, c)
+	// Replicas run this loop at once: the claim lets one of them post.
+	// It lapses after twice the request's timeout, when a claimant that
+	// died has surely stopped trying.
+	now := s.now()
+	claimed, err := s.db.ClaimCallback(ctx, c, now, now.Add(2*s.cfg.CallbackTimeout))
+	if err != nil || !claimed {
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("callbacks", "error", err)
+		}
+		return
+	}
+	err = s.post(ctx, client, c)
 	if ctx.Err() != nil {
 		return // shutting down: the row stays, the next start retries
 	}

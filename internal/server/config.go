@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/clock"
+	"github.com/kolejka-go/kolejka/internal/server/notify"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
 )
@@ -82,6 +83,12 @@ type Config struct {
 	// ScanWindow is how many of the oldest queued tasks one dequeue looks at
 	// (default 1000). Tasks behind them wait until older ones are taken.
 	ScanWindow int
+	// Relay carries wake-ups between replicas sharing one database (nil:
+	// this server is the only one); the caller owns it.
+	Relay notify.Relay
+	// RelayRecheck bounds how long a long poll waits without re-reading
+	// the database when a Relay is in use (default 2 s).
+	RelayRecheck time.Duration
 	// ExpiryInterval is how often lapsed leases are reclaimed besides at
 	// every dequeue (default LeaseTime/4, between 10 ms and 5 s).
 	ExpiryInterval time.Duration
@@ -213,6 +220,7 @@ func (c Config) WithDefaults() (Config, error) {
 	setDefault(&c.DefaultTaskTime, DefaultTaskTime)
 	setDefault(&c.MaxAttempts, DefaultMaxAttempts)
 	setDefault(&c.ScanWindow, DefaultScanWindow)
+	setDefault(&c.RelayRecheck, defaultRelayRecheck)
 	setDefault(&c.MaxWait, DefaultMaxWait)
 	setDefault(&c.GCInterval, DefaultGCInterval)
 	setDefault(&c.SessionAge, DefaultSessionAge)

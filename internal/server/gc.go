@@ -24,6 +24,8 @@ package server
 // same hash lock across "file in place + row committed" and "row deleted +
 // file removed", so an upload never commits a row for a file the collector
 // is about to remove, and never finds a file the collector is removing.
+// Replicas on one PostgreSQL database share the blob store: there the hash
+// lock is also an advisory lock in the database (store.LockBlob).
 
 import (
 	"context"
@@ -44,11 +46,29 @@ func (l *hashLocks) of(hash string) *sync.Mutex {
 	return &l.stripes[maphash.String(l.seed, hash)%uint64(len(l.stripes))]
 }
 
-// collect removes the blob of hash if no reference holds it.
-func (s *Server) collect(ctx context.Context, hash string) (bool, error) {
+// lockBlob holds hash's lock: in this process (hashes) and, on a
+// database replicas share, in every replica (store.LockBlob).
+func (s *Server) lockBlob(ctx context.Context, hash string) (func(), error) {
 	mu := s.hashes.of(hash)
 	mu.Lock()
-	defer mu.Unlock()
+	unlock, err := s.db.LockBlob(ctx, hash)
+	if err != nil {
+		mu.Unlock()
+		return nil, err
+	}
+	return func() {
+		unlock()
+		mu.Unlock()
+	}, nil
+}
+
+// collect removes the blob of hash if no reference holds it.
+func (s *Server) collect(ctx context.Context, hash string) (bool, error) {
+	unlock, err := s.lockBlob(ctx, hash)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	deleted, err := s.db.DeleteBlobIfUnreferenced(ctx, hash)
 	if err != nil || !deleted {
 		return false, err

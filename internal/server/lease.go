@@ -42,20 +42,20 @@ func (s *Server) expired(r store.ExpiryResult) {
 	if len(r.Requeued) > 0 {
 		s.metrics.requeued.Add(float64(len(r.Requeued)))
 		s.log.Warn("leases lapsed: tasks back in the queue", "tasks", r.Requeued)
-		s.queue.Signal()
+		s.signalQueue()
 	}
 	if len(r.Failed) > 0 {
 		s.metrics.failed.Add(float64(len(r.Failed)))
 		s.log.Warn("tasks given an SE result by the server (lease lost too often or queue timeout)", "tasks", r.Failed)
 		for _, k := range r.Failed {
-			s.results.Signal(k)
+			s.signalResult(k)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		for _, k := range r.Failed {
 			s.advanceRunOf(ctx, k) // a step's server-made SE result ends it
 		}
 		cancel()
-		s.queue.Signal() // the scan window may have room now
+		s.signalQueue() // the scan window may have room now
 	}
 	if r.Callback {
 		s.wakeCallbacks()

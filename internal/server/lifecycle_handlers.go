@@ -215,9 +215,9 @@ func (s *Server) cancelTask(ctx context.Context, u *store.User, key string) (sto
 	}
 	if res.Was != store.Cancelled {
 		s.log.Info("task cancelled", "task", key, "by", u.Name, "was", res.Was.Lifecycle())
-		s.results.Signal(key) // a client waiting for its result stops now
+		s.signalResult(key) // a client waiting for its result stops now
 		if res.Was == store.Assigned {
-			s.queue.Signal() // its node holds one task less: a waiting dequeue may take more
+			s.signalQueue() // its node holds one task less: a waiting dequeue may take more
 		}
 		s.advanceRunOf(ctx, key) // a step's task cancelled on its own ends it (SE)
 	}

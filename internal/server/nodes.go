@@ -288,7 +288,7 @@ func (s *Server) SetNodeDrained(ctx context.Context, name string, drained bool) 
 	s.nodes.mu.Unlock()
 	// Wake the long polls: the drained node's ends, an undrained node's
 	// (there is none waiting) changes nothing.
-	s.queue.Signal()
+	s.signalQueue()
 	return s.Node(ctx, name)
 }
 

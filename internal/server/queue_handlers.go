@@ -141,7 +141,7 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		// A queue the node waits for that is paused or missing may come
 		// back through an admin command in another process, which cannot
 		// wake this poll: look again every queueRecheck.
-		wake := deadline
+		wake := s.recheck(deadline)
 		if soon := time.Now().Add(queueRecheck); held && soon.Before(wake) {
 			wake = soon
 		}
@@ -156,12 +156,11 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// pause is one wait of a long poll: until woken, the deadline or the
-// server's stop (which ends the poll: the deadline becomes now). It returns
-// the deadline, and false when the request ended meanwhile (the client is
-// gone: nothing to answer).
-func (s *Server) pause(r *http.Request, woken <-chan struct{}, deadline time.Time) (time.Time, bool) {
-	timer := time.NewTimer(time.Until(deadline))
+// pause is one wait of a long poll: until woken, wake or the server's
+// stop (which ends the poll: stop is true). live is false when the request
+// ended meanwhile (the client is gone: nothing to answer).
+func (s *Server) pause(r *http.Request, woken <-chan struct{}, wake time.Time) (stop, live bool) {
+	timer := time.NewTimer(time.Until(wake))
 	defer timer.Stop()
 	if s.cfg.pausing != nil {
 		s.cfg.pausing()
@@ -170,11 +169,11 @@ func (s *Server) pause(r *http.Request, woken <-chan struct{}, deadline time.Tim
 	case <-woken:
 	case <-timer.C:
 	case <-s.stopped():
-		deadline = time.Now()
+		return true, true
 	case <-r.Context().Done():
-		return deadline, false
+		return false, false
 	}
-	return deadline, true
+	return false, true
 }
 
 // awaitWork is one wait of a dequeue's long poll, like pause, that also
@@ -283,7 +282,7 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(res.Released) > 0 {
 		s.log.Info("tasks released by their node: back in the queue", "tasks", res.Released, "node", u.Name)
-		s.queue.Signal()
+		s.signalQueue()
 	}
 	ok(w, &api.ReleaseAnswer{Lost: res.Lost, Released: res.Released})
 }

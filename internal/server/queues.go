@@ -128,7 +128,7 @@ func (s *Server) SetQueuePaused(ctx context.Context, name string, paused bool) e
 		return err
 	}
 	if !paused {
-		s.queue.Signal()
+		s.signalQueue()
 	}
 	return nil
 }

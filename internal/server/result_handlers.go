@@ -92,7 +92,7 @@ func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
 		if posted.Late {
 			s.log.Info("late result accepted from a node that had lost its lease", "task", res.ID, "node", u.Name)
 		}
-		s.results.Signal(res.ID)
+		s.signalResult(res.ID)
 		if posted.Callback {
 			s.wakeCallbacks()
 		}
@@ -197,11 +197,13 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 			notFound(w)
 			return
 		}
-		var live bool
-		deadline, live = s.pause(r, woken, deadline)
+		stop, live := s.pause(r, woken, s.recheck(deadline))
 		cancel()
 		if !live {
 			return
+		}
+		if stop {
+			deadline = time.Now()
 		}
 	}
 }

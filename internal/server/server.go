@@ -40,6 +40,7 @@ import (
 	"github.com/kolejka-go/kolejka/internal/flock"
 	"github.com/kolejka-go/kolejka/internal/server/blobs"
 	"github.com/kolejka-go/kolejka/internal/server/notify"
+	"github.com/kolejka-go/kolejka/internal/server/notify/pgrelay"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/internal/server/ui"
 )
@@ -58,6 +59,9 @@ type Server struct {
 	db    *store.Store
 	blobs *blobs.Store
 	lock  *os.File // nil for OpenAdmin
+	// ownRelay is the relay Open made for a PostgreSQL database (closed
+	// with the server); a Config.Relay belongs to its caller.
+	ownRelay notify.Relay
 
 	queue     notify.Broadcast // a task became available (submitted, requeued)
 	results   notify.Keyed     // a task got its result (or was deleted)
@@ -126,6 +130,9 @@ func open(cfg Config, owner bool) (*Server, error) {
 		if s.lock != nil {
 			s.lock.Close()
 		}
+		if s.ownRelay != nil {
+			_ = s.ownRelay.Close()
+		}
 		return nil, err
 	}
 	if cfg.Database != "" {
@@ -135,6 +142,17 @@ func open(cfg Config, owner bool) (*Server, error) {
 		}
 	} else if s.db, err = store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.Options{Synchronous: cfg.Synchronous}); err != nil {
 		return fail(err)
+	}
+	if cfg.Database != "" && cfg.Relay == nil {
+		// Replicas on one PostgreSQL database wake each other's long polls
+		// and drop each other's ended credentials; an admin command's
+		// changes reach them too.
+		relay, err := pgrelay.New(context.Background(), cfg.Database, s.log)
+		if err != nil {
+			return fail(fmt.Errorf("database setting: %w", err))
+		}
+		s.ownRelay = relay
+		s.cfg.Relay = relay
 	}
 	s.blobs, err = blobs.Open(filepath.Join(cfg.DataDir, BlobsDir))
 	if err != nil {
@@ -210,7 +228,7 @@ func (s *Server) recover(ctx context.Context) error {
 
 // start runs the background loops.
 func (s *Server) start() {
-	for _, loop := range []func(){s.expiryLoop, s.gcLoop, s.callbackLoop, s.triggerLoop} {
+	for _, loop := range []func(){s.expiryLoop, s.gcLoop, s.callbackLoop, s.triggerLoop, s.relayLoop} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()
@@ -322,6 +340,9 @@ func (s *Server) serverList() []*http.Server {
 func (s *Server) closeStorage() error {
 	s.recordTokenUses(context.Background())
 	err := s.db.Close()
+	if s.ownRelay != nil {
+		_ = s.ownRelay.Close() // it only drops wake-ups not yet sent
+	}
 	if s.lock != nil {
 		s.lock.Close()
 	}

@@ -117,10 +117,11 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request, name, password s
 		return false, nil
 	}
 	if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
-		s.auth.drop("s:" + auth.Digest(c.Value))
 		if err := s.db.DeleteSession(r.Context(), auth.Digest(c.Value)); err != nil {
 			return false, err
 		}
+		// After the delete: a replica that re-reads finds it gone.
+		s.forgetCredentials("s:" + auth.Digest(c.Value))
 	}
 	id := auth.RandomKey(32)
 	now := s.now()
@@ -139,10 +140,11 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request, name, password s
 // signOut ends the request's session, if any, and (re)sends csrftoken.
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) error {
 	if c, err := r.Cookie(auth.SessionCookie); err == nil && c.Value != "" {
-		s.auth.drop("s:" + auth.Digest(c.Value))
 		if err := s.db.DeleteSession(r.Context(), auth.Digest(c.Value)); err != nil {
 			return err
 		}
+		// After the delete: a replica that re-reads finds it gone.
+		s.forgetCredentials("s:" + auth.Digest(c.Value))
 		http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1,
 			HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	}

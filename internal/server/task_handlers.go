@@ -65,7 +65,7 @@ func (s *Server) submit(ctx context.Context, u *store.User, t *spec.Task, origin
 	if err := insertRefusal(err); err != nil {
 		return nil, err
 	}
-	s.queue.Signal()
+	s.signalQueue()
 	return nt.Description, nil
 }
 
@@ -198,7 +198,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 			err = s.db.DeleteTask(r.Context(), key)
 		}
 		if err == nil {
-			s.results.Signal(key) // a client waiting for its result learns it is gone
+			s.signalResult(key) // a client waiting for its result learns it is gone
 			if run != "" {
 				// A step's task deleted: its instance ends (SE) and the run goes on.
 				if err := s.advanceRun(r.Context(), run, nil); err != nil {

@@ -147,7 +147,7 @@ func (s *Server) fire(ctx context.Context, row store.TriggerRow, src fireSource)
 	s.hook("committed")
 	s.metrics.firings.WithLabelValues(row.Kind, res.Fire.State).Inc()
 	if res.Queued {
-		s.queue.Signal()
+		s.signalQueue()
 	}
 	for _, k := range res.Runs {
 		// Were this to fail (or the server to die), the startup's and

@@ -187,13 +187,13 @@ func (s *Server) advanceRun(ctx context.Context, key string, op runOp) error {
 			s.runs.put(key, keep) // committed: the next advance starts from it
 		}
 		if queued {
-			s.queue.Signal()
+			s.signalQueue()
 		}
 		if err == nil && keep.run == nil {
 			s.wakeTriggers() // the run may have ended: a run trigger may fire
 		}
 		for _, k := range cancelled {
-			s.results.Signal(k)
+			s.signalResult(k)
 		}
 		if err != nil || len(missing)+len(wanted) == 0 {
 			return err

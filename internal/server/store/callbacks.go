@@ -59,6 +59,16 @@ func (s *Store) NextCallback(ctx context.Context) (time.Time, bool, error) {
 	return fromNullUS(v), v.Valid, nil
 }
 
+// ClaimCallback takes due callback c for one delivery attempt until
+// until: it reports false when another server (a replica) took it first.
+// A claimant that dies lets it fall due again at until.
+func (s *Store) ClaimCallback(ctx context.Context, c Callback, now, until time.Time) (bool, error) {
+	n, err := s.writeOne(ctx, "claim callback", `
+		UPDATE callbacks SET next_attempt = ? WHERE id = ? AND state = ? AND attempts = ? AND next_attempt <= ?`,
+		us(until), c.ID, callbackPending, c.Attempts, us(now))
+	return n == 1, err
+}
+
 // CallbackDelivered removes a delivered callback.
 func (s *Store) CallbackDelivered(ctx context.Context, id int64) error {
 	_, err := s.writeOne(ctx, "record callback delivery", `DELETE FROM callbacks WHERE id = ?`, id)

@@ -96,6 +96,9 @@ func openPostgres(addr string, o Options) (*Store, error) {
 	r.SetMaxOpenConns(o.Readers)
 	r.SetMaxIdleConns(o.Readers)
 	s.r = r
+	s.locks = sql.OpenDB(rebindConnector{stdlib.GetConnector(*cfg)})
+	s.locks.SetMaxOpenConns(blobLockConns)
+	s.locks.SetMaxIdleConns(4)
 	return s, nil
 }
 

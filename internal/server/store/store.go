@@ -74,6 +74,9 @@ type Store struct {
 
 	// postgres: the database is PostgreSQL (postgres.go), not SQLite.
 	postgres bool
+	// locks holds the connections of blob locks (hashlock.go; PostgreSQL
+	// only).
+	locks *sql.DB
 
 	// cands caches queued tasks as the scheduler sees them, by task id:
 	// reading a task's limits costs ~15 µs (units, big numbers), a map
@@ -168,6 +171,9 @@ func (s *Store) Close() error {
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
+	}
+	if s.locks != nil {
+		errs = append(errs, s.locks.Close())
 	}
 	errs = append(errs, s.w.Close())
 	return errors.Join(errs...)
