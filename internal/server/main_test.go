@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/server/blobs/s3test"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 )
 
@@ -20,7 +21,9 @@ import (
 // crash test, which kill -9s it) when it is started as that helper.
 func TestMain(m *testing.M) {
 	testenv.RunHelpers(testenv.Helpers{"server": runChild, "server-die-at-fire": runDyingChild})
-	os.Exit(m.Run())
+	code := m.Run()
+	s3test.Stop()
+	os.Exit(code)
 }
 
 // runChild serves dir on a loopback port it prints as "listening ADDR".

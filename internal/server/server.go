@@ -103,10 +103,17 @@ func open(cfg Config, owner bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The blob store first: an S3 bucket that cannot be used stops the
+	// start before anything is created.
+	bs, err := openBlobs(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("unable to create data folder: %w", err)
 	}
 	s := &Server{
+		blobs:       bs,
 		cfg:         cfg,
 		log:         cfg.Logger,
 		callbacks:   make(chan struct{}, 1),
@@ -130,10 +137,6 @@ func open(cfg Config, owner bool) (*Server, error) {
 		return nil, err
 	}
 	s.db, err = store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.Options{Synchronous: cfg.Synchronous})
-	if err != nil {
-		return fail(err)
-	}
-	s.blobs, err = openBlobs(cfg)
 	if err != nil {
 		return fail(err)
 	}

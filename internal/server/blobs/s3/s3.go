@@ -29,6 +29,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/kolejka-go/kolejka/internal/server/blobs"
 )
@@ -82,6 +83,9 @@ func ParseURL(raw string) (Options, error) {
 	}
 	if u.Path != "" && u.Path != "/" {
 		return bad("a path after the bucket is not supported")
+	}
+	if err := s3utils.CheckValidBucketNameStrict(u.Host); err != nil {
+		return bad("bucket %q: %v", u.Host, err)
 	}
 	o := Options{Bucket: u.Host, Endpoint: "https://s3.amazonaws.com", Region: "us-east-1"}
 	q, err := url.ParseQuery(u.RawQuery)

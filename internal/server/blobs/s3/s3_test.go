@@ -108,14 +108,16 @@ func TestParseURL(t *testing.T) {
 		t.Errorf("defaults: %+v %v", o, err)
 	}
 	for raw, want := range map[string]string{
-		"s3://":                          "no bucket",
-		"s3://b/dir":                     "a path after the bucket",
-		"s3://k:s@b":                     "credentials do not belong in the URL",
-		"s3://b?endpoint=ftp://x":        "want http(s)://host[:port]",
-		"s3://b?endpoint=127.0.0.1:9000": "want http(s)://host[:port]",
-		"s3://b?bucket=x":                `unknown parameter "bucket"`,
-		"s3://b?region=a&region=b":       "region given 2 times",
-		"http://b":                       "the scheme must be s3://",
+		"s3://":                            "no bucket",
+		"s3://bkt/dir":                     "a path after the bucket",
+		"s3://k:s@bkt":                     "credentials do not belong in the URL",
+		"s3://bkt?endpoint=ftp://x":        "want http(s)://host[:port]",
+		"s3://bkt?endpoint=127.0.0.1:9000": "want http(s)://host[:port]",
+		"s3://bkt?bucket=x":                `unknown parameter "bucket"`,
+		"s3://bkt?region=a&region=b":       "region given 2 times",
+		"http://b":                         "the scheme must be s3://",
+		"s3://b":                           "Bucket name cannot be shorter than 3 characters",
+		"s3://Upper_Case":                  `bucket "Upper_Case"`,
 	} {
 		if _, err := blobss3.ParseURL(raw); !errors.Is(err, blobss3.ErrConfig) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", raw, err, want)
