@@ -19,6 +19,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/gridtest"
+	"github.com/kolejka-go/kolejka/internal/server/blobs/s3test"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/tests/hardening"
 	"github.com/kolejka-go/kolejka/worker/runc"
@@ -53,6 +54,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	gridtest.Cleanup()
+	s3test.Stop()
 	os.Exit(code)
 }
 
