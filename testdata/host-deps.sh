@@ -2,8 +2,9 @@
 # Installs what the tests need on this machine and a fresh Debian or Ubuntu
 # lacks: the tools (gcc, make, git, ip, dpkg-deb, skopeo, runc, python3,
 # docker-registry for the registry pulls' test, squashfs-tools for the SIF
-# images, debootstrap for the packages' test, and postgresql, whose initdb
-# and pg_ctl the store's PostgreSQL tests run a cluster with), libc's
+# images, debootstrap for the packages' test, postgresql, whose initdb
+# and pg_ctl the store's PostgreSQL tests run a cluster with, and SeaweedFS's
+# weed for the S3 blob store's, via seaweedfs.sh), libc's
 # static archive, and a Docker engine, started if none answers (libseccomp's
 # headers come with `make deps`, which every build runs). It
 # needs root and apt-get; without them it says what is missing and leaves
@@ -37,6 +38,15 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 	log "installing ${need_pkgs[*]}"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+fi
+
+# SeaweedFS's weed, the S3 server of the blob store's tests: built once
+# from the Go module proxy at a pinned version (about 10 minutes), then
+# found in /usr/local/bin.
+if $can_install; then
+	"$(dirname "$0")/seaweedfs.sh"
+elif ! command -v weed >/dev/null; then
+	echo "host-deps.sh: no weed; run testdata/seaweedfs.sh as root (the S3 blob tests skip)" >&2
 fi
 
 if ! docker info >/dev/null 2>&1; then

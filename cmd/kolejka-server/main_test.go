@@ -179,3 +179,41 @@ func TestServe(t *testing.T) {
 		t.Errorf("no access log line in:\n%s", logs.String())
 	}
 }
+
+// The blob store's keys come from kolejka.conf like the others; config
+// shows where blobs are but never the secret key.
+func TestConfigBlobsKeys(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "kolejka.conf")
+	os.WriteFile(conf, []byte("[server]\ndata = "+dir+"/data\nblobs = s3://kolejka-blobs?endpoint=http://127.0.0.1:9&region=eu-west-1\nblobs_access_key = AKEY\nblobs_secret_key = very-secret\nblobs_grace = 2H\n"), 0o644)
+	code, out, stderr := run(t, nil, "--config-file", conf, "config")
+	if code != 0 {
+		t.Fatalf("config: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"blobs = s3://kolejka-blobs?endpoint=http://127.0.0.1:9&region=eu-west-1\n", "blobs_access_key = AKEY\n",
+		"blobs_secret_key = (set, not shown)\n", "blobs_grace = 7200.0s\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "very-secret") {
+		t.Errorf("config prints the secret key:\n%s", out)
+	}
+}
+
+// serve with a blob store it cannot reach stops at once with a
+// configuration error (exit 2; cliexit prints the one line to the process's
+// stderr, which the server's tests check), creating no data folder.
+func TestServeUnreachableBlobs(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "empty.conf"), nil, 0o644)
+	data := filepath.Join(dir, "data")
+	code, _, _ := run(t, nil, "--config-file", filepath.Join(dir, "empty.conf"), "--data", data, "serve", "--listen", "127.0.0.1:0",
+		"--blobs", "s3://kolejka-blobs?endpoint=http://127.0.0.1:1", "--blobs-access-key", "k", "--blobs-secret-key", "s")
+	if code != 2 {
+		t.Errorf("serve: exit %d, want 2", code)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("the data folder was created (%v)", err)
+	}
+}

@@ -70,6 +70,18 @@ func text(name, usage string, p func(*options) *string) field {
 		func(o *options) string { return *p(o) }}
 }
 
+// secret is a text field that `config` does not print.
+func secret(name, usage string, p func(*options) *string) field {
+	return field{name, usage,
+		func(o *options) settings.Value { return settings.Trim(settings.String(p(o))) },
+		func(o *options) string {
+			if *p(o) == "" {
+				return ""
+			}
+			return "(set, not shown)"
+		}}
+}
+
 func size(name, usage string, p func(*options) *int64) field {
 	return field{name, usage,
 		func(o *options) settings.Value { return settings.Size(p(o)) },
@@ -120,6 +132,10 @@ func serveFields() []field {
 		text("prefix", "URL path prefix of the API, e.g. /kolejka/ (default /)", func(o *options) *string { return &o.Prefix }),
 		text("tls-cert", "TLS certificate file (with --tls-key: serve HTTPS)", func(o *options) *string { return &o.TLSCert }),
 		text("tls-key", "TLS key file", func(o *options) *string { return &o.TLSKey }),
+		text("blobs", "where blobs are kept: empty for the data folder's blobs/ (default), or s3://BUCKET?endpoint=http(s)://HOST:PORT&region=REGION", func(o *options) *string { return &o.Blobs }),
+		text("blobs-access-key", "S3 access key of blobs (default: AWS_ACCESS_KEY_ID)", func(o *options) *string { return &o.BlobsAccessKey }),
+		secret("blobs-secret-key", "S3 secret key of blobs (default: AWS_SECRET_ACCESS_KEY)", func(o *options) *string { return &o.BlobsSecretKey }),
+		duration("blobs-grace", "how old a blob without a database row must be before it is removed (default 0 for the folder, 1H for S3)", func(o *options) *time.Duration { return &o.BlobGrace }),
 		text("synchronous", "SQLite synchronous mode: NORMAL (survives a server crash; default) or FULL (survives power loss, slower)", func(o *options) *string { return &o.Synchronous }),
 		size("max-json-body", "largest task/dequeue/heartbeat/login body (default 1M)", func(o *options) *int64 { return &o.MaxJSONBody }),
 		size("max-result-body", "largest result body: it lists every output file (default 16M)", func(o *options) *int64 { return &o.MaxResultBody }),

@@ -55,7 +55,7 @@ func (s *Server) handleReferenceNew(w http.ResponseWriter, r *http.Request) {
 		tooLarge(w, limit)
 		return
 	}
-	tmp, err := s.blobs.Write(r.Body, limit)
+	tmp, err := s.blobs.Write(r.Context(), r.Body, limit)
 	if errors.Is(err, blobs.ErrTooLarge) {
 		tooLarge(w, limit)
 		return
@@ -79,25 +79,27 @@ func (s *Server) handleReferenceNew(w http.ResponseWriter, r *http.Request) {
 
 // commitBlob moves an uploaded blob into place and records it with a new
 // reference, holding the hash lock across both (see gc.go).
-func (s *Server) commitBlob(r *http.Request, tmp *blobs.Temp, owner int64) (store.Reference, error) {
-	unlock, err := s.lockBlob(r.Context(), tmp.Blob.Hash)
+func (s *Server) commitBlob(r *http.Request, tmp blobs.Temp, owner int64) (store.Reference, error) {
+	b := tmp.Blob()
+	unlock, err := s.lockBlob(r.Context(), b.Hash)
 	if err != nil {
 		tmp.Discard()
 		return store.Reference{}, err
 	}
 	defer unlock()
-	if err := tmp.Commit(); err != nil {
+	if err := tmp.Commit(r.Context()); err != nil {
 		return store.Reference{}, err
 	}
-	ref, err := s.db.AddReference(r.Context(), tmp.Blob.Hash, tmp.Blob.Size, auth.RandomKey(16), owner, s.now())
+	ref, err := s.db.AddReference(r.Context(), b.Hash, b.Size, auth.RandomKey(16), owner, s.now())
 	if err != nil {
 		// Keep the file only if an earlier upload's row holds it. The
 		// check must not die with the request: a client gone (a node
 		// killed mid-upload) cancels it, and the file would stay in the
 		// store with no row, until the next start.
-		if known, kerr := s.db.BlobKnown(context.WithoutCancel(r.Context()), tmp.Blob.Hash); kerr == nil && !known {
-			if err := s.blobs.Remove(tmp.Blob.Hash); err != nil {
-				s.log.Warn("unable to remove an unrecorded blob; the next start will", "blob", tmp.Blob.Hash, "error", err)
+		ctx := context.WithoutCancel(r.Context())
+		if known, kerr := s.db.BlobKnown(ctx, b.Hash); kerr == nil && !known {
+			if err := s.dropBlob(ctx, b.Hash); err != nil {
+				s.log.Warn("unable to remove an unrecorded blob; the next start will", "blob", b.Hash, "error", err)
 			}
 		}
 		return store.Reference{}, err
@@ -164,20 +166,15 @@ func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 
 // serveBlob answers the blob's bytes (HEAD: headers only), with ranges.
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, hash string) {
-	f, err := s.blobs.Open(hash)
+	f, err := s.blobs.Open(r.Context(), hash)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+hash+`"`)
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	http.ServeContent(w, r, "", f.Info().ModTime, f)
 }
 
 func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
@@ -245,5 +242,5 @@ func (s *Server) deleteBlob(r *http.Request, hash string) error {
 	if err := s.db.DeleteBlob(r.Context(), hash); err != nil {
 		return err
 	}
-	return s.blobs.Remove(hash)
+	return s.blobs.Remove(r.Context(), hash)
 }

@@ -19,7 +19,7 @@ func TestUploadOfAGoneClientLeavesNoFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	tmp, err := s.blobs.Write(strings.NewReader("bytes of a node that died"), 1<<20)
+	tmp, err := s.blobs.Write(t.Context(), strings.NewReader("bytes of a node that died"), 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestUploadOfAGoneClientLeavesNoFile(t *testing.T) {
 	if _, err := s.commitBlob(r, tmp, 1); err == nil {
 		t.Fatal("a reference was recorded for a request that had ended")
 	}
-	if s.blobs.Exists(tmp.Blob.Hash) {
-		t.Errorf("blob file %s stays without a row", tmp.Blob.Hash)
+	if ok, err := s.blobs.Exists(t.Context(), tmp.Blob().Hash); ok || err != nil {
+		t.Errorf("blob file %s stays without a row (%v)", tmp.Blob().Hash, err)
 	}
 }

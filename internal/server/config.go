@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/clock"
+	blobss3 "github.com/kolejka-go/kolejka/internal/server/blobs/s3"
 	"github.com/kolejka-go/kolejka/internal/server/notify"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 	"github.com/kolejka-go/kolejka/spec"
@@ -31,6 +32,19 @@ type Config struct {
 	Prefix string
 	// TLSCert and TLSKey, when both set, make Serve speak HTTPS.
 	TLSCert, TLSKey string
+
+	// Blobs is where blobs are kept: empty (the default) for the folder
+	// blobs/ in DataDir, or an S3 bucket,
+	// s3://BUCKET?endpoint=http(s)://HOST:PORT&region=REGION (package
+	// blobs/s3), signed with BlobsAccessKey and BlobsSecretKey, else with
+	// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+	Blobs                          string
+	BlobsAccessKey, BlobsSecretKey string
+	// BlobGrace is how old a blob with no database row must be before the
+	// collector or the start-up sweep removes it (default 0 for the folder,
+	// which one server owns; 1 h for S3, where another replica may have
+	// just put a blob whose row it has not committed yet).
+	BlobGrace time.Duration
 
 	// Synchronous is SQLite's synchronous mode: "NORMAL" (default; every
 	// acknowledged write survives a crash of the server process) or "FULL"
@@ -163,6 +177,7 @@ const (
 	DefaultSessionAge         = 14 * 24 * time.Hour
 	DefaultTokenAge           = 365 * 24 * time.Hour
 	DefaultUploadGrace        = 24 * time.Hour
+	DefaultS3BlobGrace        = time.Hour
 	DefaultCPUs               = 1
 	DefaultMemory             = 1 << 30
 	DefaultCallbackAttempts   = 10
@@ -212,6 +227,17 @@ func (c Config) WithDefaults() (Config, error) {
 		return c, fmt.Errorf("invalid configuration: %w: synchronous must be NORMAL or FULL, not %q", ErrConfig, c.Synchronous)
 	}
 	c.Synchronous = s
+	if blobss3.IsURL(c.Blobs) {
+		if _, err := blobss3.ParseURL(c.Blobs); err != nil {
+			return c, fmt.Errorf("invalid configuration: %w: %v", ErrConfig, err)
+		}
+		setDefault(&c.BlobGrace, DefaultS3BlobGrace)
+	} else if c.Blobs != "" {
+		return c, fmt.Errorf("invalid configuration: %w: blobs %q: want empty (the data folder) or s3://BUCKET?endpoint=…", ErrConfig, c.Blobs)
+	}
+	if c.BlobGrace < 0 {
+		c.BlobGrace = 0
+	}
 	setDefault(&c.MaxJSONBody, DefaultMaxJSONBody)
 	setDefault(&c.MaxResultBody, DefaultMaxResultBody)
 	setDefault(&c.MaxBlobSize, DefaultMaxBlobSize)

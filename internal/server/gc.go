@@ -29,9 +29,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"sync"
 	"time"
+
+	"github.com/kolejka-go/kolejka/internal/server/blobs"
 )
 
 // hashLocks is a striped lock over blob hashes.
@@ -73,7 +76,30 @@ func (s *Server) collect(ctx context.Context, hash string) (bool, error) {
 	if err != nil || !deleted {
 		return false, err
 	}
-	return true, s.blobs.Remove(hash)
+	return true, s.dropBlob(ctx, hash)
+}
+
+// dropBlob removes the blob of hash, whose row is gone, unless it was put
+// in place less than BlobGrace ago: with a shared store (S3) another
+// replica may have just committed it and be about to commit its row, which
+// no lock of this process orders. A blob kept so is an orphan the next
+// start-up's sweep removes.
+func (s *Server) dropBlob(ctx context.Context, hash string) error {
+	if s.cfg.BlobGrace > 0 {
+		r, err := s.blobs.Open(ctx, hash)
+		if errors.Is(err, blobs.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.Close()
+		if age := time.Since(r.Info().ModTime); age < s.cfg.BlobGrace {
+			s.log.Info("kept a young unreferenced blob", "blob", hash, "age", age.Round(time.Second))
+			return nil
+		}
+	}
+	return s.blobs.Remove(ctx, hash)
 }
 
 // collectGarbage removes expired sessions and tokens, the firings of each

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/server/blobs/s3test"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 )
@@ -23,6 +24,7 @@ func TestMain(m *testing.M) {
 	testenv.RunHelpers(testenv.Helpers{"server": runChild, "server-die-at-fire": runDyingChild})
 	code := m.Run()
 	pgtest.Stop()
+	s3test.Stop()
 	os.Exit(code)
 }
 

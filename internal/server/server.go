@@ -39,6 +39,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/flock"
 	"github.com/kolejka-go/kolejka/internal/server/blobs"
+	blobss3 "github.com/kolejka-go/kolejka/internal/server/blobs/s3"
 	"github.com/kolejka-go/kolejka/internal/server/notify"
 	"github.com/kolejka-go/kolejka/internal/server/notify/pgrelay"
 	"github.com/kolejka-go/kolejka/internal/server/store"
@@ -57,7 +58,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	db    *store.Store
-	blobs *blobs.Store
+	blobs blobs.Store
 	lock  *os.File // nil for OpenAdmin
 	// ownRelay is the relay Open made for a PostgreSQL database (closed
 	// with the server); a Config.Relay belongs to its caller.
@@ -106,10 +107,17 @@ func open(cfg Config, owner bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The blob store first: an S3 bucket that cannot be used stops the
+	// start before anything is created.
+	bs, err := openBlobs(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("unable to create data folder: %w", err)
 	}
 	s := &Server{
+		blobs:       bs,
 		cfg:         cfg,
 		log:         cfg.Logger,
 		callbacks:   make(chan struct{}, 1),
@@ -154,10 +162,6 @@ func open(cfg Config, owner bool) (*Server, error) {
 		s.ownRelay = relay
 		s.cfg.Relay = relay
 	}
-	s.blobs, err = blobs.Open(filepath.Join(cfg.DataDir, BlobsDir))
-	if err != nil {
-		return fail(err)
-	}
 	s.metrics = newMetrics(s)
 	s.ui, err = ui.New(uiBackend{s}, ui.Options{Prefix: cfg.Prefix, Log: s.log, PollEvery: cfg.uiPoll, Streams: cfg.uiStreams})
 	if err != nil {
@@ -192,10 +196,34 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// openBlobs opens the configured blob store: the data folder's blobs/, or
+// an S3 bucket, checked now (a missing bucket, refused credentials or an
+// endpoint that does not answer stops the start, naming the setting).
+func openBlobs(cfg Config) (blobs.Store, error) {
+	if !blobss3.IsURL(cfg.Blobs) {
+		return blobs.OpenFolder(filepath.Join(cfg.DataDir, BlobsDir))
+	}
+	o, err := blobss3.ParseURL(cfg.Blobs)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w: %v", ErrConfig, err)
+	}
+	o.AccessKey, o.SecretKey = cfg.BlobsAccessKey, cfg.BlobsSecretKey
+	st, err := blobss3.Open(context.Background(), o, blobsOpenTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return st, nil
+}
+
+// blobsOpenTimeout bounds the start-up check of an S3 bucket.
+const blobsOpenTimeout = 15 * time.Second
+
 // recover cleans up after a crash, before anything can run: temporary
-// upload files, and blob files whose row was never committed.
+// uploads, and blobs whose row was never committed and that are older
+// than BlobGrace (another replica's fresh upload is not an orphan).
 func (s *Server) recover(ctx context.Context) error {
-	n, err := s.blobs.CleanTemp()
+	cutoff := time.Now().Add(-s.cfg.BlobGrace)
+	n, err := s.blobs.CleanTemp(ctx, cutoff)
 	if err != nil {
 		return err
 	}
@@ -203,14 +231,17 @@ func (s *Server) recover(ctx context.Context) error {
 		s.log.Info("removed unfinished uploads", "count", n)
 	}
 	orphans := 0
-	bad, err := s.blobs.Walk(func(hash string) error {
-		known, err := s.db.BlobKnown(ctx, hash)
+	bad, err := s.blobs.Walk(ctx, func(b blobs.Info) error {
+		if !b.ModTime.Before(cutoff) {
+			return nil
+		}
+		known, err := s.db.BlobKnown(ctx, b.Hash)
 		if err != nil {
 			return err
 		}
 		if !known {
 			orphans++
-			return s.blobs.Remove(hash)
+			return s.blobs.Remove(ctx, b.Hash)
 		}
 		return nil
 	})

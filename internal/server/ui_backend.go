@@ -201,16 +201,11 @@ func (b uiBackend) ResultFile(ctx context.Context, u *store.User, key, name stri
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	f, err := b.s.blobs.Open(hash)
+	f, err := b.s.blobs.Open(ctx, hash)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, time.Time{}, err
-	}
-	return f, fi.ModTime(), nil
+	return f, f.Info().ModTime, nil
 }
 
 // Overview reads the queues' figures (as /queue/stats/, for anyone signed

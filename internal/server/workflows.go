@@ -228,7 +228,7 @@ func (s *Server) resultFile(ctx context.Context, key, path string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.blobs.Open(hash)
+	f, err := s.blobs.Open(ctx, hash)
 	if err != nil {
 		return nil, fmt.Errorf("unable to read a result file: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/cgroup"
 	"github.com/kolejka-go/kolejka/internal/gridtest"
+	"github.com/kolejka-go/kolejka/internal/server/blobs/s3test"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/internal/testenv/pgtest"
 	"github.com/kolejka-go/kolejka/tests/hardening"
@@ -55,6 +56,7 @@ func TestMain(m *testing.M) {
 	}
 	gridtest.Cleanup()
 	pgtest.Stop()
+	s3test.Stop()
 	os.Exit(code)
 }
 

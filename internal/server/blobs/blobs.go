@@ -1,56 +1,92 @@
 // Package blobs is the server's content-addressed file store: every blob is
-// a file named by the SHA-256 of its bytes, in sharded folders
-// (ROOT/ab/cd/abcdef…), so one content is stored once however many
-// references point at it.
+// named by the SHA-256 of its bytes, so one content is stored once however
+// many references point at it. Store is the role the server uses; Folder
+// (this package) keeps blobs in a local folder, the default, and package
+// blobs/s3 keeps them in an S3 bucket. blobstest is the conformance suite
+// both pass.
 //
-// Lifecycle of a blob:
+// Lifecycle of a blob, whatever the store:
 //
-//  1. Write streams the bytes into a temporary file under ROOT/tmp (the
-//     same file system, so the final rename is atomic), hashing them on the
-//     way and refusing more than the size limit.
-//  2. Temp.Commit fsyncs it, renames it to its final name and fsyncs the
-//     folders (atomicfile.Rename), so after a crash a final name holds the complete bytes or
-//     does not exist: a partial blob never lives under its hash. If the
-//     content is already in place the temporary file is dropped unsynced.
+//  1. Write streams the bytes somewhere temporary, hashing them on the way
+//     and refusing more than the size limit.
+//  2. Temp.Commit moves them under their hash: a partial blob never lives
+//     under its hash, even after a crash.
 //  3. The caller records the blob in its database only after Commit, so a
-//     database row always has its file. A crash between the rename and the
-//     database commit leaves a file without a row; Walk lists the files so
-//     the caller can remove those at start-up.
+//     database row always has its blob. A crash between the two leaves a
+//     blob without a row; Walk lists the blobs so the caller can remove
+//     those at start-up.
 //  4. Remove deletes a blob nothing refers to any more. Deciding that is
 //     the caller's job (see the server's garbage collector and its per-hash
 //     lock).
 //
-// CleanTemp removes temporary files a crashed process left behind.
+// CleanTemp removes temporary uploads a crashed process left behind.
 package blobs
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
-
-	"github.com/kolejka-go/kolejka/internal/atomicfile"
+	"time"
 )
 
-// Errors of the store.
+// Errors of the stores.
 var (
-	// ErrTooLarge is returned by Put when the content exceeds the limit.
+	// ErrTooLarge is returned by Write when the content exceeds the limit.
 	ErrTooLarge = errors.New("blob exceeds the size limit")
 	// ErrBadHash is a hash that is not 64 lower-case hex digits.
 	ErrBadHash = errors.New("not a SHA-256 hex digest")
+	// ErrNotFound is a blob that is not in the store (errors.Is also
+	// matches fs.ErrNotExist for the folder).
+	ErrNotFound = errors.New("blob not found")
 )
 
-// Store is a blob folder. It is safe for concurrent use; two uploads of
-// the same content both succeed and leave one file.
-type Store struct {
-	root string
-	tmp  string
+// Store is a content-addressed blob store. It is safe for concurrent use;
+// two uploads of the same content both succeed and leave one blob.
+type Store interface {
+	// Write streams r somewhere temporary, hashing it. More than limit
+	// bytes is ErrTooLarge (limit < 0: no limit). A read error (a client
+	// that went away mid-upload) is returned wrapped. On any error nothing
+	// is left behind.
+	Write(ctx context.Context, r io.Reader, limit int64) (Temp, error)
+	// Open opens the blob of hash for reading; a missing one is
+	// ErrNotFound, a malformed hash ErrBadHash.
+	Open(ctx context.Context, hash string) (Reader, error)
+	// Exists reports whether the blob is in place.
+	Exists(ctx context.Context, hash string) (bool, error)
+	// Remove deletes the blob; a missing blob is not an error.
+	Remove(ctx context.Context, hash string) error
+	// Walk calls fn with every blob in place, in no particular order.
+	// Entries that are not blobs (wrong name or place) are reported in
+	// bad, never deleted by the store.
+	Walk(ctx context.Context, fn func(Info) error) (bad []string, err error)
+	// CleanTemp removes the temporary uploads last written before
+	// before, and says how many. Only uploads that cannot be running may
+	// be removed: the caller picks before accordingly.
+	CleanTemp(ctx context.Context, before time.Time) (int, error)
+}
+
+// Temp is a blob written but not yet in place. Exactly one of Commit and
+// Discard must be called.
+type Temp interface {
+	// Blob is what was written.
+	Blob() Blob
+	// Commit moves the bytes under their hash, durably. If the blob
+	// already exists the result is the same blob. The caller must hold
+	// whatever lock keeps a garbage collector off this hash until its
+	// database row is committed.
+	Commit(ctx context.Context) error
+	// Discard drops the temporary bytes.
+	Discard()
+}
+
+// Reader is an open blob: what http.ServeContent needs.
+type Reader interface {
+	io.ReadSeekCloser
+	Info() Info
 }
 
 // Blob names stored content.
@@ -59,38 +95,13 @@ type Blob struct {
 	Size int64
 }
 
-const tmpDir = "tmp"
-
-// Open opens (creating if needed) the store in root. It does not touch
-// temporary files: another process may be writing them (see CleanTemp).
-func Open(root string) (*Store, error) {
-	s := &Store{root: root, tmp: filepath.Join(root, tmpDir)}
-	if err := os.MkdirAll(s.tmp, 0o750); err != nil {
-		return nil, fmt.Errorf("unable to create blob store: %w", err)
-	}
-	return s, nil
+// Info is a blob in place.
+type Info struct {
+	Blob
+	// ModTime is when the blob was last put in place (the time of its
+	// latest Commit, where the store can tell).
+	ModTime time.Time
 }
-
-// CleanTemp removes the temporary files a crashed process left behind.
-// Call it only when no upload can be running (at server start-up, holding
-// the data folder's lock).
-func (s *Store) CleanTemp() (int, error) {
-	entries, err := os.ReadDir(s.tmp)
-	if err != nil {
-		return 0, fmt.Errorf("unable to read blob temp folder: %w", err)
-	}
-	n := 0
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(s.tmp, e.Name())); err != nil {
-			return n, fmt.Errorf("unable to remove temp leftover: %w", err)
-		}
-		n++
-	}
-	return n, nil
-}
-
-// Root is the store's folder.
-func (s *Store) Root() string { return s.root }
 
 // ValidHash reports whether h is 64 lower-case hex digits.
 func ValidHash(h string) bool {
@@ -106,182 +117,47 @@ func ValidHash(h string) bool {
 	return true
 }
 
-// Path is where the blob of hash lives (whether or not it exists).
-func (s *Store) Path(hash string) string {
-	return filepath.Join(s.root, hash[0:2], hash[2:4], hash)
+// Hasher returns a new SHA-256 state and the way to name its digest.
+func Hasher() hash.Hash { return sha256.New() }
+
+// Digest is the hex digest of h.
+func Digest(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+// LimitReader reads r, failing with ErrTooLarge once more than limit
+// bytes came (limit < 0: no limit), so a streaming upload is cut as soon
+// as it is too large.
+func LimitReader(r io.Reader, limit int64) io.Reader {
+	if limit < 0 {
+		return r
+	}
+	return &limitReader{r: r, left: limit}
 }
 
-// Temp is a blob written but not yet in place: Put's first half. Commit
-// moves it into place; Discard removes it. Exactly one of them must be
-// called.
-type Temp struct {
-	s    *Store
-	f    *os.File
-	Blob Blob
+type limitReader struct {
+	r    io.Reader
+	left int64 // bytes still allowed
 }
 
-// Write streams r into a temporary file, hashing it. More than limit bytes
-// is ErrTooLarge (limit < 0: no limit). A read error (a client that went
-// away mid-upload) is returned as it is. On any error nothing is left
-// behind.
-func (s *Store) Write(r io.Reader, limit int64) (*Temp, error) {
-	f, err := os.CreateTemp(s.tmp, "upload-*")
-	if err != nil {
-		return nil, fmt.Errorf("unable to create temp file: %w", err)
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, ErrTooLarge
 	}
-	fail := func(err error) (*Temp, error) {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
+	// Read one byte past the limit to tell "exactly the limit" from more.
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
 	}
-	h := sha256.New()
-	src := r
-	if limit >= 0 {
-		src = io.LimitReader(r, limit+1)
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return n, ErrTooLarge
 	}
-	n, err := io.Copy(io.MultiWriter(f, h), src)
-	if err != nil {
-		return fail(fmt.Errorf("unable to receive blob: %w", err))
-	}
-	if limit >= 0 && n > limit {
-		return fail(ErrTooLarge)
-	}
-	return &Temp{s: s, f: f, Blob: Blob{Hash: digest(h), Size: n}}, nil
+	return n, err
 }
 
-func digest(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
-
-// Discard removes the temporary file.
-func (t *Temp) Discard() {
-	t.f.Close()
-	os.Remove(t.f.Name())
-}
-
-// Commit makes the temporary file durable, moves it to its final name and
-// makes the rename durable. If the blob already exists its file is kept
-// (it is complete by construction) and the temporary one removed. The
-// caller must hold whatever lock keeps a garbage collector off this hash
-// until its database row is committed.
-func (t *Temp) Commit() error {
-	defer t.f.Close()
-	final := t.s.Path(t.Blob.Hash)
-	if _, err := os.Stat(final); err == nil {
-		os.Remove(t.f.Name())
-		return nil
-	}
-	if err := t.f.Sync(); err != nil {
-		os.Remove(t.f.Name())
-		return fmt.Errorf("unable to sync blob: %w", err)
-	}
-	if err := t.s.mkdirs(filepath.Dir(final)); err != nil {
-		os.Remove(t.f.Name())
-		return err
-	}
-	if err := atomicfile.Rename(t.f.Name(), final); err != nil {
-		os.Remove(t.f.Name()) // when the rename itself failed
-		return fmt.Errorf("unable to move blob into place: %w", err)
-	}
-	return nil
-}
-
-// mkdirs creates dir and its missing parents up to the root, fsyncing each
-// parent that got a new entry, so the path of a renamed blob survives a
-// power loss too.
-func (s *Store) mkdirs(dir string) error {
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	parent := filepath.Dir(dir)
-	if parent != s.root {
-		if err := s.mkdirs(parent); err != nil {
-			return err
-		}
-	}
-	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("unable to create blob folder: %w", err)
-	}
-	return atomicfile.SyncDir(parent)
-}
-
-// Open opens the blob of hash for reading.
-func (s *Store) Open(hash string) (*os.File, error) {
-	if !ValidHash(hash) {
-		return nil, ErrBadHash
-	}
-	f, err := os.Open(s.Path(hash))
-	if err != nil {
-		return nil, fmt.Errorf("unable to open blob: %w", err)
-	}
-	return f, nil
-}
-
-// Exists reports whether the blob's file is in place.
-func (s *Store) Exists(hash string) bool {
-	if !ValidHash(hash) {
-		return false
-	}
-	_, err := os.Stat(s.Path(hash))
-	return err == nil
-}
-
-// Remove deletes the blob's file; a missing file is not an error.
-func (s *Store) Remove(hash string) error {
-	if !ValidHash(hash) {
-		return ErrBadHash
-	}
-	err := os.Remove(s.Path(hash))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("unable to remove blob: %w", err)
-	}
-	return nil
-}
-
-// Walk calls fn with the hash of every blob file in place, in no
-// particular order. Files that are not blobs (wrong name or place) are
-// reported with their path in bad, never deleted by the store.
-func (s *Store) Walk(fn func(hash string) error) (bad []string, err error) {
-	err = filepath.WalkDir(s.root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(s.root, path)
-		if d.IsDir() {
-			if rel == tmpDir {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		name := d.Name()
-		if !ValidHash(name) || rel != filepath.Join(name[0:2], name[2:4], name) {
-			bad = append(bad, path)
-			return nil
-		}
-		return fn(name)
-	})
-	if err != nil {
-		return bad, fmt.Errorf("unable to walk blob store: %w", err)
-	}
-	return bad, nil
-}
-
-// TempFiles lists the temporary files present (for tests and diagnostics).
-func (s *Store) TempFiles() ([]string, error) {
-	entries, err := os.ReadDir(s.tmp)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "upload-") {
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
-}
-
-// Verify re-hashes the blob's file and reports whether it matches its name.
-func (s *Store) Verify(hash string) (bool, error) {
-	f, err := s.Open(hash)
+// Verify re-reads the blob of hash and reports whether its bytes match
+// its name.
+func Verify(ctx context.Context, s Store, hash string) (bool, error) {
+	f, err := s.Open(ctx, hash)
 	if err != nil {
 		return false, err
 	}
@@ -290,5 +166,5 @@ func (s *Store) Verify(hash string) (bool, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return false, fmt.Errorf("unable to read blob: %w", err)
 	}
-	return digest(h) == hash, nil
+	return Digest(h) == hash, nil
 }

@@ -1,0 +1,401 @@
+// Package s3 is the blob store in an S3-compatible bucket (blobs.Store),
+// for servers whose blobs outlive or outgrow one machine's disk.
+//
+// Layout: a blob is the object sha256/<hash>; an upload streams into
+// tmp/<random> (a multipart upload, invisible until complete) while it is
+// hashed and its size capped, and Commit copies it server-side to its hash
+// key and deletes the temporary object. S3 puts and copies are atomic, so
+// a partial object never exists under a hash key: a crash leaves only
+// tmp/ objects or incomplete multipart uploads, which CleanTemp removes.
+//
+// Commit copies even when the blob exists: that refreshes the object's
+// LastModified, which the server's garbage collector reads so that it
+// never removes an object another replica has just committed (see the
+// server's gc.go).
+package s3
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
+
+	"github.com/kolejka-go/kolejka/internal/server/blobs"
+)
+
+// Key prefixes in the bucket.
+const (
+	BlobPrefix = "sha256/"
+	TempPrefix = "tmp/"
+)
+
+// partSize is the multipart upload's part: each running upload buffers
+// one part in memory. 8 MiB × 10,000 parts caps a blob at 80 GB.
+const partSize = 8 << 20
+
+// ErrConfig is a blobs URL or credentials the store cannot use.
+var ErrConfig = errors.New("invalid S3 blob store setting")
+
+// Options say where the bucket is and how to sign in.
+type Options struct {
+	Bucket   string
+	Endpoint string // URL: http(s)://host[:port]
+	Region   string
+	// AccessKey and SecretKey; both empty: AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), else anonymous.
+	AccessKey, SecretKey string
+}
+
+// IsURL reports whether a blobs setting names an S3 bucket (else it is a
+// folder).
+func IsURL(s string) bool { return strings.HasPrefix(s, "s3://") }
+
+// ParseURL reads s3://BUCKET?endpoint=URL&region=REGION. Without endpoint
+// the bucket is on AWS (https://s3.amazonaws.com); region defaults to
+// us-east-1.
+func ParseURL(raw string) (Options, error) {
+	bad := func(format string, a ...any) (Options, error) {
+		return Options{}, fmt.Errorf("%w: blobs %q: %s", ErrConfig, raw, fmt.Sprintf(format, a...))
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return bad("not a URL")
+	}
+	if u.Scheme != "s3" {
+		return bad("the scheme must be s3://")
+	}
+	if u.User != nil {
+		return bad("credentials do not belong in the URL: use blobs_access_key and blobs_secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	}
+	if u.Host == "" {
+		return bad("no bucket: s3://BUCKET?endpoint=…")
+	}
+	if u.Path != "" && u.Path != "/" {
+		return bad("a path after the bucket is not supported")
+	}
+	if err := s3utils.CheckValidBucketNameStrict(u.Host); err != nil {
+		return bad("bucket %q: %v", u.Host, err)
+	}
+	o := Options{Bucket: u.Host, Endpoint: "https://s3.amazonaws.com", Region: "us-east-1"}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return bad("query: %v", err)
+	}
+	for k, v := range q {
+		if len(v) != 1 {
+			return bad("%s given %d times", k, len(v))
+		}
+		switch k {
+		case "endpoint":
+			o.Endpoint = v[0]
+		case "region":
+			o.Region = v[0]
+		default:
+			return bad("unknown parameter %q (known: endpoint, region)", k)
+		}
+	}
+	e, err := url.Parse(o.Endpoint)
+	if err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" || (e.Path != "" && e.Path != "/") || e.RawQuery != "" {
+		return bad("endpoint %q: want http(s)://host[:port]", o.Endpoint)
+	}
+	return o, nil
+}
+
+// Store is a blob store in a bucket.
+type Store struct {
+	c      *minio.Client
+	bucket string
+}
+
+var _ blobs.Store = (*Store)(nil)
+
+// Open connects to the bucket and checks, within timeout, that it exists
+// and that the credentials may list it: a missing bucket, refused
+// credentials or an endpoint that does not answer is an error naming the
+// setting to fix.
+func Open(ctx context.Context, o Options, timeout time.Duration) (*Store, error) {
+	e, err := url.Parse(o.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("%w: endpoint %q: %v", ErrConfig, o.Endpoint, err)
+	}
+	if (o.AccessKey == "") != (o.SecretKey == "") {
+		return nil, fmt.Errorf("%w: blobs_access_key and blobs_secret_key go together: one is empty", ErrConfig)
+	}
+	var creds *credentials.Credentials
+	switch {
+	case o.AccessKey != "":
+		creds = credentials.NewStaticV4(o.AccessKey, o.SecretKey, "")
+	case os.Getenv("AWS_ACCESS_KEY_ID") != "":
+		creds = credentials.NewEnvAWS()
+	default:
+		creds = credentials.NewStatic("", "", "", credentials.SignatureAnonymous)
+	}
+	c, err := minio.New(e.Host, &minio.Options{
+		Creds:        creds,
+		Secure:       e.Scheme == "https",
+		Region:       o.Region,
+		BucketLookup: minio.BucketLookupPath,
+		// A few retries: the start-up check must fail in seconds, not
+		// retry an unreachable endpoint for minutes.
+		MaxRetries: 3,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: endpoint %q: %v", ErrConfig, o.Endpoint, err)
+	}
+	s := &Store{c: c, bucket: o.Bucket}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("unable to open blob store s3://%s at %s: %w", o.Bucket, o.Endpoint, err)
+	}
+	return s, nil
+}
+
+// check lists one key: the cheapest call that proves the bucket exists
+// and the credentials may read it (HEAD bucket has no body to say which
+// of the two failed).
+func (s *Store) check(ctx context.Context) error {
+	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{MaxKeys: 1, Prefix: BlobPrefix}) {
+		if obj.Err != nil {
+			return explain(obj.Err)
+		}
+		break
+	}
+	return ctx.Err()
+}
+
+// explain names the setting behind an S3 error.
+func explain(err error) error {
+	code := minio.ToErrorResponse(err).Code
+	var ne net.Error
+	switch {
+	case code == "NoSuchBucket":
+		return fmt.Errorf("%w: the bucket does not exist (create it, or fix the bucket in blobs): %v", ErrConfig, err)
+	case slices.Contains([]string{"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}, code):
+		return fmt.Errorf("%w: the credentials were refused (blobs_access_key and blobs_secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY): %v", ErrConfig, err)
+	case errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: the endpoint does not answer (endpoint= in blobs): %v", ErrConfig, err)
+	}
+	return err
+}
+
+func blobKey(hash string) string { return BlobPrefix + hash }
+
+// Bucket is the store's bucket.
+func (s *Store) Bucket() string { return s.bucket }
+
+// Client is the S3 client (for tests and diagnostics).
+func (s *Store) Client() *minio.Client { return s.c }
+
+// capture is the upload's body: it hashes what passes, caps it, and keeps
+// the body's own error, which minio-go may wrap beyond recognition.
+type capture struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *capture) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// Write streams r into a temporary object, hashing it.
+func (s *Store) Write(ctx context.Context, r io.Reader, limit int64) (blobs.Temp, error) {
+	key := TempPrefix + rand.Text()
+	h := blobs.Hasher()
+	body := &capture{r: io.TeeReader(blobs.LimitReader(r, limit), h)}
+	_, err := s.c.PutObject(ctx, s.bucket, key, body, -1, minio.PutObjectOptions{
+		PartSize:    partSize,
+		ContentType: "application/octet-stream",
+	})
+	if err == nil && body.err != nil {
+		// minio-go takes io.ErrUnexpectedEOF for the end of the body: a
+		// cut upload is stored whole unless refused here.
+		err = body.err
+	}
+	if err != nil {
+		// minio-go aborts the multipart upload; a complete object cannot
+		// exist, but a retry that succeeded after an error could: drop it.
+		_ = s.c.RemoveObject(context.WithoutCancel(ctx), s.bucket, key, minio.RemoveObjectOptions{})
+		if errors.Is(body.err, blobs.ErrTooLarge) {
+			return nil, blobs.ErrTooLarge
+		}
+		if body.err != nil {
+			return nil, fmt.Errorf("unable to receive blob: %w", body.err)
+		}
+		return nil, fmt.Errorf("unable to store upload: %w", explain(err))
+	}
+	return &temp{s: s, key: key, blob: blobs.Blob{Hash: blobs.Digest(h), Size: body.n}}, nil
+}
+
+// temp is an upload in tmp/.
+type temp struct {
+	s    *Store
+	key  string
+	blob blobs.Blob
+}
+
+var _ blobs.Temp = (*temp)(nil)
+
+func (t *temp) Blob() blobs.Blob { return t.blob }
+
+func (t *temp) Discard() {
+	_ = t.s.c.RemoveObject(context.Background(), t.s.bucket, t.key, minio.RemoveObjectOptions{})
+}
+
+// Commit copies the temporary object to its hash key (server-side, in
+// parts past 5 GiB) and removes it. The copy is made even if the blob
+// exists, to date it now (see the package doc).
+func (t *temp) Commit(ctx context.Context) error {
+	defer t.Discard()
+	_, err := t.s.c.ComposeObject(ctx,
+		minio.CopyDestOptions{Bucket: t.s.bucket, Object: blobKey(t.blob.Hash)},
+		minio.CopySrcOptions{Bucket: t.s.bucket, Object: t.key})
+	if err != nil {
+		return fmt.Errorf("unable to move blob into place: %w", explain(err))
+	}
+	return nil
+}
+
+// reader is an open object; minio.Object reads lazily and seeks.
+type reader struct {
+	*minio.Object
+	info blobs.Info
+}
+
+func (r reader) Info() blobs.Info { return r.info }
+
+func notFound(err error) bool {
+	code := minio.ToErrorResponse(err).Code
+	return code == "NoSuchKey" || code == "NotFound"
+}
+
+// Open opens the blob of hash for reading.
+func (s *Store) Open(ctx context.Context, hash string) (blobs.Reader, error) {
+	if !blobs.ValidHash(hash) {
+		return nil, blobs.ErrBadHash
+	}
+	obj, err := s.c.GetObject(ctx, s.bucket, blobKey(hash), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("unable to open blob: %w", explain(err))
+	}
+	st, err := obj.Stat()
+	if err != nil {
+		obj.Close()
+		if notFound(err) {
+			return nil, fmt.Errorf("unable to open blob %s: %w", hash, blobs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("unable to open blob: %w", explain(err))
+	}
+	return reader{obj, blobs.Info{Blob: blobs.Blob{Hash: hash, Size: st.Size}, ModTime: st.LastModified}}, nil
+}
+
+// Exists reports whether the blob's object is in place.
+func (s *Store) Exists(ctx context.Context, hash string) (bool, error) {
+	if !blobs.ValidHash(hash) {
+		return false, blobs.ErrBadHash
+	}
+	_, err := s.c.StatObject(ctx, s.bucket, blobKey(hash), minio.StatObjectOptions{})
+	if notFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("unable to look for blob: %w", explain(err))
+	}
+	return true, nil
+}
+
+// Remove deletes the blob's object; a missing one is not an error.
+func (s *Store) Remove(ctx context.Context, hash string) error {
+	if !blobs.ValidHash(hash) {
+		return blobs.ErrBadHash
+	}
+	if err := s.c.RemoveObject(ctx, s.bucket, blobKey(hash), minio.RemoveObjectOptions{}); err != nil && !notFound(err) {
+		return fmt.Errorf("unable to remove blob: %w", explain(err))
+	}
+	return nil
+}
+
+// Walk lists the bucket: objects under sha256/ named by a hash are blobs,
+// anything else but tmp/ is reported in bad.
+func (s *Store) Walk(ctx context.Context, fn func(blobs.Info) error) (bad []string, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the listing when fn fails
+	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			return bad, fmt.Errorf("unable to walk blob store: %w", explain(obj.Err))
+		}
+		if strings.HasPrefix(obj.Key, TempPrefix) {
+			continue
+		}
+		hash, ok := strings.CutPrefix(obj.Key, BlobPrefix)
+		if !ok || !blobs.ValidHash(hash) {
+			bad = append(bad, "s3://"+s.bucket+"/"+obj.Key)
+			continue
+		}
+		if err := fn(blobs.Info{Blob: blobs.Blob{Hash: hash, Size: obj.Size}, ModTime: obj.LastModified}); err != nil {
+			return bad, fmt.Errorf("unable to walk blob store: %w", err)
+		}
+	}
+	return bad, nil
+}
+
+// CleanTemp removes tmp/ objects and incomplete multipart uploads begun
+// before before: what a crashed server left. Other replicas' uploads
+// running now are younger, if before is far enough back.
+func (s *Store) CleanTemp(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: TempPrefix, Recursive: true}) {
+		if obj.Err != nil {
+			return n, fmt.Errorf("unable to list temporary uploads: %w", explain(obj.Err))
+		}
+		if !obj.LastModified.Before(before) {
+			continue
+		}
+		if err := s.c.RemoveObject(ctx, s.bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil && !notFound(err) {
+			return n, fmt.Errorf("unable to remove temp leftover: %w", explain(err))
+		}
+		n++
+	}
+	for up := range s.c.ListIncompleteUploads(ctx, s.bucket, TempPrefix, true) {
+		if up.Err != nil {
+			return n, fmt.Errorf("unable to list unfinished uploads: %w", explain(up.Err))
+		}
+		if !up.Initiated.Before(before) {
+			continue
+		}
+		if err := s.c.RemoveIncompleteUpload(ctx, s.bucket, up.Key); err != nil {
+			return n, fmt.Errorf("unable to abort unfinished upload: %w", explain(err))
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Temps counts the tmp/ objects (for tests and diagnostics).
+func (s *Store) Temps(ctx context.Context) (int, error) {
+	n := 0
+	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: TempPrefix, Recursive: true}) {
+		if obj.Err != nil {
+			return n, explain(obj.Err)
+		}
+		n++
+	}
+	return n, nil
+}

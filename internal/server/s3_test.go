@@ -1,0 +1,144 @@
+package server_test
+
+// The server over an S3 bucket (a real SeaweedFS, s3test): a task's files
+// and its result go through the bucket, the collector removes what no
+// reference holds once it is older than blobs_grace and keeps a younger
+// one (another replica's upload in flight), and a bucket the server cannot
+// use stops it at start.
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/server/blobs"
+	blobss3 "github.com/kolejka-go/kolejka/internal/server/blobs/s3"
+	"github.com/kolejka-go/kolejka/internal/server/blobs/s3test"
+)
+
+// withS3 points the server at a new bucket of the test S3 server.
+func withS3(t *testing.T, grace time.Duration) (func(*server.Config), *minio.Client, string) {
+	srv := s3test.Start(t)
+	o := srv.Bucket(t)
+	return func(c *server.Config) {
+		c.Blobs = s3test.URL(o)
+		c.BlobsAccessKey, c.BlobsSecretKey = o.AccessKey, o.SecretKey
+		c.BlobGrace = grace
+	}, srv.Client(), o.Bucket
+}
+
+// objects lists the bucket's keys.
+func objects(t *testing.T, c *minio.Client, bucket string) []string {
+	t.Helper()
+	var keys []string
+	for obj := range c.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		keys = append(keys, obj.Key)
+	}
+	return keys
+}
+
+func TestS3TaskAndResult(t *testing.T) {
+	opt, c, bucket := withS3(t, time.Nanosecond)
+	e := newEnv(t, opt)
+	e.standardUsers()
+	alice := e.py("alice")
+	input := []byte("input bytes in a bucket\n")
+	key := mustOK(t, alice.taskPut(map[string]any{"image": "busybox:latest", "args": []string{"cat", "input.txt"}},
+		map[string][]byte{"input.txt": input})).json["task"].(map[string]any)["id"].(string)
+	if got := objects(t, c, bucket); len(got) != 1 || got[0] != blobss3.BlobPrefix+sha(input) {
+		t.Fatalf("bucket after the task's upload: %v", got)
+	}
+
+	node := e.py("node")
+	mustOK(t, node.dequeue(1, map[string]any{"cpus": 4, "memory": "8G"}, nil))
+	tg := mustOK(t, node.get("/task/task/"+key+"/"))
+	fref := tg.json["task"].(map[string]any)["files"].(map[string]any)["input.txt"].(map[string]any)["reference"].(string)
+	if got := node.get("/blob/reference/" + fref + "/"); got.code != 200 || string(got.body) != string(input) {
+		t.Fatalf("node reads the task's file: %v", got)
+	}
+	output := []byte("output bytes in a bucket\n")
+	mustOK(t, node.resultPut(map[string]any{"id": key, "result": 0, "status": "OK", "stdout": "stdout", "tags": []string{}},
+		map[string][]byte{"stdout": output}))
+	result := mustOK(t, alice.get("/task/result/"+key+"/")).json["result"].(map[string]any)
+	oref := result["files"].(map[string]any)["stdout"].(map[string]any)["reference"].(string)
+	if got := alice.get("/blob/reference/" + oref + "/"); got.code != 200 || string(got.body) != string(output) {
+		t.Fatalf("owner reads the result's file: %v", got)
+	}
+
+	// A blob whose last reference goes leaves the bucket; the task's and
+	// the result's stay.
+	tok := e.tok("alice")
+	dropped := []byte("a blob nobody keeps")
+	ref := tok.upload(dropped)
+	if got := objects(t, c, bucket); len(got) != 3 {
+		t.Fatalf("bucket before the collection: %v", got)
+	}
+	mustOK(t, tok.do("DELETE", "/blob/reference/"+ref+"/", nil))
+	waitFor(t, "the dropped blob's object to be collected", func() bool {
+		got := objects(t, c, bucket)
+		return len(got) == 2 && !slices.Contains(got, blobss3.BlobPrefix+sha(dropped))
+	})
+	if got := alice.get("/blob/reference/" + oref + "/"); got.code != 200 || string(got.body) != string(output) {
+		t.Fatalf("the result's file after a collection: %v", got)
+	}
+}
+
+// An unreferenced blob younger than blobs_grace stays in the bucket (it may
+// be another replica's upload whose row is not committed yet); its row goes.
+func TestS3CollectorSparesYoungBlobs(t *testing.T) {
+	opt, c, bucket := withS3(t, time.Hour)
+	e := newEnv(t, opt)
+	e.standardUsers()
+	a := e.tok("alice")
+	data := []byte("uploaded a moment ago")
+	ref := a.upload(data)
+	mustOK(t, a.do("DELETE", "/blob/reference/"+ref+"/", nil))
+	waitFor(t, "the blob's row to be collected", func() bool { return e.count("blobs") == 0 })
+	if got := objects(t, c, bucket); len(got) != 1 || got[0] != blobss3.BlobPrefix+sha(data) {
+		t.Errorf("bucket: %v, want the young blob kept", got)
+	}
+	// Uploading it again finds nothing by hash and stores it again.
+	ref = a.upload(data)
+	if got := a.do("GET", "/blob/reference/"+ref+"/", nil); string(got.body) != string(data) {
+		t.Errorf("re-uploaded blob: %v", got)
+	}
+}
+
+// A bucket the server cannot use stops Open with a line naming the setting.
+func TestS3OpenRefuses(t *testing.T) {
+	opt, _, _ := withS3(t, 0)
+	for name, c := range map[string]struct {
+		edit func(*server.Config)
+		want string
+	}{
+		"missing bucket": {func(c *server.Config) { c.Blobs = strings.Replace(c.Blobs, "s3://", "s3://nope-", 1) }, "the bucket does not exist"},
+		"wrong key":      {func(c *server.Config) { c.BlobsSecretKey = "wrong" }, "the credentials were refused"},
+		"unreachable":    {func(c *server.Config) { c.Blobs = "s3://bkt?endpoint=http://127.0.0.1:1" }, "the endpoint does not answer"},
+		"malformed":      {func(c *server.Config) { c.Blobs = "s3://bkt?endpoint=127.0.0.1:1" }, "want http(s)://host[:port]"},
+		"not a URL":      {func(c *server.Config) { c.Blobs = "/srv/blobs" }, "want empty (the data folder) or s3://"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := server.Config{DataDir: t.TempDir(), Logger: testLogger(t)}
+			opt(&cfg)
+			c.edit(&cfg)
+			s, err := server.Open(cfg)
+			if err == nil {
+				s.Close()
+				t.Fatal("opened")
+			}
+			if !errors.Is(err, server.ErrConfig) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Open: %v, want one line with %q", err, c.want)
+			}
+		})
+	}
+}
+
+var _ blobs.Store = (*blobss3.Store)(nil)
