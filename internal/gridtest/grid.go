@@ -262,6 +262,9 @@ func (g *Grid) StopAll() {
 			servers = append(servers, r.P)
 		}
 	}
+	if g.Proxy != nil {
+		defer g.Proxy.Close() // after the servers: nodes and clients went through it
+	}
 	for _, p := range servers {
 		if p != nil && p.Running() {
 			p.Signal(syscall.SIGTERM)

@@ -26,19 +26,20 @@ type Proxy struct {
 	mu       sync.Mutex
 	backends []*url.URL
 	next     atomic.Uint64
-	// Served counts requests answered per backend.
+	// Served counts the answers each backend gave (not the proxy's 502s
+	// for a backend that died holding a request).
 	Served []atomic.Int64
 }
 
 // NewProxy starts a proxy on a free loopback port over backends
-// ("host:port"), closed at the end of the test.
+// ("host:port"). The caller closes it (after the processes that use it
+// have stopped).
 func NewProxy(t testing.TB, backends []string) *Proxy {
 	p := &Proxy{Served: make([]atomic.Int64, len(backends))}
 	for _, b := range backends {
 		p.backends = append(p.backends, &url.URL{Scheme: "http", Host: b})
 	}
 	p.Server = httptest.NewServer(http.HandlerFunc(p.serve))
-	t.Cleanup(p.Close)
 	return p
 }
 
@@ -57,8 +58,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	start := int(p.next.Add(1))
 	for i := range n {
 		k := (start + i) % n
-		refused := false
+		refused, answered := false, false
 		rp := &httputil.ReverseProxy{
+			ModifyResponse: func(*http.Response) error {
+				answered = true
+				return nil
+			},
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(p.backends[k])
 				pr.Out.Host = pr.In.Host
@@ -76,7 +81,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		r.ContentLength = int64(len(body))
 		rp.ServeHTTP(w, r)
 		if !refused {
-			p.Served[k].Add(1)
+			if answered {
+				p.Served[k].Add(1)
+			}
 			return
 		}
 	}
