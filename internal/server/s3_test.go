@@ -142,3 +142,4 @@ func TestS3OpenRefuses(t *testing.T) {
 }
 
 var _ blobs.Store = (*blobss3.Store)(nil)
+

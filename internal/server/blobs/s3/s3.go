@@ -239,7 +239,7 @@ func (s *Store) Write(ctx context.Context, r io.Reader, limit int64) (blobs.Temp
 		if body.err != nil {
 			return nil, fmt.Errorf("unable to receive blob: %w", body.err)
 		}
-		return nil, fmt.Errorf("unable to store upload: %w", explain(err))
+		return nil, fmt.Errorf("unable to store upload: %w: %w", blobs.ErrBackend, explain(err))
 	}
 	return &temp{s: s, key: key, blob: blobs.Blob{Hash: blobs.Digest(h), Size: body.n}}, nil
 }
