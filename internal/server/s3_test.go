@@ -16,7 +16,6 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/kolejka-go/kolejka/internal/server"
-	"github.com/kolejka-go/kolejka/internal/server/blobs"
 	blobss3 "github.com/kolejka-go/kolejka/internal/server/blobs/s3"
 	"github.com/kolejka-go/kolejka/internal/server/blobs/s3test"
 )
@@ -140,6 +139,3 @@ func TestS3OpenRefuses(t *testing.T) {
 		})
 	}
 }
-
-var _ blobs.Store = (*blobss3.Store)(nil)
-
