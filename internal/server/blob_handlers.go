@@ -60,6 +60,10 @@ func (s *Server) handleReferenceNew(w http.ResponseWriter, r *http.Request) {
 		tooLarge(w, limit)
 		return
 	}
+	if errors.Is(err, blobs.ErrBackend) {
+		s.internal(w, r, err)
+		return
+	}
 	if storageFull(err) {
 		s.outOfStorage(w, r, err)
 		return

@@ -7,6 +7,7 @@ package server_test
 // use stops it at start.
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/kolejka-go/kolejka/internal/server"
-	"github.com/kolejka-go/kolejka/internal/server/blobs"
 	blobss3 "github.com/kolejka-go/kolejka/internal/server/blobs/s3"
 	"github.com/kolejka-go/kolejka/internal/server/blobs/s3test"
 )
@@ -141,4 +141,28 @@ func TestS3OpenRefuses(t *testing.T) {
 	}
 }
 
-var _ blobs.Store = (*blobss3.Store)(nil)
+// The start-up sweep removes what a crash left in the bucket (an object
+// under a hash with no row, a temporary object) once older than
+// blobs_grace, and leaves younger ones: another replica's upload.
+func TestS3StartUpSweep(t *testing.T) {
+	opt, c, bucket := withS3(t, time.Hour)
+	e := newEnv(t, opt)
+	e.standardUsers()
+	kept := []byte("a blob with its row")
+	e.tok("alice").upload(kept)
+	orphan := []byte("committed, row never written")
+	for _, key := range []string{blobss3.BlobPrefix + sha(orphan), blobss3.TempPrefix + "crashed-upload"} {
+		if _, err := c.PutObject(t.Context(), bucket, key, bytes.NewReader(orphan), int64(len(orphan)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.restart() // grace 1 h: everything is young
+	if got := objects(t, c, bucket); len(got) != 3 {
+		t.Errorf("after a start with a grace of 1 h: %v, want all 3 kept", got)
+	}
+	e.cfg.BlobGrace = time.Nanosecond
+	e.restart()
+	if got := objects(t, c, bucket); len(got) != 1 || got[0] != blobss3.BlobPrefix+sha(kept) {
+		t.Errorf("after a start with no grace: %v, want only the recorded blob", got)
+	}
+}

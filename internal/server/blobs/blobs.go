@@ -42,6 +42,9 @@ var (
 	// ErrNotFound is a blob that is not in the store (errors.Is also
 	// matches fs.ErrNotExist for the folder).
 	ErrNotFound = errors.New("blob not found")
+	// ErrBackend is a failure of the storage behind the store (an S3
+	// request that failed), as opposed to the upload's body.
+	ErrBackend = errors.New("blob storage failed")
 )
 
 // Store is a content-addressed blob store. It is safe for concurrent use;

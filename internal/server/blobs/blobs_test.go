@@ -72,3 +72,11 @@ func TestFolderLayout(t *testing.T) {
 		t.Error("ValidHash")
 	}
 }
+
+func BenchmarkFolderPut1MiB(b *testing.B) {
+	s, err := blobs.OpenFolder(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	blobstest.Bench(b, s, 1<<20)
+}

@@ -361,3 +361,20 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 }
+
+// Bench measures Write+Commit of distinct blobs of size bytes.
+func Bench(b *testing.B, s blobs.Store, size int) {
+	data := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		copy(data, fmt.Sprint(i)) // distinct content: no dedup
+		tmp, err := s.Write(context.Background(), bytes.NewReader(data), -1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := tmp.Commit(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -166,11 +166,11 @@ func Open(ctx context.Context, o Options, timeout time.Duration) (*Store, error)
 // and the credentials may read it (HEAD bucket has no body to say which
 // of the two failed).
 func (s *Store) check(ctx context.Context) error {
-	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{MaxKeys: 1, Prefix: BlobPrefix}) {
-		if obj.Err != nil {
-			return explain(obj.Err)
-		}
-		break
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the listing after its first answer
+	obj, ok := <-s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{MaxKeys: 1, Prefix: BlobPrefix})
+	if ok && obj.Err != nil {
+		return explain(obj.Err)
 	}
 	return ctx.Err()
 }
@@ -239,7 +239,7 @@ func (s *Store) Write(ctx context.Context, r io.Reader, limit int64) (blobs.Temp
 		if body.err != nil {
 			return nil, fmt.Errorf("unable to receive blob: %w", body.err)
 		}
-		return nil, fmt.Errorf("unable to store upload: %w", explain(err))
+		return nil, fmt.Errorf("unable to store upload: %w: %w", blobs.ErrBackend, explain(err))
 	}
 	return &temp{s: s, key: key, blob: blobs.Blob{Hash: blobs.Digest(h), Size: body.n}}, nil
 }
@@ -297,7 +297,7 @@ func (s *Store) Open(ctx context.Context, hash string) (blobs.Reader, error) {
 	}
 	st, err := obj.Stat()
 	if err != nil {
-		obj.Close()
+		_ = obj.Close() // the Stat error is the news
 		if notFound(err) {
 			return nil, fmt.Errorf("unable to open blob %s: %w", hash, blobs.ErrNotFound)
 		}

@@ -124,3 +124,12 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkS3Put1MiB(b *testing.B) {
+	srv := s3test.Start(b)
+	s, err := blobss3.Open(b.Context(), srv.Bucket(b), 10*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	blobstest.Bench(b, s, 1<<20)
+}

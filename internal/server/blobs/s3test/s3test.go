@@ -37,6 +37,7 @@ const (
 type Server struct {
 	Endpoint string // http://127.0.0.1:PORT
 	cmd      *exec.Cmd
+	exited   chan struct{} // closed when weed has exited
 	dir      string
 	client   *minio.Client
 }
@@ -67,14 +68,14 @@ func Stop() {
 	if shared == nil {
 		return
 	}
-	shared.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { shared.cmd.Wait(); close(done) }()
+	// Errors are moot: the process may have died already, and its exit
+	// status after SIGTERM says nothing.
+	_ = shared.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-shared.exited:
 	case <-time.After(10 * time.Second):
-		shared.cmd.Process.Kill()
-		<-done
+		_ = shared.cmd.Process.Kill()
+		<-shared.exited
 	}
 	os.RemoveAll(shared.dir)
 	shared = nil
@@ -133,7 +134,8 @@ func start(bin string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Server{Endpoint: "http://127.0.0.1:" + port(6), cmd: cmd, dir: dir}
+	s := &Server{Endpoint: "http://127.0.0.1:" + port(6), cmd: cmd, dir: dir, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.exited) }() // its status after SIGTERM says nothing
 	s.client, err = minio.New("127.0.0.1:"+port(6), &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
 	if err != nil {
 		return nil, err
@@ -146,9 +148,15 @@ func start(bin string) (*Server, error) {
 		if err == nil {
 			return s, nil
 		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+		dead := false
+		select {
+		case <-s.exited:
+			dead = true
+		default:
+		}
+		if time.Now().After(deadline) || dead {
+			_ = cmd.Process.Kill() // the timeout is the news
+			<-s.exited
 			out, _ := os.ReadFile(filepath.Join(dir, "weed.log"))
 			return nil, fmt.Errorf("S3 did not answer in 90 s: %v\n%s", err, tail(string(out)))
 		}
