@@ -64,6 +64,7 @@ func app() *cli.App {
 			lstaskCommand(), rmtaskCommand(), unassignCommand(),
 			queueCommand(),
 			nodeCommand(),
+			migrateCommand(),
 		},
 	}
 }

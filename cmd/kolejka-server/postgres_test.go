@@ -47,3 +47,30 @@ func TestDatabaseSetting(t *testing.T) {
 		t.Error("a failed command made a SQLite file")
 	}
 }
+
+// migrate copies a stopped installation into PostgreSQL and says what it
+// copied; into a database that holds one already it refuses (exit 2).
+func TestMigrateCommand(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if code, _, errOut := run(t, nil, "--data", data, "adduser", "--clients", "alice", "pw"); code != 0 {
+		t.Fatalf("adduser: exit %d: %s", code, errOut)
+	}
+	u := pgtest.Database(t)
+	code, out, errOut := run(t, nil, "--data", data, "migrate", "--to", u)
+	if code != 0 || !strings.Contains(out, "users            1 rows") || strings.Contains(out, pgtest.Password) {
+		t.Fatalf("migrate: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	if code, _, _ := run(t, nil, "--data", data, "migrate", "--to", u); code != 2 {
+		t.Errorf("a second migrate into the same database: exit %d, want 2", code)
+	}
+	if code, _, _ := run(t, nil, "--data", data, "migrate"); code != 2 {
+		t.Errorf("migrate without --to: exit %d, want 2", code)
+	}
+	// The copy is what a server on PostgreSQL sees.
+	conf := filepath.Join(t.TempDir(), "kolejka.conf")
+	os.WriteFile(conf, []byte("[server]\ndatabase = "+u+"\n"), 0o644)
+	t.Setenv("KOLEJKA_SERVER_CONFIG_FILE", conf)
+	if code, _, _ := run(t, nil, "--data", t.TempDir(), "adduser", "--clients", "alice", "pw"); code == 0 {
+		t.Error("alice could be added again to the copy: she was not copied")
+	}
+}

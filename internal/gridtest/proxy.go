@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,7 +22,6 @@ import (
 // own retries are what carry it on.
 type Proxy struct {
 	*httptest.Server
-	mu       sync.Mutex
 	backends []*url.URL
 	next     atomic.Uint64
 	// Served counts the answers each backend gave (not the proxy's 502s

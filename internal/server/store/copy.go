@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 )
@@ -42,11 +43,11 @@ func (s *Store) CopySQLite(ctx context.Context, src string) (CopyReport, error) 
 	if !s.postgres {
 		return CopyReport{}, errors.New("unable to copy: the target must be a PostgreSQL database")
 	}
-	in, err := sql.Open("sqlite3", "file:"+strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(src)+"?mode=ro&_query_only=1&_busy_timeout=10000")
+	in, err := openReadOnly(src)
 	if err != nil {
-		return CopyReport{}, fmt.Errorf("unable to open %s: %w", src, err)
+		return CopyReport{}, err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }() // read-only
 	in.SetMaxOpenConns(1)
 	rtx, err := in.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -216,7 +217,7 @@ func copyTable(ctx context.Context, from, to *sql.Tx, t table) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("unable to copy table %s: %w", t.name, err)
 	}
-	defer stmt.Close()
+	defer func() { _ = stmt.Close() }()
 	vals := make([]any, len(t.cols))
 	ptrs := make([]any, len(t.cols))
 	for i := range vals {
@@ -351,4 +352,51 @@ func sameRows(ctx context.Context, from, to *sql.Tx, t table, rows map[string]in
 	}
 	rows[t.name] = b
 	return nil
+}
+
+// SQLiteBlobs calls fn with every blob row (hash and size) of the SQLite
+// database file src, read-only.
+func SQLiteBlobs(ctx context.Context, src string, fn func(hash string, size int64) error) error {
+	in, err := openReadOnly(src)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = in.Close() }() // read-only
+	rows, err := in.QueryContext(ctx, `SELECT hash, size FROM blobs`)
+	if err != nil {
+		return fmt.Errorf("unable to read the blobs of %s: %w", src, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h string
+		var n int64
+		if err := rows.Scan(&h, &n); err != nil {
+			return fmt.Errorf("unable to read the blobs of %s: %w", src, err)
+		}
+		if err := fn(h, n); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// openReadOnly opens the SQLite file src to read it without changing its
+// folder. A database whose write-ahead log is empty or gone (a server
+// that stopped cleanly) is opened immutable, which makes no -shm or -wal
+// file; one whose log holds commits (a server that was killed) must be
+// read with the log, which makes SQLite create its -shm file beside it.
+// Either way the caller holds the data folder's lock: nobody writes.
+func openReadOnly(src string) (*sql.DB, error) {
+	if _, err := os.Stat(src); err != nil {
+		return nil, fmt.Errorf("unable to open %s: %w", src, err)
+	}
+	mode := "mode=ro&immutable=1"
+	if fi, err := os.Stat(src + "-wal"); err == nil && fi.Size() > 0 {
+		mode = "mode=ro"
+	}
+	db, err := sql.Open("sqlite3", "file:"+strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(src)+"?"+mode+"&_query_only=1&_busy_timeout=10000")
+	if err != nil {
+		return nil, fmt.Errorf("unable to open %s: %w", src, err)
+	}
+	return db, nil
 }

@@ -36,7 +36,7 @@ func (s *Store) LockBlob(ctx context.Context, hash string) (func(), error) {
 	}
 	// The two-key form: a key space apart from the write lock's one key.
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?, ?)`, k1, k2); err != nil {
-		conn.Close()
+		_ = conn.Close() // the lock was not taken
 		return nil, fmt.Errorf("unable to lock blob %s: %w", hash, err)
 	}
 	return func() {
@@ -44,7 +44,7 @@ func (s *Store) LockBlob(ctx context.Context, hash string) (func(), error) {
 			// Not sure the lock went: end the session, which ends it.
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-		conn.Close()
+		_ = conn.Close()
 	}, nil
 }
 

@@ -186,7 +186,7 @@ func (r *Relay) Listen(ctx context.Context, deliver func(msg string)) error {
 	for {
 		err := r.listenOnce(ctx, deliver, func() { backoff = 50 * time.Millisecond })
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // the end asked for: the connection's error is its consequence
 		}
 		r.log.Warn("relay: listening connection lost", "error", err)
 		if !sleep(ctx, backoff) {
@@ -202,7 +202,7 @@ func (r *Relay) listenOnce(ctx context.Context, deliver func(string), connected 
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return err
 	}
