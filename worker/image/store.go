@@ -547,6 +547,9 @@ func (s *Store) collectLocked() (trash []trashEntry, busy []string, err error) {
 		if errors.Is(err, flock.ErrLocked) {
 			continue // a live import or deletion
 		}
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // an import that ended since ReadDir removed its own folder
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
