@@ -15,6 +15,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -215,12 +216,29 @@ func (c *capture) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write streams r into a temporary object, hashing it.
+// smallBlob is the size up to which an upload is kept in memory and put
+// under its hash at Commit in one request, not streamed to tmp/ and copied
+// (five requests to the S3 server, most of an upload's time).
+const smallBlob = 1 << 20
+
+// Write streams r into a temporary object, hashing it; a blob of at most
+// smallBlob bytes is held in memory instead.
 func (s *Store) Write(ctx context.Context, r io.Reader, limit int64) (blobs.Temp, error) {
-	key := TempPrefix + rand.Text()
 	h := blobs.Hasher()
-	body := &capture{r: io.TeeReader(blobs.LimitReader(r, limit), h)}
-	_, err := s.c.PutObject(ctx, s.bucket, key, body, -1, minio.PutObjectOptions{
+	in := io.TeeReader(blobs.LimitReader(r, limit), h)
+	head := make([]byte, smallBlob+1)
+	n, err := readHead(in, head)
+	switch {
+	case errors.Is(err, blobs.ErrTooLarge):
+		return nil, blobs.ErrTooLarge
+	case err == io.EOF:
+		return &temp{s: s, data: head[:n], blob: blobs.Blob{Hash: blobs.Digest(h), Size: int64(n)}}, nil
+	case err != nil:
+		return nil, fmt.Errorf("unable to receive blob: %w", err)
+	}
+	key := TempPrefix + rand.Text()
+	body := &capture{r: io.MultiReader(bytes.NewReader(head), in)}
+	_, err = s.c.PutObject(ctx, s.bucket, key, body, -1, minio.PutObjectOptions{
 		PartSize:    partSize,
 		ContentType: "application/octet-stream",
 	})
@@ -244,10 +262,26 @@ func (s *Store) Write(ctx context.Context, r io.Reader, limit int64) (blobs.Temp
 	return &temp{s: s, key: key, blob: blobs.Blob{Hash: blobs.Digest(h), Size: body.n}}, nil
 }
 
-// temp is an upload in tmp/.
+// readHead fills buf from r. It returns io.EOF only at the body's own end
+// (unlike io.ReadFull, whose io.ErrUnexpectedEOF would hide a body cut
+// short with that very error, as net/http's is), nil when buf is full.
+func readHead(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// temp is an upload in tmp/ (key), or a small one in memory (data).
 type temp struct {
 	s    *Store
 	key  string
+	data []byte
 	blob blobs.Blob
 }
 
@@ -256,6 +290,9 @@ var _ blobs.Temp = (*temp)(nil)
 func (t *temp) Blob() blobs.Blob { return t.blob }
 
 func (t *temp) Discard() {
+	if t.key == "" {
+		return
+	}
 	_ = t.s.c.RemoveObject(context.Background(), t.s.bucket, t.key, minio.RemoveObjectOptions{})
 }
 
@@ -263,6 +300,16 @@ func (t *temp) Discard() {
 // parts past 5 GiB) and removes it. The copy is made even if the blob
 // exists, to date it now (see the package doc).
 func (t *temp) Commit(ctx context.Context) error {
+	if t.key == "" {
+		// One single-part put: S3 shows the object whole or not at all,
+		// and a put over an existing blob dates it now, as the copy does.
+		_, err := t.s.c.PutObject(ctx, t.s.bucket, blobKey(t.blob.Hash), bytes.NewReader(t.data), int64(len(t.data)),
+			minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
+		if err != nil {
+			return fmt.Errorf("unable to put blob in place: %w: %w", blobs.ErrBackend, explain(err))
+		}
+		return nil
+	}
 	defer t.Discard()
 	_, err := t.s.c.ComposeObject(ctx,
 		minio.CopyDestOptions{Bucket: t.s.bucket, Object: blobKey(t.blob.Hash)},
