@@ -210,7 +210,7 @@ func (rs *replicaSet) keepServing(i int) (stop func() (int64, []string)) {
 // S3).
 func TestFaultsReplicasUploadKilled(t *testing.T) {
 	r := caseOf(t, hardening.Fault, "BR01", "replicas on PostgreSQL and S3: kill -9 of replica A while a client streams a 12 MiB upload into it (all but its last 256 KiB sent, its multipart upload begun in the bucket); replica B serving meanwhile",
-		"no object under the blob's key sha256/<hash>, no blob or reference row; B answered every request throughout; the same upload through B succeeds and the blob reads back whole through B and through A restarted")
+		"no object under the blob's key sha256/<hash> (nor under any hash key), no blob or reference row; B answered every request throughout; the same upload through B succeeds and the blob reads back whole through B and through A restarted")
 	rs := newReplicaSet(t, 2)
 	data := make([]byte, 12<<20)
 	crand.Read(data)
@@ -278,16 +278,18 @@ func TestFaultsReplicasUploadKilled(t *testing.T) {
 
 	keys := rs.keys(t)
 	r.Observe("bucket after the kill: %d objects %v", len(keys), keys)
+	// The bucket and the database are the test's own: a blob of a part of
+	// the bytes (under another hash) counts too.
 	for _, k := range keys {
-		if k == "sha256/"+hash {
-			t.Errorf("an object under the blob's hash key %s after its upload died", k)
+		if strings.HasPrefix(k, "sha256/") {
+			t.Errorf("an object under a hash key (%s; the upload's is sha256/%s) after the upload died", k, hash)
 		}
 	}
-	if n := rs.count(t, `SELECT COUNT(*) FROM blobs WHERE hash = $1`, hash); n != 0 {
-		t.Errorf("%d blob rows for the dead upload", n)
+	if n := rs.count(t, `SELECT COUNT(*) FROM blobs`); n != 0 {
+		t.Errorf("%d blob rows after the dead upload", n)
 	}
-	if n := rs.count(t, `SELECT COUNT(*) FROM refs WHERE blob = $1`, hash); n != 0 {
-		t.Errorf("%d references for the dead upload", n)
+	if n := rs.count(t, `SELECT COUNT(*) FROM refs`); n != 0 {
+		t.Errorf("%d references after the dead upload", n)
 	}
 
 	// The same upload through B, then read back through B and through A
