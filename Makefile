@@ -121,6 +121,9 @@ test-deps:
 
 test: test-deps build testimage packages lint
 	KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) KOLEJKA_PACKAGES=$(PACKAGES) $(GOTEST) $$($(GO) list ./... | grep -v '/hardening$$')
+	# The server's whole suite again with every test's server on PostgreSQL
+	# (the store's suite runs on both backends above already).
+	KOLEJKA_TEST_DATABASE=postgres KOLEJKA_TESTIMAGE=$(TESTIMAGE) KOLEJKA_BIN=$(BIN) $(GOTEST) ./internal/server/
 
 # The node's tests (cgroup, observer, the runc and host runtimes, a
 # foreman against a server) on a real cgroup v2 kernel: Debian's

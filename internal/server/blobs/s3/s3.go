@@ -231,7 +231,7 @@ func (s *Store) Write(ctx context.Context, r io.Reader, limit int64) (blobs.Temp
 	switch {
 	case errors.Is(err, blobs.ErrTooLarge):
 		return nil, blobs.ErrTooLarge
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		return &temp{s: s, data: head[:n], blob: blobs.Blob{Hash: blobs.Digest(h), Size: int64(n)}}, nil
 	case err != nil:
 		return nil, fmt.Errorf("unable to receive blob: %w", err)
