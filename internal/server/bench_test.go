@@ -53,39 +53,9 @@ func (c *benchClient) do(method, path string, body []byte) (map[string]any, []by
 
 // cycle is one full Kolejka round: upload the task's file, submit, dequeue
 // as the node, upload the result's file, post the result, get the result
-// as the owner (6 requests).
+// as the owner (6 requests; timedCycle times each).
 func cycle(client, node *benchClient, tag string, n int) error {
-	m, _, err := client.do("POST", "blob/reference/", []byte(fmt.Sprintf("input %s %d", tag, n)))
-	if err != nil {
-		return err
-	}
-	ref := m["reference"].(map[string]any)["key"].(string)
-	body, _ := json.Marshal(map[string]any{"image": "busybox", "args": []string{"cat", "in"}, "requires": []string{tag},
-		"limits": map[string]any{"memory": "64M", "time": "10s"}, "files": map[string]any{"in": map[string]any{"reference": ref}}})
-	m, _, err = client.do("POST", "task/task/", body)
-	if err != nil {
-		return err
-	}
-	key := m["task"].(map[string]any)["id"].(string)
-	m, _, err = node.do("POST", "queue/dequeue/", []byte(`{"concurency": 1, "tags": ["`+tag+`"], "limits": {"memory": "8G"}}`))
-	if err != nil {
-		return err
-	}
-	if ts := m["tasks"].([]any); len(ts) != 1 || ts[0].(map[string]any)["id"] != key {
-		return fmt.Errorf("dequeue got %v, want %s", ts, key)
-	}
-	m, _, err = node.do("POST", "blob/reference/", []byte(fmt.Sprintf("output %s %d", tag, n)))
-	if err != nil {
-		return err
-	}
-	out := m["reference"].(map[string]any)["key"].(string)
-	body, _ = json.Marshal(map[string]any{"id": key, "result": 0, "status": "OK", "stdout": "out",
-		"files": map[string]any{"out": map[string]any{"reference": out}}})
-	if _, _, err = node.do("POST", "task/result/", body); err != nil {
-		return err
-	}
-	_, _, err = client.do("GET", "task/result/"+key+"/", nil)
-	return err
+	return timedCycle(client, node, tag, n, make([]time.Duration, len(cycleSteps)))
 }
 
 func benchServer(b *testing.B, clients int, dir, database string) (*server.Server, *httptest.Server, []*benchClient) {

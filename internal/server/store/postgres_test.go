@@ -10,11 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/kolejka-go/kolejka/spec"
 )
 
 func TestRebind(t *testing.T) {
@@ -92,34 +89,7 @@ func TestDequeueAcrossStores(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var mu sync.Mutex
-	seen := map[string]int{}
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s := []*Store{a, b}[i%2]
-			for {
-				r, err := s.Dequeue(ctx, DequeueRequest{Node: nodes[i%4].ID, Concurency: 2, Now: time.Now(),
-					Lease: func([]spec.Limits, bool) time.Duration { return time.Hour }, Expiry: Expiry{MaxAttempts: 3},
-					Queues: defaultPlan})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if len(r.Tasks) == 0 {
-					return
-				}
-				mu.Lock()
-				for _, x := range r.Tasks {
-					seen[x.Key]++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	seen := dequeueAll(t, []*Store{a, b}, nodes, 8, 2)
 	if len(seen) != 120 {
 		t.Errorf("%d tasks handed out, want 120", len(seen))
 	}

@@ -85,15 +85,34 @@ func TestDequeueExclusiveAssignment(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	seen := dequeueAll(t, []*Store{s}, nodes, 16, 3)
+	if len(seen) != 200 {
+		t.Errorf("%d tasks handed out", len(seen))
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s handed out %d times", k, n)
+		}
+	}
+	if _, err := s.Task(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown task: %v", err)
+	}
+}
+
+// dequeueAll has workers goroutines, each a node of nodes in turn and on a
+// store of stores in turn, dequeue concurrency tasks at a time until the
+// queue is empty, and says how often each task was handed out.
+func dequeueAll(t *testing.T, stores []*Store, nodes []User, workers, concurrency int) map[string]int {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	var wg sync.WaitGroup
-	for i := range 16 {
+	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			s := stores[i%len(stores)]
 			for {
-				r, err := s.Dequeue(ctx, DequeueRequest{Node: nodes[i%4].ID, Concurency: 3, Now: time.Now(),
+				r, err := s.Dequeue(context.Background(), DequeueRequest{Node: nodes[i%len(nodes)].ID, Concurency: concurrency, Now: time.Now(),
 					Lease: func([]spec.Limits, bool) time.Duration { return time.Hour }, Expiry: Expiry{MaxAttempts: 3},
 					Queues: defaultPlan})
 				if err != nil {
@@ -112,17 +131,7 @@ func TestDequeueExclusiveAssignment(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if len(seen) != 200 {
-		t.Errorf("%d tasks handed out", len(seen))
-	}
-	for k, n := range seen {
-		if n != 1 {
-			t.Errorf("%s handed out %d times", k, n)
-		}
-	}
-	if _, err := s.Task(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("unknown task: %v", err)
-	}
+	return seen
 }
 
 func mkdir(dir string) error { return os.MkdirAll(dir, 0o750) }
