@@ -386,8 +386,12 @@ func TestKillForkBombAndDelete(t *testing.T) {
 		return u.PidsFailures > 0
 	})
 	t.Logf("fork bomb: %d pids now, peak %d, %d forks refused", u.Pids, u.PidsPeak, u.PidsFailures)
-	if u.PidsPeak != 64 || u.PidsFailures == 0 {
-		t.Errorf("the bomb reached %d pids with %d forks refused, want 64 and some", u.PidsPeak, u.PidsFailures)
+	// The kernel's pids.peak is a racy watermark by its own comment
+	// (pids_update_watermark: concurrent forks may leave a lower value):
+	// on Debian's 6.1 under qemu the bomb read 63. The limit is what is
+	// asserted: never passed, and forks refused.
+	if u.PidsPeak > 64 || u.PidsPeak < 32 || u.PidsFailures == 0 {
+		t.Errorf("the bomb reached %d pids with %d forks refused, want at most 64 (about 64) and some refused", u.PidsPeak, u.PidsFailures)
 	}
 	start := time.Now()
 	if err := parent.Kill(); err != nil {
