@@ -289,18 +289,7 @@ func TestPullAlwaysFollowsAMovedTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withMark := func(mark string) v1.Image {
-		marked := registrytest.Image(t, "linux", runtime.GOARCH, map[string]string{"mark": mark})
-		layers, err := marked.Layers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := mutate.AppendLayers(base, layers...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
+	withMark := func(mark string) v1.Image { return imageWithMark(t, base, mark) }
 	ref := r.Host + "/judge:moving"
 	r.Push(t, "judge:moving", withMark("one"))
 
@@ -434,18 +423,7 @@ func TestPulledImagesShareLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withMark := func(mark string) v1.Image {
-		marked := registrytest.Image(t, "linux", runtime.GOARCH, map[string]string{"mark": mark})
-		layers, err := marked.Layers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := mutate.AppendLayers(base, layers...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
+	withMark := func(mark string) v1.Image { return imageWithMark(t, base, mark) }
 	r.pushImage(t, "judge/a:1", withMark("a"))
 	r.pushImage(t, "judge/b:1", withMark("b"))
 	rt, store := pullingRuntime(t, r, image.RegistryConfig{CAFile: r.caFile, AuthFile: r.authFile})
@@ -500,4 +478,18 @@ func TestPulledImagesShareLayers(t *testing.T) {
 		t.Errorf("b after a was removed: mark %q", got)
 	}
 	e.AssertClean(t)
+}
+
+// imageWithMark is base with one more layer holding the file mark.
+func imageWithMark(t *testing.T, base v1.Image, mark string) v1.Image {
+	t.Helper()
+	layers, err := registrytest.Image(t, "linux", runtime.GOARCH, map[string]string{"mark": mark}).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -394,7 +394,7 @@ func openReadOnly(src string) (*sql.DB, error) {
 	if fi, err := os.Stat(src + "-wal"); err == nil && fi.Size() > 0 {
 		mode = "mode=ro"
 	}
-	db, err := sql.Open("sqlite3", "file:"+strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(src)+"?"+mode+"&_query_only=1&_busy_timeout=10000")
+	db, err := sql.Open("sqlite3", "file:"+uriPath(src)+"?"+mode+"&_query_only=1&_busy_timeout=10000")
 	if err != nil {
 		return nil, fmt.Errorf("unable to open %s: %w", src, err)
 	}

@@ -150,10 +150,16 @@ func Open(path string, o Options) (*Store, error) {
 	return s, nil
 }
 
+// uriPath escapes a file path for a file: URI: a "?" or "#" in it would
+// otherwise start the parameters (docs/platform-notes.md).
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
 // dsn builds a go-sqlite3 URI. The path is escaped: a "?" or "#" in it would
 // otherwise start the parameters (docs/platform-notes.md).
 func dsn(path, sync string, busy time.Duration, txlock string) string {
-	p := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	p := uriPath(path)
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", sync)
