@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,7 +217,24 @@ func TestReplicasSurviveACutReplica(t *testing.T) {
 	if after := g.Proxy.Served[1].Load(); after != before {
 		t.Errorf("the cut replica answered %d requests after its cut", after-before)
 	}
-	// Cut off, it cannot shut down cleanly (its database is out of reach):
-	// it is killed rather than waited for.
-	g.Replicas[1].P.Kill9()
+	// The cut replica's own end gives up too: its relay's listening
+	// connection fails rather than waiting for ever for a notification.
+	if !g.Replicas[1].P.Logged("relay: listening connection lost", 30*time.Second) {
+		t.Error("the cut replica's relay still waits on its listening connection")
+	}
+	// Back on the network, it serves again: its database connections that
+	// died in the cut are replaced.
+	nw.Mend(cut)
+	direct := "http://" + g.Replicas[1].Addr + "/task/task/" + keys[0] + "/"
+	gridtest.WaitFor(t, "the mended replica to read the database again", time.Minute, func() bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, direct, nil)
+		req.Header.Set("Authorization", "Bearer "+g.Tokens["alice"])
+		hc := http.Client{Timeout: 5 * time.Second}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
