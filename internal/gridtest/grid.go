@@ -51,6 +51,9 @@ type Grid struct {
 type Replica struct {
 	Addr, Data string
 	P          *Proc
+	// Wrap goes in front of its command (ip netns exec: a host of its
+	// own).
+	Wrap []string
 }
 
 // GridOptions shape a grid; the zero value is a server on a free loopback
@@ -65,6 +68,9 @@ type GridOptions struct {
 	// Replicas > 1 starts that many servers (one database and blob store
 	// in ServerConf, each its own data folder) behind a round-robin Proxy.
 	Replicas int
+	// ReplicaHosts puts replica i on ReplicaHosts[i], a network namespace
+	// of a Net, listening on its address there (port 8080).
+	ReplicaHosts []*Host
 }
 
 // NewGrid makes the users and starts the server with the commands in bin.
@@ -89,7 +95,13 @@ func NewGrid(t testing.TB, bin string, o GridOptions) *Grid {
 	if o.Replicas > 1 {
 		var addrs []string
 		for i := range o.Replicas {
-			r := &Replica{Addr: FreeAddr(t, "127.0.0.1"), Data: filepath.Join(g.Dir, fmt.Sprintf("data-%d", i))}
+			r := &Replica{Data: filepath.Join(g.Dir, fmt.Sprintf("data-%d", i))}
+			if i < len(o.ReplicaHosts) {
+				// A namespace of its own: every port there is free.
+				r.Addr, r.Wrap = net.JoinHostPort(o.ReplicaHosts[i].Addr, "8080"), o.ReplicaHosts[i].Wrap()
+			} else {
+				r.Addr = FreeAddr(t, "127.0.0.1")
+			}
 			if i == 0 {
 				r.Data = g.Data
 			}
@@ -165,13 +177,14 @@ func (g *Grid) StartServer() {
 func (g *Grid) StartReplica(i int) {
 	g.T.Helper()
 	r := g.Replicas[i]
-	r.P = g.startServer(r.Data, r.Addr, filepath.Join(g.Dir, fmt.Sprintf("server-%d.log", i)))
+	r.P = g.startServer(r.Data, r.Addr, filepath.Join(g.Dir, fmt.Sprintf("server-%d.log", i)), r.Wrap...)
 }
 
-func (g *Grid) startServer(data, addr, log string) *Proc {
+func (g *Grid) startServer(data, addr, log string, wrap ...string) *Proc {
 	g.T.Helper()
-	argv := append([]string{filepath.Join(g.Bin, "kolejka-server"), "--config-file", filepath.Join(g.Dir, "empty.conf"),
-		"--data", data, "serve", "--listen", addr}, g.ServerArgs...)
+	argv := append(append([]string{}, wrap...), filepath.Join(g.Bin, "kolejka-server"), "--config-file", filepath.Join(g.Dir, "empty.conf"),
+		"--data", data, "serve", "--listen", addr)
+	argv = append(argv, g.ServerArgs...)
 	p := Start(g.T, "kolejka-server", log, argv...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {

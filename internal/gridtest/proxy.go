@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Proxy is a round-robin HTTP load balancer over server replicas, as an
@@ -20,10 +23,22 @@ import (
 // sent to the next, which is safe because the refused one never saw it.
 // A replica that dies while it holds a request answers 502: the client's
 // own retries are what carry it on.
+//
+// A replica whose network is cut silently neither refuses nor resets:
+// the proxy's connections to it time out instead. A dial gives up after
+// dialTimeout; a request sent gets no answer and no ACK, and keepalive
+// probes (an idle wait, such as a long poll's) or TCP_USER_TIMEOUT (data
+// unacknowledged) end it in about deadPeer, with a 502. A backend that
+// failed a dial is skipped for backendRest, as a real balancer's passive
+// health check does, so that requests do not each wait for its dial.
 type Proxy struct {
 	*httptest.Server
 	backends []*url.URL
 	next     atomic.Uint64
+	// rest[k] is when backend k, after a failed dial, is tried again (unix
+	// nanoseconds).
+	rest      []atomic.Int64
+	transport http.RoundTripper
 	// Served counts the answers each backend gave (not the proxy's 502s
 	// for a backend that died holding a request).
 	Served []atomic.Int64
@@ -33,7 +48,12 @@ type Proxy struct {
 // ("host:port"). The caller closes it (after the processes that use it
 // have stopped).
 func NewProxy(t testing.TB, backends []string) *Proxy {
-	p := &Proxy{Served: make([]atomic.Int64, len(backends))}
+	p := &Proxy{Served: make([]atomic.Int64, len(backends)), rest: make([]atomic.Int64, len(backends))}
+	p.transport = &http.Transport{
+		DialContext:         deadPeerDialer().DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
 	for _, b := range backends {
 		p.backends = append(p.backends, &url.URL{Scheme: "http", Host: b})
 	}
@@ -54,10 +74,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	n := len(p.backends)
 	start := int(p.next.Add(1))
+	now := time.Now().UnixNano()
 	for i := range n {
 		k := (start + i) % n
+		if i < n-1 && p.rest[k].Load() > now {
+			continue // failed a dial a moment ago; the last one is tried regardless
+		}
 		refused, answered := false, false
 		rp := &httputil.ReverseProxy{
+			Transport: p.transport,
 			ModifyResponse: func(*http.Response) error {
 				answered = true
 				return nil
@@ -70,6 +95,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				if errors.Is(err, syscall.ECONNREFUSED) || isDialError(err) {
 					refused = true
+					p.rest[k].Store(time.Now().Add(backendRest).UnixNano())
 					return
 				}
 				http.Error(w, "proxy: "+err.Error(), http.StatusBadGateway)
@@ -86,6 +112,34 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.Error(w, "proxy: every replica is down", http.StatusBadGateway)
+}
+
+const (
+	dialTimeout = 2 * time.Second
+	backendRest = 3 * time.Second
+	// deadPeer is about how long a connection to a silent peer lasts:
+	// keepalive probes from 1 s idle, 1 s apart, 3 unanswered; and as long
+	// for data unacknowledged.
+	deadPeer = 4 * time.Second
+)
+
+// deadPeerDialer dials with keepalives and TCP_USER_TIMEOUT that end a
+// connection to a silent peer in about deadPeer.
+func deadPeerDialer() *net.Dialer {
+	return &net.Dialer{
+		Timeout:         dialTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 3},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(deadPeer.Milliseconds()))
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
 }
 
 func isDialError(err error) bool {

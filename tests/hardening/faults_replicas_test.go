@@ -3,11 +3,13 @@ package hardening_test
 // Faults of replicas (docs/scaling.md "Replicas"), with real processes:
 // kolejka-server replicas on one PostgreSQL database and one S3 bucket
 // (SeaweedFS), one killed with SIGKILL in the middle of an upload (BR01) or
-// of a node's long poll (BR02), and two replicas collecting garbage while
-// uploads of the same bytes run through both (BR03). What each proves: the
-// dead replica leaves no blob under a hash and no row, no task is handed to
-// two nodes, no blob a reference holds is lost, and the replicas left
-// carry on with no manual step.
+// of a node's long poll (BR02), two replicas collecting garbage while
+// uploads of the same bytes run through both (BR03), and one, on a host of
+// its own (a network namespace), cut off the network silently while it
+// holds the global write lock (BR04). What each proves: the dead replica
+// leaves no blob under a hash and no row, no task is handed to two nodes,
+// no blob a reference holds is lost, and the replicas left carry on with
+// no manual step (within a bound, for a silent cut).
 
 import (
 	"bytes"
@@ -499,4 +501,118 @@ func TestFaultsReplicasCollectRace(t *testing.T) {
 	if keys := rs.keys(t); !strings.Contains(strings.Join(keys, " "), "sha256/"+hash) {
 		t.Errorf("no object sha256/%s under a live reference: %v", hash, keys)
 	}
+}
+
+// storeWriteLock is the key of the store's advisory write lock (its
+// writeLock, "kolejka" in ASCII).
+const storeWriteLock = 0x6b6f6c656a6b61
+
+// lockSessions counts the sessions from addr that hold (granted) or wait
+// for the store's write lock.
+func (rs *replicaSet) lockSessions(t *testing.T, addr string, granted bool) int {
+	t.Helper()
+	return rs.count(t, `SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.classid = $1 AND l.objid = $2
+		AND l.granted = `+fmt.Sprint(granted)+` AND host(a.client_addr) = $3`,
+		int64(storeWriteLock>>32), int64(storeWriteLock&0xffffffff), addr)
+}
+
+// TestFaultsReplicasNetworkCut: replica A's network cut silently (its
+// link down: no RST, no FIN) while its session is granted the write lock
+// and it holds a blob's lock, in the middle of an upload.
+func TestFaultsReplicasNetworkCut(t *testing.T) {
+	r := caseOf(t, hardening.Fault, "BR04", "replicas on PostgreSQL and S3, each in a network namespace of its own on a bridge: replica A's link taken down (a silent cut) in the middle of an upload, once its session waits for the global write lock, which it is then granted (it holds the blob's lock too); the same bytes uploaded through B",
+		"PostgreSQL ends A's session within 45 s (the store's keepalives and TCP_USER_TIMEOUT: about 15 s), and with it both locks; B's upload of the same bytes succeeds then; A's half is rolled back (one blob row, one reference: B's); every session of A's is gone; the blob reads back whole through B")
+	nw := gridtest.NewNet(t, 2)
+	bin := bins(t)
+	dbURL := pgtest.StartOn(t, nw.Gate).Database(t)
+	srv := s3test.StartOn(t, nw.Gate)
+	b := srv.Bucket(t)
+	conf := fmt.Sprintf("[server]\ndatabase = %s\nblobs = %s\nblobs_access_key = %s\nblobs_secret_key = %s\n",
+		dbURL, s3test.URL(b), b.AccessKey, b.SecretKey)
+	g := &grid{gridtest.NewGrid(t, bin, gridtest.GridOptions{ServerConf: conf, Replicas: 2, OutputLimit: outputLimit, ReplicaHosts: nw.Hosts})}
+	db, err := store.OpenSQL(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	rs := &replicaSet{grid: g, db: db, s3: srv.Client(), bucket: b.Bucket}
+	a := nw.Hosts[0]
+
+	data := make([]byte, 64<<10)
+	crand.Read(data)
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The test holds the write lock, so that A's upload stops at its
+	// first write, with the blob's lock taken.
+	hold, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(storeWriteLock)); err != nil {
+		t.Fatal(err)
+	}
+	answeredA := make(chan error, 1)
+	go func() {
+		_, err := rs.upload(ctx, 0, bytes.NewReader(data))
+		answeredA <- err
+	}()
+	gridtest.WaitFor(t, "A's session to wait for the write lock", time.Minute, func() bool {
+		return rs.lockSessions(t, a.Addr, false) > 0
+	})
+	nw.Cut(a)
+	cutAt := time.Now()
+	if err := hold.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	gridtest.WaitFor(t, "A's session to be granted the write lock", 30*time.Second, func() bool {
+		return rs.lockSessions(t, a.Addr, true) > 0
+	})
+	r.Observe("A's session granted the write lock %v after the cut, its client gone", time.Since(cutAt).Round(time.Millisecond))
+	if n := rs.count(t, `SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND host(a.client_addr) = $1`, a.Addr); n != 1 {
+		t.Errorf("A holds %d blob locks, want 1: the upload stopped elsewhere than its commit", n)
+	}
+
+	// B's upload of the same bytes needs both locks A's session holds.
+	ref, err := rs.upload(ctx, 1, bytes.NewReader(data))
+	took := time.Since(cutAt)
+	if err != nil {
+		t.Fatalf("the upload through B: %v", err)
+	}
+	r.Observe("B's upload of the same bytes answered %v after the cut", took.Round(time.Millisecond))
+	if took > 45*time.Second {
+		t.Errorf("B waited %v after the cut, want under 45 s", took)
+	}
+	if n := rs.lockSessions(t, a.Addr, true); n != 0 {
+		t.Errorf("A's session still holds the write lock after B's upload")
+	}
+	// Every session of A's ends the same way: idle ones on the keepalives.
+	gridtest.WaitFor(t, "every session of A's to end", 45*time.Second, func() bool {
+		return rs.count(t, `SELECT COUNT(*) FROM pg_stat_activity WHERE host(client_addr) = $1`, a.Addr) == 0
+	})
+	r.Observe("every session of A's gone %v after the cut", time.Since(cutAt).Round(time.Millisecond))
+	if n := rs.count(t, `SELECT COUNT(*) FROM blobs WHERE hash = $1`, hash); n != 1 {
+		t.Errorf("%d blob rows, want 1", n)
+	}
+	if n := rs.count(t, `SELECT COUNT(*) FROM refs`); n != 1 {
+		t.Errorf("%d references, want 1 (B's; A's was never committed)", n)
+	}
+	got, err := rs.readRef(ctx, 1, ref.Key)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("reading the blob through B: %d bytes (%v), want the 64 KiB uploaded", len(got), err)
+	}
+	select {
+	case err := <-answeredA:
+		r.Observe("A's client got %v", err)
+		if err == nil {
+			t.Error("the upload into the cut replica was answered OK")
+		}
+	default:
+		r.Observe("A's client still waits for an answer (its own timeout ends it)")
+	}
+	// Cut off, A cannot shut down cleanly: it is killed.
+	g.Replicas[0].P.Kill9()
 }

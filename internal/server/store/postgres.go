@@ -13,10 +13,16 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,6 +36,81 @@ import (
 // of all server processes sharing the database run one at a time, as
 // SQLite's BEGIN IMMEDIATE runs them in one process.
 const writeLock = 0x6b6f6c656a6b61
+
+// The liveness of the connections to PostgreSQL. A server whose network
+// is cut silently (a dead switch port, a partition: no RST, no FIN) may
+// hold the global write lock (writeLock) inside an open transaction, or a
+// blob's lock; PostgreSQL would keep that session, and so the lock, for
+// as long as TCP retransmits its last answer (tcp_retries2: about 15
+// minutes) or, with nothing in flight, for the kernel's keepalive time
+// (2 hours), and every other replica's writes would wait behind it. So
+// every session of the store and of the relay asks PostgreSQL, in its
+// startup parameters, to probe the client and to give up on it:
+//
+//   - tcp_keepalives_idle/interval/count 5 s, 2 s, 5: an idle client
+//     (idle in a transaction included) that answers no probe for 15 s is
+//     dead;
+//   - tcp_user_timeout 15 s: so is one that acknowledges none of the data
+//     sent to it for 15 s;
+//   - idle_in_transaction_session_timeout 30 s: a client that is alive
+//     but does not go on (a frozen process: its kernel still answers the
+//     probes) loses its transaction and its session.
+//
+// and dials with the same from its own end (keepalives, TCP_USER_TIMEOUT),
+// so that a server cut off notices within as long and reconnects when
+// the network is back. None of these ends a healthy transaction: the TCP
+// ones look only at the peer's kernel, which answers whatever the process
+// does, and the store's transactions run their statements back to back
+// (milliseconds; nothing waits on the network but PostgreSQL inside one).
+// So the others carry on about 15 s after a cut. PostgreSQL 12 or newer
+// (tcp_user_timeout); a pooler in between must pass these parameters.
+const (
+	keepaliveIdle     = 5 * time.Second
+	keepaliveInterval = 2 * time.Second
+	keepaliveCount    = 5
+	deadPeer          = keepaliveIdle + keepaliveCount*keepaliveInterval // 15 s
+	idleInTransaction = "30s"
+	// writeLockWait bounds a write's wait for writeLock: above the longest
+	// a dead holder keeps it (deadPeer, or idleInTransaction for a frozen
+	// one), so that it fails only when the database itself is stuck.
+	writeLockWait = "60s"
+)
+
+// Liveness sets cfg's session parameters and dialer so that a silent
+// peer ends the connection on both ends (see above). The relay's
+// connections use it too.
+func Liveness(cfg *pgx.ConnConfig) {
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	for k, v := range map[string]string{
+		"tcp_keepalives_idle":                 strconv.Itoa(int(keepaliveIdle.Seconds())),
+		"tcp_keepalives_interval":             strconv.Itoa(int(keepaliveInterval.Seconds())),
+		"tcp_keepalives_count":                strconv.Itoa(keepaliveCount),
+		"tcp_user_timeout":                    strconv.Itoa(int(deadPeer.Milliseconds())),
+		"idle_in_transaction_session_timeout": idleInTransaction,
+	} {
+		if _, set := cfg.RuntimeParams[k]; !set { // the URL's own win
+			cfg.RuntimeParams[k] = v
+		}
+	}
+	d := &net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepaliveIdle, Interval: keepaliveInterval, Count: keepaliveCount},
+		Control: func(network, _ string, c syscall.RawConn) error {
+			if network != "tcp" && network != "tcp4" && network != "tcp6" {
+				return nil // a unix socket has no peer to lose
+			}
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(deadPeer.Milliseconds()))
+			}); err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	cfg.DialFunc = d.DialContext
+}
 
 // IsPostgres reports whether a database setting names a PostgreSQL
 // database (a postgres:// or postgresql:// URL) rather than a SQLite file.
@@ -75,9 +156,14 @@ func openPostgres(addr string, o Options) (*Store, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = o.BusyTimeout
 	}
+	Liveness(cfg)
 	// One writer connection, as on SQLite: the writes of this process
-	// queue in Go's pool rather than on the advisory lock.
-	w := sql.OpenDB(rebindConnector{stdlib.GetConnector(*cfg)})
+	// queue in Go's pool rather than on the advisory lock. Its writes wait
+	// at most writeLockWait for the lock (then fail, and the request with
+	// them) rather than for ever.
+	wc := cfg.Copy()
+	wc.RuntimeParams["lock_timeout"] = writeLockWait
+	w := sql.OpenDB(rebindConnector{stdlib.GetConnector(*wc)})
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	if err := w.Ping(); err != nil {

@@ -92,7 +92,7 @@ func Get(t testing.TB) *Cluster {
 	if failed != nil {
 		t.Fatalf("PostgreSQL did not start earlier: %v", failed)
 	}
-	c, err := start(bin)
+	c, err := start(bin, "")
 	if err != nil {
 		failed = err
 		t.Fatalf("unable to start PostgreSQL: %v", err)
@@ -101,8 +101,32 @@ func Get(t testing.TB) *Cluster {
 	return c
 }
 
-// start runs initdb and pg_ctl start in a new folder.
-func start(bin string) (*Cluster, error) {
+// StartOn starts a cluster of t's own that also listens on address host
+// (one of this machine's, such as a test network's bridge, gridtest.Net)
+// and takes password connections from its /24, so that processes in other
+// network namespaces reach it; it is stopped when t ends. Host is then
+// the cluster's address in URLs.
+func StartOn(t testing.TB, host string) *Cluster {
+	t.Helper()
+	bin := Bin()
+	if bin == "" {
+		testenv.Missing(t, "needs PostgreSQL's initdb and pg_ctl (apt install postgresql)")
+	}
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "needs root to run PostgreSQL as the postgres user")
+	}
+	c, err := start(bin, host)
+	if err != nil {
+		t.Fatalf("unable to start PostgreSQL on %s: %v", host, err)
+	}
+	t.Cleanup(func() { c.stop() })
+	c.Host = host
+	return c
+}
+
+// start runs initdb and pg_ctl start in a new folder, listening on
+// 127.0.0.1 and on extra if it is not "".
+func start(bin, extra string) (*Cluster, error) {
 	pg, err := user.Lookup("postgres")
 	if err != nil {
 		return nil, fmt.Errorf("unable to find the postgres user: %w", err)
@@ -132,7 +156,23 @@ func start(bin string) (*Cluster, error) {
 		"--auth-host=scram-sha-256", "--pwfile="+pwfile, "-E", "UTF8", "--locale=C"); err != nil {
 		return nil, err
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, dir)
+	listen := "127.0.0.1"
+	if extra != "" {
+		listen += "," + extra
+		// initdb's host lines name loopback only.
+		hba, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("unable to open pg_hba.conf: %w", err)
+		}
+		_, err = fmt.Fprintf(hba, "host all all %s/24 scram-sha-256\n", extra)
+		if cerr := hba.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("unable to write pg_hba.conf: %w", err)
+		}
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, dir, listen)
 	if err := c.run(uid, gid, "pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		return nil, fmt.Errorf("%w\n%s", err, log)
@@ -179,11 +219,17 @@ func (c *Cluster) Exec(t testing.TB, db, query string) {
 	}
 }
 
-// Database creates a fresh, empty database and returns its URL (the
-// superuser's). It is dropped when t ends.
+// Database creates a fresh, empty database in the test binary's cluster
+// and returns its URL (the superuser's). It is dropped when t ends.
 func Database(t testing.TB) string {
 	t.Helper()
-	c := Get(t)
+	return Get(t).Database(t)
+}
+
+// Database creates a fresh, empty database in c and returns its URL (the
+// superuser's). It is dropped when t ends.
+func (c *Cluster) Database(t testing.TB) string {
+	t.Helper()
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
 	c.Exec(t, "postgres", "CREATE DATABASE "+name)
 	t.Cleanup(func() {
@@ -206,14 +252,19 @@ func Stop() {
 	if running == nil {
 		return
 	}
+	running.stop()
+	running = nil
+}
+
+// stop stops c and removes its folder.
+func (c *Cluster) stop() {
 	pg, err := user.Lookup("postgres")
 	if err == nil {
 		uid, _ := strconv.Atoi(pg.Uid)
 		gid, _ := strconv.Atoi(pg.Gid)
-		if err := running.run(uid, gid, "pg_ctl", "-D", filepath.Join(running.Dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
+		if err := c.run(uid, gid, "pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
 			fmt.Fprintln(os.Stderr, "pgtest:", err)
 		}
 	}
-	os.RemoveAll(running.Dir)
-	running = nil
+	os.RemoveAll(c.Dir)
 }

@@ -35,7 +35,7 @@ const (
 
 // Server is the running weed.
 type Server struct {
-	Endpoint string // http://127.0.0.1:PORT
+	Endpoint string // http://127.0.0.1:PORT (StartOn: its host)
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when weed has exited
 	dir      string
@@ -55,11 +55,30 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		testenv.Missing(t, "SeaweedFS's weed (testdata/seaweedfs.sh builds it) for the S3 blob store")
 	}
-	once.Do(func() { shared, startErr = start(bin) })
+	once.Do(func() { shared, startErr = start(bin, "127.0.0.1") })
 	if startErr != nil {
 		t.Fatalf("unable to start weed: %v", startErr)
 	}
 	return shared
+}
+
+// StartOn starts a server of t's own whose S3 gateway listens on address
+// host (one of this machine's, such as a test network's bridge,
+// gridtest.Net) instead of loopback, so that processes in other network
+// namespaces reach it; the rest of weed stays on loopback. It is stopped
+// when t ends.
+func StartOn(t testing.TB, host string) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("weed")
+	if err != nil {
+		testenv.Missing(t, "SeaweedFS's weed (testdata/seaweedfs.sh builds it) for the S3 blob store")
+	}
+	s, err := start(bin, host)
+	if err != nil {
+		t.Fatalf("unable to start weed on %s: %v", host, err)
+	}
+	t.Cleanup(s.stop)
+	return s
 }
 
 // Stop stops the server (TestMain calls it after m.Run). weed also dies
@@ -68,17 +87,21 @@ func Stop() {
 	if shared == nil {
 		return
 	}
+	shared.stop()
+	shared = nil
+}
+
+func (s *Server) stop() {
 	// Errors are moot: the process may have died already, and its exit
 	// status after SIGTERM says nothing.
-	_ = shared.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-shared.exited:
+	case <-s.exited:
 	case <-time.After(10 * time.Second):
-		_ = shared.cmd.Process.Kill()
-		<-shared.exited
+		_ = s.cmd.Process.Kill()
+		<-s.exited
 	}
-	os.RemoveAll(shared.dir)
-	shared = nil
+	os.RemoveAll(s.dir)
 }
 
 func freePorts(n int) ([]int, error) {
@@ -100,7 +123,8 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func start(bin string) (*Server, error) {
+// start starts weed on loopback with its S3 gateway on s3host.
+func start(bin, s3host string) (*Server, error) {
 	dir, err := os.MkdirTemp("", "kolejka-weed-")
 	if err != nil {
 		return nil, err
@@ -122,7 +146,7 @@ func start(bin string) (*Server, error) {
 		"-master.port="+port(0), "-master.port.grpc="+port(1), "-master.volumeSizeLimitMB=16", "-master.telemetry=false",
 		"-volume.port="+port(2), "-volume.port.grpc="+port(3), "-volume.max=0",
 		"-filer", "-filer.port="+port(4), "-filer.port.grpc="+port(5),
-		"-s3", "-s3.port="+port(6), "-s3.port.grpc="+port(7), "-s3.port.iceberg=0", "-s3.port.lance=0",
+		"-s3", "-s3.ip.bind="+s3host, "-s3.port="+port(6), "-s3.port.grpc="+port(7), "-s3.port.iceberg=0", "-s3.port.lance=0",
 		"-s3.config="+filepath.Join(dir, "s3.json"))
 	log, err := os.Create(filepath.Join(dir, "weed.log"))
 	if err != nil {
@@ -134,9 +158,10 @@ func start(bin string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Server{Endpoint: "http://127.0.0.1:" + port(6), cmd: cmd, dir: dir, exited: make(chan struct{})}
+	gw := net.JoinHostPort(s3host, port(6))
+	s := &Server{Endpoint: "http://" + gw, cmd: cmd, dir: dir, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.exited) }() // its status after SIGTERM says nothing
-	s.client, err = minio.New("127.0.0.1:"+port(6), &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
+	s.client, err = minio.New(gw, &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ package pgrelay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kolejka-go/kolejka/internal/server/notify"
+	"github.com/kolejka-go/kolejka/internal/server/store"
 )
 
 // Channel is the NOTIFY channel of the server's wake-ups.
@@ -36,7 +38,7 @@ const (
 
 // Relay is a notify.Relay on a PostgreSQL database.
 type Relay struct {
-	url string
+	cfg *pgx.ConnConfig // with the store's liveness settings
 	log *slog.Logger
 
 	out       chan string
@@ -49,12 +51,24 @@ var _ notify.Relay = (*Relay)(nil)
 
 // New connects once to check url (so that a wrong address or password
 // stops the server at start) and starts the publisher.
+//
+// Its connections have the store's liveness settings (store.Liveness): on
+// a network cut silently, the listening connection fails in about 15 s
+// (keepalives) rather than waiting for ever for a notification, and the
+// relay reconnects once the network is back; PostgreSQL ends the session
+// of a listener cut off likewise, so that notifications do not pile up
+// for it.
 func New(ctx context.Context, url string, log *slog.Logger) (*Relay, error) {
-	conn, err := pgx.Connect(ctx, url)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, errors.New("unable to connect the replicas' relay: not a valid PostgreSQL URL")
+	}
+	store.Liveness(cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("unable to connect the replicas' relay: %w", err)
 	}
-	r := &Relay{url: url, log: log, out: make(chan string, queueLen),
+	r := &Relay{cfg: cfg, log: log, out: make(chan string, queueLen),
 		closed: make(chan struct{}), done: make(chan struct{})}
 	go r.publish(conn)
 	return r, nil
@@ -121,7 +135,7 @@ func (r *Relay) publish(conn *pgx.Conn) {
 		batch := collect(first, r.out)
 		for {
 			if conn == nil {
-				c, err := pgx.Connect(ctx, r.url)
+				c, err := pgx.ConnectConfig(ctx, r.cfg)
 				if err != nil {
 					if ctx.Err() != nil {
 						return
@@ -198,7 +212,7 @@ func (r *Relay) Listen(ctx context.Context, deliver func(msg string)) error {
 
 // listenOnce listens on one connection until it fails or ctx ends.
 func (r *Relay) listenOnce(ctx context.Context, deliver func(string), connected func()) error {
-	conn, err := pgx.Connect(ctx, r.url)
+	conn, err := pgx.ConnectConfig(ctx, r.cfg)
 	if err != nil {
 		return err
 	}
