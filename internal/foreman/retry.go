@@ -83,7 +83,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 // transient reports whether a failed request may succeed if tried again
 // unchanged: the server could not be reached, the connection broke, or it
 // answered with something other than its API (a proxy's 502 while it
-// restarts), or it cannot take the request now (its disk is full).
+// restarts), or it cannot take the request now (507: its disk is full;
+// 503: its blob store, an S3 bucket, is down, and nothing was stored, so a
+// result's upload and post are tried again until it is back or GiveUp).
 // Refusals (FAIL, 403, 404) are final.
 func transient(err error) bool {
 	return errors.Is(err, client.ErrConnect) || errors.Is(err, client.ErrProtocol) || errors.Is(err, client.ErrUnavailable)

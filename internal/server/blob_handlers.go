@@ -22,6 +22,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -61,7 +62,7 @@ func (s *Server) handleReferenceNew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if errors.Is(err, blobs.ErrBackend) {
-		s.internal(w, r, err)
+		s.blobsUnavailable(w, r, err)
 		return
 	}
 	if storageFull(err) {
@@ -168,7 +169,11 @@ func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveBlob answers the blob's bytes (HEAD: headers only), with ranges.
+// serveBlob answers the blob's bytes (HEAD: headers only), with ranges. A
+// store that cannot open the blob is 503 (internal). One that fails once
+// the answer has begun (S3 gone mid-stream) aborts it: the connection is
+// cut short of the Content-Length, so no client takes the part it got for
+// the whole blob.
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, hash string) {
 	f, err := s.blobs.Open(r.Context(), hash)
 	if err != nil {
@@ -178,7 +183,27 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, hash string) 
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+hash+`"`)
-	http.ServeContent(w, r, "", f.Info().ModTime, f)
+	body := &readErr{Reader: f}
+	http.ServeContent(w, r, "", f.Info().ModTime, body)
+	if body.err != nil && r.Context().Err() == nil {
+		s.log.Error("blob download aborted: the blob store failed mid-stream", "path", r.URL.Path, "blob", hash, "error", body.err)
+		panic(http.ErrAbortHandler) // net/http closes the connection, quietly
+	}
+}
+
+// readErr keeps the first read error of a blob being served, which
+// http.ServeContent drops.
+type readErr struct {
+	blobs.Reader
+	err error
+}
+
+func (b *readErr) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err != nil && err != io.EOF && b.err == nil { //nolint:errorlint // io.EOF is returned bare by contract
+		b.err = err
+	}
+	return n, err
 }
 
 func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
@@ -236,15 +261,24 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// deleteBlob removes a blob and all its references, holding its lock.
+// deleteBlob removes a blob and all its references, holding its lock. The
+// store is asked first, so that one that does not answer (503) leaves the
+// rows; once they are deleted the blob is, for the caller, and an object a
+// store failing just then keeps is an orphan the next start-up removes.
 func (s *Server) deleteBlob(r *http.Request, hash string) error {
 	unlock, err := s.lockBlob(r.Context(), hash)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if _, err := s.blobs.Exists(r.Context(), hash); err != nil {
+		return err
+	}
 	if err := s.db.DeleteBlob(r.Context(), hash); err != nil {
 		return err
 	}
-	return s.blobs.Remove(r.Context(), hash)
+	if err := s.blobs.Remove(r.Context(), hash); err != nil {
+		s.log.Warn("blob deleted, its file not: the next start removes it", "blob", hash, "error", err)
+	}
+	return nil
 }

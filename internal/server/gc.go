@@ -66,38 +66,77 @@ func (s *Server) lockBlob(ctx context.Context, hash string) (func(), error) {
 }
 
 // collect removes the blob of hash if no reference holds it.
+//
+// The blob store is asked first (blobAge): while it cannot answer (an S3
+// outage) the row stays, so that a pass during an outage deletes nothing
+// and the first pass after it collects the blob. Only a store that fails
+// between that answer and the removal leaves an object without a row, which
+// the next start-up's sweep removes.
 func (s *Server) collect(ctx context.Context, hash string) (bool, error) {
 	unlock, err := s.lockBlob(ctx, hash)
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
+	age, err := s.blobAge(ctx, hash)
+	if err != nil {
+		return false, err
+	}
 	deleted, err := s.db.DeleteBlobIfUnreferenced(ctx, hash)
 	if err != nil || !deleted {
 		return false, err
 	}
-	return true, s.dropBlob(ctx, hash)
+	return true, s.removeOld(ctx, hash, age)
 }
 
 // dropBlob removes the blob of hash, whose row is gone, unless it was put
-// in place less than BlobGrace ago: with a shared store (S3) another
-// replica may have just committed it and be about to commit its row, which
-// no lock of this process orders. A blob kept so is an orphan the next
-// start-up's sweep removes.
+// in place less than BlobGrace ago (see removeOld).
 func (s *Server) dropBlob(ctx context.Context, hash string) error {
-	if s.cfg.BlobGrace > 0 {
-		r, err := s.blobs.Open(ctx, hash)
-		if errors.Is(err, blobs.ErrNotFound) {
-			return nil
+	age, err := s.blobAge(ctx, hash)
+	if err != nil {
+		return err
+	}
+	return s.removeOld(ctx, hash, age)
+}
+
+// blobAge says how long ago the blob of hash was put in place: -1 when it
+// is not in the store, 0 when the store keeps no age that matters here
+// (BlobGrace 0: it is only checked to be reachable). An error is the store
+// failing to answer.
+func (s *Server) blobAge(ctx context.Context, hash string) (time.Duration, error) {
+	if s.cfg.BlobGrace <= 0 {
+		ok, err := s.blobs.Exists(ctx, hash)
+		switch {
+		case err != nil:
+			return 0, err
+		case !ok:
+			return -1, nil
 		}
-		if err != nil {
-			return err
-		}
-		r.Close()
-		if age := time.Since(r.Info().ModTime); age < s.cfg.BlobGrace {
-			s.log.Info("kept a young unreferenced blob", "blob", hash, "age", age.Round(time.Second))
-			return nil
-		}
+		return 0, nil
+	}
+	r, err := s.blobs.Open(ctx, hash)
+	if errors.Is(err, blobs.ErrNotFound) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	r.Close()
+	return max(time.Since(r.Info().ModTime), 0), nil
+}
+
+// removeOld removes the blob of hash, whose row is gone and which was put
+// in place age ago, unless that is less than BlobGrace: with a shared
+// store (S3) another replica may have just committed it and be about to
+// commit its row, which no lock of this process orders. A blob kept so is
+// an orphan the next start-up's sweep removes.
+func (s *Server) removeOld(ctx context.Context, hash string, age time.Duration) error {
+	if age < 0 {
+		return nil
+	}
+	if s.cfg.BlobGrace > 0 && age < s.cfg.BlobGrace {
+		s.log.Info("kept a young unreferenced blob", "blob", hash, "age", age.Round(time.Second))
+		return nil
 	}
 	return s.blobs.Remove(ctx, hash)
 }

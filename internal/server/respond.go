@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/kolejka-go/kolejka/api"
+	"github.com/kolejka-go/kolejka/internal/server/blobs"
 	"github.com/kolejka-go/kolejka/internal/server/store"
 )
 
@@ -71,10 +73,15 @@ func tooLarge(w http.ResponseWriter, limit int64) {
 	plain(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
 }
 
-// internal answers 500 and logs err.
+// internal answers 500 and logs err; a full disk is 507 and a blob store
+// that failed 503 (outOfStorage, blobsUnavailable).
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	if storageFull(err) {
 		s.outOfStorage(w, r, err)
+		return
+	}
+	if errors.Is(err, blobs.ErrBackend) {
+		s.blobsUnavailable(w, r, err)
 		return
 	}
 	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
@@ -86,6 +93,30 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) outOfStorage(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("out of storage, request refused", "method", r.Method, "path", r.URL.Path, "error", err)
 	plain(w, http.StatusInsufficientStorage, "the server is out of disk space; nothing was stored, try again later")
+}
+
+// blobsRetryAfter is the Retry-After of a 503 for a blob store that failed,
+// in seconds: long enough not to hammer a server that restarts, short
+// enough that a grid waits little once it is back.
+const blobsRetryAfter = 10
+
+// blobsUnavailable answers 503 with Retry-After: the blob store (an S3
+// bucket that is down, unreachable or failing) did not take or give the
+// bytes. What failed changed nothing: an upload recorded no reference, a
+// delete deleted nothing, a download sent no byte (one cut mid-stream is
+// aborted instead, see serveBlob). Clients retry later; the next request
+// tries the store again, so nothing needs a restart when it comes back.
+func (s *Server) blobsUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("blob store unavailable, request refused", "method", r.Method, "path", r.URL.Path, "error", err)
+	w.Header().Set("Retry-After", strconv.Itoa(blobsRetryAfter))
+	msg := "the server's blob store is unavailable; try again later"
+	switch r.Method {
+	case http.MethodPost, http.MethodPut:
+		msg = "the server's blob store is unavailable; nothing was stored, try again later"
+	case http.MethodDelete:
+		msg = "the server's blob store is unavailable; nothing was deleted, try again later"
+	}
+	plain(w, http.StatusServiceUnavailable, msg)
 }
 
 // storageFull reports whether err means the server's disk (or quota) is

@@ -3,12 +3,17 @@ package server_test
 // The server over an S3 bucket (a real SeaweedFS, s3test): a task's files
 // and its result go through the bucket, the collector removes what no
 // reference holds once it is older than blobs_grace and keeps a younger
-// one (another replica's upload in flight), and a bucket the server cannot
-// use stops it at start.
+// one (another replica's upload in flight), a bucket the server cannot use
+// stops it at start, and one that goes away while it runs is answered 503
+// until it comes back.
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
+	"io"
+	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -164,5 +169,106 @@ func TestS3StartUpSweep(t *testing.T) {
 	e.restart()
 	if got := objects(t, c, bucket); len(got) != 1 || got[0] != blobss3.BlobPrefix+sha(kept) {
 		t.Errorf("after a start with no grace: %v, want only the recorded blob", got)
+	}
+}
+
+// The bucket's S3 server dies (SIGKILL) while the server runs, then comes
+// back: uploads, downloads and deletes in between answer 503 with a
+// Retry-After and record nothing; a collection pass deletes no row; a
+// download under way when it dies is cut short of its Content-Length; and
+// once S3 is back everything works with no restart of the server.
+func TestS3Outage(t *testing.T) {
+	srv := s3test.New(t) // of this test's own: it is killed
+	o := srv.Bucket(t)
+	passes := make(chan struct{}, 1000)
+	e := newEnv(t, func(c *server.Config) {
+		c.Blobs = s3test.URL(o)
+		c.BlobsAccessKey, c.BlobsSecretKey = o.AccessKey, o.SecretKey
+		c.BlobGrace = time.Nanosecond
+		c.GCInterval = 50 * time.Millisecond
+		server.SetCollectHook(c, func() { passes <- struct{}{} })
+	})
+	e.standardUsers()
+	a, manager := e.tok("alice"), e.tok("max")
+	kept := []byte("a blob a task holds")
+	task := a.submit(simpleTask(), map[string][]byte{"input": kept})
+	dropped := []byte("a blob whose reference goes during the outage")
+	droppedRef := a.upload(dropped)
+	// Large enough that the kernel's socket buffers between S3, the
+	// server and the client cannot hold it: S3 dies with most unsent.
+	big := make([]byte, 64<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	bigRef := a.upload(big)
+	keptRef := mustOK(t, a.do("GET", "/task/task/"+task+"/", nil)).json["task"].(map[string]any)["files"].(map[string]any)["input"].(map[string]any)["reference"].(string)
+
+	// A download under way when S3 dies: the client gets less than the
+	// Content-Length and an error, never a clean end.
+	req, _ := http.NewRequest("GET", e.base+"blob/reference/"+bigRef+"/", nil)
+	req.Header.Set("Authorization", "Bearer "+e.tokens["alice"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(big)) {
+		t.Fatalf("download: %s, Content-Length %d", resp.Status, resp.ContentLength)
+	}
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill(t)
+	rest, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || len(head)+len(rest) >= len(big) {
+		t.Fatalf("download cut by S3's death: %d of %d bytes, error %v; want fewer and an error", len(head)+len(rest), len(big), err)
+	}
+	t.Logf("download cut after %d of %d bytes: %v", len(head)+len(rest), len(big), err)
+
+	before := e.snapshot()
+	unavailable := func(what string, got answer) {
+		t.Helper()
+		named := strings.Contains(string(got.body), "blob store is unavailable") || what == "a HEAD" // no body
+		if got.code != http.StatusServiceUnavailable || got.header.Get("Retry-After") == "" || !named {
+			t.Errorf("%s during the outage: %v (Retry-After %q); want 503 naming the blob store, with Retry-After", what, got, got.header.Get("Retry-After"))
+		}
+	}
+	unavailable("a small upload", a.do("POST", "/blob/reference/", []byte("uploaded during the outage")))
+	unavailable("a large upload", a.do("POST", "/blob/reference/", big[:3<<20]))
+	unavailable("a download", a.do("GET", "/blob/reference/"+keptRef+"/", nil))
+	unavailable("a HEAD", a.do("HEAD", "/blob/reference/"+keptRef+"/", nil))
+	unavailable("a manager's download by hash", manager.do("GET", "/blob/blob/"+sha(kept)+"/", nil))
+	unavailable("a manager's delete by hash", manager.do("DELETE", "/blob/blob/"+sha(kept)+"/", nil))
+	if after := e.snapshot(); !reflect.DeepEqual(before, after) {
+		t.Errorf("rows during the outage: %v, before %v", after, before)
+	}
+
+	// A reference deleted now goes (the database is up); its blob's row
+	// stays while the collector cannot remove the object.
+	mustOK(t, a.do("DELETE", "/blob/reference/"+droppedRef+"/", nil))
+	for len(passes) > 0 {
+		<-passes
+	}
+	for range 3 {
+		<-passes // whole passes that began after the deletion
+	}
+	if n := e.count("blobs"); n != before.rows["blobs"] {
+		t.Errorf("blob rows after collections during the outage: %d, want %d", n, before.rows["blobs"])
+	}
+
+	srv.Restart(t)
+	waitFor(t, "the dropped blob to be collected once S3 is back", func() bool {
+		return e.count("blobs") == before.rows["blobs"]-1 && !slices.Contains(objects(t, srv.Client(), o.Bucket), blobss3.BlobPrefix+sha(dropped))
+	})
+	if got := a.do("GET", "/blob/reference/"+keptRef+"/", nil); got.code != 200 || !bytes.Equal(got.body, kept) {
+		t.Errorf("download after the outage: %v", got)
+	}
+	if got := a.do("GET", "/blob/reference/"+bigRef+"/", nil); got.code != 200 || !bytes.Equal(got.body, big) {
+		t.Errorf("the large blob after the outage: %d, %d bytes", got.code, len(got.body))
+	}
+	again := []byte("uploaded after the outage")
+	if got := a.do("GET", "/blob/reference/"+a.upload(again)+"/", nil); !bytes.Equal(got.body, again) {
+		t.Errorf("upload after the outage: %v", got)
 	}
 }

@@ -12,6 +12,12 @@
 // LastModified, which the server's garbage collector reads so that it
 // never removes an object another replica has just committed (see the
 // server's gc.go).
+//
+// Once open, any request the S3 server fails or does not answer (it is
+// down, unreachable, refuses the keys, answers 5xx) is blobs.ErrBackend,
+// naming the bucket and endpoint, and a read of an open blob that breaks
+// mid-stream is too: the server answers those 503 and changes nothing, and
+// the next request tries S3 again, so an outage ends without a restart.
 package s3
 
 import (
@@ -115,8 +121,9 @@ func ParseURL(raw string) (Options, error) {
 
 // Store is a blob store in a bucket.
 type Store struct {
-	c      *minio.Client
-	bucket string
+	c        *minio.Client
+	bucket   string
+	endpoint string
 }
 
 var _ blobs.Store = (*Store)(nil)
@@ -154,7 +161,7 @@ func Open(ctx context.Context, o Options, timeout time.Duration) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: endpoint %q: %v", ErrConfig, o.Endpoint, err)
 	}
-	s := &Store{c: c, bucket: o.Bucket}
+	s := &Store{c: c, bucket: o.Bucket, endpoint: o.Endpoint}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := s.check(ctx); err != nil {
@@ -189,6 +196,12 @@ func explain(err error) error {
 		return fmt.Errorf("%w: the endpoint does not answer (endpoint= in blobs): %v", ErrConfig, err)
 	}
 	return err
+}
+
+// failed is an S3 request that failed once the store is open: the store's
+// fault, never the caller's (blobs.ErrBackend), naming the bucket.
+func (s *Store) failed(action string, err error) error {
+	return fmt.Errorf("unable to %s: %w: s3://%s at %s: %w", action, blobs.ErrBackend, s.bucket, s.endpoint, explain(err))
 }
 
 func blobKey(hash string) string { return BlobPrefix + hash }
@@ -257,7 +270,7 @@ func (s *Store) Write(ctx context.Context, r io.Reader, limit int64) (blobs.Temp
 		if body.err != nil {
 			return nil, fmt.Errorf("unable to receive blob: %w", body.err)
 		}
-		return nil, fmt.Errorf("unable to store upload: %w: %w", blobs.ErrBackend, explain(err))
+		return nil, s.failed("store upload", err)
 	}
 	return &temp{s: s, key: key, blob: blobs.Blob{Hash: blobs.Digest(h), Size: body.n}}, nil
 }
@@ -306,7 +319,7 @@ func (t *temp) Commit(ctx context.Context) error {
 		_, err := t.s.c.PutObject(ctx, t.s.bucket, blobKey(t.blob.Hash), bytes.NewReader(t.data), int64(len(t.data)),
 			minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
 		if err != nil {
-			return fmt.Errorf("unable to put blob in place: %w: %w", blobs.ErrBackend, explain(err))
+			return t.s.failed("put blob in place", err)
 		}
 		return nil
 	}
@@ -315,7 +328,7 @@ func (t *temp) Commit(ctx context.Context) error {
 		minio.CopyDestOptions{Bucket: t.s.bucket, Object: blobKey(t.blob.Hash)},
 		minio.CopySrcOptions{Bucket: t.s.bucket, Object: t.key})
 	if err != nil {
-		return fmt.Errorf("unable to move blob into place: %w", explain(err))
+		return t.s.failed("move blob into place", err)
 	}
 	return nil
 }
@@ -323,10 +336,21 @@ func (t *temp) Commit(ctx context.Context) error {
 // reader is an open object; minio.Object reads lazily and seeks.
 type reader struct {
 	*minio.Object
+	s    *Store
 	info blobs.Info
 }
 
 func (r reader) Info() blobs.Info { return r.info }
+
+// Read reads the object; a read that fails (S3 went away mid-stream: the
+// connection cut, a short body) is blobs.ErrBackend, never a clean end.
+func (r reader) Read(p []byte) (int, error) {
+	n, err := r.Object.Read(p)
+	if err != nil && err != io.EOF { //nolint:errorlint // io.EOF is returned bare by contract
+		err = r.s.failed("read blob", err)
+	}
+	return n, err
+}
 
 func notFound(err error) bool {
 	code := minio.ToErrorResponse(err).Code
@@ -340,7 +364,7 @@ func (s *Store) Open(ctx context.Context, hash string) (blobs.Reader, error) {
 	}
 	obj, err := s.c.GetObject(ctx, s.bucket, blobKey(hash), minio.GetObjectOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("unable to open blob: %w", explain(err))
+		return nil, s.failed("open blob", err)
 	}
 	st, err := obj.Stat()
 	if err != nil {
@@ -348,9 +372,9 @@ func (s *Store) Open(ctx context.Context, hash string) (blobs.Reader, error) {
 		if notFound(err) {
 			return nil, fmt.Errorf("unable to open blob %s: %w", hash, blobs.ErrNotFound)
 		}
-		return nil, fmt.Errorf("unable to open blob: %w", explain(err))
+		return nil, s.failed("open blob", err)
 	}
-	return reader{obj, blobs.Info{Blob: blobs.Blob{Hash: hash, Size: st.Size}, ModTime: st.LastModified}}, nil
+	return reader{obj, s, blobs.Info{Blob: blobs.Blob{Hash: hash, Size: st.Size}, ModTime: st.LastModified}}, nil
 }
 
 // Exists reports whether the blob's object is in place.
@@ -363,7 +387,7 @@ func (s *Store) Exists(ctx context.Context, hash string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("unable to look for blob: %w", explain(err))
+		return false, s.failed("look for blob", err)
 	}
 	return true, nil
 }
@@ -374,7 +398,7 @@ func (s *Store) Remove(ctx context.Context, hash string) error {
 		return blobs.ErrBadHash
 	}
 	if err := s.c.RemoveObject(ctx, s.bucket, blobKey(hash), minio.RemoveObjectOptions{}); err != nil && !notFound(err) {
-		return fmt.Errorf("unable to remove blob: %w", explain(err))
+		return s.failed("remove blob", err)
 	}
 	return nil
 }
@@ -386,7 +410,7 @@ func (s *Store) Walk(ctx context.Context, fn func(blobs.Info) error) (bad []stri
 	defer cancel() // stops the listing when fn fails
 	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Recursive: true}) {
 		if obj.Err != nil {
-			return bad, fmt.Errorf("unable to walk blob store: %w", explain(obj.Err))
+			return bad, s.failed("walk blob store", obj.Err)
 		}
 		if strings.HasPrefix(obj.Key, TempPrefix) {
 			continue
@@ -410,25 +434,25 @@ func (s *Store) CleanTemp(ctx context.Context, before time.Time) (int, error) {
 	n := 0
 	for obj := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: TempPrefix, Recursive: true}) {
 		if obj.Err != nil {
-			return n, fmt.Errorf("unable to list temporary uploads: %w", explain(obj.Err))
+			return n, s.failed("list temporary uploads", obj.Err)
 		}
 		if !obj.LastModified.Before(before) {
 			continue
 		}
 		if err := s.c.RemoveObject(ctx, s.bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil && !notFound(err) {
-			return n, fmt.Errorf("unable to remove temp leftover: %w", explain(err))
+			return n, s.failed("remove temp leftover", err)
 		}
 		n++
 	}
 	for up := range s.c.ListIncompleteUploads(ctx, s.bucket, TempPrefix, true) {
 		if up.Err != nil {
-			return n, fmt.Errorf("unable to list unfinished uploads: %w", explain(up.Err))
+			return n, s.failed("list unfinished uploads", up.Err)
 		}
 		if !up.Initiated.Before(before) {
 			continue
 		}
 		if err := s.c.RemoveIncompleteUpload(ctx, s.bucket, up.Key); err != nil {
-			return n, fmt.Errorf("unable to abort unfinished upload: %w", explain(err))
+			return n, s.failed("abort unfinished upload", err)
 		}
 		n++
 	}
