@@ -152,14 +152,16 @@ func (c *Client) BlobExists(ctx context.Context, ref string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 		return true, nil
 	case http.StatusNotFound, http.StatusForbidden:
 		return false, nil
 	}
-	return false, fmt.Errorf("blob/reference/%s/: HTTP %d: %w", ref, resp.StatusCode, ErrProtocol)
+	// Anything else as every other call maps it: a 503 (the server's blob
+	// store down) is ErrUnavailable, to be retried.
+	return false, checkStatus(resp, "blob/reference/"+ref+"/")
 }
 
 // fileBody is an upload body of known size.

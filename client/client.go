@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/api"
+	"github.com/kolejka-go/kolejka/internal/deadpeer"
 	"github.com/kolejka-go/kolejka/spec"
 )
 
@@ -146,8 +146,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		hc = &copy
 	} else {
 		hc.Transport = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			Proxy: http.ProxyFromEnvironment,
+			// A server gone silent (its host lost, its network cut)
+			// ends the request in about 30 s, to be retried, rather than
+			// after the kernel's 15 min (data in flight) or 2 h (a long
+			// poll waiting).
+			DialContext:           deadpeer.Dialer(10*time.Second, 10*time.Second, 5*time.Second, 4).DialContext,
 			MaxIdleConnsPerHost:   32,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,

@@ -513,3 +513,36 @@ func TestExecuteWaitsThroughAServerOutage(t *testing.T) {
 		t.Fatalf("stdout %q", data)
 	}
 }
+
+// A blob-store outage answers the existence check 503 (a HEAD: no
+// reason in a body); it is
+// ErrUnavailable, retried like every other call's 503, not a protocol
+// error that ends the upload.
+func TestBlobExistsUnavailable(t *testing.T) {
+	var down atomic.Bool
+	g := startServer(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() && r.Method == http.MethodHead {
+				http.Error(w, "the server's blob store is unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	alice := g.as(t, "alice")
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "data")
+	os.WriteFile(src, []byte("bytes\n"), 0o644)
+	ref, err := alice.BlobPut(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := alice.BlobExists(ctx, ref.Key); !ok || err != nil {
+		t.Fatalf("exists: %v %v", ok, err)
+	}
+	down.Store(true)
+	ok, err := alice.BlobExists(ctx, ref.Key)
+	if ok || !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("exists during an outage: %v %v, want ErrUnavailable with the reason", ok, err)
+	}
+}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/kolejka-go/kolejka/internal/deadpeer"
 )
 
 // Proxy is a round-robin HTTP load balancer over server replicas, as an
@@ -124,22 +124,10 @@ const (
 )
 
 // deadPeerDialer dials with keepalives and TCP_USER_TIMEOUT that end a
-// connection to a silent peer in about deadPeer.
+// connection to a silent peer in about deadPeer: probes from 1 s idle,
+// 1 s apart, 3 unanswered.
 func deadPeerDialer() *net.Dialer {
-	return &net.Dialer{
-		Timeout:         dialTimeout,
-		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 3},
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(deadPeer.Milliseconds()))
-			})
-			if err != nil {
-				return err
-			}
-			return serr
-		},
-	}
+	return deadpeer.Dialer(dialTimeout, time.Second, time.Second, int((deadPeer-time.Second)/time.Second))
 }
 
 func isDialError(err error) bool {

@@ -13,21 +13,18 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/kolejka-go/kolejka/internal/deadpeer"
 	"github.com/kolejka-go/kolejka/internal/server/sched"
 )
 
@@ -68,7 +65,7 @@ const (
 	keepaliveIdle     = 5 * time.Second
 	keepaliveInterval = 2 * time.Second
 	keepaliveCount    = 5
-	deadPeer          = keepaliveIdle + keepaliveCount*keepaliveInterval // 15 s
+	deadPeer          = keepaliveIdle + keepaliveCount*keepaliveInterval // 15 s, as deadpeer.Dialer
 	idleInTransaction = "30s"
 	// writeLockWait bounds a write's wait for writeLock: above the longest
 	// a dead holder keeps it (deadPeer, or idleInTransaction for a frozen
@@ -94,22 +91,7 @@ func Liveness(cfg *pgx.ConnConfig) {
 			cfg.RuntimeParams[k] = v
 		}
 	}
-	d := &net.Dialer{
-		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepaliveIdle, Interval: keepaliveInterval, Count: keepaliveCount},
-		Control: func(network, _ string, c syscall.RawConn) error {
-			if network != "tcp" && network != "tcp4" && network != "tcp6" {
-				return nil // a unix socket has no peer to lose
-			}
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(deadPeer.Milliseconds()))
-			}); err != nil {
-				return err
-			}
-			return serr
-		},
-	}
-	cfg.DialFunc = d.DialContext
+	cfg.DialFunc = deadpeer.Dialer(0, keepaliveIdle, keepaliveInterval, keepaliveCount).DialContext
 }
 
 // IsPostgres reports whether a database setting names a PostgreSQL
