@@ -260,3 +260,44 @@ func TestFolderCommitOfContentInFlightWaitsForIt(t *testing.T) {
 		t.Errorf("%d file fsyncs for one content", g.files)
 	}
 }
+
+// Many uploads at once, each content twice: every Commit succeeds, every
+// blob holds its bytes, no temporary file stays, and nothing is left in
+// flight once they have all returned.
+func TestFolderConcurrentCommits(t *testing.T) {
+	s, err := OpenFolder(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		data := fmt.Appendf(nil, "content %d", i/2)
+		tmp, err := s.Write(t.Context(), bytes.NewReader(data), -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := tmp.Commit(t.Context()); err != nil {
+				errs <- err
+				return
+			}
+			if got, err := os.ReadFile(s.Path(tmp.Blob().Hash)); err != nil || !bytes.Equal(got, data) {
+				errs <- fmt.Errorf("blob %q holds %q (%v)", data, got, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if names, _ := s.TempFiles(); len(names) != 0 {
+		t.Errorf("temporary files left: %v", names)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.inflight) != 0 || len(s.queue) != 0 {
+		t.Errorf("%d in flight, %d queued after every Commit returned", len(s.inflight), len(s.queue))
+	}
+}
