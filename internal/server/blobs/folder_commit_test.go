@@ -69,16 +69,6 @@ func newGatedFolder(t *testing.T) *gatedFolder {
 	return g
 }
 
-func (g *gatedFolder) totalDirSyncs() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
-	for _, c := range g.dirSyncs {
-		n += c
-	}
-	return n
-}
-
 // queued waits until n Commits wait for the next batch.
 func (g *gatedFolder) queued(t *testing.T, n int) {
 	t.Helper()
