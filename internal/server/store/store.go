@@ -18,7 +18,8 @@
 // than in SQLite's busy-sleep loop. Reads use a separate pool and see the
 // last committed state (WAL readers never block the writer). Other
 // processes (the admin commands) wait for the lock up to the busy timeout.
-// With synchronous=FULL, and on PostgreSQL, writes are group committed:
+// With synchronous=FULL, and on PostgreSQL where a commit waits for a WAL
+// flush (fsync and synchronous_commit on), writes are group committed:
 // those that queue behind a running transaction run together in the next
 // one, each in a savepoint of its own, so one COMMIT (one fsync, one WAL
 // flush) serves them all (write, writeGroup).
@@ -89,9 +90,9 @@ type Store struct {
 	candMu sync.Mutex
 	cands  map[int64]sched.Candidate
 
-	// group: concurrent writes share a transaction (writeGroup): set with
-	// synchronous=FULL, where each commit is an fsync, and on PostgreSQL,
-	// where each is a round of the advisory lock and a WAL flush.
+	// group: concurrent writes share a transaction (writeGroup): set
+	// where each commit waits for the disk: SQLite with synchronous=FULL,
+	// PostgreSQL with fsync and synchronous_commit on.
 	group bool
 	// wmu guards wqueue and wbusy: the writes waiting for the next batch,
 	// and whether a committer goroutine runs.
@@ -135,7 +136,14 @@ func Open(path string, o Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.group = true
+		// Group commit only where a commit waits for a WAL flush to
+		// disk: with fsync or synchronous_commit off a COMMIT is cheap
+		// and the savepoints' round trips cost more than it saves
+		// (BENCHMARKS.md, issue 22).
+		if err := s.w.QueryRow(`SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'`).Scan(&s.group); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("unable to read the database's durability settings: %w", err)
+		}
 		return s, nil
 	}
 	// The writer gets a 64 MiB page cache (SQLite's default is 2 MiB): a
