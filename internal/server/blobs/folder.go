@@ -4,9 +4,20 @@ package blobs
 // file named by its hash in sharded folders (ROOT/ab/cd/abcdef…). Write
 // streams into ROOT/tmp (the same file system, so the final rename is
 // atomic); Commit fsyncs the file, renames it into place and fsyncs the
-// folders (atomicfile.Rename), so after a crash a final name holds the
-// complete bytes or does not exist. If the content is already in place the
-// temporary file is dropped unsynced.
+// folders, so after a crash a final name holds the complete bytes or does
+// not exist. If the content is already in place the temporary file is
+// dropped unsynced.
+//
+// Group commit: the renames and folder fsyncs of concurrent Commits are
+// done together by one committer (commitBatch), each distinct folder
+// fsynced once for the whole batch, so eight uploads landing at once cost
+// one round of folder fsyncs, not eight. Each Commit fsyncs its own file
+// first, in its own goroutine: concurrent file fsyncs overlap (ext4 joins
+// them into one journal commit) and overlap the batch before. No Commit
+// waits for a timer: a Commit that finds the committer idle starts it at
+// once, and the Commits that arrive while a batch is syncing make the next
+// batch. A Commit returns only once its own name is durable, and a failure
+// fails only the blobs it touches.
 
 import (
 	"context"
@@ -17,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/atomicfile"
@@ -26,6 +38,29 @@ import (
 type Folder struct {
 	root string
 	tmp  string
+
+	// syncFile and syncDir make a file's bytes and a folder's entries
+	// durable (tests count and fail them).
+	syncFile func(*os.File) error
+	syncDir  func(dir string) error
+
+	// mu guards queue, busy and inflight: queue holds the Commits waiting
+	// for the next batch, busy is set while a committer goroutine runs,
+	// inflight holds every queued or committing blob by final name, until
+	// it is durable or failed: a Commit of the same content meanwhile
+	// waits for it rather than seeing a file whose name is not yet synced.
+	mu       sync.Mutex
+	queue    []*pendingCommit
+	busy     bool
+	inflight map[string]*pendingCommit
+}
+
+// pendingCommit is a Commit waiting for its batch: its synced temporary
+// file and its final name; err is its outcome, set before done closes.
+type pendingCommit struct {
+	tmp, final string
+	err        error
+	done       chan struct{}
 }
 
 var _ Store = (*Folder)(nil)
@@ -36,7 +71,9 @@ const tmpDir = "tmp"
 // touch temporary files: another process may be writing them (see
 // CleanTemp).
 func OpenFolder(root string) (*Folder, error) {
-	s := &Folder{root: root, tmp: filepath.Join(root, tmpDir)}
+	s := &Folder{root: root, tmp: filepath.Join(root, tmpDir),
+		syncFile: (*os.File).Sync, syncDir: atomicfile.SyncDir,
+		inflight: map[string]*pendingCommit{}}
 	if err := os.MkdirAll(s.tmp, 0o750); err != nil {
 		return nil, fmt.Errorf("unable to create blob store: %w", err)
 	}
@@ -113,46 +150,161 @@ func (t *folderTemp) Discard() {
 
 // Commit makes the temporary file durable, moves it to its final name and
 // makes the rename durable. If the blob already exists its file is kept
-// (it is complete by construction) and the temporary one removed.
+// (it is complete by construction) and the temporary one removed. The
+// rename and the folders' fsyncs are shared with the Commits running at
+// the same time (see the file's comment); the context is not consulted:
+// once the bytes are synced, the commit completes.
 func (t *folderTemp) Commit(context.Context) error {
-	defer t.f.Close()
 	final := t.s.Path(t.blob.Hash)
-	if _, err := os.Stat(final); err == nil {
+	drop := func() {
+		t.f.Close()
 		os.Remove(t.f.Name())
-		return nil
 	}
-	if err := t.f.Sync(); err != nil {
+	t.s.mu.Lock()
+	if p, exists := t.s.present(final); p != nil || exists {
+		t.s.mu.Unlock()
+		drop()
+		return p.wait()
+	}
+	t.s.mu.Unlock()
+	err := t.s.syncFile(t.f)
+	if cerr := t.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		os.Remove(t.f.Name())
 		return fmt.Errorf("unable to sync blob: %w", err)
 	}
-	if err := t.s.mkdirs(filepath.Dir(final)); err != nil {
+	t.s.mu.Lock()
+	if p, exists := t.s.present(final); p != nil || exists {
+		// Put in place or queued while this file was syncing.
+		t.s.mu.Unlock()
 		os.Remove(t.f.Name())
-		return err
+		return p.wait()
 	}
-	if err := atomicfile.Rename(t.f.Name(), final); err != nil {
-		os.Remove(t.f.Name()) // when the rename itself failed
-		return fmt.Errorf("unable to move blob into place: %w", err)
+	p := &pendingCommit{tmp: t.f.Name(), final: final, done: make(chan struct{})}
+	t.s.queue = append(t.s.queue, p)
+	t.s.inflight[final] = p
+	if !t.s.busy {
+		t.s.busy = true
+		go t.s.committer()
 	}
-	return nil
+	t.s.mu.Unlock()
+	return p.wait()
 }
 
-// mkdirs creates dir and its missing parents up to the root, fsyncing each
-// parent that got a new entry, so the path of a renamed blob survives a
-// power loss too.
-func (s *Folder) mkdirs(dir string) error {
+// present tells, under s.mu, whether final is being committed (its
+// pending Commit) or is already in place, durably: a batch's names leave
+// inflight only once synced, and a failed one's file is removed first.
+func (s *Folder) present(final string) (*pendingCommit, bool) {
+	if p := s.inflight[final]; p != nil {
+		return p, false
+	}
+	_, err := os.Stat(final)
+	return nil, err == nil
+}
+
+// wait waits for p's batch and returns its outcome; a nil p is a blob
+// already in place.
+func (p *pendingCommit) wait() error {
+	if p == nil {
+		return nil
+	}
+	<-p.done
+	return p.err
+}
+
+// committer commits batches until no Commit is waiting.
+func (s *Folder) committer() {
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		if len(batch) == 0 {
+			s.busy = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		s.commitBatch(batch)
+	}
+}
+
+// commitBatch moves every synced file of batch under its hash, then
+// fsyncs each folder that got a new entry (the blobs' folders, and the
+// parents of folders created) once, concurrently, and only then answers
+// each Commit: a blob fails if its rename failed or any folder on its
+// path failed to sync. ROOT/tmp is not synced: a name the crash brings
+// back there is a temporary file, which CleanTemp removes at start-up.
+// A blob whose folder failed to sync is removed again, so no later Commit
+// of the same content takes a name that may not survive for a durable one
+// (no other Commit renamed onto it: present keeps them off).
+func (s *Folder) commitBatch(batch []*pendingCommit) {
+	dirty := map[string]error{}
+	for _, p := range batch {
+		dir := filepath.Dir(p.final)
+		if err := s.mkdirs(dir, dirty); err != nil {
+			p.err = err
+			os.Remove(p.tmp)
+			continue
+		}
+		if err := os.Rename(p.tmp, p.final); err != nil {
+			p.err = fmt.Errorf("unable to move blob into place: %w", err)
+			os.Remove(p.tmp)
+			continue
+		}
+		dirty[dir] = nil
+	}
+	// Concurrently: on ext4 the fsyncs join one journal commit.
+	dirs := make([]string, 0, len(dirty))
+	for dir := range dirty {
+		dirs = append(dirs, dir)
+	}
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Go(func() { errs[i] = s.syncDir(dir) })
+	}
+	wg.Wait()
+	for i, dir := range dirs {
+		dirty[dir] = errs[i]
+	}
+	for _, p := range batch {
+		// The blob's folder ROOT/ab/cd, and ROOT/ab and ROOT where a
+		// folder on its path was created.
+		for dir, i := filepath.Dir(p.final), 0; p.err == nil && i < 3; dir, i = filepath.Dir(dir), i+1 {
+			if err := dirty[dir]; err != nil {
+				p.err = fmt.Errorf("unable to move blob into place: %w", err)
+				os.Remove(p.final)
+			}
+		}
+	}
+	s.mu.Lock()
+	for _, p := range batch {
+		delete(s.inflight, p.final)
+		close(p.done)
+	}
+	s.mu.Unlock()
+}
+
+// mkdirs creates dir and its missing parents up to the root, marking in
+// dirty each parent that got a new entry, for commitBatch to fsync, so the
+// path of a renamed blob survives a power loss too.
+func (s *Folder) mkdirs(dir string, dirty map[string]error) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
 	parent := filepath.Dir(dir)
 	if parent != s.root {
-		if err := s.mkdirs(parent); err != nil {
+		if err := s.mkdirs(parent, dirty); err != nil {
 			return err
 		}
 	}
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("unable to create blob folder: %w", err)
 	}
-	return atomicfile.SyncDir(parent)
+	dirty[parent] = nil
+	return nil
 }
 
 // folderReader is an open blob file.

@@ -18,6 +18,11 @@
 // than in SQLite's busy-sleep loop. Reads use a separate pool and see the
 // last committed state (WAL readers never block the writer). Other
 // processes (the admin commands) wait for the lock up to the busy timeout.
+// With synchronous=FULL, and on PostgreSQL where a commit waits for a WAL
+// flush (fsync and synchronous_commit on), writes are group committed:
+// those that queue behind a running transaction run together in the next
+// one, each in a savepoint of its own, so one COMMIT (one fsync, one WAL
+// flush) serves them all (write, writeGroup).
 //
 // On PostgreSQL, several processes (the admin commands, later several
 // servers) may write the same database. Every write transaction first
@@ -84,6 +89,18 @@ type Store struct {
 	// change after submission. Bounded by maxCands; see queue.go.
 	candMu sync.Mutex
 	cands  map[int64]sched.Candidate
+
+	// group: concurrent writes share a transaction (writeGroup): set
+	// where each commit waits for the disk: SQLite with synchronous=FULL,
+	// PostgreSQL with fsync and synchronous_commit on.
+	group bool
+	// wmu guards wqueue and wbusy: the writes waiting for the next batch,
+	// and whether a committer goroutine runs.
+	wmu    sync.Mutex
+	wqueue []*writeCall
+	wbusy  bool
+	// batches counts the transactions that ran more than one write (tests).
+	batches int
 }
 
 // Options tune Open.
@@ -115,7 +132,19 @@ func Open(path string, o Options) (*Store, error) {
 		o.Readers = 8
 	}
 	if IsPostgres(path) {
-		return openPostgres(path, o)
+		s, err := openPostgres(path, o)
+		if err != nil {
+			return nil, err
+		}
+		// Group commit only where a commit waits for a WAL flush to
+		// disk: with fsync or synchronous_commit off a COMMIT is cheap
+		// and the savepoints' round trips cost more than it saves
+		// (BENCHMARKS.md, issue 22).
+		if err := s.w.QueryRow(`SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'`).Scan(&s.group); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("unable to read the database's durability settings: %w", err)
+		}
+		return s, nil
 	}
 	// The writer gets a 64 MiB page cache (SQLite's default is 2 MiB): a
 	// task insert touches pages all over the key index, and with 100k
@@ -147,6 +176,7 @@ func Open(path string, o Options) (*Store, error) {
 	r.SetMaxOpenConns(o.Readers)
 	r.SetMaxIdleConns(o.Readers)
 	s.r = r
+	s.group = sync == SyncFull
 	return s, nil
 }
 
@@ -191,7 +221,34 @@ func (s *Store) Path() string { return s.path }
 // write runs fn in one immediate transaction, committed if fn returns nil.
 // On PostgreSQL the transaction first takes the advisory write lock, so
 // that it runs alone among the writes of every process, as on SQLite.
+//
+// With group set, writes that arrive while another runs wait and then
+// share one transaction (writeGroup): one COMMIT, so one fsync, for all.
+// Either way write returns only once fn's work is committed or known
+// rolled back, whatever ctx does meanwhile: a caller never sees an error
+// for work that is committed. fn may run in a transaction after other
+// writes' work (it sees it, as it would once committed) and must keep its
+// effects outside the database for after write returns nil, as every
+// caller here does (the candidate cache's forget): fn's work is only
+// committed then.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if !s.group {
+		return s.writeAlone(ctx, fn)
+	}
+	c := &writeCall{ctx: ctx, fn: fn, done: make(chan struct{})}
+	s.wmu.Lock()
+	s.wqueue = append(s.wqueue, c)
+	if !s.wbusy {
+		s.wbusy = true
+		go s.committer()
+	}
+	s.wmu.Unlock()
+	<-c.done
+	return c.err
+}
+
+// writeAlone runs fn in a transaction of its own.
+func (s *Store) writeAlone(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("unable to begin transaction: %w", err)
@@ -208,6 +265,126 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("unable to commit: %w", err)
+	}
+	return nil
+}
+
+// writeCall is a write waiting for its batch; err is its outcome, set
+// before done closes.
+type writeCall struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	err  error
+	done chan struct{}
+}
+
+// maxBatch bounds the writes of one transaction, so one batch does not
+// hold the write lock for long.
+const maxBatch = 64
+
+// committer runs the queued writes, batch after batch, until none waits:
+// the first write of an idle store starts at once, and the writes that
+// arrive while a transaction runs make the next one.
+func (s *Store) committer() {
+	for {
+		s.wmu.Lock()
+		n := min(len(s.wqueue), maxBatch)
+		if n == 0 {
+			s.wbusy = false
+			s.wmu.Unlock()
+			return
+		}
+		batch := s.wqueue[:n:n]
+		s.wqueue = s.wqueue[n:]
+		s.wmu.Unlock()
+		if len(batch) == 1 {
+			c := batch[0]
+			c.err = s.writeAlone(c.ctx, c.fn)
+			close(c.done)
+			continue
+		}
+		rest := s.writeGroup(batch)
+		for _, c := range batch[:len(batch)-len(rest)] {
+			close(c.done)
+		}
+		if len(rest) > 0 {
+			// Not run: the transaction broke before them. They go first
+			// in the next batch.
+			s.wmu.Lock()
+			s.wqueue = append(rest, s.wqueue...)
+			s.wmu.Unlock()
+		}
+	}
+}
+
+// writeGroup runs batch's fns in one transaction, each in a savepoint
+// of its own: a fn's error rolls back its work alone and is its caller's
+// answer; the others' work commits together. The transaction is not
+// bound to any caller's context (one caller going away must not roll back
+// the others); a caller whose context is done before its turn gets
+// ctx.Err() without running. If the COMMIT fails, or the transaction
+// breaks (SQLite rolls it all back on some errors, an interrupt among
+// them), every fn that ran fails; writeGroup returns the tail of batch
+// that did not run, for the next batch. Either way the candidate cache is
+// emptied: a fn may have cached what an uncommitted transaction showed.
+func (s *Store) writeGroup(batch []*writeCall) (rest []*writeCall) {
+	ctx := context.Background()
+	fail := func(calls []*writeCall, err error) {
+		for _, c := range calls {
+			if c.err == nil {
+				c.err = err
+			}
+		}
+		s.candMu.Lock()
+		clear(s.cands)
+		s.candMu.Unlock()
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		fail(batch, fmt.Errorf("unable to begin transaction: %w", err))
+		return nil
+	}
+	if s.postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(writeLock)); err != nil {
+			tx.Rollback()
+			fail(batch, fmt.Errorf("unable to take the write lock: %w", err))
+			return nil
+		}
+	}
+	s.batches++
+	for i, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT write`); err != nil {
+			// c did not run but fails too, so a batch always progresses.
+			tx.Rollback()
+			fail(batch[:i+1], fmt.Errorf("unable to commit: %w", err))
+			return batch[i+1:]
+		}
+		c.err = c.fn(tx)
+		end := `RELEASE SAVEPOINT write`
+		if c.err != nil {
+			end = `ROLLBACK TO SAVEPOINT write`
+		}
+		if _, err := tx.ExecContext(ctx, end); err != nil {
+			// The transaction is gone with every fn's work in it.
+			tx.Rollback()
+			fail(batch[:i+1], fmt.Errorf("unable to commit: the transaction broke: %w", err))
+			return batch[i+1:]
+		}
+		if c.err != nil {
+			// ROLLBACK TO keeps the savepoint open; close it.
+			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT write`); err != nil {
+				tx.Rollback()
+				fail(batch[:i+1], fmt.Errorf("unable to commit: the transaction broke: %w", err))
+				return batch[i+1:]
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(batch, fmt.Errorf("unable to commit: %w", err))
 	}
 	return nil
 }
