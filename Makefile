@@ -39,7 +39,7 @@ deps:
 build: deps
 	mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-init ./cmd/kolejka-observer
-	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/kolejka-worker ./cmd/kolejka-server ./cmd/kolejka-client ./cmd/kolejka-foreman
+	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/kolejka-worker ./cmd/kolejka-runc-init ./cmd/kolejka-server ./cmd/kolejka-client ./cmd/kolejka-foreman
 
 # Install the binaries, the systemd units (their paths rewritten to
 # PREFIX's), the docs the units name and a commented kolejka.conf: under

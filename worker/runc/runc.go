@@ -47,6 +47,9 @@ type Runtime struct {
 	images     *image.Store
 	registry   *image.Registry // set by PullFrom: pull missing images
 	alwaysPull bool
+	// leanInit, when set, is the sealed kolejka-runc-init every
+	// container's `<self> init` hands over to (leaninit.go, hop.go).
+	leanInit *os.File
 }
 
 var _ worker.Runtime = (*Runtime)(nil)
@@ -60,7 +63,13 @@ func New(stateRoot string, images *image.Store) (*Runtime, error) {
 	if err := os.MkdirAll(stateRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("unable to create runc state folder: %w", err)
 	}
-	return &Runtime{stateRoot: stateRoot, images: images}, nil
+	r := &Runtime{stateRoot: stateRoot, images: images}
+	if p := defaultLeanInit(); p != "" {
+		if err := r.UseLeanInit(p); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // Name implements worker.Runtime.
@@ -106,6 +115,10 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 		Stdout: c.Stdout,
 		Stderr: c.Stderr,
 		Init:   true,
+	}
+	if r.leanInit != nil {
+		// Descriptor 3 of `<self> init`, where hop.go looks for it.
+		p.proc.ExtraFiles = []*os.File{r.leanInit}
 	}
 	if err := p.container.Run(p.proc); err != nil {
 		return nil, fmt.Errorf("unable to start container %s: %w", id, err)
