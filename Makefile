@@ -54,7 +54,7 @@ DESTDIR ?=
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR  ?= $(PREFIX)/share/doc/kolejka
-COMMANDS = kolejka-server kolejka-client kolejka-foreman kolejka-worker kolejka-init kolejka-observer
+COMMANDS = kolejka-server kolejka-client kolejka-foreman kolejka-worker kolejka-runc-init kolejka-init kolejka-observer
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
