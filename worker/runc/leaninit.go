@@ -33,8 +33,10 @@ func defaultLeanInit() string {
 // UseLeanInit makes every later container start its init from the binary
 // at path (kolejka-runc-init, built from the same tree as the running
 // binary), handed over in `<self> init` before the running binary's own
-// start-up (hop.go). New does this with kolejka-runc-init beside the
-// running executable when there is one.
+// start-up (hop.go). Without it, the runtime does this with
+// kolejka-runc-init beside the running executable when there is one, from
+// its first container on (sealedLeanInit). It must not be called while
+// containers start.
 //
 // The binary is sealed once, here, as libcontainer seals the running
 // binary for each container: what the container's processes could reach
@@ -47,11 +49,31 @@ func (r *Runtime) UseLeanInit(path string) error {
 	if err != nil {
 		return fmt.Errorf("unable to seal the container init %s: %w", path, err)
 	}
+	r.leanOnce.Do(func() {}) // the default is not wanted any more
 	if r.leanInit != nil {
 		r.leanInit.Close()
 	}
-	r.leanInit = f
+	r.leanInit, r.leanErr = f, nil
 	return nil
+}
+
+// sealedLeanInit returns the sealed lean init containers start with, or nil
+// for none: the one UseLeanInit set, else kolejka-runc-init beside the
+// running executable, sealed on the first call (so that commands that
+// start no container, such as `kolejka-worker image ls`, do not seal it).
+func (r *Runtime) sealedLeanInit() (*os.File, error) {
+	r.leanOnce.Do(func() {
+		if r.leanPath == "" {
+			return
+		}
+		f, err := sealLeanInit(r.leanPath, r.stateRoot)
+		if err != nil {
+			r.leanErr = fmt.Errorf("unable to seal the container init %s: %w", r.leanPath, err)
+			return
+		}
+		r.leanInit = f
+	})
+	return r.leanInit, r.leanErr
 }
 
 // sealLeanInit returns a sealed handle of the binary at path: an O_PATH
