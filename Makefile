@@ -19,6 +19,9 @@ export GOFLAGS := $(strip $(GOFLAGS) -tags=$(GOTAGS))
 
 # kolejka-init runs inside task containers whatever their image, and so may
 # kolejka-observer (a judge's tool for sessions of its own): static, no cgo.
+# kolejka-runc-init, every container's first process, is static too (with
+# cgo: libseccomp and libc linked in), which spares each container's start
+# the dynamic loader's work (BENCHMARKS.md, issue 22).
 STATIC_LDFLAGS = -s -w -extldflags=-static
 
 .PHONY: all deps test-deps build install packages testimage demo test test-v2 hardening bench lint fmt fuzz clean
@@ -40,6 +43,7 @@ build: deps
 	mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-init ./cmd/kolejka-observer
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/kolejka-worker ./cmd/kolejka-server ./cmd/kolejka-client ./cmd/kolejka-foreman
+	$(GO) build -trimpath -tags=$(GOTAGS),osusergo,netgo -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-runc-init
 
 # Install the binaries, the systemd units (their paths rewritten to
 # PREFIX's), the docs the units name and a commented kolejka.conf: under
@@ -54,7 +58,7 @@ DESTDIR ?=
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR  ?= $(PREFIX)/share/doc/kolejka
-COMMANDS = kolejka-server kolejka-client kolejka-foreman kolejka-worker kolejka-init kolejka-observer
+COMMANDS = kolejka-server kolejka-client kolejka-foreman kolejka-worker kolejka-runc-init kolejka-init kolejka-observer
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples

@@ -148,6 +148,14 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	if runErr == nil {
 		runErr = r.execute(ctx)
 	}
+	// What the result says is final here: the task is gone, measured, and
+	// its outputs are in the stage. The run's tear-down (container,
+	// cgroups, scratch) goes on while the result is written and published,
+	// off the result's path; Execute still returns only once it is done,
+	// and holds the run's registry record until then, so a worker killed
+	// meanwhile leaves the rest to the next sweep.
+	tornDown := r.startTearDown()
+	defer func() { <-tornDown }()
 	res := r.result(runErr)
 	if err := spec.WriteResult(stage, res); err != nil {
 		return nil, fmt.Errorf("unable to write the result: %w", err)
@@ -225,6 +233,7 @@ type run struct {
 	// printable name, with why (see gather).
 	omitted map[string]string
 
+	scratch *scratch      // the run's scratch folder, once made
 	group   *cgroup.Group // the task's cgroup, once made
 	destroy func() error  // the runtime's tear-down, once a container started
 
@@ -237,8 +246,8 @@ type run struct {
 //
 // It checks the limits against the node, makes the scratch folder with
 // the task's inputs and the task's cgroup, has the task supervised (see
-// supervisor), measures it and gathers its outputs; then it tears down
-// what the run made (tearDown), whatever happened.
+// supervisor), measures it and gathers its outputs. What it made is torn
+// down afterwards, whatever happened (startTearDown).
 func (r *run) execute(ctx context.Context) error {
 	w := r.w
 	if err := r.placeCores(); err != nil {
@@ -257,7 +266,7 @@ func (r *run) execute(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer r.tearDown(sc)
+	r.scratch = sc // torn down by Execute (startTearDown)
 	if err := sc.copyInputs(r.task, r.taskDir, r.opt.Consume); err != nil {
 		if errors.Is(err, errNoSpace) {
 			r.out.workspaceFull = true
@@ -335,6 +344,21 @@ func (r *run) checkLimits() (*cgroup.Resources, error) {
 		return nil, fmt.Errorf("unable to enforce the limits: %w", err)
 	}
 	return res, nil
+}
+
+// startTearDown starts tearDown of what execute made, if it made anything,
+// and returns a channel closed when it is done.
+func (r *run) startTearDown() <-chan struct{} {
+	done := make(chan struct{})
+	if r.scratch == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		r.tearDown(r.scratch)
+	}()
+	return done
 }
 
 // tearDown removes what the run made, its independent parts side by side:

@@ -115,7 +115,7 @@ func InitBinary(t testing.TB) string {
 }
 
 // Commands are the commands of this tree, as `make build` makes them.
-var Commands = []string{"kolejka-server", "kolejka-client", "kolejka-foreman", "kolejka-worker", "kolejka-observer", "kolejka-init"}
+var Commands = []string{"kolejka-server", "kolejka-client", "kolejka-foreman", "kolejka-worker", "kolejka-runc-init", "kolejka-observer", "kolejka-init"}
 
 // staticCommands are the commands built static, as `make build` builds
 // them: they run inside task containers whatever their image.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,11 +38,27 @@ func median(xs []float64) float64 {
 // failing command fails the benchmark.
 func timed(b *testing.B, name string, args ...string) float64 {
 	b.Helper()
+	wall, _ := timedCPU(b, name, args...)
+	return wall
+}
+
+// timedCPU is timed, and also returns the CPU time (user and system) of
+// the command and of every process below it that was waited for, in ms:
+// wait4's rusage, which sums each process's reaped descendants into it. A
+// container's processes are all reaped inside the command (runc's init
+// stages and the container's PID 1 by the command, the task by its PID 1),
+// so this is the CPU a task costs, wherever it went.
+func timedCPU(b *testing.B, name string, args ...string) (wall, cpu float64) {
+	b.Helper()
+	cmd := exec.Command(name, args...)
 	t0 := time.Now()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
-	return float64(time.Since(t0).Microseconds()) / 1000
+	wall = float64(time.Since(t0).Microseconds()) / 1000
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
+	return wall, cpu
 }
 
 func maxOf(xs []float64) float64 {
@@ -57,7 +74,11 @@ func maxOf(xs []float64) float64 {
 // BenchmarkTrivialTask: `kolejka-worker execute` of a task running
 // /bin/true (the whole command: process start, sweep, container, gate,
 // result) against Debian's bare `runc run` of /bin/true in the same rootfs,
-// alternating, medians.
+// alternating, medians; wall time and the CPU time of all the processes of
+// each (worker-cpu-ms, runc-run-cpu-ms). With KOLEJKA_BENCH_BEFORE set to a
+// folder with another build's kolejka-worker (and its kolejka-init), that
+// binary runs in the same rotation too (before-ms, before-cpu-ms): a
+// before-and-after in one run on a loaded machine.
 func BenchmarkTrivialTask(b *testing.B) {
 	testenv.RequireRoot(b)
 	img := testenv.TestImage(b)
@@ -106,25 +127,44 @@ func BenchmarkTrivialTask(b *testing.B) {
 		os.WriteFile(filepath.Join(sbundle, "config.json"), data, 0o644)
 	}
 
+	before := os.Getenv("KOLEJKA_BENCH_BEFORE")
+	if before != "" {
+		before = filepath.Join(before, "kolejka-worker")
+	}
+
 	n := b.N
 	if n < 20 {
 		n = 20
 	}
-	var ours, theirs, theirsFiltered []float64
+	var ours, oursCPU, theirs, theirsCPU, theirsFiltered, old, oldCPU []float64
 	b.ResetTimer()
 	for i := 0; i < n; i++ {
 		res := filepath.Join(dir, "result"+strconv.Itoa(i))
-		ours = append(ours, timed(b, bin, "--config-file", conf, "execute", task, res))
+		w, c := timedCPU(b, bin, "--config-file", conf, "execute", task, res)
+		ours, oursCPU = append(ours, w), append(oursCPU, c)
 		os.RemoveAll(res)
-		theirs = append(theirs, timed(b, runcBin, "run", "--bundle", bundle, fmt.Sprintf("kolejka-bench-%d-%d", os.Getpid(), i)))
+		w, c = timedCPU(b, runcBin, "run", "--bundle", bundle, fmt.Sprintf("kolejka-bench-%d-%d", os.Getpid(), i))
+		theirs, theirsCPU = append(theirs, w), append(theirsCPU, c)
 		if runc.SeccompBuilt {
 			theirsFiltered = append(theirsFiltered, timed(b, runcBin, "run", "--bundle", sbundle, fmt.Sprintf("kolejka-bench-s-%d-%d", os.Getpid(), i)))
+		}
+		if before != "" {
+			w, c = timedCPU(b, before, "--config-file", conf, "execute", task, res)
+			old, oldCPU = append(old, w), append(oldCPU, c)
+			os.RemoveAll(res)
 		}
 	}
 	b.StopTimer()
 	b.ReportMetric(median(ours), "worker-ms")
 	b.ReportMetric(median(theirs), "runc-run-ms")
 	b.ReportMetric(median(ours)/median(theirs), "ratio")
+	b.ReportMetric(median(oursCPU), "worker-cpu-ms")
+	b.ReportMetric(median(theirsCPU), "runc-run-cpu-ms")
+	b.ReportMetric(median(oursCPU)/median(theirsCPU), "cpu-ratio")
+	if len(old) > 0 {
+		b.ReportMetric(median(old), "before-ms")
+		b.ReportMetric(median(oldCPU), "before-cpu-ms")
+	}
 	if len(theirsFiltered) > 0 {
 		b.ReportMetric(median(theirsFiltered), "runc-run-seccomp-ms")
 		b.ReportMetric(median(ours)/median(theirsFiltered), "ratio-seccomp")

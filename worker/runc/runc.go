@@ -47,6 +47,13 @@ type Runtime struct {
 	images     *image.Store
 	registry   *image.Registry // set by PullFrom: pull missing images
 	alwaysPull bool
+	// leanInit, when set, is the sealed kolejka-runc-init every
+	// container's `<self> init` hands over to (leaninit.go, hop.go);
+	// leanPath is the one beside the executable, sealed on first use.
+	leanInit *os.File
+	leanPath string
+	leanOnce sync.Once
+	leanErr  error
 }
 
 var _ worker.Runtime = (*Runtime)(nil)
@@ -60,7 +67,7 @@ func New(stateRoot string, images *image.Store) (*Runtime, error) {
 	if err := os.MkdirAll(stateRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("unable to create runc state folder: %w", err)
 	}
-	return &Runtime{stateRoot: stateRoot, images: images}, nil
+	return &Runtime{stateRoot: stateRoot, images: images, leanPath: defaultLeanInit()}, nil
 }
 
 // Name implements worker.Runtime.
@@ -106,6 +113,14 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 		Stdout: c.Stdout,
 		Stderr: c.Stderr,
 		Init:   true,
+	}
+	lean, err := r.sealedLeanInit()
+	if err != nil {
+		return nil, err
+	}
+	if lean != nil {
+		// Descriptor 3 of `<self> init`, where hop.go looks for it.
+		p.proc.ExtraFiles = []*os.File{lean}
 	}
 	if err := p.container.Run(p.proc); err != nil {
 		return nil, fmt.Errorf("unable to start container %s: %w", id, err)
