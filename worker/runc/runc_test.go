@@ -77,3 +77,7 @@ func requireSeccomp(t testing.TB) {
 		testenv.Missing(t, "the runc runtime's seccomp filter: test with -tags seccomp (make sets it)")
 	}
 }
+
+func TestConformanceWarm(t *testing.T) {
+	workertest.ConformanceWarm(t, "runc", newRuntime(t))
+}

@@ -1,0 +1,78 @@
+package runc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+
+	"github.com/kolejka-go/kolejka/worker"
+)
+
+var _ worker.Preparer = (*Runtime)(nil)
+
+// Prepare implements worker.Preparer with libcontainer's create/start
+// split: the container is made as Start makes it, and its init process
+// (runc's init, in the container's namespaces, cgroup and root) is started
+// up to the exec fifo, where it waits without running anything of the
+// image. Release opens the fifo: runc's init execs kolejka-init.
+func (r *Runtime) Prepare(ctx context.Context, c *worker.Container) (_ worker.Prepared, err error) {
+	img, release, err := r.acquire(ctx, c.Image)
+	if err != nil {
+		return nil, fmt.Errorf("unable to use image %q: %w: %w", c.Image, worker.ErrImage, err)
+	}
+	p := &process{release: release}
+	defer func() {
+		if err != nil {
+			_ = p.Destroy() // err is the news; the sweep of dead runs takes what Destroy leaves
+		}
+	}()
+	if p.rootfs, err = mountRootfs(img.Rootfs, c); err != nil {
+		return nil, err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		Spec:         containerSpec(p.rootfs, c),
+		NoNewKeyring: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unable to configure the container: %w", err)
+	}
+	id := idPrefix + c.RunID
+	p.container, err = libcontainer.Create(r.stateRoot, id, config)
+	if err != nil {
+		return nil, fmt.Errorf("unable to create container %s: %w", id, err)
+	}
+	p.proc = &libcontainer.Process{
+		Args:   append([]string{worker.ContainerInit}, c.InitArgs...),
+		Env:    c.Env,
+		Cwd:    worker.ContainerTaskDir,
+		Stdin:  c.Stdin,
+		Stdout: c.Stdout,
+		Stderr: c.Stderr,
+		Init:   true,
+	}
+	if err := p.container.Start(p.proc); err != nil {
+		return nil, fmt.Errorf("unable to create container %s: %w", id, err)
+	}
+	// runc's init is a process of ours from here: Destroy must reap it.
+	p.started = true
+	return &prepared{p}, nil
+}
+
+// prepared is a created container whose init waits at the exec fifo.
+type prepared struct{ *process }
+
+// Release implements worker.Prepared.
+func (p *prepared) Release() (worker.Process, error) {
+	if err := p.container.Exec(); err != nil {
+		return nil, fmt.Errorf("unable to start the prepared container: %w", err)
+	}
+	return p.process, nil
+}
+
+// Waiting implements worker.Prepared.
+func (p *prepared) Waiting() bool {
+	st, err := p.container.Status()
+	return err == nil && st == libcontainer.Created
+}
