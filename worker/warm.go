@@ -245,10 +245,23 @@ func (w *Worker) Prepare(ctx context.Context, sh Shape) error {
 	return nil
 }
 
-// WarmStats says how many tasks ran in a prepared container (hits) and how
-// many in a container made for them (misses), since the worker was made.
-func (w *Worker) WarmStats() (hits, misses int64) {
-	return w.pool.hits.Load(), w.pool.misses.Load()
+// WarmStats counts the runs in prepared containers.
+type WarmStats struct {
+	Hits   int64 // tasks that ran in a prepared container
+	Misses int64 // tasks that found none of their shape
+	Ready  int   // prepared containers waiting now
+}
+
+// WarmStats says how the worker's prepared containers have served.
+func (w *Worker) WarmStats() WarmStats {
+	p := w.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ready := 0
+	for _, list := range p.ready {
+		ready += len(list)
+	}
+	return WarmStats{Hits: p.hits.Load(), Misses: p.misses.Load(), Ready: ready}
 }
 
 // Close destroys the prepared containers no task took and stops preparing

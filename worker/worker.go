@@ -259,9 +259,9 @@ type run struct {
 	// printable name, with why (see gather).
 	omitted map[string]string
 
-	group   *cgroup.Group // the task's cgroup, once made
+	group   *cgroup.Group  // the task's cgroup, once made
 	warm    *warmContainer // the prepared container the run takes, if any
-	destroy func() error  // the runtime's tear-down, once a container started
+	destroy func() error   // the runtime's tear-down, once a container started
 
 	obs     *observer.Client  // the observer daemon, when one answers
 	session *observer.Session // the task's top session, made by the daemon

@@ -2,12 +2,23 @@ package workertest
 
 import (
 	"context"
+	"time"
 	"testing"
 
 	"github.com/kolejka-go/kolejka/internal/tasktest"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
 )
+
+// NewWarmEnv is NewEnv with a worker that keeps warm containers of each
+// shape seen prepared (worker.Config.Warm), destroying those idle for idle.
+func NewWarmEnv(t testing.TB, rt worker.Runtime, warm int, idle time.Duration) *Env {
+	t.Helper()
+	e := NewEnv(t, rt)
+	e.W = e.newWorkerWith(t, rt, "none", func(c *worker.Config) { c.Warm, c.WarmIdle = warm, idle })
+	t.Cleanup(func() { _ = e.W.Close() })
+	return e
+}
 
 // ConformanceWarm is Conformance through prepared containers: before each
 // example task a container of its shape is prepared (worker.Prepare), and
@@ -32,7 +43,7 @@ func ConformanceWarm(t *testing.T, name string, rt worker.Runtime) {
 			if err := e.W.Prepare(context.Background(), e.W.TaskShape(task, worker.Options{})); err != nil {
 				t.Fatalf("preparing a container: %v", err)
 			}
-			hits, _ := e.W.WarmStats()
+			hits := e.W.WarmStats().Hits
 			resultDir, res, err := e.Run(t, c.Dir, worker.Options{})
 			if res == nil {
 				t.Fatalf("no result: %v", err)
@@ -40,7 +51,7 @@ func ConformanceWarm(t *testing.T, name string, rt worker.Runtime) {
 			if err != nil {
 				t.Errorf("system error: %v", err)
 			}
-			if now, _ := e.W.WarmStats(); now != hits+1 {
+			if now := e.W.WarmStats().Hits; now != hits+1 {
 				t.Errorf("the task did not run in the prepared container (warm hits %d, then %d)", hits, now)
 			}
 			onDisk, lerr := spec.LoadResult(resultDir)

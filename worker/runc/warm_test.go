@@ -1,0 +1,109 @@
+package runc_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kolejka-go/kolejka/internal/testenv"
+	"github.com/kolejka-go/kolejka/spec"
+	"github.com/kolejka-go/kolejka/worker"
+	"github.com/kolejka-go/kolejka/worker/workertest"
+)
+
+// Two tasks of one shape in two containers prepared before the first ran:
+// the second sees nothing the first left (files in its folders and /tmp,
+// a daemon, its environment), and each one's measurements are its own.
+// The first burns CPU and memory; the second's figures stay those of a
+// trivial task, so neither the first's cgroup nor the waiting containers'
+// runtime init is charged to it.
+func TestWarmTasksSeeNothingOfEachOther(t *testing.T) {
+	e := workertest.NewWarmEnv(t, newRuntime(t), 0, time.Hour)
+	first := task(t, `{"image": "kolejka-test:latest", "environment": {"SECRET_OF_A": "a"},
+		"args": ["sh", "-c", "echo a > /tmp/mark-of-a; echo a > /var/lib/kolejka/task/left-by-a; echo a > /var/lib/kolejka/result/result-of-a; (sleep 300 &); i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null"],
+		"limits": {"memory": "256M", "time": "60s"}}`)
+	second := task(t, `{"image": "kolejka-test:latest",
+		"args": ["sh", "-c", "ls -a /tmp /var/lib/kolejka/task /var/lib/kolejka/result; ps -o pid,args; env"],
+		"limits": {"memory": "256M", "time": "60s"}, "stdout": "out"}`)
+	ta, err := spec.LoadTask(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := e.W.TaskShape(ta, worker.Options{})
+	for range 2 {
+		if err := e.W.Prepare(context.Background(), sh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, resA, err := e.Run(t, first, worker.Options{})
+	if err != nil || resA.Status != spec.StatusOK {
+		t.Fatalf("first task: %v %+v", err, resA)
+	}
+	dir, resB, err := e.Run(t, second, worker.Options{})
+	if err != nil || resB.Status != spec.StatusOK {
+		t.Fatalf("second task: %v %+v", err, resB)
+	}
+	if st := e.W.WarmStats(); st.Hits != 2 || st.Misses != 0 {
+		t.Fatalf("warm stats %+v, want both tasks in prepared containers", st)
+	}
+	out, err := os.ReadFile(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The listing worked: the second task's own task file is there.
+	if !strings.Contains(string(out), spec.TaskFile) {
+		t.Fatalf("the second task's listing lacks its own task file: %q", out)
+	}
+	for _, trace := range []string{"mark-of-a", "left-by-a", "result-of-a", "sleep 300", "SECRET_OF_A"} {
+		if strings.Contains(string(out), trace) {
+			t.Errorf("the second task saw %q of the first:\n%s", trace, out)
+		}
+	}
+	cpu := func(r *spec.Result) time.Duration { return *r.Stats.CPU.Usage }
+	mem := func(r *spec.Result) int64 { return *r.Stats.Memory.MaxUsage }
+	t.Logf("first: cpu %v, memory peak %d; second: cpu %v, memory peak %d", cpu(resA), mem(resA), cpu(resB), mem(resB))
+	if cpu(resA) < 100*time.Millisecond || mem(resA) < 96<<20 {
+		t.Fatalf("the first task's figures (cpu %v, memory peak %d) do not show its work", cpu(resA), mem(resA))
+	}
+	if cpu(resB) > cpu(resA)/2 || mem(resB) > 32<<20 {
+		t.Errorf("the second task's figures (cpu %v, memory peak %d) are not its own (the first's: cpu %v, memory peak %d)",
+			cpu(resB), mem(resB), cpu(resA), mem(resA))
+	}
+	if err := e.W.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.AssertClean(t)
+}
+
+// With Config.Warm, a task of a shape not seen before runs cold and has a
+// container of its shape prepared for the next, which runs in it; one left
+// unused is destroyed when it has waited WarmIdle, leaving nothing.
+func TestWarmPoolRefillsAndExpires(t *testing.T) {
+	const idle = 2 * time.Second
+	e := workertest.NewWarmEnv(t, newRuntime(t), 1, idle)
+	trivial := `{"image": "kolejka-test:latest", "args": ["true"]}`
+	if _, res, err := e.Run(t, task(t, trivial), worker.Options{}); err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("first task: %v %+v", err, res)
+	}
+	if st := e.W.WarmStats(); st.Misses != 1 || st.Hits != 0 {
+		t.Fatalf("warm stats %+v after the first task, want one miss", st)
+	}
+	testenv.WaitFor(t, time.Minute, "a container prepared for the shape", func() bool { return e.W.WarmStats().Ready == 1 })
+	if _, res, err := e.Run(t, task(t, trivial), worker.Options{}); err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("second task: %v %+v", err, res)
+	}
+	if st := e.W.WarmStats(); st.Hits != 1 {
+		t.Fatalf("warm stats %+v after the second task, want one hit", st)
+	}
+	// The second task's take prepared another, which no task takes: it
+	// goes after idle (the wait here is the behaviour under test).
+	testenv.WaitFor(t, time.Minute, "the unused container prepared", func() bool { return e.W.WarmStats().Ready == 1 })
+	testenv.WaitFor(t, time.Minute, "the unused container destroyed", func() bool {
+		entries, _ := os.ReadDir(e.Temp)
+		return e.W.WarmStats().Ready == 0 && len(entries) == 0
+	})
+	e.AssertClean(t)
+}
