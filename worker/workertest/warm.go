@@ -2,8 +2,8 @@ package workertest
 
 import (
 	"context"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/kolejka-go/kolejka/internal/tasktest"
 	"github.com/kolejka-go/kolejka/spec"
