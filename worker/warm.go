@@ -264,6 +264,14 @@ func (w *Worker) WarmStats() WarmStats {
 	return WarmStats{Hits: p.hits.Load(), Misses: p.misses.Load(), Ready: ready}
 }
 
+// SetWarm changes Config.Warm: how many containers of each shape seen are
+// kept prepared from now on (0: none, beyond those Prepare makes).
+func (w *Worker) SetWarm(n int) {
+	w.pool.mu.Lock()
+	w.pool.per = max(n, 0)
+	w.pool.mu.Unlock()
+}
+
 // Close destroys the prepared containers no task took and stops preparing
 // more. Runs in progress are not affected.
 func (w *Worker) Close() error {
