@@ -17,8 +17,8 @@ import (
 )
 
 // Warm containers (issue 22) on and off in the same run: two foremen on
-// this machine, "cold" with `warm = 0` and "warm" with `warm = 2` (the
-// default), each with concurrency 2 and both cores, each taking only tasks
+// this machine, "cold" (node a) with `warm = 0` and "warm" (node b) with
+// `warm = 2` (the default), each with concurrency 2 and both cores, each taking only tasks
 // that require its tag. Measured, interleaved:
 //
 //   - latency: `kolejka-client execute` of the trivial task on each node in
@@ -33,12 +33,14 @@ func BenchmarkGridWarm(b *testing.B) {
 		testenv.Missing(b, "Debian's runc for the baseline (apt-get install runc)")
 	}
 	g := newGrid(b)
-	g.startForeman("cold", "", "warm = 0")
-	g.startForeman("warm", "", "warm = 2")
+	// The grid's processor accounts are "a" and "b": a runs cold, b warm.
+	nodeOf := map[string]string{"cold": "a", "warm": "b"}
+	g.startForeman(nodeOf["cold"], "", "warm = 0")
+	g.startForeman(nodeOf["warm"], "", "warm = 2")
 	ctx := context.Background()
 	tasks := map[string]string{}
 	for _, node := range []string{"cold", "warm"} {
-		tasks[node] = gridtest.WriteTask(b, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"time": "10s"}, "requires": ["node:`+node+`"]}`)
+		tasks[node] = gridtest.WriteTask(b, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"time": "10s"}, "requires": ["node:`+nodeOf[node]+`"]}`)
 	}
 	execute := func(node string, i int) {
 		dir := filepath.Join(b.TempDir(), fmt.Sprint("r", i))

@@ -2,8 +2,12 @@ package runc_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,8 @@ import (
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
+	"github.com/kolejka-go/kolejka/worker/image"
+	"github.com/kolejka-go/kolejka/worker/runc"
 	"github.com/kolejka-go/kolejka/worker/workertest"
 )
 
@@ -106,4 +112,93 @@ func TestWarmPoolRefillsAndExpires(t *testing.T) {
 		return e.W.WarmStats().Ready == 0 && len(entries) == 0
 	})
 	e.AssertClean(t)
+}
+
+// warmHelper is a worker process that prepares one container and waits to
+// be killed: arg is "runtime dir|temp|state|cgroup root|init".
+func warmHelper(arg string) int {
+	p := strings.Split(arg, "|")
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, err); return 1 }
+	store, err := image.Open(filepath.Join(p[0], "images"))
+	if err != nil {
+		return fail(err)
+	}
+	rt, err := runc.New(filepath.Join(p[0], "state"), store)
+	if err != nil {
+		return fail(err)
+	}
+	w, err := worker.New(context.Background(), worker.Config{Temp: p[1], StateDir: p[2], CgroupRoot: p[3], InitPath: p[4],
+		Observer: "none", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, rt)
+	if err != nil {
+		return fail(err)
+	}
+	if err := w.Prepare(context.Background(), worker.Shape{Image: "kolejka-test:latest"}); err != nil {
+		return fail(err)
+	}
+	fmt.Println("prepared")
+	_, _ = io.Copy(io.Discard, os.Stdin) // until killed
+	return 0
+}
+
+// A worker killed (kill -9) with a prepared container leaves it behind:
+// its runtime init waiting, cgroups, mounts, scratch, container state and
+// registry entry. The next worker's sweep removes all of it.
+func TestKilledWorkersPreparedContainerIsSwept(t *testing.T) {
+	testenv.RequireRoot(t)
+	requireSeccomp(t)
+	dir := t.TempDir()
+	rt := newRuntimeIn(t, dir, testenv.TestImage(t))
+	e := workertest.NewEnv(t, rt)
+	child := testenv.StartHelper(t, "warm", strings.Join([]string{dir, e.Temp, e.State, e.CgroupRoot, testenv.InitBinary(t)}, "|"), nil)
+	if l := child.Line(); l != "prepared" {
+		t.Fatalf("helper said %q", l)
+	}
+	state := filepath.Join(dir, "state")
+	containers, _ := os.ReadDir(state)
+	if len(containers) != 1 {
+		t.Fatalf("container state folders %v after the preparation, want one (the test would prove nothing)", containers)
+	}
+	waiting := runtimePids(e.CgroupRoot)
+	if len(waiting) == 0 {
+		t.Fatal("no process in the prepared container's runtime cgroup (the test would prove nothing)")
+	}
+	child.Kill()
+	if entries, _ := os.ReadDir(e.Temp); len(entries) == 0 {
+		t.Fatal("expected the killed worker's scratch to remain (the test would prove nothing)")
+	}
+	if err := e.W.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.AssertClean(t)
+	if containers, _ := os.ReadDir(state); len(containers) != 0 {
+		t.Errorf("container state left: %v", containers)
+	}
+	for _, pid := range waiting {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("the prepared container's init %d to die in the sweep", pid), func() bool {
+			data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+			return err != nil || strings.Contains(string(data), ") Z ")
+		})
+	}
+}
+
+// runtimePids lists the processes in the runtime cgroups of the runs under
+// root (the memory hierarchy on v1, the unified one on v2): a prepared
+// container's waiting init.
+func runtimePids(root string) []int {
+	var pids []int
+	for _, base := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
+		matches, _ := filepath.Glob(filepath.Join(base, root, "*", "runtime", "cgroup.procs"))
+		for _, m := range matches {
+			data, _ := os.ReadFile(m)
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		if len(matches) > 0 {
+			break
+		}
+	}
+	return pids
 }
