@@ -145,9 +145,11 @@ type Preparer interface {
 type Prepared interface {
 	// Release runs kolejka-init in the container.
 	Release() (Process, error)
-	// Waiting reports whether the container still waits for Release (its
-	// runtime init was not killed meanwhile).
-	Waiting() bool
+	// Current reports whether the container may still serve a task of its
+	// shape: it waits for Release (its runtime init was not killed
+	// meanwhile), and its image is still the one the image's name names
+	// (not replaced since Prepare).
+	Current() bool
 	// Destroy releases everything Prepare made.
 	Destroy() error
 }

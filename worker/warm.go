@@ -354,12 +354,12 @@ func (p *warmPool) take(sh Shape) *warmContainer {
 		p.ready[sh] = list[1:]
 		p.mu.Unlock()
 		wc.expiry.Stop()
-		if wc.prep.Waiting() {
+		if wc.prep.Current() {
 			break
 		}
 		// Its init was killed meanwhile (a node's OOM killer, an
-		// operator): no task may meet that.
-		p.w.cfg.Logger.Warn("a prepared container died before its task", "run", wc.id)
+		// operator), or its image was replaced: no task may meet that.
+		p.w.cfg.Logger.Info("a prepared container went stale before its task", "run", wc.id, "image", sh.Image)
 		wc.destroy()
 		wc = nil
 	}
@@ -386,6 +386,14 @@ func (p *warmPool) refill(sh Shape) {
 			p.mu.Lock()
 			p.making[sh]--
 			p.mu.Unlock()
+			if errors.Is(err, ErrUnsupported) {
+				// The runtime cannot here (see its Prepare): once is enough.
+				p.mu.Lock()
+				p.per = 0
+				p.mu.Unlock()
+				p.w.cfg.Logger.Info("warm containers off", "reason", err)
+				return
+			}
 			if err != nil {
 				if p.ctx.Err() == nil {
 					p.w.cfg.Logger.Warn("preparing a container failed", "image", sh.Image, "error", err)

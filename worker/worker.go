@@ -179,7 +179,7 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	if opt.Consume && r.out.systemError == nil {
 		os.RemoveAll(taskDir)
 	}
-	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall)
+	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall, "warm", wc != nil)
 	return res, r.out.systemError
 }
 

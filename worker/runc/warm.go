@@ -8,6 +8,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 
 	"github.com/kolejka-go/kolejka/worker"
+	"github.com/kolejka-go/kolejka/worker/image"
 )
 
 var _ worker.Preparer = (*Runtime)(nil)
@@ -17,7 +18,14 @@ var _ worker.Preparer = (*Runtime)(nil)
 // (runc's init, in the container's namespaces, cgroup and root) is started
 // up to the exec fifo, where it waits without running anything of the
 // image. Release opens the fifo: runc's init execs kolejka-init.
+//
+// A node that pulls the task's image before every run (PullFrom with
+// always) cannot: a prepared container's image would be that of an earlier
+// pull.
 func (r *Runtime) Prepare(ctx context.Context, c *worker.Container) (_ worker.Prepared, err error) {
+	if r.registry != nil && r.alwaysPull {
+		return nil, fmt.Errorf("unable to prepare a container: images are pulled before every run: %w", worker.ErrUnsupported)
+	}
 	img, release, err := r.acquire(ctx, c.Image)
 	if err != nil {
 		return nil, fmt.Errorf("unable to use image %q: %w: %w", c.Image, worker.ErrImage, err)
@@ -57,11 +65,16 @@ func (r *Runtime) Prepare(ctx context.Context, c *worker.Container) (_ worker.Pr
 	}
 	// runc's init is a process of ours from here: Destroy must reap it.
 	p.started = true
-	return &prepared{p}, nil
+	return &prepared{process: p, images: r.images, name: c.Image, imageID: img.ID}, nil
 }
 
 // prepared is a created container whose init waits at the exec fifo.
-type prepared struct{ *process }
+type prepared struct {
+	*process
+	images  *image.Store
+	name    string // the image as the task names it
+	imageID string // the image the container was made of
+}
 
 // Release implements worker.Prepared.
 func (p *prepared) Release() (worker.Process, error) {
@@ -71,8 +84,14 @@ func (p *prepared) Release() (worker.Process, error) {
 	return p.process, nil
 }
 
-// Waiting implements worker.Prepared.
-func (p *prepared) Waiting() bool {
+// Current implements worker.Prepared: the container still waits, and its
+// image is still the one its name names in the store (not replaced by an
+// import or pull since).
+func (p *prepared) Current() bool {
 	st, err := p.container.Status()
-	return err == nil && st == libcontainer.Created
+	if err != nil || st != libcontainer.Created {
+		return false
+	}
+	img, err := p.images.Get(p.name)
+	return err == nil && img.ID == p.imageID
 }

@@ -1,6 +1,7 @@
 package runc_test
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"io"
@@ -201,4 +202,85 @@ func runtimePids(root string) []int {
 		}
 	}
 	return pids
+}
+
+// A prepared container whose image name was imported again since (new
+// content under the same name) is not used: the task runs cold, in the
+// image its name names now.
+func TestWarmContainerOfAReplacedImageIsNotUsed(t *testing.T) {
+	testenv.RequireRoot(t)
+	requireSeccomp(t)
+	dir := t.TempDir()
+	img := testenv.TestImage(t)
+	e := workertest.NewWarmEnv(t, newRuntimeIn(t, dir, img), 0, time.Hour)
+	if err := e.W.Prepare(context.Background(), worker.Shape{Image: "kolejka-test:latest", Network: true}); err != nil {
+		t.Fatal(err)
+	}
+	// The same root file system with one file more, under the same name.
+	marked := filepath.Join(t.TempDir(), "marked.tar")
+	if err := appendToTar(filepath.Join(img, "rootfs.tar"), marked, "marker", "new image\n"); err != nil {
+		t.Fatal(err)
+	}
+	store, err := image.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Import(context.Background(), "kolejka-test:latest", marked); err != nil {
+		t.Fatal(err)
+	}
+	out, res, err := e.Run(t, task(t, `{"image": "kolejka-test:latest", "args": ["cat", "/marker"], "stdout": "out"}`), worker.Options{})
+	if err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if data, _ := os.ReadFile(filepath.Join(out, "out")); string(data) != "new image\n" {
+		t.Errorf("the task saw %q in /marker, want the new image's", data)
+	}
+	if st := e.W.WarmStats(); st.Hits != 0 || st.Misses != 1 {
+		t.Errorf("warm stats %+v, want the stale container refused (a miss)", st)
+	}
+	if err := e.W.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.AssertClean(t)
+}
+
+// appendToTar copies the tar archive src to dst with one more regular file,
+// name, holding content.
+func appendToTar(src, dst, name, content string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	tr, tw := tar.NewReader(in), tar.NewWriter(out)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(tw, content); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return out.Close()
 }
