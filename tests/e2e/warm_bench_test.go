@@ -76,6 +76,20 @@ func BenchmarkGridWarm(b *testing.B) {
 		}
 	})
 	b.StopTimer()
+	// The nodes ran as configured: the worker's "task done" says whether
+	// each run took a prepared container.
+	hits := func(node string) (warm, all int) {
+		lines := gridtest.LogLines(g.Nodes[nodeOf[node]].Log, `msg="task done"`)
+		return len(gridtest.LogLines(g.Nodes[nodeOf[node]].Log, "warm=true")), len(lines)
+	}
+	if w, all := hits("cold"); w != 0 || all == 0 {
+		b.Fatalf("the cold node ran %d of %d tasks warm", w, all)
+	}
+	w, all := hits("warm")
+	if w == 0 {
+		b.Fatalf("the warm node ran none of its %d tasks warm", all)
+	}
+	b.ReportMetric(float64(w)/float64(all), "warm-hit-share")
 	for _, node := range []string{"cold", "warm"} {
 		slices.Sort(lat[node])
 		b.ReportMetric(ms(percentile(lat[node], 0.5)), node+"-p50-ms")
