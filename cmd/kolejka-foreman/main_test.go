@@ -212,9 +212,9 @@ registry_insecure = 127.0.0.1:5000, localhost:5001
 	if s.Warm != foreman.DefaultWarm {
 		t.Errorf("warm %d by default, want %d", s.Warm, foreman.DefaultWarm)
 	}
-	// Warm containers off, and a count that cannot be.
-	if s, code := resolve(t, "--config-file", writeConf(t, "[foreman]\nwarm = 0\n")); code != 0 || s.Warm != 0 {
-		t.Errorf("warm = 0: exit %d, warm %d", code, s.Warm)
+	// Warm containers on, and a count that cannot be.
+	if s, code := resolve(t, "--config-file", writeConf(t, "[foreman]\nwarm = 2\n")); code != 0 || s.Warm != 2 {
+		t.Errorf("warm = 2: exit %d, warm %d", code, s.Warm)
 	}
 	if _, code := resolve(t, "--config-file", writeConf(t, "[foreman]\nwarm = -1\n")); code == 0 {
 		t.Error("warm = -1 was accepted")

@@ -51,7 +51,7 @@ type options struct {
 	CacheSize   int64         // cache_size: the blob cache's budget (default 1G; -1 unbounded)
 	Interval    time.Duration // interval: pause between polls without long polling (10 s)
 	Concurrency int           // concurency (sic): tasks at once (8)
-	Warm        int           // warm: containers kept prepared per task shape (2; 0 off)
+	Warm        int           // warm: containers kept prepared per task shape (0: off)
 	AutoTags    bool          // auto_tags: add the machine's tags (true)
 	Tags        []string      // tags: comma list
 	Queues      []string      // queues: comma list of named queues to serve (none: the default queue)
@@ -120,7 +120,7 @@ func (o *options) table(clientSection string) []settings.Setting {
 			"interval", settings.PositiveDuration(&o.Interval)),
 		node(&cli.IntFlag{Name: "concurency", Aliases: []string{"concurrency"}, Value: foreman.DefaultConcurrency, Usage: "most tasks at once; [foreman] concurency"},
 			"concurency", settings.IntAtLeast(&o.Concurrency, 1)),
-		node(&cli.IntFlag{Name: "warm", Value: foreman.DefaultWarm, Usage: "containers kept prepared ahead of tasks, per task shape (image, network); 0 to not; [foreman] warm"},
+		node(&cli.IntFlag{Name: "warm", Value: foreman.DefaultWarm, Usage: "containers kept prepared ahead of tasks, per task shape (image, network), e.g. 2 (default 0: none); [foreman] warm"},
 			"warm", settings.IntAtLeast(&o.Warm, 0)),
 		node(&cli.BoolFlag{Name: "auto-tags", Value: true, Usage: "add the machine's tags (cpu, cpus, gpu, hostname, kernel); --auto-tags=false to not; [foreman] auto_tags"},
 			"auto_tags", settings.Bool(&o.AutoTags)),

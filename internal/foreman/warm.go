@@ -16,10 +16,14 @@ type Warmer interface {
 
 var _ Warmer = (*worker.Worker)(nil)
 
-// DefaultWarm is Config.Warm of a node that sets none: enough for the
-// tasks of a busy node's two slots to start warm while the next pair is
-// prepared.
-const DefaultWarm = 2
+// DefaultWarm is kolejka-foreman's warm setting when none is given: off.
+// The worker's conformance suite passes through prepared containers, but on
+// a loaded node pinned to one core the preparation of the next container
+// takes CPU from the task running beside it (the grid's spinner task,
+// which must get a quarter of its core, failed with warm = 2 and passed
+// with warm = 0 in the same conditions): a node turns it on knowing that
+// (`warm = 2` suits a node with two slots).
+const DefaultWarm = 0
 
 // startWarm has the executor keep Config.Warm containers of each shape
 // prepared, if it can and the node wants it.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/image"
@@ -39,8 +41,21 @@ func (r *Runtime) Prepare(ctx context.Context, c *worker.Container) (_ worker.Pr
 	if p.rootfs, err = mountRootfs(img.Rootfs, c); err != nil {
 		return nil, err
 	}
+	cs := containerSpec(p.rootfs, c)
+	// The container is made while earlier tasks run, maybe on their cores:
+	// its runc init (namespaces, mounts, pivot, the wait) gets the least
+	// CPU share while others want the CPU, and the default again at
+	// Release.
+	if cs.Linux.Resources == nil {
+		cs.Linux.Resources = &specs.LinuxResources{}
+	}
+	if cs.Linux.Resources.CPU == nil {
+		cs.Linux.Resources.CPU = &specs.LinuxCPU{}
+	}
+	idle := uint64(minShares)
+	cs.Linux.Resources.CPU.Shares = &idle
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		Spec:         containerSpec(p.rootfs, c),
+		Spec:         cs,
 		NoNewKeyring: true,
 	})
 	if err != nil {
@@ -76,8 +91,28 @@ type prepared struct {
 	imageID string // the image the container was made of
 }
 
-// Release implements worker.Prepared.
+// CPU shares (v1; libcontainer converts them to cpu.weight on v2) of a
+// prepared container's runtime group, and the kernel's defaults a started
+// container's has.
+const (
+	minShares     = 2
+	defaultShares = 1024
+	defaultWeight = 100
+)
+
+// Release implements worker.Prepared: the runtime group's CPU share back to
+// the default (as a container started cold has), then runc's init execs
+// kolejka-init.
 func (p *prepared) Release() (worker.Process, error) {
+	cfg := p.container.Config()
+	if cgroups.IsCgroup2UnifiedMode() {
+		cfg.Cgroups.Resources.CpuShares, cfg.Cgroups.Resources.CpuWeight = 0, defaultWeight
+	} else {
+		cfg.Cgroups.Resources.CpuShares = defaultShares
+	}
+	if err := p.container.Set(cfg); err != nil {
+		return nil, fmt.Errorf("unable to restore the prepared container's CPU share: %w", err)
+	}
 	if err := p.container.Exec(); err != nil {
 		return nil, fmt.Errorf("unable to start the prepared container: %w", err)
 	}

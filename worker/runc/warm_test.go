@@ -163,6 +163,20 @@ func TestKilledWorkersPreparedContainerIsSwept(t *testing.T) {
 	if len(waiting) == 0 {
 		t.Fatal("no process in the prepared container's runtime cgroup (the test would prove nothing)")
 	}
+	// While it waits, its runtime group has the least CPU share (it was
+	// made beside running tasks).
+	shares, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/cpu*", e.CgroupRoot, "*", "runtime", "cpu.shares"))
+	want := "2"
+	if len(shares) == 0 {
+		shares, _ = filepath.Glob(filepath.Join("/sys/fs/cgroup", e.CgroupRoot, "*", "runtime", "cpu.weight"))
+		want = "1"
+	}
+	if len(shares) != 1 {
+		t.Fatalf("the prepared container's CPU share files: %v, want one", shares)
+	}
+	if data, _ := os.ReadFile(shares[0]); strings.TrimSpace(string(data)) != want {
+		t.Errorf("%s = %q, want %s", shares[0], data, want)
+	}
 	child.Kill()
 	if entries, _ := os.ReadDir(e.Temp); len(entries) == 0 {
 		t.Fatal("expected the killed worker's scratch to remain (the test would prove nothing)")
