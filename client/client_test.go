@@ -515,9 +515,8 @@ func TestExecuteWaitsThroughAServerOutage(t *testing.T) {
 }
 
 // A blob-store outage answers the existence check 503 (a HEAD: no
-// reason in a body); it is
-// ErrUnavailable, retried like every other call's 503, not a protocol
-// error that ends the upload.
+// reason in a body); it is ErrUnavailable, retried like every other
+// call's 503, not a protocol error that ends the upload.
 func TestBlobExistsUnavailable(t *testing.T) {
 	var down atomic.Bool
 	g := startServer(t, func(h http.Handler) http.Handler {
@@ -544,5 +543,54 @@ func TestBlobExistsUnavailable(t *testing.T) {
 	ok, err := alice.BlobExists(ctx, ref.Key)
 	if ok || !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("exists during an outage: %v %v, want ErrUnavailable with the reason", ok, err)
+	}
+}
+
+// A blob-store outage while execute downloads the result's files (503)
+// must not make it give up either: the result is safe on the server, and
+// the result folder is written whole once the store is back.
+func TestExecuteWaitsThroughABlobStoreOutage(t *testing.T) {
+	var down atomic.Bool
+	refused := make(chan struct{}, 16)
+	g := startServer(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/blob/") {
+				http.Error(w, "the server's blob store is unavailable; try again later", http.StatusServiceUnavailable)
+				select {
+				case refused <- struct{}{}:
+				default:
+				}
+				return
+			}
+			h.ServeHTTP(w, r)
+			if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/task/result/") {
+				// The node's result is in: the store goes down before
+				// the client downloads its files.
+				down.Store(true)
+			}
+		})
+	})
+	alice := g.as(t, "alice")
+	taskDir := writeTask(t, `{"image": "busybox", "args": ["cat", "in.txt"], "files": {"in.txt": null}, "stdout": "stdout"}`,
+		map[string]string{"in.txt": "after the store's outage\n"})
+	go func() {
+		node(t, g, nil)
+		// The store comes back once the client's downloads have met the
+		// outage twice: it kept trying through it.
+		for range 2 {
+			select {
+			case <-refused:
+			case <-time.After(30 * time.Second):
+				t.Error("the client did not download the result in 30 s")
+			}
+		}
+		down.Store(false)
+	}()
+	resultDir := filepath.Join(t.TempDir(), "result")
+	if _, err := alice.Execute(context.Background(), taskDir, resultDir, client.ExecuteOptions{Interval: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(resultDir, "stdout")); string(data) != "echo: after the store's outage\n" {
+		t.Fatalf("stdout %q", data)
 	}
 }

@@ -94,9 +94,19 @@ func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOp
 				r, err = c.Result(ctx, key, 0)
 			}
 		}
-		if errors.Is(err, ErrConnect) && ctx.Err() == nil {
-			// The server is away (restarting): the task is safe there, so
-			// wait for it to come back rather than give up.
+		if err == nil {
+			// The result's files; a failure leaves resultDir as it was,
+			// to be tried again when the server cannot answer now.
+			if err = c.SaveResult(ctx, r, resultDir); err != nil && ctx.Err() != nil {
+				return nil, &InterruptedError{Key: key, Cause: ctx.Err()}
+			} else if err != nil && !errors.Is(err, ErrConnect) && !errors.Is(err, ErrUnavailable) {
+				return nil, err
+			}
+		}
+		if (errors.Is(err, ErrConnect) || errors.Is(err, ErrUnavailable)) && ctx.Err() == nil {
+			// The server is away (restarting) or cannot answer now (its
+			// blob store down): the task and its result are safe there,
+			// so wait for it to come back rather than give up.
 			select {
 			case <-ctx.Done():
 			case <-time.After(reconnect):
@@ -107,12 +117,6 @@ func (c *Client) Execute(ctx context.Context, dir, resultDir string, o ExecuteOp
 		reconnect = 200 * time.Millisecond
 		switch {
 		case err == nil:
-			if err := c.SaveResult(ctx, r, resultDir); err != nil {
-				if ctx.Err() != nil {
-					return nil, &InterruptedError{Key: key, Cause: ctx.Err()}
-				}
-				return nil, err
-			}
 			report(State{Key: key, Phase: "done", Node: last.Node, Status: r.Status})
 			if o.Consume {
 				os.RemoveAll(dir)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
@@ -58,6 +59,13 @@ type Config struct {
 	Observer string
 	// Logger receives progress and diagnostics. Default: slog.Default().
 	Logger *slog.Logger
+	// Warm is how many containers of each task shape seen the worker keeps
+	// prepared ahead of the next task (see Prepare), with a runtime that
+	// can (a Preparer); 0 turns it off. WarmIdle is how long a prepared
+	// container waits for a task before it is destroyed (default
+	// DefaultWarmIdle).
+	Warm     int
+	WarmIdle time.Duration
 }
 
 func (c *Config) setDefaults() error {

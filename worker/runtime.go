@@ -127,3 +127,29 @@ type ExitStatus struct {
 type HostFS interface {
 	HostFS() bool
 }
+
+// Preparer is implemented by runtimes that can make a container ahead of
+// its task (a warm container): Prepare does all that Start does (root file
+// system, namespaces, mounts, the runtime's cgroup, the runtime's own init)
+// but stops before kolejka-init runs. The container's folders, gate and
+// stdio are fixed then; what the task brings (its files, command,
+// environment and limits) is put in place before Release runs
+// kolejka-init, which reads them from the gate as it would after Start.
+type Preparer interface {
+	Prepare(ctx context.Context, c *Container) (Prepared, error)
+}
+
+// Prepared is a container made by Prepare, waiting to be released. It
+// serves one task: Release once, then the Process is Start's; Destroy
+// always, released or not, possibly twice.
+type Prepared interface {
+	// Release runs kolejka-init in the container.
+	Release() (Process, error)
+	// Current reports whether the container may still serve a task of its
+	// shape: it waits for Release (its runtime init was not killed
+	// meanwhile), and its image is still the one the image's name names
+	// (not replaced since Prepare).
+	Current() bool
+	// Destroy releases everything Prepare made.
+	Destroy() error
+}

@@ -98,6 +98,9 @@ type supervisor struct {
 // (r.out) says how the task ended.
 func (r *run) supervise(ctx context.Context, sc *scratch, group *cgroup.Group) error {
 	s := &supervisor{r: r, sc: sc, group: group}
+	if r.warm != nil {
+		return s.superviseWarm(ctx)
+	}
 	if err := s.openStdio(); err != nil {
 		return err
 	}
@@ -109,6 +112,34 @@ func (r *run) supervise(ctx context.Context, sc *scratch, group *cgroup.Group) e
 	if err := s.launch(ctx); err != nil {
 		return err
 	}
+	return s.follow(ctx)
+}
+
+// superviseWarm is supervise with a prepared container (see warm.go): its
+// gate and pipes exist; the task's command and stdio are put in place and
+// the container released.
+func (s *supervisor) superviseWarm(ctx context.Context) error {
+	wc := s.r.warm
+	s.gate, wc.gate = wc.gate, nil
+	defer s.gate.close()
+	err := s.warmStdio(wc)
+	defer s.closeStdio()
+	if err != nil {
+		return err
+	}
+	if err := s.gate.writeCommand(s.r.task.Args, s.r.env(s.r.taskPath(s.sc))); err != nil {
+		return err
+	}
+	proc, err := wc.prep.Release()
+	if err != nil {
+		return fmt.Errorf("unable to start the task: %w", err)
+	}
+	s.started(proc)
+	return s.follow(ctx)
+}
+
+// follow carries a started container's task to its end (steps 4 to 10).
+func (s *supervisor) follow(ctx context.Context) error {
 	s.startCaptures()
 
 	held, err := s.admit(ctx)
@@ -272,6 +303,13 @@ func (s *supervisor) launch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("unable to start the task: %w", err)
 	}
+	s.started(proc)
+	return nil
+}
+
+// started takes the started container: its tear-down is the run's, and
+// one goroutine waits for its end.
+func (s *supervisor) started(proc Process) {
 	s.proc = proc
 	s.r.destroy = proc.Destroy // by execute's tear-down, whatever happens next
 	// The container has its copies now; ours would keep pipes open forever.
@@ -281,7 +319,6 @@ func (s *supervisor) launch(ctx context.Context) error {
 		s.status, s.waitErr = proc.Wait()
 		close(s.exited)
 	}()
-	return nil
 }
 
 // startCaptures drops our copies of the output pipes' write ends and

@@ -38,6 +38,7 @@ type Worker struct {
 	rt    Runtime
 	cg    *cgroup.Hierarchy
 	cores []int
+	pool  *warmPool // prepared containers (see warm.go)
 }
 
 // New prepares a worker: it finds kolejka-init and the host's cgroups and
@@ -58,6 +59,7 @@ func New(ctx context.Context, cfg Config, rt Runtime) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{cfg: cfg, rt: rt, cg: cg, cores: cores}
+	w.pool = newWarmPool(w)
 	if err := w.Sweep(ctx); err != nil {
 		w.cfg.Logger.Warn("sweeping leftovers of earlier runs failed", "error", err)
 	}
@@ -122,14 +124,30 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	if task.ID == "" {
 		task.ID = newTaskID()
 	}
+	// A prepared container of the task's shape, if there is one, makes
+	// the run: its ID, registry entry, scratch, cgroup parent and gate.
+	wc := w.takeWarm(task, opt)
 	runID := newRunID()
+	if wc != nil {
+		runID = wc.id
+		// Whatever the run did not take or tear down goes after it.
+		defer wc.destroy()
+	}
 	stage := filepath.Join(filepath.Dir(filepath.Clean(resultDir)), stagePrefix+runID)
 	// Registered before anything of the run exists, and held until the
 	// result is published or the stage removed: a worker killed at any
 	// point leaves a record that names its stage and scratch, for the
 	// next worker's sweep. A registry that cannot be written (the state
 	// folder broken) is the system's failure: an SE result, as before.
-	lock, regErr := w.register(runID, filepath.Join(w.cfg.Temp, scratchPrefix+runID), stage)
+	var lock *runLock
+	var regErr error
+	if wc != nil {
+		// The prepared run's entry, held since its preparation, now
+		// names the stage too; wc.destroy releases it.
+		regErr = wc.lock.update(wc.sc.dir, stage)
+	} else {
+		lock, regErr = w.register(runID, filepath.Join(w.cfg.Temp, scratchPrefix+runID), stage)
+	}
 	if lock != nil {
 		defer lock.release()
 	}
@@ -144,6 +162,7 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	}()
 
 	r := w.newRun(runID, task, taskDir, stage, opt)
+	r.warm = wc
 	runErr := regErr
 	if runErr == nil {
 		runErr = r.execute(ctx)
@@ -168,23 +187,38 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	if opt.Consume && r.out.systemError == nil {
 		os.RemoveAll(taskDir)
 	}
-	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall)
+	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall, "warm", wc != nil)
 	return res, r.out.systemError
 }
 
 // newRun prepares the execution of task with the limits it runs with:
 // its own, under the worker's and the caller's caps.
 func (w *Worker) newRun(id string, task *spec.Task, taskDir, stage string, opt Options) *run {
-	r := &run{w: w, id: id, task: task, taskDir: taskDir, stage: stage, opt: opt,
-		log: w.cfg.Logger.With("task", task.ID, "run", id)}
-	r.limits = task.Limits.Merge(w.cfg.Caps, opt.Caps)
-	if r.limits.Memory != nil && r.limits.Swap == nil {
+	return &run{w: w, id: id, task: task, taskDir: taskDir, stage: stage, opt: opt,
+		log: w.cfg.Logger.With("task", task.ID, "run", id), limits: w.limits(task, opt)}
+}
+
+// limits are the limits task runs with: its own, under the worker's and
+// the caller's caps.
+func (w *Worker) limits(task *spec.Task, opt Options) spec.Limits {
+	l := task.Limits.Merge(w.cfg.Caps, opt.Caps)
+	if l.Memory != nil && l.Swap == nil {
 		// No swap unless asked for: a judged program that swaps has
 		// meaningless timings. Written into the result's limits, so it shows.
 		zero := int64(0)
-		r.limits.Swap = &zero
+		l.Swap = &zero
 	}
-	return r
+	return l
+}
+
+// takeWarm returns a prepared container for task, or nil (warm containers
+// off, or none of its shape ready: the pool then prepares one for the
+// next task of the shape).
+func (w *Worker) takeWarm(task *spec.Task, opt Options) *warmContainer {
+	if _, ok := w.rt.(Preparer); !ok {
+		return nil
+	}
+	return w.pool.take(w.TaskShape(task, opt))
 }
 
 // checkResultDir accepts a folder that does not exist yet (its parent must)
@@ -233,9 +267,10 @@ type run struct {
 	// printable name, with why (see gather).
 	omitted map[string]string
 
-	scratch *scratch      // the run's scratch folder, once made
-	group   *cgroup.Group // the task's cgroup, once made
-	destroy func() error  // the runtime's tear-down, once a container started
+	scratch *scratch       // the run's scratch folder, once made
+	group   *cgroup.Group  // the task's cgroup, once made
+	warm    *warmContainer // the prepared container the run takes, if any
+	destroy func() error   // the runtime's tear-down, once a container started
 
 	obs     *observer.Client  // the observer daemon, when one answers
 	session *observer.Session // the task's top session, made by the daemon
@@ -262,8 +297,12 @@ func (r *run) execute(ctx context.Context) error {
 		return err
 	}
 
-	sc, err := newScratch(w.cfg.Temp, r.id, r.limits)
-	if err != nil {
+	var sc *scratch
+	if r.warm != nil {
+		// The prepared container's: the container is in it already, and
+		// goes with the run's tear-down like one started for it.
+		sc, r.destroy = r.warm.sc, r.warm.prep.Destroy
+	} else if sc, err = newScratch(w.cfg.Temp, r.id, r.limits); err != nil {
 		return err
 	}
 	r.scratch = sc // torn down by Execute (startTearDown)

@@ -209,6 +209,16 @@ registry_insecure = 127.0.0.1:5000, localhost:5001
 		s.State != "" || s.CgroupRoot != "" {
 		t.Errorf("defaults: %+v", s)
 	}
+	if s.Warm != foreman.DefaultWarm {
+		t.Errorf("warm %d by default, want %d", s.Warm, foreman.DefaultWarm)
+	}
+	// Warm containers on, and a count that cannot be.
+	if s, code := resolve(t, "--config-file", writeConf(t, "[foreman]\nwarm = 2\n")); code != 0 || s.Warm != 2 {
+		t.Errorf("warm = 2: exit %d, warm %d", code, s.Warm)
+	}
+	if _, code := resolve(t, "--config-file", writeConf(t, "[foreman]\nwarm = -1\n")); code == 0 {
+		t.Error("warm = -1 was accepted")
+	}
 
 	// A token instead of a password; the client section --config names.
 	s, code = resolve(t, "--config-file", writeConf(t, "[other]\nserver = x\ntoken = kt_1\n"), "--config", "other")

@@ -76,6 +76,7 @@ func openNode(ctx context.Context, o options, log *slog.Logger) (*foreman.Forema
 		Tags:        tags,
 		Queues:      o.Queues,
 		Concurrency: o.Concurrency,
+		Warm:        o.Warm,
 		PassEnv:     o.PassEnv,
 		Interval:    o.Interval,
 		Logger:      log,

@@ -51,6 +51,7 @@ type options struct {
 	CacheSize   int64         // cache_size: the blob cache's budget (default 1G; -1 unbounded)
 	Interval    time.Duration // interval: pause between polls without long polling (10 s)
 	Concurrency int           // concurency (sic): tasks at once (8)
+	Warm        int           // warm: containers kept prepared per task shape (0: off)
 	AutoTags    bool          // auto_tags: add the machine's tags (true)
 	Tags        []string      // tags: comma list
 	Queues      []string      // queues: comma list of named queues to serve (none: the default queue)
@@ -81,6 +82,7 @@ func defaults() options {
 		Dir:           defaultDir,
 		Interval:      foreman.DefaultInterval,
 		Concurrency:   foreman.DefaultConcurrency,
+		Warm:          foreman.DefaultWarm,
 		AutoTags:      true,
 		MemoryReserve: foreman.DefaultMemoryReserve,
 		Defaults:      spec.Limits{CPUs: &one},
@@ -118,6 +120,8 @@ func (o *options) table(clientSection string) []settings.Setting {
 			"interval", settings.PositiveDuration(&o.Interval)),
 		node(&cli.IntFlag{Name: "concurency", Aliases: []string{"concurrency"}, Value: foreman.DefaultConcurrency, Usage: "most tasks at once; [foreman] concurency"},
 			"concurency", settings.IntAtLeast(&o.Concurrency, 1)),
+		node(&cli.IntFlag{Name: "warm", Value: foreman.DefaultWarm, Usage: "containers kept prepared ahead of tasks, per task shape (image, network), e.g. 2 (default 0: none); [foreman] warm"},
+			"warm", settings.IntAtLeast(&o.Warm, 0)),
 		node(&cli.BoolFlag{Name: "auto-tags", Value: true, Usage: "add the machine's tags (cpu, cpus, gpu, hostname, kernel); --auto-tags=false to not; [foreman] auto_tags"},
 			"auto_tags", settings.Bool(&o.AutoTags)),
 		node(str("tags", "comma list of the node's tags (replaces [foreman] tags)"), "tags", settings.List(&o.Tags)),

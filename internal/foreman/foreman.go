@@ -142,6 +142,10 @@ type Config struct {
 	Queues []string
 	// Concurrency is how many tasks run at once at most (default 8).
 	Concurrency int
+	// Warm is how many containers of each task shape seen the executor
+	// keeps prepared ahead of the tasks, where it can (Warmer); 0: none.
+	// kolejka-foreman's default is DefaultWarm.
+	Warm int
 	// PassEnv are the host environment variables this node lets tasks
 	// take: a task made from a type that names one of them gets its value
 	// from LookupEnv (passenv.go). None by default.
@@ -217,6 +221,7 @@ func New(cfg Config) (*Foreman, error) {
 	if err := f.open(); err != nil {
 		return nil, err
 	}
+	f.startWarm()
 	return f, nil
 }
 
@@ -451,6 +456,7 @@ func (f *Foreman) Run(ctx context.Context) error {
 	f.pending = nil
 	f.mu.Unlock()
 	f.jobsWG.Wait()
+	f.stopWarm()
 	hbStop()
 	<-hbDone
 	f.releaseHandBack()

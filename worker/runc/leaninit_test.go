@@ -34,6 +34,12 @@ func TestConformanceLeanInit(t *testing.T) {
 	workertest.Conformance(t, "runc", leanRuntime(t))
 }
 
+// Prepared containers hand over to the lean init too, waiting in it at
+// the exec fifo until released, as kolejka-foreman runs them with warm on.
+func TestConformanceWarmLeanInit(t *testing.T) {
+	workertest.ConformanceWarm(t, "runc", leanRuntime(t))
+}
+
 // The task sees the same descriptors whichever init started its container:
 // the sealed init handed over as descriptor 3 never reaches it.
 func TestLeanInitLeavesNoDescriptor(t *testing.T) {

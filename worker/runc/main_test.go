@@ -20,6 +20,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	testenv.RunHelpers(testenv.Helpers{"warm": warmHelper})
 	code := m.Run()
 	testenv.Cleanup()
 	os.Exit(code)

@@ -105,7 +105,20 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 	if err != nil {
 		return nil, fmt.Errorf("unable to create container %s: %w", id, err)
 	}
-	p.proc = &libcontainer.Process{
+	if p.proc, err = r.initProcess(c); err != nil {
+		return nil, err
+	}
+	if err := p.container.Run(p.proc); err != nil {
+		return nil, fmt.Errorf("unable to start container %s: %w", id, err)
+	}
+	p.started = true
+	return p, nil
+}
+
+// initProcess is the container's first process, kolejka-init, started by
+// `<self> init` handing over to the lean init when there is one.
+func (r *Runtime) initProcess(c *worker.Container) (*libcontainer.Process, error) {
+	proc := &libcontainer.Process{
 		Args:   append([]string{worker.ContainerInit}, c.InitArgs...),
 		Env:    c.Env,
 		Cwd:    worker.ContainerTaskDir,
@@ -120,13 +133,9 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 	}
 	if lean != nil {
 		// Descriptor 3 of `<self> init`, where hop.go looks for it.
-		p.proc.ExtraFiles = []*os.File{lean}
+		proc.ExtraFiles = []*os.File{lean}
 	}
-	if err := p.container.Run(p.proc); err != nil {
-		return nil, fmt.Errorf("unable to start container %s: %w", id, err)
-	}
-	p.started = true
-	return p, nil
+	return proc, nil
 }
 
 // mountRootfs mounts the overlay root file system: the image's unpacked

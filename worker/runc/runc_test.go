@@ -22,7 +22,12 @@ func newRuntime(t testing.TB) *runc.Runtime {
 	testenv.RequireRoot(t)
 	requireSeccomp(t)
 	img := testenv.TestImage(t)
-	dir := t.TempDir()
+	return newRuntimeIn(t, t.TempDir(), img)
+}
+
+// newRuntimeIn is newRuntime with its image store and state in dir.
+func newRuntimeIn(t testing.TB, dir, img string) *runc.Runtime {
+	t.Helper()
 	store, err := image.Open(filepath.Join(dir, "images"))
 	if err != nil {
 		t.Fatal(err)
@@ -76,4 +81,8 @@ func requireSeccomp(t testing.TB) {
 	if !runc.SeccompBuilt {
 		testenv.Missing(t, "the runc runtime's seccomp filter: test with -tags seccomp (make sets it)")
 	}
+}
+
+func TestConformanceWarm(t *testing.T) {
+	workertest.ConformanceWarm(t, "runc", newRuntime(t))
 }

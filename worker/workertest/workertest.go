@@ -73,11 +73,17 @@ func NewEnv(t testing.TB, rt worker.Runtime) *Env {
 // itself, whatever daemon the machine runs).
 func (e *Env) newWorker(t testing.TB, rt worker.Runtime, socket string) *worker.Worker {
 	t.Helper()
+	return e.newWorkerWith(t, rt, socket, func(*worker.Config) {})
+}
+
+// newWorkerWith is newWorker with the configuration changed by set.
+func (e *Env) newWorkerWith(t testing.TB, rt worker.Runtime, socket string, set func(*worker.Config)) *worker.Worker {
+	t.Helper()
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	w, err := worker.New(context.Background(), worker.Config{
+	cfg := worker.Config{
 		Temp:        e.Temp,
 		StateDir:    e.State,
 		CgroupRoot:  e.CgroupRoot,
@@ -85,7 +91,9 @@ func (e *Env) newWorker(t testing.TB, rt worker.Runtime, socket string) *worker.
 		InitPath:    testenv.InitBinary(t),
 		Observer:    socket,
 		Logger:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})),
-	}, rt)
+	}
+	set(&cfg)
+	w, err := worker.New(context.Background(), cfg, rt)
 	if err != nil {
 		t.Fatal(err)
 	}
