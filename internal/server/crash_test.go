@@ -25,7 +25,13 @@ type child struct {
 
 func startChild(t *testing.T, dir string) *child {
 	t.Helper()
-	h := testenv.StartHelper(t, "server", dir, nil)
+	return startChildAs(t, "server", dir)
+}
+
+// startChildAs is startChild with another of TestMain's server helpers.
+func startChildAs(t *testing.T, helper, dir string) *child {
+	t.Helper()
+	h := testenv.StartHelper(t, helper, dir, nil)
 	line := h.Line()
 	addr, ok := strings.CutPrefix(line, "listening ")
 	if !ok {

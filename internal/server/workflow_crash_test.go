@@ -17,12 +17,14 @@ import (
 // kill -9 of the server in the middle of a run: a fan-out of 40 items
 // then a final step, a node posting results as fast as it can against a
 // server in another process, killed while results arrive, restarted on the
-// same folder; the node posts the results of the tasks it held. The run ends ok with every instance run exactly once to a
+// same folder; the node posts the results of the tasks it held, and the
+// tasks of a dequeue whose answer the kill cut off come back when their
+// (short) lease ends. The run ends ok with every instance run exactly once to a
 // result: none lost (the startup's advance queues what the crash left
 // undone), none doubled (each advance is one transaction).
 func TestWorkflowKill9(t *testing.T) {
 	dir, tokens := crashFolder(t)
-	ch := startChild(t, dir)
+	ch := startChildAs(t, "server-short-lease", dir)
 	as := func(name string) *tokenClient {
 		return &tokenClient{t: t, base: ch.base, token: tokens[name], hc: &http.Client{Timeout: 10 * time.Second}}
 	}
@@ -114,7 +116,7 @@ func TestWorkflowKill9(t *testing.T) {
 	<-done
 	t.Logf("killed after %d results posted", posted.Load())
 
-	ch = startChild(t, dir)
+	ch = startChildAs(t, "server-short-lease", dir)
 	alice = as("alice")
 	stop2 := make(chan struct{})
 	done2 := make(chan struct{})
