@@ -177,7 +177,12 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	defer func() { <-tornDown }()
 	res := r.result(runErr)
 	if err := spec.WriteResult(stage, res); err != nil {
-		return nil, fmt.Errorf("unable to write the result: %w", err)
+		// The disk may be full of the run's own scratch (a task that
+		// filled it): write again once the tear-down has freed it.
+		<-tornDown
+		if err := spec.WriteResult(stage, res); err != nil {
+			return nil, fmt.Errorf("unable to write the result: %w", err)
+		}
 	}
 	// unix.Rename: os.Rename refuses to replace an (empty) folder.
 	if err := unix.Rename(stage, resultDir); err != nil {
