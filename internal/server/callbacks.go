@@ -109,7 +109,8 @@ func (s *Server) deliver(ctx context.Context, client *http.Client, c store.Callb
 	// It lapses after twice the request's timeout, when a claimant that
 	// died has surely stopped trying.
 	now := s.now()
-	claimed, err := s.db.ClaimCallback(ctx, c, now, now.Add(2*s.cfg.CallbackTimeout))
+	until := now.Add(2 * s.cfg.CallbackTimeout)
+	claimed, err := s.db.ClaimCallback(ctx, c, now, until)
 	if err != nil || !claimed {
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("callbacks", "error", err)
@@ -118,7 +119,14 @@ func (s *Server) deliver(ctx context.Context, client *http.Client, c store.Callb
 	}
 	err = s.post(ctx, client, c)
 	if ctx.Err() != nil {
-		return // shutting down: the row stays, the next start retries
+		// Shutting down: the row stays, due at once again, so the next
+		// start (or a replica) retries it without waiting out the claim.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		if err := s.db.ReleaseCallback(rctx, c, until, s.now()); err != nil {
+			s.log.Warn("callbacks: the claim stays until it lapses", "task", c.TaskKey, "error", err)
+		}
+		return
 	}
 	if err == nil {
 		s.metrics.callbacks.WithLabelValues("delivered").Inc()

@@ -69,6 +69,17 @@ func (s *Store) ClaimCallback(ctx context.Context, c Callback, now, until time.T
 	return n == 1, err
 }
 
+// ReleaseCallback gives back the claim on c that ClaimCallback took until
+// until, due again at now: an attempt a shutdown cut off is retried at the
+// next start (or by a replica) at once, not when the claim would lapse.
+// A claim no longer held as taken (recorded since) is left alone.
+func (s *Store) ReleaseCallback(ctx context.Context, c Callback, until, now time.Time) error {
+	_, err := s.writeOne(ctx, "release callback", `
+		UPDATE callbacks SET next_attempt = ? WHERE id = ? AND state = ? AND attempts = ? AND next_attempt = ?`,
+		us(now), c.ID, callbackPending, c.Attempts, us(until))
+	return err
+}
+
 // CallbackDelivered removes a delivered callback.
 func (s *Store) CallbackDelivered(ctx context.Context, id int64) error {
 	_, err := s.writeOne(ctx, "record callback delivery", `DELETE FROM callbacks WHERE id = ?`, id)

@@ -62,3 +62,48 @@ func TestCallbackClaimedOnce(t *testing.T) {
 		t.Errorf("after the claim lapsed: due %v, want the callback again", again)
 	}
 }
+
+// A claim given back (the attempt cut off by a shutdown) makes the
+// callback due at once; a claim whose attempt was recorded since is not
+// touched by a late release.
+func TestCallbackClaimReleased(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "db.sqlite3"))
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	if err := s.write(ctx, func(tx *sql.Tx) error {
+		return queueCallback(ctx, tx, "task1", "http://127.0.0.1:1/", []byte(`{}`), []byte(`{}`), now)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	due, _ := s.DueCallbacks(ctx, now, 10)
+	if len(due) != 1 {
+		t.Fatalf("due %v", due)
+	}
+	until := now.Add(time.Minute)
+	if ok, err := s.ClaimCallback(ctx, due[0], now, until); !ok || err != nil {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	later := now.Add(time.Second)
+	if err := s.ReleaseCallback(ctx, due[0], until, later); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.DueCallbacks(ctx, later, 10); len(again) != 1 {
+		t.Fatalf("after the release: due %v, want the callback at once", again)
+	}
+	// Claimed again and its failure recorded: a stale release of the
+	// first claim changes nothing.
+	if ok, err := s.ClaimCallback(ctx, due[0], later, until); !ok || err != nil {
+		t.Fatalf("second claim: %v %v", ok, err)
+	}
+	retry := now.Add(time.Hour)
+	if err := s.CallbackFailed(ctx, due[0].ID, "answered 503", retry, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseCallback(ctx, due[0], until, later); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.DueCallbacks(ctx, retry.Add(-time.Second), 10); len(again) != 0 {
+		t.Errorf("a stale release made a recorded failure due early: %v", again)
+	}
+}
