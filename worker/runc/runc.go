@@ -80,9 +80,29 @@ func (r *Runtime) Check(l spec.Limits) error { return nil }
 
 // Start implements worker.Runtime.
 func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Process, err error) {
+	p, _, err := r.create(ctx, c, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = p.Destroy() // err is the news; the sweep of dead runs takes what Destroy leaves
+		}
+	}()
+	if err := p.container.Run(p.proc); err != nil {
+		return nil, fmt.Errorf("unable to start container %s: %w", p.container.ID(), err)
+	}
+	p.started = true
+	return p, nil
+}
+
+// create makes c's container, not started yet: its image acquired, its
+// rootfs mounted, libcontainer's container of the spec (changed by tweak,
+// when given) and its init process. On failure it has undone it all.
+func (r *Runtime) create(ctx context.Context, c *worker.Container, tweak func(*specs.Spec)) (_ *process, _ *image.Image, err error) {
 	img, release, err := r.acquire(ctx, c.Image)
 	if err != nil {
-		return nil, fmt.Errorf("unable to use image %q: %w: %w", c.Image, worker.ErrImage, err)
+		return nil, nil, fmt.Errorf("unable to use image %q: %w: %w", c.Image, worker.ErrImage, err)
 	}
 	p := &process{release: release}
 	defer func() {
@@ -91,28 +111,28 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 		}
 	}()
 	if p.rootfs, err = mountRootfs(img.Rootfs, c); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	cs := containerSpec(p.rootfs, c)
+	if tweak != nil {
+		tweak(cs)
 	}
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		Spec:         containerSpec(p.rootfs, c),
+		Spec:         cs,
 		NoNewKeyring: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("unable to configure the container: %w", err)
+		return nil, nil, fmt.Errorf("unable to configure the container: %w", err)
 	}
 	id := idPrefix + c.RunID
 	p.container, err = libcontainer.Create(r.stateRoot, id, config)
 	if err != nil {
-		return nil, fmt.Errorf("unable to create container %s: %w", id, err)
+		return nil, nil, fmt.Errorf("unable to create container %s: %w", id, err)
 	}
 	if p.proc, err = r.initProcess(c); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := p.container.Run(p.proc); err != nil {
-		return nil, fmt.Errorf("unable to start container %s: %w", id, err)
-	}
-	p.started = true
-	return p, nil
+	return p, img, nil
 }
 
 // initProcess is the container's first process, kolejka-init, started by

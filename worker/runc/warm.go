@@ -6,7 +6,6 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kolejka-go/kolejka/worker"
@@ -28,49 +27,30 @@ func (r *Runtime) Prepare(ctx context.Context, c *worker.Container) (_ worker.Pr
 	if r.registry != nil && r.alwaysPull {
 		return nil, fmt.Errorf("unable to prepare a container: images are pulled before every run: %w", worker.ErrUnsupported)
 	}
-	img, release, err := r.acquire(ctx, c.Image)
+	// The container is made while earlier tasks run, maybe on their cores:
+	// its runc init (namespaces, mounts, pivot, the wait) gets the least
+	// CPU share while others want the CPU, and the default again at
+	// Release.
+	p, img, err := r.create(ctx, c, func(cs *specs.Spec) {
+		if cs.Linux.Resources == nil {
+			cs.Linux.Resources = &specs.LinuxResources{}
+		}
+		if cs.Linux.Resources.CPU == nil {
+			cs.Linux.Resources.CPU = &specs.LinuxCPU{}
+		}
+		idle := uint64(minShares)
+		cs.Linux.Resources.CPU.Shares = &idle
+	})
 	if err != nil {
-		return nil, fmt.Errorf("unable to use image %q: %w: %w", c.Image, worker.ErrImage, err)
+		return nil, err
 	}
-	p := &process{release: release}
 	defer func() {
 		if err != nil {
 			_ = p.Destroy() // err is the news; the sweep of dead runs takes what Destroy leaves
 		}
 	}()
-	if p.rootfs, err = mountRootfs(img.Rootfs, c); err != nil {
-		return nil, err
-	}
-	cs := containerSpec(p.rootfs, c)
-	// The container is made while earlier tasks run, maybe on their cores:
-	// its runc init (namespaces, mounts, pivot, the wait) gets the least
-	// CPU share while others want the CPU, and the default again at
-	// Release.
-	if cs.Linux.Resources == nil {
-		cs.Linux.Resources = &specs.LinuxResources{}
-	}
-	if cs.Linux.Resources.CPU == nil {
-		cs.Linux.Resources.CPU = &specs.LinuxCPU{}
-	}
-	idle := uint64(minShares)
-	cs.Linux.Resources.CPU.Shares = &idle
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		Spec:         cs,
-		NoNewKeyring: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("unable to configure the container: %w", err)
-	}
-	id := idPrefix + c.RunID
-	p.container, err = libcontainer.Create(r.stateRoot, id, config)
-	if err != nil {
-		return nil, fmt.Errorf("unable to create container %s: %w", id, err)
-	}
-	if p.proc, err = r.initProcess(c); err != nil {
-		return nil, err
-	}
 	if err := p.container.Start(p.proc); err != nil {
-		return nil, fmt.Errorf("unable to create container %s: %w", id, err)
+		return nil, fmt.Errorf("unable to create container %s: %w", p.container.ID(), err)
 	}
 	// runc's init is a process of ours from here: Destroy must reap it.
 	p.started = true
