@@ -19,15 +19,7 @@ func TestCallbackClaimedOnce(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	now := time.Now()
-	if err := s.write(ctx, func(tx *sql.Tx) error {
-		return queueCallback(ctx, tx, "task1", "http://127.0.0.1:1/", []byte(`{}`), []byte(`{}`), now)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	due, err := s.DueCallbacks(ctx, now, 10)
-	if err != nil || len(due) != 1 {
-		t.Fatalf("due %v, %v; want the one callback", due, err)
-	}
+	due := oneDueCallback(t, s, now)
 	// Two stores on one database stand for two replicas.
 	other := open(t, path)
 	defer other.Close()
@@ -71,15 +63,7 @@ func TestCallbackClaimReleased(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	now := time.Now()
-	if err := s.write(ctx, func(tx *sql.Tx) error {
-		return queueCallback(ctx, tx, "task1", "http://127.0.0.1:1/", []byte(`{}`), []byte(`{}`), now)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	due, _ := s.DueCallbacks(ctx, now, 10)
-	if len(due) != 1 {
-		t.Fatalf("due %v", due)
-	}
+	due := oneDueCallback(t, s, now)
 	until := now.Add(time.Minute)
 	if ok, err := s.ClaimCallback(ctx, due[0], now, until); !ok || err != nil {
 		t.Fatalf("claim: %v %v", ok, err)
@@ -106,4 +90,21 @@ func TestCallbackClaimReleased(t *testing.T) {
 	if again, _ := s.DueCallbacks(ctx, retry.Add(-time.Second), 10); len(again) != 0 {
 		t.Errorf("a stale release made a recorded failure due early: %v", again)
 	}
+}
+
+// oneDueCallback queues a callback due at now and returns the due list,
+// which holds it alone.
+func oneDueCallback(t *testing.T, s *Store, now time.Time) []Callback {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.write(ctx, func(tx *sql.Tx) error {
+		return queueCallback(ctx, tx, "task1", "http://127.0.0.1:1/", []byte(`{}`), []byte(`{}`), now)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.DueCallbacks(ctx, now, 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("due %v, %v; want the one callback", due, err)
+	}
+	return due
 }
