@@ -372,12 +372,30 @@ func (p *warmPool) take(sh Shape) *warmContainer {
 	return wc
 }
 
+// WarmShapes bounds the prepared containers a worker keeps at once to
+// WarmShapes × Config.Warm: tasks of ever new shapes (sizes, images) would
+// otherwise have the node hold containers, their mounts and waiting inits,
+// outside any task's limits, for every shape seen in the idle time.
+const WarmShapes = 4
+
+// held is how many containers are ready or being made, of every shape.
+func (p *warmPool) held() int {
+	n := 0
+	for _, list := range p.ready {
+		n += len(list)
+	}
+	for _, m := range p.making {
+		n += m
+	}
+	return n
+}
+
 // refill makes containers of shape sh in the background until per of them
-// are ready or being made.
+// are ready or being made, within the pool's bound (WarmShapes).
 func (p *warmPool) refill(sh Shape) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for !p.closed && len(p.ready[sh])+p.making[sh] < p.per {
+	for !p.closed && len(p.ready[sh])+p.making[sh] < p.per && p.held() < WarmShapes*p.per {
 		p.making[sh]++
 		p.wg.Add(1)
 		go func() {

@@ -298,3 +298,21 @@ func appendToTar(src, dst, name, content string) error {
 	}
 	return out.Close()
 }
+
+// Tasks of ever new shapes (here workspace sizes) do not have the node
+// hold a prepared container for each: at most WarmShapes × warm at once.
+func TestWarmPoolIsBounded(t *testing.T) {
+	e := workertest.NewWarmEnv(t, newRuntime(t), 1, time.Minute)
+	for i := range worker.WarmShapes + 3 {
+		tk := fmt.Sprintf(`{"image": "kolejka-test:latest", "args": ["true"], "limits": {"workspace": "%dM"}}`, 16+i)
+		if _, res, err := e.Run(t, task(t, tk), worker.Options{}); err != nil || res.Status != spec.StatusOK {
+			t.Fatalf("task %d: %v %+v", i, err, res)
+		}
+		if n := e.W.WarmStats().Ready; n > worker.WarmShapes {
+			t.Fatalf("%d containers prepared after %d shapes, want at most %d", n, i+1, worker.WarmShapes)
+		}
+	}
+	testenv.WaitFor(t, time.Minute, "the bound's containers prepared", func() bool { return e.W.WarmStats().Ready == worker.WarmShapes })
+	e.W.Close()
+	e.AssertClean(t)
+}
