@@ -110,30 +110,34 @@ func (s *Server) deliver(ctx context.Context, client *http.Client, c store.Callb
 	// died has surely stopped trying.
 	now := s.now()
 	until := now.Add(2 * s.cfg.CallbackTimeout)
+	// What an attempt did is recorded even when a shutdown begins
+	// meanwhile: a cut-off write would leave the row claimed, and the
+	// next start (or a replica) would wait out the claim before retrying.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	claimed, err := s.db.ClaimCallback(ctx, c, now, until)
 	if err != nil || !claimed {
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() != nil {
+			// The claim may have committed before the cut.
+			s.releaseCallback(rctx, c, until)
+		} else if err != nil {
 			s.log.Error("callbacks", "error", err)
 		}
 		return
 	}
 	err = s.post(ctx, client, c)
-	if ctx.Err() != nil {
-		// Shutting down: the row stays, due at once again, so the next
-		// start (or a replica) retries it without waiting out the claim.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		if err := s.db.ReleaseCallback(rctx, c, until, s.now()); err != nil {
-			s.log.Warn("callbacks: the claim stays until it lapses", "task", c.TaskKey, "error", err)
-		}
-		return
-	}
 	if err == nil {
 		s.metrics.callbacks.WithLabelValues("delivered").Inc()
-		if err := s.db.CallbackDelivered(ctx, c.ID); err != nil {
+		if err := s.db.CallbackDelivered(rctx, c.ID); err != nil {
 			s.log.Error("callbacks", "error", err)
 		}
 		s.log.Info("callback delivered", "task", c.TaskKey, "url", c.URL, "attempt", c.Attempts+1)
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down cut the attempt off: it does not count, and the
+		// row is due at once again.
+		s.releaseCallback(rctx, c, until)
 		return
 	}
 	final := c.Attempts+1 >= s.cfg.CallbackAttempts
@@ -148,8 +152,15 @@ func (s *Server) deliver(ctx context.Context, client *http.Client, c store.Callb
 		s.metrics.callbacks.WithLabelValues("retried").Inc()
 		s.log.Warn("callback failed, will retry", "task", c.TaskKey, "url", c.URL, "attempt", c.Attempts+1, "retry_in", delay, "error", err)
 	}
-	if err := s.db.CallbackFailed(ctx, c.ID, err.Error(), s.now().Add(delay), final); err != nil {
+	if err := s.db.CallbackFailed(rctx, c.ID, err.Error(), s.now().Add(delay), final); err != nil {
 		s.log.Error("callbacks", "error", err)
+	}
+}
+
+// releaseCallback gives back the claim on c taken until until.
+func (s *Server) releaseCallback(ctx context.Context, c store.Callback, until time.Time) {
+	if err := s.db.ReleaseCallback(ctx, c, until, s.now()); err != nil {
+		s.log.Warn("callbacks: the claim stays until it lapses", "task", c.TaskKey, "error", err)
 	}
 }
 
