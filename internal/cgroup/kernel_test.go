@@ -168,10 +168,14 @@ func TestCPUAccuracy(t *testing.T) {
 	testCPUAccuracy(t, g)
 }
 
-// testCPUAccuracy checks the group's CPU time of a 0.5 s spin against what
+// testCPUAccuracy checks the group's CPU time of a 2 s spin against what
 // the spinner measured itself with getrusage, from its release to its end.
+// The group also counts a fixed cost outside that interval (the wake from
+// the gate, the print, the exit), about 10 ms under qemu's TCG: 2 % of a
+// 0.5 s spin there, so the spin is long enough for it to fall well inside
+// the bound.
 func testCPUAccuracy(t *testing.T, g *Group) {
-	p := startHelper(t, "spin", "500ms")
+	p := startHelper(t, "spin", "2s")
 	if err := g.Add(p.pid); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +196,7 @@ func testCPUAccuracy(t *testing.T, g *Group) {
 	diff := u.CPU - time.Duration(self)
 	t.Logf("%s: cgroup CPU %v (user %v, system %v), spinner's getrusage %v (user %v): difference %v (%.3f%%)",
 		g.h.Mode(), u.CPU, u.CPUUser, u.CPUSystem, time.Duration(self), time.Duration(selfUser), diff, 100*float64(diff)/float64(self))
-	if self < int64(400*time.Millisecond) {
+	if self < int64(1900*time.Millisecond) {
 		t.Fatalf("spinner used only %v", time.Duration(self))
 	}
 	if diff < 0 {
