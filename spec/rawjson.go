@@ -64,3 +64,26 @@ func Describe(raw json.RawMessage) string {
 // EntryPath is the field path of a map's entry, as errors name it:
 // files["in.txt"], tasks["test"].
 func EntryPath(parent, key string) string { return entryPath(parent, key) }
+
+// Fields reads the JSON object raw, the value at field ("" for a whole
+// document), member by member: read gets each member's path, key and
+// value, once per key; a key given again is a problem at its path and is
+// passed over. It returns the keys read, or Members' error (before any
+// read) when raw is not one object.
+func Fields(p *Problems, field string, raw []byte, read func(kf, k string, v json.RawMessage)) (map[string]bool, error) {
+	keys, vals, err := Members(raw)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for i, k := range keys {
+		kf := fieldPath(field, k)
+		if seen[k] {
+			p.Add(kf, "key given more than once")
+			continue
+		}
+		seen[k] = true
+		read(kf, k, vals[i])
+	}
+	return seen, nil
+}

@@ -22,3 +22,31 @@ func TestMembers(t *testing.T) {
 		}
 	}
 }
+
+func TestFields(t *testing.T) {
+	p := NewProblems("f.json")
+	var read []string
+	seen, err := Fields(p, "params.x", []byte(`{"b": 1, "a": [2], "b": "x"}`), func(kf, k string, v json.RawMessage) {
+		read = append(read, kf+"="+string(v))
+	})
+	// A key given again is a problem at its path, and its value is not read.
+	if err != nil || !reflect.DeepEqual(read, []string{"params.x.b=1", "params.x.a=[2]"}) || !seen["a"] || !seen["b"] || len(seen) != 2 {
+		t.Fatalf("Fields: read %q, seen %v, %v", read, seen, err)
+	}
+	if err := p.Err(); err == nil || err.Error() != `f.json: params.x.b: key given more than once` {
+		t.Errorf("problems: %v", err)
+	}
+	// A whole document's keys are their own paths.
+	if _, err := Fields(p, "", []byte(`{"tasks": 1}`), func(kf, k string, _ json.RawMessage) {
+		if kf != "tasks" || k != "tasks" {
+			t.Errorf("read %q, %q; want tasks, tasks", kf, k)
+		}
+	}); err != nil {
+		t.Error(err)
+	}
+	for _, bad := range []string{`[]`, `{"a": 1`, `7`} {
+		if _, err := Fields(p, "x", []byte(bad), func(string, string, json.RawMessage) { t.Errorf("%q: read a member", bad) }); err == nil {
+			t.Errorf("Fields(%q) gave no error", bad)
+		}
+	}
+}

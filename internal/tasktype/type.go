@@ -138,28 +138,16 @@ func readParam(p *spec.Problems, field string, raw json.RawMessage) Param {
 	if isNull(raw) {
 		return prm
 	}
-	keys, vals, err := spec.Members(raw)
-	if err != nil {
-		p.Add(field, "expected an object with default and/or file, got %s", spec.Describe(raw))
-		return prm
-	}
-	seen := map[string]bool{}
-	for i, k := range keys {
-		kf, v := field+"."+k, vals[i]
-		if seen[k] {
-			p.Add(kf, "key given more than once")
-			continue
-		}
-		seen[k] = true
+	_, err := spec.Fields(p, field, raw, func(kf, k string, v json.RawMessage) {
 		switch k {
 		case "default":
 			if isNull(v) {
-				continue
+				return
 			}
 			var s string
 			if v[0] != '"' || json.Unmarshal(v, &s) != nil {
 				p.Add(kf, "expected a string, got %s", spec.Describe(v))
-				continue
+				return
 			}
 			prm.Default = &s
 		case "file":
@@ -173,6 +161,10 @@ func readParam(p *spec.Problems, field string, raw json.RawMessage) Param {
 		default:
 			p.Add(kf, "unknown key (known keys: default, file)")
 		}
+	})
+	if err != nil {
+		p.Add(field, "expected an object with default and/or file, got %s", spec.Describe(raw))
+		return prm
 	}
 	if prm.File && prm.Default != nil {
 		p.Add(field+".default", "a file parameter has no default (the user always gives the file)")

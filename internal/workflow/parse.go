@@ -148,24 +148,10 @@ func read(p *spec.Problems, data []byte, top bool) *Workflow {
 		p.Add("", "not valid UTF-8")
 		return nil
 	}
-	keys, vals, err := spec.Members(data)
-	if err != nil {
-		p.Add("", "expected a JSON object: %v", err)
-		return nil
-	}
 	w := &Workflow{Steps: map[string]*Step{}}
-	seen := map[string]bool{}
-	gotTasks := false
-	for i, k := range keys {
-		v := vals[i]
-		if seen[k] {
-			p.Add(k, "key given more than once")
-			continue
-		}
-		seen[k] = true
+	seen, err := spec.Fields(p, "", data, func(_, k string, v json.RawMessage) {
 		switch {
 		case k == "tasks":
-			gotTasks = true
 			readSteps(p, w, v)
 		case k == "on_failure" && top:
 			s, ok := str(p, k, v)
@@ -184,8 +170,12 @@ func read(p *spec.Problems, data []byte, top bool) *Workflow {
 				p.Add(k, "unknown key (known keys: tasks)")
 			}
 		}
+	})
+	if err != nil {
+		p.Add("", "expected a JSON object: %v", err)
+		return nil
 	}
-	if !gotTasks {
+	if !seen["tasks"] {
 		p.Add("tasks", "missing: a workflow has steps")
 	}
 	return w
@@ -220,19 +210,7 @@ func readSteps(p *spec.Problems, w *Workflow, raw json.RawMessage) {
 
 func readStep(p *spec.Problems, field string, raw json.RawMessage) *Step {
 	s := &Step{}
-	keys, vals, err := spec.Members(raw)
-	if err != nil {
-		p.Add(field, "expected an object, got %s", spec.Describe(raw))
-		return s
-	}
-	seen := map[string]bool{}
-	for i, k := range keys {
-		kf, v := field+"."+k, vals[i]
-		if seen[k] {
-			p.Add(kf, "key given more than once")
-			continue
-		}
-		seen[k] = true
+	seen, err := spec.Fields(p, field, raw, func(kf, k string, v json.RawMessage) {
 		switch k {
 		case "task":
 			if t, ok := str(p, kf, v); ok {
@@ -276,6 +254,10 @@ func readStep(p *spec.Problems, field string, raw json.RawMessage) *Step {
 		default:
 			p.Add(kf, "unknown key (known keys: after, after_any, after_failed, files, inputs, items, items_from, params, retry, task, type)")
 		}
+	})
+	if err != nil {
+		p.Add(field, "expected an object, got %s", spec.Describe(raw))
+		return s
 	}
 	switch {
 	case s.Task == "" && s.Type == "" && !seen["task"] && !seen["type"]:
@@ -337,19 +319,7 @@ func readItems(p *spec.Problems, field string, raw json.RawMessage) []string {
 
 func readRetry(p *spec.Problems, field string, raw json.RawMessage) *Retry {
 	r := &Retry{}
-	keys, vals, err := spec.Members(raw)
-	if err != nil {
-		p.Add(field, "expected an object with attempts and on, got %s", spec.Describe(raw))
-		return nil
-	}
-	seen := map[string]bool{}
-	for i, k := range keys {
-		kf, v := field+"."+k, vals[i]
-		if seen[k] {
-			p.Add(kf, "key given more than once")
-			continue
-		}
-		seen[k] = true
+	seen, err := spec.Fields(p, field, raw, func(kf, k string, v json.RawMessage) {
 		switch k {
 		case "attempts":
 			n, err := strconv.Atoi(string(v))
@@ -373,6 +343,10 @@ func readRetry(p *spec.Problems, field string, raw json.RawMessage) *Retry {
 		default:
 			p.Add(kf, "unknown key (known keys: attempts, on)")
 		}
+	})
+	if err != nil {
+		p.Add(field, "expected an object with attempts and on, got %s", spec.Describe(raw))
+		return nil
 	}
 	if !seen["attempts"] {
 		p.Add(field+".attempts", "missing: how many tries in all")

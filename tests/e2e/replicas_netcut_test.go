@@ -9,10 +9,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,9 +51,7 @@ func TestReplicasSurviveACutReplica(t *testing.T) {
 	bin := bins(t)
 	nw := gridtest.NewNet(t, 3)
 	db := pgtest.StartOn(t, nw.Gate).Database(t)
-	b := s3test.StartOn(t, nw.Gate).Bucket(t)
-	conf := fmt.Sprintf("[server]\ndatabase = %s\nblobs = %s\nblobs_access_key = %s\nblobs_secret_key = %s\n",
-		db, s3test.URL(b), b.AccessKey, b.SecretKey)
+	conf := sharedConf(db, s3test.StartOn(t, nw.Gate).Bucket(t))
 	g := &grid{gridtest.NewGrid(t, bin, gridtest.GridOptions{ServerConf: conf, Replicas: 3, OutputLimit: OutputLimit,
 		ReplicaHosts: nw.Hosts})}
 	g.StartForeman("a", nil)
@@ -71,49 +65,7 @@ func TestReplicasSurviveACutReplica(t *testing.T) {
 	defer sqldb.Close()
 	cut := nw.Hosts[1]
 
-	const tasks = 24
-	keys := make([]string, tasks)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failed []string
-	submit := func(i int) {
-		defer wg.Done()
-		dir := gridtest.WriteTask(t, `{`+limits+`, "args": ["sh", "-c", "cat in.txt; echo done"], "stdout": "out.txt", "files": {"in.txt": "in.txt"}}`,
-			"in.txt", fmt.Sprintf("task %d\n", i))
-		// A put that reached the cut replica fails (the proxy's 502 once
-		// its connection times out): the client is told, and puts again.
-		for try := 0; try < 3; try++ {
-			out, errOut, code := g.KolejkaClient(ctx, "task", "put", dir)
-			if code == 0 {
-				keys[i] = strings.TrimSpace(out)
-				return
-			}
-			mu.Lock()
-			failed = append(failed, fmt.Sprintf("put %d (try %d): exit %d: %s", i, try, code, errOut))
-			mu.Unlock()
-		}
-	}
-	for i := range tasks / 2 {
-		wg.Add(1)
-		go submit(i)
-	}
-	wfDir := writeFolder(t, map[string]string{
-		"kolejka_workflow.json": `{"tasks": {
-			"first":  {"task": "step", "items": ["1", "2"]},
-			"second": {"task": "join", "after": ["first"], "inputs": {"prev": "first:out.txt"}}
-		}}`,
-		"step/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "echo step {item}"], "stdout": "out.txt"}`,
-		"join/kolejka_task.json": `{` + limits + `, "args": ["sh", "-c", "cat prev/1 prev/2"], "stdout": "out.txt"}`,
-	})
-	var runs []string
-	for range 2 {
-		key, errOut, code := g.KolejkaClient(ctx, "workflow", "put", wfDir)
-		if code != 0 {
-			t.Fatalf("workflow put: exit %d: %s", code, errOut)
-		}
-		runs = append(runs, strings.TrimSpace(key))
-	}
-	wg.Wait()
+	b := startBurst(ctx, t, g)
 
 	// The test holds the write lock, so that the second half's writes
 	// queue on it; once replica 1's session waits among them, its network
@@ -127,10 +79,7 @@ func TestReplicasSurviveACutReplica(t *testing.T) {
 	if _, err := hold.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(storeWriteLock)); err != nil {
 		t.Fatal(err)
 	}
-	for i := tasks / 2; i < tasks; i++ {
-		wg.Add(1)
-		go submit(i)
-	}
+	b.putRest(t)
 	gridtest.WaitFor(t, "replica 1's session to wait for the write lock", time.Minute, func() bool {
 		return writeLockSessions(t, sqldb, cut.Addr, false) > 0
 	})
@@ -152,71 +101,9 @@ func TestReplicasSurviveACutReplica(t *testing.T) {
 	})
 	t.Logf("the cut replica's session held the write lock from %v to %v after the cut",
 		held.Round(time.Millisecond), time.Since(cutAt).Round(time.Millisecond))
-	wg.Wait()
-	for i, k := range keys {
-		if k == "" {
-			t.Fatalf("task %d was never accepted: %v", i, failed)
-		}
-	}
-	if len(failed) > 0 {
-		t.Logf("puts retried after the cut: %v", failed)
-	}
-
-	for i, key := range keys {
-		out := filepath.Join(t.TempDir(), "r")
-		var errOut string
-		var code int
-		for try := 0; try < 3; try++ {
-			if _, errOut, code = g.KolejkaClient(ctx, "result", "get", "--wait", "120", key, out); code == 0 {
-				break
-			}
-		}
-		if code != 0 {
-			t.Fatalf("result of task %d (%s): exit %d: %s", i, key, code, errOut)
-		}
-		b, err := os.ReadFile(filepath.Join(out, "out.txt"))
-		if want := fmt.Sprintf("task %d\ndone\n", i); err != nil || string(b) != want {
-			t.Errorf("task %d's output %q (%v), want %q", i, b, err, want)
-		}
-		if info := g.TaskInfo(key); info["resolved"] != true {
-			t.Errorf("task %d: %v, want resolved", i, info)
-		}
-	}
-	for _, run := range runs {
-		out := filepath.Join(t.TempDir(), "w")
-		if _, errOut, code := g.KolejkaClient(ctx, "workflow", "get", run, out); code != 0 {
-			t.Errorf("workflow %s: exit %d: %s", run, code, errOut)
-			continue
-		}
-		if b, err := os.ReadFile(filepath.Join(out, "second", "out.txt")); err != nil || string(b) != "step 1\nstep 2\n" {
-			t.Errorf("workflow %s's last step: %q (%v), want both items' outputs", run, b, err)
-		}
-	}
+	b.wait(t)
+	b.check(t, sqldb, 1, before, "cut")
 	t.Logf("every result in %v after the cut", time.Since(cutAt).Round(time.Millisecond))
-	var all, results, open int
-	if err := sqldb.QueryRow(`SELECT COUNT(*) FROM tasks`).Scan(&all); err != nil {
-		t.Fatal(err)
-	}
-	if err := sqldb.QueryRow(`SELECT COUNT(*) FROM results`).Scan(&results); err != nil {
-		t.Fatal(err)
-	}
-	if err := sqldb.QueryRow(`SELECT COUNT(*) FROM tasks WHERE state <> 2`).Scan(&open); err != nil {
-		t.Fatal(err)
-	}
-	if want := tasks + len(runs)*3; all != want || results != want || open != 0 {
-		t.Errorf("%d tasks, %d results, %d not done; want %d, %d, 0", all, results, open, want, want)
-	}
-	for i := range g.Replicas {
-		if i != 1 && g.Proxy.Served[i].Load() == 0 {
-			t.Errorf("replica %d served nothing", i)
-		}
-	}
-	if before == 0 {
-		t.Error("the cut replica served nothing before the cut")
-	}
-	if after := g.Proxy.Served[1].Load(); after != before {
-		t.Errorf("the cut replica answered %d requests after its cut", after-before)
-	}
 	// The cut replica's own end gives up too: its relay's listening
 	// connection fails rather than waiting for ever for a notification.
 	if !g.Replicas[1].P.Logged("relay: listening connection lost", 30*time.Second) {
@@ -225,7 +112,7 @@ func TestReplicasSurviveACutReplica(t *testing.T) {
 	// Back on the network, it serves again: its database connections that
 	// died in the cut are replaced.
 	nw.Mend(cut)
-	direct := "http://" + g.Replicas[1].Addr + "/task/task/" + keys[0] + "/"
+	direct := "http://" + g.Replicas[1].Addr + "/task/task/" + b.keys[0] + "/"
 	gridtest.WaitFor(t, "the mended replica to read the database again", time.Minute, func() bool {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, direct, nil)
 		req.Header.Set("Authorization", "Bearer "+g.Tokens["alice"])

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/kolejka-go/kolejka/api"
+	"github.com/kolejka-go/kolejka/internal/server/store"
 )
 
 // healthCounts counts nodes by health, for the overview, with its short
@@ -56,19 +57,6 @@ func countHealth(nodes []api.Node) healthCounts {
 	return c
 }
 
-func (u *UI) nodes(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
-	l, err := u.b.Nodes(r.Context(), usr)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	u.render(w, r, http.StatusOK, "nodes", page{Title: "Nodes", Nav: "nodes", Data: l})
-}
-
 // drainArgs is what the drain form needs: the node, the CSRF token, and
 // the page to go back to ("nodes" or "node").
 type drainArgs struct {
@@ -82,34 +70,21 @@ type nodeData struct {
 	MayDrain bool
 }
 
-func (u *UI) node(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) node(r *http.Request, usr *store.User) (page, error) {
 	n, may, err := u.b.Node(r.Context(), usr, r.PathValue("name"))
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	u.render(w, r, http.StatusOK, "node", page{Title: "Node " + n.Name, Nav: "nodes", Data: nodeData{n, may}})
+	return page{Title: "Node " + n.Name, Nav: "nodes", Data: nodeData{n, may}}, err
 }
 
 // nodeDrain drains or undrains a node and goes back where the form was
 // (the list or the node's page, by the field back).
-func (u *UI) nodeDrain(w http.ResponseWriter, r *http.Request, drained bool) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
+func (u *UI) nodeDrain(drained bool) func(*http.Request, *store.User) (string, error) {
+	return func(r *http.Request, usr *store.User) (string, error) {
+		name := r.PathValue("name")
+		err := u.b.DrainNode(r.Context(), usr, name, drained)
+		to := u.base + "nodes/"
+		if r.PostFormValue("back") == "node" {
+			to = u.base + "node/" + url.PathEscape(name) + "/"
+		}
+		return to, err
 	}
-	name := r.PathValue("name")
-	if err := u.b.DrainNode(r.Context(), usr, name, drained); err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	to := u.base + "nodes/"
-	if r.PostFormValue("back") == "node" {
-		to = u.base + "node/" + url.PathEscape(name) + "/"
-	}
-	http.Redirect(w, r, to, http.StatusSeeOther)
 }

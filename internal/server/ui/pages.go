@@ -3,6 +3,7 @@ package ui
 // This file owns the UI's routes and pages.
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -23,29 +24,29 @@ func (u *UI) routes() {
 	m := http.NewServeMux()
 	assets, _ := fs.Sub(assetFS, "assets")
 	m.Handle("GET "+b+"assets/", http.StripPrefix(b+"assets/", assetServer(http.FileServerFS(assets))))
-	m.HandleFunc("GET "+b+"{$}", u.overview)
+	m.HandleFunc("GET "+b+"{$}", u.show("overview", u.overview))
 	m.HandleFunc(b+"login/{$}", u.login)
 	m.HandleFunc("POST "+b+"logout/{$}", u.logout)
-	m.HandleFunc("GET "+b+"tasks/{$}", u.tasks)
-	m.HandleFunc("GET "+b+"task/{key}/{$}", u.task)
-	m.HandleFunc("POST "+b+"task/{key}/cancel/{$}", u.taskCancel)
-	m.HandleFunc("POST "+b+"task/{key}/clone/{$}", u.taskClone)
-	m.HandleFunc("GET "+b+"task/{key}/file/{name...}", u.taskFile)
-	m.HandleFunc("GET "+b+"queues/{$}", u.queues)
-	m.HandleFunc("POST "+b+"queue/{name}/pause/{$}", func(w http.ResponseWriter, r *http.Request) { u.queuePause(w, r, true) })
-	m.HandleFunc("POST "+b+"queue/{name}/resume/{$}", func(w http.ResponseWriter, r *http.Request) { u.queuePause(w, r, false) })
-	m.HandleFunc("GET "+b+"nodes/{$}", u.nodes)
-	m.HandleFunc("GET "+b+"node/{name}/{$}", u.node)
-	m.HandleFunc("POST "+b+"node/{name}/drain/{$}", func(w http.ResponseWriter, r *http.Request) { u.nodeDrain(w, r, true) })
-	m.HandleFunc("POST "+b+"node/{name}/undrain/{$}", func(w http.ResponseWriter, r *http.Request) { u.nodeDrain(w, r, false) })
-	m.HandleFunc("GET "+b+"workflows/{$}", u.workflows)
-	m.HandleFunc("GET "+b+"workflow/{key}/{$}", u.workflow)
-	m.HandleFunc("POST "+b+"workflow/{key}/cancel/{$}", func(w http.ResponseWriter, r *http.Request) { u.workflowChange(w, r, false) })
-	m.HandleFunc("POST "+b+"workflow/{key}/retry/{$}", func(w http.ResponseWriter, r *http.Request) { u.workflowChange(w, r, true) })
-	m.HandleFunc("GET "+b+"types/{$}", u.types)
-	m.HandleFunc("GET "+b+"type/{name}/{$}", u.typePage)
-	m.HandleFunc("GET "+b+"triggers/{$}", u.triggers)
-	m.HandleFunc("GET "+b+"trigger/{owner}/{name}/{$}", u.trigger)
+	m.HandleFunc("GET "+b+"tasks/{$}", u.show("tasks", u.tasks))
+	m.HandleFunc("GET "+b+"task/{key}/{$}", u.show("task", u.task))
+	m.HandleFunc("POST "+b+"task/{key}/cancel/{$}", u.act(u.taskCancel))
+	m.HandleFunc("POST "+b+"task/{key}/clone/{$}", u.act(u.taskClone))
+	m.HandleFunc("GET "+b+"task/{key}/file/{name...}", u.withUser(u.taskFile))
+	m.HandleFunc("GET "+b+"queues/{$}", listPage(u, "queues", "Queues", u.b.Overview))
+	m.HandleFunc("POST "+b+"queue/{name}/pause/{$}", u.act(u.queuePause(true)))
+	m.HandleFunc("POST "+b+"queue/{name}/resume/{$}", u.act(u.queuePause(false)))
+	m.HandleFunc("GET "+b+"nodes/{$}", listPage(u, "nodes", "Nodes", u.b.Nodes))
+	m.HandleFunc("GET "+b+"node/{name}/{$}", u.show("node", u.node))
+	m.HandleFunc("POST "+b+"node/{name}/drain/{$}", u.act(u.nodeDrain(true)))
+	m.HandleFunc("POST "+b+"node/{name}/undrain/{$}", u.act(u.nodeDrain(false)))
+	m.HandleFunc("GET "+b+"workflows/{$}", listPage(u, "workflows", "Workflows", u.b.Runs))
+	m.HandleFunc("GET "+b+"workflow/{key}/{$}", u.show("workflow", u.workflow))
+	m.HandleFunc("POST "+b+"workflow/{key}/cancel/{$}", u.act(u.workflowChange(false)))
+	m.HandleFunc("POST "+b+"workflow/{key}/retry/{$}", u.act(u.workflowChange(true)))
+	m.HandleFunc("GET "+b+"types/{$}", listPage(u, "types", "Types", u.b.Types))
+	m.HandleFunc("GET "+b+"type/{name}/{$}", u.show("type", u.typePage))
+	m.HandleFunc("GET "+b+"triggers/{$}", listPage(u, "triggers", "Schedules and triggers", u.b.Triggers))
+	m.HandleFunc("GET "+b+"trigger/{owner}/{name}/{$}", u.show("trigger", u.trigger))
 	m.HandleFunc("GET "+b+"events/{$}", u.events)
 	m.HandleFunc(b, func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, store.ErrNotFound)
@@ -59,6 +60,55 @@ func assetServer(h http.Handler) http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		h.ServeHTTP(w, r)
+	})
+}
+
+// withUser serves the requests of signed-in users (others are sent to
+// sign in): serve answers, or returns the error to answer.
+func (u *UI) withUser(serve func(w http.ResponseWriter, r *http.Request, usr *store.User) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		usr := u.signedIn(w, r)
+		if usr == nil {
+			return
+		}
+		if err := serve(w, r, usr); err != nil {
+			u.fail(w, r, err)
+		}
+	}
+}
+
+// show serves template name with the page get makes for the signed-in
+// user, or answers get's error.
+func (u *UI) show(name string, get func(r *http.Request, usr *store.User) (page, error)) http.HandlerFunc {
+	return u.withUser(func(w http.ResponseWriter, r *http.Request, usr *store.User) error {
+		p, err := get(r, usr)
+		if err != nil {
+			return err
+		}
+		u.render(w, r, http.StatusOK, name, p)
+		return nil
+	})
+}
+
+// listPage serves template name (also its navigation entry), titled
+// title, with what list gives the signed-in user.
+func listPage[T any](u *UI, name, title string, list func(context.Context, *store.User) (T, error)) http.HandlerFunc {
+	return u.show(name, func(r *http.Request, usr *store.User) (page, error) {
+		v, err := list(r.Context(), usr)
+		return page{Title: title, Nav: name, Data: v}, err
+	})
+}
+
+// act serves a form's POST: do acts for the signed-in user and says where
+// to go next (a 303), or the error to answer.
+func (u *UI) act(do func(r *http.Request, usr *store.User) (string, error)) http.HandlerFunc {
+	return u.withUser(func(w http.ResponseWriter, r *http.Request, usr *store.User) error {
+		to, err := do(r, usr)
+		if err != nil {
+			return err
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
+		return nil
 	})
 }
 
@@ -114,21 +164,16 @@ type overviewData struct {
 	Health    healthCounts
 }
 
-func (u *UI) overview(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) overview(r *http.Request, usr *store.User) (page, error) {
 	o, err := u.b.Overview(r.Context(), usr)
 	if err != nil {
-		u.fail(w, r, err)
-		return
+		return page{}, err
 	}
 	d := overviewData{Overview: o,
 		Hour:   finishedChart(o.Finished, o.Now, time.Hour, time.Minute),
 		Day:    finishedChart(o.Finished, o.Now, 24*time.Hour, 15*time.Minute),
 		Health: countHealth(o.Nodes)}
-	u.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: d})
+	return page{Title: "Overview", Nav: "overview", Data: d}, nil
 }
 
 // tasksData is the task table's page.
@@ -140,26 +185,20 @@ type tasksData struct {
 	Keys    string // the listed tasks' keys, space-separated, for the live stream
 }
 
-func (u *UI) tasks(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) tasks(r *http.Request, usr *store.User) (page, error) {
 	q := r.URL.Query()
 	f := TaskFilter{State: q.Get("state"), Queue: q.Get("queue"), Type: q.Get("type"), Owner: q.Get("owner"),
 		Status: q.Get("status"), Before: q.Get("before")}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			u.fail(w, r, &Refused{Code: http.StatusBadRequest, Msg: `limit: "` + s + `" is not a whole number`})
-			return
+			return page{}, &Refused{Code: http.StatusBadRequest, Msg: `limit: "` + s + `" is not a whole number`}
 		}
 		f.Limit = n
 	}
 	p, err := u.b.Tasks(r.Context(), usr, f)
 	if err != nil {
-		u.fail(w, r, err)
-		return
+		return page{}, err
 	}
 	d := tasksData{TaskPage: p, Filter: f, States: []string{api.StateQueued, api.StateRunning, api.StateDone, api.StateCancelled}}
 	if p.Next != "" {
@@ -171,7 +210,7 @@ func (u *UI) tasks(w http.ResponseWriter, r *http.Request) {
 		keys = append(keys, t.Key)
 	}
 	d.Keys = strings.Join(keys, " ")
-	u.render(w, r, http.StatusOK, "tasks", page{Title: "Tasks", Nav: "tasks", Data: d})
+	return page{Title: "Tasks", Nav: "tasks", Data: d}, nil
 }
 
 // taskData is a task's page.
@@ -213,16 +252,11 @@ func flatten(prefix string, v any, out []measure) []measure {
 // previewBytes is how much of a result's stdout the task page shows.
 const previewBytes = 4096
 
-func (u *UI) task(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) task(r *http.Request, usr *store.User) (page, error) {
 	key := r.PathValue("key")
 	v, err := u.b.Task(r.Context(), usr, key)
 	if err != nil {
-		u.fail(w, r, err)
-		return
+		return page{}, err
 	}
 	d := taskData{TaskView: v, SpecJSON: pretty(v.Description), ResultJSON: pretty(v.Result)}
 	_ = json.Unmarshal(v.Description, &d.Spec)
@@ -238,45 +272,25 @@ func (u *UI) task(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	u.render(w, r, http.StatusOK, "task", page{Title: "Task " + key, Nav: "tasks", Flash: r.URL.Query().Get("flash"), Data: d})
+	return page{Title: "Task " + key, Nav: "tasks", Flash: r.URL.Query().Get("flash"), Data: d}, nil
 }
 
-func (u *UI) taskCancel(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) taskCancel(r *http.Request, usr *store.User) (string, error) {
 	key := r.PathValue("key")
-	if err := u.b.CancelTask(r.Context(), usr, key); err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	http.Redirect(w, r, u.base+"task/"+url.PathEscape(key)+"/", http.StatusSeeOther)
+	return u.base + "task/" + url.PathEscape(key) + "/", u.b.CancelTask(r.Context(), usr, key)
 }
 
-func (u *UI) taskClone(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+// taskClone goes to the clone's page.
+func (u *UI) taskClone(r *http.Request, usr *store.User) (string, error) {
 	key, err := u.b.CloneTask(r.Context(), usr, r.PathValue("key"))
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	http.Redirect(w, r, u.base+"task/"+url.PathEscape(key)+"/", http.StatusSeeOther)
+	return u.base + "task/" + url.PathEscape(key) + "/", err
 }
 
-func (u *UI) taskFile(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) taskFile(w http.ResponseWriter, r *http.Request, usr *store.User) error {
 	name := r.PathValue("name")
 	f, mod, err := u.b.ResultFile(r.Context(), usr, r.PathValue("key"), name)
 	if err != nil {
-		u.fail(w, r, err)
-		return
+		return err
 	}
 	defer f.Close()
 	// Always a download of bytes: a result's file never renders as a page
@@ -285,44 +299,13 @@ func (u *UI) taskFile(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(path.Base(name)))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(w, r, "", mod, f)
+	return nil
 }
 
-func (u *UI) queues(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
+func (u *UI) queuePause(paused bool) func(*http.Request, *store.User) (string, error) {
+	return func(r *http.Request, usr *store.User) (string, error) {
+		return u.base + "queues/", u.b.PauseQueue(r.Context(), usr, r.PathValue("name"), paused)
 	}
-	o, err := u.b.Overview(r.Context(), usr)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	u.render(w, r, http.StatusOK, "queues", page{Title: "Queues", Nav: "queues", Data: o})
-}
-
-func (u *UI) queuePause(w http.ResponseWriter, r *http.Request, paused bool) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
-	if err := u.b.PauseQueue(r.Context(), usr, r.PathValue("name"), paused); err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	http.Redirect(w, r, u.base+"queues/", http.StatusSeeOther)
-}
-
-func (u *UI) workflows(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
-	runs, err := u.b.Runs(r.Context(), usr)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	u.render(w, r, http.StatusOK, "workflows", page{Title: "Workflows", Nav: "workflows", Data: runs})
 }
 
 // workflowData is a run's page.
@@ -332,44 +315,20 @@ type workflowData struct {
 	MayChange bool
 }
 
-func (u *UI) workflow(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) workflow(r *http.Request, usr *store.User) (page, error) {
 	run, may, err := u.b.Run(r.Context(), usr, r.PathValue("key"))
 	if err != nil {
-		u.fail(w, r, err)
-		return
+		return page{}, err
 	}
 	d := workflowData{WorkflowInfo: run, Graph: runGraph(run), MayChange: may}
-	u.render(w, r, http.StatusOK, "workflow", page{Title: "Workflow " + run.Key, Nav: "workflows", Data: d})
+	return page{Title: "Workflow " + run.Key, Nav: "workflows", Data: d}, nil
 }
 
-func (u *UI) workflowChange(w http.ResponseWriter, r *http.Request, retry bool) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
+func (u *UI) workflowChange(retry bool) func(*http.Request, *store.User) (string, error) {
+	return func(r *http.Request, usr *store.User) (string, error) {
+		key := r.PathValue("key")
+		return u.base + "workflow/" + url.PathEscape(key) + "/", u.b.ChangeRun(r.Context(), usr, key, retry)
 	}
-	key := r.PathValue("key")
-	if err := u.b.ChangeRun(r.Context(), usr, key, retry); err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	http.Redirect(w, r, u.base+"workflow/"+url.PathEscape(key)+"/", http.StatusSeeOther)
-}
-
-func (u *UI) types(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
-	ts, err := u.b.Types(r.Context(), usr)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	u.render(w, r, http.StatusOK, "types", page{Title: "Types", Nav: "types", Data: ts})
 }
 
 // typeData is a type's page.
@@ -378,43 +337,17 @@ type typeData struct {
 	Definition string
 }
 
-func (u *UI) typePage(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) typePage(r *http.Request, usr *store.User) (page, error) {
 	info, def, err := u.b.Type(r.Context(), usr, r.PathValue("name"))
 	if err != nil {
-		u.fail(w, r, err)
-		return
+		return page{}, err
 	}
-	u.render(w, r, http.StatusOK, "type", page{Title: "Type " + info.Name, Nav: "types", Data: typeData{info, pretty(def)}})
+	return page{Title: "Type " + info.Name, Nav: "types", Data: typeData{info, pretty(def)}}, nil
 }
 
-func (u *UI) triggers(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
-	ts, err := u.b.Triggers(r.Context(), usr)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	u.render(w, r, http.StatusOK, "triggers", page{Title: "Schedules and triggers", Nav: "triggers", Data: ts})
-}
-
-func (u *UI) trigger(w http.ResponseWriter, r *http.Request) {
-	usr := u.signedIn(w, r)
-	if usr == nil {
-		return
-	}
+func (u *UI) trigger(r *http.Request, usr *store.User) (page, error) {
 	t, err := u.b.Trigger(r.Context(), usr, TriggerRef{Owner: r.PathValue("owner"), Name: r.PathValue("name")})
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	u.render(w, r, http.StatusOK, "trigger", page{Title: t.Kind + " " + t.Name, Nav: "triggers", Data: t})
+	return page{Title: t.Kind + " " + t.Name, Nav: "triggers", Data: t}, err
 }
 
 // pretty indents JSON for reading; what does not parse is shown as it is.
