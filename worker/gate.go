@@ -117,15 +117,12 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 	if !ok {
 		deadline = time.Now().Add(time.Minute)
 	}
-	conn, err := g.accept(ctx, deadline, died)
-	if err != nil {
-		return 0, err
+	if g.conn == nil {
+		if err := g.open(ctx, deadline, died); err != nil {
+			return 0, err
+		}
 	}
-	g.conn = conn
-	// No one else may connect.
-	g.ln.Close()
-	os.Remove(filepath.Join(g.dir, gateSocket))
-
+	conn := g.conn
 	initPid, err := peerPid(conn)
 	if err != nil {
 		return 0, err
@@ -156,6 +153,34 @@ func (g *gate) wait(ctx context.Context, died <-chan struct{}) (int, error) {
 		return 0, errors.New("kolejka-init is not visible from the worker's pid namespace")
 	}
 	return onlyChild(initPid)
+}
+
+// open takes kolejka-init's connection (see accept) and closes the gate to
+// everyone else.
+func (g *gate) open(ctx context.Context, deadline time.Time, died <-chan struct{}) error {
+	conn, err := g.accept(ctx, deadline, died)
+	if err != nil {
+		return err
+	}
+	g.conn = conn
+	// No one else may connect.
+	g.ln.Close()
+	os.Remove(filepath.Join(g.dir, gateSocket))
+	return nil
+}
+
+// start tells a kolejka-init that awaits its task (pid1's --await: a
+// prepared container's) that the task's command is in place. Its
+// connection, made when the container was prepared, normally waits in the
+// gate's backlog.
+func (g *gate) start(ctx context.Context, died <-chan struct{}) error {
+	if err := g.open(ctx, time.Now().Add(gateTimeout), died); err != nil {
+		return err
+	}
+	if _, err := g.conn.Write([]byte(pid1.MsgStart)); err != nil {
+		return fmt.Errorf("unable to start the task: %w", err)
+	}
+	return nil
 }
 
 // accept waits until deadline for kolejka-init's connection, or until died

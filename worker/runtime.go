@@ -130,25 +130,28 @@ type HostFS interface {
 
 // Preparer is implemented by runtimes that can make a container ahead of
 // its task (a warm container): Prepare does all that Start does (root file
-// system, namespaces, mounts, the runtime's cgroup, the runtime's own init)
-// but stops before kolejka-init runs. The container's folders, gate and
-// stdio are fixed then; what the task brings (its files, command,
-// environment and limits) is put in place before Release runs
-// kolejka-init, which reads them from the gate as it would after Start.
+// system, namespaces, mounts, the runtime's cgroup) and starts kolejka-init,
+// which the worker runs with --await: it connects to the gate and waits
+// there for the task. The container's folders, gate and stdio are fixed
+// then; what the task brings (its files, command, environment and limits)
+// is put in place after Release, and init reads it from the gate when the
+// worker says "start". While it waits, the container runs at the least
+// CPU share, so that preparing it takes little from the tasks that run.
 type Preparer interface {
 	Prepare(ctx context.Context, c *Container) (Prepared, error)
 }
 
-// Prepared is a container made by Prepare, waiting to be released. It
-// serves one task: Release once, then the Process is Start's; Destroy
-// always, released or not, possibly twice.
+// Prepared is a container made by Prepare, its kolejka-init waiting at the
+// gate. It serves one task: Release once, then the Process is Start's;
+// Destroy always, released or not, possibly twice.
 type Prepared interface {
-	// Release runs kolejka-init in the container.
+	// Release gives the container the CPU share a container started
+	// for its task has, and returns its process.
 	Release() (Process, error)
 	// Current reports whether the container may still serve a task of its
-	// shape: it waits for Release (its runtime init was not killed
-	// meanwhile), and its image is still the one the image's name names
-	// (not replaced since Prepare).
+	// shape: its init still runs (it was not killed meanwhile), and its
+	// image is still the one the image's name names (not replaced since
+	// Prepare).
 	Current() bool
 	// Destroy releases everything Prepare made.
 	Destroy() error

@@ -67,7 +67,10 @@ type supervisor struct {
 	capturing bool
 
 	gate *gate
-	proc Process
+	// awaiting: kolejka-init waits at the gate for the task's command
+	// (a prepared container's, started with --await).
+	awaiting bool
+	proc     Process
 
 	// exited closes when the runtime's Wait returns; status and waitErr
 	// are its answer, to be read only after.
@@ -135,6 +138,8 @@ func (s *supervisor) superviseWarm(ctx context.Context) error {
 		return fmt.Errorf("unable to start the task: %w", err)
 	}
 	s.started(proc)
+	// Its kolejka-init has waited at the gate since the preparation.
+	s.awaiting = true
 	return s.follow(ctx)
 }
 
@@ -142,7 +147,14 @@ func (s *supervisor) superviseWarm(ctx context.Context) error {
 func (s *supervisor) follow(ctx context.Context) error {
 	s.startCaptures()
 
-	held, err := s.admit(ctx)
+	var err error
+	if s.awaiting {
+		err = s.gate.start(ctx, s.exited)
+	}
+	held := false
+	if err == nil {
+		held, err = s.admit(ctx)
+	}
 	if err == nil && !held {
 		return s.noTask()
 	}

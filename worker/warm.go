@@ -18,8 +18,8 @@ import (
 
 // Warm containers: with a runtime that is a Preparer, the worker can make a
 // task's container before the task arrives (see Prepare), so that a task
-// pays only for the release of kolejka-init instead of for the container's
-// creation.
+// pays only for the start of its own process instead of for the
+// container's creation and kolejka-init's.
 //
 // A prepared container belongs to a run of its own from the start: its run
 // ID names its scratch folder, its registry entry (locked, so that sweeps
@@ -36,7 +36,8 @@ import (
 //     a fresh group per task makes its CPU, memory peak and pids the task's
 //     alone on every cgroup version, with nothing to reset;
 //   - its argv and environment are written into the gate folder, where
-//     kolejka-init reads them after release;
+//     kolejka-init, which has waited at the gate since the preparation
+//     (started with --await), reads them when the worker says "start";
 //   - its stdio: kolejka-init is started with --stdin, --stdout and --stderr
 //     naming links in the gate folder, made at assignment: the task's stdin
 //     file in its folder or /dev/null, and /proc/self/fd/1 or 2 (the pipes
@@ -172,7 +173,7 @@ func (w *Worker) prepare(ctx context.Context, sh Shape) (_ *warmContainer, err e
 		Limits:    l,
 		Env:       []string{"PATH=" + basePath},
 		InitPath:  w.cfg.InitPath,
-		InitArgs: []string{"--gate", gateDir + "/" + gateSocket,
+		InitArgs: []string{"--gate", gateDir + "/" + gateSocket, "--await",
 			"--env-file", gateDir + "/" + gateEnv, "--args-file", gateDir + "/" + gateArgs,
 			"--stdin", gateDir + "/" + gateStdin, "--stdout", gateDir + "/" + gateStdout,
 			"--stderr", gateDir + "/" + gateStderr},
@@ -340,7 +341,10 @@ func (p *warmPool) remove(wc *warmContainer) bool {
 }
 
 // take returns a prepared container of shape sh still waiting, or nil; it
-// counts the hit or miss and has the pool make another of the shape.
+// counts the hit or miss. On a miss the pool starts making one of the
+// shape; a hit's run has it make the next once its result is out
+// (Execute): made now, it would take the cores, and the kernel's cgroup
+// and mount locks, from the very task that just arrived.
 func (p *warmPool) take(sh Shape) *warmContainer {
 	var wc *warmContainer
 	for {
@@ -367,8 +371,8 @@ func (p *warmPool) take(sh Shape) *warmContainer {
 		p.hits.Add(1)
 	} else {
 		p.misses.Add(1)
+		p.refill(sh)
 	}
-	p.refill(sh)
 	return wc
 }
 

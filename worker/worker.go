@@ -102,6 +102,12 @@ type Options struct {
 	// cpus_offset rule: a node packing tasks side by side hands each its
 	// own, contiguous or not. Their number must be the task's cpus limit.
 	Cores []int
+	// Published, when set, is called with the result as soon as its
+	// folder is published, while the run's tear-down (container, cgroups,
+	// scratch) may still go on: a caller can send the result on at once.
+	// Execute returns once both are done, so that the task's cores and
+	// memory are free again when it does.
+	Published func(*spec.Result)
 }
 
 // Execute runs the task in taskDir and writes its result folder resultDir,
@@ -191,6 +197,14 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	published = true
 	if opt.Consume && r.out.systemError == nil {
 		os.RemoveAll(taskDir)
+	}
+	if opt.Published != nil {
+		opt.Published(res)
+	}
+	if wc != nil {
+		// The next container of the shape is made now that the task
+		// is done (see warmPool.take).
+		w.pool.refill(wc.shape)
 	}
 	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall, "warm", wc != nil)
 	return res, r.out.systemError

@@ -282,3 +282,29 @@ func TestLateTimerStillJudgesTLE(t *testing.T) {
 	}
 	e.AssertClean(t)
 }
+
+// Options.Published hands over the result once its folder is published,
+// before Execute returns.
+func TestPublishedBeforeExecuteReturns(t *testing.T) {
+	e := newEnv(t)
+	task := writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo out"], "stdout": "out"}`, nil)
+	resultDir := filepath.Join(t.TempDir(), "r")
+	var calls int
+	var seen *spec.Result
+	var out []byte
+	res, err := e.W.Execute(context.Background(), task, resultDir, worker.Options{Published: func(r *spec.Result) {
+		calls++
+		seen = r
+		// The folder is complete already: what the caller sends on.
+		if loaded, err := spec.LoadResult(resultDir); err != nil || loaded.Status != r.Status {
+			t.Errorf("result folder when published: %v, %+v", err, loaded)
+		}
+		out, _ = os.ReadFile(filepath.Join(resultDir, "out"))
+	}})
+	if err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("execute: %v %+v", err, res)
+	}
+	if calls != 1 || seen != res || string(out) != "out\n" {
+		t.Errorf("Published called %d times with %p (Execute returned %p), stdout then %q", calls, seen, res, out)
+	}
+}

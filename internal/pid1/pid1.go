@@ -15,6 +15,11 @@
 //     cannot pass the task's stdio either names it with --stdin, --stdout
 //     and --stderr (FIFOs it copies from and to); init opens those first
 //     and makes them its own descriptors 0, 1 and 2. Init connects.
+//     With --await (a container prepared before its task), init connects
+//     first and waits on the gate for "start": the worker writes ENV, ARGS
+//     and the stdio links only when a task takes the container, and init
+//     reads them after. The container's start, init's exec and Go's start
+//     are then all done before the task arrives.
 //  2. Init starts ARGS (with a PATH lookup, as Kolejka's stage2 does) under
 //     ptrace: the kernel stops the new process right after execve, before
 //     its first instruction. It is then exactly the task — one thread, its
@@ -58,6 +63,9 @@ const (
 	MsgFail  = "fail" // followed by " <reason>"
 	// MsgNoTask: the command could not be started; init exits at once.
 	MsgNoTask = "no-task"
+	// MsgStart: (to an init started with --await) the task's command,
+	// environment and stdio are in place: read them and start it.
+	MsgStart = "start"
 	// MsgExit: the task ended, followed by " <exit code> <signal>" (the
 	// code as statusCode makes it; the signal that killed the task, 0 if
 	// it exited), sent the moment init reaps it.
@@ -78,6 +86,9 @@ const (
 type options struct {
 	gate string
 	loUp bool
+	// await: connect to the gate and wait for MsgStart before reading the
+	// stdio paths, envFile and argsFile.
+	await bool
 	// stdin, stdout, stderr: paths to open as the task's stdio instead of
 	// init's own ("" keeps init's).
 	stdin, stdout, stderr string
@@ -110,9 +121,11 @@ func parse(argv []string) (*options, error) {
 			case len(o.args) == 0 && o.argsFile == "":
 				return nil, errors.New("no command after --")
 			}
-			return o, nil
+			return checkAwait(o)
 		case a == "--lo-up":
 			o.loUp = true
+		case a == "--await":
+			o.await = true
 		case ok && i+1 < len(argv):
 			i++
 			*v = argv[i]
@@ -121,9 +134,18 @@ func parse(argv []string) (*options, error) {
 		}
 	}
 	if o.argsFile != "" {
-		return o, nil
+		return checkAwait(o)
 	}
 	return nil, errors.New("missing -- before the command")
+}
+
+// checkAwait: an init that awaits its task needs the gate to wait at, and
+// reads the command from --args-file, written when the task arrives.
+func checkAwait(o *options) (*options, error) {
+	if o.await && (o.gate == "" || o.argsFile == "") {
+		return nil, errors.New("--await needs --gate and --args-file")
+	}
+	return o, nil
 }
 
 // Main runs kolejka-init with argv (without the program name) and returns
@@ -131,7 +153,7 @@ func parse(argv []string) (*options, error) {
 func Main(argv []string) int {
 	o, err := parse(argv)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kolejka-init: %v\nusage: kolejka-init [--gate SOCKET] [--lo-up] [--stdin PATH] [--stdout PATH] [--stderr PATH] [--env-file PATH] (--args-file PATH | -- COMMAND [ARGS...])\n", err)
+		fmt.Fprintf(os.Stderr, "kolejka-init: %v\nusage: kolejka-init [--gate SOCKET [--await]] [--lo-up] [--stdin PATH] [--stdout PATH] [--stderr PATH] [--env-file PATH] (--args-file PATH | -- COMMAND [ARGS...])\n", err)
 		return ExitUsage
 	}
 	return run(o)
@@ -168,6 +190,18 @@ func run(o *options) int {
 	// moment it runs wins the race and can forge what we report. (The
 	// task itself is dumpable again once it execs: judges trace it.)
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	gateFD := -1
+	if o.await {
+		fd, err := dialGate(o.gate)
+		if err == nil {
+			err = awaitStart(fd)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "kolejka-init: %v\n", err)
+			return ExitUsage
+		}
+		gateFD = fd
+	}
 	if err := prepare(o); err != nil {
 		fmt.Fprintf(os.Stderr, "kolejka-init: %v\n", err)
 		return ExitUsage
@@ -178,8 +212,7 @@ func run(o *options) int {
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGHUP,
 		unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGCONT)
 
-	gateFD := -1
-	if o.gate != "" {
+	if o.gate != "" && gateFD < 0 {
 		fd, err := dialGate(o.gate)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "kolejka-init: %v\n", err)
@@ -373,6 +406,26 @@ func dialGate(path string) (int, error) {
 		return -1, fmt.Errorf("unable to reach the worker at %s: %w", path, err)
 	}
 	return fd, nil
+}
+
+// awaitStart waits on the gate for the worker's MsgStart.
+func awaitStart(fd int) error {
+	buf := make([]byte, 64)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		switch {
+		case err != nil:
+			return fmt.Errorf("unable to hear the worker: %w", err)
+		case n == 0:
+			return errors.New("the worker went away before giving a task")
+		case string(buf[:n]) != MsgStart:
+			return fmt.Errorf("the worker said %q instead of %q", buf[:n], MsgStart)
+		}
+		return nil
+	}
 }
 
 // passGate announces the stopped task and waits for "go".

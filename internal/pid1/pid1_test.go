@@ -429,3 +429,104 @@ func TestGateProtocol(t *testing.T) {
 		t.Fatalf("exit message %q %v", buf[:n], err)
 	}
 }
+
+// With --await (a prepared container's init), init connects and waits for
+// "start" before it reads its command, environment and stdio: all three
+// are written only then, as the worker writes them when a task arrives.
+func TestGateAwait(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "gate")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	args, env, out := filepath.Join(dir, "args"), filepath.Join(dir, "env"), filepath.Join(dir, "out")
+	cmd := exec.Command(testenv.InitBinary(t), "--gate", sock, "--await", "--args-file", args, "--env-file", env, "--stdout", out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	conn, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing is said before start: there is no task yet.
+	buf := make([]byte, 64)
+	conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := conn.Read(buf); err == nil {
+		t.Fatalf("message %q before start", buf[:n])
+	}
+	if err := os.WriteFile(args, []byte("sh\x00-c\x00echo $X; exit 3\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(env, []byte("X=written-late\x00PATH=/usr/bin:/bin\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	for _, step := range []struct{ send, want string }{{MsgStart, MsgReady}, {MsgGo, MsgExit + " 3 0"}} {
+		if _, err := conn.Write([]byte(step.send)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := conn.Read(buf)
+		if err != nil || string(buf[:n]) != step.want {
+			t.Fatalf("after %q: %q %v, want %q", step.send, buf[:n], err, step.want)
+		}
+	}
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 3 {
+		t.Errorf("init's exit %v, want 3", err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "written-late\n" {
+		t.Errorf("stdout %q", got)
+	}
+}
+
+// An awaiting init whose worker goes away (a prepared container destroyed
+// unused) exits without running anything.
+func TestGateAwaitAbandoned(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "gate")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	marker := filepath.Join(dir, "ran")
+	args := filepath.Join(dir, "args")
+	if err := os.WriteFile(args, []byte("touch\x00"+marker+"\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.InitBinary(t), "--gate", sock, "--await", "--args-file", args)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	conn, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != ExitUsage {
+		t.Errorf("exit %d, want %d", code, ExitUsage)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the command ran without a start")
+	}
+}
+
+func TestParseAwait(t *testing.T) {
+	o, err := parse([]string{"--gate", "/g/socket", "--await", "--args-file", "/g/args"})
+	if err != nil || !o.await || o.argsFile != "/g/args" {
+		t.Errorf("parse = %+v, %v", o, err)
+	}
+	for _, argv := range [][]string{
+		{"--await", "--args-file", "/g/args"},            // no gate to wait at
+		{"--gate", "/g/socket", "--await", "--", "true"}, // the command must come later
+	} {
+		if _, err := parse(argv); err == nil || !strings.Contains(err.Error(), "--await") {
+			t.Errorf("parse(%q) = %v, want an error naming --await", argv, err)
+		}
+	}
+}

@@ -34,8 +34,9 @@ func TestConformanceLeanInit(t *testing.T) {
 	workertest.Conformance(t, "runc", leanRuntime(t))
 }
 
-// Prepared containers hand over to the lean init too, waiting in it at
-// the exec fifo until released, as kolejka-foreman runs them with warm on.
+// Prepared containers are made through the lean init too, their
+// kolejka-init then waiting at the gate, as kolejka-foreman runs them with
+// warm on.
 func TestConformanceWarmLeanInit(t *testing.T) {
 	workertest.ConformanceWarm(t, "runc", leanRuntime(t))
 }

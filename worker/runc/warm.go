@@ -14,11 +14,9 @@ import (
 
 var _ worker.Preparer = (*Runtime)(nil)
 
-// Prepare implements worker.Preparer with libcontainer's create/start
-// split: the container is made as Start makes it, and its init process
-// (runc's init, in the container's namespaces, cgroup and root) is started
-// up to the exec fifo, where it waits without running anything of the
-// image. Release opens the fifo: runc's init execs kolejka-init.
+// Prepare implements worker.Preparer: the container is made as Start makes
+// it and started, at the least CPU share: runc's init sets it up and execs
+// kolejka-init, which waits at the gate for its task.
 //
 // A node that pulls the task's image before every run (PullFrom with
 // always) cannot: a prepared container's image would be that of an earlier
@@ -28,9 +26,9 @@ func (r *Runtime) Prepare(ctx context.Context, c *worker.Container) (_ worker.Pr
 		return nil, fmt.Errorf("unable to prepare a container: images are pulled before every run: %w", worker.ErrUnsupported)
 	}
 	// The container is made while earlier tasks run, maybe on their cores:
-	// its runc init (namespaces, mounts, pivot, the wait) gets the least
-	// CPU share while others want the CPU, and the default again at
-	// Release.
+	// its runc init (namespaces, mounts, pivot) and kolejka-init's start
+	// get the least CPU share while others want the CPU, and the default
+	// again at Release.
 	p, img, err := r.create(ctx, c, func(cs *specs.Spec) {
 		if cs.Linux.Resources == nil {
 			cs.Linux.Resources = &specs.LinuxResources{}
@@ -54,10 +52,13 @@ func (r *Runtime) Prepare(ctx context.Context, c *worker.Container) (_ worker.Pr
 	}
 	// runc's init is a process of ours from here: Destroy must reap it.
 	p.started = true
+	if err := p.container.Exec(); err != nil {
+		return nil, fmt.Errorf("unable to start container %s: %w", p.container.ID(), err)
+	}
 	return &prepared{process: p, images: r.images, name: c.Image, imageID: img.ID}, nil
 }
 
-// prepared is a created container whose init waits at the exec fifo.
+// prepared is a started container whose kolejka-init waits at the gate.
 type prepared struct {
 	*process
 	images  *image.Store
@@ -75,8 +76,7 @@ const (
 )
 
 // Release implements worker.Prepared: the runtime group's CPU share back to
-// the default (as a container started cold has), then runc's init execs
-// kolejka-init.
+// the default, as a container started cold has.
 func (p *prepared) Release() (worker.Process, error) {
 	cfg := p.container.Config()
 	if cgroups.IsCgroup2UnifiedMode() {
@@ -87,18 +87,15 @@ func (p *prepared) Release() (worker.Process, error) {
 	if err := p.container.Set(cfg); err != nil {
 		return nil, fmt.Errorf("unable to restore the prepared container's CPU share: %w", err)
 	}
-	if err := p.container.Exec(); err != nil {
-		return nil, fmt.Errorf("unable to start the prepared container: %w", err)
-	}
 	return p.process, nil
 }
 
-// Current implements worker.Prepared: the container still waits, and its
-// image is still the one its name names in the store (not replaced by an
-// import or pull since).
+// Current implements worker.Prepared: the container's init still runs,
+// and its image is still the one its name names in the store (not
+// replaced by an import or pull since).
 func (p *prepared) Current() bool {
 	st, err := p.container.Status()
-	if err != nil || st != libcontainer.Created {
+	if err != nil || st != libcontainer.Running {
 		return false
 	}
 	img, err := p.images.Get(p.name)

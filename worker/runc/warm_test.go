@@ -105,8 +105,9 @@ func TestWarmPoolRefillsAndExpires(t *testing.T) {
 	if st := e.W.WarmStats(); st.Hits != 1 {
 		t.Fatalf("warm stats %+v after the second task, want one hit", st)
 	}
-	// The second task's take prepared another, which no task takes: it
-	// goes after idle (the wait here is the behaviour under test).
+	// The second task's run, once its result was out, prepared another,
+	// which no task takes: it goes after idle (the wait here is the
+	// behaviour under test).
 	testenv.WaitFor(t, time.Minute, "the unused container prepared", func() bool { return e.W.WarmStats().Ready == 1 })
 	testenv.WaitFor(t, time.Minute, "the unused container destroyed", func() bool {
 		entries, _ := os.ReadDir(e.Temp)
