@@ -64,11 +64,14 @@ func (f *Foreman) runJob(j *job, admitErr error) {
 	defer os.RemoveAll(j.dir)
 	var res *spec.Result
 	var releaseImage func()
+	// posting closes when the post started as the worker published the
+	// result (before the container's tear-down ended) is done.
+	var posting <-chan struct{}
 	if admitErr != nil {
 		j.log.Error("task cannot run on this node", "error", admitErr)
 		res = f.systemError(j, admitErr)
 	} else {
-		res, releaseImage = f.execute(j)
+		res, releaseImage, posting = f.execute(j)
 		f.mu.Lock()
 		f.ledger.release(j.grant)
 		f.schedule()
@@ -79,6 +82,8 @@ func (f *Foreman) runJob(j *job, admitErr error) {
 		releaseImage()
 	}
 	switch cause := context.Cause(j.ctx); {
+	case posting != nil:
+		<-posting
 	case errors.Is(cause, ErrLost):
 		j.log.Warn("task killed: the server gave it to another node; its result is not posted")
 		f.drop(j, false)
@@ -112,46 +117,67 @@ func (f *Foreman) drop(j *job, handBack bool) {
 }
 
 // execute brings the task's inputs and runs it. It returns the result
-// (its files in j.resultDir()), nil when the task's context ended, and the
-// image cache's release.
-func (f *Foreman) execute(j *job) (*spec.Result, func()) {
+// (its files in j.resultDir()), nil when the task's context ended, the
+// image cache's release, and, when the result was posted as soon as the
+// worker published it (the task still the node's then), a channel closed
+// when that post is done.
+func (f *Foreman) execute(j *job) (_ *spec.Result, _ func(), posting <-chan struct{}) {
 	ctx := j.ctx
 	if err := os.MkdirAll(j.taskDir(), 0o700); err != nil {
-		return f.systemError(j, fmt.Errorf("unable to create the task folder: %w", err)), nil
+		return f.systemError(j, fmt.Errorf("unable to create the task folder: %w", err)), nil, nil
 	}
 	if err := f.fetchInputs(ctx, j); err != nil {
 		if ctx.Err() != nil {
-			return nil, nil
+			return nil, nil, nil
 		}
 		j.log.Error("unable to bring the task's inputs", "error", err)
-		return f.systemError(j, fmt.Errorf("unable to bring the task's inputs: %w", err)), nil
+		return f.systemError(j, fmt.Errorf("unable to bring the task's inputs: %w", err)), nil, nil
 	}
 	if err := f.ensureImage(ctx, j); err != nil {
 		if ctx.Err() != nil {
-			return nil, nil
+			return nil, nil, nil
 		}
 		j.log.Error("unable to bring the task's image", "error", err)
-		return f.systemError(j, err), nil
+		return f.systemError(j, err), nil, nil
 	}
 	var release func()
 	if f.images != nil {
 		release, _ = f.images.Acquire(ctx, j.task.Image)
 	}
 	j.log.Debug("task starting", "limits", j.grant.limits.String(), "cores", j.grant.cores)
-	res, err := f.cfg.Executor.Execute(ctx, j.taskDir(), j.resultDir(), worker.Options{Cores: j.grant.cores})
+	var posted chan struct{}
+	res, err := f.cfg.Executor.Execute(ctx, j.taskDir(), j.resultDir(), worker.Options{Cores: j.grant.cores,
+		Published: func(res *spec.Result) {
+			// The owner gets the result while the worker tears the
+			// container down; a task lost or stopped meanwhile is
+			// runJob's to settle, as without this.
+			if context.Cause(ctx) != nil {
+				return
+			}
+			posted = make(chan struct{})
+			go func() {
+				defer close(posted)
+				f.post(j, res)
+			}()
+		}})
 	switch {
+	case posted != nil:
+		if err != nil {
+			j.log.Warn("the system failed to run the task: SE", "error", err)
+		}
+		return res, release, posted
 	case ctx.Err() != nil:
-		return nil, release
+		return nil, release, nil
 	case res == nil:
 		// The worker refused the task as given (it cannot happen with a task
 		// the server checked, but the owner must hear of it).
 		j.log.Error("the worker refused the task", "error", err)
-		return f.systemError(j, err), release
+		return f.systemError(j, err), release, nil
 	case err != nil:
 		j.log.Warn("the system failed to run the task: SE", "error", err)
 	}
 	j.log.Debug("task ran", "status", res.Status)
-	return res, release
+	return res, release, nil
 }
 
 // fetchInputs fills the task folder: every file through the blob cache,

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -332,4 +333,44 @@ func (a announcing) Execute(ctx context.Context, taskDir, resultDir string, opt 
 	default:
 	}
 	return a.Executor.Execute(ctx, taskDir, resultDir, opt)
+}
+
+// slowTearDown is an Executor whose runs take hold after their result is
+// published, as a container's tear-down does, until hold closes.
+type slowTearDown struct {
+	Executor
+	hold <-chan struct{}
+}
+
+func (s slowTearDown) Execute(ctx context.Context, taskDir, resultDir string, opt worker.Options) (*spec.Result, error) {
+	res, err := s.Executor.Execute(ctx, taskDir, resultDir, opt)
+	<-s.hold
+	return res, err
+}
+
+// The owner gets a result as soon as the worker has published it: the
+// container's tear-down goes on meanwhile, and the task's cores are free
+// only once it is done.
+func TestNodePostsBeforeTearDown(t *testing.T) {
+	g := newGrid(t)
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	n := newNode(t, g, "node", func(c *Config) { c.Executor = slowTearDown{c.Executor, hold} })
+	t.Cleanup(release) // before the node's shutdown, which waits for the run
+	key := g.submit(shTask("echo early", ""), nil)
+	r, dir := g.result(key, 20*time.Second) // before hold closes
+	if out, _ := os.ReadFile(filepath.Join(dir, "out")); r.Status != spec.StatusOK || string(out) != "early\n" {
+		t.Errorf("task: %s %q", r.Status, out)
+	}
+	running := func() int {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.ledger.running
+	}
+	if r := running(); r != 1 {
+		t.Errorf("%d tasks on the ledger while the tear-down goes on, want 1", r)
+	}
+	release()
+	waitFor(t, "the task's cores free again", 10*time.Second, func() bool { return running() == 0 })
 }
