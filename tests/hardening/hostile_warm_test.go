@@ -10,8 +10,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -324,4 +326,99 @@ func TestHostileWarmShapes(t *testing.T) {
 		n.shapes[worker.Shape{Image: fmt.Sprint(i)}] = true
 	}
 	r.Observe("%s", n.healthy(t, mark))
+}
+
+// TestHostileWarmForemanKilled: kill -9 of a real kolejka-foreman with
+// warm = 1 while it holds a container prepared for the next task: the
+// container outlives it (its waiting init, cgroups, mounts, runc state,
+// scratch, run record); the foreman started again sweeps all of it before
+// it takes work, and runs the next task.
+func TestHostileWarmForemanKilled(t *testing.T) {
+	r := caseOf(t, hardening.Hostile, "H28", "kill -9 of a kolejka-foreman (warm = 1, runc, the lean init) holding a container prepared for the next task, its init waiting at the exec fifo",
+		"the prepared container outlives the foreman (waiting init, cgroups, mounts, runc state, scratch, run record); the restarted foreman sweeps all of it before it takes work, says so, and runs the next task OK")
+	g := newGrid(t, "", "")
+	state := filepath.Join(t.TempDir(), "state")
+	node := g.StartForeman("a", nil, "auto_tags = no", "warm = 1", "state = "+state)
+	scratch := filepath.Join(node.Temp, "scratch")
+	mark := "H28-" + randomHex(6)
+	key := g.Put(markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo first"], "limits": {"time": "20s"}, "stdout": "out"}`), mark))
+	if _, res, err := g.result(key, time.Minute); err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("the first task: %+v %v", res, err)
+	}
+	// The first task of its shape ran cold; the foreman prepares the next
+	// container of the shape after it.
+	var run string
+	var inits []int
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := exec.Command("find", node.Temp, state, "-maxdepth", "3").CombinedOutput()
+			t.Logf("the node's folders:\n%s", out)
+		}
+	})
+	gridtest.WaitFor(t, "a container prepared, its init waiting", time.Minute, func() bool {
+		runs := entries(scratch)
+		if len(runs) != 1 {
+			return false
+		}
+		run = strings.TrimPrefix(runs[0], "kolejka-run-")
+		inits = cgroupProcs("/" + run + "/runtime")
+		return len(inits) == 1 && slices.Contains(entries(filepath.Join(state, "runc")), "kolejka-"+run)
+	})
+	// The run's cgroup, wherever the foreman's root is.
+	var group string
+	data, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(inits[0]), "cgroup"))
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && strings.HasSuffix(f[2], "/"+run+"/runtime") {
+			group = strings.TrimSuffix(f[2], "/runtime")
+		}
+	}
+	if group == "" {
+		t.Fatalf("the waiting init's cgroups name no group of run %s:\n%s", run, data)
+	}
+	exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(inits[0]), "exe"))
+	node.P.Kill9()
+	alive := func(pid int) bool {
+		data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		return err == nil && !strings.Contains(string(data), ") Z ")
+	}
+	left := func() []string {
+		var out []string
+		if alive(inits[0]) {
+			out = append(out, fmt.Sprintf("its waiting init (pid %d)", inits[0]))
+		}
+		if m := mountsBelow(filepath.Join(scratch, "kolejka-run-"+run)); m > 0 {
+			out = append(out, fmt.Sprintf("%d mounts", m))
+		}
+		if c := cgroupDirs(group); len(c) > 0 {
+			out = append(out, fmt.Sprintf("cgroups in %d hierarchies", len(c)))
+		}
+		if slices.Contains(entries(filepath.Join(state, "runc")), "kolejka-"+run) {
+			out = append(out, "runc state")
+		}
+		if fileExists(filepath.Join(scratch, "kolejka-run-"+run)) {
+			out = append(out, "scratch")
+		}
+		if fileExists(filepath.Join(state, "worker", "runs", run)) {
+			out = append(out, "run record")
+		}
+		return out
+	}
+	leftAtKill := left()
+	r.Observe("prepared container %s (its init %s, waiting; cgroup %s) left by the killed foreman: %s", run, filepath.Base(exe), group, strings.Join(leftAtKill, ", "))
+	if len(leftAtKill) < 6 || !strings.Contains(exe, "kolejka-runc-init") {
+		t.Errorf("the killed foreman left only %v of a container whose init runs %q: the sweep would prove little", leftAtKill, exe)
+	}
+	g.StartForeman("a", nil)
+	swept := len(gridtest.LogLines(node.Log, "sweeping leftovers of a dead run")) > 0
+	if l := left(); len(l) > 0 {
+		t.Errorf("left after the restarted foreman's sweep: %v", l)
+	}
+	if !swept {
+		t.Errorf("the restarted foreman did not say it swept the dead run")
+	}
+	next, took, err := g.executeNext(t, time.Minute)
+	if err != nil {
+		t.Fatalf("the next task: %v", err)
+	}
+	r.Observe("restarted: swept before taking work (said so: %v), nothing of %s left; the next task %s in %v", swept, run, next.Status, took.Round(time.Millisecond))
 }
