@@ -2,9 +2,11 @@ package hardening_test
 
 // Hostile tasks: the example tasks of testdata/tasks that attack the node
 // (bombs, floods, fills, sleepers, spinners, killers, escapes, daemons, the
-// network), run through the worker with the runc runtime and, where the
-// task applies to it, the Docker runtime; and a flood of the observer's
-// socket by a task of a worker that a real kolejka-observer serves.
+// network), run through the worker with the runc runtime, again on a warm
+// runc node (each task in a container prepared for it, the lean init) and,
+// where the task applies to it, the Docker runtime; and a flood of the
+// observer's socket by a task of a worker that a real kolejka-observer
+// serves. hostile_warm_test.go has the rows for what warm containers add.
 //
 // What each proves: the verdict and outputs of the task's expected.json,
 // and a healthy node afterwards — no process of the run (none carries the
@@ -12,7 +14,10 @@ package hardening_test
 // root; the scan is shown to work by seeing the task's processes during
 // the run), no cgroup below the worker's root, no mount below its scratch
 // folder, no runc state or Docker container, no scratch or run record, and
-// a trivial task right after runs normally.
+// a trivial task right after runs normally. A warm node legitimately holds
+// containers prepared for the next tasks: the check first finds that the
+// only processes below the root are their waiting inits, one per prepared
+// container, then closes the pool and checks the node as a cold one.
 
 import (
 	"context"
