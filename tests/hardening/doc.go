@@ -12,7 +12,11 @@
 //     database rows and blob files, the observer's sessions and cgroups.
 //   - Hostile tasks (hostile_test.go): fork, memory and thread bombs, disk
 //     and output floods, sleepers, spinners, killers, escape and network
-//     attempts, leftover daemons, a flood of the observer's socket. Each gets
+//     attempts, leftover daemons, a flood of the observer's socket, in
+//     containers made for the task and in containers prepared ahead (warm);
+//     and what warm containers add (hostile_warm_test.go): a task going for
+//     the next tasks' prepared containers, ever new task shapes against the
+//     pool's bound, a foreman killed holding a prepared container. Each gets
 //     its verdict, and the node is healthy afterwards: no process of the run
 //     (by cgroup and by a scan of /proc for the run's mark), no cgroup, mount,
 //     container state or scratch, and the next task runs normally.

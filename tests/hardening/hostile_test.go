@@ -2,9 +2,11 @@ package hardening_test
 
 // Hostile tasks: the example tasks of testdata/tasks that attack the node
 // (bombs, floods, fills, sleepers, spinners, killers, escapes, daemons, the
-// network), run through the worker with the runc runtime and, where the
-// task applies to it, the Docker runtime; and a flood of the observer's
-// socket by a task of a worker that a real kolejka-observer serves.
+// network), run through the worker with the runc runtime, again on a warm
+// runc node (each task in a container prepared for it, the lean init) and,
+// where the task applies to it, the Docker runtime; and a flood of the
+// observer's socket by a task of a worker that a real kolejka-observer
+// serves. hostile_warm_test.go has the rows for what warm containers add.
 //
 // What each proves: the verdict and outputs of the task's expected.json,
 // and a healthy node afterwards — no process of the run (none carries the
@@ -12,7 +14,10 @@ package hardening_test
 // root; the scan is shown to work by seeing the task's processes during
 // the run), no cgroup below the worker's root, no mount below its scratch
 // folder, no runc state or Docker container, no scratch or run record, and
-// a trivial task right after runs normally.
+// a trivial task right after runs normally. A warm node legitimately holds
+// containers prepared for the next tasks: the check first finds that the
+// only processes below the root are their waiting inits, one per prepared
+// container, then closes the pool and checks the node as a cold one.
 
 import (
 	"context"
@@ -50,12 +55,108 @@ type hostNode struct {
 	e         *workertest.Env
 	w         *worker.Worker // the worker tasks run on (e.W unless an observer serves it)
 	leftovers func(t testing.TB) []string
+	// renew, on a warm node (see runcWarmNode), makes a fresh warm worker
+	// on e: the health check closes the last one's pool first.
+	renew func(t testing.TB) *worker.Worker
+	// shapes are those of the tasks run on w: with warm = 1 the pool keeps
+	// one container of each prepared.
+	shapes map[worker.Shape]bool
 }
 
 func runcNode(t *testing.T) *hostNode {
 	state := filepath.Join(t.TempDir(), "runc-state")
 	e := workertest.NewEnv(t, runcRuntime(t, state))
 	return &hostNode{name: "runc", e: e, w: e.W, leftovers: func(testing.TB) []string { return entries(state) }}
+}
+
+// runcWarmNode is a runc node as kolejka-foreman runs one with `warm = 1`
+// and the lean init: each task takes a container prepared ahead of it
+// (run prepares one of the task's shape first), and the pool prepares the
+// next of the shape while the task runs.
+func runcWarmNode(t *testing.T) *hostNode {
+	state := filepath.Join(t.TempDir(), "runc-state")
+	rt := runcRuntime(t, state)
+	if err := rt.UseLeanInit(filepath.Join(bins(t), "kolejka-runc-init")); err != nil {
+		t.Fatal(err)
+	}
+	e := workertest.NewEnv(t, rt)
+	n := &hostNode{name: "runc-warm", e: e, leftovers: func(testing.TB) []string { return entries(state) }}
+	// Each worker is closed when the table ends, not with the row that made it.
+	n.renew = func(tb testing.TB) *worker.Worker { return warmWorker(tb, t, e, 1) }
+	n.w, n.shapes = n.renew(t), map[worker.Shape]bool{}
+	return n
+}
+
+// warmWorker is a worker on e's folders, cgroup root and runtime that keeps
+// warm containers of each shape it has seen prepared; it is closed when
+// the test owner ends.
+func warmWorker(t, owner testing.TB, e *workertest.Env, warm int) *worker.Worker {
+	t.Helper()
+	w, err := worker.New(context.Background(), worker.Config{Temp: e.Temp, StateDir: e.State, CgroupRoot: e.CgroupRoot,
+		OutputLimit: workertest.OutputLimit, InitPath: testenv.InitBinary(t), Observer: "none", Warm: warm, WarmIdle: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, e.W.Runtime())
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+// prepareFor prepares a container of the shape of the task in dir on w and
+// returns the shape and w's warm hits so far.
+func prepareFor(t testing.TB, w *worker.Worker, dir string) (worker.Shape, int64) {
+	t.Helper()
+	task, err := spec.LoadTask(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := w.TaskShape(task, worker.Options{})
+	if err := w.Prepare(context.Background(), sh); err != nil {
+		t.Fatalf("preparing a container for the task: %v", err)
+	}
+	return sh, w.WarmStats().Hits
+}
+
+// waitingInits checks that the only processes below root are prepared
+// containers' inits waiting at the exec fifo: each alone in the "runtime"
+// group of its run (<root>/<run>/runtime), at most max runs; it returns
+// how many there are and what is wrong.
+func waitingInits(root string, max int) (int, []string) {
+	var problems []string
+	runs := map[string]int{}
+	for _, pid := range cgroupProcs(root) {
+		data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		run := ""
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			f := strings.SplitN(l, ":", 3)
+			if len(f) != 3 || !strings.Contains(f[2], root) {
+				continue
+			}
+			rel := strings.TrimPrefix(f[2], root+"/")
+			if parts := strings.Split(rel, "/"); len(parts) == 2 && parts[1] == "runtime" && (run == "" || run == parts[0]) {
+				run = parts[0]
+				continue
+			}
+			run = ""
+			problems = append(problems, fmt.Sprintf("process %d in %s: not a waiting container's init", pid, f[2]))
+			break
+		}
+		if run != "" {
+			runs[run]++
+		}
+	}
+	for run, k := range runs {
+		if k != 1 {
+			problems = append(problems, fmt.Sprintf("%d processes in the runtime group of %s, want its init alone", k, run))
+		}
+	}
+	if len(runs) > max {
+		problems = append(problems, fmt.Sprintf("%d prepared containers, more than the bound %d", len(runs), max))
+	}
+	return len(runs), problems
 }
 
 func dockerNode(t *testing.T) *hostNode {
@@ -98,9 +199,20 @@ func (n *hostNode) run(t testing.TB, dir, mark string) (string, *spec.Result, in
 			}
 		}
 	}()
+	var hits int64
+	if n.renew != nil {
+		var sh worker.Shape
+		sh, hits = prepareFor(t, n.w, dir)
+		n.shapes[sh] = true
+	}
 	res, err := n.w.Execute(context.Background(), dir, resultDir, worker.Options{})
 	close(done)
 	wg.Wait()
+	if n.renew != nil {
+		if now := n.w.WarmStats().Hits; now != hits+1 {
+			t.Errorf("the task did not run in the container prepared for it (warm hits %d, then %d)", hits, now)
+		}
+	}
 	return resultDir, res, seen, err
 }
 
@@ -111,6 +223,23 @@ func (n *hostNode) healthy(t testing.TB, mark string) string {
 	var problems []string
 	if p := markedProcs(mark); len(p) > 0 {
 		problems = append(problems, fmt.Sprintf("processes of the run left (by mark): %v", p))
+	}
+	waiting := 0
+	if n.renew != nil {
+		// The pool prepares the next container of the task's shape while
+		// the task runs: once it is ready, the only processes below the
+		// root must be waiting inits. Closing the pool destroys them; then
+		// the node must hold nothing, as a cold one.
+		if !waitFor(time.Minute, func() bool { return n.w.WarmStats().Ready == len(n.shapes) }) {
+			problems = append(problems, fmt.Sprintf("the pool holds %d prepared containers, want one for each of the %d shapes run",
+				n.w.WarmStats().Ready, len(n.shapes)))
+		}
+		var p []string
+		waiting, p = waitingInits(n.e.CgroupRoot, worker.WarmShapes)
+		problems = append(problems, p...)
+		if err := n.w.Close(); err != nil {
+			problems = append(problems, fmt.Sprintf("closing the pool: %v", err))
+		}
 	}
 	if p := cgroupProcs(n.e.CgroupRoot); len(p) > 0 {
 		problems = append(problems, fmt.Sprintf("processes left in cgroups below %s: %v", n.e.CgroupRoot, p))
@@ -133,6 +262,9 @@ func (n *hostNode) healthy(t testing.TB, mark string) string {
 	for _, p := range problems {
 		t.Error(p)
 	}
+	if n.renew != nil {
+		n.w, n.shapes = n.renew(t), map[worker.Shape]bool{}
+	}
 	next := markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo healthy"], "stdout": "out", "limits": {"time": "10s"}}`), mark+"-next")
 	began := time.Now()
 	resultDir, res, _, err := n.run(t, next, mark+"-next")
@@ -151,6 +283,10 @@ func (n *hostNode) healthy(t testing.TB, mark string) string {
 	}
 	if len(problems) > 0 {
 		return fmt.Sprintf("NOT healthy: %s", strings.Join(problems, "; "))
+	}
+	if n.renew != nil {
+		return fmt.Sprintf("%d prepared container(s) waiting after it, only their inits below the root; pool closed, then healthy: no process (by mark and cgroup), cgroup, mount, %s, scratch; next task OK warm in %v",
+			waiting, state, took.Round(time.Millisecond))
 	}
 	return fmt.Sprintf("healthy: no process (by mark and cgroup), cgroup, mount, %s, scratch; next task OK in %v", state, took.Round(time.Millisecond))
 }
@@ -210,7 +346,7 @@ func TestHostileTasks(t *testing.T) {
 	}
 	// One node per runtime for the whole table. Without a Docker engine
 	// the Docker parts skip (fail under KOLEJKA_REQUIRE_PRIVILEGED=1).
-	nodes := map[string]*hostNode{"runc": runcNode(t)}
+	nodes := map[string]*hostNode{"runc": runcNode(t), "runc-warm": runcWarmNode(t)}
 	if exec.Command("docker", "info").Run() == nil {
 		nodes["docker"] = dockerNode(t)
 	}
@@ -225,6 +361,10 @@ func TestHostileTasks(t *testing.T) {
 				if c.AppliesTo(rt) {
 					runtimes = append(runtimes, rt)
 				}
+			}
+			if c.AppliesTo("runc") {
+				// The same runtime through containers prepared ahead.
+				runtimes = append(runtimes, "runc-warm")
 			}
 			r := caseOf(t, hardening.Hostile, h.id, fmt.Sprintf("%s (testdata/tasks/%s; %s)", h.name, h.task, strings.Join(runtimes, ", ")),
 				h.expect+"; the node healthy after it")
@@ -242,7 +382,11 @@ func TestHostileTasks(t *testing.T) {
 					if err != nil {
 						t.Errorf("system error: %v", err)
 					}
-					r.Observe("%s: %s; %d of its processes seen at once during the run", rt, verdict(res), seen)
+					warm := ""
+					if n.renew != nil {
+						warm = " in the container prepared for it (a warm hit)" // run checks it
+					}
+					r.Observe("%s: %s%s; %d of its processes seen at once during the run", rt, verdict(res), warm, seen)
 					for _, bad := range c.Check(resultDir, res, workertest.OutputLimit) {
 						t.Error(bad)
 					}
@@ -389,4 +533,16 @@ func TestHostileObserverFlood(t *testing.T) {
 	if !daemon.Running() {
 		t.Errorf("the daemon died")
 	}
+}
+
+// waitFor polls cond every 20 ms for up to d: whether it came true.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
