@@ -170,12 +170,11 @@ func (g *gate) open(ctx context.Context, deadline time.Time, died <-chan struct{
 }
 
 // start tells a kolejka-init that awaits its task (pid1's --await: a
-// prepared container's) that the task's command is in place. Its
-// connection, made when the container was prepared, normally waits in the
-// gate's backlog.
-func (g *gate) start(ctx context.Context, died <-chan struct{}) error {
-	if err := g.open(ctx, time.Now().Add(gateTimeout), died); err != nil {
-		return err
+// prepared container's) that the task's command is in place. The worker
+// took its connection when it prepared the container.
+func (g *gate) start() error {
+	if g.conn == nil {
+		return errors.New("unable to start the task: kolejka-init is not at the gate")
 	}
 	if _, err := g.conn.Write([]byte(pid1.MsgStart)); err != nil {
 		return fmt.Errorf("unable to start the task: %w", err)

@@ -149,7 +149,7 @@ func (s *supervisor) follow(ctx context.Context) error {
 
 	var err error
 	if s.awaiting {
-		err = s.gate.start(ctx, s.exited)
+		err = s.gate.start()
 	}
 	held := false
 	if err == nil {

@@ -190,6 +190,11 @@ func (w *Worker) prepare(ctx context.Context, sh Shape) (_ *warmContainer, err e
 	if wc.prep, err = pr.Prepare(ctx, c); err != nil {
 		return nil, fmt.Errorf("unable to prepare a container for %s: %w", sh.Image, err)
 	}
+	// Ready once its kolejka-init waits at the gate: an init that cannot
+	// start fails the preparation, not the task that takes the container.
+	if err := wc.gate.open(ctx, time.Now().Add(gateTimeout), nil); err != nil {
+		return nil, fmt.Errorf("unable to prepare a container for %s: %w", sh.Image, err)
+	}
 	return wc, nil
 }
 

@@ -118,7 +118,7 @@ func prepareFor(t testing.TB, w *worker.Worker, dir string) (worker.Shape, int64
 }
 
 // waitingInits checks that the only processes below root are prepared
-// containers' inits waiting at the exec fifo: each alone in the "runtime"
+// containers' inits (kolejka-init) waiting at the gate: each alone in the "runtime"
 // group of its run (<root>/<run>/runtime), at most max runs; it returns
 // how many there are and what is wrong.
 func waitingInits(root string, max int) (int, []string) {

@@ -1,8 +1,8 @@
 package hardening_test
 
 // Hostile tasks against what warm containers add to a node: containers
-// prepared ahead of their tasks (their runc init waiting at the exec fifo,
-// handed over to the sealed lean init, kolejka-runc-init), on a node that
+// prepared ahead of their tasks (made through the sealed lean init,
+// kolejka-runc-init, their kolejka-init then waiting at the gate), on a node that
 // keeps them as kolejka-foreman does with `warm = 1` (runcWarmNode).
 
 import (
@@ -82,7 +82,7 @@ echo "procs: $(ls -d /proc/[0-9]* | wc -l)"
 // none of it; the lean init binary on the host is unchanged.
 func TestHostileWarmNeighbour(t *testing.T) {
 	bin := bins(t)
-	r := caseOf(t, hardening.Hostile, "H26", "goes for the next tasks' prepared containers (runc-warm, lean init): for 3 s kills and stops every process it sees and opens its /proc/<pid>/exe for writing, plants files in /tmp, /dev/shm, /dev, /run, its task, result and gate folders…; one container prepared before it waits at the exec fifo throughout, one is prepared while it runs",
+	r := caseOf(t, hardening.Hostile, "H26", "goes for the next tasks' prepared containers (runc-warm, lean init): for 3 s kills and stops every process it sees and opens its /proc/<pid>/exe for writing, plants files in /tmp, /dev/shm, /dev, /run, its task, result and gate folders…; one container prepared before it waits (its kolejka-init at the gate) throughout, one is prepared while it runs",
 		"it sees only its own processes and its kolejka-init, no write to an executable succeeds, no descriptor of the init binary; both containers prepared survive (warm hits, no stale one) and their tasks run OK in them, seeing no plant; the lean init binary unchanged; the node healthy after it")
 	leanPath := filepath.Join(bin, "kolejka-runc-init")
 	leanBefore, err := os.ReadFile(leanPath)
@@ -113,8 +113,8 @@ func TestHostileWarmNeighbour(t *testing.T) {
 	for _, pid := range waitingBefore {
 		exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
 		inits = append(inits, filepath.Base(exe))
-		if !strings.Contains(exe, "kolejka-runc-init") {
-			t.Errorf("the waiting init %d runs %q, not the lean init", pid, exe)
+		if filepath.Base(exe) != "kolejka-init" {
+			t.Errorf("the waiting init %d runs %q, not kolejka-init", pid, exe)
 		}
 	}
 
@@ -334,8 +334,8 @@ func TestHostileWarmShapes(t *testing.T) {
 // scratch, run record); the foreman started again sweeps all of it before
 // it takes work, and runs the next task.
 func TestHostileWarmForemanKilled(t *testing.T) {
-	r := caseOf(t, hardening.Hostile, "H28", "kill -9 of a kolejka-foreman (warm = 1, runc, the lean init) holding a container prepared for the next task, its init waiting at the exec fifo",
-		"the prepared container outlives the foreman (waiting init, cgroups, mounts, runc state, scratch, run record); the restarted foreman sweeps all of it before it takes work, says so, and runs the next task OK")
+	r := caseOf(t, hardening.Hostile, "H28", "kill -9 of a kolejka-foreman (warm = 1, runc, the lean init) holding a container prepared for the next task, its kolejka-init waiting at the gate",
+		"the waiting kolejka-init ends by itself when its gate drops with the foreman; the rest of the prepared container outlives it (cgroups, mounts, runc state, scratch, run record); the restarted foreman sweeps all of it before it takes work, says so, and runs the next task OK")
 	g := newGrid(t, "", "")
 	state := filepath.Join(t.TempDir(), "state")
 	node := g.StartForeman("a", nil, "auto_tags = no", "warm = 1", "state = "+state)
@@ -403,9 +403,12 @@ func TestHostileWarmForemanKilled(t *testing.T) {
 		}
 		return out
 	}
+	// Its gate went with the foreman: kolejka-init, waiting there for a
+	// task, ends (as PID 1, taking the container's processes with it).
+	gridtest.WaitFor(t, "the waiting init to end with its gate", 10*time.Second, func() bool { return !alive(inits[0]) })
 	leftAtKill := left()
 	r.Observe("prepared container %s (its init %s, waiting; cgroup %s) left by the killed foreman: %s", run, filepath.Base(exe), group, strings.Join(leftAtKill, ", "))
-	if len(leftAtKill) < 6 || !strings.Contains(exe, "kolejka-runc-init") {
+	if len(leftAtKill) < 5 || filepath.Base(exe) != "kolejka-init" {
 		t.Errorf("the killed foreman left only %v of a container whose init runs %q: the sweep would prove little", leftAtKill, exe)
 	}
 	g.StartForeman("a", nil)
