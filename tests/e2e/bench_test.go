@@ -68,12 +68,19 @@ func workerExecute(b *testing.B, g *grid, task, result string) {
 
 // `kolejka-client execute` of a trivial task (true in the test image, runc)
 // on an idle one-node grid, the whole command timed: p50 and p90 over at
-// least 30 runs. Baselines: kolejka-worker execute of the same task (the
-// container alone), and kolejka-client task put (the client's start, its
-// settings request and the submission).
+// least 30 runs, with the node's containers made for each task (cold) and
+// prepared ahead (warm = 2). Baselines: kolejka-worker execute of the same
+// task (the container alone), and kolejka-client task put (the client's
+// start, its settings request and the submission).
 func BenchmarkGridExecuteTrivial(b *testing.B) {
+	for _, v := range []struct{ name, warm string }{{"cold", "warm = 0"}, {"warm", "warm = 2"}} {
+		b.Run(v.name, func(b *testing.B) { benchGridExecuteTrivial(b, v.warm) })
+	}
+}
+
+func benchGridExecuteTrivial(b *testing.B, warm string) {
 	g := newGrid(b)
-	g.startForeman("a", "")
+	g.startForeman("a", "", warm)
 	task := gridtest.WriteTask(b, trivialTask)
 	ctx := context.Background()
 	execute := func(i int) {
