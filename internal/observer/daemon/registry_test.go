@@ -261,12 +261,17 @@ func TestUnifiedKernelTimeLimit(t *testing.T) { testTimeLimit(t, requireHybrid(t
 // testTimeLimit checks that a session is killed at its deadline: its
 // process dies within a generous bound of it (BenchmarkTimeLimit records
 // the real lateness), the session stays open, and nothing may attach any
-// more.
+// more. The session's owner is a process of its own, alive throughout: a
+// session whose creator died with its processes is closed as abandoned.
 func testTimeLimit(t *testing.T, h *cgroup.Hierarchy) {
 	e := newEnv(t, h, Options{})
+	owner := e.caller()
+	s := must[*observer.Session](t)(e.r.Open(owner.pid))
+	if err := e.r.SetLimits(owner.pid, s.ID, s.Secret, spec.Limits{Time: dur(300 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
 	p := e.caller()
-	s := must[*observer.Session](t)(e.r.AttachNew(p.pid))
-	if err := e.r.SetLimits(p.pid, s.ID, s.Secret, spec.Limits{Time: dur(300 * time.Millisecond)}); err != nil {
+	if err := e.r.Attach(p.pid, s.ID, s.Secret); err != nil {
 		t.Fatal(err)
 	}
 	e.r.mu.Lock()
