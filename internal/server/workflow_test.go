@@ -677,3 +677,46 @@ func TestWorkflowOwedRunAdvancedByExpiry(t *testing.T) {
 		t.Errorf("after the pass: %d tasks handed out, want b's two", len(got))
 	}
 }
+
+// A step's end stored by a server that died before advancing its run (a
+// replica killed between the two): the end's mark on the run stays, and
+// another server, running all along, advances the run once the mark has
+// waited out its grace (left to the server that stored the end).
+func TestWorkflowAdvanceLeftByADeadServer(t *testing.T) {
+	clk := newClock()
+	e := newEnv(t, withClock(clk), func(c *server.Config) { c.ExpiryInterval = 10 * time.Millisecond })
+	e.standardUsers()
+	alice, node := e.tok("alice"), e.tok("node")
+	wf := `{"tasks": {"a": {"task": "x"}, "b": {"task": "x", "after": ["a"]}}}`
+	key := putRun(t, alice, wf, map[string]any{"x": wfTask(alice, []string{"true"}, nil, nil)})
+	got := take(t, node)
+	db := writableDB(t, e)
+	defer db.Close()
+	var before []byte
+	if err := db.QueryRow(`SELECT run FROM runs WHERE key = ?`, key).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, finish(t, node, got[0].key, "OK", nil))
+	// Undo the advance, as the dead server left it: a's end stored and
+	// marked on the run, b not submitted.
+	if _, err := db.Exec(`DELETE FROM tasks WHERE step = 'b'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE runs SET run = ?, advance_due = ? WHERE key = ?`, before, clk.Now().UnixMicro(), key); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(6 * time.Second)
+	waitFor(t, "b submitted by the expiry pass", func() bool { return e.count("tasks") == 2 })
+	got = take(t, node)
+	if len(got) != 1 {
+		t.Fatalf("%d tasks after the expiry pass's advance, want b", len(got))
+	}
+	mustOK(t, finish(t, node, got[0].key, "OK", nil))
+	if state, _ := runShow(t, alice, key); state != "ok" {
+		t.Errorf("run %s, want ok", state)
+	}
+	var due sql.NullInt64
+	if err := db.QueryRow(`SELECT advance_due FROM runs WHERE key = ?`, key).Scan(&due); err != nil || due.Valid {
+		t.Errorf("the run still owed an advance after its end: %v %v", due, err)
+	}
+}

@@ -37,6 +37,7 @@ import (
 	"path"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/kolejka-go/kolejka/api"
 	"github.com/kolejka-go/kolejka/internal/server/auth"
@@ -122,12 +123,24 @@ func (s *Server) advanceRunning(ctx context.Context) {
 
 // advanceOwed advances the runs whose advance failed since the last call
 // (the expiry pass's safety net): a run that moves as its results arrive
-// costs the pass nothing.
+// costs the pass nothing. It advances too the runs the store says are
+// owed one for longer than dueAdvanceGrace: their step ended on a server
+// that died before it advanced them (a killed replica).
 func (s *Server) advanceOwed(ctx context.Context) {
 	runs, all := s.owed.take()
 	if all {
 		s.advanceRunning(ctx)
 		return
+	}
+	due, err := s.db.DueAdvances(ctx, s.now().Add(-dueAdvanceGrace))
+	if err != nil {
+		s.log.Error("unable to list the runs owed an advance", "error", err)
+	}
+	for _, k := range due {
+		if !slices.Contains(runs, k) {
+			s.log.Warn("advancing a workflow run its step's server left owed", "run", k)
+			runs = append(runs, k)
+		}
 	}
 	for _, k := range runs {
 		if err := s.advanceRun(ctx, k, nil); err != nil {
@@ -136,6 +149,11 @@ func (s *Server) advanceOwed(ctx context.Context) {
 		}
 	}
 }
+
+// dueAdvanceGrace is how long a run owed an advance is left to the server
+// that stored its step's end (which advances it at once) before any
+// server's expiry pass takes it.
+const dueAdvanceGrace = 5 * time.Second
 
 // owedRuns are the runs an advance failed on, to be advanced again; "" in
 // add means a run that could not be named: every running run.
@@ -181,6 +199,9 @@ func (s *Server) advanceRun(ctx context.Context, key string, op runOp) error {
 			var err error
 			keep = cachedRun{}
 			missing, wanted, cancelled, err = s.advanceTx(ctx, a, lists, appends, op, &keep)
+			if len(missing)+len(wanted) > 0 {
+				a.StillOwed()
+			}
 			return err
 		})
 		if err == nil && keep.run != nil {

@@ -429,6 +429,15 @@ CREATE TABLE image_files (
 );
 CREATE INDEX image_files_ref ON image_files(ref);
 `,
+	// 15, workflows on replicas: a step's end marks its run as owed an
+	// advance (advance_due, the end's time) in the end's own transaction;
+	// the advance clears it in its. A server that dies between the two
+	// (a killed replica) leaves the mark, and any replica's expiry pass
+	// advances the run (DueAdvances).
+	`
+ALTER TABLE runs ADD COLUMN advance_due INTEGER;
+CREATE INDEX runs_advance_due ON runs(advance_due) WHERE advance_due IS NOT NULL;
+`,
 }
 
 // pgSteps are the steps whose SQLite text pgDDL cannot translate, as

@@ -195,7 +195,14 @@ type RunTx struct {
 	Row    RunRow
 	forget []int64
 	queued bool
+	// owed: the advance is not complete (it needs files read outside the
+	// transaction): the run stays owed one (migration 15).
+	owed bool
 }
+
+// StillOwed says the advance must go on after this transaction: the run
+// keeps its mark, so that another server advances it if this one dies.
+func (a *RunTx) StillOwed() { a.owed = true }
 
 // Ends reads how those of keys that ended (done or cancelled) ended; a
 // key of no task of this run (a task deleted by its owner) ends as
@@ -319,6 +326,16 @@ func (a *RunTx) Save(run, steps []byte, state string) error {
 	return nil
 }
 
+// DueAdvances lists the runs owed an advance since before before: a step
+// of theirs ended, and the server that stored the end did not advance
+// them (it died, or its advance failed).
+func (s *Store) DueAdvances(ctx context.Context, before time.Time) ([]string, error) {
+	return queryRows(ctx, s.r, "read runs", func(rows *sql.Rows) (key string, err error) {
+		err = rows.Scan(&key)
+		return key, err
+	}, `SELECT key FROM runs WHERE advance_due IS NOT NULL AND advance_due < ? ORDER BY advance_due LIMIT 1000`, us(before))
+}
+
 // AdvanceRun runs fn on run key in one write transaction, committed if fn
 // returns nil: fn reads the run (a.Row) and its tasks' ends, inserts and
 // cancels tasks and saves the run, all or nothing. ErrNotFound if there is
@@ -331,7 +348,17 @@ func (s *Store) AdvanceRun(ctx context.Context, key string, now time.Time, fn fu
 			return rowErr(err, "read run")
 		}
 		a = &RunTx{ctx: ctx, tx: tx, now: now, Row: row}
-		return fn(a)
+		if err := fn(a); err != nil {
+			return err
+		}
+		if a.owed {
+			return nil
+		}
+		// Every end committed so far is applied: the run owes nothing.
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET advance_due = NULL WHERE key = ? AND advance_due IS NOT NULL`, key); err != nil {
+			return fmt.Errorf("unable to record a run's advance: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return false, err

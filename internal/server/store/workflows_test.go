@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // AdvanceRun is all or nothing: a failing fn leaves neither the tasks it
@@ -131,5 +132,77 @@ func undoStep13() []string {
 
 // undoStep14 takes a database of step 14 back to step 13's tables.
 func undoStep14() []string {
-	return []string{`DROP TABLE image_files`, `DROP TABLE images`}
+	return append(undoStep15(), `DROP TABLE image_files`, `DROP TABLE images`)
+}
+
+// undoStep15 takes a database of step 15 back to step 14's tables.
+func undoStep15() []string {
+	return []string{`DROP INDEX runs_advance_due`, `ALTER TABLE runs DROP COLUMN advance_due`}
+}
+
+// A step's end marks its run owed an advance in the end's own transaction,
+// and the advance clears the mark in its, unless it says it must go on:
+// a server that dies between the two leaves the run to DueAdvances.
+func TestRunOwedAnAdvance(t *testing.T) {
+	e := newLifecycleEnv(t)
+	if _, err := e.s.InsertRun(e.ctx, NewRun{Key: "r1", Owner: e.alice.ID, State: RunRunning, Run: []byte(`{}`), Steps: []byte(`{}`), Now: e.now}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	task := func(key string) NewTask {
+		return NewTask{Key: key, Owner: e.alice.ID, Description: []byte(`{}`), Limits: []byte(`{}`), Now: e.now}
+	}
+	advance := func(owed bool) {
+		t.Helper()
+		if _, err := e.s.AdvanceRun(e.ctx, "r1", e.now, func(a *RunTx) error {
+			if owed {
+				a.StillOwed()
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	due := func() []string {
+		t.Helper()
+		keys, err := e.s.DueAdvances(e.ctx, e.now.Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	if _, err := e.s.AdvanceRun(e.ctx, "r1", e.now, func(a *RunTx) error {
+		if err := a.Insert(task("t1"), "a", 0, nil); err != nil {
+			return err
+		}
+		return a.Insert(task("t2"), "a", 1, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.insert(t, "other", e.alice, "", "")
+	if got := e.dequeue(t, e.node); len(got) != 3 {
+		t.Fatalf("dequeued %v", got)
+	}
+	if err := e.post(e.node, "other", "OK"); err != nil {
+		t.Fatal(err)
+	}
+	if d := due(); len(d) != 0 {
+		t.Fatalf("owed %v before any step ended", d)
+	}
+	if err := e.post(e.node, "t1", "OK"); err != nil {
+		t.Fatal(err)
+	}
+	if d := due(); len(d) != 1 || d[0] != "r1" {
+		t.Fatalf("owed %v after a step's end, want [r1]", d)
+	}
+	if d, err := e.s.DueAdvances(e.ctx, e.now); err != nil || len(d) != 0 {
+		t.Fatalf("owed %v %v within the grace", d, err)
+	}
+	advance(true) // an advance that must go on keeps the mark
+	if d := due(); len(d) != 1 {
+		t.Fatalf("owed %v after an unfinished advance, want [r1]", d)
+	}
+	advance(false)
+	if d := due(); len(d) != 0 {
+		t.Fatalf("owed %v after the advance", d)
+	}
 }
