@@ -430,17 +430,25 @@ func TestGateProtocol(t *testing.T) {
 	}
 }
 
-// With --await (a prepared container's init), init connects and waits for
-// "start" before it reads its command, environment and stdio: all three
-// are written only then, as the worker writes them when a task arrives.
-func TestGateAwait(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "gate")
+// listenGate is a gate socket in a folder of the test's, as the worker
+// makes one.
+func listenGate(t *testing.T) (dir, sock string, ln *net.UnixListener) {
+	t.Helper()
+	dir = t.TempDir()
+	sock = filepath.Join(dir, "gate")
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	return dir, sock, ln
+}
+
+// With --await (a prepared container's init), init connects and waits for
+// "start" before it reads its command, environment and stdio: all three
+// are written only then, as the worker writes them when a task arrives.
+func TestGateAwait(t *testing.T) {
+	dir, sock, ln := listenGate(t)
 	args, env, out := filepath.Join(dir, "args"), filepath.Join(dir, "env"), filepath.Join(dir, "out")
 	cmd := exec.Command(testenv.InitBinary(t), "--gate", sock, "--await", "--args-file", args, "--env-file", env, "--stdout", out)
 	if err := cmd.Start(); err != nil {
@@ -485,13 +493,7 @@ func TestGateAwait(t *testing.T) {
 // An awaiting init whose worker goes away (a prepared container destroyed
 // unused) exits without running anything.
 func TestGateAwaitAbandoned(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "gate")
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	dir, sock, ln := listenGate(t)
 	marker := filepath.Join(dir, "ran")
 	args := filepath.Join(dir, "args")
 	if err := os.WriteFile(args, []byte("touch\x00"+marker+"\x00"), 0o644); err != nil {
