@@ -393,12 +393,7 @@ func TestStdioFIFOs(t *testing.T) {
 // The gate protocol as the worker speaks it: ready (task stopped), go,
 // then exit with the task's code the moment it ends.
 func TestGateProtocol(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "gate")
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	_, sock, ln := listenGate(t)
 	cmd := exec.Command(testenv.InitBinary(t), "--gate", sock, "--", "sh", "-c", "exit 7")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
