@@ -394,16 +394,7 @@ func TestStdioFIFOs(t *testing.T) {
 // then exit with the task's code the moment it ends.
 func TestGateProtocol(t *testing.T) {
 	_, sock, ln := listenGate(t)
-	cmd := exec.Command(testenv.InitBinary(t), "--gate", sock, "--", "sh", "-c", "exit 7")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	ln.SetDeadline(time.Now().Add(10 * time.Second))
-	conn, err := ln.AcceptUnix()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, conn := startAtGate(t, ln, "--gate", sock, "--", "sh", "-c", "exit 7")
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 64)
 	n, err := conn.Read(buf)
@@ -439,22 +430,33 @@ func listenGate(t *testing.T) (dir, sock string, ln *net.UnixListener) {
 	return dir, sock, ln
 }
 
+// startAtGate starts kolejka-init with argv and takes its connection to
+// ln; whatever the test leaves running is killed at its end.
+func startAtGate(t *testing.T, ln *net.UnixListener, argv ...string) (*exec.Cmd, *net.UnixConn) {
+	t.Helper()
+	cmd := exec.Command(testenv.InitBinary(t), argv...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	conn, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd, conn
+}
+
 // With --await (a prepared container's init), init connects and waits for
 // "start" before it reads its command, environment and stdio: all three
 // are written only then, as the worker writes them when a task arrives.
 func TestGateAwait(t *testing.T) {
 	dir, sock, ln := listenGate(t)
 	args, env, out := filepath.Join(dir, "args"), filepath.Join(dir, "env"), filepath.Join(dir, "out")
-	cmd := exec.Command(testenv.InitBinary(t), "--gate", sock, "--await", "--args-file", args, "--env-file", env, "--stdout", out)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	ln.SetDeadline(time.Now().Add(10 * time.Second))
-	conn, err := ln.AcceptUnix()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, conn := startAtGate(t, ln, "--gate", sock, "--await", "--args-file", args, "--env-file", env, "--stdout", out)
 	// Nothing is said before start: there is no task yet.
 	buf := make([]byte, 64)
 	conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -494,15 +496,7 @@ func TestGateAwaitAbandoned(t *testing.T) {
 	if err := os.WriteFile(args, []byte("touch\x00"+marker+"\x00"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.InitBinary(t), "--gate", sock, "--await", "--args-file", args)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ln.SetDeadline(time.Now().Add(10 * time.Second))
-	conn, err := ln.AcceptUnix()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, conn := startAtGate(t, ln, "--gate", sock, "--await", "--args-file", args)
 	conn.Close()
 	_ = cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != ExitUsage {
