@@ -6,7 +6,8 @@ package hardening_test
 // of a node's long poll (BR02), two replicas collecting garbage while
 // uploads of the same bytes run through both (BR03), and one, on a host of
 // its own (a network namespace), cut off the network silently while it
-// holds the global write lock (BR04). What each proves: the dead replica
+// holds the global write lock (BR04), and one killed between a workflow
+// step's end and its run's advance (BR05). What each proves: the dead replica
 // leaves no blob under a hash and no row, no task is handed to two nodes,
 // no blob a reference holds is lost, and the replicas left carry on with
 // no manual step (within a bound, for a silent cut).
@@ -615,4 +616,75 @@ func TestFaultsReplicasNetworkCut(t *testing.T) {
 	}
 	// Cut off, A cannot shut down cleanly: it is killed.
 	g.Replicas[0].P.Kill9()
+}
+
+// TestFaultsReplicasAdvanceLeft: replica A stores a workflow step's end and
+// dies (SIGKILL) before it advances the run. The database is made to hold
+// exactly what that leaves — the end committed with its mark on the run,
+// the next step not submitted — by undoing, once A is dead, the advance A
+// did make; the window itself is too narrow to hit. Replica B, serving all
+// along and never restarted, must advance the run by itself.
+func TestFaultsReplicasAdvanceLeft(t *testing.T) {
+	r := caseOf(t, hardening.Fault, "BR05", "replicas on PostgreSQL and S3: a workflow (a, then b) whose step a's result replica A stores and then dies (kill -9) before advancing the run: a's end committed with the run marked owed an advance, b not submitted",
+		"replica B, alive throughout and never restarted, submits b within its expiry pass after the 5 s grace; b runs; the run ends ok; the run owes nothing after")
+	rs := newReplicaSet(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wfDir := t.TempDir()
+	for name, content := range map[string]string{
+		"kolejka_workflow.json": `{"tasks": {"a": {"task": "x"}, "b": {"task": "x", "after": ["a"]}}}`,
+		"x/kolejka_task.json":   `{"image": "kolejka-test:latest", "args": ["true"], "requires": ["br05"]}`,
+	} {
+		os.MkdirAll(filepath.Dir(filepath.Join(wfDir, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(wfDir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run, err := rs.client(t, 1, "alice").WorkflowPut(ctx, wfDir)
+	if err != nil {
+		t.Fatalf("putting the workflow through B: %v", err)
+	}
+	var before []byte
+	if err := rs.db.QueryRow(`SELECT run FROM runs WHERE key = $1`, run).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	post := func(i int) string {
+		t.Helper()
+		node := rs.client(t, i, "a")
+		taken, err := node.Dequeue(ctx, kclient.DequeueRequest{Concurrency: 1, Tags: []string{"br05"}, Wait: 30 * time.Second})
+		if err != nil || len(taken) != 1 {
+			t.Fatalf("dequeue through replica %d: %v %v", i, taken, err)
+		}
+		zero := 0
+		if _, err := node.ResultPost(ctx, t.TempDir(), &spec.Result{ID: taken[0].ID, Result: &zero, Status: spec.StatusOK, Files: map[string]spec.File{}}); err != nil {
+			t.Fatalf("posting %s through replica %d: %v", taken[0].ID, i, err)
+		}
+		return taken[0].ID
+	}
+	a := post(0)
+	rs.Replicas[0].P.Kill9()
+	// What a kill between a's end and the advance leaves.
+	if _, err := rs.db.Exec(`DELETE FROM tasks WHERE run_id = (SELECT id FROM runs WHERE key = $1) AND step = 'b'`, run); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.db.Exec(`UPDATE runs SET run = $1, advance_due = $2 WHERE key = $3`, before, time.Now().UnixMicro(), run); err != nil {
+		t.Fatal(err)
+	}
+	left := time.Now()
+	steps := func() int {
+		return rs.count(t, `SELECT COUNT(*) FROM tasks WHERE run_id = (SELECT id FROM runs WHERE key = $1)`, run)
+	}
+	r.Observe("after A's death: run %s holds %d task (a, %s, done), marked owed an advance", run, steps(), a)
+	gridtest.WaitFor(t, "b submitted by replica B", time.Minute, func() bool { return steps() == 2 })
+	r.Observe("b submitted by B %v after", time.Since(left).Round(100*time.Millisecond))
+	b := post(1)
+	info, err := rs.client(t, 1, "alice").WorkflowWait(ctx, run, 200*time.Millisecond)
+	if err != nil || info.State != "ok" {
+		t.Fatalf("the run after b (%s): %+v %v; want ok", b, info, err)
+	}
+	owed := rs.count(t, `SELECT COUNT(*) FROM runs WHERE key = $1 AND advance_due IS NOT NULL`, run)
+	r.Observe("b (%s) done through B; the run %s; owed an advance: %d", b, info.State, owed)
+	if owed != 0 {
+		t.Errorf("the run still owes an advance after its end")
+	}
 }
