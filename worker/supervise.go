@@ -67,10 +67,7 @@ type supervisor struct {
 	capturing bool
 
 	gate *gate
-	// awaiting: kolejka-init waits at the gate for the task's command
-	// (a prepared container's, started with --await).
-	awaiting bool
-	proc     Process
+	proc Process
 
 	// exited closes when the runtime's Wait returns; status and waitErr
 	// are its answer, to be read only after.
@@ -138,8 +135,6 @@ func (s *supervisor) superviseWarm(ctx context.Context) error {
 		return fmt.Errorf("unable to start the task: %w", err)
 	}
 	s.started(proc)
-	// Its kolejka-init has waited at the gate since the preparation.
-	s.awaiting = true
 	return s.follow(ctx)
 }
 
@@ -148,7 +143,9 @@ func (s *supervisor) follow(ctx context.Context) error {
 	s.startCaptures()
 
 	var err error
-	if s.awaiting {
+	if s.r.warm != nil {
+		// A prepared container's kolejka-init has waited at the gate
+		// since the preparation (--await): the command is in place now.
 		err = s.gate.start()
 	}
 	held := false
