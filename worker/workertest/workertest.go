@@ -131,7 +131,7 @@ func (e *Env) AssertClean(t testing.TB) {
 // name) and checks verdicts, outputs and cleanliness. The worker measures
 // the tasks itself: no observer daemon.
 func Conformance(t *testing.T, name string, rt worker.Runtime) {
-	conformance(t, name, NewEnv(t, rt))
+	conformance(t, name, NewEnv(t, rt), false)
 }
 
 // ConformanceBesideObserver is Conformance with a kolejka-observer daemon
@@ -140,10 +140,13 @@ func Conformance(t *testing.T, name string, rt worker.Runtime) {
 func ConformanceBesideObserver(t *testing.T, name string, rt worker.Runtime) {
 	e := NewEnv(t, rt)
 	e.W = e.newWorker(t, rt, BusyObserver(t))
-	conformance(t, name, e)
+	conformance(t, name, e, false)
 }
 
-func conformance(t *testing.T, name string, e *Env) {
+// conformance runs every example task that applies to name on e. With
+// warm, a container of each task's shape is prepared before it
+// (worker.Prepare), and the task must run in it (a warm hit).
+func conformance(t *testing.T, name string, e *Env, warm bool) {
 	cases, err := tasktest.Cases()
 	if err != nil {
 		t.Fatal(err)
@@ -153,12 +156,26 @@ func conformance(t *testing.T, name string, e *Env) {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {
+			var hits int64
+			if warm {
+				task, err := spec.LoadTask(c.Dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := e.W.Prepare(context.Background(), e.W.TaskShape(task, worker.Options{})); err != nil {
+					t.Fatalf("preparing a container: %v", err)
+				}
+				hits = e.W.WarmStats().Hits
+			}
 			resultDir, res, err := e.Run(t, c.Dir, worker.Options{})
 			if res == nil {
 				t.Fatalf("no result: %v", err)
 			}
 			if err != nil {
 				t.Errorf("system error: %v", err)
+			}
+			if now := e.W.WarmStats().Hits; warm && now != hits+1 {
+				t.Errorf("the task did not run in the prepared container (warm hits %d, then %d)", hits, now)
 			}
 			// What was written is what was returned.
 			onDisk, lerr := spec.LoadResult(resultDir)
@@ -267,3 +284,4 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = testWriter{}
+
