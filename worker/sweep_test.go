@@ -16,6 +16,7 @@ import (
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/worker"
 	"github.com/kolejka-go/kolejka/worker/host"
+	"github.com/kolejka-go/kolejka/worker/workertest"
 )
 
 // A worker process killed mid-task (kill -9) leaves its run behind: the
@@ -62,7 +63,7 @@ func TestKilledWorkerIsSweptByTheNext(t *testing.T) {
 	// Wait until the task runs: its cgroup holds the two sleeps.
 	var pids []int
 	testenv.WaitFor(t, 20*time.Second, "the task starts (its cgroup holds the two sleeps)", func() bool {
-		pids = taskPids(t, e.CgroupRoot)
+		pids = workertest.GroupPids(e.CgroupRoot, "*")
 		return len(pids) >= 3
 	})
 	child.Kill()
@@ -113,25 +114,4 @@ func TestKilledWorkerIsSweptByTheNext(t *testing.T) {
 	if data, _ := os.ReadFile(filepath.Join(parent, "notes")); string(data) != "mine" {
 		t.Error("the sweep touched the user's file beside the result folder")
 	}
-}
-
-// taskPids lists the processes in any task cgroup under root (memory
-// hierarchy on v1, the unified one on v2).
-func taskPids(t *testing.T, root string) []int {
-	var pids []int
-	for _, base := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
-		matches, _ := filepath.Glob(filepath.Join(base, root, "*", "*", "cgroup.procs"))
-		for _, m := range matches {
-			data, _ := os.ReadFile(m)
-			for _, f := range strings.Fields(string(data)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					pids = append(pids, pid)
-				}
-			}
-		}
-		if len(matches) > 0 {
-			break
-		}
-	}
-	return pids
 }

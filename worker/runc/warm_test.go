@@ -160,7 +160,7 @@ func TestKilledWorkersPreparedContainerIsSwept(t *testing.T) {
 	if len(containers) != 1 {
 		t.Fatalf("container state folders %v after the preparation, want one (the test would prove nothing)", containers)
 	}
-	waiting := runtimePids(e.CgroupRoot)
+	waiting := workertest.GroupPids(e.CgroupRoot, "runtime")
 	if len(waiting) == 0 {
 		t.Fatal("no process in the prepared container's runtime cgroup (the test would prove nothing)")
 	}
@@ -195,28 +195,6 @@ func TestKilledWorkersPreparedContainerIsSwept(t *testing.T) {
 			return err != nil || strings.Contains(string(data), ") Z ")
 		})
 	}
-}
-
-// runtimePids lists the processes in the runtime cgroups of the runs under
-// root (the memory hierarchy on v1, the unified one on v2): a prepared
-// container's waiting init.
-func runtimePids(root string) []int {
-	var pids []int
-	for _, base := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
-		matches, _ := filepath.Glob(filepath.Join(base, root, "*", "runtime", "cgroup.procs"))
-		for _, m := range matches {
-			data, _ := os.ReadFile(m)
-			for _, f := range strings.Fields(string(data)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					pids = append(pids, pid)
-				}
-			}
-		}
-		if len(matches) > 0 {
-			break
-		}
-	}
-	return pids
 }
 
 // A prepared container whose image name was imported again since (new

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -285,3 +286,24 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 var _ io.Writer = testWriter{}
 
+// GroupPids lists the processes in the groups root/<run>/<group> of every
+// run under root (the memory hierarchy on v1, the unified one on v2);
+// group is a glob ("task", "runtime", "*").
+func GroupPids(root, group string) []int {
+	var pids []int
+	for _, base := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
+		matches, _ := filepath.Glob(filepath.Join(base, root, "*", group, "cgroup.procs"))
+		for _, m := range matches {
+			data, _ := os.ReadFile(m)
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		if len(matches) > 0 {
+			break
+		}
+	}
+	return pids
+}
