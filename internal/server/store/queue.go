@@ -646,7 +646,7 @@ func serverFailure(ctx context.Context, tx *sql.Tx, id int64, now time.Time, why
 		UPDATE tasks SET state = ?, assignee_id = NULL, lease_expire = NULL, time_finish = ?, status = ? WHERE id = ?`, stateDone, us(now), string(spec.StatusSE), id); err != nil {
 		return false, fmt.Errorf("unable to resolve task: %w", err)
 	}
-	if err := taskEvent(ctx, tx, id, string(spec.StatusSE), now); err != nil {
+	if err := taskEnded(ctx, tx, id, string(spec.StatusSE), now); err != nil {
 		return false, err
 	}
 	if url == "" {

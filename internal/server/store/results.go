@@ -120,7 +120,7 @@ func (s *Store) PostResult(ctx context.Context, r NewResult) (PostedResult, erro
 			stateDone, r.Poster, us(r.Now), string(ResultStatus(r.Description)), id); err != nil {
 			return fmt.Errorf("unable to resolve task: %w", err)
 		}
-		if err := taskEvent(ctx, tx, id, string(ResultStatus(r.Description)), r.Now); err != nil {
+		if err := taskEnded(ctx, tx, id, string(ResultStatus(r.Description)), r.Now); err != nil {
 			return err
 		}
 		out.Description, out.Created, out.Late = r.Description, true, !current

@@ -351,12 +351,6 @@ func (s *Store) DeleteEvent(ctx context.Context, id int64) error {
 // transaction that stores it, when its owner has an active result
 // trigger: one statement, nothing written for an owner without one.
 func taskEvent(ctx context.Context, tx *sql.Tx, id int64, status string, now time.Time) error {
-	// A step's end: its run is owed an advance (see migration 15).
-	if _, err := tx.ExecContext(ctx, `
-		UPDATE runs SET advance_due = ? WHERE advance_due IS NULL AND id = (SELECT run_id FROM tasks WHERE id = ?)`,
-		us(now), id); err != nil {
-		return fmt.Errorf("unable to mark the run of a step's end: %w", err)
-	}
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO trigger_events (user_id, kind, key, status, queue, type_name, time_create)
 		SELECT t.user_id, 'result', t.key, ?, t.queue, t.type_name, ? FROM tasks t

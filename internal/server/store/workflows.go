@@ -326,6 +326,18 @@ func (a *RunTx) Save(run, steps []byte, state string) error {
 	return nil
 }
 
+// taskEnded records, in the transaction that stores task id's end
+// (status), what the end owes: its run's advance, when the task is a
+// workflow step (see migration 15), and its result triggers' event.
+func taskEnded(ctx context.Context, tx *sql.Tx, id int64, status string, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE runs SET advance_due = ? WHERE advance_due IS NULL AND id = (SELECT run_id FROM tasks WHERE id = ?)`,
+		us(now), id); err != nil {
+		return fmt.Errorf("unable to mark the run of a step's end: %w", err)
+	}
+	return taskEvent(ctx, tx, id, status, now)
+}
+
 // DueAdvances lists the runs owed an advance since before before: a step
 // of theirs ended, and the server that stored the end did not advance
 // them (it died, or its advance failed).
