@@ -250,28 +250,12 @@ func BenchmarkGridThroughput500(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	next := make(chan int, local)
-	for i := range local {
-		next <- i
-	}
-	close(next)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				r, err := w.Execute(ctx, task, filepath.Join(b.TempDir(), fmt.Sprint("w", i)), worker.Options{})
-				if err != nil || r.Status != spec.StatusOK {
-					b.Errorf("worker: %v %v", r, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	localRate := local / time.Since(start).Seconds()
+	localRate := parallel(local, 4, func(i int) {
+		r, err := w.Execute(ctx, task, filepath.Join(b.TempDir(), fmt.Sprint("w", i)), worker.Options{})
+		if err != nil || r.Status != spec.StatusOK {
+			b.Errorf("worker: %v %v", r, err)
+		}
+	})
 	slices.Sort(rates)
 	b.ReportMetric(rates[len(rates)/2], "tasks/s")
 	b.ReportMetric(localRate, "worker-tasks/s")

@@ -18,8 +18,8 @@ import (
 
 // Warm containers (issue 22) on and off in the same run: two foremen on
 // this machine, "cold" (node a) with `warm = 0` and "warm" (node b) with
-// `warm = 2` (the default), each with concurrency 2 and both cores, each taking only tasks
-// that require its tag. Measured, interleaved:
+// `warm = 2`, each with concurrency 2 and both cores, each taking only
+// tasks that require its tag. Measured, interleaved:
 //
 //   - latency: `kolejka-client execute` of the trivial task on each node in
 //     turn, the whole command timed (p50, p90), with the other node idle;
