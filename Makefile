@@ -19,10 +19,15 @@ export GOFLAGS := $(strip $(GOFLAGS) -tags=$(GOTAGS))
 
 # kolejka-init runs inside task containers whatever their image, and so may
 # kolejka-observer (a judge's tool for sessions of its own): static, no cgo.
-# kolejka-runc-init, every container's first process, is static too (with
-# cgo: libseccomp and libc linked in), which spares each container's start
-# the dynamic loader's work (BENCHMARKS.md, issue 22).
+# kolejka-client is static without cgo too. kolejka-runc-init, every
+# container's first process, kolejka-worker and kolejka-foreman are static
+# with cgo (libseccomp and libc linked in; Go's own user and DNS lookups,
+# as static glibc cannot load NSS modules): a command run once per task,
+# and the re-execution of the worker or foreman binary that starts each
+# container, skip the dynamic loader's work (BENCHMARKS.md, issue 22).
+# kolejka-server keeps SQLite's cgo dynamically linked: it starts once.
 STATIC_LDFLAGS = -s -w -extldflags=-static
+STATIC_TAGS    = $(GOTAGS),osusergo,netgo
 
 .PHONY: all deps test-deps build install packages testimage demo test test-v2 hardening bench lint fmt fuzz clean
 
@@ -41,9 +46,9 @@ deps:
 
 build: deps
 	mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-init ./cmd/kolejka-observer
-	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/kolejka-worker ./cmd/kolejka-server ./cmd/kolejka-client ./cmd/kolejka-foreman
-	$(GO) build -trimpath -tags=$(GOTAGS),osusergo,netgo -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-runc-init
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-init ./cmd/kolejka-observer ./cmd/kolejka-client
+	$(GO) build -trimpath -tags=$(STATIC_TAGS) -ldflags='$(STATIC_LDFLAGS)' -o $(BIN)/ ./cmd/kolejka-runc-init ./cmd/kolejka-worker ./cmd/kolejka-foreman
+	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ ./cmd/kolejka-server
 
 # Install the binaries, the systemd units (their paths rewritten to
 # PREFIX's), the docs the units name and a commented kolejka.conf: under
