@@ -276,12 +276,12 @@ func BenchmarkExecuteInProcess(b *testing.B) {
 // BenchmarkProcessStart: what one start of the kolejka-worker binary costs
 // before it does any work (`kolejka-worker --help`), against Debian's
 // `runc --version` and /bin/true (the fork and exec alone), alternating,
-// medians. `kolejka-worker execute` pays it twice: once for the command,
-// once for runc init, which libcontainer runs by re-executing the calling
-// binary, so every package linked into it (the docker runtime's client
-// among them) initialises again in each container's init; a foreman pays
-// the second for every task. The init-ms figures sum
-// each binary's package initialisers (GODEBUG=inittrace=1).
+// medians; and the same for kolejka-client (`--help`), which
+// `kolejka-client execute` pays once per task. `kolejka-worker execute`
+// pays the worker's start once for the command, and every container pays
+// an exec of the calling binary (worker or foreman) for runc init, which
+// hands over to kolejka-runc-init before Go starts (hop.go). The init-ms
+// figures sum each binary's package initialisers (GODEBUG=inittrace=1).
 func BenchmarkProcessStart(b *testing.B) {
 	runcBin, err := exec.LookPath("runc")
 	if err != nil {
@@ -292,10 +292,12 @@ func BenchmarkProcessStart(b *testing.B) {
 	if n < 20 {
 		n = 20
 	}
-	var ours, theirs, floor, inits, runcInits []float64
+	client := filepath.Join(testenv.Binaries(b), "kolejka-client")
+	var ours, theirs, floor, inits, runcInits, clients []float64
 	b.ResetTimer()
 	for i := 0; i < n; i++ {
 		ours = append(ours, timed(b, bin, "--help"))
+		clients = append(clients, timed(b, client, "--help"))
 		theirs = append(theirs, timed(b, runcBin, "--version"))
 		floor = append(floor, timed(b, "/bin/true"))
 
@@ -308,6 +310,7 @@ func BenchmarkProcessStart(b *testing.B) {
 	b.ReportMetric(median(floor), "true-ms")
 	b.ReportMetric(median(inits), "worker-init-ms")
 	b.ReportMetric(median(runcInits), "runc-init-ms")
+	b.ReportMetric(median(clients), "client-ms")
 }
 
 // initClock runs a Go binary with GODEBUG=inittrace=1 and sums the "N ms
