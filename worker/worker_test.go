@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -288,23 +289,33 @@ func TestLateTimerStillJudgesTLE(t *testing.T) {
 func TestPublishedBeforeExecuteReturns(t *testing.T) {
 	e := newEnv(t)
 	task := writeTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "echo out"], "stdout": "out"}`, nil)
-	resultDir := filepath.Join(t.TempDir(), "r")
-	var calls int
-	var seen *spec.Result
-	var out []byte
-	res, err := e.W.Execute(context.Background(), task, resultDir, worker.Options{Published: func(r *spec.Result) {
-		calls++
-		seen = r
-		// The folder is complete already: what the caller sends on.
-		if loaded, err := spec.LoadResult(resultDir); err != nil || loaded.Status != r.Status {
-			t.Errorf("result folder when published: %v, %+v", err, loaded)
-		}
-		out, _ = os.ReadFile(filepath.Join(resultDir, "out"))
-	}})
-	if err != nil || res.Status != spec.StatusOK {
-		t.Fatalf("execute: %v %+v", err, res)
-	}
-	if calls != 1 || seen != res || string(out) != "out\n" {
-		t.Errorf("Published called %d times with %p (Execute returned %p), stdout then %q", calls, seen, res, out)
+	// Transient (a foreman's result folder) changes only how the result
+	// file is written: the folder is as complete when published.
+	for _, transient := range []bool{false, true} {
+		t.Run(fmt.Sprint("transient=", transient), func(t *testing.T) {
+			resultDir := filepath.Join(t.TempDir(), "r")
+			var calls int
+			var seen *spec.Result
+			var out, file []byte
+			res, err := e.W.Execute(context.Background(), task, resultDir, worker.Options{Transient: transient, Published: func(r *spec.Result) {
+				calls++
+				seen = r
+				// The folder is complete already: what the caller sends on.
+				if loaded, err := spec.LoadResult(resultDir); err != nil || loaded.Status != r.Status {
+					t.Errorf("result folder when published: %v, %+v", err, loaded)
+				}
+				out, _ = os.ReadFile(filepath.Join(resultDir, "out"))
+				file, _ = os.ReadFile(filepath.Join(resultDir, spec.ResultFile))
+			}})
+			if err != nil || res.Status != spec.StatusOK {
+				t.Fatalf("execute: %v %+v", err, res)
+			}
+			if calls != 1 || seen != res || string(out) != "out\n" {
+				t.Errorf("Published called %d times with %p (Execute returned %p), stdout then %q", calls, seen, res, out)
+			}
+			if want, _ := res.Encode(); string(file) != string(want) {
+				t.Errorf("%s when published:\n%s\nwant\n%s", spec.ResultFile, file, want)
+			}
+		})
 	}
 }

@@ -146,7 +146,7 @@ func (f *Foreman) execute(j *job) (_ *spec.Result, _ func(), posting <-chan stru
 	}
 	j.log.Debug("task starting", "limits", j.grant.limits.String(), "cores", j.grant.cores)
 	var posted chan struct{}
-	res, err := f.cfg.Executor.Execute(ctx, j.taskDir(), j.resultDir(), worker.Options{Cores: j.grant.cores,
+	res, err := f.cfg.Executor.Execute(ctx, j.taskDir(), j.resultDir(), worker.Options{Cores: j.grant.cores, Transient: true,
 		Published: func(res *spec.Result) {
 			// The owner gets the result while the worker tears the
 			// container down; a task lost or stopped meanwhile is

@@ -18,7 +18,8 @@ import (
 // it) and warm (in a container prepared beforehand, untimed), alternating;
 // medians of the wall time from Execute's call to the published result
 // (Options.Published: when a foreman posts it) and to Execute's return
-// (the container torn down).
+// (the container torn down). The result folder is Transient, as a
+// foreman's is.
 func BenchmarkWarmExecute(b *testing.B) {
 	e := workertest.NewEnv(b, newRuntime(b))
 	b.Cleanup(func() { _ = e.W.Close() })
@@ -41,7 +42,7 @@ func BenchmarkWarmExecute(b *testing.B) {
 		t0 := time.Now()
 		var pub time.Duration
 		res, err := e.W.Execute(ctx, task, filepath.Join(dir, fmt.Sprint("r", i)), worker.Options{
-			Published: func(*spec.Result) { pub = time.Since(t0) }})
+			Transient: true, Published: func(*spec.Result) { pub = time.Since(t0) }})
 		if err != nil || res.Status != spec.StatusOK {
 			b.Fatalf("execute: %v %+v", err, res)
 		}
