@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,11 +67,11 @@ func BenchmarkGridWarm(b *testing.B) {
 		}
 	}
 	const total, clients = 120, 8
-	rate := map[string]float64{}
+	rate, cpu := map[string]float64{}, map[string]float64{}
 	for _, node := range []string{"cold", "warm"} {
-		rate[node] = parallel(total, clients, func(i int) { execute(node, 1000+i) })
+		rate[node], cpu[node] = parallelCPU(b, total, clients, func(i int) { execute(node, 1000+i) })
 	}
-	rate["runc"] = parallel(total, 2, func(i int) {
+	rate["runc"], cpu["runc"] = parallelCPU(b, total, 2, func(i int) {
 		name := fmt.Sprintf("kolejka-warm-bench-%d-%d", os.Getpid(), i)
 		if out, err := exec.Command(runcBin, "run", "--bundle", bundle, name).CombinedOutput(); err != nil {
 			b.Fatalf("runc run: %v\n%s", err, out)
@@ -96,11 +98,13 @@ func BenchmarkGridWarm(b *testing.B) {
 		b.ReportMetric(ms(percentile(lat[node], 0.9)), node+"-p90-ms")
 		b.ReportMetric(rate[node], node+"-tasks/s")
 		b.ReportMetric(rate[node]/rate["runc"], node+"-ratio")
+		b.ReportMetric(cpu[node], node+"-cpu-ms/task")
 	}
 	b.ReportMetric(rate["runc"], "runc-runs/s")
-	b.Logf("%d runs each: execute p50 cold %.1f ms, warm %.1f ms (p90 %.1f, %.1f); %d tasks by %d clients: cold %.1f tasks/s, warm %.1f tasks/s; bare runc run two at a time %.1f runs/s: ratios %.2f, %.2f",
+	b.ReportMetric(cpu["runc"], "runc-cpu-ms/run")
+	b.Logf("%d runs each: execute p50 cold %.1f ms, warm %.1f ms (p90 %.1f, %.1f); %d tasks by %d clients: cold %.1f tasks/s, warm %.1f tasks/s; bare runc run two at a time %.1f runs/s: ratios %.2f, %.2f; machine CPU per task cold %.1f ms, warm %.1f ms, per runc run %.1f ms",
 		n, ms(percentile(lat["cold"], 0.5)), ms(percentile(lat["warm"], 0.5)), ms(percentile(lat["cold"], 0.9)), ms(percentile(lat["warm"], 0.9)),
-		total, clients, rate["cold"], rate["warm"], rate["runc"], rate["cold"]/rate["runc"], rate["warm"]/rate["runc"])
+		total, clients, rate["cold"], rate["warm"], rate["runc"], rate["cold"]/rate["runc"], rate["warm"]/rate["runc"], cpu["cold"], cpu["warm"], cpu["runc"])
 }
 
 // parallel runs fn for 0..total-1 on width goroutines and returns the rate
@@ -124,6 +128,47 @@ func parallel(total, width int, fn func(i int)) float64 {
 	}
 	wg.Wait()
 	return float64(total) / time.Since(start).Seconds()
+}
+
+// parallelCPU is parallel, and also returns the CPU time the whole machine
+// spent per call meanwhile, in ms (/proc/stat: every process's user and
+// system time, interrupts included): on the grid a task's CPU is spread
+// over the client, the server, the foreman and the container's processes,
+// and the machine's total is what bounds the rate on saturated cores. The
+// machine must be otherwise idle for it to mean that.
+func parallelCPU(b *testing.B, total, width int, fn func(i int)) (rate, cpuMs float64) {
+	b.Helper()
+	c0 := machineCPU(b)
+	rate = parallel(total, width, fn)
+	return rate, float64((machineCPU(b) - c0).Microseconds()) / 1000 / float64(total)
+}
+
+// machineCPU is the busy time of all the machine's CPUs since boot: the
+// first line of /proc/stat, all but idle and iowait, in clock ticks
+// (USER_HZ, 100 on Linux).
+func machineCPU(b *testing.B) time.Duration {
+	b.Helper()
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		b.Fatalf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks int64
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100)
 }
 
 // runcBundle is an OCI bundle running /bin/true in the test image's
