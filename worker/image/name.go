@@ -96,7 +96,7 @@ func parseRef(s string) (imageRef, error) {
 	if s == "" {
 		return imageRef{}, errors.New("the name is empty")
 	}
-	if len(s) == 64 && isLowerHex(s) {
+	if len(s) == 64 && allBytes(s, isLowerHex) {
 		return imageRef{}, errors.New("a 64-character hexadecimal string is an image ID, not a name")
 	}
 	domain, rest := splitDomain(s)
@@ -115,7 +115,9 @@ func parseRef(s string) (imageRef, error) {
 		r.digest = d
 	}
 	// A ":" after the last "/" starts the tag; one before it can only be a
-	// port, and the name's checks below take care of it. full has a "/".
+	// port, which checkDomain checks. nameTag has the "/" splitDomain's
+	// domain ends with, unless an "@" came before it, which the digest
+	// check has refused.
 	name := nameTag
 	if i := strings.LastIndexByte(nameTag, ':'); i > strings.LastIndexByte(nameTag, '/') {
 		name, r.tag = nameTag[:i], nameTag[i+1:]
@@ -279,10 +281,8 @@ func hasUpper(s string) bool {
 }
 
 func isDigit(c byte) bool      { return '0' <= c && c <= '9' }
+func isLowerHex(c byte) bool   { return isDigit(c) || 'a' <= c && c <= 'f' }
 func isLowerAlnum(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'z' }
 func isAlnum(c byte) bool      { return isLowerAlnum(c) || 'A' <= c && c <= 'Z' }
 func isTagByte(c byte) bool    { return isAlnum(c) || c == '_' || c == '.' || c == '-' }
-func isIPv6Byte(c byte) bool   { return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' || c == ':' }
-func isLowerHex(s string) bool {
-	return allBytes(s, func(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'f' })
-}
+func isIPv6Byte(c byte) bool   { return isLowerHex(c) || 'A' <= c && c <= 'F' || c == ':' }

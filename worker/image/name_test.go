@@ -199,7 +199,11 @@ func FuzzNormalizeName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		compareWithLibrary(t, s)
+		// Around s as a whole name: s as a registry, a path under one, a
+		// tag and a name with a digest.
+		for _, name := range []string{s, s + "/app", "localhost:5000/" + s, "app:" + s, s + "@sha256:" + sha256Hex} {
+			compareWithLibrary(t, name)
+		}
 		if got, want := isTag(s), ociTagRegexp.MatchString(s); got != want {
 			t.Errorf("isTag(%q) = %v; the tag grammar says %v", s, got, want)
 		}
