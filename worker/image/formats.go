@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -188,11 +187,6 @@ func planDocker(src *tarSource, name string, limits Limits) (*plan, error) {
 	return p, nil
 }
 
-// ociTag matches an org.opencontainers.image.ref.name that is only a tag
-// ("latest"), as docker and buildah write it, not a full reference.
-// Compiled on first use, as blobName.
-var ociTag = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w][\w.-]{0,127}$`) })
-
 // ociMatches reports whether an index.json entry carries the name: either
 // in containerd's io.containerd.image.name, or in the OCI ref name as a full
 // reference or as the tag alone.
@@ -206,13 +200,11 @@ func ociMatches(d ocispec.Descriptor, name string) bool {
 	if ref == "" {
 		return false
 	}
-	if ociTag().MatchString(ref) {
-		named, err := reference.ParseNormalizedNamed(name)
-		if err != nil {
-			return false
-		}
-		tagged, ok := named.(reference.Tagged)
-		return ok && tagged.Tag() == ref
+	// A ref name that is only a tag ("latest"), as docker and buildah
+	// write it, matches the name's tag.
+	if isTag(ref) {
+		r, err := parseRef(name)
+		return err == nil && r.tag == ref
 	}
 	norm, err := NormalizeName(ref)
 	return err == nil && norm == name

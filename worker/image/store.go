@@ -87,7 +87,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -239,20 +238,23 @@ func (s *Store) nameFile(name string) string {
 // names by: "busybox" → "docker.io/library/busybox:latest". A name with a
 // digest keeps it and gets no tag.
 func NormalizeName(name string) (string, error) {
-	named, err := reference.ParseNormalizedNamed(name)
+	r, err := parseRef(name)
 	if err != nil {
 		return "", fmt.Errorf("%w %q: %w", ErrInvalidName, name, err)
 	}
-	return reference.TagNameOnly(named).String(), nil
+	if r.tag == "" && r.digest == "" {
+		r.tag = defaultTag
+	}
+	return r.String(), nil
 }
 
 // familiar is the short form of a normalized name, for messages.
 func familiar(name string) string {
-	named, err := reference.ParseNormalizedNamed(name)
+	r, err := parseRef(name)
 	if err != nil {
 		return name
 	}
-	return reference.FamiliarString(named)
+	return r.familiar().String()
 }
 
 func notFound(name string) error {
