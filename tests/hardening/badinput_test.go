@@ -173,6 +173,26 @@ func TestBadInputTaskFolders(t *testing.T) {
 		e.AssertClean(t)
 		r.Observe("nothing from outside collected; nothing left behind")
 	})
+
+	t.Run("BW27", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BW27", "an image that is no image name (Bad::Name, a digest not in hex, an empty tag, a path of 256 characters, a leading separator)",
+			"SE (image unavailable) naming the image and what is wrong with the name; the task folder is unchanged; nothing left")
+		for _, name := range []string{"Bad::Name", "busybox@sha256:zz", "busybox:", strings.Repeat("a", 256), "-busybox"} {
+			dir := gridtest.WriteTask(t, `{"image": "`+name+`", "args": ["true"]}`)
+			before := treeDigest(t, dir)
+			_, res, err := e.Run(t, dir, worker.Options{})
+			if res == nil || res.Status != spec.StatusSE || !errors.Is(err, worker.ErrImage) {
+				t.Fatalf("%s: result %+v, error %v: want SE with ErrImage", short(name, 40), res, err)
+			}
+			checkFragments(t, err.Error(), []string{"invalid image name", name[:min(len(name), 40)]})
+			r.Observe("%s: SE, %s", short(name, 40), short(err.Error(), 200))
+			if after := treeDigest(t, dir); after != before {
+				t.Errorf("%s: the task folder changed: digest %s → %s", short(name, 40), before, after)
+			}
+		}
+		e.AssertClean(t)
+		r.Observe("task folders unchanged; nothing left behind")
+	})
 }
 
 // checkFragments fails t unless msg contains every fragment.
