@@ -58,7 +58,7 @@ func (c *Client) ContainerWait(ctx context.Context, id string, cond container.Wa
 	}
 	// The engine sends the headers once the wait is registered, and the
 	// body when the condition is met.
-	resp, err := c.call(ctx, http.MethodPost, "/containers/"+id+"/wait", q, nil)
+	resp, err := c.call(ctx, http.MethodPost, "/containers/"+id+"/wait", q, nil) //nolint:bodyclose // the goroutine below closes it
 	if err != nil {
 		return nil, err
 	}

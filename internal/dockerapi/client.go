@@ -28,6 +28,7 @@
 package dockerapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -265,7 +266,7 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 		if err != nil {
 			return nil, fmt.Errorf("unable to encode the request to %s: %w", path, err)
 		}
-		body = strings.NewReader(string(b))
+		body = bytes.NewReader(b)
 		hdr.Set("Content-Type", "application/json")
 	}
 	return c.send(ctx, method, "/v"+v+path, query, hdr, body)
