@@ -49,11 +49,13 @@ import (
 // DefaultHost is the engine's address when DOCKER_HOST is not set.
 const DefaultHost = "unix:///var/run/docker.sock"
 
-// API versions. MaxAPIVersion is the version of the API types this module
-// links (github.com/moby/moby/api); newer engines are spoken to in it.
-// MinAPIVersion, Docker 19.03's, is the lowest the moby client accepts
-// too: older engines lack the wait conditions and mount options the
-// runtime relies on.
+// API versions. The version is negotiated rather than pinned because no
+// one version serves every engine in use: Docker 20.10 serves up to 1.41,
+// Docker 29 refuses anything under 1.44. MaxAPIVersion is the version of
+// the API types this module links (github.com/moby/moby/api); newer
+// engines are spoken to in it. MinAPIVersion, Docker 19.03's, is the
+// lowest the moby client accepts too: older engines lack the wait
+// conditions and mount options the runtime relies on.
 const (
 	MaxAPIVersion = "1.56"
 	MinAPIVersion = "1.40"
