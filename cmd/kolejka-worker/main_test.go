@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moby/moby/client"
-
+	"github.com/kolejka-go/kolejka/internal/dockerapi"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/worker/image/siftest"
 )
@@ -22,7 +21,7 @@ func TestImageImportLoadsIntoTheEngine(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireDocker(t)
 	img := testenv.TestImage(t)
-	cli, err := client.New(client.FromEnv)
+	cli, err := dockerapi.FromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,8 +43,8 @@ func TestImageImportLoadsIntoTheEngine(t *testing.T) {
 	} {
 		t.Run(filepath.Base(c.file), func(t *testing.T) {
 			ctx := context.Background()
-			cli.ImageRemove(ctx, c.name, client.ImageRemoveOptions{Force: true})
-			t.Cleanup(func() { cli.ImageRemove(ctx, c.name, client.ImageRemoveOptions{Force: true}) })
+			cli.ImageRemove(ctx, c.name, dockerapi.ImageRemoveOptions{Force: true})
+			t.Cleanup(func() { cli.ImageRemove(ctx, c.name, dockerapi.ImageRemoveOptions{Force: true}) })
 			file := c.file
 			if !filepath.IsAbs(file) {
 				file = filepath.Join(img, file)
@@ -70,7 +69,7 @@ func TestImageImportLoadsIntoTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := cli.ImageInspect(context.Background(), name); err == nil {
-		cli.ImageRemove(context.Background(), name, client.ImageRemoveOptions{Force: true})
+		cli.ImageRemove(context.Background(), name, dockerapi.ImageRemoveOptions{Force: true})
 		t.Errorf("the runc runtime's import loaded %s into the engine", name)
 	}
 }

@@ -35,8 +35,7 @@ import (
 	"testing"
 	"time"
 
-	mclient "github.com/moby/moby/client"
-
+	"github.com/kolejka-go/kolejka/internal/dockerapi"
 	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/tasktest"
 	"github.com/kolejka-go/kolejka/internal/testenv"
@@ -163,13 +162,12 @@ func dockerNode(t *testing.T) *hostNode {
 	rt := dockerRuntime(t)
 	e := workertest.NewEnv(t, rt)
 	return &hostNode{name: "docker", e: e, w: e.W, leftovers: func(t testing.TB) []string {
-		list, err := rt.Client().ContainerList(context.Background(), mclient.ContainerListOptions{
-			All: true, Filters: make(mclient.Filters).Add("label", docker.LabelRun)})
+		list, err := rt.Client().ContainerList(context.Background(), dockerapi.ContainerListOptions{All: true, Labels: []string{docker.LabelRun}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out []string
-		for _, c := range list.Items {
+		for _, c := range list {
 			out = append(out, strings.Join(c.Names, ",")+" ("+string(c.State)+")")
 		}
 		return out

@@ -1,5 +1,5 @@
 // Package docker is the worker runtime that runs tasks as containers of a
-// Docker engine (moby/moby/client), as Kolejka's own worker does. Images are
+// Docker engine (through internal/dockerapi), as Kolejka's own worker does. Images are
 // the engine's: used when present, pulled when missing (or always, with
 // Options.Pull).
 //
@@ -50,8 +50,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
-	"github.com/moby/moby/client"
 
+	"github.com/kolejka-go/kolejka/internal/dockerapi"
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
@@ -98,7 +98,7 @@ type Options struct {
 
 // Runtime runs tasks in Docker containers. It is safe for concurrent use.
 type Runtime struct {
-	cli  *client.Client
+	cli  *dockerapi.Client
 	opts Options
 
 	mu     sync.Mutex
@@ -108,8 +108,8 @@ type Runtime struct {
 var _ worker.Runtime = (*Runtime)(nil)
 
 // New connects to the Docker engine named by the environment (DOCKER_HOST,
-// DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION; by default the
-// local socket) and negotiates the API version. An engine that does not
+// by default the local socket; DOCKER_API_VERSION; see dockerapi.FromEnv)
+// and negotiates the API version. An engine that does not
 // answer is an error here, before any task is accepted.
 func New(opts Options) (*Runtime, error) {
 	if opts.Timeout <= 0 {
@@ -118,16 +118,16 @@ func New(opts Options) (*Runtime, error) {
 	if opts.PullTimeout <= 0 {
 		opts.PullTimeout = DefaultPullTimeout
 	}
-	cli, err := client.New(client.FromEnv)
+	cli, err := dockerapi.FromEnv()
 	if err != nil {
 		return nil, fmt.Errorf("unable to configure the Docker client: %w", err)
 	}
 	r := &Runtime{cli: cli, opts: opts}
 	ctx, cancel := r.callCtx(context.Background())
 	defer cancel()
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+	if err := cli.Ping(ctx); err != nil {
 		_ = cli.Close()
-		return nil, fmt.Errorf("unable to reach the Docker engine at %s: %w", cli.DaemonHost(), err)
+		return nil, fmt.Errorf("unable to reach the Docker engine at %s: %w", cli.Host(), err)
 	}
 	return r, nil
 }
@@ -137,7 +137,7 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 
 // Client is the engine client, for what the worker does not cover (the
 // image commands).
-func (r *Runtime) Client() *client.Client { return r.cli }
+func (r *Runtime) Client() *dockerapi.Client { return r.cli }
 
 // Name implements worker.Runtime.
 func (r *Runtime) Name() string { return "docker" }
@@ -181,12 +181,12 @@ func (r *Runtime) storageDriver() (*storageDriver, error) {
 	}
 	ctx, cancel := r.callCtx(context.Background())
 	defer cancel()
-	info, err := r.cli.Info(ctx, client.InfoOptions{})
+	info, err := r.cli.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("unable to ask the Docker engine for its storage driver: %w", err)
 	}
-	d := &storageDriver{name: info.Info.Driver}
-	for _, kv := range info.Info.DriverStatus {
+	d := &storageDriver{name: info.Driver}
+	for _, kv := range info.DriverStatus {
 		if kv[0] == "Backing Filesystem" {
 			d.backing = kv[1]
 		}
@@ -230,7 +230,7 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 	cfg, host := containerConfig(c, p.stdio)
 
 	cctx, cancel := r.callCtx(ctx)
-	created, err := r.cli.ContainerCreate(cctx, client.ContainerCreateOptions{Name: p.name, Config: cfg, HostConfig: host})
+	created, err := r.cli.ContainerCreate(cctx, p.name, cfg, host)
 	cancel()
 	if err != nil {
 		if c.Limits.Storage != nil && strings.Contains(err.Error(), "storage-opt") {
@@ -242,14 +242,24 @@ func (r *Runtime) Start(ctx context.Context, c *worker.Container) (_ worker.Proc
 
 	// The waits first: registered after the start, they could miss a fast
 	// exit. One for the exit (Wait), one for the engine's removal of the
-	// container that follows it (Destroy).
-	p.waitCtx, p.stopWait = context.WithCancel(context.Background())
-	exit := r.cli.ContainerWait(p.waitCtx, p.id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	gone := r.cli.ContainerWait(p.waitCtx, p.id, client.ContainerWaitOptions{Condition: container.WaitConditionRemoved})
+	// container that follows it (Destroy). Destroy counts on watch once
+	// stopWait is set: both are set together.
+	waitCtx, stopWait := context.WithCancel(context.Background())
+	exit, err := r.cli.ContainerWait(waitCtx, p.id, container.WaitConditionNextExit)
+	if err != nil {
+		stopWait()
+		return nil, fmt.Errorf("unable to wait for container %s: %w", p.name, err)
+	}
+	gone, err := r.cli.ContainerWait(waitCtx, p.id, container.WaitConditionRemoved)
+	if err != nil {
+		stopWait()
+		return nil, fmt.Errorf("unable to wait for container %s: %w", p.name, err)
+	}
+	p.waitCtx, p.stopWait = waitCtx, stopWait
 	go p.watch(exit, gone)
 
 	cctx, cancel = r.callCtx(ctx)
-	_, err = r.cli.ContainerStart(cctx, p.id, client.ContainerStartOptions{})
+	err = r.cli.ContainerStart(cctx, p.id)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("unable to start container %s: %w", p.name, err)
@@ -330,19 +340,19 @@ func containerConfig(c *worker.Container, s *stdio) (*container.Config, *contain
 func (r *Runtime) Sweep(ctx context.Context, alive func(runID string) bool) error {
 	cctx, cancel := r.callCtx(ctx)
 	defer cancel()
-	list, err := r.cli.ContainerList(cctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelRun)})
+	list, err := r.cli.ContainerList(cctx, dockerapi.ContainerListOptions{All: true, Labels: []string{LabelRun}})
 	if err != nil {
 		return fmt.Errorf("unable to list containers: %w", err)
 	}
 	var errs []error
-	for _, ct := range list.Items {
+	for _, ct := range list {
 		run := ct.Labels[LabelRun]
 		if run == "" || alive(run) {
 			continue
 		}
 		// Not found or conflict: gone already, or the engine is removing
 		// it (AutoRemove, once the worker's cgroup sweep ended its task).
-		if _, err := r.cli.ContainerRemove(cctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil &&
+		if err := r.cli.ContainerRemove(cctx, ct.ID, dockerapi.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil &&
 			!cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("unable to remove container %s of run %s: %w", ct.ID, run, err))
 		}
@@ -366,12 +376,7 @@ func (r *Runtime) ensureImage(ctx context.Context, ref string) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.opts.PullTimeout)
 	defer cancel()
-	resp, err := r.cli.ImagePull(pctx, ref, client.ImagePullOptions{})
-	if err == nil {
-		err = resp.Wait(pctx)
-		resp.Close()
-	}
-	if err != nil {
+	if err := r.cli.ImagePull(pctx, ref); err != nil {
 		how := "missing from the Docker engine and could not be pulled"
 		if r.opts.Pull {
 			how = "could not be pulled"

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/client"
 
+	"github.com/kolejka-go/kolejka/internal/dockerapi"
 	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
@@ -62,13 +62,12 @@ func newRuntime(t testing.TB) *docker.Runtime {
 // labelled lists the containers carrying our run label.
 func labelled(t testing.TB, rt *docker.Runtime) []string {
 	t.Helper()
-	list, err := rt.Client().ContainerList(context.Background(), client.ContainerListOptions{
-		All: true, Filters: make(client.Filters).Add("label", docker.LabelRun)})
+	list, err := rt.Client().ContainerList(context.Background(), dockerapi.ContainerListOptions{All: true, Labels: []string{docker.LabelRun}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var names []string
-	for _, c := range list.Items {
+	for _, c := range list {
 		names = append(names, strings.Join(c.Names, ",")+" ("+string(c.State)+")")
 	}
 	return names
@@ -104,7 +103,7 @@ func (c *checked) Start(ctx context.Context, ct *worker.Container) (worker.Proce
 }
 
 func (c *checked) assertGone(name string) {
-	_, err := c.Client().ContainerInspect(context.Background(), name, client.ContainerInspectOptions{})
+	_, err := c.Client().ContainerInspect(context.Background(), name)
 	if !cerrdefs.IsNotFound(err) {
 		c.t.Errorf("container %s is still there after Destroy (inspect: %v)", name, err)
 	}
@@ -162,7 +161,7 @@ func TestMissingImageIsASystemError(t *testing.T) {
 // whose driver can, a task filling its writable layer must meet the cap.
 func TestStorageLimit(t *testing.T) {
 	rt := newRuntime(t)
-	info, err := rt.Client().Info(context.Background(), client.InfoOptions{})
+	info, err := rt.Client().Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +169,7 @@ func TestStorageLimit(t *testing.T) {
 	resultDir, res, err := e.Run(t, task(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "dd if=/dev/zero of=/fill bs=1M count=64; echo $?"],
 		"limits": {"storage": "8M", "memory": "128M", "time": "20s"}, "stdout": "out"}`), worker.Options{})
 	backing := ""
-	for _, kv := range info.Info.DriverStatus {
+	for _, kv := range info.DriverStatus {
 		if kv[0] == "Backing Filesystem" {
 			backing = kv[1]
 		}
@@ -178,16 +177,16 @@ func TestStorageLimit(t *testing.T) {
 	limited := func() {
 		t.Helper()
 		if err != nil {
-			t.Fatalf("driver %s: %v", info.Info.Driver, err)
+			t.Fatalf("driver %s: %v", info.Driver, err)
 		}
 		if out, _ := os.ReadFile(filepath.Join(resultDir, "out")); string(out) == "0\n" {
-			t.Fatalf("driver %s: 64M written under an 8M storage limit (%s)", info.Info.Driver, res.Status)
+			t.Fatalf("driver %s: 64M written under an 8M storage limit (%s)", info.Driver, res.Status)
 		}
 	}
 	refused := func() {
 		t.Helper()
 		if !errors.Is(err, worker.ErrUnsupported) {
-			t.Fatalf("driver %s on %s: err = %v, want ErrUnsupported", info.Info.Driver, backing, err)
+			t.Fatalf("driver %s on %s: err = %v, want ErrUnsupported", info.Driver, backing, err)
 		}
 		if !strings.Contains(err.Error(), "limits.storage") {
 			t.Errorf("error %q does not name the limit", err)
@@ -197,7 +196,7 @@ func TestStorageLimit(t *testing.T) {
 		}
 		t.Logf("refused: %v", err)
 	}
-	switch d := info.Info.Driver; {
+	switch d := info.Driver; {
 	case d == "btrfs" || d == "zfs" || d == "devicemapper":
 		limited()
 	case d == "overlay2" && backing == "xfs":
@@ -352,11 +351,10 @@ func TestContainerShapeAndLifecycle(t *testing.T) {
 	d.c.Stdout.Close() // as the worker does
 	defer p.Destroy()
 
-	in, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+d.c.RunID, client.ContainerInspectOptions{})
+	ct, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+d.c.RunID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct := in.Container
 	h := ct.HostConfig
 	if ct.Config.Labels[docker.LabelRun] != d.c.RunID || ct.Config.User != "0:0" || ct.Config.WorkingDir != worker.ContainerTaskDir ||
 		ct.Config.Hostname != worker.ContainerHostname || ct.Config.Entrypoint[0] != worker.ContainerInit {
@@ -406,7 +404,7 @@ func TestContainerShapeAndLifecycle(t *testing.T) {
 	if err := p.Destroy(); err != nil {
 		t.Errorf("second Destroy: %v", err)
 	}
-	if _, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+d.c.RunID, client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
+	if _, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+d.c.RunID); !cerrdefs.IsNotFound(err) {
 		t.Errorf("container still there after Destroy: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(d.c.Scratch, "stdio")); !os.IsNotExist(err) {
@@ -452,7 +450,7 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 	if out := d.output(t); out != "" {
 		t.Errorf("output %q", out)
 	}
-	if _, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+d.c.RunID, client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
+	if _, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+d.c.RunID); !cerrdefs.IsNotFound(err) {
 		t.Errorf("container left after a failed Start: %v", err)
 	}
 	if entries, _ := os.ReadDir(d.c.Scratch); len(entries) > 0 {
@@ -522,11 +520,11 @@ func TestSweepRemovesDeadRunsOnly(t *testing.T) {
 		t.Fatal("the dead run's container still runs")
 	}
 	testenv.WaitFor(t, 10*time.Second, "the dead run's container goes", func() bool {
-		_, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+dead.c.RunID, client.ContainerInspectOptions{})
+		_, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+dead.c.RunID)
 		return cerrdefs.IsNotFound(err)
 	})
-	in, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+live.c.RunID, client.ContainerInspectOptions{})
-	if err != nil || in.Container.State == nil || !in.Container.State.Running {
+	in, err := rt.Client().ContainerInspect(context.Background(), "kolejka-"+live.c.RunID)
+	if err != nil || in.State == nil || !in.State.Running {
 		t.Errorf("the live run's container was touched: %v", err)
 	}
 	if err := pLive.Destroy(); err != nil {

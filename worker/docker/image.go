@@ -7,7 +7,6 @@ package docker
 import (
 	"archive/tar"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,42 +15,18 @@ import (
 
 	"github.com/moby/go-archive"
 	"github.com/moby/go-archive/compression"
-	"github.com/moby/moby/api/types/jsonstream"
-	"github.com/moby/moby/client"
 
+	"github.com/kolejka-go/kolejka/internal/dockerapi"
 	"github.com/kolejka-go/kolejka/worker/image"
 )
 
 // LoadArchive loads a `docker save` archive into the engine, as `docker
 // load` does: the images keep their layers, IDs and RepoTags.
-func LoadArchive(ctx context.Context, cli *client.Client, archive io.Reader) error {
-	resp, err := cli.ImageLoad(ctx, archive, client.ImageLoadWithQuiet(true))
-	if err != nil {
-		return fmt.Errorf("unable to load the image archive: %w", err)
-	}
-	defer resp.Close()
-	if err := readMessages(resp); err != nil {
+func LoadArchive(ctx context.Context, cli *dockerapi.Client, archive io.Reader) error {
+	if err := cli.ImageLoad(ctx, archive); err != nil {
 		return fmt.Errorf("unable to load the image archive: %w", err)
 	}
 	return nil
-}
-
-// readMessages reads an engine progress stream to its end and returns the
-// first error it reports.
-func readMessages(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var m jsonstream.Message
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		if m.Error != nil {
-			return errors.New(m.Error.Message)
-		}
-	}
 }
 
 // ImportImage gives the engine the image img that the local store has just
@@ -89,7 +64,7 @@ func (r *Runtime) ImportImage(ctx context.Context, img *image.Image, path string
 		if err := LoadArchive(ctx, r.cli, f); err != nil {
 			return fmt.Errorf("unable to load %s into the Docker engine: %w", img.Name, err)
 		}
-		if _, err := r.cli.ImageTag(ctx, client.ImageTagOptions{Source: img.ID, Target: img.Name}); err != nil {
+		if err := r.cli.ImageTag(ctx, img.ID, img.Name); err != nil {
 			return fmt.Errorf("unable to tag %s as %s in the Docker engine: %w", img.ID, img.Name, err)
 		}
 		return nil
@@ -146,12 +121,7 @@ func archiveFormat(path string) (string, error) {
 }
 
 func (r *Runtime) importRootfs(ctx context.Context, name string, tar io.Reader) error {
-	resp, err := r.cli.ImageImport(ctx, client.ImageImportSource{Source: tar, SourceName: "-"}, name, client.ImageImportOptions{})
-	if err == nil {
-		err = readMessages(resp)
-		resp.Close()
-	}
-	if err != nil {
+	if err := r.cli.ImageImport(ctx, tar, name); err != nil {
 		return fmt.Errorf("unable to import %s into the Docker engine: %w", name, err)
 	}
 	return nil

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
 
+	"github.com/kolejka-go/kolejka/internal/dockerapi"
 	"github.com/kolejka-go/kolejka/worker"
 )
 
@@ -46,27 +46,22 @@ type process struct {
 // stdio keepers are closed before Wait returns: the copiers end with what
 // is buffered. Then it waits for the engine to remove the container
 // (AutoRemove), which Destroy waits for in turn.
-func (p *process) watch(exit, gone client.ContainerWaitResult) {
-	p.wait(exit)
+func (p *process) watch(exit, gone <-chan dockerapi.WaitResult) {
+	p.wait(<-exit)
 	p.stdio.containerGone()
 	close(p.exited)
-	select {
-	case <-gone.Result:
-	case err := <-gone.Error:
-		p.removeErr = err
-	}
+	p.removeErr = (<-gone).Err
 	close(p.removed)
 }
 
-func (p *process) wait(w client.ContainerWaitResult) {
-	select {
-	case res := <-w.Result:
-		p.status = exitStatus(res.StatusCode)
-		if res.Error != nil && res.Error.Message != "" {
-			p.waitErr = fmt.Errorf("the Docker engine reported for container %s: %s", p.name, res.Error.Message)
-		}
-	case err := <-w.Error:
-		p.waitErr = p.afterWaitError(err)
+func (p *process) wait(w dockerapi.WaitResult) {
+	if w.Err != nil {
+		p.waitErr = p.afterWaitError(w.Err)
+		return
+	}
+	p.status = exitStatus(w.Response.StatusCode)
+	if w.Response.Error != nil && w.Response.Error.Message != "" {
+		p.waitErr = fmt.Errorf("the Docker engine reported for container %s: %s", p.name, w.Response.Error.Message)
 	}
 }
 
@@ -80,9 +75,9 @@ func (p *process) afterWaitError(err error) error {
 	}
 	ctx, cancel := p.r.callCtx(context.Background())
 	defer cancel()
-	in, ierr := p.r.cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{})
-	if ierr == nil && in.Container.State != nil && !in.Container.State.Running && in.Container.State.FinishedAt != "" && in.Container.State.FinishedAt != "0001-01-01T00:00:00Z" {
-		p.status = exitStatus(int64(in.Container.State.ExitCode))
+	in, ierr := p.r.cli.ContainerInspect(ctx, p.id)
+	if ierr == nil && in.State != nil && !in.State.Running && in.State.FinishedAt != "" && in.State.FinishedAt != "0001-01-01T00:00:00Z" {
+		p.status = exitStatus(int64(in.State.ExitCode))
 		return nil
 	}
 	_ = p.Kill()
@@ -108,9 +103,9 @@ func (p *process) Pid() int {
 		p.pid = -1
 		ctx, cancel := p.r.callCtx(context.Background())
 		defer cancel()
-		in, err := p.r.cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{})
-		if err == nil && in.Container.State != nil && in.Container.State.Pid > 0 {
-			p.pid = in.Container.State.Pid
+		in, err := p.r.cli.ContainerInspect(ctx, p.id)
+		if err == nil && in.State != nil && in.State.Pid > 0 {
+			p.pid = in.State.Pid
 		}
 	})
 	return p.pid
@@ -133,7 +128,7 @@ func (p *process) Kill() error {
 	}
 	ctx, cancel := p.r.callCtx(context.Background())
 	defer cancel()
-	_, err := p.r.cli.ContainerKill(ctx, p.id, client.ContainerKillOptions{Signal: "KILL"})
+	err := p.r.cli.ContainerKill(ctx, p.id, "KILL")
 	if err != nil && !cerrdefs.IsConflict(err) && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("unable to kill container %s: %w", p.name, err)
 	}
@@ -151,7 +146,7 @@ func (p *process) remove() error {
 	}
 	ctx, cancel := p.r.callCtx(context.Background())
 	defer cancel()
-	_, err := p.r.cli.ContainerRemove(ctx, target, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	err := p.r.cli.ContainerRemove(ctx, target, dockerapi.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("unable to remove container %s: %w", p.name, err)
 	}
