@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/image"
@@ -163,15 +162,12 @@ func (c *Client) ImageList(ctx context.Context) ([]image.Summary, error) {
 	return out, err
 }
 
-// ImagePull pulls ref (`docker pull`; :latest when it names no tag nor
-// digest) and returns once the engine has finished, with the error the
-// progress stream reports, if any.
-func (c *Client) ImagePull(ctx context.Context, ref string) error {
-	name, tag := splitRef(ref)
-	if tag == "" {
-		tag = "latest"
-	}
-	q := url.Values{"fromImage": {name}, "tag": {tag}}
+// ImagePull pulls the image repo:tag, or repo@tag when tag is a digest
+// (`docker pull`), and returns once the engine has finished, with the
+// error the progress stream reports, if any. The caller parses the name
+// (image.EngineName).
+func (c *Client) ImagePull(ctx context.Context, repo, tag string) error {
+	q := url.Values{"fromImage": {repo}, "tag": {tag}}
 	return c.stream(ctx, "/images/create", q, nil)
 }
 
@@ -182,31 +178,17 @@ func (c *Client) ImageLoad(ctx context.Context, archive io.Reader) error {
 	return c.stream(ctx, "/images/load", url.Values{"quiet": {"1"}}, archive)
 }
 
-// ImageImport makes the image ref of a root file system tar (`docker
-// import - ref`) and returns once the engine has finished, with the error
-// the progress stream reports, if any.
-func (c *Client) ImageImport(ctx context.Context, rootfs io.Reader, ref string) error {
-	name, tag, err := tagRef(ref)
-	if err != nil {
-		return err
-	}
-	q := url.Values{"fromSrc": {"-"}, "repo": {name}}
-	if tag != "" {
-		q.Set("tag", tag)
-	}
+// ImageImport makes the image repo:tag of a root file system tar
+// (`docker import - repo:tag`) and returns once the engine has finished,
+// with the error the progress stream reports, if any.
+func (c *Client) ImageImport(ctx context.Context, rootfs io.Reader, repo, tag string) error {
+	q := url.Values{"fromSrc": {"-"}, "repo": {repo}, "tag": {tag}}
 	return c.stream(ctx, "/images/create", q, rootfs)
 }
 
-// ImageTag names the image source target too (`docker tag`).
-func (c *Client) ImageTag(ctx context.Context, source, target string) error {
-	name, tag, err := tagRef(target)
-	if err != nil {
-		return err
-	}
-	q := url.Values{"repo": {name}}
-	if tag != "" {
-		q.Set("tag", tag)
-	}
+// ImageTag names the image source repo:tag too (`docker tag`).
+func (c *Client) ImageTag(ctx context.Context, source, repo, tag string) error {
+	q := url.Values{"repo": {repo}, "tag": {tag}}
 	return c.do(ctx, http.MethodPost, "/images/"+source+"/tag", q, nil, nil)
 }
 
@@ -270,28 +252,4 @@ func readProgress(r io.Reader) error {
 			return fmt.Errorf("the Docker engine reported: %s", m.ErrorText)
 		}
 	}
-}
-
-// splitRef splits an image reference into its name and its tag or
-// digest ("" when it has neither). A colon before the last slash is a
-// registry's port.
-func splitRef(ref string) (name, tag string) {
-	if i := strings.LastIndex(ref, "@"); i >= 0 {
-		name, _ = splitRef(ref[:i])
-		return name, ref[i+1:]
-	}
-	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-		return ref[:i], ref[i+1:]
-	}
-	return ref, ""
-}
-
-// tagRef is splitRef for a reference to name an image with: a digest
-// cannot be given.
-func tagRef(ref string) (name, tag string, err error) {
-	if strings.Contains(ref, "@") {
-		return "", "", fmt.Errorf("unable to name an image %s: a digest cannot be given", ref)
-	}
-	name, tag = splitRef(ref)
-	return name, tag, nil
 }

@@ -66,7 +66,7 @@ func TestEngineImages(t *testing.T) {
 	}
 
 	const tagged = "kolejka-dockerapi-test/tagged:1"
-	if err := cli.ImageTag(ctx, in.ID, tagged); err != nil {
+	if err := cli.ImageTag(ctx, in.ID, "kolejka-dockerapi-test/tagged", "1"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.ImageRemove(ctx, tagged, dockerapi.ImageRemoveOptions{Force: true}) })
@@ -89,7 +89,7 @@ func TestEngineImages(t *testing.T) {
 	if _, err := cli.ImageRemove(ctx, tagged, dockerapi.ImageRemoveOptions{}); !cerrdefs.IsNotFound(err) {
 		t.Fatalf("second ImageRemove: %v, want not found", err)
 	}
-	if err := cli.ImagePull(ctx, "kolejka-dockerapi-test/missing:1"); err == nil {
+	if err := cli.ImagePull(ctx, "kolejka-dockerapi-test/missing", "1"); err == nil {
 		t.Fatal("ImagePull of an image no registry has succeeded")
 	}
 }
@@ -280,16 +280,16 @@ func TestErrorShapes(t *testing.T) {
 		t.Fatalf("500: %v", err)
 	}
 
-	if err := cli.ImagePull(ctx, "broken/detail:latest"); err == nil || !strings.Contains(err.Error(), "manifest unknown") {
+	if err := cli.ImagePull(ctx, "broken/detail", "latest"); err == nil || !strings.Contains(err.Error(), "manifest unknown") {
 		t.Fatalf("pull stream with errorDetail: %v", err)
 	}
-	if err := cli.ImagePull(ctx, "broken/old"); err == nil || !strings.Contains(err.Error(), "old style failure") {
+	if err := cli.ImagePull(ctx, "broken/old", "latest"); err == nil || !strings.Contains(err.Error(), "old style failure") {
 		t.Fatalf("pull stream with error: %v", err)
 	}
-	if err := cli.ImagePull(ctx, "ok"); err != nil {
-		t.Fatalf("pull of ok (as ok:latest): %v", err)
+	if err := cli.ImagePull(ctx, "ok", "latest"); err != nil {
+		t.Fatalf("pull of ok:latest: %v", err)
 	}
-	if err := cli.ImagePull(ctx, "cut"); err == nil {
+	if err := cli.ImagePull(ctx, "cut", "latest"); err == nil {
 		t.Fatal("a cut pull stream is no error")
 	}
 }

@@ -55,6 +55,7 @@ import (
 	"github.com/kolejka-go/kolejka/observer"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/worker"
+	"github.com/kolejka-go/kolejka/worker/image"
 )
 
 // Labels on every container of ours.
@@ -374,9 +375,16 @@ func (r *Runtime) ensureImage(ctx context.Context, ref string) error {
 			return fmt.Errorf("unable to look up image %q in the Docker engine: %w", ref, err)
 		}
 	}
+	repo, tag, dgst, err := image.EngineName(ref)
+	if err != nil {
+		return fmt.Errorf("unable to use image %q: %w: %w", ref, worker.ErrImage, err)
+	}
+	if dgst != "" {
+		tag = string(dgst)
+	}
 	pctx, cancel := context.WithTimeout(ctx, r.opts.PullTimeout)
 	defer cancel()
-	if err := r.cli.ImagePull(pctx, ref); err != nil {
+	if err := r.cli.ImagePull(pctx, repo, tag); err != nil {
 		how := "missing from the Docker engine and could not be pulled"
 		if r.opts.Pull {
 			how = "could not be pulled"

@@ -64,7 +64,11 @@ func (r *Runtime) ImportImage(ctx context.Context, img *image.Image, path string
 		if err := LoadArchive(ctx, r.cli, f); err != nil {
 			return fmt.Errorf("unable to load %s into the Docker engine: %w", img.Name, err)
 		}
-		if err := r.cli.ImageTag(ctx, img.ID, img.Name); err != nil {
+		repo, tag, err := engineTag(img.Name)
+		if err != nil {
+			return err
+		}
+		if err := r.cli.ImageTag(ctx, img.ID, repo, tag); err != nil {
 			return fmt.Errorf("unable to tag %s as %s in the Docker engine: %w", img.ID, img.Name, err)
 		}
 		return nil
@@ -121,8 +125,25 @@ func archiveFormat(path string) (string, error) {
 }
 
 func (r *Runtime) importRootfs(ctx context.Context, name string, tar io.Reader) error {
-	if err := r.cli.ImageImport(ctx, tar, name); err != nil {
+	repo, tag, err := engineTag(name)
+	if err != nil {
+		return err
+	}
+	if err := r.cli.ImageImport(ctx, tar, repo, tag); err != nil {
 		return fmt.Errorf("unable to import %s into the Docker engine: %w", name, err)
 	}
 	return nil
+}
+
+// engineTag is the repository and tag the engine is to name an image by:
+// a name with a digest names content, not an image to make.
+func engineTag(name string) (repo, tag string, err error) {
+	repo, tag, dgst, err := image.EngineName(name)
+	if err == nil && dgst != "" {
+		err = fmt.Errorf("a name with a digest (%s) cannot name an image in the engine", dgst)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("unable to name %s in the Docker engine: %w", name, err)
+	}
+	return repo, tag, nil
 }

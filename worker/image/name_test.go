@@ -77,6 +77,10 @@ type libRef struct {
 	ok                    bool
 	norm, familiar, tag   string
 	normFamiliar, normTag string // of norm, parsed again
+	// engineRepo and engineTag are what the Engine API gets, as moby's
+	// client sent them: the familiar name and the digest, else the tag
+	// (latest by default).
+	engineRepo, engineTag string
 }
 
 func libParse(s string) libRef {
@@ -95,6 +99,12 @@ func libParse(s string) libRef {
 	r.normFamiliar = reference.FamiliarString(normNamed)
 	if t, ok := normNamed.(reference.Tagged); ok {
 		r.normTag = t.Tag()
+	}
+	r.engineRepo = reference.FamiliarName(named)
+	if d, ok := named.(reference.Digested); ok {
+		r.engineTag = d.Digest().String()
+	} else {
+		r.engineTag = reference.TagNameOnly(named).(reference.Tagged).Tag()
 	}
 	return r
 }
@@ -122,6 +132,14 @@ func ourParse(t testing.TB, s string) libRef {
 		return r
 	}
 	r.normFamiliar, r.normTag = familiar(norm), normRef.tag
+	repo, tag, dgst, err := EngineName(s)
+	if err != nil {
+		t.Errorf("EngineName(%q) fails (%v) but NormalizeName does not", s, err)
+	}
+	if (tag == "") == (dgst == "") {
+		t.Errorf("EngineName(%q) = tag %q, digest %q: want exactly one", s, tag, dgst)
+	}
+	r.engineRepo, r.engineTag = repo, tag+string(dgst)
 	if again, err := NormalizeName(norm); err != nil || again != norm {
 		t.Errorf("NormalizeName(%q) = %q, %v: the normal form is not stable", norm, again, err)
 	}

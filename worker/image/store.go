@@ -248,6 +248,24 @@ func NormalizeName(name string) (string, error) {
 	return r.String(), nil
 }
 
+// EngineName splits an image name as the Docker Engine API takes it: the
+// repository in docker's familiar form ("busybox", "ghcr.io/org/judge",
+// what the docker command sends) and the tag (latest when the name has
+// none) or, for a name with a digest, the digest ("sha256:…") in digest.
+func EngineName(name string) (repo, tag string, dgst digest.Digest, err error) {
+	r, err := parseRef(name)
+	if err != nil {
+		return "", "", "", fmt.Errorf("%w %q: %w", ErrInvalidName, name, err)
+	}
+	if r.digest != "" {
+		return r.familiar().name(), "", r.digest, nil
+	}
+	if r.tag == "" {
+		r.tag = defaultTag
+	}
+	return r.familiar().name(), r.tag, "", nil
+}
+
 // familiar is the short form of a normalized name, for messages.
 func familiar(name string) string {
 	r, err := parseRef(name)
