@@ -59,9 +59,9 @@ func cycle(client, node *benchClient, tag string, n int) error {
 	return timedCycle(client, node, tag, n, make([]time.Duration, len(cycleSteps)))
 }
 
-func benchServer(b *testing.B, clients int, dir, database string) (*server.Server, *httptest.Server, []*benchClient) {
+func benchServer(b *testing.B, clients int, dir, database, synchronous string) (*server.Server, *httptest.Server, []*benchClient) {
 	b.Helper()
-	srv, err := server.Open(server.Config{DataDir: dir, Database: database, Logger: testLogger(nil)})
+	srv, err := server.Open(server.Config{DataDir: dir, Database: database, Synchronous: synchronous, Logger: testLogger(nil)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,9 +112,13 @@ func BenchmarkCycle(b *testing.B) {
 		name string
 		dir  func(b *testing.B) string
 		db   func(b *testing.B) string // "": SQLite in dir
+		sync string                    // SQLite's synchronous mode; "": the default
 	}
 	sqlite := func(*testing.B) string { return "" }
-	variants := []variant{{"disk", func(b *testing.B) string { return b.TempDir() }, sqlite}}
+	disk := func(b *testing.B) string { return b.TempDir() }
+	// disk-full: synchronous=FULL, where every commit waits for an fsync
+	// and concurrent writes are group committed (store.go).
+	variants := []variant{{"disk", disk, sqlite, ""}, {"disk-full", disk, sqlite, "FULL"}}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		tmpfs := func(b *testing.B) string {
 			d, err := os.MkdirTemp("/dev/shm", "kolejka-bench-")
@@ -127,20 +131,20 @@ func BenchmarkCycle(b *testing.B) {
 		// tmpfs-postgres: the blobs on tmpfs, the metadata in PostgreSQL
 		// on loopback (pgtest's cluster, fsync off): against "tmpfs", what
 		// PostgreSQL costs where neither database waits for a disk.
-		variants = append(variants, variant{"tmpfs", tmpfs, sqlite},
-			variant{"tmpfs-postgres", tmpfs, func(b *testing.B) string { return pgtest.Database(b) }})
+		variants = append(variants, variant{"tmpfs", tmpfs, sqlite, ""},
+			variant{"tmpfs-postgres", tmpfs, func(b *testing.B) string { return pgtest.Database(b) }, ""})
 	}
 	for _, v := range variants {
 		for _, clients := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/clients=%d", v.name, clients), func(b *testing.B) {
-				benchCycles(b, clients, v.dir(b), v.db(b))
+				benchCycles(b, clients, v.dir(b), v.db(b), v.sync)
 			})
 		}
 	}
 }
 
-func benchCycles(b *testing.B, clients int, dir, database string) {
-	_, _, cs := benchServer(b, clients, dir, database)
+func benchCycles(b *testing.B, clients int, dir, database, synchronous string) {
+	_, _, cs := benchServer(b, clients, dir, database, synchronous)
 	b.ResetTimer()
 	start := time.Now()
 	cpu0 := processCPU()
