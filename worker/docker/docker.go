@@ -128,7 +128,7 @@ func New(opts Options) (*Runtime, error) {
 	defer cancel()
 	if err := cli.Ping(ctx); err != nil {
 		_ = cli.Close()
-		return nil, fmt.Errorf("unable to reach the Docker engine at %s: %w", cli.Host(), err)
+		return nil, fmt.Errorf("unable to start the docker runtime: %w", err)
 	}
 	return r, nil
 }
