@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/internal/server"
+	"github.com/kolejka-go/kolejka/internal/testenv"
 	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/tests/hardening"
 	"github.com/kolejka-go/kolejka/worker"
@@ -351,4 +353,42 @@ func TestBadInputClient(t *testing.T) {
 		}
 		r.Observe("task folder digest %s unchanged", before)
 	})
+}
+
+// BW28: the docker runtime's engine named by an environment its client
+// does not serve, or not there at all.
+func TestBadInputDockerEnvironment(t *testing.T) {
+	testenv.RequireRoot(t)
+	r := caseOf(t, hardening.BadInput, "BW28", "`execute --runtime docker` with DOCKER_HOST=ssh://…, DOCKER_HOST=tcp:// (no host), DOCKER_TLS_VERIFY=1, DOCKER_API_VERSION=one, or a socket that does not exist",
+		"exit 2 before the task is taken, the error naming the variable (or the socket) and the problem; the task folder unchanged, no result folder")
+	bin := bins(t)
+	dir := t.TempDir()
+	conf := workerConf(t, dir, filepath.Join(dir, "scratch"))
+	task := gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"]}`)
+	before := treeDigest(t, task)
+	for i, c := range []struct{ env, want string }{
+		{"DOCKER_HOST=ssh://judge@example.org", "DOCKER_HOST=ssh://judge@example.org"},
+		{"DOCKER_HOST=tcp://", "want tcp://host:port"},
+		{"DOCKER_TLS_VERIFY=1", "DOCKER_TLS_VERIFY"},
+		{"DOCKER_API_VERSION=one", "DOCKER_API_VERSION=one"},
+		{"DOCKER_HOST=unix:///nonexistent/docker.sock", "/nonexistent/docker.sock"},
+	} {
+		resultDir := filepath.Join(dir, fmt.Sprint("result", i))
+		cmd := exec.Command(filepath.Join(bin, "kolejka-worker"), "--config-file", conf, "execute", "--runtime", "docker", task, resultDir)
+		cmd.Env = append(gridtest.ChildEnv(), c.env)
+		out, err := cmd.CombinedOutput()
+		code := cmd.ProcessState.ExitCode()
+		r.Observe("%s: exit %d, %s", c.env, code, short(string(out), 200))
+		if err == nil || code != 2 {
+			t.Errorf("%s: exit %d (%v), want 2", c.env, code, err)
+		}
+		checkFragments(t, string(out), []string{c.want})
+		if _, serr := os.Stat(resultDir); !errors.Is(serr, os.ErrNotExist) {
+			t.Errorf("%s: a result folder appeared: %v", c.env, serr)
+		}
+	}
+	if after := treeDigest(t, task); after != before {
+		t.Errorf("the task folder changed: digest %s → %s", before, after)
+	}
+	r.Observe("task folder digest %s unchanged; no result folder", before)
 }
