@@ -296,10 +296,21 @@ type warmPool struct {
 	mu     sync.Mutex
 	ready  map[Shape][]*warmContainer
 	making map[Shape]int
-	closed bool
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
+	// active counts the worker's runs between their start and their
+	// published result. Containers are made only while it is 0: a
+	// preparation costs about a cold start's CPU, and made beside a
+	// running task it would take that task's cores (and the kernel's
+	// cgroup and mount locks) from it. wanted holds the shapes to make
+	// once the last run is done.
+	active int
+	wanted map[Shape]bool
+	// changed is closed, and replaced, whenever a container becomes
+	// ready or a preparation ends: take waits on it for one being made.
+	changed chan struct{}
+	closed  bool
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	hits, misses atomic.Int64
 }
@@ -311,7 +322,36 @@ func newWarmPool(w *Worker) *warmPool {
 		idle = DefaultWarmIdle
 	}
 	return &warmPool{w: w, per: w.cfg.Warm, idle: idle, ready: map[Shape][]*warmContainer{},
-		making: map[Shape]int{}, ctx: ctx, cancel: cancel}
+		making: map[Shape]int{}, wanted: map[Shape]bool{}, changed: make(chan struct{}), ctx: ctx, cancel: cancel}
+}
+
+// begin counts a run from its start: no container is made from now until
+// every run begun has ended.
+func (p *warmPool) begin() {
+	p.mu.Lock()
+	p.active++
+	p.mu.Unlock()
+}
+
+// end counts a run's result out. The last run to end has the shapes
+// wanted meanwhile made.
+func (p *warmPool) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.active--
+	if p.active > 0 {
+		return
+	}
+	for sh := range p.wanted {
+		delete(p.wanted, sh)
+		p.refillLocked(sh)
+	}
+}
+
+// broadcastLocked wakes the takes waiting for a container being made.
+func (p *warmPool) broadcastLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // put keeps wc until a task takes it or it has waited p.idle; false when
@@ -319,9 +359,14 @@ func newWarmPool(w *Worker) *warmPool {
 func (p *warmPool) put(wc *warmContainer) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.putLocked(wc)
+}
+
+func (p *warmPool) putLocked(wc *warmContainer) bool {
 	if p.closed {
 		return false
 	}
+	p.broadcastLocked()
 	p.ready[wc.shape] = append(p.ready[wc.shape], wc)
 	wc.expiry = time.AfterFunc(p.idle, func() {
 		if p.remove(wc) {
@@ -346,18 +391,31 @@ func (p *warmPool) remove(wc *warmContainer) bool {
 }
 
 // take returns a prepared container of shape sh still waiting, or nil; it
-// counts the hit or miss. On a miss the pool starts making one of the
-// shape; a hit's run has it make the next once its result is out
-// (Execute): made now, it would take the cores, and the kernel's cgroup
-// and mount locks, from the very task that just arrived.
-func (p *warmPool) take(sh Shape) *warmContainer {
+// counts the hit or miss. A container of the shape being made is waited
+// for (until ctx ends): its preparation is further on than a cold start
+// would be. After a miss the pool makes one of the shape, and after a hit
+// the next, once the node's runs are all done (begin, end): made now, it
+// would take the cores, and the kernel's cgroup and mount locks, from the
+// very task that just arrived.
+func (p *warmPool) take(ctx context.Context, sh Shape) *warmContainer {
 	var wc *warmContainer
+look:
 	for {
 		p.mu.Lock()
 		list := p.ready[sh]
 		if len(list) == 0 {
+			if p.making[sh] == 0 || p.closed {
+				p.mu.Unlock()
+				break
+			}
+			changed := p.changed
 			p.mu.Unlock()
-			break
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				break look
+			}
 		}
 		wc = list[0]
 		p.ready[sh] = list[1:]
@@ -400,10 +458,21 @@ func (p *warmPool) held() int {
 }
 
 // refill makes containers of shape sh in the background until per of them
-// are ready or being made, within the pool's bound (WarmShapes).
+// are ready or being made, within the pool's bound (WarmShapes); while a
+// run is active it only notes the shape, for end.
 func (p *warmPool) refill(sh Shape) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.refillLocked(sh)
+}
+
+func (p *warmPool) refillLocked(sh Shape) {
+	if p.active > 0 {
+		if p.per > 0 && !p.closed {
+			p.wanted[sh] = true
+		}
+		return
+	}
 	for !p.closed && len(p.ready[sh])+p.making[sh] < p.per && p.held() < WarmShapes*p.per {
 		p.making[sh]++
 		p.wg.Add(1)
@@ -412,26 +481,29 @@ func (p *warmPool) refill(sh Shape) {
 			wc, err := p.w.prepare(p.ctx, sh)
 			p.mu.Lock()
 			p.making[sh]--
-			p.mu.Unlock()
+			// Ready in the same step as no longer being made: a take
+			// waiting for it sees one or the other.
+			kept := err == nil && p.putLocked(wc)
+			if err != nil {
+				p.broadcastLocked()
+			}
 			if errors.Is(err, ErrUnsupported) {
 				// The runtime cannot here (see its Prepare): once is enough.
-				p.mu.Lock()
 				p.per = 0
-				p.mu.Unlock()
-				p.w.cfg.Logger.Info("warm containers off", "reason", err)
-				return
 			}
-			if err != nil {
+			p.mu.Unlock()
+			switch {
+			case errors.Is(err, ErrUnsupported):
+				p.w.cfg.Logger.Info("warm containers off", "reason", err)
+			case err != nil:
 				if p.ctx.Err() == nil {
 					p.w.cfg.Logger.Warn("preparing a container failed", "image", sh.Image, "error", err)
 				}
-				return
-			}
-			if !p.put(wc) {
+			case !kept:
 				wc.destroy()
-				return
+			default:
+				p.refill(sh)
 			}
-			p.refill(sh)
 		}()
 		if p.making[sh] > 0 && len(p.ready[sh]) == 0 {
 			// One at a time while none is ready: a shape that cannot be

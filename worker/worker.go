@@ -135,9 +135,20 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	if task.ID == "" {
 		task.ID = newTaskID()
 	}
+	// Counted from here to its published result: no container is
+	// prepared beside a running task (warmPool.begin).
+	w.pool.begin()
+	running := true
+	done := func() {
+		if running {
+			running = false
+			w.pool.end()
+		}
+	}
+	defer done()
 	// A prepared container of the task's shape, if there is one, makes
 	// the run: its ID, registry entry, scratch, cgroup parent and gate.
-	wc := w.takeWarm(task, opt)
+	wc := w.takeWarm(ctx, task, opt)
 	runID := newRunID()
 	if wc != nil {
 		runID = wc.id
@@ -208,9 +219,10 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	}
 	if wc != nil {
 		// The next container of the shape is made now that the task
-		// is done (see warmPool.take).
+		// is done, if no other run is active (see warmPool.take).
 		w.pool.refill(wc.shape)
 	}
+	done()
 	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall, "warm", wc != nil)
 	return res, r.out.systemError
 }
@@ -252,11 +264,11 @@ func (w *Worker) limits(task *spec.Task, opt Options) spec.Limits {
 // takeWarm returns a prepared container for task, or nil (warm containers
 // off, or none of its shape ready: the pool then prepares one for the
 // next task of the shape).
-func (w *Worker) takeWarm(task *spec.Task, opt Options) *warmContainer {
+func (w *Worker) takeWarm(ctx context.Context, task *spec.Task, opt Options) *warmContainer {
 	if _, ok := w.rt.(Preparer); !ok {
 		return nil
 	}
-	return w.pool.take(w.TaskShape(task, opt))
+	return w.pool.take(ctx, w.TaskShape(task, opt))
 }
 
 // checkResultDir accepts a folder that does not exist yet (its parent must)

@@ -116,6 +116,58 @@ func TestWarmPoolRefillsAndExpires(t *testing.T) {
 	e.AssertClean(t)
 }
 
+// No container is prepared beside a running task: the one a miss asks for
+// is made once the node's runs are all done, and a task that arrives while
+// it is being made waits for it rather than starting cold.
+func TestWarmPoolPreparesOnlyBetweenTasks(t *testing.T) {
+	e := workertest.NewWarmEnv(t, newRuntime(t), 1, time.Hour)
+	// A task that runs for a second: long enough for dozens of
+	// preparations, which the pool must not start meanwhile.
+	slow := `{"image": "kolejka-test:latest", "args": ["sleep", "1"]}`
+	done := make(chan error, 1)
+	go func() {
+		_, res, err := e.Run(t, task(t, slow), worker.Options{})
+		if err == nil && res.Status != spec.StatusOK {
+			err = fmt.Errorf("status %s", res.Status)
+		}
+		done <- err
+	}()
+	// Watched throughout the task's run (a preparation takes tens of
+	// milliseconds: one made meanwhile would show).
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var err error
+watch:
+	for {
+		if st := e.W.WarmStats(); st.Ready != 0 {
+			t.Fatalf("a container was prepared while the first task ran: %+v", st)
+		}
+		select {
+		case err = <-done:
+			break watch
+		case <-tick.C:
+		}
+	}
+	if err != nil {
+		t.Fatalf("first task: %v", err)
+	}
+	if st := e.W.WarmStats(); st.Misses != 1 || st.Hits != 0 {
+		t.Fatalf("warm stats %+v after the first task, want one miss", st)
+	}
+	// At once: the container the miss asked for is being made now, and
+	// this task of the same shape takes it when it is ready.
+	if _, res, err := e.Run(t, task(t, slow), worker.Options{}); err != nil || res.Status != spec.StatusOK {
+		t.Fatalf("second task: %v %+v", err, res)
+	}
+	if st := e.W.WarmStats(); st.Hits != 1 || st.Misses != 1 {
+		t.Fatalf("warm stats %+v after the second task, want it to have waited for the container being made", st)
+	}
+	if err := e.W.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.AssertClean(t)
+}
+
 // warmHelper is a worker process that prepares one container and waits to
 // be killed: arg is "runtime dir|temp|state|cgroup root|init".
 func warmHelper(arg string) int {
