@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -212,9 +213,11 @@ registry_insecure = 127.0.0.1:5000, localhost:5001
 	if s.Warm != foreman.DefaultWarm {
 		t.Errorf("warm %d by default, want %d", s.Warm, foreman.DefaultWarm)
 	}
-	// Warm containers on, and a count that cannot be.
-	if s, code := resolve(t, "--config-file", writeConf(t, "[foreman]\nwarm = 2\n")); code != 0 || s.Warm != 2 {
-		t.Errorf("warm = 2: exit %d, warm %d", code, s.Warm)
+	// Warm containers off, more of them, and a count that cannot be.
+	for _, n := range []int{0, 2} {
+		if s, code := resolve(t, "--config-file", writeConf(t, fmt.Sprintf("[foreman]\nwarm = %d\n", n))); code != 0 || s.Warm != n {
+			t.Errorf("warm = %d: exit %d, warm %d", n, code, s.Warm)
+		}
 	}
 	if _, code := resolve(t, "--config-file", writeConf(t, "[foreman]\nwarm = -1\n")); code == 0 {
 		t.Error("warm = -1 was accepted")

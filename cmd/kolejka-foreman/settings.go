@@ -120,7 +120,7 @@ func (o *options) table(clientSection string) []settings.Setting {
 			"interval", settings.PositiveDuration(&o.Interval)),
 		node(&cli.IntFlag{Name: "concurency", Aliases: []string{"concurrency"}, Value: foreman.DefaultConcurrency, Usage: "most tasks at once; [foreman] concurency"},
 			"concurency", settings.IntAtLeast(&o.Concurrency, 1)),
-		node(&cli.IntFlag{Name: "warm", Value: foreman.DefaultWarm, Usage: "containers kept prepared ahead of tasks, per task shape (image, network), e.g. 2 (default 0: none); [foreman] warm"},
+		node(&cli.IntFlag{Name: "warm", Value: foreman.DefaultWarm, Usage: "containers kept prepared ahead of tasks, per task shape (image, network), made while no task runs (default 1; 0: none); [foreman] warm"},
 			"warm", settings.IntAtLeast(&o.Warm, 0)),
 		node(&cli.BoolFlag{Name: "auto-tags", Value: true, Usage: "add the machine's tags (cpu, cpus, gpu, hostname, kernel); --auto-tags=false to not; [foreman] auto_tags"},
 			"auto_tags", settings.Bool(&o.AutoTags)),

@@ -16,14 +16,14 @@ type Warmer interface {
 
 var _ Warmer = (*worker.Worker)(nil)
 
-// DefaultWarm is kolejka-foreman's warm setting when none is given: off.
-// The worker's conformance suite passes through prepared containers, but on
-// a loaded node pinned to one core the preparation of the next container
-// takes CPU from the task running beside it (the grid's spinner task,
-// which must get a quarter of its core, failed with warm = 2 and passed
-// with warm = 0 in the same conditions): a node turns it on knowing that
-// (`warm = 2` suits a node with two slots).
-const DefaultWarm = 0
+// DefaultWarm is kolejka-foreman's warm setting when none is given: one
+// container per task shape seen. The worker makes them only while none of
+// its tasks runs (a preparation costs about a cold start's CPU, and made
+// beside a running task it took that task's core: the grid's spinner task,
+// which must get a quarter of its core on a node pinned to one, failed when
+// preparations ran beside it), so a busy node runs cold and an idle one
+// starts its next task warm.
+const DefaultWarm = 1
 
 // startWarm has the executor keep Config.Warm containers of each shape
 // prepared, if it can and the node wants it.

@@ -20,7 +20,8 @@ import (
 
 // Warm containers (issue 22) on and off in the same run: two foremen on
 // this machine, "cold" (node a) with `warm = 0` and "warm" (node b) with
-// `warm = 2`, each with concurrency 2 and both cores, each taking only
+// kolejka-foreman's default (`warm = 1`), each with concurrency 2 and both
+// cores, each taking only
 // tasks that require its tag. Measured, interleaved:
 //
 //   - latency: `kolejka-client execute` of the trivial task on each node in
@@ -35,10 +36,12 @@ func BenchmarkGridWarm(b *testing.B) {
 		testenv.Missing(b, "Debian's runc for the baseline (apt-get install runc)")
 	}
 	g := newGrid(b)
-	// The grid's processor accounts are "a" and "b": a runs cold, b warm.
+	// The grid's processor accounts are "a" and "b": a runs cold, b warm
+	// as kolejka-foreman does by default (DefaultWarm; containers made
+	// only while none of the node's tasks runs).
 	nodeOf := map[string]string{"cold": "a", "warm": "b"}
 	g.startForeman(nodeOf["cold"], "", "warm = 0")
-	g.startForeman(nodeOf["warm"], "", "warm = 2")
+	g.startForeman(nodeOf["warm"], "")
 	ctx := context.Background()
 	tasks := map[string]string{}
 	for _, node := range []string{"cold", "warm"} {
