@@ -362,7 +362,13 @@ func TestHostileWarmForemanKilled(t *testing.T) {
 		}
 		run = strings.TrimPrefix(runs[0], "kolejka-run-")
 		inits = cgroupProcs("/" + run + "/runtime")
-		return len(inits) == 1 && slices.Contains(entries(filepath.Join(state, "runc")), "kolejka-"+run)
+		if len(inits) != 1 || !slices.Contains(entries(filepath.Join(state, "runc")), "kolejka-"+run) {
+			return false
+		}
+		// Prepared, not being prepared: runc's init has become
+		// kolejka-init, which waits at the gate.
+		exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(inits[0]), "exe"))
+		return filepath.Base(exe) == "kolejka-init"
 	})
 	// The run's cgroup, wherever the foreman's root is.
 	var group string
