@@ -431,3 +431,95 @@ func TestHostileWarmForemanKilled(t *testing.T) {
 	}
 	r.Observe("restarted: swept before taking work (said so: %v), nothing of %s left; the next task %s in %v", swept, run, next.Status, took.Round(time.Millisecond))
 }
+
+// TestHostileWarmNoPreparationBeside: a CPU spinner on a warm node whose
+// pool wants a container of the spinner's own, new shape. Containers are
+// made only while no task runs (worker.warmPool): none may be made beside
+// the spinner, which would take CPU from it; the one it asked for is made
+// once its result is out.
+func TestHostileWarmNoPreparationBeside(t *testing.T) {
+	const before = worker.WarmShapes - 1
+	r := caseOf(t, hardening.Hostile, "H29", fmt.Sprintf("a CPU spinner (time 2s, one core) of a shape not seen before, on a node with warm = 1 (runc-warm) holding %d containers prepared for the tasks before it", before),
+		"no container is made while the spinner runs (runc's state and the scratch folders hold only the ones ready before it and its own run throughout); TLE; the container of its shape is made once its result is out; the node healthy after it")
+	n := runcWarmNode(t)
+	mark := "H29-" + randomHex(6)
+	shapeTask := func(i int, args string, limits string) string {
+		dir := markedCopy(t, gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": `+args+`, "limits": {`+limits+`}}`), fmt.Sprintf("%s-%d", mark, i))
+		task, err := spec.LoadTask(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.shapes[n.w.TaskShape(task, worker.Options{})] = true
+		return dir
+	}
+	for i := range before {
+		dir := shapeTask(i, `["true"]`, fmt.Sprintf(`"workspace": "%dM", "time": "10s"`, 16+i))
+		if res, err := n.w.Execute(context.Background(), dir, filepath.Join(t.TempDir(), "result"), worker.Options{}); err != nil || res == nil || res.Status != spec.StatusOK {
+			t.Fatalf("task %d: %+v %v", i, res, err)
+		}
+	}
+	// The containers those tasks asked for, made between them and after
+	// the last: the spinner starts with none being made.
+	if !waitFor(time.Minute, func() bool { return n.w.WarmStats().Ready == before }) {
+		t.Fatalf("%d containers prepared after %d tasks of new shapes, want %d", n.w.WarmStats().Ready, before, before)
+	}
+	spin := shapeTask(before, `["sh", "-c", "while :; do :; done"]`, `"workspace": "8M", "time": "2s", "cpus": 1`)
+	counts := func() (runcState, scratch int) { return len(n.leftovers(t)), len(entries(n.e.Temp)) }
+	var mostState, mostScratch int
+	// Watched until its result is out: the container it asked for may be
+	// made from then on, beside its tear-down.
+	published, done := make(chan struct{}), make(chan struct{})
+	var res *spec.Result
+	var err error
+	go func() {
+		defer close(done)
+		res, err = n.w.Execute(context.Background(), spin, filepath.Join(t.TempDir(), "result"),
+			worker.Options{Published: func(*spec.Result) { close(published) }})
+	}()
+	readyDuring := 0
+watch:
+	for {
+		s, c := counts()
+		select {
+		case <-published:
+			break watch
+		case <-done:
+			break watch
+		default:
+		}
+		mostState, mostScratch = max(mostState, s), max(mostScratch, c)
+		readyDuring = max(readyDuring, n.w.WarmStats().Ready)
+		select {
+		case <-published:
+			break watch
+		case <-done:
+			break watch
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	<-done
+	made := waitFor(time.Minute, func() bool { return n.w.WarmStats().Ready == before+1 })
+	got := "no result"
+	if res != nil {
+		got = verdict(res)
+		if res.Stats.CPU.Usage != nil {
+			got += fmt.Sprintf(", CPU %v", res.Stats.CPU.Usage.Round(time.Millisecond))
+		}
+	}
+	r.Observe("while the spinner ran: at most %d containers in runc's state, %d scratch folders, %d prepared and waiting (%d before it); the spinner: %s; the container of its shape made after it: %v",
+		mostState, mostScratch, readyDuring, before, got, made)
+	if err != nil || res == nil || res.Status != spec.StatusTLE {
+		t.Errorf("the spinner: %+v %v; want TLE", res, err)
+	}
+	if mostState > before+1 || mostScratch > before+1 || readyDuring > before {
+		t.Errorf("a container was made beside the spinner: %d in runc's state, %d scratch folders, %d ready (want at most %d, %d, %d)",
+			mostState, mostScratch, readyDuring, before+1, before+1, before)
+	}
+	if mostState < before+1 || mostScratch < before+1 {
+		t.Errorf("at most %d containers in runc's state and %d scratch folders seen: the count does not see the prepared ones and the spinner's", mostState, mostScratch)
+	}
+	if !made {
+		t.Errorf("%d containers prepared after the spinner, want %d: the one of its shape was not made", n.w.WarmStats().Ready, before+1)
+	}
+	r.Observe("%s", n.healthy(t, mark))
+}
