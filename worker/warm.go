@@ -296,12 +296,13 @@ type warmPool struct {
 	mu     sync.Mutex
 	ready  map[Shape][]*warmContainer
 	making map[Shape]int
-	// active counts the worker's runs between their start and their
-	// published result. Containers are made only while it is 0: a
+	// active counts the worker's runs from their start to the end of
+	// their tear-down. Containers are made only while it is 0: a
 	// preparation costs about a cold start's CPU, and made beside a
 	// running task it would take that task's cores (and the kernel's
-	// cgroup and mount locks) from it. wanted holds the shapes to make
-	// once the last run is done.
+	// cgroup and mount locks) from it, made beside a result on its way
+	// out it would delay the owner's answer. wanted holds the shapes to
+	// make once the last run is over.
 	active int
 	wanted map[Shape]bool
 	// changed is closed, and replaced, whenever a container becomes
@@ -333,8 +334,8 @@ func (p *warmPool) begin() {
 	p.mu.Unlock()
 }
 
-// end counts a run's result out. The last run to end has the shapes
-// wanted meanwhile made.
+// end counts a run over. The last run to end has the shapes wanted
+// meanwhile made.
 func (p *warmPool) end() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -394,7 +395,7 @@ func (p *warmPool) remove(wc *warmContainer) bool {
 // counts the hit or miss. A container of the shape being made is waited
 // for (until ctx ends): its preparation is further on than a cold start
 // would be. After a miss the pool makes one of the shape, and after a hit
-// the next, once the node's runs are all done (begin, end): made now, it
+// the next, once the worker's runs are all over (begin, end): made now, it
 // would take the cores, and the kernel's cgroup and mount locks, from the
 // very task that just arrived.
 func (p *warmPool) take(ctx context.Context, sh Shape) *warmContainer {

@@ -135,17 +135,12 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 	if task.ID == "" {
 		task.ID = newTaskID()
 	}
-	// Counted from here to its published result: no container is
-	// prepared beside a running task (warmPool.begin).
+	// Counted from here to the end of its tear-down: no container is
+	// prepared beside a running task, nor beside the publication of its
+	// result and the tear-down (warmPool.begin), which are on the way to
+	// the owner's answer (a foreman posts the result meanwhile).
 	w.pool.begin()
-	running := true
-	done := func() {
-		if running {
-			running = false
-			w.pool.end()
-		}
-	}
-	defer done()
+	defer w.pool.end()
 	// A prepared container of the task's shape, if there is one, makes
 	// the run: its ID, registry entry, scratch, cgroup parent and gate.
 	wc := w.takeWarm(ctx, task, opt)
@@ -218,11 +213,10 @@ func (w *Worker) Execute(ctx context.Context, taskDir, resultDir string, opt Opt
 		opt.Published(res)
 	}
 	if wc != nil {
-		// The next container of the shape is made now that the task
-		// is done, if no other run is active (see warmPool.take).
+		// The next container of the shape is made once the run is
+		// over, if no other run is active (see warmPool.take).
 		w.pool.refill(wc.shape)
 	}
-	done()
 	r.log.Info("task done", "status", res.Status, "exit", r.out.exit.Code, "wall", r.out.wall, "warm", wc != nil)
 	return res, r.out.systemError
 }

@@ -21,8 +21,9 @@ var _ Warmer = (*worker.Worker)(nil)
 // its tasks runs (a preparation costs about a cold start's CPU, and made
 // beside a running task it took that task's core: the grid's spinner task,
 // which must get a quarter of its core on a node pinned to one, failed when
-// preparations ran beside it), so a busy node runs cold and an idle one
-// starts its next task warm.
+// preparations ran beside it; made beside a result being posted it delayed
+// the owner's answer), so a busy node runs cold and an idle one starts its
+// next task warm.
 const DefaultWarm = 1
 
 // startWarm has the executor keep Config.Warm containers of each shape
