@@ -52,12 +52,27 @@ func newLedger(capacity, defaults spec.Limits, cores []int, slots int) *ledger {
 
 // request is what a dequeue may ask for now: the free resources and how
 // many tasks; ok is false when the node must take nothing (all slots busy,
-// or an exclusive task runs).
+// an exclusive task runs, or what is free can hold no task at all).
 func (l *ledger) request() (free spec.Limits, n int, ok bool) {
-	if l.exclusive || l.running >= l.slots {
+	if l.exclusive || l.running >= l.slots || l.exhausted() {
 		return spec.Limits{}, 0, false
 	}
 	return l.free.Clone(), l.slots - l.running, true
+}
+
+// exhausted: no core, memory or process is left free, where the node
+// counts them; every task needs at least one of each. A dequeue then would
+// wait out its whole long poll for a task that cannot fit, while the task
+// that frees room ends meanwhile: a node with more slots than cores, its
+// cores all busy, would take new work once per long poll (BusyWait)
+// instead of as soon as a task ends (notify wakes nextRequest).
+func (l *ledger) exhausted() bool {
+	for _, v := range []*int64{l.free.CPUs, l.free.Memory, l.free.Pids} {
+		if v != nil && *v <= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // admit reserves what t needs and returns the grant, errWait when it must

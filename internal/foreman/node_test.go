@@ -98,6 +98,29 @@ func TestNodeRunsTasks(t *testing.T) {
 	}
 }
 
+// A node with more slots than cores takes the next task as soon as a core
+// frees, not when its long poll ends: with every core busy it asks for
+// nothing (no task could fit), so the end of a task, not the server's
+// answer, starts the next dequeue. The long polls here last a minute;
+// the tasks, queued at once, all end well within it.
+func TestNodeMoreSlotsThanCores(t *testing.T) {
+	g := newGrid(t)
+	newNode(t, g, "node", func(c *Config) {
+		c.Cores = c.Cores[:1]
+		c.Concurrency = 8
+		c.Wait, c.BusyWait = time.Minute, time.Minute
+	})
+	var keys []string
+	for i := range 3 {
+		keys = append(keys, g.submit(shTask("echo "+strconv.Itoa(i), `, "limits": {"cpus": 1}`), nil))
+	}
+	for i, k := range keys {
+		if r, _ := g.result(k, 20*time.Second); r.Status != spec.StatusOK {
+			t.Fatalf("task %d: %s", i, r.Status)
+		}
+	}
+}
+
 // An exclusive task runs alone: the node starts nothing beside it and
 // starts it only once the node is empty.
 func TestNodeExclusive(t *testing.T) {
