@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -42,12 +41,7 @@ func BenchmarkGridDefaultNode(b *testing.B) {
 	const total, clients = 120, 8
 	b.ResetTimer()
 	rate, cpu := parallelCPU(b, total, clients, func(i int) { execute(1000 + i) })
-	runcRate, runcCPU := parallelCPU(b, total, 2, func(i int) {
-		name := fmt.Sprintf("kolejka-default-bench-%d-%d", os.Getpid(), i)
-		if out, err := exec.Command(runcBin, "run", "--bundle", bundle, name).CombinedOutput(); err != nil {
-			b.Fatalf("runc run: %v\n%s", err, out)
-		}
-	})
+	runcRate, runcCPU := parallelCPU(b, total, 2, func(i int) { bareRuncRun(b, runcBin, bundle, i) })
 	b.StopTimer()
 	b.ReportMetric(rate, "tasks/s")
 	b.ReportMetric(runcRate, "runc-runs/s")

@@ -74,12 +74,7 @@ func BenchmarkGridWarm(b *testing.B) {
 	for _, node := range []string{"cold", "warm"} {
 		rate[node], cpu[node] = parallelCPU(b, total, clients, func(i int) { execute(node, 1000+i) })
 	}
-	rate["runc"], cpu["runc"] = parallelCPU(b, total, 2, func(i int) {
-		name := fmt.Sprintf("kolejka-warm-bench-%d-%d", os.Getpid(), i)
-		if out, err := exec.Command(runcBin, "run", "--bundle", bundle, name).CombinedOutput(); err != nil {
-			b.Fatalf("runc run: %v\n%s", err, out)
-		}
-	})
+	rate["runc"], cpu["runc"] = parallelCPU(b, total, 2, func(i int) { bareRuncRun(b, runcBin, bundle, i) })
 	b.StopTimer()
 	// The nodes ran as configured: the worker's "task done" says whether
 	// each run took a prepared container.
@@ -172,6 +167,15 @@ func machineCPU(b *testing.B) time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * (time.Second / 100)
+}
+
+// bareRuncRun is the grid benchmarks' baseline: Debian's `runc run` of
+// bundle (runcBundle) as container i of this process.
+func bareRuncRun(b *testing.B, runcBin, bundle string, i int) {
+	name := fmt.Sprintf("kolejka-bench-%d-%d", os.Getpid(), i)
+	if out, err := exec.Command(runcBin, "run", "--bundle", bundle, name).CombinedOutput(); err != nil {
+		b.Fatalf("runc run: %v\n%s", err, out)
+	}
 }
 
 // runcBundle is an OCI bundle running /bin/true in the test image's
