@@ -214,11 +214,7 @@ func (c *Client) ImageRemove(ctx context.Context, ref string, opts ImageRemoveOp
 // progress stream to its end: the engine reports a failure there, after
 // its 200.
 func (c *Client) stream(ctx context.Context, path string, q url.Values, body io.Reader) error {
-	var in any
-	if body != nil {
-		in = body
-	}
-	resp, err := c.call(ctx, http.MethodPost, path, q, in)
+	resp, err := c.call(ctx, http.MethodPost, path, q, body)
 	if err != nil {
 		return err
 	}

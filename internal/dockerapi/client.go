@@ -42,7 +42,7 @@ import (
 	"strings"
 	"sync"
 
-	cerrdefs "github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errhttp"
 	"github.com/moby/moby/api/types/common"
 )
 
@@ -217,32 +217,9 @@ func (e *Error) Error() string {
 }
 
 // Is maps the status to containerd's errdefs, as the engine maps its
-// errors to statuses.
+// errors to statuses (errhttp.ToNative: 404 not found, 409 conflict, …).
 func (e *Error) Is(target error) bool {
-	var kind error
-	switch e.Status {
-	case http.StatusBadRequest:
-		kind = cerrdefs.ErrInvalidArgument
-	case http.StatusUnauthorized:
-		kind = cerrdefs.ErrUnauthenticated
-	case http.StatusForbidden:
-		kind = cerrdefs.ErrPermissionDenied
-	case http.StatusNotFound:
-		kind = cerrdefs.ErrNotFound
-	case http.StatusConflict:
-		kind = cerrdefs.ErrConflict
-	case http.StatusNotImplemented:
-		kind = cerrdefs.ErrNotImplemented
-	case http.StatusServiceUnavailable:
-		kind = cerrdefs.ErrUnavailable
-	default:
-		if e.Status >= 500 {
-			kind = cerrdefs.ErrInternal
-		} else {
-			kind = cerrdefs.ErrUnknown
-		}
-	}
-	return errors.Is(kind, target)
+	return errors.Is(errhttp.ToNative(e.Status), target)
 }
 
 // maxErrorBody bounds the error reply read.
