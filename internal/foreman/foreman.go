@@ -236,6 +236,9 @@ func (cfg Config) complete() (Config, error) {
 	if err := cfg.placeCores(); err != nil {
 		return cfg, err
 	}
+	if err := checkCapacity(cfg.Capacity); err != nil {
+		return cfg, err
+	}
 	if _, ok := spec.Fit(spec.Limits{}, cfg.Capacity, cfg.Defaults); !ok {
 		return cfg, fmt.Errorf("the defaults %s ask for more than the node offers (%s): %w", cfg.Defaults, cfg.Capacity, ErrConfig)
 	}
@@ -244,6 +247,21 @@ func (cfg Config) complete() (Config, error) {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// checkCapacity refuses a capacity that leaves no memory or no processes
+// to any task: such a node would ask for nothing, ever (ledger.exhausted),
+// and wait without saying why. (Cores are placeCores' to check.)
+func checkCapacity(capacity spec.Limits) error {
+	for _, c := range []struct {
+		name string
+		v    *int64
+	}{{"memory", capacity.Memory}, {"pids", capacity.Pids}} {
+		if c.v != nil && *c.v <= 0 {
+			return fmt.Errorf("the node offers %s %d: no task could run on it: %w", c.name, *c.v, ErrConfig)
+		}
+	}
+	return nil
 }
 
 // checkQueues refuses queues that are not names, and named queues other

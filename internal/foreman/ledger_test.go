@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,6 +170,32 @@ func TestLedgerNeverOvercommits(t *testing.T) {
 		}
 		if l.running != len(held) || l.running > 5 {
 			t.Fatalf("step %d: %d running, %d held", step, l.running, len(held))
+		}
+	}
+}
+
+// A node offering no memory or no processes could take no task: it is
+// refused at configuration, naming the resource, rather than left to wait
+// for work forever (it asks for nothing: ledger.exhausted).
+func TestCheckCapacity(t *testing.T) {
+	for _, c := range []struct {
+		capacity spec.Limits
+		says     string // "" = accepted
+	}{
+		{lim(t, "memory", "1G", "pids", "100"), ""},
+		{spec.Limits{}, ""},
+		{lim(t, "memory", "0"), "the node offers memory 0"},
+		{lim(t, "memory", "1G", "pids", "0"), "the node offers pids 0"},
+	} {
+		err := checkCapacity(c.capacity)
+		if c.says == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.capacity, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrConfig) || err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v; want a configuration error saying %q", c.capacity, err, c.says)
 		}
 	}
 }
