@@ -7,9 +7,17 @@ package hardening_test
 // node's own requests note of it).
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kolejka-go/kolejka/internal/gridtest"
 	"github.com/kolejka-go/kolejka/tests/hardening"
 )
 
@@ -46,4 +54,42 @@ func TestBadInputNodes(t *testing.T) {
 			unchanged(t, s, r, func() answer { return node.do(t, "POST", "/queue/dequeue/", []byte(body)) }, 200, "FAIL", []string{"capacity"})
 		}
 	})
+}
+
+// A node configured to offer no memory, or no processes, could take no
+// task: kolejka-foreman refuses to start, naming the resource, rather than
+// wait for work forever asking for none.
+func TestBadInputNodeCapacity(t *testing.T) {
+	r := caseOf(t, hardening.BadInput, "BN03", "kolejka-foreman: [foreman] memory = 0, or pids = 0 (a capacity no task fits)",
+		"exit 2 before taking work, naming the resource (\"the node offers memory 0\"); no task taken")
+	g := newGrid(t, "", "")
+	key := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"time": "10s"}}`))
+	for _, c := range []struct{ line, says string }{
+		{"memory = 0", "the node offers memory 0"},
+		{"pids = 0", "the node offers pids 0"},
+	} {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "foreman.conf")
+		text := fmt.Sprintf("[client]\nserver = http://%s\ntoken = %s\n\n[foreman]\ntemp = %s\nruntime = runc\nauto_tags = no\n%s\n",
+			g.Addr, g.Tokens["a"], filepath.Join(dir, "node"), c.line)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := exec.CommandContext(ctx, filepath.Join(bins(t), "kolejka-foreman"), "--config-file", conf).CombinedOutput()
+		cancel()
+		code := -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		msg := strings.TrimSpace(string(out))
+		r.Observe("%s: exit %d: %s", c.line, code, msg[strings.LastIndexByte(msg, '\n')+1:])
+		if code != 2 || !strings.Contains(msg, c.says) {
+			t.Errorf("%s: exit %d (%v), output %q; want exit 2 saying %q", c.line, code, err, msg, c.says)
+		}
+	}
+	if assigned := g.Admin("lstask", "--assigned"); strings.Contains(assigned, key) {
+		t.Errorf("the task %s was taken: lstask --assigned says %q", key, assigned)
+	}
 }
