@@ -560,7 +560,15 @@ func TestSlowloris(t *testing.T) {
 			b = head[i]
 		}
 		if _, err := c.Write([]byte{b}); err != nil {
-			break
+			// The server closed the connection: a write can see that
+			// before the reader above does.
+			select {
+			case d := <-closed:
+				t.Logf("the slow connection was closed after %v", d)
+				return
+			case <-time.After(10 * time.Second):
+				t.Fatalf("a write failed (%v) but the connection did not close", err)
+			}
 		}
 		if status, _ := rawRequest(t, socket, "GET / HTTP/1.1\r\n\r\n"); status != 200 {
 			t.Errorf("GET / while a slow client trickles: %d", status)
