@@ -38,7 +38,9 @@ type DequeueRequest struct {
 	// Tags are the node's tags.
 	Tags []string `json:"tags"`
 	// Wait lets the server hold the request this long for work when there
-	// is none (extension "long_poll").
+	// is none (extension "long_poll"). A result the node posts meanwhile
+	// ends the wait early, with what fits then, often nothing: the node
+	// has that task's room again and asks anew with it.
 	Wait Seconds `json:"wait,omitzero"`
 }
 

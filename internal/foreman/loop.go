@@ -6,6 +6,7 @@ package foreman
 import (
 	"context"
 	"errors"
+	"reflect"
 	"time"
 
 	"github.com/kolejka-go/kolejka/client"
@@ -79,9 +80,12 @@ func (f *Foreman) dequeueLoop() {
 			case !longPoll:
 				f.pause(f.cfg.Interval, true)
 			case time.Since(asked) < wait/2:
-				// A long poll answered early with nothing: the server is
-				// shutting down. Do not spin meanwhile.
-				f.pause(min(f.cfg.Interval, time.Second), false)
+				// A long poll answered early with nothing: a result this
+				// node posted ended it (its task's room is free, or will be
+				// once the container is torn down), or the server is
+				// shutting down. Ask again once the room differs from
+				// what this poll asked with; do not spin meanwhile.
+				f.awaitRoom(free, n, min(f.cfg.Interval, time.Second))
 			}
 			continue
 		}
@@ -126,6 +130,32 @@ func (f *Foreman) nextRequest() (free spec.Limits, n int, busy, ok bool) {
 		select {
 		case <-f.wake:
 		case <-f.loopCtx.Done():
+		}
+	}
+}
+
+// awaitRoom waits at most d until the node's room differs from the free
+// limits and task count a dequeue asked with. A task's end frees its room
+// after its result is posted (the container is torn down meanwhile), and
+// the wake-up may be stale: so the room itself is compared.
+func (f *Foreman) awaitRoom(free spec.Limits, n int, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		f.mu.Lock()
+		now, m, ok := f.ledger.request()
+		stopping := f.stopping
+		f.mu.Unlock()
+		// Not ok: nextRequest waits for the room instead.
+		if stopping || !ok || m != n || !reflect.DeepEqual(now, free) {
+			return
+		}
+		select {
+		case <-f.wake:
+		case <-t.C:
+			return
+		case <-f.loopCtx.Done():
+			return
 		}
 	}
 }

@@ -397,3 +397,22 @@ func TestNodePostsBeforeTearDown(t *testing.T) {
 	release()
 	waitFor(t, "the task's cores free again", 10*time.Second, func() bool { return running() == 0 })
 }
+
+// A node whose free room fits no queued task takes one as soon as a
+// running task's end makes room, not at the end of its long poll: its
+// result post ends the poll, and the node asks again with the room.
+func TestNodeRoomAfterResult(t *testing.T) {
+	g := newGrid(t)
+	newNode(t, g, "node", func(c *Config) {
+		c.Concurrency = 4
+		c.Wait, c.BusyWait = time.Minute, time.Minute
+	})
+	// After a, 512M is free: b (1G) does not fit until a ends.
+	a := g.submit(shTask("sleep 0.5; echo a", `, "limits": {"memory": "1536M"}`), nil)
+	b := g.submit(shTask("echo b", `, "limits": {"memory": "1G"}`), nil)
+	for _, k := range []string{a, b} {
+		if r, _ := g.result(k, 20*time.Second); r.Status != spec.StatusOK {
+			t.Fatalf("task %s: %s", k, r.Status)
+		}
+	}
+}

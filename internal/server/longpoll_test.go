@@ -65,6 +65,32 @@ func TestLongPoll(t *testing.T) {
 			t.Errorf("answered after %v, at its deadline: the post did not wake it", d)
 		}
 	})
+	t.Run("dequeue ends when its node posts a result", func(t *testing.T) {
+		// The node has the posted task's room again and must ask with it;
+		// another node's poll goes on.
+		key := a.submit(task(nil), nil)
+		if got := ids(dequeue(t, n, map[string]any{})); !slices.Equal(got, []string{key}) {
+			t.Fatalf("got %v", got)
+		}
+		other := make(chan time.Duration, 1)
+		start := time.Now()
+		e.polling(func() {
+			dequeue(t, e.tok("node2"), map[string]any{"wait": 1})
+			other <- time.Since(start)
+		})
+		done := make(chan []string, 1)
+		e.polling(func() { done <- ids(dequeue(t, n, map[string]any{"wait": wait.Seconds()})) })
+		mustOK(t, n.postJSON("/task/result/", map[string]any{"id": key, "result": 0}))
+		if got := <-done; len(got) != 0 {
+			t.Errorf("got %v, want nothing", got)
+		}
+		if d := time.Since(start); d >= wait {
+			t.Errorf("answered after %v, at its deadline: the post did not end it", d)
+		}
+		if d := <-other; d < time.Second {
+			t.Errorf("node2's poll answered after %v, before its wait of 1 s: another node's post ended it", d)
+		}
+	})
 	t.Run("result times out with 404", func(t *testing.T) {
 		key := a.submit(task(map[string]any{"requires": []string{"none"}}), nil)
 		start := time.Now()

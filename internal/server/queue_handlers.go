@@ -8,7 +8,8 @@ package server
 //	{"concurency": N, "limits": {what the node has free}, "tags": [...]}
 //
 // plus our optional keys: "wait": seconds to wait for work when there is
-// none (long poll, capped at MaxWait), "defaults": {limits for tasks that
+// none (long poll, capped at MaxWait; a result the node posts meanwhile
+// ends it, so that the node asks again with that task's room), "defaults": {limits for tasks that
 // omit one the node declares}, "heartbeat": true (the node will heartbeat:
 // its tasks get the short lease), "queues": [names] (extension "queues":
 // the queues the node takes from, higher priority first; none: the default
@@ -42,6 +43,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/kolejka-go/kolejka/api"
@@ -86,6 +88,11 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		Expiry:     s.expiryPolicy(),
 	}
 	defer s.noteDequeue(r.Context(), u.ID, req)()
+	// A result this node posts while the poll waits ends the poll (one
+	// more try, then the answer, empty or not): the node has more room
+	// than it asked with and asks again with it (signalRoom).
+	roomed, unsubscribe := s.nodeRoom.Subscribe(strconv.FormatInt(u.ID, 10))
+	defer unsubscribe()
 	for {
 		// Take the channel first: a task submitted during the dequeue
 		// transaction wakes us.
@@ -145,11 +152,13 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		if soon := time.Now().Add(queueRecheck); held && soon.Before(wake) {
 			wake = soon
 		}
-		if !s.awaitWork(r, woken, wake, u.ID) {
+		if !s.awaitWork(r, woken, roomed, wake, u.ID) {
 			return
 		}
 		select {
 		case <-s.stopped():
+			deadline = time.Now()
+		case <-roomed:
 			deadline = time.Now()
 		default:
 		}
@@ -177,10 +186,10 @@ func (s *Server) pause(r *http.Request, woken <-chan struct{}, wake time.Time) (
 }
 
 // awaitWork is one wait of a dequeue's long poll, like pause, that also
-// ends when the node is drained by an admin command in another process
+// ends when the node posts a result (roomed) or is drained by an admin command in another process
 // (which cannot wake it): it rereads the flag every queueRecheck. It
 // returns false when the request ended meanwhile.
-func (s *Server) awaitWork(r *http.Request, woken <-chan struct{}, wake time.Time, node int64) bool {
+func (s *Server) awaitWork(r *http.Request, woken, roomed <-chan struct{}, wake time.Time, node int64) bool {
 	if s.cfg.pausing != nil {
 		s.cfg.pausing()
 	}
@@ -192,6 +201,9 @@ func (s *Server) awaitWork(r *http.Request, woken <-chan struct{}, wake time.Tim
 		timer := time.NewTimer(time.Until(until))
 		select {
 		case <-woken:
+			timer.Stop()
+			return true
+		case <-roomed:
 			timer.Stop()
 			return true
 		case <-s.stopped():

@@ -10,6 +10,7 @@ package server
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 const (
 	msgQueue  = "q"  // a task became available
 	msgResult = "r:" // + task key: the task got its result, or ended
+	msgRoom   = "n:" // + a node's user id: the node posted a result
 	// msgAuth + a credential's cache key: it ended (a sign-out); msgAuth
 	// alone: every cached credential may have (a user removed, a password
 	// changed).
@@ -46,6 +48,19 @@ func (s *Server) signalResult(key string) {
 	}
 }
 
+// signalRoom ends the held dequeue of node, in every replica: it posted a
+// result, so the task's room is free again (or soon, once its container is
+// torn down) and the node asks anew with it. Without this a node whose
+// free room fits no queued task waits out its whole poll while its tasks
+// end.
+func (s *Server) signalRoom(node int64) {
+	key := strconv.FormatInt(node, 10)
+	s.nodeRoom.Signal(key)
+	if s.cfg.Relay != nil {
+		s.cfg.Relay.Publish(msgRoom + key)
+	}
+}
+
 // forgetCredentials drops credential key ("" for all) from the cache of
 // who a credential is, here and in every replica, so that a sign-out or a
 // removed user holds at once everywhere.
@@ -64,6 +79,9 @@ func (s *Server) forgetCredentials(key string) {
 func (s *Server) relayed(msg string) {
 	switch {
 	case msg == notify.Gap:
+		// Not nodeRoom: a lost room message costs its node one busy
+		// poll, while ending every held poll would send every node back
+		// at once with the room it had.
 		s.queue.Signal()
 		s.results.SignalAll()
 		s.auth.clear()
@@ -71,6 +89,8 @@ func (s *Server) relayed(msg string) {
 		s.queue.Signal()
 	case strings.HasPrefix(msg, msgResult):
 		s.results.Signal(strings.TrimPrefix(msg, msgResult))
+	case strings.HasPrefix(msg, msgRoom):
+		s.nodeRoom.Signal(strings.TrimPrefix(msg, msgRoom))
 	case msg == msgAuth:
 		s.auth.clear()
 	case strings.HasPrefix(msg, msgAuth):

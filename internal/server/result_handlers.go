@@ -93,6 +93,7 @@ func (s *Server) handleResultNew(w http.ResponseWriter, r *http.Request) {
 			s.log.Info("late result accepted from a node that had lost its lease", "task", res.ID, "node", u.Name)
 		}
 		s.signalResult(res.ID)
+		s.signalRoom(u.ID)
 		if posted.Callback {
 			s.wakeCallbacks()
 		}
