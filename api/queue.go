@@ -37,10 +37,13 @@ type DequeueRequest struct {
 	Queues []string `json:"queues,omitempty"`
 	// Tags are the node's tags.
 	Tags []string `json:"tags"`
+	// RoomWake asks that a result the node posts while this request waits
+	// end the wait at once, with what fits then, often nothing (extension
+	// "room_wake"): the node has that task's room again and asks anew with
+	// it. A node that does not ask again at once must not set it.
+	RoomWake bool `json:"room_wake,omitempty"`
 	// Wait lets the server hold the request this long for work when there
-	// is none (extension "long_poll"). A result the node posts meanwhile
-	// ends the wait early, with what fits then, often nothing: the node
-	// has that task's room again and asks anew with it.
+	// is none (extension "long_poll").
 	Wait Seconds `json:"wait,omitzero"`
 }
 
@@ -59,13 +62,14 @@ func ParseDequeue(body []byte) (DequeueRequest, error) {
 		Heartbeat   bool            `json:"heartbeat"`
 		Limits      json.RawMessage `json:"limits"`
 		Queues      []string        `json:"queues"`
+		RoomWake    bool            `json:"room_wake"`
 		Tags        []string        `json:"tags"`
 		Wait        json.RawMessage `json:"wait"`
 	}
 	if err := Decode(body, &raw); err != nil {
 		return DequeueRequest{}, fmt.Errorf("dequeue: %w", err)
 	}
-	req := DequeueRequest{Concurrency: 1, Heartbeat: raw.Heartbeat, Queues: raw.Queues, Tags: raw.Tags}
+	req := DequeueRequest{Concurrency: 1, Heartbeat: raw.Heartbeat, Queues: raw.Queues, RoomWake: raw.RoomWake, Tags: raw.Tags}
 	for i, q := range req.Queues {
 		if err := spec.CheckName(q); err != nil {
 			return DequeueRequest{}, fmt.Errorf("dequeue: queues[%d]: %w", i, err)

@@ -54,6 +54,9 @@ const (
 	// nodes fetch and import when a task names one they lack
 	// (docs/images.md).
 	ExtImages = "images"
+	// ExtRoomWake: DequeueRequest.RoomWake, a node's result post ends its
+	// held dequeue.
+	ExtRoomWake = "room_wake"
 )
 
 // Settings are a server's settings, as GET /settings/ answers them. A

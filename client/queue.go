@@ -29,6 +29,10 @@ type DequeueRequest struct {
 	// Heartbeat says the node will heartbeat its tasks (extension
 	// "heartbeat"): the server then leases them for a short time only.
 	Heartbeat bool
+	// RoomWake asks that a result the node posts while a long poll waits
+	// end it (extension "room_wake"): set it only where the caller asks
+	// again at once with the room the task had.
+	RoomWake bool
 	// Queues are the queues the node takes from, higher priority first by
 	// the server's rules (extension "queues"); none: the default queue.
 	Queues []string
@@ -68,6 +72,7 @@ func (c *Client) DequeueTasks(ctx context.Context, req DequeueRequest) (Dequeued
 		body.Defaults = req.Defaults
 	}
 	body.Heartbeat = req.Heartbeat && s.Has(api.ExtHeartbeat)
+	body.RoomWake = req.RoomWake && body.Wait > 0 && s.Has(api.ExtRoomWake)
 	if s.Has(api.ExtNodes) {
 		body.Capacity = req.Capacity
 	}

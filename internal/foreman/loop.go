@@ -47,6 +47,7 @@ func (f *Foreman) dequeueLoop() {
 				Defaults:    f.cfg.Defaults,
 				Wait:        wait,
 				Heartbeat:   true,
+				RoomWake:    true,
 				Queues:      f.cfg.Queues,
 				Capacity:    f.cfg.Capacity,
 			})

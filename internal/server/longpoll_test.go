@@ -66,8 +66,10 @@ func TestLongPoll(t *testing.T) {
 		}
 	})
 	t.Run("dequeue ends when its node posts a result", func(t *testing.T) {
-		// The node has the posted task's room again and must ask with it;
-		// another node's poll goes on.
+		// With "room_wake": the node has the posted task's room again and
+		// must ask with it; another node's poll goes on, and so does the
+		// node's own without the key (a foreman that would not ask again
+		// at once).
 		key := a.submit(task(nil), nil)
 		if got := ids(dequeue(t, n, map[string]any{})); !slices.Equal(got, []string{key}) {
 			t.Fatalf("got %v", got)
@@ -75,11 +77,11 @@ func TestLongPoll(t *testing.T) {
 		other := make(chan time.Duration, 1)
 		start := time.Now()
 		e.polling(func() {
-			dequeue(t, e.tok("node2"), map[string]any{"wait": 1})
+			dequeue(t, e.tok("node2"), map[string]any{"wait": 1, "room_wake": true})
 			other <- time.Since(start)
 		})
 		done := make(chan []string, 1)
-		e.polling(func() { done <- ids(dequeue(t, n, map[string]any{"wait": wait.Seconds()})) })
+		e.polling(func() { done <- ids(dequeue(t, n, map[string]any{"wait": wait.Seconds(), "room_wake": true})) })
 		mustOK(t, n.postJSON("/task/result/", map[string]any{"id": key, "result": 0}))
 		if got := <-done; len(got) != 0 {
 			t.Errorf("got %v, want nothing", got)
@@ -89,6 +91,20 @@ func TestLongPoll(t *testing.T) {
 		}
 		if d := <-other; d < time.Second {
 			t.Errorf("node2's poll answered after %v, before its wait of 1 s: another node's post ended it", d)
+		}
+		key = a.submit(task(nil), nil)
+		if got := ids(dequeue(t, n, map[string]any{})); !slices.Equal(got, []string{key}) {
+			t.Fatalf("got %v", got)
+		}
+		plain := make(chan time.Duration, 1)
+		start = time.Now()
+		e.polling(func() {
+			dequeue(t, n, map[string]any{"wait": 1})
+			plain <- time.Since(start)
+		})
+		mustOK(t, n.postJSON("/task/result/", map[string]any{"id": key, "result": 0}))
+		if d := <-plain; d < time.Second {
+			t.Errorf("a poll without room_wake answered after %v, before its wait of 1 s: the node's post ended it", d)
 		}
 	})
 	t.Run("result times out with 404", func(t *testing.T) {

@@ -8,8 +8,9 @@ package server
 //	{"concurency": N, "limits": {what the node has free}, "tags": [...]}
 //
 // plus our optional keys: "wait": seconds to wait for work when there is
-// none (long poll, capped at MaxWait; a result the node posts meanwhile
-// ends it, so that the node asks again with that task's room), "defaults": {limits for tasks that
+// none (long poll, capped at MaxWait), "room_wake": true (extension
+// "room_wake": a result the node posts meanwhile ends the wait, so that
+// the node asks again with that task's room), "defaults": {limits for tasks that
 // omit one the node declares}, "heartbeat": true (the node will heartbeat:
 // its tasks get the short lease), "queues": [names] (extension "queues":
 // the queues the node takes from, higher priority first; none: the default
@@ -88,11 +89,16 @@ func (s *Server) handleDequeue(w http.ResponseWriter, r *http.Request) {
 		Expiry:     s.expiryPolicy(),
 	}
 	defer s.noteDequeue(r.Context(), u.ID, req)()
-	// A result this node posts while the poll waits ends the poll (one
-	// more try, then the answer, empty or not): the node has more room
-	// than it asked with and asks again with it (signalRoom).
-	roomed, unsubscribe := s.nodeRoom.Subscribe(strconv.FormatInt(u.ID, 10))
-	defer unsubscribe()
+	// With "room_wake", a result this node posts while the poll waits
+	// ends the poll (one more try, then the answer, empty or not): the
+	// node has more room than it asked with and asks again with it
+	// (signalRoom).
+	var roomed <-chan struct{}
+	if req.RoomWake {
+		var unsubscribe func()
+		roomed, unsubscribe = s.nodeRoom.Subscribe(strconv.FormatInt(u.ID, 10))
+		defer unsubscribe()
+	}
 	for {
 		// Take the channel first: a task submitted during the dequeue
 		// transaction wakes us.

@@ -54,6 +54,17 @@ func TestBadInputNodes(t *testing.T) {
 			unchanged(t, s, r, func() answer { return node.do(t, "POST", "/queue/dequeue/", []byte(body)) }, 200, "FAIL", []string{"capacity"})
 		}
 	})
+	t.Run("BN04", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BN04", "nodes: a dequeue whose room_wake is not a boolean (\"yes\", 1, a list)",
+			"FAIL naming room_wake; no task handed out; nothing changed")
+		for _, body := range []string{
+			`{"concurency": 1, "limits": {}, "tags": [], "wait": 1, "room_wake": "yes"}`,
+			`{"concurency": 1, "limits": {}, "tags": [], "wait": 1, "room_wake": 1}`,
+			`{"concurency": 1, "limits": {}, "tags": [], "wait": 1, "room_wake": [null]}`,
+		} {
+			unchanged(t, s, r, func() answer { return node.do(t, "POST", "/queue/dequeue/", []byte(body)) }, 200, "FAIL", []string{"room_wake"})
+		}
+	})
 }
 
 // A node configured to offer no memory, or no processes, could take no
