@@ -64,12 +64,12 @@ type Server struct {
 	// with the server); a Config.Relay belongs to its caller.
 	ownRelay notify.Relay
 
-	queue     notify.Broadcast // a task became available (submitted, requeued)
-	results   notify.Keyed     // a task got its result (or was deleted)
+	queue   notify.Broadcast // a task became available (submitted, requeued)
+	results notify.Keyed     // a task got its result (or was deleted)
 	// nodeRoom: a node posted a result, so it has room its held dequeue
 	// did not ask for (key: the node's user id).
-	nodeRoom notify.Keyed
-	callbacks chan struct{}    // an outbox row was added
+	nodeRoom  notify.Keyed
+	callbacks chan struct{} // an outbox row was added
 	// triggerWake: a schedule was put or resumed, a task or run ended.
 	triggerWake chan struct{}
 	gc          chan string // a blob may have lost its last reference
