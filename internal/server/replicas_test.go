@@ -81,6 +81,28 @@ func TestReplicasWakeEachOther(t *testing.T) {
 			t.Fatalf("the client waiting in the other replica was not answered within %v", wait/2)
 		}
 	})
+
+	t.Run("a node's result stored through one ends its dequeue waiting in another", func(t *testing.T) {
+		key := a.tok("alice").submit(simpleTask(), nil)
+		if got := ids(dequeue(t, a.tok("node2"), map[string]any{"concurency": 1})); !slices.Equal(got, []string{key}) {
+			t.Fatalf("dequeued %v, want [%s]", got, key)
+		}
+		done := make(chan []string, 1)
+		b.polling(func() {
+			done <- ids(dequeue(t, b.tok("node2"), map[string]any{"wait": wait.Seconds(), "concurency": 1, "room_wake": true}))
+		})
+		start := time.Now()
+		mustOK(t, a.tok("node2").postJSON("/task/result/", map[string]any{"id": key, "result": 0}))
+		select {
+		case got := <-done:
+			if len(got) != 0 {
+				t.Errorf("the ended dequeue got %v, want nothing", got)
+			}
+			t.Logf("ended %v after the result", time.Since(start))
+		case <-time.After(wait / 2):
+			t.Fatalf("the node's dequeue in the other replica was not ended within %v", wait/2)
+		}
+	})
 }
 
 // lost loses every wake-up, as a relay whose connection is down does.
