@@ -156,8 +156,8 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) error {
 // /settings/ (api.Ext*): callbacks only when some callback hosts are
 // allowed.
 func (s *Server) extensions() []string {
-	ext := []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtRoomWake, api.ExtDequeueDefaults, api.ExtRelease, api.ExtQueues, api.ExtTypes,
-		api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes, api.ExtImages}
+	ext := []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtQueues, api.ExtTypes,
+		api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes, api.ExtImages, api.ExtRoomWake}
 	if len(s.cfg.CallbackHosts) > 0 {
 		ext = append(ext, api.ExtCallbacks)
 	}
