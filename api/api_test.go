@@ -38,7 +38,7 @@ func answers() map[string]any {
 		"settings": api.OK(&api.SettingsAnswer{Settings: api.Settings{
 			BlobHashAlgorithm: "sha256",
 			Extensions: []string{api.ExtBearer, api.ExtHeartbeat, api.ExtLongPoll, api.ExtDequeueDefaults, api.ExtRelease, api.ExtQueues, api.ExtTypes,
-				api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes, api.ExtImages},
+				api.ExtTaskList, api.ExtTaskDetail, api.ExtCancel, api.ExtClone, api.ExtWorkflows, api.ExtTriggers, api.ExtNodes, api.ExtImages, api.ExtRoomWake},
 			LeaseTime:     "60.0s",
 			MaxResultBody: "16777216b",
 			MaxWait:       "60.0s",

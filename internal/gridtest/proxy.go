@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -42,13 +43,33 @@ type Proxy struct {
 	// Served counts the answers each backend gave (not the proxy's 502s
 	// for a backend that died holding a request).
 	Served []atomic.Int64
+	mu     sync.Mutex
+	// sent[k] holds when the proxy sent each request backend k answered.
+	sent [][]time.Time
+}
+
+// Answered counts backend k's answers to requests the proxy sent before
+// t, and to those sent from t on. An answer read after a replica was cut
+// off or killed may still be its last bytes received before that; one to
+// a request sent afterwards may not.
+func (p *Proxy) Answered(k int, t time.Time) (before, after int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.sent[k] {
+		if s.Before(t) {
+			before++
+		} else {
+			after++
+		}
+	}
+	return before, after
 }
 
 // NewProxy starts a proxy on a free loopback port over backends
 // ("host:port"). The caller closes it (after the processes that use it
 // have stopped).
 func NewProxy(t testing.TB, backends []string) *Proxy {
-	p := &Proxy{Served: make([]atomic.Int64, len(backends)), rest: make([]atomic.Int64, len(backends))}
+	p := &Proxy{Served: make([]atomic.Int64, len(backends)), rest: make([]atomic.Int64, len(backends)), sent: make([][]time.Time, len(backends))}
 	p.transport = &http.Transport{
 		DialContext:         deadPeerDialer().DialContext,
 		MaxIdleConnsPerHost: 64,
@@ -103,10 +124,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
+		sent := time.Now()
 		rp.ServeHTTP(w, r)
 		if !refused {
 			if answered {
 				p.Served[k].Add(1)
+				p.mu.Lock()
+				p.sent[k] = append(p.sent[k], sent)
+				p.mu.Unlock()
 			}
 			return
 		}
