@@ -251,15 +251,10 @@ func (cfg Config) complete() (Config, error) {
 
 // checkCapacity refuses a capacity that leaves no memory or no processes
 // to any task: such a node would ask for nothing, ever (ledger.exhausted),
-// and wait without saying why. (Cores are placeCores' to check.)
+// and wait without saying why. (placeCores has refused one without cores.)
 func checkCapacity(capacity spec.Limits) error {
-	for _, c := range []struct {
-		name string
-		v    *int64
-	}{{"memory", capacity.Memory}, {"pids", capacity.Pids}} {
-		if c.v != nil && *c.v <= 0 {
-			return fmt.Errorf("the node offers %s %d: no task could run on it: %w", c.name, *c.v, ErrConfig)
-		}
+	if name, v := noRoom(capacity); name != "" {
+		return fmt.Errorf("the node offers %s %d: no task could run on it: %w", name, v, ErrConfig)
 	}
 	return nil
 }

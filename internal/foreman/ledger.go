@@ -67,12 +67,23 @@ func (l *ledger) request() (free spec.Limits, n int, ok bool) {
 // cores all busy, would take new work once per long poll (BusyWait)
 // instead of as soon as a task ends (notify wakes nextRequest).
 func (l *ledger) exhausted() bool {
-	for _, v := range []*int64{l.free.CPUs, l.free.Memory, l.free.Pids} {
-		if v != nil && *v <= 0 {
-			return true
+	name, _ := noRoom(l.free)
+	return name != ""
+}
+
+// noRoom names the first of cores, memory and processes that l counts and
+// has none of (with its value), or returns "": every task needs at least
+// one of each.
+func noRoom(l spec.Limits) (name string, v int64) {
+	for _, c := range []struct {
+		name string
+		v    *int64
+	}{{"cpus", l.CPUs}, {"memory", l.Memory}, {"pids", l.Pids}} {
+		if c.v != nil && *c.v <= 0 {
+			return c.name, *c.v
 		}
 	}
-	return false
+	return "", 0
 }
 
 // admit reserves what t needs and returns the grant, errWait when it must

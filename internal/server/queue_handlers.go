@@ -10,8 +10,8 @@ package server
 // plus our optional keys: "wait": seconds to wait for work when there is
 // none (long poll, capped at MaxWait), "room_wake": true (extension
 // "room_wake": a result the node posts meanwhile ends the wait, so that
-// the node asks again with that task's room), "defaults": {limits for tasks that
-// omit one the node declares}, "heartbeat": true (the node will heartbeat:
+// the node asks again with that task's room), "defaults": {limits for
+// tasks that omit one the node declares}, "heartbeat": true (the node will heartbeat:
 // its tasks get the short lease), "queues": [names] (extension "queues":
 // the queues the node takes from, higher priority first; none: the default
 // queue), "capacity": {what the node offers in all} (extension "nodes",
@@ -192,9 +192,9 @@ func (s *Server) pause(r *http.Request, woken <-chan struct{}, wake time.Time) (
 }
 
 // awaitWork is one wait of a dequeue's long poll, like pause, that also
-// ends when the node posts a result (roomed) or is drained by an admin command in another process
-// (which cannot wake it): it rereads the flag every queueRecheck. It
-// returns false when the request ended meanwhile.
+// ends when the node posts a result (roomed) or is drained by an admin
+// command in another process (which cannot wake it: it rereads the flag
+// every queueRecheck). It returns false when the request ended meanwhile.
 func (s *Server) awaitWork(r *http.Request, woken, roomed <-chan struct{}, wake time.Time, node int64) bool {
 	if s.cfg.pausing != nil {
 		s.cfg.pausing()
