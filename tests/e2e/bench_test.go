@@ -83,12 +83,7 @@ func benchGridExecuteTrivial(b *testing.B, warm string) {
 	g.startForeman("a", "", warm)
 	task := gridtest.WriteTask(b, trivialTask)
 	ctx := context.Background()
-	execute := func(i int) {
-		dir := filepath.Join(b.TempDir(), fmt.Sprint("r", i))
-		if _, errOut, code := g.KolejkaClient(ctx, "execute", task, dir); code != 0 {
-			b.Fatalf("execute: exit %d: %s", code, errOut)
-		}
-	}
+	execute := func(int) { g.execute(b, task) }
 	for i := range 3 { // warm: page cache, image, connections
 		execute(i)
 	}

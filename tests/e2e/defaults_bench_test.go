@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"context"
-	"fmt"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -60,13 +57,7 @@ func gridAgainstRunc(b *testing.B, taskJSON string, total, runcWidth int, forema
 	g := newGrid(b)
 	g.startForeman("a", "", foreman...)
 	task := gridtest.WriteTask(b, taskJSON)
-	ctx := context.Background()
-	execute := func(i int) {
-		dir := filepath.Join(b.TempDir(), fmt.Sprint("r", i))
-		if _, errOut, code := g.KolejkaClient(ctx, "execute", task, dir); code != 0 {
-			b.Fatalf("execute: exit %d: %s", code, errOut)
-		}
-	}
+	execute := func(int) { g.execute(b, task) }
 	for i := range 3 { // page cache, image, connections
 		execute(i)
 	}

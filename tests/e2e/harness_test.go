@@ -75,6 +75,15 @@ func pin(i int) string {
 	return strconv.Itoa(cores[i])
 }
 
+// execute runs `kolejka-client execute` of the task folder into a new
+// result folder; anything but success fails tb.
+func (g *grid) execute(tb testing.TB, task string) {
+	tb.Helper()
+	if _, errOut, code := g.KolejkaClient(context.Background(), "execute", task, filepath.Join(tb.TempDir(), "r")); code != 0 {
+		tb.Fatalf("execute %s: exit %d: %s", task, code, errOut)
+	}
+}
+
 // startForeman starts node name (see gridtest.Grid.StartForeman); cores,
 // if set, is the taskset list it is pinned to (its tasks then run on those
 // cores only); extra adds [foreman] lines.

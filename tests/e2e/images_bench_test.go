@@ -47,12 +47,7 @@ func BenchmarkGridImageFromServer(b *testing.B) {
 		b.Fatal(err)
 	}
 	task := gridtest.WriteTask(b, trivialTask)
-	execute := func(i int) {
-		dir := filepath.Join(b.TempDir(), fmt.Sprint("r", i))
-		if _, errOut, code := g.KolejkaClient(ctx, "execute", task, dir); code != 0 {
-			b.Fatalf("execute: exit %d: %s", code, errOut)
-		}
-	}
+	execute := func(int) { g.execute(b, task) }
 	empty := func() {
 		if err := st.Remove(gridtest.TestImage); err != nil {
 			b.Fatal(err)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -42,37 +41,30 @@ func BenchmarkGridWarm(b *testing.B) {
 	nodeOf := map[string]string{"cold": "a", "warm": "b"}
 	g.startForeman(nodeOf["cold"], "", "warm = 0")
 	g.startForeman(nodeOf["warm"], "")
-	ctx := context.Background()
 	tasks := map[string]string{}
 	for _, node := range []string{"cold", "warm"} {
 		tasks[node] = gridtest.WriteTask(b, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"time": "10s"}, "requires": ["node:`+nodeOf[node]+`"]}`)
 	}
-	execute := func(node string, i int) {
-		dir := filepath.Join(b.TempDir(), fmt.Sprint("r", i))
-		if _, errOut, code := g.KolejkaClient(ctx, "execute", tasks[node], dir); code != 0 {
-			b.Fatalf("execute on %s: exit %d: %s", node, code, errOut)
-		}
-	}
-	for i := range 3 { // page cache, image, connections; the warm node sees the shape
-		execute("cold", i)
-		execute("warm", i)
+	for range 3 { // page cache, image, connections; the warm node sees the shape
+		g.execute(b, tasks["cold"])
+		g.execute(b, tasks["warm"])
 	}
 	bundle := runcBundle(b)
 
 	n := max(b.N, 30)
 	lat := map[string][]time.Duration{}
 	b.ResetTimer()
-	for i := range n {
+	for range n {
 		for _, node := range []string{"cold", "warm"} {
 			start := time.Now()
-			execute(node, i)
+			g.execute(b, tasks[node])
 			lat[node] = append(lat[node], time.Since(start))
 		}
 	}
 	const total, clients = 120, 8
 	rate, cpu := map[string]float64{}, map[string]float64{}
 	for _, node := range []string{"cold", "warm"} {
-		rate[node], cpu[node] = parallelCPU(b, total, clients, func(i int) { execute(node, 1000+i) })
+		rate[node], cpu[node] = parallelCPU(b, total, clients, func(int) { g.execute(b, tasks[node]) })
 	}
 	rate["runc"], cpu["runc"] = parallelCPU(b, total, 2, func(i int) { bareRuncRun(b, runcBin, bundle, i) })
 	b.StopTimer()
