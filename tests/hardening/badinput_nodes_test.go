@@ -4,7 +4,8 @@ package hardening_test
 // client that reaches for another node's drain, or a node declaring a
 // capacity that is not one, is refused, and nothing changes (which nodes
 // are drained: the state a request may change; stateOf leaves out what a
-// node's own requests note of it).
+// node's own requests note of it). A dequeue's room_wake is a boolean,
+// and only the node's own results end its wait.
 
 import (
 	"context"
@@ -63,6 +64,48 @@ func TestBadInputNodes(t *testing.T) {
 			`{"concurency": 1, "limits": {}, "tags": [], "wait": 1, "room_wake": [null]}`,
 		} {
 			unchanged(t, s, r, func() answer { return node.do(t, "POST", "/queue/dequeue/", []byte(body)) }, 200, "FAIL", []string{"room_wake"})
+		}
+	})
+	t.Run("BN05", func(t *testing.T) {
+		r := caseOf(t, hardening.BadInput, "BN05", "nodes: node2 posts a result for a task node holds, every 100 ms while node's dequeue waits with room_wake (2 s)",
+			"403 naming the assignment, every time; nothing changed; node's dequeue is not ended by them (it answers at its wait)")
+		a := alice.mustPost(t, "/task/task/", `{"image": "kolejka-test:latest", "args": ["true"], "requires": ["bn05"]}`)
+		key, _ := a.json["task"].(map[string]any)["id"].(string)
+		if got := node.mustPost(t, "/queue/dequeue/", `{"concurency": 1, "limits": {}, "tags": ["bn05"]}`); !strings.Contains(got.text(), key) {
+			t.Fatalf("node's dequeue: %v; want task %s", got, key)
+		}
+		const wait = 2 * time.Second
+		ended := make(chan time.Duration, 1)
+		start := time.Now()
+		go func() {
+			node.do(t, "POST", "/queue/dequeue/", []byte(`{"concurency": 1, "limits": {}, "tags": ["bn05"], "wait": 2, "room_wake": true}`))
+			ended <- time.Since(start)
+		}()
+		post := func() answer {
+			return node2.do(t, "POST", "/task/result/", []byte(fmt.Sprintf(`{"id": %q, "result": 0}`, key)))
+		}
+		unchanged(t, s, r, post, 403, "", []string{"not assigned to you"})
+		// Again and again while the poll waits, so that some posts come
+		// after it listens for node's results whatever the scheduling.
+		posts := 1
+		var d time.Duration
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+	poll:
+		for {
+			select {
+			case d = <-ended:
+				break poll
+			case <-tick.C:
+				if a := post(); a.code != 403 {
+					t.Fatalf("node2's post of node's result: %v", a)
+				}
+				posts++
+			}
+		}
+		r.Observe("%d refused posts; node's dequeue answered %v after it began (its wait: %v)", posts, d.Round(time.Millisecond), wait)
+		if d < wait {
+			t.Errorf("node's dequeue answered after %v, before its wait of %v: node2's refused post ended it", d, wait)
 		}
 	})
 }
