@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kolejka-go/kolejka/internal/gridtest"
+	"github.com/kolejka-go/kolejka/spec"
 	"github.com/kolejka-go/kolejka/tests/hardening"
 )
 
@@ -145,5 +146,57 @@ func TestBadInputNodeCapacity(t *testing.T) {
 	}
 	if assigned := g.Admin("lstask", "--assigned"); strings.Contains(assigned, key) {
 		t.Errorf("the task %s was taken: lstask --assigned says %q", key, assigned)
+	}
+}
+
+// Two kolejka-foremen on one processor account, which docs/grid-node.md
+// says never to do: each one's result posts end the other's room_wake
+// dequeue too. They slow each other at most; every task still runs once
+// and gets its result.
+func TestBadInputSharedAccount(t *testing.T) {
+	r := caseOf(t, hardening.BadInput, "BN06", "nodes: two kolejka-foremen share one processor account (so each one's results end the other's room_wake dequeue); 20 trivial tasks",
+		"every task gets its result (OK) within a minute, handed out once (attempts 1); both foremen take tasks")
+	g := newGrid(t, "", "")
+	first := g.startForeman("a")
+	conf, err := os.ReadFile(first.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := &gridtest.Node{Name: "a (twin)", Temp: filepath.Join(g.Dir, "node-a-twin"), Log: filepath.Join(g.Dir, "foreman-a-twin.log"),
+		Conf: filepath.Join(g.Dir, "foreman-a-twin.conf")}
+	text := strings.Replace(string(conf), "temp = "+first.Temp+"\n", "temp = "+twin.Temp+"\n", 1)
+	if text == string(conf) {
+		t.Fatalf("no temp line in %s", first.Conf)
+	}
+	if err := os.WriteFile(twin.Conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	twin.Argv = []string{filepath.Join(bins(t), "kolejka-foreman"), "--config-file", twin.Conf}
+	g.Nodes[twin.Name] = twin // stopped with the grid
+	twin.P = gridtest.Start(t, "kolejka-foreman "+twin.Name, twin.Log, twin.Argv...)
+	if !twin.P.Logged("foreman running", 30*time.Second) {
+		t.Fatalf("the twin foreman did not start; log:\n%s", gridtest.Tail(twin.Log))
+	}
+	var keys []string
+	for range 20 {
+		keys = append(keys, g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"], "limits": {"time": "10s"}}`)))
+	}
+	start := time.Now()
+	for _, key := range keys {
+		_, res, err := g.waitResult(key, time.Minute)
+		if err != nil || res.Status != spec.StatusOK {
+			t.Fatalf("task %s: %v %v", key, res, err)
+		}
+		if a := g.TaskInfo(key)["attempts"]; fmt.Sprint(a) != "1" {
+			t.Errorf("task %s handed out %v times", key, a)
+		}
+	}
+	took := func(n *gridtest.Node) int {
+		log, _ := os.ReadFile(n.Log)
+		return strings.Count(string(log), `msg="task taken"`)
+	}
+	r.Observe("20 results in %v; tasks taken: %d by one foreman, %d by its twin", time.Since(start).Round(time.Millisecond), took(first), took(twin))
+	if took(first) == 0 || took(twin) == 0 {
+		t.Errorf("tasks taken: %d and %d; want both foremen to take some", took(first), took(twin))
 	}
 }
