@@ -20,7 +20,12 @@ func TestGridForemanSignals(t *testing.T) {
 	a := g.startForeman("a", pin(0))
 
 	key := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 1.5; echo finished"], "limits": {"time": "10s"}, "stdout": "out"}`))
-	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.TaskInfo(key)["assignee"] == "a" })
+	// Taken by the node, not only assigned by the server: a signal
+	// between the two cuts the dequeue's answer short, and the task then
+	// comes back only when its lease lapses (loop.go).
+	if !a.P.Logged(`msg="task taken" task=`+key, 20*time.Second) {
+		t.Fatalf("node a did not take the task; log:\n%s", gridtest.Tail(a.Log))
+	}
 	a.P.Signal(syscall.SIGTERM)
 	queued := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["true"]}`))
 	code, ended := a.P.Wait(30 * time.Second)
@@ -44,7 +49,9 @@ func TestGridForemanSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	long := g.Put(gridtest.WriteTask(t, `{"image": "kolejka-test:latest", "args": ["sh", "-c", "sleep 2; echo second try"], "limits": {"time": "10s"}, "stdout": "out"}`))
-	gridtest.WaitFor(t, "the task running", 20*time.Second, func() bool { return g.TaskInfo(long)["assignee"] == "a" })
+	if !a.P.Logged(`msg="task taken" task=`+long, 20*time.Second) {
+		t.Fatalf("node a did not take the task; log:\n%s", gridtest.Tail(a.Log))
+	}
 	a.P.Signal(syscall.SIGTERM)
 	if !a.P.Logged("draining", 10*time.Second) { // the second signal must find it draining
 		t.Fatalf("the foreman did not start draining; log:\n%s", gridtest.Tail(a.Log))
